@@ -1,0 +1,296 @@
+//! Procedural macros of [mobula](https://docs.rs/mobula). Use them through `mobula`:
+//! `#[mobula::remote]`.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, FnArg, ItemFn, Lit, Meta, Pat, ReturnType, Token, Type};
+
+/// Makes a function remote: `f.remote(args...)` runs it as a task and returns an
+/// `ObjectRef` to its result. See the `mobula` crate for the full story.
+///
+/// Options (all optional): `num_cpus`, `num_gpus`, `max_retries`, `retry_exceptions`,
+/// `name`, and `resources(name = amount, ...)`:
+///
+/// ```ignore
+/// #[mobula::remote(num_cpus = 2, max_retries = 0, resources(fpga = 1))]
+/// fn heavy(x: u64) -> u64 { x * 2 }
+/// ```
+#[proc_macro_attribute]
+pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match expand_remote(attr.into(), item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let options = parse_options(attr)?;
+    let func: ItemFn = syn::parse2(item)?;
+    let sig = &func.sig;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "a remote function cannot be generic: every node must find it by one name; write one remote function per concrete type",
+        ));
+    }
+    if let Some(v) = &sig.variadic {
+        return Err(syn::Error::new(v.span(), "a remote function cannot be variadic"));
+    }
+    if sig.unsafety.is_some() || sig.constness.is_some() || sig.abi.is_some() {
+        return Err(syn::Error::new(sig.span(), "a remote function must be a plain `fn` or `async fn`"));
+    }
+    if sig.inputs.len() > 12 {
+        return Err(syn::Error::new(sig.inputs.span(), "a remote function takes at most 12 parameters"));
+    }
+
+    let name = &sig.ident;
+    let vis = &func.vis;
+    let attrs = &func.attrs;
+    let is_async = sig.asyncness.is_some();
+
+    let mut remote_params = Vec::new(); // name: impl IntoArg<T>
+    let mut into_args = Vec::new();
+    let mut param_types = Vec::new();
+    let mut arg_names = Vec::new();
+    let mut call_args = Vec::new();
+    let mut checks = Vec::new();
+    for (i, input) in sig.inputs.iter().enumerate() {
+        let FnArg::Typed(pt) = input else {
+            return Err(syn::Error::new(input.span(), "a remote function cannot take `self`"));
+        };
+        let pname = match &*pt.pat {
+            Pat::Ident(p) => p.ident.clone(),
+            _ => format_ident!("arg{}", i),
+        };
+        let arg = format_ident!("__mobula_arg{}", i);
+        let (ty, by_ref) = match &*pt.ty {
+            Type::Reference(r) if r.mutability.is_some() => {
+                return Err(syn::Error::new(
+                    r.span(),
+                    "a remote function cannot take `&mut`: it receives its own copy of each argument; take the value instead",
+                ));
+            }
+            Type::Reference(r) => ((*r.elem).clone(), true),
+            Type::ImplTrait(t) => {
+                return Err(syn::Error::new(t.span(), "a remote function cannot take `impl Trait`: name a concrete type"));
+            }
+            other => (other.clone(), false),
+        };
+        checks.push(value_check(&ty));
+        remote_params.push(quote!(#pname: impl ::mobula::IntoArg<#ty>));
+        into_args.push(quote!(::mobula::IntoArg::<#ty>::into_arg(#pname)));
+        call_args.push(if by_ref { quote!(&*#arg) } else { quote!(#arg.into_owned()) });
+        param_types.push(ty);
+        arg_names.push(arg);
+    }
+
+    let (output, convert) = match &sig.output {
+        ReturnType::Default => (quote!(()), quote!(::core::result::Result::Ok)),
+        ReturnType::Type(_, ty) => match fallible_ok(ty) {
+            Some(ok) => (ok, quote!(::mobula::__private::Fallible::into_result)),
+            None => (quote!(#ty), quote!(::core::result::Result::Ok)),
+        },
+    };
+    let output_span = match &sig.output {
+        ReturnType::Default => Span::call_site(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    checks.push(quote_spanned! {output_span=>
+        const _: () = {
+            fn __mobula_assert_value<T: ::mobula::Value>() {}
+            let _ = __mobula_assert_value::<#output>;
+        };
+    });
+
+    let kind = if is_async { quote!(Async) } else { quote!(Blocking) };
+    let invoke_body = if is_async {
+        quote! {
+            ::mobula::__private::Body::Future(::std::boxed::Box::pin(async move {
+                let (#(#arg_names,)*) = args;
+                #convert(#name.call(#(#call_args),*).await)
+            }))
+        }
+    } else {
+        quote! {
+            let (#(#arg_names,)*) = args;
+            ::mobula::__private::Body::Done(#convert(#name.call(#(#call_args),*)))
+        }
+    };
+
+    let name_str = name.to_string();
+    let call_inputs = &sig.inputs;
+    let call_output = &sig.output;
+    let block = &func.block;
+    let asyncness = &sig.asyncness;
+    let option_calls = options.calls;
+
+    Ok(quote! {
+        #(#attrs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy, Default)]
+        #vis struct #name;
+
+        #[allow(dead_code, clippy::too_many_arguments)]
+        impl #name {
+            /// Runs this function as a task; returns a ref to its result at once.
+            #vis fn remote(&self, #(#remote_params),*) -> ::mobula::ObjectRef<#output> {
+                ::mobula::__private::submit::<Self>(
+                    ::core::option::Option::None,
+                    (#(#into_args,)*),
+                )
+            }
+
+            /// Options for one call: `.options().num_cpus(2).remote(...)`.
+            #vis fn options(&self) -> ::mobula::TaskBuilder<Self, (#(#param_types,)*)> {
+                ::mobula::TaskBuilder::new()
+            }
+
+            /// The function's body, called as plain Rust on this thread.
+            #(#attrs)*
+            #vis #asyncness fn call(&self, #call_inputs) #call_output #block
+        }
+
+        impl ::mobula::__private::RemoteFunction for #name {
+            type Params = (#(#param_types,)*);
+            type Output = #output;
+
+            fn descriptor() -> &'static ::mobula::__private::FunctionDescriptor {
+                fn defaults() -> ::mobula::TaskOptions {
+                    ::mobula::TaskOptions::new() #(#option_calls)*
+                }
+                static DESCRIPTOR: ::mobula::__private::FunctionDescriptor =
+                    ::mobula::__private::FunctionDescriptor::new(
+                        ::core::concat!(::core::module_path!(), "::", #name_str),
+                        ::mobula::__private::FunctionKind::#kind,
+                        defaults,
+                    );
+                &DESCRIPTOR
+            }
+
+            #[allow(unused_variables, clippy::unused_unit)]
+            fn invoke(
+                args: <Self::Params as ::mobula::__private::Params>::Resolved,
+            ) -> ::mobula::__private::Body<Self::Output> {
+                #invoke_body
+            }
+        }
+
+        ::mobula::__private::inventory::submit! {
+            ::mobula::__private::RegisteredFunction {
+                descriptor: <#name as ::mobula::__private::RemoteFunction>::descriptor,
+            }
+        }
+
+        #(#checks)*
+    })
+}
+
+/// A compile-time check, pointing at `ty`, that it is a Mobula value.
+fn value_check(ty: &Type) -> TokenStream2 {
+    quote_spanned! {ty.span()=>
+        const _: () = {
+            fn __mobula_assert_value<T: ::mobula::Value>() {}
+            let _ = __mobula_assert_value::<#ty>;
+        };
+    }
+}
+
+/// For a return type named `Result`, what an `ObjectRef` to the result holds: its first type
+/// argument, or the `Ok` type by way of `Fallible` for an alias without arguments.
+fn fallible_ok(ty: &Type) -> Option<TokenStream2> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    if let syn::PathArguments::AngleBracketed(args) = &last.arguments
+        && let Some(syn::GenericArgument::Type(ok)) = args.args.first()
+    {
+        return Some(quote!(#ok));
+    }
+    Some(quote!(<#ty as ::mobula::__private::Fallible>::Ok))
+}
+
+struct Options {
+    calls: Vec<TokenStream2>,
+}
+
+const KEYS: &str = "num_cpus, num_gpus, max_retries, retry_exceptions, name, resources(...)";
+
+fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
+    let mut calls = Vec::new();
+    for meta in metas {
+        let key = meta.path().get_ident().map(|i| i.to_string()).unwrap_or_default();
+        match (key.as_str(), &meta) {
+            ("num_cpus" | "num_gpus", Meta::NameValue(nv)) => {
+                let n = non_negative_number(&nv.value, &key)?;
+                let method = format_ident!("{}", key);
+                calls.push(quote!(.#method(#n)));
+            }
+            ("max_retries", Meta::NameValue(nv)) => {
+                let v = &nv.value;
+                if !is_integer(v) {
+                    return Err(syn::Error::new(v.span(), "max_retries must be an integer (negative: no limit)"));
+                }
+                calls.push(quote!(.max_retries(#v)));
+            }
+            ("retry_exceptions", Meta::NameValue(nv)) => {
+                let Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) = &nv.value else {
+                    return Err(syn::Error::new(nv.value.span(), "retry_exceptions must be true or false"));
+                };
+                calls.push(quote!(.retry_exceptions(#b)));
+            }
+            ("name", Meta::NameValue(nv)) => {
+                let Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) = &nv.value else {
+                    return Err(syn::Error::new(nv.value.span(), "name must be a string"));
+                };
+                calls.push(quote!(.name(#s)));
+            }
+            ("resources", Meta::List(list)) => {
+                let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated.parse2(list.tokens.clone())?;
+                for pair in pairs {
+                    let Some(res) = pair.path.get_ident() else {
+                        return Err(syn::Error::new(pair.path.span(), "a resource name must be a single word"));
+                    };
+                    let n = non_negative_number(&pair.value, &res.to_string())?;
+                    let res = res.to_string();
+                    calls.push(quote!(.resource(#res, #n)));
+                }
+            }
+            _ => {
+                return Err(syn::Error::new(
+                    meta.span(),
+                    format!("unknown or malformed remote option `{key}`; the options are: {KEYS}"),
+                ));
+            }
+        }
+    }
+    Ok(Options { calls })
+}
+
+fn is_integer(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(syn::ExprLit { lit: Lit::Int(_), .. }) => true,
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => is_integer(&u.expr),
+        _ => false,
+    }
+}
+
+fn non_negative_number(e: &Expr, what: &str) -> syn::Result<TokenStream2> {
+    match e {
+        Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) => {
+            let v: f64 = i.base10_parse::<u64>()? as f64;
+            Ok(quote!(#v))
+        }
+        Expr::Lit(syn::ExprLit { lit: Lit::Float(f), .. }) => {
+            let v: f64 = f.base10_parse()?;
+            Ok(quote!(#v))
+        }
+        _ => Err(syn::Error::new(e.span(), format!("{what} must be a non-negative number"))),
+    }
+}

@@ -1,0 +1,172 @@
+//! Arguments of remote calls: a value or a ref to one, resolved before the body runs.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+
+use super::object_ref::ObjectRef;
+use crate::error::GetError;
+use crate::object::id::ObjectId;
+use crate::object::value::Value;
+
+/// One argument of a remote call, as given by the caller: a value, or a ref whose value the
+/// task receives once it is ready (Ray's rule for top-level ref arguments).
+#[derive(Clone, Debug)]
+pub enum Arg<T> {
+    /// The value itself, moved into the task.
+    Value(T),
+    /// A ref; the task waits for it and receives its value.
+    Ref(ObjectRef<T>),
+}
+
+/// What may be passed where a remote function takes a `T`: a `T`, an `ObjectRef<T>` or a
+/// `&ObjectRef<T>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be passed where the remote function takes a `{T}`",
+    label = "expected `{T}`, `ObjectRef<{T}>` or `&ObjectRef<{T}>`",
+    note = "a remote call takes each argument as a value of the parameter's type or as a ref to one"
+)]
+pub trait IntoArg<T> {
+    /// Converts into an argument.
+    fn into_arg(self) -> Arg<T>;
+}
+
+impl<T: Value> IntoArg<T> for T {
+    fn into_arg(self) -> Arg<T> {
+        Arg::Value(self)
+    }
+}
+
+impl<T: Value> IntoArg<T> for ObjectRef<T> {
+    fn into_arg(self) -> Arg<T> {
+        Arg::Ref(self)
+    }
+}
+
+impl<T: Value> IntoArg<T> for &ObjectRef<T> {
+    fn into_arg(self) -> Arg<T> {
+        Arg::Ref(self.clone())
+    }
+}
+
+/// An argument ready for the body: owned (a value argument, copied for this attempt) or shared
+/// with the object store (a ref argument). A parameter of type `&T` borrows it without a copy.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Resolved<T> {
+    /// A value of the task's own.
+    Owned(T),
+    /// A value shared with the store.
+    Shared(Arc<T>),
+}
+
+impl<T: Clone> Resolved<T> {
+    /// The value, copied out of the store only if someone else still reads it there.
+    pub fn into_owned(self) -> T {
+        match self {
+            Resolved::Owned(v) => v,
+            Resolved::Shared(a) => Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()),
+        }
+    }
+}
+
+impl<T> Deref for Resolved<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Resolved::Owned(v) => v,
+            Resolved::Shared(a) => a,
+        }
+    }
+}
+
+impl<T: Value> Arg<T> {
+    fn dep(&self) -> Option<ObjectId> {
+        match self {
+            Arg::Value(_) => None,
+            Arg::Ref(r) => Some(r.id()),
+        }
+    }
+
+    fn resolve_blocking(&self) -> Result<Resolved<T>, GetError> {
+        match self {
+            Arg::Value(v) => Ok(Resolved::Owned(v.clone())),
+            Arg::Ref(r) => r.get_shared_blocking(None).map(Resolved::Shared),
+        }
+    }
+
+    async fn resolve(self) -> Result<Resolved<T>, GetError> {
+        match self {
+            Arg::Value(v) => Ok(Resolved::Owned(v)),
+            Arg::Ref(r) => r.get_shared().await.map(Resolved::Shared),
+        }
+    }
+}
+
+/// The arguments of one call, as a tuple of [`Arg`]s.
+#[doc(hidden)]
+pub trait ArgList: Clone + Send + Sync + 'static {
+    /// The tuple of [`Resolved`] arguments the body receives.
+    type Resolved: Send + 'static;
+    /// The ids of the ref arguments.
+    fn deps(&self, out: &mut Vec<ObjectId>);
+    /// Resolves on a thread that may block.
+    fn resolve_blocking(&self) -> Result<Self::Resolved, GetError>;
+    /// Resolves without blocking.
+    fn resolve(&self) -> LocalBoxFuture<'static, Result<Self::Resolved, GetError>>;
+}
+
+/// The parameter types of a remote function, as a tuple.
+#[doc(hidden)]
+pub trait Params: 'static {
+    /// The tuple of [`Arg`]s.
+    type Args: ArgList<Resolved = Self::Resolved>;
+    /// The tuple of [`Resolved`] arguments.
+    type Resolved: Send + 'static;
+}
+
+macro_rules! tuples {
+    ($( ($($t:ident $v:ident),*) )*) => {$(
+        impl<$($t: Value),*> Params for ($($t,)*) {
+            type Args = ($(Arg<$t>,)*);
+            type Resolved = ($(Resolved<$t>,)*);
+        }
+
+        #[allow(unused_variables, clippy::unused_unit)]
+        impl<$($t: Value),*> ArgList for ($(Arg<$t>,)*) {
+            type Resolved = ($(Resolved<$t>,)*);
+
+            fn deps(&self, out: &mut Vec<ObjectId>) {
+                let ($($v,)*) = self;
+                $( out.extend($v.dep()); )*
+            }
+
+            fn resolve_blocking(&self) -> Result<Self::Resolved, GetError> {
+                let ($($v,)*) = self;
+                Ok(($($v.resolve_blocking()?,)*))
+            }
+
+            fn resolve(&self) -> LocalBoxFuture<'static, Result<Self::Resolved, GetError>> {
+                let ($($v,)*) = self.clone();
+                Box::pin(async move { Ok(($($v.resolve().await?,)*)) })
+            }
+        }
+    )*};
+}
+
+tuples! {
+    ()
+    (A a)
+    (A a, B b)
+    (A a, B b, C c)
+    (A a, B b, C c, D d)
+    (A a, B b, C c, D d, E e)
+    (A a, B b, C c, D d, E e, F f)
+    (A a, B b, C c, D d, E e, F f, G g)
+    (A a, B b, C c, D d, E e, F f, G g, H h)
+    (A a, B b, C c, D d, E e, F f, G g, H h, I i)
+    (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j)
+    (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k)
+    (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l)
+}

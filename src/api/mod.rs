@@ -1,0 +1,9 @@
+//! The public face of the runtime: configuration, object refs, remote functions and the free
+//! functions (`put`, `get_all`, `wait`, `cancel`, `context`).
+
+pub(crate) mod args;
+pub(crate) mod config;
+pub(crate) mod context;
+pub(crate) mod function;
+pub(crate) mod object_ref;
+pub(crate) mod ops;

@@ -1,0 +1,111 @@
+//! The free functions of the API: `put`, `get_all`, `wait`, `cancel`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::object_ref::ObjectRef;
+use crate::error::{CancelError, GetError, PutError, WaitError};
+use crate::object::table::{CancelProbe, Probe};
+use crate::object::value::{StoredValue, Value};
+use crate::object::waiter::{Signal, Waiter};
+use crate::runtime::{context, global};
+
+/// Stores a value in the object store and returns a ref to it (Ray's `ray.put`).
+///
+/// The value is moved in, not copied; tasks that take the ref as an argument share it. It is
+/// freed when the last ref to it is dropped.
+pub fn put<T: Value>(value: T) -> Result<ObjectRef<T>, PutError> {
+    global::with_runtime(|rt| {
+        let id = rt.ids.object();
+        rt.store.put(id, StoredValue::new(value));
+        ObjectRef::adopt(id, rt.store.clone())
+    })
+    .ok_or(PutError::NotInitialized)
+}
+
+/// Gets the values of several refs, in order (Ray's `ray.get(list)`); the first error wins.
+pub fn get_all<T: Value>(refs: &[ObjectRef<T>]) -> Result<Vec<T>, GetError> {
+    refs.iter().map(ObjectRef::get).collect()
+}
+
+/// Waits until `num_returns` of `refs` are ready or `timeout` passes (Ray's `ray.wait`).
+///
+/// Returns `(ready, pending)`: at most `num_returns` ready refs, then the others, each in the
+/// order given. A ref whose task failed counts as ready (its get returns the error). With a
+/// timeout, fewer than `num_returns` may be ready.
+pub fn wait<T: Value>(
+    refs: &[ObjectRef<T>],
+    num_returns: usize,
+    timeout: Option<Duration>,
+) -> Result<(Vec<ObjectRef<T>>, Vec<ObjectRef<T>>), WaitError> {
+    if num_returns > refs.len() {
+        return Err(WaitError::TooManyReturns { num_returns, given: refs.len() });
+    }
+    if !global::is_running() {
+        return Err(WaitError::NotInitialized);
+    }
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut ready = vec![false; refs.len()];
+    let mut signal: Option<Arc<Signal>> = None;
+    let mut _lent = None;
+    loop {
+        let mut count = 0;
+        for (i, r) in refs.iter().enumerate() {
+            if count == num_returns {
+                break;
+            }
+            ready[i] = ready[i] || r.is_ready();
+            count += usize::from(ready[i]);
+        }
+        if count >= num_returns || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        if context::on_runtime_thread() {
+            return Err(WaitError::WouldBlock);
+        }
+        _lent.get_or_insert_with(global::BlockedInGet::enter);
+        let signal = signal.get_or_insert_with(Default::default);
+        let registered_all = refs.iter().zip(&ready).filter(|(_, ready)| !**ready).all(|(r, _)| {
+            let Ok(store) = r.store() else { return false };
+            let mut waiter = Some(Waiter::Signal(Arc::clone(signal)));
+            matches!(store.probe(r.id(), &mut waiter), Probe::NotReady { .. })
+        });
+        if registered_all {
+            // Woken by any of them, or at the deadline; either way count again.
+            signal.wait_until(deadline);
+        }
+    }
+    let mut ready_refs = Vec::new();
+    let mut pending = Vec::new();
+    for (i, r) in refs.iter().enumerate() {
+        if ready[i] && ready_refs.len() < num_returns { ready_refs.push(r.clone()) } else { pending.push(r.clone()) }
+    }
+    Ok((ready_refs, pending))
+}
+
+/// Cancels the task that makes `object_ref` (Ray's `ray.cancel`).
+///
+/// A task that has not started never runs. A running async task is aborted (its future is
+/// dropped). A running blocking task cannot be interrupted: it runs on, its result is
+/// discarded, and [`context().is_cancelled()`](crate::Context::is_cancelled) turns true for
+/// it. In every case a get of the ref returns [`GetError::Cancelled`] from now on, unless the
+/// task had already finished, in which case cancel does nothing.
+pub fn cancel<T>(object_ref: &ObjectRef<T>) -> Result<(), CancelError> {
+    let store = match object_ref.store() {
+        Ok(s) => s,
+        Err(GetError::ShutDown { .. }) => return Ok(()),
+        Err(_) => return Err(CancelError::NotInitialized),
+    };
+    let id = object_ref.id();
+    match store.cancel_probe(id) {
+        CancelProbe::NotATask => Err(CancelError::NotATask { object_id: id }),
+        CancelProbe::Done | CancelProbe::Missing => Ok(()),
+        CancelProbe::Pending(producer) => {
+            let err = GetError::Cancelled { function: producer.function.to_string(), task_id: producer.task };
+            if store.fail(id, err) {
+                global::with_runtime(|rt| rt.cancel_task(producer.task));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! # Mobula: Ray for Rust
+//!
+//! Remote functions, typed object refs and an object store that spills to disk, on an actor
+//! runtime. A program calls [`init`], makes functions remote with [`remote`], calls them with
+//! `.remote(args...)`, and gets the results with [`ObjectRef::get`] or `.await`.
+//!
+//! ```
+//! use mobula::prelude::*;
+//!
+//! #[mobula::remote]
+//! fn square(i: u64) -> u64 {
+//!     i * i
+//! }
+//!
+//! #[mobula::remote]
+//! fn total(m: Vec<f64>) -> f64 {
+//!     m.iter().sum()
+//! }
+//!
+//! fn main() -> anyhow::Result<()> {
+//!     let _mobula = mobula::init(Config::default().num_cpus(2))?;
+//!     let squares = mobula::get_all(&(0..4).map(|i| square.remote(i)).collect::<Vec<_>>())?;
+//!     assert_eq!(squares, vec![0, 1, 4, 9]);
+//!     let matrix = mobula::put(vec![0.5f64; 1000])?;
+//!     assert_eq!(total.remote(&matrix).get()?, 500.0); // a ref argument is resolved first
+//!     Ok(())
+//! }
+//! ```
+//!
+//! What Mobula promises about ordering, delivery, freeing and failures is written down in
+//! `docs/semantics.md`.
+
+#![warn(missing_docs)]
+
+mod api;
+mod error;
+mod object;
+pub mod registry;
+mod runtime;
+mod scheduler;
+pub mod state;
+pub mod testing;
+
+pub use api::args::{Arg, IntoArg};
+pub use api::config::Config;
+pub use api::context::{Context, context};
+pub use api::function::{TaskBuilder, TaskOptions};
+pub use api::object_ref::{GetFuture, ObjectRef};
+pub use api::ops::{cancel, get_all, put, wait};
+pub use error::{CancelError, Error, GetError, InitError, PutError, TaskError, TaskErrorKind, WaitError};
+pub use object::id::{NodeId, ObjectId, TaskId};
+pub use object::value::Value;
+
+/// Makes a function remote. See the [crate documentation](crate) and [`TaskOptions`] for
+/// the options it takes: `#[mobula::remote(num_cpus = 2, max_retries = 0)]`.
+///
+/// On `fn name(args...) -> R` it defines a unit value `name` with:
+/// - `name.remote(args...) -> ObjectRef<R>` (each argument a value, an `ObjectRef` or a
+///   `&ObjectRef` of the parameter's type; for `-> Result<T, E>`, an `ObjectRef<T>` whose get
+///   returns the error);
+/// - `name.options()`, a [`TaskBuilder`] for per-call options;
+/// - `name.call(args...)`, the original body as a plain Rust call on the current thread.
+///
+/// A parameter of type `&T` borrows a ref argument's value from the store without copying it.
+pub use mobula_macros::remote;
+
+/// Starts Mobula in this process (Ray's `ray.init`).
+///
+/// Returns a guard; dropping it (or calling [`shutdown`]) stops the runtime. Bind it for as
+/// long as Mobula is used: `let _mobula = mobula::init(Config::default())?;`. Calling `init`
+/// while a runtime runs is an error.
+pub fn init(config: Config) -> Result<InitGuard, InitError> {
+    let node = config.resolve()?;
+    let node_id = runtime::global::install(|| runtime::node::start(node))?;
+    Ok(InitGuard { node_id })
+}
+
+/// Stops the runtime if one runs (Ray's `ray.shutdown`): objects not yet ready fail with
+/// [`GetError::ShutDown`], memory and spill files are released. A blocking task still running
+/// finishes on its thread, its result discarded.
+pub fn shutdown() {
+    runtime::global::uninstall(None);
+}
+
+/// Whether a runtime runs in this process (Ray's `ray.is_initialized`).
+pub fn is_initialized() -> bool {
+    runtime::global::is_running()
+}
+
+/// Keeps the runtime that [`init`] started running; dropping it shuts that runtime down.
+#[must_use = "dropping the guard shuts Mobula down at once; bind it: `let _mobula = mobula::init(...)?;`"]
+#[derive(Debug)]
+pub struct InitGuard {
+    node_id: NodeId,
+}
+
+impl InitGuard {
+    /// The id of the node started.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Shuts the runtime down now.
+    pub fn shutdown(self) {}
+}
+
+impl Drop for InitGuard {
+    fn drop(&mut self) {
+        runtime::global::uninstall(Some(self.node_id));
+    }
+}
+
+/// What most programs need: `use mobula::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Config, GetError, InitGuard, ObjectRef, TaskOptions, Value, cancel, context, get_all, put, remote, wait,
+    };
+    pub use std::time::Duration;
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::api::args::{ArgList, Params, Resolved};
+    pub use crate::api::function::{AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction};
+    pub use crate::registry::RegisteredFunction;
+    pub use crate::runtime::submit::submit;
+    pub use inventory;
+}

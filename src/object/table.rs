@@ -1,0 +1,727 @@
+//! The object table of one store shard: a pure state machine.
+//!
+//! It tracks, per object: its state (pending, in memory, on disk, restored bytes, failed), how
+//! many handles and spilled containers refer to it, its size and last use, and who waits for
+//! it. Every operation returns [`Effects`]: waiters to wake, values to drop, files to delete,
+//! references to take or release in other shards. The caller applies them after releasing the
+//! shard's lock. There is no I/O, clock or thread in here, so every transition is unit-tested.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::id::{IdHash, ObjectId, TaskId};
+use super::value::StoredValue;
+use super::waiter::Waiter;
+use crate::error::GetError;
+
+/// A spilled copy of an object on disk, with the ids of the refs inside it, which stay
+/// referenced while the file exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SpillFile {
+    pub path: PathBuf,
+    pub contained: Vec<ObjectId>,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Its task has not finished.
+    Pending { waiters: Vec<Waiter> },
+    /// In memory, typed. `spilling` while a copy is being written to disk.
+    InMemory { value: StoredValue, spilling: bool },
+    /// Only on disk (see `Entry::file`). `restoring` while it is being read back.
+    OnDisk { waiters: Vec<Waiter>, restoring: bool },
+    /// Read back from disk, not yet decoded by a typed get.
+    Bytes { bytes: Arc<[u8]> },
+    /// Will never have a value.
+    Failed(Arc<GetError>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    state: State,
+    /// Live `ObjectRef` handles in this process.
+    handles: u32,
+    /// Spilled objects whose files hold a ref to this one.
+    contained: u32,
+    size: u64,
+    last_used: u64,
+    file: Option<SpillFile>,
+    /// Spilling failed for a reason that would repeat (its serialization fails).
+    unspillable: bool,
+    /// The task that makes it; `None` for a put.
+    producer: Option<Producer>,
+}
+
+/// The task that makes an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Producer {
+    pub task: TaskId,
+    pub function: &'static str,
+}
+
+impl Entry {
+    fn new(state: State) -> Self {
+        Entry { state, handles: 1, contained: 0, size: 0, last_used: 0, file: None, unspillable: false, producer: None }
+    }
+
+    fn in_memory_bytes(&self) -> u64 {
+        match &self.state {
+            State::InMemory { .. } => self.size,
+            State::Bytes { bytes } => bytes.len() as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// What the caller must do after an operation, outside the lock.
+#[derive(Debug, Default)]
+#[must_use]
+pub(crate) struct Effects {
+    pub wake: Vec<Waiter>,
+    /// Values leaving the store; dropping them runs user code, so it happens off the lock.
+    pub drop_values: Vec<StoredValue>,
+    pub delete_files: Vec<PathBuf>,
+    /// Ids whose `contained` count goes up (a spill file now holds them).
+    pub retain: Vec<ObjectId>,
+    /// Ids whose `contained` count goes down (a spill file holding them is gone).
+    pub release: Vec<ObjectId>,
+    /// Change in bytes held in memory.
+    pub memory_delta: i64,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.wake.is_empty()
+            && self.drop_values.is_empty()
+            && self.delete_files.is_empty()
+            && self.retain.is_empty()
+            && self.release.is_empty()
+            && self.memory_delta == 0
+    }
+}
+
+/// A ready object, as seen by a get.
+#[derive(Debug, Clone)]
+pub(crate) enum Ready {
+    Value(StoredValue),
+    Bytes(Arc<[u8]>),
+    Failed(Arc<GetError>),
+}
+
+/// The answer to a probe.
+#[derive(Debug)]
+pub(crate) enum Probe {
+    Ready(Ready),
+    /// Not ready. `restore` is true when the caller must ask for the object to be read back
+    /// from disk (it is the first to want it).
+    NotReady { restore: bool },
+    /// Freed, or never known here.
+    Missing,
+}
+
+/// What a spill of one object should do.
+#[derive(Debug)]
+pub(crate) enum SpillStart {
+    /// Write this value out.
+    Write(StoredValue),
+    /// A file from an earlier spill is still valid: the object went to disk at once.
+    Done(Effects),
+    /// No longer spillable (freed, read meanwhile, or not in memory).
+    Skip,
+}
+
+/// A candidate for spilling: least recently used first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Candidate {
+    pub last_used: u64,
+    pub id: ObjectId,
+    pub size: u64,
+}
+
+/// What a cancel request found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CancelProbe {
+    /// Its task has not finished.
+    Pending(Producer),
+    /// It was made by a put.
+    NotATask,
+    /// Its task finished (with a value or an error).
+    Done,
+    Missing,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ShardTable {
+    entries: HashMap<ObjectId, Entry, IdHash>,
+    memory: u64,
+}
+
+impl ShardTable {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Bytes held in memory by this shard.
+    #[cfg(test)]
+    pub fn memory(&self) -> u64 {
+        self.memory
+    }
+
+    fn account(&mut self, fx: &mut Effects, before: u64, after: u64) {
+        let delta = after as i64 - before as i64;
+        self.memory = (self.memory as i64 + delta) as u64;
+        fx.memory_delta += delta;
+    }
+
+    /// A new object with a value (a put), held by one handle.
+    pub fn insert_value(&mut self, id: ObjectId, value: StoredValue, tick: u64) -> Effects {
+        let mut fx = Effects::default();
+        let mut entry = Entry::new(State::InMemory { value, spilling: false });
+        if let State::InMemory { value, .. } = &entry.state {
+            entry.size = value.size;
+        }
+        entry.last_used = tick;
+        let size = entry.size;
+        self.entries.insert(id, entry);
+        self.account(&mut fx, 0, size);
+        fx
+    }
+
+    /// A new object that a task will produce, held by one handle.
+    pub fn insert_pending(&mut self, id: ObjectId, producer: Producer) {
+        let mut entry = Entry::new(State::Pending { waiters: Vec::new() });
+        entry.producer = Some(producer);
+        self.entries.insert(id, entry);
+    }
+
+    /// One more handle. False when the object is unknown (already freed).
+    pub fn incref(&mut self, id: ObjectId) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(e) => {
+                e.handles += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One handle fewer; frees the object when nothing refers to it any more.
+    pub fn decref(&mut self, id: ObjectId) -> Effects {
+        match self.entries.get_mut(&id) {
+            Some(e) => {
+                e.handles = e.handles.saturating_sub(1);
+                self.free_if_unreferenced(id)
+            }
+            None => Effects::default(),
+        }
+    }
+
+    /// A spill file now holds a ref to `id`.
+    pub fn retain_contained(&mut self, id: ObjectId) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.contained += 1;
+        }
+    }
+
+    /// A spill file holding a ref to `id` is gone.
+    pub fn release_contained(&mut self, id: ObjectId) -> Effects {
+        match self.entries.get_mut(&id) {
+            Some(e) => {
+                e.contained = e.contained.saturating_sub(1);
+                self.free_if_unreferenced(id)
+            }
+            None => Effects::default(),
+        }
+    }
+
+    fn free_if_unreferenced(&mut self, id: ObjectId) -> Effects {
+        let mut fx = Effects::default();
+        let Some(e) = self.entries.get(&id) else { return fx };
+        if e.handles > 0 || e.contained > 0 {
+            return fx;
+        }
+        let Some(e) = self.entries.remove(&id) else { return fx };
+        let before = e.in_memory_bytes();
+        self.account(&mut fx, before, 0);
+        match e.state {
+            State::InMemory { value, .. } => fx.drop_values.push(value),
+            State::Pending { waiters, .. } | State::OnDisk { waiters, .. } => fx.wake.extend(waiters),
+            State::Bytes { .. } | State::Failed(_) => {}
+        }
+        if let Some(file) = e.file {
+            fx.delete_files.push(file.path);
+            fx.release.extend(file.contained);
+        }
+        fx
+    }
+
+    /// A task's value arrives. Dropped when the object was freed or already has an outcome
+    /// (it was cancelled, say).
+    pub fn seal(&mut self, id: ObjectId, value: StoredValue, tick: u64) -> Effects {
+        let mut fx = Effects::default();
+        let Some(e) = self.entries.get_mut(&id) else {
+            fx.drop_values.push(value);
+            return fx;
+        };
+        if !matches!(e.state, State::Pending { .. }) {
+            fx.drop_values.push(value);
+            return fx;
+        }
+        let size = value.size;
+        let old = std::mem::replace(&mut e.state, State::InMemory { value, spilling: false });
+        e.size = size;
+        e.last_used = tick;
+        if let State::Pending { waiters, .. } = old {
+            fx.wake = waiters;
+        }
+        self.account(&mut fx, 0, size);
+        fx
+    }
+
+    /// The object will never have a value. Only a pending object can fail; the return value
+    /// says whether this one did.
+    pub fn fail(&mut self, id: ObjectId, error: Arc<GetError>) -> (bool, Effects) {
+        let mut fx = Effects::default();
+        let Some(e) = self.entries.get_mut(&id) else { return (false, fx) };
+        if !matches!(e.state, State::Pending { .. }) {
+            return (false, fx);
+        }
+        if let State::Pending { waiters, .. } = std::mem::replace(&mut e.state, State::Failed(error)) {
+            fx.wake = waiters;
+        }
+        (true, fx)
+    }
+
+    /// Looks at an object; when it is not ready and `waiter` is given, the waiter is
+    /// registered (taken out of the option) and fires when the state changes.
+    pub fn probe(&mut self, id: ObjectId, tick: u64, waiter: &mut Option<Waiter>) -> Probe {
+        let Some(e) = self.entries.get_mut(&id) else { return Probe::Missing };
+        match &mut e.state {
+            State::InMemory { value, .. } => {
+                e.last_used = tick;
+                Probe::Ready(Ready::Value(value.clone()))
+            }
+            State::Bytes { bytes } => Probe::Ready(Ready::Bytes(Arc::clone(bytes))),
+            State::Failed(err) => Probe::Ready(Ready::Failed(Arc::clone(err))),
+            State::Pending { waiters, .. } => {
+                waiters.extend(waiter.take());
+                Probe::NotReady { restore: false }
+            }
+            State::OnDisk { waiters, restoring } => {
+                let restore = waiter.is_some() && !*restoring;
+                if restore {
+                    *restoring = true;
+                }
+                waiters.extend(waiter.take());
+                Probe::NotReady { restore }
+            }
+        }
+    }
+
+    /// A typed get decoded restored bytes: keep the typed value instead.
+    pub fn upgrade(&mut self, id: ObjectId, value: StoredValue) -> Effects {
+        let mut fx = Effects::default();
+        let Some(e) = self.entries.get_mut(&id) else {
+            fx.drop_values.push(value);
+            return fx;
+        };
+        let State::Bytes { bytes } = &e.state else {
+            fx.drop_values.push(value);
+            return fx;
+        };
+        let before = bytes.len() as u64;
+        e.size = value.size;
+        e.state = State::InMemory { value, spilling: false };
+        let after = e.size;
+        self.account(&mut fx, before, after);
+        fx
+    }
+
+    /// Objects that could spill now: in memory, not being read by anyone, not known to fail.
+    pub fn spill_candidates(&self, out: &mut Vec<Candidate>) {
+        for (id, e) in &self.entries {
+            if let State::InMemory { value, spilling: false } = &e.state
+                && !e.unspillable
+                && value.is_unshared()
+            {
+                out.push(Candidate { last_used: e.last_used, id: *id, size: e.size });
+            }
+        }
+    }
+
+    pub fn begin_spill(&mut self, id: ObjectId) -> SpillStart {
+        let Some(e) = self.entries.get_mut(&id) else { return SpillStart::Skip };
+        let State::InMemory { value, spilling } = &mut e.state else { return SpillStart::Skip };
+        if *spilling || e.unspillable || !value.is_unshared() {
+            return SpillStart::Skip;
+        }
+        if e.file.is_some() {
+            let mut fx = Effects::default();
+            let old = std::mem::replace(&mut e.state, State::OnDisk { waiters: Vec::new(), restoring: false });
+            let size = e.size;
+            if let State::InMemory { value, .. } = old {
+                fx.drop_values.push(value);
+            }
+            self.account(&mut fx, size, 0);
+            return SpillStart::Done(fx);
+        }
+        *spilling = true;
+        SpillStart::Write(value.clone())
+    }
+
+    /// The spill of `id` was written to `file`.
+    pub fn finish_spill(&mut self, id: ObjectId, file: SpillFile) -> Effects {
+        let mut fx = Effects::default();
+        let Some(e) = self.entries.get_mut(&id) else {
+            // Freed while being written.
+            fx.delete_files.push(file.path);
+            return fx;
+        };
+        let State::InMemory { spilling: true, .. } = &e.state else {
+            fx.delete_files.push(file.path);
+            return fx;
+        };
+        fx.retain.extend(file.contained.iter().copied());
+        e.file = Some(file);
+        let size = e.size;
+        if let State::InMemory { value, .. } =
+            std::mem::replace(&mut e.state, State::OnDisk { waiters: Vec::new(), restoring: false })
+        {
+            fx.drop_values.push(value);
+        }
+        self.account(&mut fx, size, 0);
+        fx
+    }
+
+    /// The spill of `id` failed; `permanent` when retrying would fail the same way.
+    pub fn abort_spill(&mut self, id: ObjectId, permanent: bool) {
+        if let Some(e) = self.entries.get_mut(&id)
+            && let State::InMemory { spilling, .. } = &mut e.state
+        {
+            *spilling = false;
+            e.unspillable |= permanent;
+        }
+    }
+
+    /// Where a spilled object's file is.
+    pub fn spill_path(&self, id: ObjectId) -> Option<PathBuf> {
+        self.entries.get(&id)?.file.as_ref().map(|f| f.path.clone())
+    }
+
+    /// A restore of `id` finished, with its bytes or with why it failed.
+    pub fn finish_restore(&mut self, id: ObjectId, result: Result<Arc<[u8]>, Arc<GetError>>) -> Effects {
+        let mut fx = Effects::default();
+        let Some(e) = self.entries.get_mut(&id) else { return fx };
+        if !matches!(e.state, State::OnDisk { .. }) {
+            return fx;
+        }
+        let new = match result {
+            Ok(bytes) => {
+                let n = bytes.len() as u64;
+                self.memory += n;
+                fx.memory_delta += n as i64;
+                State::Bytes { bytes }
+            }
+            Err(err) => State::Failed(err),
+        };
+        let e = self.entries.get_mut(&id).expect("entry checked above");
+        if let State::OnDisk { waiters, .. } = std::mem::replace(&mut e.state, new) {
+            fx.wake = waiters;
+        }
+        fx
+    }
+
+    /// For cancel: is the object still being made, and by which task?
+    pub fn cancel_probe(&self, id: ObjectId) -> CancelProbe {
+        match self.entries.get(&id) {
+            None => CancelProbe::Missing,
+            Some(Entry { producer: None, .. }) => CancelProbe::NotATask,
+            Some(Entry { state: State::Pending { .. }, producer: Some(p), .. }) => CancelProbe::Pending(*p),
+            Some(_) => CancelProbe::Done,
+        }
+    }
+
+    /// Fails every pending object (the runtime is going away).
+    pub fn fail_all_pending(&mut self, error: impl Fn(ObjectId) -> GetError) -> Effects {
+        let mut fx = Effects::default();
+        for (id, e) in self.entries.iter_mut() {
+            match &mut e.state {
+                State::Pending { waiters, .. } | State::OnDisk { waiters, .. } => {
+                    fx.wake.append(waiters);
+                    e.state = State::Failed(Arc::new(error(*id)));
+                }
+                _ => {}
+            }
+        }
+        fx
+    }
+
+    /// Drops everything (shutdown); returns what must be dropped and deleted.
+    pub fn clear(&mut self) -> Effects {
+        let mut fx = Effects::default();
+        for (_, e) in self.entries.drain() {
+            match e.state {
+                State::InMemory { value, .. } => fx.drop_values.push(value),
+                State::Pending { waiters, .. } | State::OnDisk { waiters, .. } => fx.wake.extend(waiters),
+                _ => {}
+            }
+            if let Some(f) = e.file {
+                fx.delete_files.push(f.path);
+            }
+        }
+        fx.memory_delta = -(self.memory as i64);
+        self.memory = 0;
+        fx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::id::NodeId;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn ids() -> impl FnMut() -> ObjectId {
+        let prefix = NodeId::random().prefix();
+        let mut n = 0;
+        move || {
+            n += 1;
+            ObjectId::from_parts(prefix, n)
+        }
+    }
+
+    fn producer() -> Producer {
+        Producer { task: TaskId::from_parts(1, 1), function: "f" }
+    }
+
+    fn counter_waiter(count: &Arc<AtomicUsize>) -> Option<Waiter> {
+        let c = Arc::clone(count);
+        Some(Waiter::Call(Box::new(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        })))
+    }
+
+    fn fire(fx: Effects) -> Effects {
+        let mut fx = fx;
+        for w in fx.wake.drain(..) {
+            w.fire();
+        }
+        fx
+    }
+
+    #[test]
+    fn put_value_is_ready_and_counted() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        let fx = t.insert_value(id, StoredValue::new(vec![0u8; 100]), 1);
+        assert_eq!(fx.memory_delta, 108);
+        assert_eq!(t.memory(), 108);
+        match t.probe(id, 2, &mut None) {
+            Probe::Ready(Ready::Value(v)) => assert_eq!(*v.downcast::<Vec<u8>>().unwrap(), vec![0u8; 100]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pending_object_wakes_its_waiters_when_sealed() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        t.insert_pending(id, producer());
+        let woken = Arc::new(AtomicUsize::new(0));
+        let mut w = counter_waiter(&woken);
+        assert!(matches!(t.probe(id, 0, &mut w), Probe::NotReady { restore: false }));
+        assert!(w.is_none(), "the waiter was taken");
+        let fx = fire(t.seal(id, StoredValue::new(7u32), 1));
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert_eq!(fx.memory_delta, 4);
+        assert!(matches!(t.probe(id, 2, &mut None), Probe::Ready(Ready::Value(_))));
+    }
+
+    #[test]
+    fn a_second_outcome_is_discarded() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        t.insert_pending(id, producer());
+        let err = Arc::new(GetError::NotInitialized);
+        assert!(t.fail(id, Arc::clone(&err)).0);
+        let fx = t.seal(id, StoredValue::new(1u8), 0);
+        assert_eq!(fx.drop_values.len(), 1, "the late value is dropped");
+        assert!(!t.fail(id, err).0);
+        assert!(matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Failed(_))));
+    }
+
+    #[test]
+    fn last_handle_frees_the_object_and_its_memory() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        let _ = t.insert_value(id, StoredValue::new(5u64), 0);
+        assert!(t.incref(id));
+        assert!(t.decref(id).is_empty());
+        let fx = t.decref(id);
+        assert_eq!(fx.drop_values.len(), 1);
+        assert_eq!(fx.memory_delta, -8);
+        assert_eq!(t.len(), 0);
+        assert!(matches!(t.probe(id, 0, &mut None), Probe::Missing));
+        assert!(!t.incref(id), "a freed object cannot be revived");
+    }
+
+    #[test]
+    fn value_of_a_freed_pending_object_is_dropped_on_arrival() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        t.insert_pending(id, producer());
+        let _ = t.decref(id);
+        let fx = t.seal(id, StoredValue::new(1u8), 0);
+        assert_eq!(fx.drop_values.len(), 1);
+        assert_eq!(t.memory(), 0);
+    }
+
+    #[test]
+    fn spill_moves_value_to_disk_and_restore_brings_bytes_back() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        let inner = next();
+        let _ = t.insert_value(id, StoredValue::new(vec![1u64; 10]), 3);
+        let mut cands = Vec::new();
+        t.spill_candidates(&mut cands);
+        assert_eq!(cands, vec![Candidate { last_used: 3, id, size: 88 }]);
+        let SpillStart::Write(v) = t.begin_spill(id) else { panic!("should write") };
+        drop(v);
+        assert!(matches!(t.begin_spill(id), SpillStart::Skip), "one spill at a time");
+        let file = SpillFile { path: "/spill/a".into(), contained: vec![inner] };
+        let fx = t.finish_spill(id, file);
+        assert_eq!(fx.retain, vec![inner]);
+        assert_eq!(fx.drop_values.len(), 1);
+        assert_eq!(fx.memory_delta, -88);
+        assert_eq!(t.memory(), 0);
+
+        let woken = Arc::new(AtomicUsize::new(0));
+        let mut w1 = counter_waiter(&woken);
+        let mut w2 = counter_waiter(&woken);
+        assert!(matches!(t.probe(id, 4, &mut w1), Probe::NotReady { restore: true }));
+        assert!(matches!(t.probe(id, 4, &mut w2), Probe::NotReady { restore: false }), "restore asked once");
+        assert!(matches!(t.probe(id, 4, &mut None), Probe::NotReady { restore: false }));
+        let fx = fire(t.finish_restore(id, Ok(Arc::from(vec![9u8; 5]))));
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+        assert_eq!(fx.memory_delta, 5);
+        assert!(matches!(t.probe(id, 5, &mut None), Probe::Ready(Ready::Bytes(_))));
+        let fx = t.upgrade(id, StoredValue::new(vec![1u64; 10]));
+        assert_eq!(fx.memory_delta, 88 - 5);
+
+        // The file is still valid: spilling again needs no write.
+        let SpillStart::Done(fx) = t.begin_spill(id) else { panic!("file reused") };
+        assert_eq!(fx.memory_delta, -88);
+
+        // Freeing deletes the file and releases the refs it held.
+        let fx = t.decref(id);
+        assert_eq!(fx.delete_files, vec![PathBuf::from("/spill/a")]);
+        assert_eq!(fx.release, vec![inner]);
+    }
+
+    #[test]
+    fn objects_being_read_do_not_spill() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        let _ = t.insert_value(id, StoredValue::new(1u32), 0);
+        let Probe::Ready(Ready::Value(reader)) = t.probe(id, 1, &mut None) else { panic!() };
+        let mut cands = Vec::new();
+        t.spill_candidates(&mut cands);
+        assert!(cands.is_empty());
+        assert!(matches!(t.begin_spill(id), SpillStart::Skip));
+        drop(reader);
+        t.spill_candidates(&mut cands);
+        assert_eq!(cands.len(), 1);
+    }
+
+    #[test]
+    fn a_permanently_failed_spill_is_not_retried() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        let _ = t.insert_value(id, StoredValue::new(1u32), 0);
+        assert!(matches!(t.begin_spill(id), SpillStart::Write(_)));
+        t.abort_spill(id, false);
+        assert!(matches!(t.begin_spill(id), SpillStart::Write(_)), "transient failure: try again");
+        t.abort_spill(id, true);
+        assert!(matches!(t.begin_spill(id), SpillStart::Skip));
+        assert!(matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Value(_))), "the value is kept");
+    }
+
+    #[test]
+    fn freed_while_spilling_deletes_the_new_file() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        let _ = t.insert_value(id, StoredValue::new(1u32), 0);
+        let SpillStart::Write(_) = t.begin_spill(id) else { panic!() };
+        let _ = t.decref(id);
+        let fx = t.finish_spill(id, SpillFile { path: "/spill/b".into(), contained: vec![] });
+        assert_eq!(fx.delete_files, vec![PathBuf::from("/spill/b")]);
+    }
+
+    #[test]
+    fn contained_refs_keep_an_object_alive() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        let _ = t.insert_value(id, StoredValue::new(1u32), 0);
+        t.retain_contained(id);
+        assert!(t.decref(id).is_empty(), "still held by a spilled container");
+        let fx = t.release_contained(id);
+        assert_eq!(fx.drop_values.len(), 1);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn failed_restore_fails_the_object_and_wakes_waiters() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        let _ = t.insert_value(id, StoredValue::new(1u32), 0);
+        let SpillStart::Write(_) = t.begin_spill(id) else { panic!() };
+        let _ = t.finish_spill(id, SpillFile { path: "/x".into(), contained: vec![] });
+        let woken = Arc::new(AtomicUsize::new(0));
+        let mut w = counter_waiter(&woken);
+        let _ = t.probe(id, 0, &mut w);
+        let _ = fire(t.finish_restore(id, Err(Arc::new(GetError::NotInitialized))));
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert!(matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Failed(_))));
+    }
+
+    #[test]
+    fn cancel_probe_names_the_producer() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let (a, b) = (next(), next());
+        let c = next();
+        t.insert_pending(a, producer());
+        let _ = t.insert_value(b, StoredValue::new(1u8), 0);
+        t.insert_pending(c, producer());
+        let _ = t.seal(c, StoredValue::new(1u8), 0);
+        assert_eq!(t.cancel_probe(a), CancelProbe::Pending(producer()));
+        assert_eq!(t.cancel_probe(b), CancelProbe::NotATask);
+        assert_eq!(t.cancel_probe(c), CancelProbe::Done);
+        assert_eq!(t.cancel_probe(next()), CancelProbe::Missing);
+    }
+
+    #[test]
+    fn shutdown_fails_everything_pending() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let id = next();
+        t.insert_pending(id, producer());
+        let woken = Arc::new(AtomicUsize::new(0));
+        let _ = t.probe(id, 0, &mut counter_waiter(&woken));
+        let _ = fire(t.fail_all_pending(|object_id| GetError::ShutDown { object_id }));
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert!(matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Failed(e)) if matches!(*e, GetError::ShutDown { .. })));
+    }
+}

@@ -1,0 +1,162 @@
+//! What can be stored: the [`Value`] bound, and values with their type erased.
+//!
+//! Local values are kept as `Arc<T>` behind `dyn Any`: a put moves the value in without
+//! copying it and a local get clones it out without serializing. Serialization happens only
+//! when a value leaves memory (spilling, and later the network); the functions that do it are
+//! kept in a per-type table ([`ValueVTable`]) chosen when the value enters the store.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::id::ObjectId;
+use super::size;
+
+/// A type that Mobula can store, pass to a task and return from one.
+///
+/// Every type that is `Serialize + DeserializeOwned + Clone + Send + Sync + 'static` is a
+/// `Value`; there is nothing to implement. `Clone` is what lets [`ObjectRef::get`] hand out a
+/// copy of a local object without serializing it; `Serialize` is what lets an object spill to
+/// disk (and, in a cluster, cross the network).
+///
+/// [`ObjectRef::get`]: crate::ObjectRef::get
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored by Mobula",
+    label = "not a Mobula value",
+    note = "a value passed to or returned from a remote function must be \
+            Serialize + Deserialize + Clone + Send + Sync + 'static (derive Serialize, Deserialize, Clone)"
+)]
+pub trait Value: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T> Value for T where T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+/// The per-type functions a stored value needs once its type is erased.
+pub(crate) struct ValueVTable {
+    pub type_name: fn() -> &'static str,
+    /// Serializes the value and reports the object refs it contains.
+    pub serialize: fn(&(dyn Any + Send + Sync)) -> Result<Encoded, String>,
+}
+
+impl std::fmt::Debug for ValueVTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str((self.type_name)())
+    }
+}
+
+/// A value serialized for leaving memory, with the ids of the refs found inside it.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub bytes: Vec<u8>,
+    pub contained: Vec<ObjectId>,
+}
+
+struct VTableOf<T>(std::marker::PhantomData<T>);
+
+impl<T: Value> VTableOf<T> {
+    const VTABLE: ValueVTable = ValueVTable {
+        type_name: std::any::type_name::<T>,
+        serialize: serialize_erased::<T>,
+    };
+}
+
+fn serialize_erased<T: Value>(value: &(dyn Any + Send + Sync)) -> Result<Encoded, String> {
+    let value = value
+        .downcast_ref::<T>()
+        .ok_or_else(|| format!("stored value is not a {}", std::any::type_name::<T>()))?;
+    encode(value)
+}
+
+/// Serializes with postcard, collecting the ids of the object refs met on the way.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, String> {
+    let previous = REF_COLLECTOR.with(|c| c.borrow_mut().replace(Vec::new()));
+    let result = postcard::to_allocvec(value);
+    let contained = REF_COLLECTOR.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+    let bytes = result.map_err(|e| e.to_string())?;
+    Ok(Encoded { bytes, contained: contained.unwrap_or_default() })
+}
+
+thread_local! {
+    /// While a value is being encoded, the ids of the refs it contains are gathered here.
+    static REF_COLLECTOR: RefCell<Option<Vec<ObjectId>>> = const { RefCell::new(None) };
+}
+
+/// Called by `ObjectRef`'s `Serialize` impl: records that the value being encoded holds `id`.
+pub(crate) fn note_serialized_ref(id: ObjectId) {
+    REF_COLLECTOR.with(|c| {
+        if let Some(ids) = c.borrow_mut().as_mut() {
+            ids.push(id);
+        }
+    });
+}
+
+/// A value in the store: shared, typed behind `dyn Any`, with its estimated size.
+#[derive(Clone, Debug)]
+pub(crate) struct StoredValue {
+    pub data: Arc<dyn Any + Send + Sync>,
+    pub vtable: &'static ValueVTable,
+    pub size: u64,
+}
+
+impl StoredValue {
+    /// Wraps a value; this moves it and measures it, it does not copy it.
+    pub fn new<T: Value>(value: T) -> Self {
+        let size = size::estimate(&value);
+        Self::from_arc(Arc::new(value), size)
+    }
+
+    pub fn from_arc<T: Value>(value: Arc<T>, size: u64) -> Self {
+        StoredValue { data: value, vtable: &VTableOf::<T>::VTABLE, size }
+    }
+
+    /// The typed value, or the name of the type actually stored.
+    pub fn downcast<T: Value>(&self) -> Result<Arc<T>, &'static str> {
+        Arc::clone(&self.data).downcast::<T>().map_err(|_| (self.vtable.type_name)())
+    }
+
+    /// True when nobody but the store holds the value, so it may leave memory.
+    pub fn is_unshared(&self) -> bool {
+        Arc::strong_count(&self.data) == 1
+    }
+
+    pub fn encode(&self) -> Result<Encoded, String> {
+        (self.vtable.serialize)(&*self.data)
+    }
+}
+
+/// Decodes bytes made by [`encode`] into a `T`.
+pub(crate) fn decode<T: Value>(bytes: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("cannot decode a {}: {e}", std::any::type_name::<T>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_value_downcasts_to_its_own_type_only() {
+        let v = StoredValue::new(vec![1u32, 2, 3]);
+        assert_eq!(*v.downcast::<Vec<u32>>().unwrap(), vec![1, 2, 3]);
+        assert_eq!(v.downcast::<String>().unwrap_err(), "alloc::vec::Vec<u32>");
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let v = StoredValue::new((String::from("a"), 7u64));
+        let enc = v.encode().unwrap();
+        assert!(enc.contained.is_empty());
+        assert_eq!(decode::<(String, u64)>(&enc.bytes).unwrap(), ("a".to_string(), 7));
+    }
+
+    #[test]
+    fn unshared_tracks_outside_readers() {
+        let v = StoredValue::new(5u8);
+        assert!(v.is_unshared());
+        let reader = v.downcast::<u8>().unwrap();
+        assert!(!v.is_unshared());
+        drop(reader);
+        assert!(v.is_unshared());
+    }
+}

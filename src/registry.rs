@@ -1,0 +1,43 @@
+//! The link-time registry of remote functions.
+//!
+//! `#[mobula::remote]` registers each function under a stable id (`crate::module::name`)
+//! when the program is linked; nothing is registered at run time. A node can list what it
+//! can run and compute a fingerprint of it, so that nodes of one cluster can check that they
+//! run the same binary.
+
+use crate::api::function::FunctionDescriptor;
+
+/// One registered function. Made by `#[mobula::remote]`.
+#[doc(hidden)]
+pub struct RegisteredFunction {
+    /// Returns the function's descriptor.
+    pub descriptor: fn() -> &'static FunctionDescriptor,
+}
+
+inventory::collect!(RegisteredFunction);
+
+/// The ids of every remote function linked into this program, sorted.
+pub fn function_ids() -> Vec<&'static str> {
+    let mut ids: Vec<_> = inventory::iter::<RegisteredFunction>.into_iter().map(|r| (r.descriptor)().id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Whether a function with this id is linked into this program.
+pub fn contains(id: &str) -> bool {
+    inventory::iter::<RegisteredFunction>.into_iter().any(|r| (r.descriptor)().id == id)
+}
+
+/// A fingerprint of the registry (FNV-1a over the sorted ids): equal on nodes that run the
+/// same set of remote functions.
+pub fn fingerprint() -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for id in function_ids() {
+        for byte in id.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}

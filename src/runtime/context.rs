@@ -1,0 +1,79 @@
+//! Which task the current thread (or the current async poll) is running, and whether the
+//! current thread belongs to the runtime.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context as PollContext, Poll};
+
+use crate::object::id::{NodeId, TaskId};
+
+/// What a running task knows about itself.
+#[derive(Debug)]
+pub(crate) struct TaskContext {
+    pub task_id: TaskId,
+    pub node_id: NodeId,
+    pub function: &'static str,
+    pub attempt: u32,
+    pub gpu_ids: Arc<[u32]>,
+    pub cancelled: Arc<AtomicBool>,
+}
+
+impl TaskContext {
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+thread_local! {
+    static CURRENT_TASK: RefCell<Option<Arc<TaskContext>>> = const { RefCell::new(None) };
+    static RUNTIME_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The task running on this thread, if any.
+pub(crate) fn current_task() -> Option<Arc<TaskContext>> {
+    CURRENT_TASK.with(|c| c.borrow().clone())
+}
+
+/// Runs `f` as `task`.
+pub(crate) fn with_task<R>(task: &Arc<TaskContext>, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT_TASK.with(|c| c.borrow_mut().replace(Arc::clone(task)));
+    struct Restore(Option<Arc<TaskContext>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT_TASK.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
+/// Marks this thread as one of the runtime's event-loop threads, where a blocking get would
+/// stall every task.
+pub(crate) fn mark_runtime_thread() {
+    RUNTIME_THREAD.with(|r| r.set(true));
+}
+
+pub(crate) fn on_runtime_thread() -> bool {
+    RUNTIME_THREAD.with(|r| r.get())
+}
+
+/// A future that runs as `task` each time it is polled, so that async task bodies see their
+/// own context even though many share one thread.
+pub(crate) struct WithTask<F: ?Sized> {
+    pub task: Arc<TaskContext>,
+    pub inner: Pin<Box<F>>,
+}
+
+impl<F: Future + ?Sized> Future for WithTask<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut PollContext<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let task = Arc::clone(&this.task);
+        with_task(&task, || this.inner.as_mut().poll(cx))
+    }
+}

@@ -1,0 +1,140 @@
+//! The process's runtime: started by `init`, stopped by `shutdown`, found by every API call.
+//!
+//! API calls reach the runtime through a per-thread cache checked against a global generation
+//! number: one atomic load on the hot path, no lock and no shared reference count.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::Addr;
+
+use super::context::{self, current_task};
+use super::worker_pool::WorkerPool;
+use crate::object::id::{IdMint, NodeId, TaskId};
+use crate::object::store::Store;
+use crate::scheduler::actor::{CancelTask, SchedulerActor, TaskBlocked, TaskUnblocked};
+
+/// A running node, as the API sees it.
+pub(crate) struct Runtime {
+    pub node_id: NodeId,
+    pub ids: IdMint,
+    pub store: Store,
+    pub scheduler: Addr<SchedulerActor>,
+    pub pool: WorkerPool,
+    pub(crate) system: actix_rt::System,
+    pub(crate) node_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Runtime {
+    pub fn cancel_task(&self, task: TaskId) {
+        self.scheduler.do_send(CancelTask(task));
+    }
+
+    /// Stops the node: pending objects fail with `ShutDown`, the node's thread ends, idle
+    /// workers exit (a worker still running a blocking body finishes it first).
+    fn stop(&self) {
+        self.store.close();
+        self.system.stop();
+        let handle = self.node_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle
+            && !context::on_runtime_thread()
+            && handle.join().is_err()
+        {
+            tracing::error!("the node thread panicked while stopping");
+        }
+        self.pool.shutdown();
+    }
+}
+
+static SLOT: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static CACHE: RefCell<Option<(u64, Option<Arc<Runtime>>)>> = const { RefCell::new(None) };
+}
+
+fn slot() -> MutexGuard<'static, Option<Arc<Runtime>>> {
+    SLOT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` with the running runtime, or returns `None` when none runs.
+pub(crate) fn with_runtime<R>(f: impl FnOnce(&Runtime) -> R) -> Option<R> {
+    let generation = GENERATION.load(Ordering::Acquire);
+    CACHE.with(|cache| {
+        if let Ok(cached) = cache.try_borrow()
+            && let Some((g, rt)) = &*cached
+            && *g == generation
+        {
+            return rt.as_deref().map(f);
+        }
+        let fresh = slot().clone();
+        if let Ok(mut cached) = cache.try_borrow_mut() {
+            *cached = Some((generation, fresh.clone()));
+        }
+        fresh.as_deref().map(f)
+    })
+}
+
+pub(crate) fn is_running() -> bool {
+    with_runtime(|_| ()).is_some()
+}
+
+pub(crate) fn current_store() -> Option<Store> {
+    with_runtime(|rt| rt.store.clone())
+}
+
+pub(crate) fn current_node_id() -> Option<NodeId> {
+    with_runtime(|rt| rt.node_id)
+}
+
+/// Installs a started runtime; fails (returning the running node's id) if one runs.
+pub(crate) fn install(start: impl FnOnce() -> Result<Runtime, crate::InitError>) -> Result<NodeId, crate::InitError> {
+    let mut slot = slot();
+    if let Some(rt) = &*slot {
+        return Err(crate::InitError::AlreadyInitialized { node_id: rt.node_id });
+    }
+    let rt = start()?;
+    let node_id = rt.node_id;
+    *slot = Some(Arc::new(rt));
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    Ok(node_id)
+}
+
+/// Stops the running runtime, if it is `only` (or any, when `only` is `None`).
+pub(crate) fn uninstall(only: Option<NodeId>) {
+    let rt = {
+        let mut slot = slot();
+        if only.is_some() && slot.as_ref().map(|rt| rt.node_id) != only {
+            return;
+        }
+        let rt = slot.take();
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+        rt
+    };
+    if let Some(rt) = rt {
+        rt.stop();
+    }
+}
+
+/// While a blocking task waits in a get, its CPUs are lent to other tasks.
+pub(crate) struct BlockedInGet(Option<(TaskId, Addr<SchedulerActor>)>);
+
+impl BlockedInGet {
+    pub fn enter() -> Self {
+        let Some(task) = current_task() else { return BlockedInGet(None) };
+        let scheduler = with_runtime(|rt| rt.scheduler.clone());
+        if let Some(s) = &scheduler {
+            s.do_send(TaskBlocked(task.task_id));
+        }
+        BlockedInGet(scheduler.map(|s| (task.task_id, s)))
+    }
+}
+
+impl Drop for BlockedInGet {
+    fn drop(&mut self) {
+        if let Some((task, scheduler)) = self.0.take() {
+            scheduler.do_send(TaskUnblocked(task));
+        }
+    }
+}

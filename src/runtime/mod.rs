@@ -1,0 +1,16 @@
+//! The node's runtime: starting and stopping it, running tasks.
+//!
+//! - [`node`]: the node thread and its supervision tree.
+//! - [`global`]: the process's running node, found by every API call.
+//! - [`submit`], [`task_spec`], [`task_actor`]: a task from `remote()` to its stored result.
+//! - [`worker_pool`]: the threads for blocking task bodies.
+//! - [`context`], [`panic`]: what the current task is; panics turned into errors.
+
+pub(crate) mod context;
+pub(crate) mod global;
+pub(crate) mod node;
+pub(crate) mod panic;
+pub(crate) mod submit;
+pub(crate) mod task_actor;
+pub(crate) mod task_spec;
+pub(crate) mod worker_pool;

@@ -1,0 +1,95 @@
+//! Starting a node: its thread, its supervision tree, its runtime handle.
+//!
+//! ```text
+//! NodeSupervisor
+//! ├── StoreSupervisor ── ShardActor x16 ── Spiller (on the store's I/O thread)
+//! └── SchedulerActor ── TaskActor (one per running task)
+//! ```
+//!
+//! Actors run on the node's own thread ("mobula-node"); blocking task bodies run on the worker
+//! pool; spill I/O on the store's thread.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::context;
+use super::global::Runtime;
+use super::worker_pool::WorkerPool;
+use crate::api::config::NodeConfig;
+use crate::error::InitError;
+use crate::object::id::{IdMint, NodeId};
+use crate::object::store::Store;
+use crate::object::supervisor::StoreSupervisor;
+use crate::scheduler::actor::SchedulerActor;
+use crate::scheduler::queue::LocalQueue;
+use crate::scheduler::resources::UNIT;
+
+/// The root of a node's supervision tree.
+pub(crate) struct NodeSupervisor {
+    node_id: NodeId,
+    _store: Addr<StoreSupervisor>,
+    _scheduler: Addr<SchedulerActor>,
+}
+
+impl Actor for NodeSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        tracing::info!(node = %self.node_id, "node started");
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        tracing::info!(node = %self.node_id, "node stopped");
+    }
+}
+
+/// Starts a node in this process.
+pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
+    let node_id = NodeId::random();
+    let spill_dir = config.spill_root.join(format!("mobula-{node_id}"));
+    prepare_spill_dir(&spill_dir).map_err(|source| InitError::SpillDir { path: spill_dir.clone(), source })?;
+    let store = Store::new(node_id, config.object_store_memory, spill_dir);
+    let pool = WorkerPool::new(((config.cpu_units + UNIT - 1) / UNIT).max(1) as usize);
+    let queue = LocalQueue::new(config.resources.clone());
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (node_store, node_pool) = (store.clone(), pool.clone());
+    let thread = std::thread::Builder::new()
+        .name("mobula-node".into())
+        .spawn(move || {
+            context::mark_runtime_thread();
+            let system = actix_rt::System::new();
+            system.block_on(async move {
+                let store_supervisor = StoreSupervisor::new(node_store.clone()).start();
+                let scheduler = SchedulerActor::new(node_id, queue, node_store, node_pool).start();
+                NodeSupervisor { node_id, _store: store_supervisor, _scheduler: scheduler.clone() }.start();
+                let _ = ready_tx.send((actix_rt::System::current(), scheduler));
+            });
+            if let Err(e) = system.run() {
+                tracing::error!(error = %e, "the node's event loop failed");
+            }
+        })
+        .map_err(|e| InitError::Start(format!("cannot start the node thread: {e}")))?;
+    let (system, scheduler) = ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| InitError::Start("the node thread did not come up".into()))?;
+    Ok(Runtime {
+        node_id,
+        ids: IdMint::new(node_id),
+        store,
+        scheduler,
+        pool,
+        system,
+        node_thread: Mutex::new(Some(thread)),
+    })
+}
+
+/// Makes the spill directory and checks that files can be written in it.
+fn prepare_spill_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".probe");
+    std::fs::write(&probe, b"ok")?;
+    std::fs::remove_file(probe)
+}

@@ -1,0 +1,47 @@
+//! Submitting a task: the hot path behind `f.remote(args...)`.
+//!
+//! Minting ids, registering the pending result and handing the task to the scheduler: no
+//! lock beyond one shard of the object table, no serialization, one message.
+
+use std::sync::Arc;
+
+use super::global;
+use super::task_spec::{TaskSpec, TypedTask};
+use crate::api::args::ArgList;
+use crate::api::args::Params;
+use crate::api::function::{RemoteFunction, TaskOptions};
+use crate::api::object_ref::ObjectRef;
+use crate::error::GetError;
+use crate::object::table::Producer;
+use crate::scheduler::actor::SubmitTask;
+
+/// Submits a call of `F`; `options` are the builder's, or `None` for the attribute's.
+pub fn submit<F: RemoteFunction>(
+    options: Option<TaskOptions>,
+    args: <F::Params as Params>::Args,
+) -> ObjectRef<F::Output> {
+    global::with_runtime(|rt| {
+        let function = F::descriptor();
+        let options = match options {
+            None => Arc::clone(function.default_options()),
+            Some(o) => Arc::new(o.resolve()),
+        };
+        let id = rt.ids.task();
+        let return_id = rt.ids.object();
+        let mut deps = Vec::new();
+        args.deps(&mut deps);
+        if deps.len() > 1 {
+            deps.sort_unstable();
+            deps.dedup();
+        }
+        rt.store.create_pending(return_id, Producer { task: id, function: function.id });
+        let result = ObjectRef::adopt(return_id, rt.store.clone());
+        let spec = TaskSpec { id, return_id, function, options, deps, body: Box::new(TypedTask::<F> { args }) };
+        rt.scheduler.do_send(SubmitTask(Arc::new(spec)));
+        if !rt.scheduler.connected() || rt.store.is_closed() {
+            rt.store.fail(return_id, GetError::ShutDown { object_id: return_id });
+        }
+        result
+    })
+    .unwrap_or_else(ObjectRef::detached)
+}

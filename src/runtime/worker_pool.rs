@@ -1,0 +1,181 @@
+//! The threads that run blocking task bodies.
+//!
+//! The scheduler decides how many tasks run at once (their CPU resources); the pool only
+//! makes sure each admitted task gets a thread at once. It keeps as many threads as the node
+//! has CPUs, grows when more tasks are admitted than threads are idle (fractional or zero-CPU
+//! tasks, or tasks blocked in `get` that lent their CPUs), and lets the extra threads go when
+//! they have been idle a while. Async task bodies never come here.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use super::panic::WorkerKill;
+
+/// How long a thread beyond the core count stays idle before it exits.
+const EXTRA_IDLE: Duration = Duration::from_secs(10);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    idle: usize,
+    threads: usize,
+    started: u64,
+    shutdown: bool,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    cond: Condvar,
+    core: usize,
+}
+
+/// A handle to the pool; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct WorkerPool(Arc<Inner>);
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        write!(f, "WorkerPool(threads {}, idle {})", s.threads, s.idle)
+    }
+}
+
+impl WorkerPool {
+    pub fn new(core: usize) -> Self {
+        WorkerPool(Arc::new(Inner { state: Mutex::new(State::default()), cond: Condvar::new(), core: core.max(1) }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `job` on a pool thread, starting one when none is idle.
+    pub fn execute(&self, job: Job) -> Result<(), String> {
+        let mut s = self.lock();
+        if s.shutdown {
+            return Err("the worker pool is shut down".into());
+        }
+        s.jobs.push_back(job);
+        if s.jobs.len() <= s.idle {
+            drop(s);
+            self.0.cond.notify_one();
+            return Ok(());
+        }
+        s.threads += 1;
+        s.started += 1;
+        let n = s.started;
+        drop(s);
+        let pool = self.clone();
+        let spawned = std::thread::Builder::new().name(format!("mobula-worker-{n}")).spawn(move || pool.work());
+        if let Err(e) = spawned {
+            let mut s = self.lock();
+            s.threads -= 1;
+            // The job stays queued for a running thread, if there is one.
+            if s.threads == 0 {
+                s.jobs.clear();
+            }
+            return Err(format!("cannot start a worker thread: {e}"));
+        }
+        Ok(())
+    }
+
+    fn work(self) {
+        let mut s = self.lock();
+        loop {
+            if let Some(job) = s.jobs.pop_front() {
+                drop(s);
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                s = self.lock();
+                if let Err(payload) = outcome {
+                    // A job never lets a task's panic through; what arrives here is a
+                    // deliberate kill (or a runtime bug): this thread dies, as a crashed
+                    // worker process would in Ray. Its task is reported lost by the task actor.
+                    if !payload.is::<WorkerKill>() {
+                        tracing::error!("a worker thread failed outside task code");
+                    }
+                    s.threads -= 1;
+                    return;
+                }
+                continue;
+            }
+            if s.shutdown {
+                s.threads -= 1;
+                return;
+            }
+            s.idle += 1;
+            let (guard, timeout) = self.0.cond.wait_timeout(s, EXTRA_IDLE).unwrap_or_else(|e| e.into_inner());
+            s = guard;
+            s.idle -= 1;
+            if timeout.timed_out() && s.jobs.is_empty() && s.threads > self.0.core {
+                s.threads -= 1;
+                return;
+            }
+        }
+    }
+
+    /// Threads alive now.
+    pub fn threads(&self) -> usize {
+        self.lock().threads
+    }
+
+    /// Lets every thread exit once its current job is done; queued jobs are dropped.
+    pub fn shutdown(&self) {
+        let jobs = {
+            let mut s = self.lock();
+            s.shutdown = true;
+            std::mem::take(&mut s.jobs)
+        };
+        drop(jobs);
+        self.0.cond.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    #[test]
+    fn runs_jobs_and_grows_when_all_threads_are_busy() {
+        let pool = WorkerPool::new(1);
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        let running = Arc::new(AtomicUsize::new(0));
+        let (done_tx, done_rx) = mpsc::channel();
+        for _ in 0..3 {
+            let (running, rx, done) = (Arc::clone(&running), Arc::clone(&release_rx), done_tx.clone());
+            pool.execute(Box::new(move || {
+                running.fetch_add(1, Ordering::SeqCst);
+                rx.lock().unwrap().recv().unwrap();
+                done.send(()).unwrap();
+            }))
+            .unwrap();
+        }
+        while running.load(Ordering::SeqCst) < 3 {
+            std::thread::yield_now();
+        }
+        assert_eq!(pool.threads(), 3, "three blocked jobs need three threads");
+        for _ in 0..3 {
+            release_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+        }
+        pool.shutdown();
+        assert!(pool.execute(Box::new(|| {})).is_err());
+    }
+
+    #[test]
+    fn a_killed_worker_thread_is_replaced() {
+        let pool = WorkerPool::new(1);
+        let (tx, rx) = mpsc::channel();
+        pool.execute(Box::new(|| std::panic::resume_unwind(Box::new(WorkerKill)))).unwrap();
+        while pool.threads() > 0 {
+            std::thread::yield_now();
+        }
+        pool.execute(Box::new(move || tx.send(7).unwrap())).unwrap();
+        assert_eq!(rx.recv().unwrap(), 7);
+    }
+}

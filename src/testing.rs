@@ -1,0 +1,13 @@
+//! Fault injection for tests of failure handling.
+
+use crate::runtime::panic::WorkerKill;
+
+/// Kills the worker running the current task, as a crash of a Ray worker process would (Ray's
+/// own tests call `os._exit` inside a task for this). The worker thread really exits and the
+/// pool replaces it; the task's attempt is lost, a system failure, and it is retried if its
+/// `max_retries` allows.
+///
+/// Only meaningful inside a task; anywhere else it unwinds the calling thread.
+pub fn kill_current_worker() -> ! {
+    std::panic::resume_unwind(Box::new(WorkerKill))
+}
