@@ -146,7 +146,7 @@ impl<T: Value> ObjectRef<T> {
 
     /// A future of the value shared with the store.
     pub(crate) fn get_shared(&self) -> SharedFuture<T> {
-        SharedFuture { target: self.clone() }
+        SharedFuture { target: self.clone(), lent: None }
     }
 
     /// Whether the value (or the error) is there now, without waiting.
@@ -190,24 +190,31 @@ fn resolve_ready<T: Value>(store: &Store, id: ObjectId, ready: Ready) -> Result<
 /// Waits for an object without blocking a thread; resolves to the value shared with the store.
 pub(crate) struct SharedFuture<T> {
     target: ObjectRef<T>,
+    /// Set while an async task waits here: its CPUs are lent out meanwhile.
+    lent: Option<global::BlockedInGet>,
 }
 
 impl<T: Value> Future for SharedFuture<T> {
     type Output = Result<Arc<T>, GetError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let target = &self.target;
-        let store = match target.store() {
+        let this = self.get_mut();
+        let store = match this.target.store() {
             Ok(s) => s,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        let id = target.id();
+        let id = this.target.id();
         let mut waiter = Some(Waiter::Wake(cx.waker().clone()));
-        match store.probe(id, &mut waiter) {
-            Probe::Ready(ready) => Poll::Ready(resolve_ready(store, id, ready)),
-            Probe::Missing => Poll::Ready(Err(missing(store, id))),
-            Probe::NotReady { .. } => Poll::Pending,
-        }
+        let result = match store.probe(id, &mut waiter) {
+            Probe::Ready(ready) => resolve_ready(store, id, ready),
+            Probe::Missing => Err(missing(store, id)),
+            Probe::NotReady { .. } => {
+                this.lent.get_or_insert_with(global::BlockedInGet::enter);
+                return Poll::Pending;
+            }
+        };
+        this.lent = None;
+        Poll::Ready(result)
     }
 }
 
@@ -231,7 +238,7 @@ impl<T: Value> IntoFuture for ObjectRef<T> {
     type IntoFuture = GetFuture<T>;
 
     fn into_future(self) -> GetFuture<T> {
-        GetFuture { inner: SharedFuture { target: self } }
+        GetFuture { inner: SharedFuture { target: self, lent: None } }
     }
 }
 
@@ -240,7 +247,7 @@ impl<T: Value> IntoFuture for &ObjectRef<T> {
     type IntoFuture = GetFuture<T>;
 
     fn into_future(self) -> GetFuture<T> {
-        GetFuture { inner: SharedFuture { target: self.clone() } }
+        GetFuture { inner: SharedFuture { target: self.clone(), lent: None } }
     }
 }
 

@@ -10,11 +10,18 @@
 use serde::ser::{self, Serialize};
 
 /// The estimated size of `value` in bytes (at least 1).
+///
+/// A `Serialize` impl that fails or panics still gets a size: what was counted before it
+/// stopped, and at least the value's own size.
 pub(crate) fn estimate<T: Serialize + ?Sized>(value: &T) -> u64 {
     let mut counter = Counter(0);
-    // A failing Serialize impl still gets a size: what was counted before it failed.
-    let _ = value.serialize(&mut counter);
-    counter.0.max(1)
+    let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = value.serialize(&mut counter);
+    }));
+    if walked.is_err() {
+        tracing::warn!(type_name = std::any::type_name::<T>(), "Serialize panicked while sizing a value");
+    }
+    counter.0.max(std::mem::size_of_val(value) as u64).max(1)
 }
 
 const LEN_WORD: u64 = 8;
@@ -230,6 +237,7 @@ mod tests {
         assert_eq!(estimate(&0u64), 8);
         assert_eq!(estimate(&1.5f32), 4);
         assert_eq!(estimate(&()), 1, "nothing still counts as one byte");
+        assert_eq!(estimate(&(1u8, 2u64)), 16, "at least the value's own size");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context as PollContext, Poll};
 
 use crate::object::id::{NodeId, TaskId};
@@ -19,6 +19,8 @@ pub(crate) struct TaskContext {
     pub attempt: u32,
     pub gpu_ids: Arc<[u32]>,
     pub cancelled: Arc<AtomicBool>,
+    /// Gets and awaits in progress; while there is one, the task's CPUs are lent out.
+    pub waits: AtomicUsize,
 }
 
 impl TaskContext {

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::Addr;
 
-use super::context::{self, current_task};
+use super::context::{self, TaskContext, current_task};
 use super::worker_pool::WorkerPool;
 use crate::object::id::{IdMint, NodeId, TaskId};
+
 use crate::object::store::Store;
 use crate::scheduler::actor::{CancelTask, SchedulerActor, TaskBlocked, TaskUnblocked};
 
@@ -117,24 +118,29 @@ pub(crate) fn uninstall(only: Option<NodeId>) {
     }
 }
 
-/// While a blocking task waits in a get, its CPUs are lent to other tasks.
-pub(crate) struct BlockedInGet(Option<(TaskId, Addr<SchedulerActor>)>);
+/// While a task waits for an object (a blocking get, or an await in an async task), its
+/// CPUs are lent to other tasks, so that a task waiting for tasks it submitted cannot
+/// deadlock a full node (Ray does the same for `ray.get` inside a task). Nested and concurrent
+/// waits of one task lend once.
+pub(crate) struct BlockedInGet(Option<(Arc<TaskContext>, Addr<SchedulerActor>)>);
 
 impl BlockedInGet {
     pub fn enter() -> Self {
         let Some(task) = current_task() else { return BlockedInGet(None) };
-        let scheduler = with_runtime(|rt| rt.scheduler.clone());
-        if let Some(s) = &scheduler {
-            s.do_send(TaskBlocked(task.task_id));
+        let Some(scheduler) = with_runtime(|rt| rt.scheduler.clone()) else { return BlockedInGet(None) };
+        if task.waits.fetch_add(1, Ordering::AcqRel) == 0 {
+            scheduler.do_send(TaskBlocked(task.task_id));
         }
-        BlockedInGet(scheduler.map(|s| (task.task_id, s)))
+        BlockedInGet(Some((task, scheduler)))
     }
 }
 
 impl Drop for BlockedInGet {
     fn drop(&mut self) {
-        if let Some((task, scheduler)) = self.0.take() {
-            scheduler.do_send(TaskUnblocked(task));
+        if let Some((task, scheduler)) = self.0.take()
+            && task.waits.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            scheduler.do_send(TaskUnblocked(task.task_id));
         }
     }
 }

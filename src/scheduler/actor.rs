@@ -73,6 +73,7 @@ impl SchedulerActor {
             attempt: rec.attempt,
             gpu_ids: gpu_ids.into(),
             cancelled: Arc::clone(&rec.cancelled),
+            waits: Default::default(),
         });
         let (spec, store, pool, me) = (Arc::clone(&rec.spec), self.store.clone(), self.pool.clone(), ctx.address());
         rec.actor = Some(TaskActor::create(move |_| TaskActor::new(spec, context, store, me, pool)));
