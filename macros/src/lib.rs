@@ -57,7 +57,6 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
     let mut param_types = Vec::new();
     let mut arg_names = Vec::new();
     let mut call_args = Vec::new();
-    let mut checks = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
         let FnArg::Typed(pt) = input else {
             return Err(syn::Error::new(input.span(), "a remote function cannot take `self`"));
@@ -80,7 +79,6 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
             }
             other => (other.clone(), false),
         };
-        checks.push(value_check(&ty));
         remote_params.push(quote!(#pname: impl ::mobula::IntoArg<#ty>));
         into_args.push(quote!(::mobula::IntoArg::<#ty>::into_arg(#pname)));
         call_args.push(if by_ref { quote!(&*#arg) } else { quote!(#arg.into_owned()) });
@@ -99,12 +97,10 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         ReturnType::Default => Span::call_site(),
         ReturnType::Type(_, ty) => ty.span(),
     };
-    checks.push(quote_spanned! {output_span=>
-        const _: () = {
-            fn __mobula_assert_value<T: ::mobula::Value>() {}
-            let _ = __mobula_assert_value::<#output>;
-        };
-    });
+
+    let params_span = if sig.inputs.is_empty() { Span::call_site() } else { sig.inputs.span() };
+    let params_item = quote_spanned! {params_span=> type Params = (#(#param_types,)*); };
+    let output_item = quote_spanned! {output_span=> type Output = #output; };
 
     let kind = if is_async { quote!(Async) } else { quote!(Blocking) };
     let invoke_body = if is_async {
@@ -155,8 +151,8 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         }
 
         impl ::mobula::__private::RemoteFunction for #name {
-            type Params = (#(#param_types,)*);
-            type Output = #output;
+            #params_item
+            #output_item
 
             fn descriptor() -> &'static ::mobula::__private::FunctionDescriptor {
                 fn defaults() -> ::mobula::TaskOptions {
@@ -185,18 +181,7 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
             }
         }
 
-        #(#checks)*
     })
-}
-
-/// A compile-time check, pointing at `ty`, that it is a Mobula value.
-fn value_check(ty: &Type) -> TokenStream2 {
-    quote_spanned! {ty.span()=>
-        const _: () = {
-            fn __mobula_assert_value<T: ::mobula::Value>() {}
-            let _ = __mobula_assert_value::<#ty>;
-        };
-    }
 }
 
 /// For a return type named `Result`, what an `ObjectRef` to the result holds: its first type
@@ -283,14 +268,14 @@ fn is_integer(e: &Expr) -> bool {
 
 fn non_negative_number(e: &Expr, what: &str) -> syn::Result<TokenStream2> {
     match e {
-        Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) => {
-            let v: f64 = i.base10_parse::<u64>()? as f64;
+        Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) if !i.base10_digits().starts_with('-') => {
+            let v = i.base10_parse::<u64>()? as f64;
             Ok(quote!(#v))
         }
-        Expr::Lit(syn::ExprLit { lit: Lit::Float(f), .. }) => {
+        Expr::Lit(syn::ExprLit { lit: Lit::Float(f), .. }) if !f.base10_digits().starts_with('-') => {
             let v: f64 = f.base10_parse()?;
             Ok(quote!(#v))
         }
-        _ => Err(syn::Error::new(e.span(), format!("{what} must be a non-negative number"))),
+        _ => Err(syn::Error::new(e.span(), format!("{what} must be a non-negative number literal"))),
     }
 }

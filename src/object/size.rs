@@ -244,7 +244,8 @@ mod tests {
     fn arrays_count_their_elements() {
         assert_eq!(estimate(&vec![0f64; 1_000_000]), 8 + 8_000_000);
         assert_eq!(estimate(&vec![0u8; 100]), 8 + 100);
-        assert_eq!(estimate(&"hello".to_string()), 8 + 5);
+        assert_eq!(estimate(&"hello, world!!!!!!!".to_string()), 8 + 19);
+        assert_eq!(estimate(&"hi".to_string()), 24, "never less than the value itself");
     }
 
     #[test]
@@ -253,6 +254,6 @@ mod tests {
         m.insert("ab".to_string(), vec![1u32, 2]);
         // map length + key (8 + 2) + value (8 + 2 * 4)
         assert_eq!(estimate(&m), 8 + 10 + 16);
-        assert_eq!(estimate(&Some((1u16, 'x'))), 1 + 2 + 4);
+        assert_eq!(estimate(&Some((1u16, 'x', vec![0u64; 4]))), 1 + 2 + 4 + 8 + 32);
     }
 }

@@ -1,0 +1,8 @@
+//! The compile errors `#[mobula::remote]` gives for misuse, checked with trybuild. The
+//! expected messages live beside each case in tests/ui/*.stderr.
+
+#[test]
+fn misuse_gives_readable_compile_errors() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/*.rs");
+}

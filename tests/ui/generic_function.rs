@@ -1,0 +1,6 @@
+#[mobula::remote]
+fn identity<T: Clone>(x: T) -> T {
+    x
+}
+
+fn main() {}
