@@ -38,13 +38,20 @@ fn main() -> anyhow::Result<()> {
     // 2. Setting up: start a node with 4 CPUs.
     let t = Instant::now();
     let _mobula = mobula::init(Config::default().num_cpus(4))?;
-    println!("[2] init: node {} started in {:.3} s", _mobula.node_id(), t.elapsed().as_secs_f64());
+    println!(
+        "[2] init: node {} started in {:.3} s",
+        _mobula.node_id(),
+        t.elapsed().as_secs_f64()
+    );
 
     // 3. Remote functions run in parallel: four 1-second tasks take about 1 second.
     let t = Instant::now();
     let refs: Vec<ObjectRef<u64>> = (0..4).map(|i| slow_function.remote(i)).collect();
     let results = mobula::get_all(&refs)?;
-    println!("[3] tasks: results {results:?} in {:.3} s", t.elapsed().as_secs_f64());
+    println!(
+        "[3] tasks: results {results:?} in {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
     assert_eq!(results, vec![0, 1, 4, 9]);
 
     // 5. The object store: put a 1000x1000 matrix once, pass its ref to a task.
@@ -53,7 +60,10 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let matrix_ref = mobula::put(matrix)?;
     let sum = matrix_sum.remote(&matrix_ref).get()?;
-    println!("[5] objects: sum of matrix elements {sum:.3} in {:.4} s", t.elapsed().as_secs_f64());
+    println!(
+        "[5] objects: sum of matrix elements {sum:.3} in {:.4} s",
+        t.elapsed().as_secs_f64()
+    );
     assert_eq!(sum, expected);
     Ok(())
 }

@@ -52,7 +52,11 @@ pub struct TaskError {
 
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tries = if self.attempts == 1 { "attempt" } else { "attempts" };
+        let tries = if self.attempts == 1 {
+            "attempt"
+        } else {
+            "attempts"
+        };
         write!(
             f,
             "task {} of `{}` on node {} {} after {} {tries}: {}",
@@ -177,7 +181,9 @@ pub enum InitError {
     #[error("invalid Mobula configuration: {0}")]
     InvalidConfig(String),
     /// The spill directory cannot be created or written.
-    #[error("cannot use {path} as the spill directory: {source}; choose another with Config::spill_dir")]
+    #[error(
+        "cannot use {path} as the spill directory: {source}; choose another with Config::spill_dir"
+    )]
     SpillDir {
         /// The directory.
         path: PathBuf,
@@ -215,7 +221,9 @@ pub enum WaitError {
         given: usize,
     },
     /// A blocking wait was called on a runtime thread.
-    #[error("mobula::wait would block a Mobula runtime thread; inside an async task await the refs instead")]
+    #[error(
+        "mobula::wait would block a Mobula runtime thread; inside an async task await the refs instead"
+    )]
     WouldBlock,
 }
 

@@ -31,6 +31,7 @@
 //! `docs/semantics.md`.
 
 #![warn(missing_docs)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod api;
 mod error;
@@ -46,8 +47,10 @@ pub use api::config::Config;
 pub use api::context::{Context, context};
 pub use api::function::{TaskBuilder, TaskOptions};
 pub use api::object_ref::{GetFuture, ObjectRef};
-pub use api::ops::{cancel, get_all, put, wait};
-pub use error::{CancelError, Error, GetError, InitError, PutError, TaskError, TaskErrorKind, WaitError};
+pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait};
+pub use error::{
+    CancelError, Error, GetError, InitError, PutError, TaskError, TaskErrorKind, WaitError,
+};
 pub use object::id::{NodeId, ObjectId, TaskId};
 pub use object::value::Value;
 
@@ -113,7 +116,8 @@ impl Drop for InitGuard {
 /// What most programs need: `use mobula::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Config, GetError, InitGuard, ObjectRef, TaskOptions, Value, cancel, context, get_all, put, remote, wait,
+        Config, GetError, InitGuard, ObjectRef, TaskOptions, Value, cancel, context, get_all, put,
+        remote, wait,
     };
     pub use std::time::Duration;
 }
@@ -121,7 +125,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::api::args::{ArgList, Params, Resolved};
-    pub use crate::api::function::{AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction};
+    pub use crate::api::function::{
+        AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction,
+    };
     pub use crate::registry::RegisteredFunction;
     pub use crate::runtime::submit::submit;
     pub use inventory;

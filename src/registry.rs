@@ -18,7 +18,10 @@ inventory::collect!(RegisteredFunction);
 
 /// The ids of every remote function linked into this program, sorted.
 pub fn function_ids() -> Vec<&'static str> {
-    let mut ids: Vec<_> = inventory::iter::<RegisteredFunction>.into_iter().map(|r| (r.descriptor)().id).collect();
+    let mut ids: Vec<_> = inventory::iter::<RegisteredFunction>
+        .into_iter()
+        .map(|r| (r.descriptor)().id)
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     ids
@@ -26,7 +29,9 @@ pub fn function_ids() -> Vec<&'static str> {
 
 /// Whether a function with this id is linked into this program.
 pub fn contains(id: &str) -> bool {
-    inventory::iter::<RegisteredFunction>.into_iter().any(|r| (r.descriptor)().id == id)
+    inventory::iter::<RegisteredFunction>
+        .into_iter()
+        .any(|r| (r.descriptor)().id == id)
 }
 
 /// A fingerprint of the registry (FNV-1a over the sorted ids): equal on nodes that run the

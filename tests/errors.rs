@@ -33,11 +33,18 @@ fn a_panic_comes_back_as_a_task_error_naming_function_task_and_message() {
     assert_eq!(e.kind, TaskErrorKind::Panicked);
     assert_eq!(e.function, concat!(module_path!(), "::panicky"));
     assert!(e.message.contains("unlucky number 13"), "{}", e.message);
-    assert!(e.message.contains("tests/errors.rs"), "the location is given: {}", e.message);
+    assert!(
+        e.message.contains("tests/errors.rs"),
+        "the location is given: {}",
+        e.message
+    );
     assert_eq!(e.attempts, 1, "panics are not retried by default");
     assert_eq!(e.node_id, node.guard.as_ref().unwrap().node_id());
     let shown = e.to_string();
-    assert!(shown.contains(&e.task_id.to_string()) && shown.contains("panicked after 1 attempt"), "{shown}");
+    assert!(
+        shown.contains(&e.task_id.to_string()) && shown.contains("panicked after 1 attempt"),
+        "{shown}"
+    );
     // The node keeps serving.
     assert_eq!(panicky.remote(12).get().unwrap(), 12);
 }
@@ -50,7 +57,11 @@ fn parse_config(text: String) -> anyhow::Result<u32> {
 
 #[mobula::remote]
 fn checked_div(a: i64, b: i64) -> Result<i64, String> {
-    if b == 0 { Err(format!("cannot divide {a} by zero")) } else { Ok(a / b) }
+    if b == 0 {
+        Err(format!("cannot divide {a} by zero"))
+    } else {
+        Ok(a / b)
+    }
 }
 
 #[test]
@@ -59,7 +70,10 @@ fn an_err_comes_back_with_its_causes() {
     assert_eq!(parse_config.remote("42".to_string()).get().unwrap(), 42);
     let e = task_error(parse_config.remote("many".to_string()).get());
     assert_eq!(e.kind, TaskErrorKind::Failed);
-    assert_eq!(e.message, "reading the worker count: invalid digit found in string");
+    assert_eq!(
+        e.message,
+        "reading the worker count: invalid digit found in string"
+    );
     assert_eq!(checked_div.remote(7, 2).get().unwrap(), 3);
     let e = task_error(checked_div.remote(7, 0).get());
     assert_eq!(e.message, "cannot divide 7 by zero");
@@ -72,7 +86,11 @@ fn a_task_fed_a_failed_ref_fails_with_the_same_error() {
     let downstream = checked_div.remote(&bad, 1);
     let e = task_error(downstream.get());
     assert_eq!(e.message, "cannot divide 1 by zero");
-    assert_eq!(e, task_error(bad.get()), "the upstream task's own error, naming the upstream task");
+    assert_eq!(
+        e,
+        task_error(bad.get()),
+        "the upstream task's own error, naming the upstream task"
+    );
 }
 
 static FLAKY_RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -102,7 +120,11 @@ fn retry_exceptions_reruns_failed_tasks_within_max_retries() {
     assert!(e.to_string().contains("after 3 attempts"), "{e}");
 
     FLAKY_RUNS.store(0, Ordering::SeqCst);
-    assert_eq!(fails_twice.remote().get().unwrap(), 3, "succeeded on the third attempt");
+    assert_eq!(
+        fails_twice.remote().get().unwrap(),
+        3,
+        "succeeded on the third attempt"
+    );
 
     FLAKY_RUNS.store(0, Ordering::SeqCst);
     let e = task_error(fails_twice.options().max_retries(1).remote().get());
@@ -111,7 +133,11 @@ fn retry_exceptions_reruns_failed_tasks_within_max_retries() {
 
     FLAKY_RUNS.store(0, Ordering::SeqCst);
     let e = task_error(fails_twice.options().retry_exceptions(false).remote().get());
-    assert_eq!((e.attempts, FLAKY_RUNS.load(Ordering::SeqCst)), (1, 1), "without retry_exceptions: one run");
+    assert_eq!(
+        (e.attempts, FLAKY_RUNS.load(Ordering::SeqCst)),
+        (1, 1),
+        "without retry_exceptions: one run"
+    );
 }
 
 static CRASHES: AtomicUsize = AtomicUsize::new(0);
@@ -154,5 +180,8 @@ fn tasks_lost_to_dead_workers_are_retried_up_to_max_retries() {
 
     // The pool replaced the dead workers: the node still runs tasks in parallel.
     let refs: Vec<_> = (0..50).map(|i| panicky.remote(i + 100)).collect();
-    assert_eq!(mobula::get_all(&refs).unwrap(), (100..150).collect::<Vec<_>>());
+    assert_eq!(
+        mobula::get_all(&refs).unwrap(),
+        (100..150).collect::<Vec<_>>()
+    );
 }

@@ -19,13 +19,23 @@ fn using_mobula_before_init_says_what_to_do() {
     assert!(!mobula::is_initialized());
     let err = mobula::put(1u8).unwrap_err();
     assert!(matches!(err, PutError::NotInitialized));
-    assert!(err.to_string().contains("call mobula::init(Config::default()) first"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("call mobula::init(Config::default()) first"),
+        "{err}"
+    );
     let r = double.remote(2);
     let err = r.get().unwrap_err();
     assert!(matches!(err, GetError::NotInitialized), "{err:?}");
     assert!(err.to_string().contains("mobula::init"), "{err}");
-    assert!(matches!(mobula::wait(&[r.clone()], 1, None), Err(WaitError::NotInitialized)));
-    assert!(matches!(mobula::cancel(&r), Err(mobula::CancelError::NotInitialized)));
+    assert!(matches!(
+        mobula::wait(std::slice::from_ref(&r), 1, None),
+        Err(WaitError::NotInitialized)
+    ));
+    assert!(matches!(
+        mobula::cancel(&r),
+        Err(mobula::CancelError::NotInitialized)
+    ));
     assert!(mobula::state::object_store().is_none());
     assert_eq!(mobula::context().node_id(), None);
 }
@@ -37,7 +47,11 @@ fn init_twice_is_refused_and_names_the_running_node() {
     let running = node.guard.as_ref().unwrap().node_id();
     assert!(matches!(err, InitError::AlreadyInitialized { node_id } if node_id == running));
     assert!(err.to_string().contains("mobula::shutdown()"), "{err}");
-    assert_eq!(double.remote(4).get().unwrap(), 8, "the running node is untouched");
+    assert_eq!(
+        double.remote(4).get().unwrap(),
+        8,
+        "the running node is untouched"
+    );
 }
 
 #[test]
@@ -49,7 +63,10 @@ fn dropping_the_guard_shuts_down_and_init_works_again() {
     let first_id = first.node_id();
     drop(first);
     assert!(!mobula::is_initialized());
-    assert!(matches!(old.get(), Err(GetError::ShutDown { .. })), "a ref from a stopped node says so");
+    assert!(
+        matches!(old.get(), Err(GetError::ShutDown { .. })),
+        "a ref from a stopped node says so"
+    );
 
     let second = mobula::init(Config::default().num_cpus(1)).unwrap();
     assert_ne!(second.node_id(), first_id);
@@ -78,7 +95,10 @@ fn shutdown_wakes_a_blocked_get_with_an_error() {
     std::thread::sleep(Duration::from_millis(20));
     drop(guard);
     let result = waiter.join().unwrap();
-    assert!(matches!(result, Err(GetError::ShutDown { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(GetError::ShutDown { .. })),
+        "{result:?}"
+    );
     GATE.open();
 }
 
@@ -95,7 +115,10 @@ fn invalid_configuration_is_refused_with_the_reason() {
     assert!(matches!(err, InitError::SpillDir { .. }), "{err:?}");
     assert!(err.to_string().contains("Config::spill_dir"), "{err}");
     std::fs::remove_file(&not_a_dir).unwrap();
-    assert!(!mobula::is_initialized(), "a failed init leaves nothing running");
+    assert!(
+        !mobula::is_initialized(),
+        "a failed init leaves nothing running"
+    );
 }
 
 #[test]
@@ -106,5 +129,8 @@ fn defaults_come_from_the_machine() {
     // As many 1-CPU tasks as the machine has cores can run.
     let cores = std::thread::available_parallelism().unwrap().get() as u64;
     let refs: Vec<_> = (0..cores).map(|i| double.remote(i)).collect();
-    assert_eq!(mobula::get_all(&refs).unwrap(), (0..cores).map(|x| x * 2).collect::<Vec<_>>());
+    assert_eq!(
+        mobula::get_all(&refs).unwrap(),
+        (0..cores).map(|x| x * 2).collect::<Vec<_>>()
+    );
 }

@@ -44,7 +44,11 @@ fn arguments_may_be_values_refs_or_borrowed_refs() {
     assert_eq!(add.remote(1, 2).get().unwrap(), 3);
     assert_eq!(add.remote(&three, 10).get().unwrap(), 13);
     assert_eq!(add.remote(&three, &four).get().unwrap(), 7);
-    assert_eq!(add.remote(three, four).get().unwrap(), 7, "refs moved in work too");
+    assert_eq!(
+        add.remote(three, four).get().unwrap(),
+        7,
+        "refs moved in work too"
+    );
     // A chain: each task waits for the one before.
     let mut acc = mobula::put(0u64).unwrap();
     for i in 1..=20 {
@@ -101,7 +105,10 @@ fn async_functions_run_and_await_nested_tasks() {
 fn refs_can_be_awaited_outside_the_runtime() {
     let _node = start(Config::default().num_cpus(2));
     let r = square.remote(9);
-    assert_eq!(futures::executor::block_on(async { (&r).await }).unwrap(), 81);
+    assert_eq!(
+        futures::executor::block_on(async { (&r).await }).unwrap(),
+        81
+    );
     assert_eq!(futures::executor::block_on(async { r.await }).unwrap(), 81);
 }
 
@@ -116,11 +123,25 @@ fn a_hundred_thousand_tasks_all_come_back_right() {
     let refs: Vec<_> = (0..100_000u64).map(|i| square.remote(i)).collect();
     let values = mobula::get_all(&refs).unwrap();
     assert_eq!(values.len(), 100_000);
-    assert!(values.iter().enumerate().all(|(i, v)| *v == (i as u64) * (i as u64)));
+    assert!(
+        values
+            .iter()
+            .enumerate()
+            .all(|(i, v)| *v == (i as u64) * (i as u64))
+    );
     let ones: Vec<_> = (0..10_000).map(|_| no_op.remote()).collect();
-    assert_eq!(mobula::get_all(&ones).unwrap().iter().map(|v| *v as u64).sum::<u64>(), 10_000);
+    assert_eq!(
+        mobula::get_all(&ones)
+            .unwrap()
+            .iter()
+            .map(|v| *v as u64)
+            .sum::<u64>(),
+        10_000
+    );
     drop((refs, ones));
-    eventually("all results freed", || mobula::state::object_store().unwrap().objects == 0);
+    eventually("all results freed", || {
+        mobula::state::object_store().unwrap().objects == 0
+    });
 }
 
 #[mobula::remote]
@@ -166,9 +187,17 @@ fn put_never_copies_and_borrowing_parameters_share_the_stored_value() {
     let big = mobula::put(Counted(vec![7; 1 << 20])).unwrap();
     assert_eq!(CLONES.load(Ordering::SeqCst), 0, "put moves the value in");
     assert_eq!(borrowed_len.remote(&big).get().unwrap(), 1 << 20);
-    assert_eq!(CLONES.load(Ordering::SeqCst), 0, "a &T parameter borrows the stored value");
+    assert_eq!(
+        CLONES.load(Ordering::SeqCst),
+        0,
+        "a &T parameter borrows the stored value"
+    );
     assert_eq!(owned_len.remote(&big).get().unwrap(), 1 << 20);
-    assert_eq!(CLONES.load(Ordering::SeqCst), 1, "a T parameter gets one copy");
+    assert_eq!(
+        CLONES.load(Ordering::SeqCst),
+        1,
+        "a T parameter gets one copy"
+    );
     assert_eq!(big.get().unwrap().0.len(), 1 << 20);
     assert_eq!(CLONES.load(Ordering::SeqCst), 2, "get hands out one copy");
 }
@@ -181,11 +210,24 @@ fn with_attribute_options() -> Option<String> {
 #[test]
 fn options_come_from_the_attribute_and_the_builder() {
     let _node = start(Config::default().num_cpus(1));
-    assert_eq!(with_attribute_options.remote().get().unwrap().as_deref(), Some(concat!(module_path!(), "::with_attribute_options")));
+    assert_eq!(
+        with_attribute_options.remote().get().unwrap().as_deref(),
+        Some(concat!(module_path!(), "::with_attribute_options"))
+    );
     let b = square.options().num_cpus(0.25).name("quarter");
-    assert_eq!(b.task_options(), &TaskOptions::new().num_cpus(0.25).name("quarter"));
+    assert_eq!(
+        b.task_options(),
+        &TaskOptions::new().num_cpus(0.25).name("quarter")
+    );
     assert_eq!(b.remote(6).get().unwrap(), 36);
-    assert_eq!(add.options().max_retries(0).remote(1, &mobula::put(1u64).unwrap()).get().unwrap(), 2);
+    assert_eq!(
+        add.options()
+            .max_retries(0)
+            .remote(1, mobula::put(1u64).unwrap())
+            .get()
+            .unwrap(),
+        2
+    );
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -198,7 +240,11 @@ struct Report {
 #[mobula::remote]
 fn whoami() -> Report {
     let c = mobula::context();
-    Report { task: c.task_id(), node: c.node_id(), attempt: c.attempt() }
+    Report {
+        task: c.task_id(),
+        node: c.node_id(),
+        attempt: c.attempt(),
+    }
 }
 
 #[test]
@@ -206,7 +252,10 @@ fn a_task_knows_its_context() {
     let node = start(Config::default().num_cpus(1));
     let outside = mobula::context();
     assert_eq!(outside.task_id(), None);
-    assert_eq!(outside.node_id(), Some(node.guard.as_ref().unwrap().node_id()));
+    assert_eq!(
+        outside.node_id(),
+        Some(node.guard.as_ref().unwrap().node_id())
+    );
     let a = whoami.remote().get().unwrap();
     let b = whoami.remote().get().unwrap();
     assert!(a.task.is_some() && b.task.is_some() && a.task != b.task);
@@ -228,22 +277,41 @@ fn wait_splits_ready_from_pending_in_order() {
     GATE.close();
     let fast: Vec<_> = (0..3).map(|i| square.remote(i)).collect();
     let slow = gated.remote(100);
-    let all = vec![slow.clone(), fast[0].clone(), fast[1].clone(), fast[2].clone()];
+    let all = vec![
+        slow.clone(),
+        fast[0].clone(),
+        fast[1].clone(),
+        fast[2].clone(),
+    ];
     mobula::get_all(&fast).unwrap();
     let (ready, pending) = mobula::wait(&all, 2, None).unwrap();
-    assert_eq!(ready, vec![fast[0].clone(), fast[1].clone()], "the first ready ones, in the order given");
+    assert_eq!(
+        ready,
+        vec![fast[0].clone(), fast[1].clone()],
+        "the first ready ones, in the order given"
+    );
     assert_eq!(pending, vec![slow.clone(), fast[2].clone()]);
 
     let (ready, pending) = mobula::wait(&all, 4, Some(Duration::from_millis(50))).unwrap();
-    assert_eq!((ready.len(), pending.len()), (3, 1), "a timeout returns what is ready");
+    assert_eq!(
+        (ready.len(), pending.len()),
+        (3, 1),
+        "a timeout returns what is ready"
+    );
     assert_eq!(pending, vec![slow.clone()]);
-    assert!(matches!(slow.get_timeout(Duration::from_millis(20)), Err(GetError::Timeout { .. })));
+    assert!(matches!(
+        slow.get_timeout(Duration::from_millis(20)),
+        Err(GetError::Timeout { .. })
+    ));
 
     GATE.open();
     let (ready, pending) = mobula::wait(&all, 4, None).unwrap();
     assert_eq!((ready.len(), pending.len()), (4, 0));
     assert_eq!(slow.get().unwrap(), 100);
-    assert!(matches!(mobula::wait(&all, 5, None), Err(mobula::WaitError::TooManyReturns { .. })));
+    assert!(matches!(
+        mobula::wait(&all, 5, None),
+        Err(mobula::WaitError::TooManyReturns { .. })
+    ));
 }
 
 static RAN: AtomicUsize = AtomicUsize::new(0);
@@ -262,16 +330,27 @@ fn a_cancelled_queued_task_never_runs() {
     let blocker = gated.remote(1);
     let queued = counted_run.remote();
     mobula::cancel(&queued).unwrap();
-    assert!(matches!(queued.get(), Err(GetError::Cancelled { .. })), "{:?}", queued.get());
+    assert!(
+        matches!(queued.get(), Err(GetError::Cancelled { .. })),
+        "{:?}",
+        queued.get()
+    );
     GATE.open();
     assert_eq!(blocker.get().unwrap(), 1);
     // Let the queue drain: a later task on the one CPU runs after the cancelled one would have.
     assert_eq!(counted_run.remote().get().unwrap(), 0);
-    assert_eq!(RAN.load(Ordering::SeqCst), 1, "only the second counted_run ran");
+    assert_eq!(
+        RAN.load(Ordering::SeqCst),
+        1,
+        "only the second counted_run ran"
+    );
     mobula::cancel(&blocker).unwrap(); // finished: nothing to do
     assert_eq!(blocker.get().unwrap(), 1);
     let put = mobula::put(1u8).unwrap();
-    assert!(matches!(mobula::cancel(&put), Err(mobula::CancelError::NotATask { .. })));
+    assert!(matches!(
+        mobula::cancel(&put),
+        Err(mobula::CancelError::NotATask { .. })
+    ));
 }
 
 static ABORTED: AtomicBool = AtomicBool::new(false);
@@ -326,7 +405,9 @@ fn a_running_blocking_task_sees_its_cancellation() {
     std::thread::sleep(Duration::from_millis(20));
     mobula::cancel(&r).unwrap();
     assert!(matches!(r.get(), Err(GetError::Cancelled { .. })));
-    eventually("the body noticed and returned", || RAN.load(Ordering::SeqCst) == 1);
+    eventually("the body noticed and returned", || {
+        RAN.load(Ordering::SeqCst) == 1
+    });
     assert_eq!(square.remote(4).get().unwrap(), 16, "its CPU came back");
 }
 

@@ -38,13 +38,22 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         ));
     }
     if let Some(v) = &sig.variadic {
-        return Err(syn::Error::new(v.span(), "a remote function cannot be variadic"));
+        return Err(syn::Error::new(
+            v.span(),
+            "a remote function cannot be variadic",
+        ));
     }
     if sig.unsafety.is_some() || sig.constness.is_some() || sig.abi.is_some() {
-        return Err(syn::Error::new(sig.span(), "a remote function must be a plain `fn` or `async fn`"));
+        return Err(syn::Error::new(
+            sig.span(),
+            "a remote function must be a plain `fn` or `async fn`",
+        ));
     }
     if sig.inputs.len() > 12 {
-        return Err(syn::Error::new(sig.inputs.span(), "a remote function takes at most 12 parameters"));
+        return Err(syn::Error::new(
+            sig.inputs.span(),
+            "a remote function takes at most 12 parameters",
+        ));
     }
 
     let name = &sig.ident;
@@ -59,7 +68,10 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
     let mut call_args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
         let FnArg::Typed(pt) = input else {
-            return Err(syn::Error::new(input.span(), "a remote function cannot take `self`"));
+            return Err(syn::Error::new(
+                input.span(),
+                "a remote function cannot take `self`",
+            ));
         };
         let pname = match &*pt.pat {
             Pat::Ident(p) => p.ident.clone(),
@@ -75,13 +87,20 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
             }
             Type::Reference(r) => ((*r.elem).clone(), true),
             Type::ImplTrait(t) => {
-                return Err(syn::Error::new(t.span(), "a remote function cannot take `impl Trait`: name a concrete type"));
+                return Err(syn::Error::new(
+                    t.span(),
+                    "a remote function cannot take `impl Trait`: name a concrete type",
+                ));
             }
             other => (other.clone(), false),
         };
         remote_params.push(quote!(#pname: impl ::mobula::IntoArg<#ty>));
         into_args.push(quote!(::mobula::IntoArg::<#ty>::into_arg(#pname)));
-        call_args.push(if by_ref { quote!(&*#arg) } else { quote!(#arg.into_owned()) });
+        call_args.push(if by_ref {
+            quote!(&*#arg)
+        } else {
+            quote!(#arg.into_owned())
+        });
         param_types.push(ty);
         arg_names.push(arg);
     }
@@ -98,11 +117,19 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         ReturnType::Type(_, ty) => ty.span(),
     };
 
-    let params_span = if sig.inputs.is_empty() { Span::call_site() } else { sig.inputs.span() };
+    let params_span = if sig.inputs.is_empty() {
+        Span::call_site()
+    } else {
+        sig.inputs.span()
+    };
     let params_item = quote_spanned! {params_span=> type Params = (#(#param_types,)*); };
     let output_item = quote_spanned! {output_span=> type Output = #output; };
 
-    let kind = if is_async { quote!(Async) } else { quote!(Blocking) };
+    let kind = if is_async {
+        quote!(Async)
+    } else {
+        quote!(Blocking)
+    };
     let invoke_body = if is_async {
         quote! {
             ::mobula::__private::Body::Future(::std::boxed::Box::pin(async move {
@@ -210,7 +237,11 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     let mut calls = Vec::new();
     for meta in metas {
-        let key = meta.path().get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let key = meta
+            .path()
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
         match (key.as_str(), &meta) {
             ("num_cpus" | "num_gpus", Meta::NameValue(nv)) => {
                 let n = non_negative_number(&nv.value, &key)?;
@@ -220,27 +251,43 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             ("max_retries", Meta::NameValue(nv)) => {
                 let v = &nv.value;
                 if !is_integer(v) {
-                    return Err(syn::Error::new(v.span(), "max_retries must be an integer (negative: no limit)"));
+                    return Err(syn::Error::new(
+                        v.span(),
+                        "max_retries must be an integer (negative: no limit)",
+                    ));
                 }
                 calls.push(quote!(.max_retries(#v)));
             }
             ("retry_exceptions", Meta::NameValue(nv)) => {
-                let Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) = &nv.value else {
-                    return Err(syn::Error::new(nv.value.span(), "retry_exceptions must be true or false"));
+                let Expr::Lit(syn::ExprLit {
+                    lit: Lit::Bool(b), ..
+                }) = &nv.value
+                else {
+                    return Err(syn::Error::new(
+                        nv.value.span(),
+                        "retry_exceptions must be true or false",
+                    ));
                 };
                 calls.push(quote!(.retry_exceptions(#b)));
             }
             ("name", Meta::NameValue(nv)) => {
-                let Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) = &nv.value else {
+                let Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(s), ..
+                }) = &nv.value
+                else {
                     return Err(syn::Error::new(nv.value.span(), "name must be a string"));
                 };
                 calls.push(quote!(.name(#s)));
             }
             ("resources", Meta::List(list)) => {
-                let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated.parse2(list.tokens.clone())?;
+                let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated
+                    .parse2(list.tokens.clone())?;
                 for pair in pairs {
                     let Some(res) = pair.path.get_ident() else {
-                        return Err(syn::Error::new(pair.path.span(), "a resource name must be a single word"));
+                        return Err(syn::Error::new(
+                            pair.path.span(),
+                            "a resource name must be a single word",
+                        ));
                     };
                     let n = non_negative_number(&pair.value, &res.to_string())?;
                     let res = res.to_string();
@@ -260,7 +307,9 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
 
 fn is_integer(e: &Expr) -> bool {
     match e {
-        Expr::Lit(syn::ExprLit { lit: Lit::Int(_), .. }) => true,
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(_), ..
+        }) => true,
         Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => is_integer(&u.expr),
         _ => false,
     }
@@ -268,14 +317,21 @@ fn is_integer(e: &Expr) -> bool {
 
 fn non_negative_number(e: &Expr, what: &str) -> syn::Result<TokenStream2> {
     match e {
-        Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) if !i.base10_digits().starts_with('-') => {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(i), ..
+        }) if !i.base10_digits().starts_with('-') => {
             let v = i.base10_parse::<u64>()? as f64;
             Ok(quote!(#v))
         }
-        Expr::Lit(syn::ExprLit { lit: Lit::Float(f), .. }) if !f.base10_digits().starts_with('-') => {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Float(f), ..
+        }) if !f.base10_digits().starts_with('-') => {
             let v: f64 = f.base10_parse()?;
             Ok(quote!(#v))
         }
-        _ => Err(syn::Error::new(e.span(), format!("{what} must be a non-negative number literal"))),
+        _ => Err(syn::Error::new(
+            e.span(),
+            format!("{what} must be a non-negative number literal"),
+        )),
     }
 }

@@ -71,7 +71,12 @@ impl Config {
         let invalid = InitError::InvalidConfig;
         let cpus = match self.num_cpus {
             Some(n) => to_units("num_cpus", n).map_err(invalid)?,
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as i64 * UNIT,
+            None => {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1) as i64
+                    * UNIT
+            }
         };
         let visible = visible_gpus(std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref());
         let gpu_ids = match self.num_gpus {
@@ -79,10 +84,16 @@ impl Config {
             Some(n) => {
                 let units = to_units("num_gpus", n).map_err(invalid)?;
                 if units % UNIT != 0 {
-                    return Err(InitError::InvalidConfig(format!("num_gpus must be a whole number, got {n}")));
+                    return Err(InitError::InvalidConfig(format!(
+                        "num_gpus must be a whole number, got {n}"
+                    )));
                 }
                 let n = (units / UNIT) as usize;
-                if visible.len() >= n { visible[..n].to_vec() } else { (0..n as u32).collect() }
+                if visible.len() >= n {
+                    visible[..n].to_vec()
+                } else {
+                    (0..n as u32).collect()
+                }
             }
         };
         for (name, _) in &self.resources {
@@ -92,8 +103,13 @@ impl Config {
         Ok(NodeConfig {
             resources,
             cpu_units: cpus,
-            object_store_memory: self.object_store_memory.unwrap_or_else(default_store_memory),
-            spill_root: self.spill_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("mobula-spill")),
+            object_store_memory: self
+                .object_store_memory
+                .unwrap_or_else(default_store_memory),
+            spill_root: self
+                .spill_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("mobula-spill")),
         })
     }
 }
@@ -110,12 +126,24 @@ pub(crate) struct NodeConfig {
 /// The GPU ids `CUDA_VISIBLE_DEVICES` lists: numbers as given, anything else (UUIDs) by
 /// position. Unset or empty means none.
 pub(crate) fn visible_gpus(var: Option<&str>) -> Vec<u32> {
-    let Some(var) = var.map(str::trim).filter(|v| !v.is_empty()) else { return Vec::new() };
-    let entries: Vec<&str> = var.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    let Some(var) = var.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Vec::new();
+    };
+    let entries: Vec<&str> = var
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
     // CUDA stops at the first invalid index; "-1" is the usual way to hide every GPU.
-    let entries: Vec<&str> = entries.into_iter().take_while(|e| !e.starts_with('-')).collect();
+    let entries: Vec<&str> = entries
+        .into_iter()
+        .take_while(|e| !e.starts_with('-'))
+        .collect();
     if entries.iter().all(|e| e.parse::<u32>().is_ok()) {
-        entries.iter().map(|e| e.parse().expect("checked above")).collect()
+        entries
+            .iter()
+            .map(|e| e.parse().expect("checked above"))
+            .collect()
     } else {
         (0..entries.len() as u32).collect()
     }
@@ -123,11 +151,13 @@ pub(crate) fn visible_gpus(var: Option<&str>) -> Vec<u32> {
 
 /// 30 % of the machine's memory, as Ray's default object store size.
 fn default_store_memory() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
-        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    });
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
     total.map(|t| t / 10 * 3).unwrap_or(4 << 30)
 }
 
@@ -146,17 +176,37 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_explained() {
-        let err = Config::default().num_cpus(-2).resolve().unwrap_err().to_string();
-        assert!(err.contains("num_cpus must be a non-negative number"), "{err}");
-        let err = Config::default().num_gpus(1.5).resolve().unwrap_err().to_string();
+        let err = Config::default()
+            .num_cpus(-2)
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("num_cpus must be a non-negative number"),
+            "{err}"
+        );
+        let err = Config::default()
+            .num_gpus(1.5)
+            .resolve()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("whole number"), "{err}");
-        let err = Config::default().resource("GPU", 1).resolve().unwrap_err().to_string();
+        let err = Config::default()
+            .resource("GPU", 1)
+            .resolve()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("num_gpus"), "{err}");
     }
 
     #[test]
     fn explicit_values_win() {
-        let c = Config::default().num_cpus(3).num_gpus(2).object_store_memory(10).resolve().unwrap();
+        let c = Config::default()
+            .num_cpus(3)
+            .num_gpus(2)
+            .object_store_memory(10)
+            .resolve()
+            .unwrap();
         assert_eq!(c.cpu_units, 3 * UNIT);
         assert!(c.resources.describe_total().contains("2 GPU"));
         assert_eq!(c.object_store_memory, 10);

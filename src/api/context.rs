@@ -17,7 +17,10 @@ pub struct Context {
 /// The runtime context of the caller (Ray's `ray.get_runtime_context()`).
 pub fn context() -> Context {
     let task = current_task();
-    let node_id = task.as_ref().map(|t| t.node_id).or_else(global::current_node_id);
+    let node_id = task
+        .as_ref()
+        .map(|t| t.node_id)
+        .or_else(global::current_node_id);
     Context { task, node_id }
 }
 

@@ -38,12 +38,18 @@ pub struct FunctionDescriptor {
 impl FunctionDescriptor {
     /// Describes a function.
     pub const fn new(id: &'static str, kind: FunctionKind, defaults: fn() -> TaskOptions) -> Self {
-        FunctionDescriptor { id, kind, defaults, resolved: OnceLock::new() }
+        FunctionDescriptor {
+            id,
+            kind,
+            defaults,
+            resolved: OnceLock::new(),
+        }
     }
 
     /// The attribute's options, checked once.
     pub(crate) fn default_options(&self) -> &Arc<ResolvedOptions> {
-        self.resolved.get_or_init(|| Arc::new((self.defaults)().resolve()))
+        self.resolved
+            .get_or_init(|| Arc::new((self.defaults)().resolve()))
     }
 }
 
@@ -212,7 +218,10 @@ impl<F: RemoteFunction, P> TaskBuilder<F, P> {
     /// Starts from the function's own options (those in its attribute).
     #[doc(hidden)]
     pub fn new() -> Self {
-        TaskBuilder { options: (F::descriptor().defaults)(), _marker: PhantomData }
+        TaskBuilder {
+            options: (F::descriptor().defaults)(),
+            _marker: PhantomData,
+        }
     }
 
     /// See [`TaskOptions::num_cpus`].

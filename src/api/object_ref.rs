@@ -50,13 +50,21 @@ pub struct ObjectRef<T> {
 
 impl<T> Clone for ObjectRef<T> {
     fn clone(&self) -> Self {
-        ObjectRef { handle: Arc::clone(&self.handle), _marker: PhantomData }
+        ObjectRef {
+            handle: Arc::clone(&self.handle),
+            _marker: PhantomData,
+        }
     }
 }
 
 impl<T> fmt::Debug for ObjectRef<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ObjectRef<{}>({})", std::any::type_name::<T>(), self.handle.id)
+        write!(
+            f,
+            "ObjectRef<{}>({})",
+            std::any::type_name::<T>(),
+            self.handle.id
+        )
     }
 }
 
@@ -77,12 +85,24 @@ impl<T> Hash for ObjectRef<T> {
 impl<T> ObjectRef<T> {
     /// A ref to an object that was just registered with one handle.
     pub(crate) fn adopt(id: ObjectId, store: Store) -> Self {
-        ObjectRef { handle: Arc::new(RefHandle { id, store: Some(store) }), _marker: PhantomData }
+        ObjectRef {
+            handle: Arc::new(RefHandle {
+                id,
+                store: Some(store),
+            }),
+            _marker: PhantomData,
+        }
     }
 
     /// A ref made while no runtime runs: getting it reports that.
     pub(crate) fn detached() -> Self {
-        ObjectRef { handle: Arc::new(RefHandle { id: ObjectId::NIL, store: None }), _marker: PhantomData }
+        ObjectRef {
+            handle: Arc::new(RefHandle {
+                id: ObjectId::NIL,
+                store: None,
+            }),
+            _marker: PhantomData,
+        }
     }
 
     /// The id of the object.
@@ -93,7 +113,9 @@ impl<T> ObjectRef<T> {
     pub(crate) fn store(&self) -> Result<&Store, GetError> {
         match &self.handle.store {
             None => Err(GetError::NotInitialized),
-            Some(s) if s.is_closed() => Err(GetError::ShutDown { object_id: self.handle.id }),
+            Some(s) if s.is_closed() => Err(GetError::ShutDown {
+                object_id: self.handle.id,
+            }),
             Some(s) => Ok(s),
         }
     }
@@ -113,11 +135,15 @@ impl<T: Value> ObjectRef<T> {
 
     /// As [`get`](Self::get), giving up after `timeout` with [`GetError::Timeout`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.get_shared_blocking(Some(Instant::now() + timeout)).map(|v| (*v).clone())
+        self.get_shared_blocking(Some(Instant::now() + timeout))
+            .map(|v| (*v).clone())
     }
 
     /// The value shared with the store, waiting until `deadline`.
-    pub(crate) fn get_shared_blocking(&self, deadline: Option<Instant>) -> Result<Arc<T>, GetError> {
+    pub(crate) fn get_shared_blocking(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<T>, GetError> {
         let store = self.store()?;
         let id = self.handle.id;
         match store.probe(id, &mut None) {
@@ -138,22 +164,33 @@ impl<T: Value> ObjectRef<T> {
                 Probe::NotReady { .. } => {}
             }
             if !signal.wait_until(deadline) {
-                let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now())).unwrap_or_default();
-                return Err(GetError::Timeout { object_id: id, timeout });
+                let timeout = deadline
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .unwrap_or_default();
+                return Err(GetError::Timeout {
+                    object_id: id,
+                    timeout,
+                });
             }
         }
     }
 
     /// A future of the value shared with the store.
     pub(crate) fn get_shared(&self) -> SharedFuture<T> {
-        SharedFuture { target: self.clone(), lent: None }
+        SharedFuture {
+            target: self.clone(),
+            lent: None,
+        }
     }
 
     /// Whether the value (or the error) is there now, without waiting.
     pub(crate) fn is_ready(&self) -> bool {
         match self.store() {
             Err(_) => true,
-            Ok(store) => !matches!(store.probe(self.handle.id, &mut None), Probe::NotReady { .. }),
+            Ok(store) => !matches!(
+                store.probe(self.handle.id, &mut None),
+                Probe::NotReady { .. }
+            ),
         }
     }
 }
@@ -162,7 +199,10 @@ fn missing(store: &Store, id: ObjectId) -> GetError {
     if store.is_closed() {
         GetError::ShutDown { object_id: id }
     } else {
-        GetError::ObjectLost { object_id: id, reason: "it was freed: no ref to it was left".into() }
+        GetError::ObjectLost {
+            object_id: id,
+            reason: "it was freed: no ref to it was left".into(),
+        }
     }
 }
 
@@ -176,8 +216,10 @@ fn resolve_ready<T: Value>(store: &Store, id: ObjectId, ready: Ready) -> Result<
             expected: std::any::type_name::<T>().to_string(),
         }),
         Ready::Bytes(bytes) => {
-            let value: T = value::decode(&bytes)
-                .map_err(|reason| GetError::ObjectLost { object_id: id, reason: format!("restored bytes: {reason}") })?;
+            let value: T = value::decode(&bytes).map_err(|reason| GetError::ObjectLost {
+                object_id: id,
+                reason: format!("restored bytes: {reason}"),
+            })?;
             let size = crate::object::size::estimate(&value);
             let shared = Arc::new(value);
             store.upgrade(id, StoredValue::from_arc(Arc::clone(&shared), size));
@@ -227,7 +269,9 @@ impl<T: Value> Future for GetFuture<T> {
     type Output = Result<T, GetError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.inner).poll(cx).map(|r| r.map(|v| (*v).clone()))
+        Pin::new(&mut self.inner)
+            .poll(cx)
+            .map(|r| r.map(|v| (*v).clone()))
     }
 }
 
@@ -238,7 +282,12 @@ impl<T: Value> IntoFuture for ObjectRef<T> {
     type IntoFuture = GetFuture<T>;
 
     fn into_future(self) -> GetFuture<T> {
-        GetFuture { inner: SharedFuture { target: self, lent: None } }
+        GetFuture {
+            inner: SharedFuture {
+                target: self,
+                lent: None,
+            },
+        }
     }
 }
 
@@ -247,7 +296,12 @@ impl<T: Value> IntoFuture for &ObjectRef<T> {
     type IntoFuture = GetFuture<T>;
 
     fn into_future(self) -> GetFuture<T> {
-        GetFuture { inner: SharedFuture { target: self.clone(), lent: None } }
+        GetFuture {
+            inner: SharedFuture {
+                target: self.clone(),
+                lent: None,
+            },
+        }
     }
 }
 

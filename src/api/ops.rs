@@ -28,6 +28,9 @@ pub fn get_all<T: Value>(refs: &[ObjectRef<T>]) -> Result<Vec<T>, GetError> {
     refs.iter().map(ObjectRef::get).collect()
 }
 
+/// What [`wait`] returns: the ready refs, then the others.
+pub type ReadyAndPending<T> = (Vec<ObjectRef<T>>, Vec<ObjectRef<T>>);
+
 /// Waits until `num_returns` of `refs` are ready or `timeout` passes (Ray's `ray.wait`).
 ///
 /// Returns `(ready, pending)`: at most `num_returns` ready refs, then the others, each in the
@@ -37,9 +40,12 @@ pub fn wait<T: Value>(
     refs: &[ObjectRef<T>],
     num_returns: usize,
     timeout: Option<Duration>,
-) -> Result<(Vec<ObjectRef<T>>, Vec<ObjectRef<T>>), WaitError> {
+) -> Result<ReadyAndPending<T>, WaitError> {
     if num_returns > refs.len() {
-        return Err(WaitError::TooManyReturns { num_returns, given: refs.len() });
+        return Err(WaitError::TooManyReturns {
+            num_returns,
+            given: refs.len(),
+        });
     }
     if !global::is_running() {
         return Err(WaitError::NotInitialized);
@@ -65,11 +71,15 @@ pub fn wait<T: Value>(
         }
         _lent.get_or_insert_with(global::BlockedInGet::enter);
         let signal = signal.get_or_insert_with(Default::default);
-        let registered_all = refs.iter().zip(&ready).filter(|(_, ready)| !**ready).all(|(r, _)| {
-            let Ok(store) = r.store() else { return false };
-            let mut waiter = Some(Waiter::Signal(Arc::clone(signal)));
-            matches!(store.probe(r.id(), &mut waiter), Probe::NotReady { .. })
-        });
+        let registered_all = refs
+            .iter()
+            .zip(&ready)
+            .filter(|(_, ready)| !**ready)
+            .all(|(r, _)| {
+                let Ok(store) = r.store() else { return false };
+                let mut waiter = Some(Waiter::Signal(Arc::clone(signal)));
+                matches!(store.probe(r.id(), &mut waiter), Probe::NotReady { .. })
+            });
         if registered_all {
             // Woken by any of them, or at the deadline; either way count again.
             signal.wait_until(deadline);
@@ -78,7 +88,11 @@ pub fn wait<T: Value>(
     let mut ready_refs = Vec::new();
     let mut pending = Vec::new();
     for (i, r) in refs.iter().enumerate() {
-        if ready[i] && ready_refs.len() < num_returns { ready_refs.push(r.clone()) } else { pending.push(r.clone()) }
+        if ready[i] && ready_refs.len() < num_returns {
+            ready_refs.push(r.clone())
+        } else {
+            pending.push(r.clone())
+        }
     }
     Ok((ready_refs, pending))
 }
@@ -101,7 +115,10 @@ pub fn cancel<T>(object_ref: &ObjectRef<T>) -> Result<(), CancelError> {
         CancelProbe::NotATask => Err(CancelError::NotATask { object_id: id }),
         CancelProbe::Done | CancelProbe::Missing => Ok(()),
         CancelProbe::Pending(producer) => {
-            let err = GetError::Cancelled { function: producer.function.to_string(), task_id: producer.task };
+            let err = GetError::Cancelled {
+                function: producer.function.to_string(),
+                task_id: producer.task,
+            };
             if store.fail(id, err) {
                 global::with_runtime(|rt| rt.cancel_task(producer.task));
             }

@@ -35,7 +35,11 @@ mod tests {
     use crate::object::id::ObjectId;
 
     fn cand(last_used: u64, seq: u64, size: u64) -> Candidate {
-        Candidate { last_used, id: ObjectId::from_parts(1, seq), size }
+        Candidate {
+            last_used,
+            id: ObjectId::from_parts(1, seq),
+            size,
+        }
     }
 
     #[test]
@@ -52,7 +56,12 @@ mod tests {
 
     #[test]
     fn oldest_first_until_enough() {
-        let c = vec![cand(5, 1, 10), cand(1, 2, 10), cand(3, 3, 10), cand(2, 4, 10)];
+        let c = vec![
+            cand(5, 1, 10),
+            cand(1, 2, 10),
+            cand(3, 3, 10),
+            cand(2, 4, 10),
+        ];
         let chosen: Vec<u64> = choose_victims(c, 15).iter().map(|c| c.last_used).collect();
         assert_eq!(chosen, vec![1, 2]);
     }

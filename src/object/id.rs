@@ -104,11 +104,18 @@ pub(crate) struct IdMint {
 
 impl IdMint {
     pub(crate) fn new(node: NodeId) -> Self {
-        IdMint { prefix: node.prefix(), next_object: AtomicU64::new(1), next_task: AtomicU64::new(1) }
+        IdMint {
+            prefix: node.prefix(),
+            next_object: AtomicU64::new(1),
+            next_task: AtomicU64::new(1),
+        }
     }
 
     pub(crate) fn object(&self) -> ObjectId {
-        ObjectId::from_parts(self.prefix, self.next_object.fetch_add(1, Ordering::Relaxed))
+        ObjectId::from_parts(
+            self.prefix,
+            self.next_object.fetch_add(1, Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn task(&self) -> TaskId {

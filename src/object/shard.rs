@@ -28,8 +28,18 @@ pub(crate) struct ShardActor {
 }
 
 impl ShardActor {
-    pub fn new(index: usize, store: Store, supervisor: Addr<StoreSupervisor>, spiller: Addr<Spiller>) -> Self {
-        ShardActor { index, store, supervisor, spiller }
+    pub fn new(
+        index: usize,
+        store: Store,
+        supervisor: Addr<StoreSupervisor>,
+        spiller: Addr<Spiller>,
+    ) -> Self {
+        ShardActor {
+            index,
+            store,
+            supervisor,
+            spiller,
+        }
     }
 }
 
@@ -39,8 +49,14 @@ impl Actor for ShardActor {
 
 impl Supervised for ShardActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        self.store.counters.shard_restarts.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(shard = self.index, "object store shard restarted after a failure");
+        self.store
+            .counters
+            .shard_restarts
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            shard = self.index,
+            "object store shard restarted after a failure"
+        );
     }
 }
 
@@ -53,8 +69,12 @@ impl Handler<DropValues> for ShardActor {
     type Result = ();
 
     fn handle(&mut self, _: DropValues, ctx: &mut Context<Self>) {
-        let values =
-            std::mem::take(&mut *self.store.shards[self.index].graveyard.lock().unwrap_or_else(|e| e.into_inner()));
+        let values = std::mem::take(
+            &mut *self.store.shards[self.index]
+                .graveyard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         let mut panics = 0;
         for v in values {
             if catch_unwind(AssertUnwindSafe(move || drop(v))).is_err() {
@@ -62,7 +82,11 @@ impl Handler<DropValues> for ShardActor {
             }
         }
         if panics > 0 {
-            tracing::error!(shard = self.index, panics, "a stored value panicked in Drop; restarting the shard");
+            tracing::error!(
+                shard = self.index,
+                panics,
+                "a stored value panicked in Drop; restarting the shard"
+            );
             ctx.stop();
         }
     }
@@ -92,10 +116,20 @@ impl Handler<RestoreObject> for ShardActor {
     fn handle(&mut self, RestoreObject(id): RestoreObject, ctx: &mut Context<Self>) {
         let path = self.store.table(self.index).spill_path(id);
         match path {
-            Some(path) => self.spiller.do_send(ReadSpill { id, path, reply: ctx.address() }),
+            Some(path) => self.spiller.do_send(ReadSpill {
+                id,
+                path,
+                reply: ctx.address(),
+            }),
             None => {
-                let err = GetError::ObjectLost { object_id: id, reason: "its spill file is unknown".into() };
-                let fx = self.store.table(self.index).finish_restore(id, Err(Arc::new(err)));
+                let err = GetError::ObjectLost {
+                    object_id: id,
+                    reason: "its spill file is unknown".into(),
+                };
+                let fx = self
+                    .store
+                    .table(self.index)
+                    .finish_restore(id, Err(Arc::new(err)));
                 self.store.apply(self.index, fx);
             }
         }
@@ -115,9 +149,15 @@ impl Handler<Restored> for ShardActor {
 
     fn handle(&mut self, msg: Restored, _: &mut Context<Self>) {
         if msg.result.is_ok() {
-            self.store.counters.restored_objects.fetch_add(1, Ordering::Relaxed);
+            self.store
+                .counters
+                .restored_objects
+                .fetch_add(1, Ordering::Relaxed);
         }
-        let fx = self.store.table(self.index).finish_restore(msg.id, msg.result.map_err(Arc::new));
+        let fx = self
+            .store
+            .table(self.index)
+            .finish_restore(msg.id, msg.result.map_err(Arc::new));
         self.store.apply(self.index, fx);
     }
 }
@@ -135,13 +175,21 @@ impl Handler<SpillObjects> for ShardActor {
             let start = self.store.table(self.index).begin_spill(id);
             match start {
                 SpillStart::Write(value) => {
-                    self.spiller.do_send(WriteSpill { id, value, reply: ctx.address() });
+                    self.spiller.do_send(WriteSpill {
+                        id,
+                        value,
+                        reply: ctx.address(),
+                    });
                 }
                 SpillStart::Done(fx) => {
                     self.store.apply(self.index, fx);
-                    self.supervisor.do_send(SpillReport { transient_failure: false });
+                    self.supervisor.do_send(SpillReport {
+                        transient_failure: false,
+                    });
                 }
-                SpillStart::Skip => self.supervisor.do_send(SpillReport { transient_failure: false }),
+                SpillStart::Skip => self.supervisor.do_send(SpillReport {
+                    transient_failure: false,
+                }),
             }
         }
     }
@@ -169,10 +217,15 @@ impl Handler<SpillWritten> for ShardActor {
                 false
             }
             Err(failure) => {
-                self.store.counters.spill_failures.fetch_add(1, Ordering::Relaxed);
+                self.store
+                    .counters
+                    .spill_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(id = %msg.id, reason = %failure.reason, permanent = failure.permanent,
                     "could not spill object; it stays in memory");
-                self.store.table(self.index).abort_spill(msg.id, failure.permanent);
+                self.store
+                    .table(self.index)
+                    .abort_spill(msg.id, failure.permanent);
                 !failure.permanent
             }
         };

@@ -19,7 +19,10 @@ pub(crate) fn estimate<T: Serialize + ?Sized>(value: &T) -> u64 {
         let _ = value.serialize(&mut counter);
     }));
     if walked.is_err() {
-        tracing::warn!(type_name = std::any::type_name::<T>(), "Serialize panicked while sizing a value");
+        tracing::warn!(
+            type_name = std::any::type_name::<T>(),
+            "Serialize panicked while sizing a value"
+        );
     }
     counter.0.max(std::mem::size_of_val(value) as u64).max(1)
 }
@@ -57,7 +60,7 @@ macro_rules! fixed {
     };
 }
 
-impl<'a> ser::Serializer for &'a mut Counter {
+impl ser::Serializer for &mut Counter {
     type Ok = ();
     type Error = Never;
     type SerializeSeq = Self;
@@ -245,7 +248,11 @@ mod tests {
         assert_eq!(estimate(&vec![0f64; 1_000_000]), 8 + 8_000_000);
         assert_eq!(estimate(&vec![0u8; 100]), 8 + 100);
         assert_eq!(estimate(&"hello, world!!!!!!!".to_string()), 8 + 19);
-        assert_eq!(estimate(&"hi".to_string()), 24, "never less than the value itself");
+        assert_eq!(
+            estimate(&"hi".to_string()),
+            24,
+            "never less than the value itself"
+        );
     }
 
     #[test]
@@ -254,6 +261,9 @@ mod tests {
         m.insert("ab".to_string(), vec![1u32, 2]);
         // map length + key (8 + 2) + value (8 + 2 * 4)
         assert_eq!(estimate(&m), 8 + 10 + 16);
-        assert_eq!(estimate(&Some((1u16, 'x', vec![0u64; 4]))), 1 + 2 + 4 + 8 + 32);
+        assert_eq!(
+            estimate(&Some((1u16, 'x', vec![0u64; 4]))),
+            1 + 2 + 4 + 8 + 32
+        );
     }
 }

@@ -68,20 +68,47 @@ impl Handler<WriteSpill> for Spiller {
             Ok(Ok(e)) => e,
             Ok(Err(reason)) => {
                 let reason = format!("cannot encode a {}: {reason}", (value.vtable.type_name)());
-                return reply.do_send(SpillWritten { id, result: Err(SpillFailure { reason, permanent: true }) });
+                return reply.do_send(SpillWritten {
+                    id,
+                    result: Err(SpillFailure {
+                        reason,
+                        permanent: true,
+                    }),
+                });
             }
             Err(panic) => {
-                let reason = format!("encoding a {} panicked: {}", (value.vtable.type_name)(), panic_message(&*panic));
-                return reply.do_send(SpillWritten { id, result: Err(SpillFailure { reason, permanent: true }) });
+                let reason = format!(
+                    "encoding a {} panicked: {}",
+                    (value.vtable.type_name)(),
+                    panic_message(&*panic)
+                );
+                return reply.do_send(SpillWritten {
+                    id,
+                    result: Err(SpillFailure {
+                        reason,
+                        permanent: true,
+                    }),
+                });
             }
         };
         drop(value);
         let path = self.path_of(id);
         let result = write_file(&path, &encoded.bytes)
-            .map(|()| (SpillFile { path: path.clone(), contained: encoded.contained }, encoded.bytes.len() as u64))
+            .map(|()| {
+                (
+                    SpillFile {
+                        path: path.clone(),
+                        contained: encoded.contained,
+                    },
+                    encoded.bytes.len() as u64,
+                )
+            })
             .map_err(|e| {
                 let _ = std::fs::remove_file(&path);
-                SpillFailure { reason: format!("writing {}: {e}", path.display()), permanent: false }
+                SpillFailure {
+                    reason: format!("writing {}: {e}", path.display()),
+                    permanent: false,
+                }
             });
         reply.do_send(SpillWritten { id, result });
     }
@@ -112,7 +139,11 @@ impl Handler<ReadSpill> for Spiller {
             Ok(_) => Err("the file is not a Mobula spill file".to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let result = result.map_err(|reason| GetError::RestoreFailed { object_id: msg.id, path: msg.path, reason });
+        let result = result.map_err(|reason| GetError::RestoreFailed {
+            object_id: msg.id,
+            path: msg.path,
+            reason,
+        });
         msg.reply.do_send(Restored { id: msg.id, result });
     }
 }

@@ -80,7 +80,10 @@ impl std::ops::Deref for Store {
 impl Store {
     pub fn new(node_id: NodeId, memory_limit: u64, spill_dir: PathBuf) -> Self {
         let shards = (0..SHARDS)
-            .map(|_| ShardSlot { table: Mutex::new(ShardTable::default()), graveyard: Mutex::new(Vec::new()) })
+            .map(|_| ShardSlot {
+                table: Mutex::new(ShardTable::default()),
+                graveyard: Mutex::new(Vec::new()),
+            })
             .collect();
         Store(Arc::new(StoreInner {
             node_id,
@@ -107,7 +110,10 @@ impl Store {
     pub fn table(&self, index: usize) -> MutexGuard<'_, ShardTable> {
         // A panic never happens while a table is locked (no user code runs under it); if
         // one ever did, the table itself is still consistent between operations.
-        self.shards[index].table.lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[index]
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn with_table<R>(&self, id: ObjectId, f: impl FnOnce(&mut ShardTable) -> R) -> R {
@@ -207,7 +213,10 @@ impl Store {
             self.with_table(id, |t| t.retain_contained(id));
         }
         if fx.memory_delta != 0 {
-            let used = self.memory_used.fetch_add(fx.memory_delta, Ordering::Relaxed) + fx.memory_delta;
+            let used = self
+                .memory_used
+                .fetch_add(fx.memory_delta, Ordering::Relaxed)
+                + fx.memory_delta;
             if fx.memory_delta > 0 && used > self.memory_limit as i64 {
                 self.request_reclaim();
             }
@@ -217,7 +226,9 @@ impl Store {
         }
         if !fx.delete_files.is_empty() {
             match self.actors.get() {
-                Some(actors) => actors.shards[shard].do_send(DeleteFiles(std::mem::take(&mut fx.delete_files))),
+                Some(actors) => {
+                    actors.shards[shard].do_send(DeleteFiles(std::mem::take(&mut fx.delete_files)))
+                }
                 None => fx.delete_files.iter().for_each(|p| {
                     let _ = std::fs::remove_file(p);
                 }),
@@ -240,7 +251,10 @@ impl Store {
             _ => return drop_all(values),
         };
         let was_empty = {
-            let mut grave = self.shards[shard].graveyard.lock().unwrap_or_else(|e| e.into_inner());
+            let mut grave = self.shards[shard]
+                .graveyard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let was_empty = grave.is_empty();
             grave.extend(values);
             was_empty
@@ -281,12 +295,15 @@ impl Store {
             return;
         }
         for index in 0..SHARDS {
-            let mut fx = self.table(index).fail_all_pending(|object_id| GetError::ShutDown { object_id });
+            let mut fx = self
+                .table(index)
+                .fail_all_pending(|object_id| GetError::ShutDown { object_id });
             for w in fx.wake.drain(..) {
                 w.fire();
             }
             let fx = self.table(index).clear();
-            self.memory_used.fetch_add(fx.memory_delta, Ordering::Relaxed);
+            self.memory_used
+                .fetch_add(fx.memory_delta, Ordering::Relaxed);
             for w in fx.wake {
                 w.fire();
             }
@@ -294,7 +311,12 @@ impl Store {
                 let _ = std::fs::remove_file(p);
             }
             drop_all(fx.drop_values);
-            let grave = std::mem::take(&mut *self.shards[index].graveyard.lock().unwrap_or_else(|e| e.into_inner()));
+            let grave = std::mem::take(
+                &mut *self.shards[index]
+                    .graveyard
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
             drop_all(grave);
         }
         let _ = std::fs::remove_dir_all(&self.spill_dir);

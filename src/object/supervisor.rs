@@ -28,7 +28,13 @@ pub(crate) struct StoreSupervisor {
 
 impl StoreSupervisor {
     pub fn new(store: Store) -> Self {
-        StoreSupervisor { store, spill_thread: None, shards: Vec::new(), in_flight: 0, transient_failures: false }
+        StoreSupervisor {
+            store,
+            spill_thread: None,
+            shards: Vec::new(),
+            in_flight: 0,
+            transient_failures: false,
+        }
     }
 }
 
@@ -40,13 +46,20 @@ impl Actor for StoreSupervisor {
         let me = ctx.address();
         for index in 0..SHARDS {
             let dir = self.store.spill_dir.clone();
-            let spiller = actix::Supervisor::start_in_arbiter(&spill_thread.handle(), move |_| Spiller::new(dir));
+            let spiller = actix::Supervisor::start_in_arbiter(&spill_thread.handle(), move |_| {
+                Spiller::new(dir)
+            });
             let store = self.store.clone();
             let me = me.clone();
-            self.shards.push(actix::Supervisor::start(move |_| ShardActor::new(index, store, me, spiller)));
+            self.shards.push(actix::Supervisor::start(move |_| {
+                ShardActor::new(index, store, me, spiller)
+            }));
         }
         self.spill_thread = Some(spill_thread);
-        self.store.install_actors(StoreActors { supervisor: me, shards: self.shards.clone() });
+        self.store.install_actors(StoreActors {
+            supervisor: me,
+            shards: self.shards.clone(),
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
@@ -78,13 +91,19 @@ impl Handler<Reclaim> for StoreSupervisor {
         }
         let victims = choose_victims(candidates, need);
         if victims.is_empty() {
-            tracing::debug!(need, "over the memory limit but every object is in use; nothing to spill");
+            tracing::debug!(
+                need,
+                "over the memory limit but every object is in use; nothing to spill"
+            );
             return self.store.reclaim_abandoned();
         }
         self.in_flight = victims.len();
         let mut by_shard: BTreeMap<usize, Vec<_>> = BTreeMap::new();
         for v in victims {
-            by_shard.entry(Store::shard_index(v.id)).or_default().push(v.id);
+            by_shard
+                .entry(Store::shard_index(v.id))
+                .or_default()
+                .push(v.id);
         }
         for (index, ids) in by_shard {
             self.shards[index].do_send(SpillObjects(ids));
@@ -109,7 +128,9 @@ impl Handler<SpillReport> for StoreSupervisor {
             return;
         }
         if std::mem::take(&mut self.transient_failures) {
-            ctx.run_later(RETRY_AFTER_IO_FAILURE, |act, _| act.store.reclaim_finished());
+            ctx.run_later(RETRY_AFTER_IO_FAILURE, |act, _| {
+                act.store.reclaim_finished()
+            });
         } else {
             self.store.reclaim_finished();
         }

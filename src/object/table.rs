@@ -30,7 +30,10 @@ enum State {
     /// In memory, typed. `spilling` while a copy is being written to disk.
     InMemory { value: StoredValue, spilling: bool },
     /// Only on disk (see `Entry::file`). `restoring` while it is being read back.
-    OnDisk { waiters: Vec<Waiter>, restoring: bool },
+    OnDisk {
+        waiters: Vec<Waiter>,
+        restoring: bool,
+    },
     /// Read back from disk, not yet decoded by a typed get.
     Bytes { bytes: Arc<[u8]> },
     /// Will never have a value.
@@ -62,7 +65,16 @@ pub(crate) struct Producer {
 
 impl Entry {
     fn new(state: State) -> Self {
-        Entry { state, handles: 1, contained: 0, size: 0, last_used: 0, file: None, unspillable: false, producer: None }
+        Entry {
+            state,
+            handles: 1,
+            contained: 0,
+            size: 0,
+            last_used: 0,
+            file: None,
+            unspillable: false,
+            producer: None,
+        }
     }
 
     fn in_memory_bytes(&self) -> u64 {
@@ -115,7 +127,9 @@ pub(crate) enum Probe {
     Ready(Ready),
     /// Not ready. `restore` is true when the caller must ask for the object to be read back
     /// from disk (it is the first to want it).
-    NotReady { restore: bool },
+    NotReady {
+        restore: bool,
+    },
     /// Freed, or never known here.
     Missing,
 }
@@ -177,7 +191,10 @@ impl ShardTable {
     /// A new object with a value (a put), held by one handle.
     pub fn insert_value(&mut self, id: ObjectId, value: StoredValue, tick: u64) -> Effects {
         let mut fx = Effects::default();
-        let mut entry = Entry::new(State::InMemory { value, spilling: false });
+        let mut entry = Entry::new(State::InMemory {
+            value,
+            spilling: false,
+        });
         if let State::InMemory { value, .. } = &entry.state {
             entry.size = value.size;
         }
@@ -190,7 +207,9 @@ impl ShardTable {
 
     /// A new object that a task will produce, held by one handle.
     pub fn insert_pending(&mut self, id: ObjectId, producer: Producer) {
-        let mut entry = Entry::new(State::Pending { waiters: Vec::new() });
+        let mut entry = Entry::new(State::Pending {
+            waiters: Vec::new(),
+        });
         entry.producer = Some(producer);
         self.entries.insert(id, entry);
     }
@@ -237,16 +256,22 @@ impl ShardTable {
 
     fn free_if_unreferenced(&mut self, id: ObjectId) -> Effects {
         let mut fx = Effects::default();
-        let Some(e) = self.entries.get(&id) else { return fx };
+        let Some(e) = self.entries.get(&id) else {
+            return fx;
+        };
         if e.handles > 0 || e.contained > 0 {
             return fx;
         }
-        let Some(e) = self.entries.remove(&id) else { return fx };
+        let Some(e) = self.entries.remove(&id) else {
+            return fx;
+        };
         let before = e.in_memory_bytes();
         self.account(&mut fx, before, 0);
         match e.state {
             State::InMemory { value, .. } => fx.drop_values.push(value),
-            State::Pending { waiters, .. } | State::OnDisk { waiters, .. } => fx.wake.extend(waiters),
+            State::Pending { waiters, .. } | State::OnDisk { waiters, .. } => {
+                fx.wake.extend(waiters)
+            }
             State::Bytes { .. } | State::Failed(_) => {}
         }
         if let Some(file) = e.file {
@@ -269,7 +294,13 @@ impl ShardTable {
             return fx;
         }
         let size = value.size;
-        let old = std::mem::replace(&mut e.state, State::InMemory { value, spilling: false });
+        let old = std::mem::replace(
+            &mut e.state,
+            State::InMemory {
+                value,
+                spilling: false,
+            },
+        );
         e.size = size;
         e.last_used = tick;
         if let State::Pending { waiters, .. } = old {
@@ -283,11 +314,15 @@ impl ShardTable {
     /// says whether this one did.
     pub fn fail(&mut self, id: ObjectId, error: Arc<GetError>) -> (bool, Effects) {
         let mut fx = Effects::default();
-        let Some(e) = self.entries.get_mut(&id) else { return (false, fx) };
+        let Some(e) = self.entries.get_mut(&id) else {
+            return (false, fx);
+        };
         if !matches!(e.state, State::Pending { .. }) {
             return (false, fx);
         }
-        if let State::Pending { waiters, .. } = std::mem::replace(&mut e.state, State::Failed(error)) {
+        if let State::Pending { waiters, .. } =
+            std::mem::replace(&mut e.state, State::Failed(error))
+        {
             fx.wake = waiters;
         }
         (true, fx)
@@ -296,7 +331,9 @@ impl ShardTable {
     /// Looks at an object; when it is not ready and `waiter` is given, the waiter is
     /// registered (taken out of the option) and fires when the state changes.
     pub fn probe(&mut self, id: ObjectId, tick: u64, waiter: &mut Option<Waiter>) -> Probe {
-        let Some(e) = self.entries.get_mut(&id) else { return Probe::Missing };
+        let Some(e) = self.entries.get_mut(&id) else {
+            return Probe::Missing;
+        };
         match &mut e.state {
             State::InMemory { value, .. } => {
                 e.last_used = tick;
@@ -332,7 +369,10 @@ impl ShardTable {
         };
         let before = bytes.len() as u64;
         e.size = value.size;
-        e.state = State::InMemory { value, spilling: false };
+        e.state = State::InMemory {
+            value,
+            spilling: false,
+        };
         let after = e.size;
         self.account(&mut fx, before, after);
         fx
@@ -341,24 +381,41 @@ impl ShardTable {
     /// Objects that could spill now: in memory, not being read by anyone, not known to fail.
     pub fn spill_candidates(&self, out: &mut Vec<Candidate>) {
         for (id, e) in &self.entries {
-            if let State::InMemory { value, spilling: false } = &e.state
+            if let State::InMemory {
+                value,
+                spilling: false,
+            } = &e.state
                 && !e.unspillable
                 && value.is_unshared()
             {
-                out.push(Candidate { last_used: e.last_used, id: *id, size: e.size });
+                out.push(Candidate {
+                    last_used: e.last_used,
+                    id: *id,
+                    size: e.size,
+                });
             }
         }
     }
 
     pub fn begin_spill(&mut self, id: ObjectId) -> SpillStart {
-        let Some(e) = self.entries.get_mut(&id) else { return SpillStart::Skip };
-        let State::InMemory { value, spilling } = &mut e.state else { return SpillStart::Skip };
+        let Some(e) = self.entries.get_mut(&id) else {
+            return SpillStart::Skip;
+        };
+        let State::InMemory { value, spilling } = &mut e.state else {
+            return SpillStart::Skip;
+        };
         if *spilling || e.unspillable || !value.is_unshared() {
             return SpillStart::Skip;
         }
         if e.file.is_some() {
             let mut fx = Effects::default();
-            let old = std::mem::replace(&mut e.state, State::OnDisk { waiters: Vec::new(), restoring: false });
+            let old = std::mem::replace(
+                &mut e.state,
+                State::OnDisk {
+                    waiters: Vec::new(),
+                    restoring: false,
+                },
+            );
             let size = e.size;
             if let State::InMemory { value, .. } = old {
                 fx.drop_values.push(value);
@@ -385,9 +442,13 @@ impl ShardTable {
         fx.retain.extend(file.contained.iter().copied());
         e.file = Some(file);
         let size = e.size;
-        if let State::InMemory { value, .. } =
-            std::mem::replace(&mut e.state, State::OnDisk { waiters: Vec::new(), restoring: false })
-        {
+        if let State::InMemory { value, .. } = std::mem::replace(
+            &mut e.state,
+            State::OnDisk {
+                waiters: Vec::new(),
+                restoring: false,
+            },
+        ) {
             fx.drop_values.push(value);
         }
         self.account(&mut fx, size, 0);
@@ -410,9 +471,15 @@ impl ShardTable {
     }
 
     /// A restore of `id` finished, with its bytes or with why it failed.
-    pub fn finish_restore(&mut self, id: ObjectId, result: Result<Arc<[u8]>, Arc<GetError>>) -> Effects {
+    pub fn finish_restore(
+        &mut self,
+        id: ObjectId,
+        result: Result<Arc<[u8]>, Arc<GetError>>,
+    ) -> Effects {
         let mut fx = Effects::default();
-        let Some(e) = self.entries.get_mut(&id) else { return fx };
+        let Some(e) = self.entries.get_mut(&id) else {
+            return fx;
+        };
         if !matches!(e.state, State::OnDisk { .. }) {
             return fx;
         }
@@ -437,7 +504,11 @@ impl ShardTable {
         match self.entries.get(&id) {
             None => CancelProbe::Missing,
             Some(Entry { producer: None, .. }) => CancelProbe::NotATask,
-            Some(Entry { state: State::Pending { .. }, producer: Some(p), .. }) => CancelProbe::Pending(*p),
+            Some(Entry {
+                state: State::Pending { .. },
+                producer: Some(p),
+                ..
+            }) => CancelProbe::Pending(*p),
             Some(_) => CancelProbe::Done,
         }
     }
@@ -463,7 +534,9 @@ impl ShardTable {
         for (_, e) in self.entries.drain() {
             match e.state {
                 State::InMemory { value, .. } => fx.drop_values.push(value),
-                State::Pending { waiters, .. } | State::OnDisk { waiters, .. } => fx.wake.extend(waiters),
+                State::Pending { waiters, .. } | State::OnDisk { waiters, .. } => {
+                    fx.wake.extend(waiters)
+                }
                 _ => {}
             }
             if let Some(f) = e.file {
@@ -492,7 +565,10 @@ mod tests {
     }
 
     fn producer() -> Producer {
-        Producer { task: TaskId::from_parts(1, 1), function: "f" }
+        Producer {
+            task: TaskId::from_parts(1, 1),
+            function: "f",
+        }
     }
 
     fn counter_waiter(count: &Arc<AtomicUsize>) -> Option<Waiter> {
@@ -519,7 +595,9 @@ mod tests {
         assert_eq!(fx.memory_delta, 108);
         assert_eq!(t.memory(), 108);
         match t.probe(id, 2, &mut None) {
-            Probe::Ready(Ready::Value(v)) => assert_eq!(*v.downcast::<Vec<u8>>().unwrap(), vec![0u8; 100]),
+            Probe::Ready(Ready::Value(v)) => {
+                assert_eq!(*v.downcast::<Vec<u8>>().unwrap(), vec![0u8; 100])
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -532,12 +610,18 @@ mod tests {
         t.insert_pending(id, producer());
         let woken = Arc::new(AtomicUsize::new(0));
         let mut w = counter_waiter(&woken);
-        assert!(matches!(t.probe(id, 0, &mut w), Probe::NotReady { restore: false }));
+        assert!(matches!(
+            t.probe(id, 0, &mut w),
+            Probe::NotReady { restore: false }
+        ));
         assert!(w.is_none(), "the waiter was taken");
         let fx = fire(t.seal(id, StoredValue::new(7u32), 1));
         assert_eq!(woken.load(Ordering::SeqCst), 1);
         assert_eq!(fx.memory_delta, 4);
-        assert!(matches!(t.probe(id, 2, &mut None), Probe::Ready(Ready::Value(_))));
+        assert!(matches!(
+            t.probe(id, 2, &mut None),
+            Probe::Ready(Ready::Value(_))
+        ));
     }
 
     #[test]
@@ -551,7 +635,10 @@ mod tests {
         let fx = t.seal(id, StoredValue::new(1u8), 0);
         assert_eq!(fx.drop_values.len(), 1, "the late value is dropped");
         assert!(!t.fail(id, err).0);
-        assert!(matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Failed(_))));
+        assert!(matches!(
+            t.probe(id, 0, &mut None),
+            Probe::Ready(Ready::Failed(_))
+        ));
     }
 
     #[test]
@@ -591,11 +678,26 @@ mod tests {
         let _ = t.insert_value(id, StoredValue::new(vec![1u64; 10]), 3);
         let mut cands = Vec::new();
         t.spill_candidates(&mut cands);
-        assert_eq!(cands, vec![Candidate { last_used: 3, id, size: 88 }]);
-        let SpillStart::Write(v) = t.begin_spill(id) else { panic!("should write") };
+        assert_eq!(
+            cands,
+            vec![Candidate {
+                last_used: 3,
+                id,
+                size: 88
+            }]
+        );
+        let SpillStart::Write(v) = t.begin_spill(id) else {
+            panic!("should write")
+        };
         drop(v);
-        assert!(matches!(t.begin_spill(id), SpillStart::Skip), "one spill at a time");
-        let file = SpillFile { path: "/spill/a".into(), contained: vec![inner] };
+        assert!(
+            matches!(t.begin_spill(id), SpillStart::Skip),
+            "one spill at a time"
+        );
+        let file = SpillFile {
+            path: "/spill/a".into(),
+            contained: vec![inner],
+        };
         let fx = t.finish_spill(id, file);
         assert_eq!(fx.retain, vec![inner]);
         assert_eq!(fx.drop_values.len(), 1);
@@ -605,18 +707,32 @@ mod tests {
         let woken = Arc::new(AtomicUsize::new(0));
         let mut w1 = counter_waiter(&woken);
         let mut w2 = counter_waiter(&woken);
-        assert!(matches!(t.probe(id, 4, &mut w1), Probe::NotReady { restore: true }));
-        assert!(matches!(t.probe(id, 4, &mut w2), Probe::NotReady { restore: false }), "restore asked once");
-        assert!(matches!(t.probe(id, 4, &mut None), Probe::NotReady { restore: false }));
+        assert!(matches!(
+            t.probe(id, 4, &mut w1),
+            Probe::NotReady { restore: true }
+        ));
+        assert!(
+            matches!(t.probe(id, 4, &mut w2), Probe::NotReady { restore: false }),
+            "restore asked once"
+        );
+        assert!(matches!(
+            t.probe(id, 4, &mut None),
+            Probe::NotReady { restore: false }
+        ));
         let fx = fire(t.finish_restore(id, Ok(Arc::from(vec![9u8; 5]))));
         assert_eq!(woken.load(Ordering::SeqCst), 2);
         assert_eq!(fx.memory_delta, 5);
-        assert!(matches!(t.probe(id, 5, &mut None), Probe::Ready(Ready::Bytes(_))));
+        assert!(matches!(
+            t.probe(id, 5, &mut None),
+            Probe::Ready(Ready::Bytes(_))
+        ));
         let fx = t.upgrade(id, StoredValue::new(vec![1u64; 10]));
         assert_eq!(fx.memory_delta, 88 - 5);
 
         // The file is still valid: spilling again needs no write.
-        let SpillStart::Done(fx) = t.begin_spill(id) else { panic!("file reused") };
+        let SpillStart::Done(fx) = t.begin_spill(id) else {
+            panic!("file reused")
+        };
         assert_eq!(fx.memory_delta, -88);
 
         // Freeing deletes the file and releases the refs it held.
@@ -631,7 +747,9 @@ mod tests {
         let mut t = ShardTable::default();
         let id = next();
         let _ = t.insert_value(id, StoredValue::new(1u32), 0);
-        let Probe::Ready(Ready::Value(reader)) = t.probe(id, 1, &mut None) else { panic!() };
+        let Probe::Ready(Ready::Value(reader)) = t.probe(id, 1, &mut None) else {
+            panic!()
+        };
         let mut cands = Vec::new();
         t.spill_candidates(&mut cands);
         assert!(cands.is_empty());
@@ -649,10 +767,16 @@ mod tests {
         let _ = t.insert_value(id, StoredValue::new(1u32), 0);
         assert!(matches!(t.begin_spill(id), SpillStart::Write(_)));
         t.abort_spill(id, false);
-        assert!(matches!(t.begin_spill(id), SpillStart::Write(_)), "transient failure: try again");
+        assert!(
+            matches!(t.begin_spill(id), SpillStart::Write(_)),
+            "transient failure: try again"
+        );
         t.abort_spill(id, true);
         assert!(matches!(t.begin_spill(id), SpillStart::Skip));
-        assert!(matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Value(_))), "the value is kept");
+        assert!(
+            matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Value(_))),
+            "the value is kept"
+        );
     }
 
     #[test]
@@ -661,9 +785,17 @@ mod tests {
         let mut t = ShardTable::default();
         let id = next();
         let _ = t.insert_value(id, StoredValue::new(1u32), 0);
-        let SpillStart::Write(_) = t.begin_spill(id) else { panic!() };
+        let SpillStart::Write(_) = t.begin_spill(id) else {
+            panic!()
+        };
         let _ = t.decref(id);
-        let fx = t.finish_spill(id, SpillFile { path: "/spill/b".into(), contained: vec![] });
+        let fx = t.finish_spill(
+            id,
+            SpillFile {
+                path: "/spill/b".into(),
+                contained: vec![],
+            },
+        );
         assert_eq!(fx.delete_files, vec![PathBuf::from("/spill/b")]);
     }
 
@@ -686,14 +818,25 @@ mod tests {
         let mut t = ShardTable::default();
         let id = next();
         let _ = t.insert_value(id, StoredValue::new(1u32), 0);
-        let SpillStart::Write(_) = t.begin_spill(id) else { panic!() };
-        let _ = t.finish_spill(id, SpillFile { path: "/x".into(), contained: vec![] });
+        let SpillStart::Write(_) = t.begin_spill(id) else {
+            panic!()
+        };
+        let _ = t.finish_spill(
+            id,
+            SpillFile {
+                path: "/x".into(),
+                contained: vec![],
+            },
+        );
         let woken = Arc::new(AtomicUsize::new(0));
         let mut w = counter_waiter(&woken);
         let _ = t.probe(id, 0, &mut w);
         let _ = fire(t.finish_restore(id, Err(Arc::new(GetError::NotInitialized))));
         assert_eq!(woken.load(Ordering::SeqCst), 1);
-        assert!(matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Failed(_))));
+        assert!(matches!(
+            t.probe(id, 0, &mut None),
+            Probe::Ready(Ready::Failed(_))
+        ));
     }
 
     #[test]
@@ -722,6 +865,8 @@ mod tests {
         let _ = t.probe(id, 0, &mut counter_waiter(&woken));
         let _ = fire(t.fail_all_pending(|object_id| GetError::ShutDown { object_id }));
         assert_eq!(woken.load(Ordering::SeqCst), 1);
-        assert!(matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Failed(e)) if matches!(*e, GetError::ShutDown { .. })));
+        assert!(
+            matches!(t.probe(id, 0, &mut None), Probe::Ready(Ready::Failed(e)) if matches!(*e, GetError::ShutDown { .. }))
+        );
     }
 }

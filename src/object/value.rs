@@ -75,7 +75,10 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, String
     let result = postcard::to_allocvec(value);
     let contained = REF_COLLECTOR.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
     let bytes = result.map_err(|e| e.to_string())?;
-    Ok(Encoded { bytes, contained: contained.unwrap_or_default() })
+    Ok(Encoded {
+        bytes,
+        contained: contained.unwrap_or_default(),
+    })
 }
 
 thread_local! {
@@ -108,12 +111,18 @@ impl StoredValue {
     }
 
     pub fn from_arc<T: Value>(value: Arc<T>, size: u64) -> Self {
-        StoredValue { data: value, vtable: &VTableOf::<T>::VTABLE, size }
+        StoredValue {
+            data: value,
+            vtable: &VTableOf::<T>::VTABLE,
+            size,
+        }
     }
 
     /// The typed value, or the name of the type actually stored.
     pub fn downcast<T: Value>(&self) -> Result<Arc<T>, &'static str> {
-        Arc::clone(&self.data).downcast::<T>().map_err(|_| (self.vtable.type_name)())
+        Arc::clone(&self.data)
+            .downcast::<T>()
+            .map_err(|_| (self.vtable.type_name)())
     }
 
     /// True when nobody but the store holds the value, so it may leave memory.
@@ -128,7 +137,8 @@ impl StoredValue {
 
 /// Decodes bytes made by [`encode`] into a `T`.
 pub(crate) fn decode<T: Value>(bytes: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|e| format!("cannot decode a {}: {e}", std::any::type_name::<T>()))
+    postcard::from_bytes(bytes)
+        .map_err(|e| format!("cannot decode a {}: {e}", std::any::type_name::<T>()))
 }
 
 #[cfg(test)]
@@ -147,7 +157,10 @@ mod tests {
         let v = StoredValue::new((String::from("a"), 7u64));
         let enc = v.encode().unwrap();
         assert!(enc.contained.is_empty());
-        assert_eq!(decode::<(String, u64)>(&enc.bytes).unwrap(), ("a".to_string(), 7));
+        assert_eq!(
+            decode::<(String, u64)>(&enc.bytes).unwrap(),
+            ("a".to_string(), 7)
+        );
     }
 
     #[test]

@@ -58,7 +58,11 @@ impl Signal {
                     if now >= d {
                         return false;
                     }
-                    set = self.cond.wait_timeout(set, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    set = self
+                        .cond
+                        .wait_timeout(set, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         }

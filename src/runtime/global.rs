@@ -37,7 +37,11 @@ impl Runtime {
     fn stop(&self) {
         self.store.close();
         self.system.stop();
-        let handle = self.node_thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let handle = self
+            .node_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(handle) = handle
             && !context::on_runtime_thread()
             && handle.join().is_err()
@@ -90,10 +94,14 @@ pub(crate) fn current_node_id() -> Option<NodeId> {
 }
 
 /// Installs a started runtime; fails (returning the running node's id) if one runs.
-pub(crate) fn install(start: impl FnOnce() -> Result<Runtime, crate::InitError>) -> Result<NodeId, crate::InitError> {
+pub(crate) fn install(
+    start: impl FnOnce() -> Result<Runtime, crate::InitError>,
+) -> Result<NodeId, crate::InitError> {
     let mut slot = slot();
     if let Some(rt) = &*slot {
-        return Err(crate::InitError::AlreadyInitialized { node_id: rt.node_id });
+        return Err(crate::InitError::AlreadyInitialized {
+            node_id: rt.node_id,
+        });
     }
     let rt = start()?;
     let node_id = rt.node_id;
@@ -126,8 +134,12 @@ pub(crate) struct BlockedInGet(Option<(Arc<TaskContext>, Addr<SchedulerActor>)>)
 
 impl BlockedInGet {
     pub fn enter() -> Self {
-        let Some(task) = current_task() else { return BlockedInGet(None) };
-        let Some(scheduler) = with_runtime(|rt| rt.scheduler.clone()) else { return BlockedInGet(None) };
+        let Some(task) = current_task() else {
+            return BlockedInGet(None);
+        };
+        let Some(scheduler) = with_runtime(|rt| rt.scheduler.clone()) else {
+            return BlockedInGet(None);
+        };
         if task.waits.fetch_add(1, Ordering::AcqRel) == 0 {
             scheduler.do_send(TaskBlocked(task.task_id));
         }

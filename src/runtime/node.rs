@@ -49,7 +49,10 @@ impl Actor for NodeSupervisor {
 pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
     let node_id = NodeId::random();
     let spill_dir = config.spill_root.join(format!("mobula-{node_id}"));
-    prepare_spill_dir(&spill_dir).map_err(|source| InitError::SpillDir { path: spill_dir.clone(), source })?;
+    prepare_spill_dir(&spill_dir).map_err(|source| InitError::SpillDir {
+        path: spill_dir.clone(),
+        source,
+    })?;
     let store = Store::new(node_id, config.object_store_memory, spill_dir);
     let pool = WorkerPool::new(((config.cpu_units + UNIT - 1) / UNIT).max(1) as usize);
     let queue = LocalQueue::new(config.resources.clone());
@@ -64,7 +67,12 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
             system.block_on(async move {
                 let store_supervisor = StoreSupervisor::new(node_store.clone()).start();
                 let scheduler = SchedulerActor::new(node_id, queue, node_store, node_pool).start();
-                NodeSupervisor { node_id, _store: store_supervisor, _scheduler: scheduler.clone() }.start();
+                NodeSupervisor {
+                    node_id,
+                    _store: store_supervisor,
+                    _scheduler: scheduler.clone(),
+                }
+                .start();
                 let _ = ready_tx.send((actix_rt::System::current(), scheduler));
             });
             if let Err(e) = system.run() {

@@ -25,7 +25,9 @@ fn install_hook() {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             if CATCHING.with(|c| c.get()) {
-                let at = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
                 LOCATION.with(|slot| *slot.borrow_mut() = at);
             } else {
                 previous(info);
@@ -77,7 +79,10 @@ pub(crate) struct CatchPanic<F: ?Sized> {
 impl<F: std::future::Future + ?Sized> std::future::Future for CatchPanic<F> {
     type Output = Result<F::Output, String>;
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
         let this = self.get_mut();
         match catching(|| this.inner.as_mut().poll(cx)) {
             Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
@@ -94,13 +99,19 @@ mod tests {
     #[test]
     fn a_caught_panic_says_what_and_where() {
         let err = catching(|| -> u32 { panic!("boom {}", 7) }).unwrap_err();
-        assert!(err.starts_with("boom 7 (panicked at src/runtime/panic.rs:"), "{err}");
+        assert!(
+            err.starts_with("boom 7 (panicked at src/runtime/panic.rs:"),
+            "{err}"
+        );
         assert_eq!(catching(|| 5).unwrap(), 5);
     }
 
     #[test]
     fn non_string_payloads_are_named() {
         let err = catching(|| std::panic::panic_any(42u8)).unwrap_err();
-        assert!(err.starts_with("a panic with a non-string payload"), "{err}");
+        assert!(
+            err.starts_with("a panic with a non-string payload"),
+            "{err}"
+        );
     }
 }

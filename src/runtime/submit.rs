@@ -34,12 +34,30 @@ pub fn submit<F: RemoteFunction>(
             deps.sort_unstable();
             deps.dedup();
         }
-        rt.store.create_pending(return_id, Producer { task: id, function: function.id });
+        rt.store.create_pending(
+            return_id,
+            Producer {
+                task: id,
+                function: function.id,
+            },
+        );
         let result = ObjectRef::adopt(return_id, rt.store.clone());
-        let spec = TaskSpec { id, return_id, function, options, deps, body: Box::new(TypedTask::<F> { args }) };
+        let spec = TaskSpec {
+            id,
+            return_id,
+            function,
+            options,
+            deps,
+            body: Box::new(TypedTask::<F> { args }),
+        };
         rt.scheduler.do_send(SubmitTask(Arc::new(spec)));
         if !rt.scheduler.connected() || rt.store.is_closed() {
-            rt.store.fail(return_id, GetError::ShutDown { object_id: return_id });
+            rt.store.fail(
+                return_id,
+                GetError::ShutDown {
+                    object_id: return_id,
+                },
+            );
         }
         result
     })

@@ -37,7 +37,14 @@ impl TaskActor {
         scheduler: Addr<SchedulerActor>,
         pool: WorkerPool,
     ) -> Self {
-        TaskActor { spec, context, store, scheduler, pool, ended: false }
+        TaskActor {
+            spec,
+            context,
+            store,
+            scheduler,
+            pool,
+            ended: false,
+        }
     }
 
     fn end(&mut self, attempt: Attempt, ctx: &mut Context<Self>) {
@@ -53,7 +60,11 @@ impl TaskActor {
             }
             Attempt::Failed { kind, message } => Ended::Failed { kind, message },
         };
-        self.scheduler.do_send(TaskEnded { task: self.spec.id, attempt: self.context.attempt, outcome });
+        self.scheduler.do_send(TaskEnded {
+            task: self.spec.id,
+            attempt: self.context.attempt,
+            outcome,
+        });
         ctx.stop();
     }
 
@@ -69,16 +80,25 @@ impl TaskActor {
             return self.end(Attempt::lost(reason), ctx);
         }
         ctx.wait(rx.into_actor(self).map(|received, act, ctx| {
-            let attempt = received.unwrap_or_else(|_| Attempt::lost("the worker thread running the task died"));
+            let attempt = received
+                .unwrap_or_else(|_| Attempt::lost("the worker thread running the task died"));
             act.end(attempt, ctx);
         }));
     }
 
     fn run_async(&mut self, ctx: &mut Context<Self>) {
-        let body = WithTask { task: Arc::clone(&self.context), inner: Box::pin(self.spec.body.start_async()) };
-        let guarded = CatchPanic { inner: Box::pin(body) };
+        let body = WithTask {
+            task: Arc::clone(&self.context),
+            inner: Box::pin(self.spec.body.start_async()),
+        };
+        let guarded = CatchPanic {
+            inner: Box::pin(body),
+        };
         ctx.spawn(guarded.into_actor(self).map(|result, act, ctx| {
-            let attempt = result.unwrap_or_else(|message| Attempt::Failed { kind: TaskErrorKind::Panicked, message });
+            let attempt = result.unwrap_or_else(|message| Attempt::Failed {
+                kind: TaskErrorKind::Panicked,
+                message,
+            });
             act.end(attempt, ctx);
         }));
     }
@@ -102,7 +122,11 @@ impl Drop for TaskActor {
                 kind: TaskErrorKind::WorkerDied,
                 message: "the task's actor stopped before the task finished".into(),
             };
-            self.scheduler.do_send(TaskEnded { task: self.spec.id, attempt: self.context.attempt, outcome });
+            self.scheduler.do_send(TaskEnded {
+                task: self.spec.id,
+                attempt: self.context.attempt,
+                outcome,
+            });
         }
     }
 }

@@ -38,14 +38,20 @@ pub(crate) enum Attempt {
     /// The body produced a value.
     Value(StoredValue),
     /// The body failed (or its worker died).
-    Failed { kind: TaskErrorKind, message: String },
+    Failed {
+        kind: TaskErrorKind,
+        message: String,
+    },
     /// An argument's object failed; the task fails with the same error, without running.
     DepFailed(GetError),
 }
 
 impl Attempt {
     pub fn lost(message: impl Into<String>) -> Self {
-        Attempt::Failed { kind: TaskErrorKind::WorkerDied, message: message.into() }
+        Attempt::Failed {
+            kind: TaskErrorKind::WorkerDied,
+            message: message.into(),
+        }
     }
 }
 
@@ -64,7 +70,10 @@ pub(crate) struct TypedTask<F: RemoteFunction> {
 fn finish<T: Value>(result: Result<T, AppError>) -> Attempt {
     match result {
         Ok(v) => Attempt::Value(StoredValue::new(v)),
-        Err(AppError(message)) => Attempt::Failed { kind: TaskErrorKind::Failed, message },
+        Err(AppError(message)) => Attempt::Failed {
+            kind: TaskErrorKind::Failed,
+            message,
+        },
     }
 }
 
@@ -81,7 +90,10 @@ impl<F: RemoteFunction> ErasedTask for TypedTask<F> {
                 Body::Future(fut) => finish(futures::executor::block_on(fut)),
             }
         });
-        ran.unwrap_or_else(|message| Attempt::Failed { kind: TaskErrorKind::Panicked, message })
+        ran.unwrap_or_else(|message| Attempt::Failed {
+            kind: TaskErrorKind::Panicked,
+            message,
+        })
     }
 
     fn start_async(&self) -> LocalBoxFuture<'static, Attempt> {

@@ -45,7 +45,11 @@ impl std::fmt::Debug for WorkerPool {
 
 impl WorkerPool {
     pub fn new(core: usize) -> Self {
-        WorkerPool(Arc::new(Inner { state: Mutex::new(State::default()), cond: Condvar::new(), core: core.max(1) }))
+        WorkerPool(Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            cond: Condvar::new(),
+            core: core.max(1),
+        }))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -69,7 +73,9 @@ impl WorkerPool {
         let n = s.started;
         drop(s);
         let pool = self.clone();
-        let spawned = std::thread::Builder::new().name(format!("mobula-worker-{n}")).spawn(move || pool.work());
+        let spawned = std::thread::Builder::new()
+            .name(format!("mobula-worker-{n}"))
+            .spawn(move || pool.work());
         if let Err(e) = spawned {
             let mut s = self.lock();
             s.threads -= 1;
@@ -106,7 +112,11 @@ impl WorkerPool {
                 return;
             }
             s.idle += 1;
-            let (guard, timeout) = self.0.cond.wait_timeout(s, EXTRA_IDLE).unwrap_or_else(|e| e.into_inner());
+            let (guard, timeout) = self
+                .0
+                .cond
+                .wait_timeout(s, EXTRA_IDLE)
+                .unwrap_or_else(|e| e.into_inner());
             s = guard;
             s.idle -= 1;
             if timeout.timed_out() && s.jobs.is_empty() && s.threads > self.0.core {
@@ -147,7 +157,11 @@ mod tests {
         let running = Arc::new(AtomicUsize::new(0));
         let (done_tx, done_rx) = mpsc::channel();
         for _ in 0..3 {
-            let (running, rx, done) = (Arc::clone(&running), Arc::clone(&release_rx), done_tx.clone());
+            let (running, rx, done) = (
+                Arc::clone(&running),
+                Arc::clone(&release_rx),
+                done_tx.clone(),
+            );
             pool.execute(Box::new(move || {
                 running.fetch_add(1, Ordering::SeqCst);
                 rx.lock().unwrap().recv().unwrap();
@@ -171,7 +185,8 @@ mod tests {
     fn a_killed_worker_thread_is_replaced() {
         let pool = WorkerPool::new(1);
         let (tx, rx) = mpsc::channel();
-        pool.execute(Box::new(|| std::panic::resume_unwind(Box::new(WorkerKill)))).unwrap();
+        pool.execute(Box::new(|| std::panic::resume_unwind(Box::new(WorkerKill))))
+            .unwrap();
         while pool.threads() > 0 {
             std::thread::yield_now();
         }

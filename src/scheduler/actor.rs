@@ -40,7 +40,13 @@ pub(crate) struct SchedulerActor {
 
 impl SchedulerActor {
     pub fn new(node_id: NodeId, queue: LocalQueue, store: Store, pool: WorkerPool) -> Self {
-        SchedulerActor { node_id, queue, tasks: HashMap::default(), store, pool }
+        SchedulerActor {
+            node_id,
+            queue,
+            tasks: HashMap::default(),
+            store,
+            pool,
+        }
     }
 
     fn apply(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
@@ -50,7 +56,12 @@ impl SchedulerActor {
                 Decision::Infeasible { task } => {
                     if let Some(rec) = self.tasks.remove(&task) {
                         let spec = &rec.spec;
-                        let requested = spec.options.request.as_ref().map(|r| r.to_string()).unwrap_or_default();
+                        let requested = spec
+                            .options
+                            .request
+                            .as_ref()
+                            .map(|r| r.to_string())
+                            .unwrap_or_default();
                         let err = GetError::Infeasible {
                             function: spec.label(),
                             task_id: task,
@@ -65,7 +76,9 @@ impl SchedulerActor {
     }
 
     fn start(&mut self, task: TaskId, gpu_ids: Vec<u32>, ctx: &mut Context<Self>) {
-        let Some(rec) = self.tasks.get_mut(&task) else { return };
+        let Some(rec) = self.tasks.get_mut(&task) else {
+            return;
+        };
         let context = Arc::new(TaskContext {
             task_id: task,
             node_id: self.node_id,
@@ -75,8 +88,15 @@ impl SchedulerActor {
             cancelled: Arc::clone(&rec.cancelled),
             waits: Default::default(),
         });
-        let (spec, store, pool, me) = (Arc::clone(&rec.spec), self.store.clone(), self.pool.clone(), ctx.address());
-        rec.actor = Some(TaskActor::create(move |_| TaskActor::new(spec, context, store, me, pool)));
+        let (spec, store, pool, me) = (
+            Arc::clone(&rec.spec),
+            self.store.clone(),
+            self.pool.clone(),
+            ctx.address(),
+        );
+        rec.actor = Some(TaskActor::create(move |_| {
+            TaskActor::new(spec, context, store, me, pool)
+        }));
     }
 
     fn fail_for_good(&mut self, task: TaskId, kind: TaskErrorKind, message: String) {
@@ -110,7 +130,11 @@ impl Handler<SubmitTask> for SchedulerActor {
         let request = match &spec.options.request {
             Ok(r) => r,
             Err(reason) => {
-                let err = GetError::InvalidOptions { function: spec.label(), task_id: spec.id, reason: reason.clone() };
+                let err = GetError::InvalidOptions {
+                    function: spec.label(),
+                    task_id: spec.id,
+                    reason: reason.clone(),
+                };
                 self.store.fail(spec.return_id, err);
                 return;
             }
@@ -127,7 +151,12 @@ impl Handler<SubmitTask> for SchedulerActor {
             }
         }
         let decisions = self.queue.submit(spec.id, request, &missing);
-        let record = TaskRecord { spec: Arc::clone(&spec), attempt: 1, cancelled: Arc::default(), actor: None };
+        let record = TaskRecord {
+            spec: Arc::clone(&spec),
+            attempt: 1,
+            cancelled: Arc::default(),
+            actor: None,
+        };
         self.tasks.insert(spec.id, record);
         self.apply(decisions, ctx);
     }
@@ -153,7 +182,10 @@ pub(crate) enum Ended {
     /// Its object has its outcome (a value, or an argument's error).
     Done,
     /// It failed; the task may run again.
-    Failed { kind: TaskErrorKind, message: String },
+    Failed {
+        kind: TaskErrorKind,
+        message: String,
+    },
 }
 
 /// An attempt of a task ended.
@@ -235,7 +267,9 @@ impl Handler<CancelTask> for SchedulerActor {
     type Result = ();
 
     fn handle(&mut self, CancelTask(task): CancelTask, _: &mut Context<Self>) {
-        let Some(rec) = self.tasks.get(&task) else { return };
+        let Some(rec) = self.tasks.get(&task) else {
+            return;
+        };
         rec.cancelled.store(true, Ordering::Relaxed);
         match self.queue.cancel(task) {
             CancelOutcome::Dropped => {

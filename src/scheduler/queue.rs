@@ -72,13 +72,22 @@ impl LocalQueue {
         if let Some(&c) = self.class_of.get(request) {
             return c;
         }
-        self.classes.push(Class { request: request.clone(), queue: VecDeque::new() });
-        self.class_of.insert(request.clone(), self.classes.len() - 1);
+        self.classes.push(Class {
+            request: request.clone(),
+            queue: VecDeque::new(),
+        });
+        self.class_of
+            .insert(request.clone(), self.classes.len() - 1);
         self.classes.len() - 1
     }
 
     /// A new task, with the ids of its ref arguments that are not ready yet (no repeats).
-    pub fn submit(&mut self, task: TaskId, request: &ResourceRequest, missing: &[ObjectId]) -> Vec<Decision> {
+    pub fn submit(
+        &mut self,
+        task: TaskId,
+        request: &ResourceRequest,
+        missing: &[ObjectId],
+    ) -> Vec<Decision> {
         if !self.node.feasible(request) {
             return vec![Decision::Infeasible { task }];
         }
@@ -88,7 +97,13 @@ impl LocalQueue {
             self.classes[class].queue.push_back(task);
             return self.dispatch();
         }
-        self.tasks.insert(task, Slot::Waiting { missing: missing.len(), class });
+        self.tasks.insert(
+            task,
+            Slot::Waiting {
+                missing: missing.len(),
+                class,
+            },
+        );
         for &dep in missing {
             self.waiting_on.entry(dep).or_default().push(task);
         }
@@ -97,7 +112,9 @@ impl LocalQueue {
 
     /// An argument became ready (or failed: the task then fails when it starts).
     pub fn dep_ready(&mut self, object: ObjectId) -> Vec<Decision> {
-        let Some(tasks) = self.waiting_on.remove(&object) else { return Vec::new() };
+        let Some(tasks) = self.waiting_on.remove(&object) else {
+            return Vec::new();
+        };
         let mut any = false;
         for task in tasks {
             if let Some(slot) = self.tasks.get_mut(&task)
@@ -173,7 +190,11 @@ impl LocalQueue {
 
     /// Tasks waiting for arguments or resources, and tasks running.
     pub fn counts(&self) -> (usize, usize) {
-        let running = self.tasks.values().filter(|s| matches!(s, Slot::Running { .. })).count();
+        let running = self
+            .tasks
+            .values()
+            .filter(|s| matches!(s, Slot::Running { .. }))
+            .count();
         (self.tasks.len() - running, running)
     }
 
@@ -185,9 +206,17 @@ impl LocalQueue {
                     class.queue.pop_front(); // cancelled
                     continue;
                 }
-                let Some(grant) = self.node.try_acquire(&class.request) else { break };
+                let Some(grant) = self.node.try_acquire(&class.request) else {
+                    break;
+                };
                 class.queue.pop_front();
-                self.tasks.insert(task, Slot::Running { grant: grant.clone(), blocked: false });
+                self.tasks.insert(
+                    task,
+                    Slot::Running {
+                        grant: grant.clone(),
+                        blocked: false,
+                    },
+                );
                 out.push(Decision::Dispatch { task, grant });
             }
         }
@@ -240,7 +269,10 @@ mod tests {
     #[test]
     fn infeasible_is_decided_at_once() {
         let mut q = queue(2);
-        assert_eq!(q.submit(task(1), &cpus(3.0), &[]), vec![Decision::Infeasible { task: task(1) }]);
+        assert_eq!(
+            q.submit(task(1), &cpus(3.0), &[]),
+            vec![Decision::Infeasible { task: task(1) }]
+        );
         assert_eq!(q.counts(), (0, 0));
     }
 
@@ -249,7 +281,10 @@ mod tests {
         let mut q = queue(1);
         assert!(q.submit(task(1), &cpus(1.0), &[obj(1), obj(2)]).is_empty());
         assert!(q.dep_ready(obj(1)).is_empty());
-        assert!(q.dep_ready(obj(1)).is_empty(), "a repeated notice is ignored");
+        assert!(
+            q.dep_ready(obj(1)).is_empty(),
+            "a repeated notice is ignored"
+        );
         assert_eq!(dispatched(&q.dep_ready(obj(2))), vec![1]);
     }
 
@@ -257,7 +292,10 @@ mod tests {
     fn a_bigger_task_does_not_block_smaller_classes() {
         let mut q = queue(2);
         let _ = q.submit(task(1), &cpus(1.0), &[]);
-        assert!(q.submit(task(2), &cpus(2.0), &[]).is_empty(), "needs both CPUs");
+        assert!(
+            q.submit(task(2), &cpus(2.0), &[]).is_empty(),
+            "needs both CPUs"
+        );
         assert_eq!(dispatched(&q.submit(task(3), &cpus(1.0), &[])), vec![3]);
         let _ = q.finished(task(1));
         assert_eq!(dispatched(&q.finished(task(3))), vec![2]);
@@ -286,7 +324,10 @@ mod tests {
         assert_eq!(dispatched(&q.blocked(task(1))), vec![2]);
         q.unblocked(task(1));
         let _ = q.submit(task(3), &cpus(1.0), &[]);
-        assert!(dispatched(&q.finished(task(2))).is_empty(), "oversubscribed until both end");
+        assert!(
+            dispatched(&q.finished(task(2))).is_empty(),
+            "oversubscribed until both end"
+        );
         assert_eq!(dispatched(&q.finished(task(1))), vec![3]);
     }
 
@@ -303,7 +344,9 @@ mod tests {
     fn fractional_requests_share_a_cpu() {
         let mut q = queue(1);
         let quarter = cpus(0.25);
-        let started: usize = (0..6).map(|i| dispatched(&q.submit(task(i), &quarter, &[])).len()).sum();
+        let started: usize = (0..6)
+            .map(|i| dispatched(&q.submit(task(i), &quarter, &[])).len())
+            .sum();
         assert_eq!(started, 4);
     }
 

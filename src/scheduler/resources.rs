@@ -14,7 +14,9 @@ pub(crate) const UNIT: i64 = 10_000;
 /// Converts a user-given amount to fixed point, checking it.
 pub(crate) fn to_units(what: &str, amount: f64) -> Result<i64, String> {
     if !amount.is_finite() || amount < 0.0 {
-        return Err(format!("{what} must be a non-negative number, got {amount}"));
+        return Err(format!(
+            "{what} must be a non-negative number, got {amount}"
+        ));
     }
     if amount > 1e12 {
         return Err(format!("{what} is too large: {amount}"));
@@ -45,7 +47,9 @@ impl ResourceRequest {
         let cpu = to_units("num_cpus", num_cpus)?;
         let gpu = to_units("num_gpus", num_gpus)?;
         if gpu > UNIT && gpu % UNIT != 0 {
-            return Err(format!("num_gpus above 1 must be a whole number, got {num_gpus}"));
+            return Err(format!(
+                "num_gpus above 1 must be a whole number, got {num_gpus}"
+            ));
         }
         let mut merged: BTreeMap<Arc<str>, i64> = BTreeMap::new();
         for (name, amount) in custom {
@@ -120,12 +124,18 @@ impl NodeResources {
         let mut custom_total = BTreeMap::new();
         for (name, amount) in custom {
             check_custom_name(name)?;
-            custom_total.insert(Arc::from(name.as_str()), to_units(&format!("resource `{name}`"), *amount)?);
+            custom_total.insert(
+                Arc::from(name.as_str()),
+                to_units(&format!("resource `{name}`"), *amount)?,
+            );
         }
         Ok(NodeResources {
             total_cpu: cpu,
             free_cpu: cpu,
-            gpus: gpu_ids.iter().map(|&id| GpuSlot { id, free: UNIT }).collect(),
+            gpus: gpu_ids
+                .iter()
+                .map(|&id| GpuSlot { id, free: UNIT })
+                .collect(),
             custom_free: custom_total.clone(),
             custom_total,
         })
@@ -133,10 +143,17 @@ impl NodeResources {
 
     /// Could this request ever be met here, with the whole node free?
     pub fn feasible(&self, req: &ResourceRequest) -> bool {
-        let gpus = if req.gpu == 0 { true } else { (self.gpus.len() as i64) * UNIT >= req.gpu.max(1) };
+        let gpus = if req.gpu == 0 {
+            true
+        } else {
+            (self.gpus.len() as i64) * UNIT >= req.gpu.max(1)
+        };
         req.cpu <= self.total_cpu
             && gpus
-            && req.custom.iter().all(|(n, a)| self.custom_total.get(n).copied().unwrap_or(0) >= *a)
+            && req
+                .custom
+                .iter()
+                .all(|(n, a)| self.custom_total.get(n).copied().unwrap_or(0) >= *a)
     }
 
     /// Takes the resources if they are free now.
@@ -144,7 +161,11 @@ impl NodeResources {
         if req.cpu > self.free_cpu {
             return None;
         }
-        if !req.custom.iter().all(|(n, a)| self.custom_free.get(n).copied().unwrap_or(0) >= *a) {
+        if !req
+            .custom
+            .iter()
+            .all(|(n, a)| self.custom_free.get(n).copied().unwrap_or(0) >= *a)
+        {
             return None;
         }
         let gpus = self.pick_gpus(req.gpu)?;
@@ -157,7 +178,11 @@ impl NodeResources {
                 *free -= a;
             }
         }
-        Some(Grant { cpu: req.cpu, gpus, custom: req.custom.clone() })
+        Some(Grant {
+            cpu: req.cpu,
+            gpus,
+            custom: req.custom.clone(),
+        })
     }
 
     fn pick_gpus(&self, want: i64) -> Option<Vec<(usize, u32, i64)>> {
@@ -166,15 +191,30 @@ impl NodeResources {
         }
         if want < UNIT {
             // A fraction: the fullest GPU it still fits on, so fractions pack together.
-            let (slot, g) = self.gpus.iter().enumerate().filter(|(_, g)| g.free >= want).min_by_key(|(_, g)| g.free)?;
+            let (slot, g) = self
+                .gpus
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.free >= want)
+                .min_by_key(|(_, g)| g.free)?;
             return Some(vec![(slot, g.id, want)]);
         }
-        let whole: Vec<_> =
-            self.gpus.iter().enumerate().filter(|(_, g)| g.free == UNIT).take((want / UNIT) as usize).collect();
+        let whole: Vec<_> = self
+            .gpus
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.free == UNIT)
+            .take((want / UNIT) as usize)
+            .collect();
         if (whole.len() as i64) * UNIT < want {
             return None;
         }
-        Some(whole.into_iter().map(|(slot, g)| (slot, g.id, UNIT)).collect())
+        Some(
+            whole
+                .into_iter()
+                .map(|(slot, g)| (slot, g.id, UNIT))
+                .collect(),
+        )
     }
 
     pub fn release(&mut self, grant: &Grant) {
@@ -226,10 +266,22 @@ mod tests {
 
     #[test]
     fn invalid_amounts_are_refused_with_the_reason() {
-        assert!(ResourceRequest::new(-1.0, 0.0, &[]).unwrap_err().contains("num_cpus"));
+        assert!(
+            ResourceRequest::new(-1.0, 0.0, &[])
+                .unwrap_err()
+                .contains("num_cpus")
+        );
         assert!(ResourceRequest::new(f64::NAN, 0.0, &[]).is_err());
-        assert!(ResourceRequest::new(1.0, 1.5, &[]).unwrap_err().contains("whole number"));
-        assert!(ResourceRequest::new(1.0, 0.0, &[("CPU".into(), 1.0)]).unwrap_err().contains("num_cpus"));
+        assert!(
+            ResourceRequest::new(1.0, 1.5, &[])
+                .unwrap_err()
+                .contains("whole number")
+        );
+        assert!(
+            ResourceRequest::new(1.0, 0.0, &[("CPU".into(), 1.0)])
+                .unwrap_err()
+                .contains("num_cpus")
+        );
     }
 
     #[test]
@@ -253,10 +305,16 @@ mod tests {
         assert_eq!(a.gpu_ids(), b.gpu_ids(), "two halves share a GPU");
         let c = node.try_acquire(&half).unwrap();
         assert_ne!(c.gpu_ids(), a.gpu_ids());
-        assert!(node.try_acquire(&req(0.0, 1.0, &[])).is_none(), "no whole GPU left");
+        assert!(
+            node.try_acquire(&req(0.0, 1.0, &[])).is_none(),
+            "no whole GPU left"
+        );
         node.release(&a);
         node.release(&b);
-        assert_eq!(node.try_acquire(&req(0.0, 1.0, &[])).unwrap().gpu_ids(), vec![0]);
+        assert_eq!(
+            node.try_acquire(&req(0.0, 1.0, &[])).unwrap().gpu_ids(),
+            vec![0]
+        );
     }
 
     #[test]
@@ -297,7 +355,10 @@ mod tests {
 
     #[test]
     fn requests_describe_themselves() {
-        assert_eq!(req(2.0, 0.5, &[("fpga", 1.0)]).to_string(), "2 CPU, 0.5 GPU, 1 fpga");
+        assert_eq!(
+            req(2.0, 0.5, &[("fpga", 1.0)]).to_string(),
+            "2 CPU, 0.5 GPU, 1 fpga"
+        );
         let node = NodeResources::new(UNIT * 4, &[0], &[]).unwrap();
         assert_eq!(node.describe_total(), "4 CPU, 1 GPU");
     }

@@ -16,7 +16,11 @@ pub(crate) enum Retries {
 impl Retries {
     /// Ray's convention: a negative count means no limit.
     pub fn from_ray(n: i64) -> Self {
-        if n < 0 { Retries::Unlimited } else { Retries::Limited(n.min(u32::MAX as i64) as u32) }
+        if n < 0 {
+            Retries::Unlimited
+        } else {
+            Retries::Limited(n.min(u32::MAX as i64) as u32)
+        }
     }
 }
 
@@ -29,7 +33,10 @@ pub(crate) struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: Retries::Limited(3), retry_exceptions: false }
+        RetryPolicy {
+            max_retries: Retries::Limited(3),
+            retry_exceptions: false,
+        }
     }
 }
 
@@ -57,10 +64,16 @@ mod tests {
 
     #[test]
     fn system_failures_are_retried_up_to_the_budget() {
-        let p = RetryPolicy { max_retries: Retries::Limited(2), retry_exceptions: false };
+        let p = RetryPolicy {
+            max_retries: Retries::Limited(2),
+            retry_exceptions: false,
+        };
         assert!(p.should_retry(1, TaskErrorKind::WorkerDied));
         assert!(p.should_retry(2, TaskErrorKind::WorkerDied));
-        assert!(!p.should_retry(3, TaskErrorKind::WorkerDied), "3 attempts = 1 + 2 retries");
+        assert!(
+            !p.should_retry(3, TaskErrorKind::WorkerDied),
+            "3 attempts = 1 + 2 retries"
+        );
     }
 
     #[test]
@@ -68,7 +81,10 @@ mod tests {
         let p = RetryPolicy::default();
         assert!(!p.should_retry(1, TaskErrorKind::Panicked));
         assert!(!p.should_retry(1, TaskErrorKind::Failed));
-        let p = RetryPolicy { retry_exceptions: true, ..p };
+        let p = RetryPolicy {
+            retry_exceptions: true,
+            ..p
+        };
         assert!(p.should_retry(1, TaskErrorKind::Panicked));
         assert!(p.should_retry(3, TaskErrorKind::Failed));
         assert!(!p.should_retry(4, TaskErrorKind::Failed));
@@ -76,21 +92,30 @@ mod tests {
 
     #[test]
     fn zero_retries_means_one_attempt() {
-        let p = RetryPolicy { max_retries: Retries::Limited(0), retry_exceptions: true };
+        let p = RetryPolicy {
+            max_retries: Retries::Limited(0),
+            retry_exceptions: true,
+        };
         assert!(!p.should_retry(1, TaskErrorKind::WorkerDied));
         assert!(!p.should_retry(1, TaskErrorKind::Panicked));
     }
 
     #[test]
     fn negative_means_unlimited() {
-        let p = RetryPolicy { max_retries: Retries::from_ray(-1), retry_exceptions: false };
+        let p = RetryPolicy {
+            max_retries: Retries::from_ray(-1),
+            retry_exceptions: false,
+        };
         assert!(p.should_retry(1_000_000, TaskErrorKind::WorkerDied));
         assert_eq!(Retries::from_ray(5), Retries::Limited(5));
     }
 
     #[test]
     fn rejected_results_are_not_retried() {
-        let p = RetryPolicy { max_retries: Retries::Unlimited, retry_exceptions: true };
+        let p = RetryPolicy {
+            max_retries: Retries::Unlimited,
+            retry_exceptions: true,
+        };
         assert!(!p.should_retry(1, TaskErrorKind::ResultRejected));
     }
 }

@@ -26,7 +26,10 @@ pub fn start(config: Config) -> TestNode {
     let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     mobula::shutdown(); // in case a failed test left one running
     let guard = mobula::init(config).expect("init");
-    TestNode { guard: Some(guard), _turn: turn }
+    TestNode {
+        guard: Some(guard),
+        _turn: turn,
+    }
 }
 
 /// Takes the runtime turn without starting a runtime.
@@ -54,7 +57,10 @@ pub struct Concurrency {
 
 impl Concurrency {
     pub const fn new() -> Self {
-        Concurrency { now: AtomicUsize::new(0), max: AtomicUsize::new(0) }
+        Concurrency {
+            now: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+        }
     }
 
     pub fn reset(&self) {
