@@ -134,3 +134,40 @@ fn defaults_come_from_the_machine() {
         (0..cores).map(|x| x * 2).collect::<Vec<_>>()
     );
 }
+
+/// Threads of Mobula runtimes in this process: the node, its store thread and its workers.
+fn runtime_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n: String| n.trim().to_string())
+        .filter(|n| n.starts_with("mobula-") || n.starts_with("actix-rt"))
+        .collect()
+}
+
+#[test]
+fn shutdown_leaves_no_threads_behind() {
+    let _turn = turn();
+    for round in 0..10u64 {
+        let guard = mobula::init(Config::default().num_cpus(2)).unwrap();
+        let refs: Vec<_> = (0..8).map(|i| double.remote(i + round)).collect();
+        mobula::get_all(&refs).unwrap();
+        assert!(runtime_threads().contains(&"mobula-node".to_string()));
+        drop(guard);
+    }
+    common::eventually("every runtime thread has exited", || {
+        runtime_threads().is_empty()
+    });
+}
+
+#[test]
+fn refs_are_clone_send_sync_and_serializable() {
+    fn assert_traits<T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned>() {}
+    assert_traits::<ObjectRef<u64>>();
+    assert_traits::<ObjectRef<Vec<ObjectRef<String>>>>();
+}

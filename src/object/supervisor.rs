@@ -27,40 +27,40 @@ pub(crate) struct StoreSupervisor {
 }
 
 impl StoreSupervisor {
-    pub fn new(store: Store) -> Self {
-        StoreSupervisor {
-            store,
-            spill_thread: None,
-            shards: Vec::new(),
-            in_flight: 0,
-            transient_failures: false,
-        }
+    /// Starts the store's actor tree and hands its addresses to the store before returning,
+    /// so that the store's hot paths reach its actors from the first put on.
+    pub fn start_tree(store: Store) -> Addr<StoreSupervisor> {
+        StoreSupervisor::create(|ctx| {
+            let spill_thread = Arbiter::new();
+            let me = ctx.address();
+            let shards: Vec<_> = (0..SHARDS)
+                .map(|index| {
+                    let dir = store.spill_dir.clone();
+                    let spiller =
+                        actix::Supervisor::start_in_arbiter(&spill_thread.handle(), move |_| {
+                            Spiller::new(dir)
+                        });
+                    let (store, me) = (store.clone(), me.clone());
+                    actix::Supervisor::start(move |_| ShardActor::new(index, store, me, spiller))
+                })
+                .collect();
+            store.install_actors(StoreActors {
+                supervisor: me,
+                shards: shards.clone(),
+            });
+            StoreSupervisor {
+                store,
+                spill_thread: Some(spill_thread),
+                shards,
+                in_flight: 0,
+                transient_failures: false,
+            }
+        })
     }
 }
 
 impl Actor for StoreSupervisor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let spill_thread = Arbiter::new();
-        let me = ctx.address();
-        for index in 0..SHARDS {
-            let dir = self.store.spill_dir.clone();
-            let spiller = actix::Supervisor::start_in_arbiter(&spill_thread.handle(), move |_| {
-                Spiller::new(dir)
-            });
-            let store = self.store.clone();
-            let me = me.clone();
-            self.shards.push(actix::Supervisor::start(move |_| {
-                ShardActor::new(index, store, me, spiller)
-            }));
-        }
-        self.spill_thread = Some(spill_thread);
-        self.store.install_actors(StoreActors {
-            supervisor: me,
-            shards: self.shards.clone(),
-        });
-    }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         if let Some(t) = self.spill_thread.take() {

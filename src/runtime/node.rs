@@ -65,7 +65,7 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
             context::mark_runtime_thread();
             let system = actix_rt::System::new();
             system.block_on(async move {
-                let store_supervisor = StoreSupervisor::new(node_store.clone()).start();
+                let store_supervisor = StoreSupervisor::start_tree(node_store.clone());
                 let scheduler = SchedulerActor::new(node_id, queue, node_store, node_pool).start();
                 NodeSupervisor {
                     node_id,

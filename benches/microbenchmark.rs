@@ -1,0 +1,208 @@
+//! Mobula's side of `ray microbenchmark`: the same cases, workload shapes and timing method,
+//! printed in Ray's form (`NAME per second MEAN +- STD`) so the two outputs line up.
+//!
+//!     cargo bench --bench microbenchmark                  # every case, ~10 s each
+//!     cargo bench --bench microbenchmark -- --filter put  # cases whose name contains "put"
+//!     cargo bench --bench microbenchmark -- --quick       # a few hundred operations per case
+//!     cargo bench --bench microbenchmark -- --json out.json
+//!
+//! Timing (Ray's `timeit`): run the case for about 1 s to warm up, then take 4 samples of
+//! about 2 s each; report the mean and standard deviation of operations per second.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use mobula::prelude::*;
+
+/// Ray's no-op task returns the two bytes "ok".
+#[mobula::remote]
+fn small_value() -> Vec<u8> {
+    b"ok".to_vec()
+}
+
+/// Ray's multi-client put: a task that puts 0 a hundred times.
+#[mobula::remote(num_cpus = 0)]
+fn do_put_small() -> u8 {
+    for _ in 0..100 {
+        drop(mobula::put(0u64).unwrap());
+    }
+    0
+}
+
+/// Ray's multi-client put of gigabytes: a task that puts ten 80 MB arrays.
+#[mobula::remote(num_cpus = 0)]
+fn do_put_large() -> u8 {
+    let arr = vec![0i64; 10 * 1024 * 1024];
+    for _ in 0..10 {
+        drop(mobula::put(arr.clone()).unwrap());
+    }
+    0
+}
+
+struct Options {
+    filter: Option<String>,
+    quick: bool,
+    json: Option<String>,
+}
+
+struct Bench {
+    opts: Options,
+    results: Vec<(String, f64, f64, &'static str)>,
+}
+
+impl Bench {
+    fn wanted(&self, name: &str) -> bool {
+        self.opts.filter.as_deref().is_none_or(|f| name.contains(f))
+    }
+
+    /// Ray's `timeit`: `multiplier` operations per call of `f`.
+    fn timeit(&mut self, name: &str, multiplier: f64, mut f: impl FnMut()) {
+        if !self.wanted(name) {
+            return;
+        }
+        let (warmup, sample, samples) = if self.opts.quick {
+            (Duration::from_millis(20), Duration::from_millis(50), 2)
+        } else {
+            (Duration::from_secs(1), Duration::from_secs(2), 4)
+        };
+        let start = Instant::now();
+        let mut count = 0u64;
+        while start.elapsed() < warmup || count == 0 {
+            f();
+            count += 1;
+        }
+        let step = count / 10 + 1;
+        let mut stats = Vec::new();
+        for _ in 0..samples {
+            let start = Instant::now();
+            let mut count = 0u64;
+            while start.elapsed() < sample {
+                for _ in 0..step {
+                    f();
+                }
+                count += step;
+            }
+            stats.push(multiplier * count as f64 / start.elapsed().as_secs_f64());
+        }
+        let mean = stats.iter().sum::<f64>() / stats.len() as f64;
+        let std =
+            (stats.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / stats.len() as f64).sqrt();
+        println!("{name} per second {mean:.2} +- {std:.2}");
+        let _ = std::io::stdout().flush();
+        self.results.push((name.to_string(), mean, std, "ok"));
+    }
+
+    fn skip(&mut self, name: &str, why: &'static str) {
+        if self.wanted(name) {
+            println!("{name} skipped: {why}");
+            self.results.push((name.to_string(), 0.0, 0.0, why));
+        }
+    }
+}
+
+fn parse_args() -> Options {
+    let mut opts = Options {
+        filter: None,
+        quick: false,
+        json: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => opts.quick = true,
+            "--filter" => opts.filter = args.next(),
+            "--json" => opts.json = args.next(),
+            "--bench" => {}
+            other if other.starts_with("--") => eprintln!("ignoring unknown option {other}"),
+            other => opts.filter = Some(other.to_string()),
+        }
+    }
+    opts
+}
+
+fn main() -> anyhow::Result<()> {
+    let opts = parse_args();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let _mobula = mobula::init(Config::default().num_cpus(cpus as f64))?;
+    let mut b = Bench {
+        opts,
+        results: Vec::new(),
+    };
+
+    let value = mobula::put(0u64)?;
+    b.timeit("single client get calls (Plasma Store)", 1.0, || {
+        value.get().unwrap();
+    });
+    b.timeit("single client put calls (Plasma Store)", 1.0, || {
+        drop(mobula::put(0u64).unwrap());
+    });
+    b.timeit("multi client put calls (Plasma Store)", 1000.0, || {
+        let refs: Vec<_> = (0..10).map(|_| do_put_small.remote()).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    let large = vec![0i64; 100 * 1024 * 1024];
+    b.timeit("single client put gigabytes", 8.0 * 0.1, || {
+        drop(mobula::put(large.clone()).unwrap());
+    });
+    drop(large);
+    b.timeit("single client tasks and get batch", 1.0, || {
+        let refs: Vec<_> = (0..1000).map(|_| small_value.remote()).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    b.timeit("multi client put gigabytes", 10.0 * 8.0 * 0.1, || {
+        let refs: Vec<_> = (0..10).map(|_| do_put_large.remote()).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    let refs: Vec<_> = (0..10_000).map(|_| mobula::put(0u64).unwrap()).collect();
+    let holder = mobula::put(refs)?;
+    b.timeit("single client get object containing 10k refs", 1.0, || {
+        holder.get().unwrap();
+    });
+    drop(holder);
+    b.timeit("single client wait 1k refs", 1.0, || {
+        let mut pending: Vec<_> = (0..1000).map(|_| small_value.remote()).collect();
+        while !pending.is_empty() {
+            let (_, rest) = mobula::wait(&pending, 1, None).unwrap();
+            pending = rest;
+        }
+    });
+    b.timeit("single client tasks sync", 1.0, || {
+        small_value.remote().get().unwrap();
+    });
+    b.timeit("single client tasks async", 1000.0, || {
+        let refs: Vec<_> = (0..1000).map(|_| small_value.remote()).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    for name in [
+        "multi client tasks async",
+        "1:1 actor calls sync",
+        "1:1 actor calls async",
+        "1:1 actor calls concurrent",
+        "1:n actor calls async",
+        "n:n actor calls async",
+        "n:n actor calls with arg async",
+        "1:1 async-actor calls sync",
+        "1:1 async-actor calls async",
+        "1:1 async-actor calls with args async",
+        "1:n async-actor calls async",
+        "n:n async-actor calls async",
+    ] {
+        b.skip(name, "not implemented (actors)");
+    }
+    b.skip(
+        "placement group create/removal",
+        "not implemented (placement groups)",
+    );
+
+    if let Some(path) = &b.opts.json {
+        let rows: Vec<String> = b
+            .results
+            .iter()
+            .map(|(n, m, s, st)| format!("  {{\"name\": {n:?}, \"per_second\": {m:.2}, \"std\": {s:.2}, \"status\": {st:?}}}"))
+            .collect();
+        std::fs::write(path, format!("[\n{}\n]\n", rows.join(",\n")))?;
+    }
+    Ok(())
+}
