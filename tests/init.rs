@@ -141,11 +141,11 @@ fn runtime_threads() -> Vec<String> {
         .map(|d| {
             d.flatten()
                 .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                .collect()
+                .collect::<Vec<String>>()
         })
         .unwrap_or_default()
         .into_iter()
-        .map(|n: String| n.trim().to_string())
+        .map(|n| n.trim().to_string())
         .filter(|n| n.starts_with("mobula-") || n.starts_with("actix-rt"))
         .collect()
 }
