@@ -32,7 +32,7 @@ fn do_put_small() -> u8 {
 /// Ray's multi-client put of gigabytes: a task that puts ten 80 MB arrays.
 #[mobula::remote(num_cpus = 0)]
 fn do_put_large() -> u8 {
-    let arr = vec![0i64; 10 * 1024 * 1024];
+    let arr = std::hint::black_box(vec![0i64; 10 * 1024 * 1024]);
     for _ in 0..10 {
         drop(mobula::put(arr.clone()).unwrap());
     }
@@ -142,7 +142,7 @@ fn main() -> anyhow::Result<()> {
         let refs: Vec<_> = (0..10).map(|_| do_put_small.remote()).collect();
         mobula::get_all(&refs).unwrap();
     });
-    let large = vec![0i64; 100 * 1024 * 1024];
+    let large = std::hint::black_box(vec![0i64; 100 * 1024 * 1024]);
     b.timeit("single client put gigabytes", 8.0 * 0.1, || {
         drop(mobula::put(large.clone()).unwrap());
     });
