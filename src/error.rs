@@ -152,6 +152,33 @@ pub enum GetError {
         /// The object.
         object_id: ObjectId,
     },
+    /// The actor is dead (it failed past its restarts, was killed or terminated, or can never
+    /// be placed); the call did not run.
+    #[error("actor {actor} is dead: {cause}; create a new one")]
+    ActorDied {
+        /// The actor: class, name and id.
+        actor: String,
+        /// Why it died.
+        cause: String,
+    },
+    /// The call was in flight when its actor failed; the actor restarts, and the call is not
+    /// retried (its `max_task_retries` is used up).
+    #[error("actor {actor} failed while this call was in flight and is restarting: {cause}; raise max_task_retries to retry such calls")]
+    ActorRestarting {
+        /// The actor.
+        actor: String,
+        /// Why it failed.
+        cause: String,
+    },
+    /// The actor already had `max_pending_calls` calls waiting or running; this one was
+    /// refused without running.
+    #[error("actor {actor} already has {limit} pending calls (its max_pending_calls): wait for some results before calling again")]
+    Backpressure {
+        /// The actor.
+        actor: String,
+        /// Its `max_pending_calls`.
+        limit: usize,
+    },
     /// A blocking get was called on a runtime thread, where it would stall every task.
     #[error(
         "ObjectRef::get() would block a Mobula runtime thread (object {object_id} is not ready); inside an async task use `.await` instead"
@@ -242,6 +269,53 @@ pub enum CancelError {
     },
 }
 
+/// Why an actor could not be created or found.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActorError {
+    /// No runtime is running in this process.
+    #[error("{}", NOT_INITIALIZED)]
+    NotInitialized,
+    /// The actor's options are invalid.
+    #[error("invalid options for actor class `{class}`: {reason}")]
+    InvalidOptions {
+        /// The class.
+        class: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another actor has the name (and `get_if_exists` was not set).
+    #[error("an actor named \"{name}\" already exists in namespace \"{namespace}\" (class `{class}`); pick another name or set get_if_exists(true) to use it")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Its namespace.
+        namespace: String,
+        /// The class of the actor holding it.
+        class: String,
+    },
+    /// No actor has the name.
+    #[error("no actor is named \"{name}\" in namespace \"{namespace}\"")]
+    NotFound {
+        /// The name.
+        name: String,
+        /// Its namespace.
+        namespace: String,
+    },
+    /// The named actor is of another class than asked for.
+    #[error("the actor named \"{name}\" in namespace \"{namespace}\" is a `{found}`, not a `{expected}`")]
+    WrongClass {
+        /// The name.
+        name: String,
+        /// Its namespace.
+        namespace: String,
+        /// The class asked for.
+        expected: String,
+        /// The class it is.
+        found: String,
+    },
+}
+
 /// Any error of the Mobula API, for code that wants one error type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -261,6 +335,9 @@ pub enum Error {
     /// From [`cancel`](crate::cancel).
     #[error(transparent)]
     Cancel(#[from] CancelError),
+    /// From creating or looking up an actor.
+    #[error(transparent)]
+    Actor(#[from] ActorError),
 }
 
 impl From<TaskError> for Error {

@@ -42,6 +42,7 @@ mod scheduler;
 pub mod state;
 pub mod testing;
 
+pub use api::actor::{ActorBuilder, ActorHandle, ActorOptions, DEFAULT_NAMESPACE, get_actor, get_actor_in, kill};
 pub use api::args::{Arg, IntoArg};
 pub use api::config::Config;
 pub use api::context::{Context, context};
@@ -49,9 +50,9 @@ pub use api::function::{TaskBuilder, TaskOptions};
 pub use api::object_ref::{GetFuture, ObjectRef};
 pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait};
 pub use error::{
-    CancelError, Error, GetError, InitError, PutError, TaskError, TaskErrorKind, WaitError,
+    ActorError, CancelError, Error, GetError, InitError, PutError, TaskError, TaskErrorKind, WaitError,
 };
-pub use object::id::{NodeId, ObjectId, TaskId};
+pub use object::id::{ActorId, NodeId, ObjectId, TaskId};
 pub use object::value::Value;
 
 /// Makes a function remote. See the [crate documentation](crate) and [`TaskOptions`] for
@@ -66,6 +67,49 @@ pub use object::value::Value;
 ///
 /// A parameter of type `&T` borrows a ref argument's value from the store without copying it.
 pub use mobula_macros::remote;
+
+/// Makes a struct an actor class (on the struct) and gives it remote methods (on its impl
+/// block):
+///
+/// ```
+/// use mobula::prelude::*;
+///
+/// #[mobula::actor]
+/// struct Counter {
+///     value: i64,
+/// }
+///
+/// #[mobula::actor]
+/// impl Counter {
+///     fn new() -> Self {
+///         Counter { value: 0 }
+///     }
+///
+///     fn increment(&mut self) -> i64 {
+///         self.value += 1;
+///         self.value
+///     }
+/// }
+///
+/// # fn main() -> anyhow::Result<()> {
+/// let _mobula = mobula::init(Config::default().num_cpus(1))?;
+/// let counter = Counter::remote()?;                       // a CounterHandle
+/// let values = mobula::get_all(&(0..5).map(|_| counter.increment()).collect::<Vec<_>>())?;
+/// assert_eq!(values, vec![1, 2, 3, 4, 5]);
+/// # Ok(()) }
+/// ```
+///
+/// On the struct it defines `NameHandle` (cheap to clone, `Send`, serializable; dereferences
+/// to [`ActorHandle`]). On the impl block, `fn new(...) -> Self` (or `-> Result<Self, E>`)
+/// becomes `Name::remote(args...)` and `Name::options()` (an [`ActorBuilder`]); every `&self`
+/// and `&mut self` method becomes a method of the handle returning an [`ObjectRef`] (for
+/// `-> Result<T, E>`, an `ObjectRef<T>`). Arguments take values or refs, as for tasks.
+///
+/// Class options go on the struct: `#[mobula::actor(max_restarts = 2, max_concurrency = 4)]`
+/// (also `num_cpus`, `num_gpus`, `resources(...)`, `max_task_retries`, `max_pending_calls`,
+/// `detached`). If any method is `async`, the actor is async: its calls run concurrently on
+/// the runtime, up to `max_concurrency` (default 1000).
+pub use mobula_macros::actor;
 
 /// Starts Mobula in this process (Ray's `ray.init`).
 ///
@@ -116,15 +160,18 @@ impl Drop for InitGuard {
 /// What most programs need: `use mobula::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Config, GetError, InitGuard, ObjectRef, TaskOptions, Value, cancel, context, get_all, put,
-        remote, wait,
+        ActorHandle, ActorOptions, Config, GetError, InitGuard, ObjectRef, TaskOptions, Value, actor,
+        cancel, context, get_actor, get_all, kill, put, remote, wait,
     };
     pub use std::time::Duration;
 }
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::api::actor::{ActorClass, ActorConstructor};
     pub use crate::api::args::{ArgList, Params, Resolved};
+    pub use crate::runtime::actor::call::Invoke;
+    pub use serde;
     pub use crate::api::function::{
         AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction,
     };

@@ -1,5 +1,7 @@
 //! Procedural macros of [mobula](https://docs.rs/mobula). Use them through `mobula`:
-//! `#[mobula::remote]`.
+//! `#[mobula::remote]` and `#[mobula::actor]`.
+
+mod actor;
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -213,7 +215,7 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
 
 /// For a return type named `Result`, what an `ObjectRef` to the result holds: its first type
 /// argument, or the `Ok` type by way of `Fallible` for an alias without arguments.
-fn fallible_ok(ty: &Type) -> Option<TokenStream2> {
+pub(crate) fn fallible_ok(ty: &Type) -> Option<TokenStream2> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
     if last.ident != "Result" {
@@ -225,6 +227,15 @@ fn fallible_ok(ty: &Type) -> Option<TokenStream2> {
         return Some(quote!(#ok));
     }
     Some(quote!(<#ty as ::mobula::__private::Fallible>::Ok))
+}
+
+/// Makes a struct an actor class, or an impl block its methods. See the `mobula` crate.
+#[proc_macro_attribute]
+pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match actor::expand(attr.into(), item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
 }
 
 struct Options {
@@ -305,7 +316,7 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
     Ok(Options { calls })
 }
 
-fn is_integer(e: &Expr) -> bool {
+pub(crate) fn is_integer(e: &Expr) -> bool {
     match e {
         Expr::Lit(syn::ExprLit {
             lit: Lit::Int(_), ..
@@ -315,7 +326,7 @@ fn is_integer(e: &Expr) -> bool {
     }
 }
 
-fn non_negative_number(e: &Expr, what: &str) -> syn::Result<TokenStream2> {
+pub(crate) fn non_negative_number(e: &Expr, what: &str) -> syn::Result<TokenStream2> {
     match e {
         Expr::Lit(syn::ExprLit {
             lit: Lit::Int(i), ..

@@ -1,6 +1,7 @@
 //! The public face of the runtime: configuration, object refs, remote functions and the free
 //! functions (`put`, `get_all`, `wait`, `cancel`, `context`).
 
+pub(crate) mod actor;
 pub(crate) mod args;
 pub(crate) mod config;
 pub(crate) mod context;

@@ -65,6 +65,11 @@ counter_id!(
     TaskId,
     "TaskId"
 );
+counter_id!(
+    /// Names one actor. Restarts keep its id.
+    ActorId,
+    "ActorId"
+);
 
 /// Names one node (one running Mobula runtime).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -100,6 +105,7 @@ pub(crate) struct IdMint {
     prefix: u64,
     next_object: AtomicU64,
     next_task: AtomicU64,
+    next_actor: AtomicU64,
 }
 
 impl IdMint {
@@ -108,6 +114,7 @@ impl IdMint {
             prefix: node.prefix(),
             next_object: AtomicU64::new(1),
             next_task: AtomicU64::new(1),
+            next_actor: AtomicU64::new(1),
         }
     }
 
@@ -120,6 +127,10 @@ impl IdMint {
 
     pub(crate) fn task(&self) -> TaskId {
         TaskId::from_parts(self.prefix, self.next_task.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn actor(&self) -> ActorId {
+        ActorId::from_parts(self.prefix, self.next_actor.fetch_add(1, Ordering::Relaxed))
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::id::ObjectId;
+use super::id::{ActorId, ObjectId};
 use super::size;
 
 /// A type that Mobula can store, pass to a task and return from one.
@@ -46,11 +46,13 @@ impl std::fmt::Debug for ValueVTable {
     }
 }
 
-/// A value serialized for leaving memory, with the ids of the refs found inside it.
+/// A value serialized for leaving memory, with the ids of the object refs and actor handles
+/// found inside it.
 #[derive(Debug)]
 pub(crate) struct Encoded {
     pub bytes: Vec<u8>,
     pub contained: Vec<ObjectId>,
+    pub actors: Vec<ActorId>,
 }
 
 struct VTableOf<T>(std::marker::PhantomData<T>);
@@ -69,28 +71,40 @@ fn serialize_erased<T: Value>(value: &(dyn Any + Send + Sync)) -> Result<Encoded
     encode(value)
 }
 
-/// Serializes with postcard, collecting the ids of the object refs met on the way.
+/// Serializes with postcard, collecting the ids of the refs and handles met on the way.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, String> {
-    let previous = REF_COLLECTOR.with(|c| c.borrow_mut().replace(Vec::new()));
+    let previous = REF_COLLECTOR.with(|c| c.borrow_mut().replace(Collected::default()));
     let result = postcard::to_allocvec(value);
-    let contained = REF_COLLECTOR.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+    let found = REF_COLLECTOR.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous)).unwrap_or_default();
     let bytes = result.map_err(|e| e.to_string())?;
-    Ok(Encoded {
-        bytes,
-        contained: contained.unwrap_or_default(),
-    })
+    Ok(Encoded { bytes, contained: found.objects, actors: found.actors })
+}
+
+#[derive(Default)]
+struct Collected {
+    objects: Vec<ObjectId>,
+    actors: Vec<ActorId>,
 }
 
 thread_local! {
     /// While a value is being encoded, the ids of the refs it contains are gathered here.
-    static REF_COLLECTOR: RefCell<Option<Vec<ObjectId>>> = const { RefCell::new(None) };
+    static REF_COLLECTOR: RefCell<Option<Collected>> = const { RefCell::new(None) };
 }
 
 /// Called by `ObjectRef`'s `Serialize` impl: records that the value being encoded holds `id`.
 pub(crate) fn note_serialized_ref(id: ObjectId) {
     REF_COLLECTOR.with(|c| {
-        if let Some(ids) = c.borrow_mut().as_mut() {
-            ids.push(id);
+        if let Some(found) = c.borrow_mut().as_mut() {
+            found.objects.push(id);
+        }
+    });
+}
+
+/// Called by `ActorHandle`'s `Serialize` impl: the value being encoded holds a handle.
+pub(crate) fn note_serialized_actor(id: ActorId) {
+    REF_COLLECTOR.with(|c| {
+        if let Some(found) = c.borrow_mut().as_mut() {
+            found.actors.push(id);
         }
     });
 }

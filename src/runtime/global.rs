@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use actix::Addr;
 
 use super::context::{self, TaskContext, current_task};
+use super::actor::directory::ActorDirectory;
 use super::worker_pool::WorkerPool;
 use crate::object::id::{IdMint, NodeId, TaskId};
 
@@ -19,10 +20,15 @@ use crate::scheduler::actor::{CancelTask, SchedulerActor, TaskBlocked, TaskUnblo
 /// A running node, as the API sees it.
 pub(crate) struct Runtime {
     pub node_id: NodeId,
-    pub ids: IdMint,
+    pub ids: Arc<IdMint>,
     pub store: Store,
     pub scheduler: Addr<SchedulerActor>,
+    /// Runs blocking task bodies: grows with the tasks the scheduler admits.
     pub pool: WorkerPool,
+    /// Runs blocking actor calls: as many threads as CPUs, plus those waiting in a get.
+    pub actor_pool: WorkerPool,
+    pub actors: Arc<ActorDirectory>,
+    pub node_arbiter: actix_rt::ArbiterHandle,
     pub(crate) system: actix_rt::System,
     pub(crate) node_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -36,6 +42,7 @@ impl Runtime {
     /// workers exit (a worker still running a blocking body finishes it first).
     fn stop(&self) {
         self.store.close();
+        self.actors.clear();
         self.system.stop();
         let handle = self
             .node_thread
@@ -49,6 +56,7 @@ impl Runtime {
             tracing::error!("the node thread panicked while stopping");
         }
         self.pool.shutdown();
+        self.actor_pool.shutdown();
     }
 }
 
@@ -130,26 +138,28 @@ pub(crate) fn uninstall(only: Option<NodeId>) {
 /// CPUs are lent to other tasks, so that a task waiting for tasks it submitted cannot
 /// deadlock a full node (Ray does the same for `ray.get` inside a task). Nested and concurrent
 /// waits of one task lend once.
-pub(crate) struct BlockedInGet(Option<(Arc<TaskContext>, Addr<SchedulerActor>)>);
+pub(crate) struct BlockedInGet {
+    lent: Option<(Arc<TaskContext>, Addr<SchedulerActor>)>,
+    _pool: Option<super::worker_pool::Blocked>,
+}
 
 impl BlockedInGet {
     pub fn enter() -> Self {
-        let Some(task) = current_task() else {
-            return BlockedInGet(None);
-        };
+        let pool = super::worker_pool::blocked();
+        let Some(task) = current_task() else { return BlockedInGet { lent: None, _pool: pool } };
         let Some(scheduler) = with_runtime(|rt| rt.scheduler.clone()) else {
-            return BlockedInGet(None);
+            return BlockedInGet { lent: None, _pool: pool };
         };
         if task.waits.fetch_add(1, Ordering::AcqRel) == 0 {
             scheduler.do_send(TaskBlocked(task.task_id));
         }
-        BlockedInGet(Some((task, scheduler)))
+        BlockedInGet { lent: Some((task, scheduler)), _pool: pool }
     }
 }
 
 impl Drop for BlockedInGet {
     fn drop(&mut self) {
-        if let Some((task, scheduler)) = self.0.take()
+        if let Some((task, scheduler)) = self.lent.take()
             && task.waits.fetch_sub(1, Ordering::AcqRel) == 1
         {
             scheduler.do_send(TaskUnblocked(task.task_id));

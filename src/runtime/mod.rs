@@ -3,9 +3,11 @@
 //! - [`node`]: the node thread and its supervision tree.
 //! - [`global`]: the process's running node, found by every API call.
 //! - [`submit`], [`task_spec`], [`task_actor`]: a task from `remote()` to its stored result.
-//! - [`worker_pool`]: the threads for blocking task bodies.
+//! - [`actor`]: user actors: hosts, call queues, the directory.
+//! - [`worker_pool`]: the threads for blocking task bodies and actor calls.
 //! - [`context`], [`panic`]: what the current task is; panics turned into errors.
 
+pub(crate) mod actor;
 pub(crate) mod context;
 pub(crate) mod global;
 pub(crate) mod node;

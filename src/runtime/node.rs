@@ -9,7 +9,7 @@
 //! Actors run on the node's own thread ("mobula-node"); blocking task bodies run on the worker
 //! pool; spill I/O on the store's thread.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -54,7 +54,9 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
         source,
     })?;
     let store = Store::new(node_id, config.object_store_memory, spill_dir);
-    let pool = WorkerPool::new(((config.cpu_units + UNIT - 1) / UNIT).max(1) as usize);
+    let cpus = ((config.cpu_units + UNIT - 1) / UNIT).max(1) as usize;
+    let pool = WorkerPool::new(cpus);
+    let actor_pool = WorkerPool::bounded(cpus.max(2));
     let queue = LocalQueue::new(config.resources.clone());
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -73,22 +75,25 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
                     _scheduler: scheduler.clone(),
                 }
                 .start();
-                let _ = ready_tx.send((actix_rt::System::current(), scheduler));
+                let _ = ready_tx.send((actix_rt::System::current(), scheduler, actix_rt::Arbiter::current()));
             });
             if let Err(e) = system.run() {
                 tracing::error!(error = %e, "the node's event loop failed");
             }
         })
         .map_err(|e| InitError::Start(format!("cannot start the node thread: {e}")))?;
-    let (system, scheduler) = ready_rx
+    let (system, scheduler, node_arbiter) = ready_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|_| InitError::Start("the node thread did not come up".into()))?;
     Ok(Runtime {
         node_id,
-        ids: IdMint::new(node_id),
+        ids: Arc::new(IdMint::new(node_id)),
         store,
         scheduler,
         pool,
+        actor_pool,
+        actors: Arc::default(),
+        node_arbiter,
         system,
         node_thread: Mutex::new(Some(thread)),
     })

@@ -1,10 +1,14 @@
-//! The threads that run blocking task bodies.
+//! The threads that run blocking bodies.
 //!
-//! The scheduler decides how many tasks run at once (their CPU resources); the pool only
-//! makes sure each admitted task gets a thread at once. It keeps as many threads as the node
-//! has CPUs, grows when more tasks are admitted than threads are idle (fractional or zero-CPU
-//! tasks, or tasks blocked in `get` that lent their CPUs), and lets the extra threads go when
-//! they have been idle a while. Async task bodies never come here.
+//! An *elastic* pool runs task bodies: the scheduler decides how many tasks run at once
+//! (their CPU resources), and the pool only makes sure each admitted task gets a thread at
+//! once. It keeps as many threads as the node has CPUs, grows when more tasks are admitted
+//! than threads are idle (fractional or zero-CPU tasks, tasks blocked in `get` that lent their
+//! CPUs), and lets the extra threads go when they have been idle a while.
+//!
+//! A *bounded* pool runs blocking actor calls, which hold no CPUs: it runs at most its bound
+//! of jobs at once, queueing the rest, except that a thread waiting in a `get` does not count
+//! (so actors waiting on each other cannot starve the pool). Async bodies never come here.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -22,6 +26,8 @@ struct State {
     jobs: VecDeque<Job>,
     idle: usize,
     threads: usize,
+    /// Threads waiting in a get (bounded pools do not count them).
+    blocked: usize,
     started: u64,
     shutdown: bool,
 }
@@ -30,6 +36,8 @@ struct Inner {
     state: Mutex<State>,
     cond: Condvar,
     core: usize,
+    /// For a bounded pool, how many jobs may run at once (not counting blocked threads).
+    bound: Option<usize>,
 }
 
 /// A handle to the pool; cheap to clone.
@@ -44,11 +52,23 @@ impl std::fmt::Debug for WorkerPool {
 }
 
 impl WorkerPool {
+    /// An elastic pool keeping `core` threads.
     pub fn new(core: usize) -> Self {
         WorkerPool(Arc::new(Inner {
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
             core: core.max(1),
+            bound: None,
+        }))
+    }
+
+    /// A pool running at most `bound` jobs at once.
+    pub fn bounded(bound: usize) -> Self {
+        WorkerPool(Arc::new(Inner {
+            state: Mutex::new(State::default()),
+            cond: Condvar::new(),
+            core: bound.max(1),
+            bound: Some(bound.max(1)),
         }))
     }
 
@@ -68,6 +88,13 @@ impl WorkerPool {
             self.0.cond.notify_one();
             return Ok(());
         }
+        if self.0.bound.is_some_and(|bound| s.threads - s.blocked.min(s.threads) >= bound) {
+            return Ok(()); // a running thread takes it when it is done
+        }
+        self.spawn(s)
+    }
+
+    fn spawn(&self, mut s: std::sync::MutexGuard<'_, State>) -> Result<(), String> {
         s.threads += 1;
         s.started += 1;
         let n = s.started;
@@ -89,6 +116,7 @@ impl WorkerPool {
     }
 
     fn work(self) {
+        CURRENT.with(|c| *c.borrow_mut() = Some(self.clone()));
         let mut s = self.lock();
         loop {
             if let Some(job) = s.jobs.pop_front() {
@@ -126,6 +154,20 @@ impl WorkerPool {
         }
     }
 
+    /// This thread waits in a get: a bounded pool may start another thread meanwhile.
+    fn block(&self) {
+        let mut s = self.lock();
+        s.blocked += 1;
+        if self.0.bound.is_some() && s.jobs.len() > s.idle {
+            let _ = self.spawn(s);
+        }
+    }
+
+    fn unblock(&self) {
+        let mut s = self.lock();
+        s.blocked = s.blocked.saturating_sub(1);
+    }
+
     /// Threads alive now.
     pub fn threads(&self) -> usize {
         self.lock().threads
@@ -141,6 +183,26 @@ impl WorkerPool {
         drop(jobs);
         self.0.cond.notify_all();
     }
+}
+
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<WorkerPool>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, the current pool thread counts as waiting in a get.
+pub(crate) struct Blocked(WorkerPool);
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        self.0.unblock();
+    }
+}
+
+/// Marks the current thread, if it is a pool thread, as waiting in a get.
+pub(crate) fn blocked() -> Option<Blocked> {
+    let pool = CURRENT.with(|c| c.borrow().clone())?;
+    pool.block();
+    Some(Blocked(pool))
 }
 
 #[cfg(test)]
@@ -179,6 +241,30 @@ mod tests {
         }
         pool.shutdown();
         assert!(pool.execute(Box::new(|| {})).is_err());
+    }
+
+    #[test]
+    fn a_bounded_pool_queues_beyond_its_bound_but_not_behind_a_blocked_thread() {
+        let pool = WorkerPool::bounded(1);
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        let (tx, rx) = (started_tx.clone(), Arc::clone(&release_rx));
+        pool.execute(Box::new(move || {
+            tx.send(1).unwrap();
+            rx.lock().unwrap().recv().unwrap();
+        }))
+        .unwrap();
+        assert_eq!(started_rx.recv().unwrap(), 1);
+        let tx = started_tx.clone();
+        pool.execute(Box::new(move || tx.send(2).unwrap())).unwrap();
+        assert_eq!(pool.threads(), 1, "the second job waits: the bound is 1");
+        // The first job now waits in a get: the second may run.
+        pool.block();
+        assert_eq!(started_rx.recv().unwrap(), 2);
+        pool.unblock();
+        release_tx.send(()).unwrap();
+        pool.shutdown();
     }
 
     #[test]

@@ -30,10 +30,15 @@ struct TaskRecord {
     actor: Option<Addr<TaskActor>>,
 }
 
+/// Told where (and whether) an actor was placed: its GPU ids, or why it cannot be.
+pub(crate) type PlaceReply = Box<dyn FnOnce(Result<Vec<u32>, String>) + Send>;
+
 pub(crate) struct SchedulerActor {
     node_id: NodeId,
     queue: LocalQueue,
     tasks: HashMap<TaskId, TaskRecord, IdHash>,
+    /// Actors waiting for their resources, by placement id.
+    placements: HashMap<TaskId, PlaceReply, IdHash>,
     store: Store,
     pool: WorkerPool,
 }
@@ -44,6 +49,7 @@ impl SchedulerActor {
             node_id,
             queue,
             tasks: HashMap::default(),
+            placements: HashMap::default(),
             store,
             pool,
         }
@@ -52,8 +58,15 @@ impl SchedulerActor {
     fn apply(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
         for decision in decisions {
             match decision {
-                Decision::Dispatch { task, grant } => self.start(task, grant.gpu_ids(), ctx),
+                Decision::Dispatch { task, grant } => match self.placements.remove(&task) {
+                    Some(reply) => reply(Ok(grant.gpu_ids())),
+                    None => self.start(task, grant.gpu_ids(), ctx),
+                },
                 Decision::Infeasible { task } => {
+                    if let Some(reply) = self.placements.remove(&task) {
+                        reply(Err("its resources exceed the node's".into()));
+                        continue;
+                    }
                     if let Some(rec) = self.tasks.remove(&task) {
                         let spec = &rec.spec;
                         let requested = spec
@@ -283,6 +296,49 @@ impl Handler<CancelTask> for SchedulerActor {
                 }
             }
             CancelOutcome::Unknown => {}
+        }
+    }
+}
+
+/// Reserve an actor's resources for its lifetime.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PlaceActor {
+    pub id: TaskId,
+    /// What the node must have (Ray: an actor needs 1 CPU to be placed)...
+    pub place: crate::scheduler::resources::ResourceRequest,
+    /// ...and what it holds while alive.
+    pub hold: crate::scheduler::resources::ResourceRequest,
+    pub reply: PlaceReply,
+}
+
+impl Handler<PlaceActor> for SchedulerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PlaceActor, ctx: &mut Context<Self>) {
+        if !self.queue.resources().feasible(&msg.place) {
+            let total = self.queue.resources().describe_total();
+            return (msg.reply)(Err(format!("it needs {} but the node has {total} in all", msg.place)));
+        }
+        self.placements.insert(msg.id, msg.reply);
+        let decisions = self.queue.submit(msg.id, &msg.hold, &[]);
+        self.apply(decisions, ctx);
+    }
+}
+
+/// An actor is gone: its resources come back.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ActorGone(pub TaskId);
+
+impl Handler<ActorGone> for SchedulerActor {
+    type Result = ();
+
+    fn handle(&mut self, ActorGone(id): ActorGone, ctx: &mut Context<Self>) {
+        self.placements.remove(&id);
+        if self.queue.cancel(id) == CancelOutcome::Running {
+            let decisions = self.queue.finished(id);
+            self.apply(decisions, ctx);
         }
     }
 }

@@ -14,6 +14,14 @@ pub(crate) enum Retries {
 }
 
 impl Retries {
+    /// Whether one more is allowed after `used`.
+    pub fn allows(self, used: u32) -> bool {
+        match self {
+            Retries::Unlimited => true,
+            Retries::Limited(max) => used < max,
+        }
+    }
+
     /// Ray's convention: a negative count means no limit.
     pub fn from_ray(n: i64) -> Self {
         if n < 0 {
@@ -49,12 +57,7 @@ impl RetryPolicy {
             // The value could not be stored: running again makes the same value.
             TaskErrorKind::ResultRejected => false,
         };
-        let retries_used = attempt.saturating_sub(1);
-        eligible
-            && match self.max_retries {
-                Retries::Unlimited => true,
-                Retries::Limited(max) => retries_used < max,
-            }
+        eligible && self.max_retries.allows(attempt.saturating_sub(1))
     }
 }
 

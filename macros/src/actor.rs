@@ -1,0 +1,368 @@
+//! `#[mobula::actor]`: on a struct, the actor class and its typed handle; on the struct's impl
+//! block, the constructor (`new`) as `Name::remote(...)` and every `&self` / `&mut self`
+//! method as a method of the handle.
+
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, FnArg, ImplItem, Item, ItemImpl, ItemStruct, Lit, Meta, Pat, ReturnType, Token, Type, Visibility};
+
+use crate::{fallible_ok, is_integer, non_negative_number};
+
+pub(crate) fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    match syn::parse2::<Item>(item)? {
+        Item::Struct(s) => expand_struct(attr, s),
+        Item::Impl(i) => {
+            if !attr.is_empty() {
+                return Err(syn::Error::new(
+                    attr.span(),
+                    "actor options go on the struct's #[mobula::actor(...)], not on its impl block",
+                ));
+            }
+            expand_impl(i)
+        }
+        other => Err(syn::Error::new(
+            other.span(),
+            "#[mobula::actor] goes on a struct (the actor's state) and on its impl block (its methods)",
+        )),
+    }
+}
+
+const KEYS: &str = "num_cpus, num_gpus, resources(...), max_restarts, max_task_retries, max_pending_calls, max_concurrency, detached";
+
+fn class_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
+    let mut calls = Vec::new();
+    for meta in metas {
+        let key = meta.path().get_ident().map(|i| i.to_string()).unwrap_or_default();
+        match (key.as_str(), &meta) {
+            ("num_cpus" | "num_gpus", Meta::NameValue(nv)) => {
+                let n = non_negative_number(&nv.value, &key)?;
+                let method = format_ident!("{}", key);
+                calls.push(quote!(.#method(#n)));
+            }
+            ("max_restarts" | "max_task_retries", Meta::NameValue(nv)) => {
+                if !is_integer(&nv.value) {
+                    return Err(syn::Error::new(nv.value.span(), format!("{key} must be an integer (negative: no limit)")));
+                }
+                let (method, v) = (format_ident!("{}", key), &nv.value);
+                calls.push(quote!(.#method(#v)));
+            }
+            ("max_pending_calls" | "max_concurrency", Meta::NameValue(nv)) => {
+                let Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) = &nv.value else {
+                    return Err(syn::Error::new(nv.value.span(), format!("{key} must be a positive integer")));
+                };
+                if i.base10_parse::<usize>()? == 0 {
+                    return Err(syn::Error::new(i.span(), format!("{key} must be at least 1")));
+                }
+                let method = format_ident!("{}", key);
+                calls.push(quote!(.#method(#i)));
+            }
+            ("detached", Meta::NameValue(nv)) => {
+                let Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) = &nv.value else {
+                    return Err(syn::Error::new(nv.value.span(), "detached must be true or false"));
+                };
+                calls.push(quote!(.detached(#b)));
+            }
+            ("resources", Meta::List(list)) => {
+                let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated.parse2(list.tokens.clone())?;
+                for pair in pairs {
+                    let Some(res) = pair.path.get_ident() else {
+                        return Err(syn::Error::new(pair.path.span(), "a resource name must be a single word"));
+                    };
+                    let n = non_negative_number(&pair.value, &res.to_string())?;
+                    let res = res.to_string();
+                    calls.push(quote!(.resource(#res, #n)));
+                }
+            }
+            _ => {
+                return Err(syn::Error::new(
+                    meta.span(),
+                    format!("unknown or malformed actor option `{key}`; the options are: {KEYS}"),
+                ));
+            }
+        }
+    }
+    Ok(calls)
+}
+
+fn expand_struct(attr: TokenStream2, item: ItemStruct) -> syn::Result<TokenStream2> {
+    let calls = class_options(attr)?;
+    if !item.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            item.generics.span(),
+            "an actor class cannot be generic: every node must find it by one name",
+        ));
+    }
+    let name = &item.ident;
+    let vis = &item.vis;
+    let handle = format_ident!("{}Handle", name);
+    let name_str = name.to_string();
+    let doc = format!("A handle to a [`{name}`] actor: each of its methods calls the actor's method of that name.");
+    Ok(quote! {
+        #item
+
+        #[doc = #doc]
+        #[derive(Clone, PartialEq, Eq)]
+        #vis struct #handle(::mobula::ActorHandle<#name>);
+
+        impl ::core::ops::Deref for #handle {
+            type Target = ::mobula::ActorHandle<#name>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl ::core::convert::From<::mobula::ActorHandle<#name>> for #handle {
+            fn from(handle: ::mobula::ActorHandle<#name>) -> Self {
+                #handle(handle)
+            }
+        }
+
+        impl ::core::fmt::Debug for #handle {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl ::mobula::__private::serde::Serialize for #handle {
+            fn serialize<S: ::mobula::__private::serde::Serializer>(&self, s: S) -> ::core::result::Result<S::Ok, S::Error> {
+                ::mobula::__private::serde::Serialize::serialize(&self.0, s)
+            }
+        }
+
+        impl<'de> ::mobula::__private::serde::Deserialize<'de> for #handle {
+            fn deserialize<D: ::mobula::__private::serde::Deserializer<'de>>(d: D) -> ::core::result::Result<Self, D::Error> {
+                <::mobula::ActorHandle<#name> as ::mobula::__private::serde::Deserialize<'de>>::deserialize(d).map(#handle)
+            }
+        }
+
+        impl ::mobula::__private::ActorClass for #name {
+            const CLASS: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);
+            type Handle = #handle;
+            fn default_options() -> ::mobula::ActorOptions {
+                ::mobula::ActorOptions::new() #(#calls)*
+            }
+        }
+    })
+}
+
+/// Inherited (private) visibility becomes `pub(crate)`: handles are used all over a crate.
+fn widen(vis: &Visibility) -> TokenStream2 {
+    match vis {
+        Visibility::Inherited => quote!(pub(crate)),
+        v => quote!(#v),
+    }
+}
+
+struct Params {
+    remote: Vec<TokenStream2>,
+    into_args: Vec<TokenStream2>,
+    types: Vec<Type>,
+    names: Vec<syn::Ident>,
+    call_args: Vec<TokenStream2>,
+    span: Span,
+}
+
+fn params<'a>(inputs: impl Iterator<Item = &'a FnArg>, span: Span) -> syn::Result<Params> {
+    let mut p =
+        Params { remote: vec![], into_args: vec![], types: vec![], names: vec![], call_args: vec![], span };
+    for (i, input) in inputs.enumerate() {
+        let FnArg::Typed(pt) = input else { continue };
+        let pname = match &*pt.pat {
+            Pat::Ident(id) => id.ident.clone(),
+            _ => format_ident!("arg{}", i),
+        };
+        let arg = format_ident!("__mobula_arg{}", i);
+        let (ty, by_ref) = match &*pt.ty {
+            Type::Reference(r) if r.mutability.is_some() => {
+                return Err(syn::Error::new(
+                    r.span(),
+                    "an actor method cannot take `&mut`: it receives its own copy of each argument; take the value instead",
+                ));
+            }
+            Type::Reference(r) => ((*r.elem).clone(), true),
+            Type::ImplTrait(t) => return Err(syn::Error::new(t.span(), "an actor method cannot take `impl Trait`")),
+            other => (other.clone(), false),
+        };
+        p.remote.push(quote!(#pname: impl ::mobula::IntoArg<#ty>));
+        p.into_args.push(quote!(::mobula::IntoArg::<#ty>::into_arg(#pname)));
+        p.call_args.push(if by_ref { quote!(&*#arg) } else { quote!(#arg.into_owned()) });
+        p.types.push(ty);
+        p.names.push(arg);
+    }
+    if p.types.len() > 8 {
+        return Err(syn::Error::new(span, "an actor's constructor or method takes at most 8 parameters"));
+    }
+    Ok(p)
+}
+
+fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
+    if let Some((_, path, _)) = &item.trait_ {
+        return Err(syn::Error::new(path.span(), "#[mobula::actor] goes on the struct's own impl block, not on a trait impl"));
+    }
+    if !item.generics.params.is_empty() {
+        return Err(syn::Error::new(item.generics.span(), "an actor class cannot be generic"));
+    }
+    let Type::Path(self_path) = &*item.self_ty else {
+        return Err(syn::Error::new(item.self_ty.span(), "#[mobula::actor] goes on `impl Name { ... }`"));
+    };
+    let name = &self_path.path.segments.last().expect("a path has a segment").ident;
+    let handle = format_ident!("{}Handle", name);
+    let name_str = name.to_string();
+
+    let mut constructor = None;
+    let mut methods = Vec::new();
+    let mut any_async = false;
+    for it in &item.items {
+        let ImplItem::Fn(f) = it else { continue };
+        match f.sig.inputs.first() {
+            Some(FnArg::Receiver(r)) => {
+                if r.reference.is_none() {
+                    return Err(syn::Error::new(
+                        r.span(),
+                        "an actor method takes `&self` or `&mut self`, not `self`: the actor lives on after the call",
+                    ));
+                }
+                if !f.sig.generics.params.is_empty() {
+                    return Err(syn::Error::new(f.sig.generics.span(), "an actor method cannot be generic"));
+                }
+                any_async |= f.sig.asyncness.is_some();
+                methods.push(f);
+            }
+            _ if f.sig.ident == "new" => constructor = Some(f),
+            _ => {}
+        }
+    }
+    let Some(ctor) = constructor else {
+        return Err(syn::Error::new(
+            item.self_ty.span(),
+            format!("an actor needs a constructor: `fn new(...) -> {name}` (or `-> Result<{name}, E>`)"),
+        ));
+    };
+    if ctor.sig.asyncness.is_some() {
+        return Err(syn::Error::new(ctor.sig.span(), "an actor's constructor `new` cannot be async"));
+    }
+    let cp = params(ctor.sig.inputs.iter(), ctor.sig.inputs.span())?;
+    let ctor_fallible = match &ctor.sig.output {
+        ReturnType::Type(_, ty) => fallible_ok(ty).is_some(),
+        ReturnType::Default => {
+            return Err(syn::Error::new(ctor.sig.span(), format!("`new` must return the actor: `-> {name}`")));
+        }
+    };
+    let ctor_convert = if ctor_fallible {
+        quote!(::mobula::__private::Fallible::into_result)
+    } else {
+        quote!(::core::result::Result::Ok)
+    };
+    let ctor_vis = widen(&ctor.vis);
+    let (c_remote, c_types, c_names, c_call) = (&cp.remote, &cp.types, &cp.names, &cp.call_args);
+    let c_names_outer: Vec<_> = ctor
+        .sig
+        .inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| match a {
+            FnArg::Typed(pt) => Some(match &*pt.pat {
+                Pat::Ident(id) => id.ident.clone(),
+                _ => format_ident!("arg{}", i),
+            }),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let ctor_span = cp.span;
+    let ctor_params_item = quote_spanned! {ctor_span=> type Params = (#(#c_types,)*); };
+
+    let mut handle_methods = Vec::new();
+    for f in &methods {
+        let sig = &f.sig;
+        let m = &sig.ident;
+        let span = if sig.inputs.len() > 1 { sig.inputs.span() } else { sig.span() };
+        let p = params(sig.inputs.iter().skip(1), span)?;
+        let (remote, into, types, names, call) = (&p.remote, &p.into_args, &p.types, &p.names, &p.call_args);
+        let (output, convert) = match &sig.output {
+            ReturnType::Default => (quote!(()), quote!(::core::result::Result::Ok)),
+            ReturnType::Type(_, ty) => match fallible_ok(ty) {
+                Some(ok) => (ok, quote!(::mobula::__private::Fallible::into_result)),
+                None => (quote!(#ty), quote!(::core::result::Result::Ok)),
+            },
+        };
+        let mutable = matches!(sig.inputs.first(), Some(FnArg::Receiver(r)) if r.mutability.is_some());
+        let invoke = match (sig.asyncness.is_some(), mutable) {
+            (false, true) => quote! {
+                ::mobula::__private::Invoke::Exclusive(|this, args| {
+                    let (#(#names,)*) = args;
+                    #convert(this.#m(#(#call),*))
+                })
+            },
+            (false, false) => quote! {
+                ::mobula::__private::Invoke::Shared(|this, args| {
+                    let (#(#names,)*) = args;
+                    #convert(this.#m(#(#call),*))
+                })
+            },
+            (true, true) => quote! {
+                ::mobula::__private::Invoke::AsyncExclusive(|mut this, args| {
+                    ::std::boxed::Box::pin(async move {
+                        let (#(#names,)*) = args;
+                        #convert(this.#m(#(#call),*).await)
+                    })
+                })
+            },
+            (true, false) => quote! {
+                ::mobula::__private::Invoke::AsyncShared(|this, args| {
+                    ::std::boxed::Box::pin(async move {
+                        let (#(#names,)*) = args;
+                        #convert(this.#m(#(#call),*).await)
+                    })
+                })
+            },
+        };
+        let vis = widen(&f.vis);
+        let docs = f.attrs.iter().filter(|a| a.path().is_ident("doc"));
+        let label = format!("{name_str}.{m}");
+        handle_methods.push(quote_spanned! {span=>
+            #(#docs)*
+            #[allow(clippy::too_many_arguments, clippy::unused_unit, unused_variables)]
+            #vis fn #m(&self, #(#remote),*) -> ::mobula::ObjectRef<#output> {
+                self.0.__call::<(#(#types,)*), #output>(#label, #invoke, (#(#into,)*))
+            }
+        });
+    }
+
+    Ok(quote! {
+        #item
+
+        #[allow(dead_code, clippy::too_many_arguments)]
+        impl #name {
+            /// Creates the actor (its constructor runs on the node); returns its handle at once.
+            #ctor_vis fn remote(#(#c_remote),*) -> ::core::result::Result<#handle, ::mobula::ActorError> {
+                ::mobula::ActorBuilder::<Self, (#(#c_types,)*)>::new().remote(#(#c_names_outer),*)
+            }
+
+            /// Options for creating one actor: `.options().name("x").remote(...)`.
+            #ctor_vis fn options() -> ::mobula::ActorBuilder<Self, (#(#c_types,)*)> {
+                ::mobula::ActorBuilder::new()
+            }
+        }
+
+        impl ::mobula::__private::ActorConstructor for #name {
+            #ctor_params_item
+            const ASYNC: bool = #any_async;
+
+            #[allow(unused_variables, clippy::unused_unit)]
+            fn construct(
+                args: <Self::Params as ::mobula::__private::Params>::Resolved,
+            ) -> ::core::result::Result<Self, ::mobula::__private::AppError> {
+                let (#(#c_names,)*) = args;
+                #ctor_convert(#name::new(#(#c_call),*))
+            }
+        }
+
+        impl #handle {
+            #(#handle_methods)*
+        }
+    })
+}

@@ -1,0 +1,422 @@
+//! Actors: the traits `#[mobula::actor]` implements, actor options, typed handles, named
+//! lookup and killing.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::args::{IntoArg, Params};
+use super::function::AppError;
+use super::object_ref::ObjectRef;
+use crate::error::{ActorError, GetError};
+use crate::object::id::ActorId;
+use crate::object::value::Value;
+use crate::runtime::actor::call::Invoke;
+use crate::runtime::actor::core::ActorCore;
+use crate::runtime::actor::{self as rt_actor, ActorSettings};
+use crate::runtime::global;
+use crate::scheduler::resources::ResourceRequest;
+use crate::scheduler::retry::Retries;
+
+/// An actor class: a struct marked `#[mobula::actor]`. Implemented by the macro.
+#[doc(hidden)]
+pub trait ActorClass: Send + Sync + Sized + 'static {
+    /// The class's stable id: `crate::module::Name`.
+    const CLASS: &'static str;
+    /// The typed handle (`NameHandle`).
+    type Handle: From<ActorHandle<Self>>;
+    /// The options given in the struct's attribute.
+    fn default_options() -> ActorOptions;
+}
+
+/// How an actor class is built and run. Implemented by `#[mobula::actor]` on the impl block.
+#[doc(hidden)]
+pub trait ActorConstructor: ActorClass {
+    /// The parameters of `new`.
+    type Params: Params;
+    /// True when some method is async: calls then run on the runtime, concurrently.
+    const ASYNC: bool;
+    /// Runs `new`.
+    fn construct(args: <Self::Params as Params>::Resolved) -> Result<Self, AppError>;
+}
+
+/// Options of an actor: Ray's `@ray.remote(...)` on a class and `.options(...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActorOptions {
+    num_cpus: Option<f64>,
+    num_gpus: f64,
+    resources: Vec<(String, f64)>,
+    name: Option<String>,
+    namespace: Option<String>,
+    get_if_exists: bool,
+    detached: bool,
+    max_restarts: i64,
+    max_task_retries: i64,
+    max_pending_calls: Option<usize>,
+    max_concurrency: Option<usize>,
+}
+
+impl Default for ActorOptions {
+    fn default() -> Self {
+        ActorOptions {
+            num_cpus: None,
+            num_gpus: 0.0,
+            resources: Vec::new(),
+            name: None,
+            namespace: None,
+            get_if_exists: false,
+            detached: false,
+            max_restarts: 0,
+            max_task_retries: 0,
+            max_pending_calls: None,
+            max_concurrency: None,
+        }
+    }
+}
+
+/// The namespace of named actors when none is given.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+impl ActorOptions {
+    /// Ray's defaults: no restarts, no call retries, no name, ended with its last handle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// CPUs the actor holds for its whole life. Unset, it holds none (Ray: 1 CPU to place,
+    /// 0 while running), but still needs a node with at least one CPU.
+    pub fn num_cpus(mut self, n: impl Into<f64>) -> Self {
+        self.num_cpus = Some(n.into());
+        self
+    }
+
+    /// GPUs the actor holds for its whole life.
+    pub fn num_gpus(mut self, n: impl Into<f64>) -> Self {
+        self.num_gpus = n.into();
+        self
+    }
+
+    /// An amount of a custom resource the actor holds for its whole life.
+    pub fn resource(mut self, name: impl Into<String>, amount: impl Into<f64>) -> Self {
+        let name = name.into();
+        self.resources.retain(|(n, _)| *n != name);
+        self.resources.push((name, amount.into()));
+        self
+    }
+
+    /// A name to find the actor by with [`get_actor`](crate::get_actor).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The namespace of the name (default: `"default"`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// With a name: return the actor of that name if it exists instead of failing.
+    pub fn get_if_exists(mut self, yes: bool) -> Self {
+        self.get_if_exists = yes;
+        self
+    }
+
+    /// Keep the actor alive after its last handle is dropped, until it is killed or the
+    /// runtime shuts down (Ray's `lifetime="detached"`).
+    pub fn detached(mut self, yes: bool) -> Self {
+        self.detached = yes;
+        self
+    }
+
+    /// How many times the actor is restarted after a failure (negative: no limit).
+    pub fn max_restarts(mut self, n: i64) -> Self {
+        self.max_restarts = n;
+        self
+    }
+
+    /// How many times a call caught by a failure is run again on the restarted actor
+    /// (negative: no limit).
+    pub fn max_task_retries(mut self, n: i64) -> Self {
+        self.max_task_retries = n;
+        self
+    }
+
+    /// How many calls may wait or run at once; a call beyond fails with
+    /// [`GetError::Backpressure`].
+    pub fn max_pending_calls(mut self, n: usize) -> Self {
+        self.max_pending_calls = Some(n);
+        self
+    }
+
+    /// How many calls may run at once (default 1; 1000 for async actors).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = Some(n);
+        self
+    }
+
+    pub(crate) fn resolve(&self, is_async: bool) -> Result<ActorSettings, String> {
+        let hold = ResourceRequest::new(self.num_cpus.unwrap_or(0.0), self.num_gpus, &self.resources)?;
+        let place = ResourceRequest::new(self.num_cpus.unwrap_or(1.0), self.num_gpus, &self.resources)?;
+        if self.max_concurrency == Some(0) {
+            return Err("max_concurrency must be at least 1".into());
+        }
+        if self.max_pending_calls == Some(0) {
+            return Err("max_pending_calls must be at least 1".into());
+        }
+        if self.name.as_deref() == Some("") {
+            return Err("an actor name cannot be empty".into());
+        }
+        Ok(ActorSettings {
+            hold,
+            place,
+            name: self.name.clone().map(|n| (self.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into()), n)),
+            get_if_exists: self.get_if_exists,
+            detached: self.detached,
+            max_restarts: Retries::from_ray(self.max_restarts),
+            max_task_retries: Retries::from_ray(self.max_task_retries),
+            max_pending_calls: self.max_pending_calls,
+            max_concurrency: self.max_concurrency.unwrap_or(if is_async { 1000 } else { 1 }),
+            is_async,
+        })
+    }
+}
+
+/// Creating an actor with options: `Counter::options().name("c").remote(args...)`.
+#[must_use = "no actor is created until .remote(...) is called"]
+pub struct ActorBuilder<A, P> {
+    options: ActorOptions,
+    _marker: PhantomData<fn() -> (A, P)>,
+}
+
+impl<A: ActorClass, P> Default for ActorBuilder<A, P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+macro_rules! forward {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $($arg: $ty),*) -> Self {
+            self.options = self.options.$name($($arg),*);
+            self
+        }
+    )*};
+}
+
+impl<A: ActorClass, P> ActorBuilder<A, P> {
+    /// Starts from the class's own options (those in its attribute).
+    #[doc(hidden)]
+    pub fn new() -> Self {
+        ActorBuilder { options: A::default_options(), _marker: PhantomData }
+    }
+
+    forward! {
+        /// See [`ActorOptions::num_cpus`].
+        num_cpus(n: impl Into<f64>);
+        /// See [`ActorOptions::num_gpus`].
+        num_gpus(n: impl Into<f64>);
+        /// See [`ActorOptions::resource`].
+        resource(name: impl Into<String>, amount: impl Into<f64>);
+        /// See [`ActorOptions::name`].
+        name(name: impl Into<String>);
+        /// See [`ActorOptions::namespace`].
+        namespace(namespace: impl Into<String>);
+        /// See [`ActorOptions::get_if_exists`].
+        get_if_exists(yes: bool);
+        /// See [`ActorOptions::detached`].
+        detached(yes: bool);
+        /// See [`ActorOptions::max_restarts`].
+        max_restarts(n: i64);
+        /// See [`ActorOptions::max_task_retries`].
+        max_task_retries(n: i64);
+        /// See [`ActorOptions::max_pending_calls`].
+        max_pending_calls(n: usize);
+        /// See [`ActorOptions::max_concurrency`].
+        max_concurrency(n: usize);
+    }
+
+    /// The options as set so far.
+    pub fn actor_options(&self) -> &ActorOptions {
+        &self.options
+    }
+}
+
+macro_rules! remote_arities {
+    ($( ($($t:ident $v:ident),*) )*) => {$(
+        impl<Act, $($t: Value),*> ActorBuilder<Act, ($($t,)*)>
+        where
+            Act: ActorConstructor<Params = ($($t,)*)>,
+        {
+            /// Creates the actor; its constructor runs on the node while this returns the
+            /// handle at once. Calls made meanwhile wait for it.
+            #[allow(clippy::too_many_arguments)]
+            pub fn remote(self, $($v: impl IntoArg<$t>),*) -> Result<Act::Handle, ActorError> {
+                rt_actor::spawn::<Act>(&self.options, ($($v.into_arg(),)*)).map(Act::Handle::from)
+            }
+        }
+    )*};
+}
+
+remote_arities! {
+    ()
+    (A a)
+    (A a, B b)
+    (A a, B b, C c)
+    (A a, B b, C c, D d)
+    (A a, B b, C c, D d, E e)
+    (A a, B b, C c, D d, E e, F f)
+    (A a, B b, C c, D d, E e, F f, G g)
+    (A a, B b, C c, D d, E e, F f, G g, H h)
+}
+
+/// A handle to an actor of class `A`. Generated handles (`CounterHandle`) wrap one and
+/// dereference to it, adding a method per actor method.
+///
+/// Handles are cheap to clone, `Send`, and serializable: pass them to tasks and to other
+/// actors; every copy reaches the same actor. Unless the actor is detached, it stops (after
+/// its pending calls) when the last handle is dropped.
+pub struct ActorHandle<A: ActorClass> {
+    inner: Arc<HandleInner<A>>,
+}
+
+pub(crate) struct HandleInner<A: ActorClass> {
+    id: ActorId,
+    /// `None` for a handle to an actor not known here (rebuilt from bytes elsewhere, or made
+    /// without a runtime): its calls fail.
+    core: Option<Arc<ActorCore<A>>>,
+}
+
+impl<A: ActorClass> Drop for HandleInner<A> {
+    fn drop(&mut self) {
+        if let Some(core) = &self.core {
+            core.release_handle();
+        }
+    }
+}
+
+impl<A: ActorClass> Clone for ActorHandle<A> {
+    fn clone(&self) -> Self {
+        ActorHandle { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<A: ActorClass> fmt::Debug for ActorHandle<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorHandle<{}>({})", A::CLASS, self.inner.id)
+    }
+}
+
+impl<A: ActorClass> PartialEq for ActorHandle<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.id == other.inner.id
+    }
+}
+
+impl<A: ActorClass> Eq for ActorHandle<A> {}
+
+impl<A: ActorClass> ActorHandle<A> {
+    /// A new handle to `core` (its handle count was already taken).
+    pub(crate) fn adopt(core: Arc<ActorCore<A>>) -> Self {
+        ActorHandle { inner: Arc::new(HandleInner { id: core.id, core: Some(core) }) }
+    }
+
+    fn unknown(id: ActorId) -> Self {
+        ActorHandle { inner: Arc::new(HandleInner { id, core: None }) }
+    }
+
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.inner.id
+    }
+
+    /// The actor's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.core.as_ref().and_then(|c| c.settings.name.as_ref().map(|(_, n)| n.as_str()))
+    }
+
+    /// Calls waiting or running on the actor now.
+    pub fn pending_calls(&self) -> usize {
+        self.inner.core.as_ref().map_or(0, |c| c.pending_calls())
+    }
+
+    /// Stops the actor gracefully: the calls made before this one run, later ones fail with
+    /// [`GetError::ActorDied`] (Ray's `actor.__ray_terminate__`).
+    pub fn terminate(&self) {
+        if let Some(core) = &self.inner.core {
+            core.terminate();
+        }
+    }
+
+    /// Kills the actor now: queued calls fail with [`GetError::ActorDied`]; a blocking method
+    /// that is running finishes on its thread but its result is discarded; running async
+    /// methods are dropped. With `allow_restart`, this counts as a failure and the actor is
+    /// restarted if its `max_restarts` allows (Ray's `ray.kill(actor, no_restart=False)`).
+    pub fn kill(&self, allow_restart: bool) {
+        if let Some(core) = &self.inner.core {
+            core.kill(allow_restart);
+        }
+    }
+
+    /// Calls a method. Used by generated handles.
+    #[doc(hidden)]
+    pub fn __call<P: Params, R: Value>(
+        &self,
+        label: &'static str,
+        invoke: Invoke<A, P::Resolved, R>,
+        args: P::Args,
+    ) -> ObjectRef<R> {
+        match &self.inner.core {
+            Some(core) => core.call::<P::Args, R>(label, invoke, args),
+            None => rt_actor::failed_call(GetError::ActorDied {
+                actor: format!("{} {}", A::CLASS, self.inner.id),
+                cause: "this process does not know the actor".into(),
+            }),
+        }
+    }
+}
+
+/// Kills an actor for good (Ray's `ray.kill(actor)`); see [`ActorHandle::kill`].
+pub fn kill<A: ActorClass>(handle: &ActorHandle<A>) {
+    handle.kill(false);
+}
+
+/// The actor named `name` in the default namespace, as a typed handle (Ray's
+/// `ray.get_actor`). A missing name or an actor of another class is an error.
+pub fn get_actor<A: ActorClass>(name: &str) -> Result<A::Handle, ActorError> {
+    get_actor_in::<A>(DEFAULT_NAMESPACE, name)
+}
+
+/// As [`get_actor`], in the given namespace.
+pub fn get_actor_in<A: ActorClass>(namespace: &str, name: &str) -> Result<A::Handle, ActorError> {
+    global::with_runtime(|rt| rt_actor::lookup::<A>(rt, namespace, name))
+        .unwrap_or(Err(ActorError::NotInitialized))
+        .map(A::Handle::from)
+}
+
+/// The name under which a handle is serialized.
+const WIRE_NAME: &str = "mobula::ActorHandle";
+
+impl<A: ActorClass> Serialize for ActorHandle<A> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::object::value::note_serialized_actor(self.inner.id);
+        serializer.serialize_newtype_struct(WIRE_NAME, &self.inner.id)
+    }
+}
+
+impl<'de, A: ActorClass> Deserialize<'de> for ActorHandle<A> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename = "mobula::ActorHandle")]
+        struct Wire(ActorId);
+        let Wire(id) = Wire::deserialize(deserializer)?;
+        let found = global::with_runtime(|rt| rt.actors.acquire::<ActorCore<A>>(id)).flatten();
+        Ok(match found {
+            Some(core) => ActorHandle::adopt(core),
+            None => ActorHandle::unknown(id),
+        })
+    }
+}

@@ -1,0 +1,319 @@
+//! What all handles of one actor share: its call queue, its state, its host's address.
+//!
+//! Calls take the hot path: a caller queues a call under the queue's lock and, when a slot is
+//! free, starts one; a slot drains the queue in order (on a worker thread for a blocking
+//! actor, as a future on the runtime thread for an async one) and stores each result
+//! directly. The host actor is told only about lifecycle: failures, kills, the last handle.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use actix::Addr;
+use tokio::sync::RwLock;
+
+use super::ActorSettings;
+use super::call::{CallOutcome, ErasedCall, Invoke, TypedCall};
+use super::directory::ActorDirectory;
+use super::host::{ActorHost, Crashed, Kill, NoHandles, RunSlot, Stopped};
+use super::queue::{CallQueue, Phase, Push, Take};
+use crate::api::actor::ActorClass;
+use crate::api::args::ArgList;
+use crate::api::object_ref::ObjectRef;
+use crate::error::{GetError, TaskError, TaskErrorKind};
+use crate::object::id::{ActorId, IdMint, NodeId, ObjectId};
+use crate::object::store::Store;
+use crate::object::table::{CancelProbe, Producer};
+use crate::object::value::Value;
+use crate::runtime::context::{self, TaskContext};
+use crate::runtime::worker_pool::WorkerPool;
+
+/// Calls a blocking slot runs before it gives its thread back to the pool (and queues itself
+/// again), so that busy actors share the pool fairly.
+const SLOT_BATCH: usize = 256;
+
+pub(crate) type Call<A> = Box<dyn ErasedCall<A>>;
+
+pub(crate) struct ActorCore<A: ActorClass> {
+    pub id: ActorId,
+    /// How errors name the actor: class, name, id.
+    pub label: String,
+    pub settings: ActorSettings,
+    pub node_id: NodeId,
+    queue: Mutex<CallQueue<Call<A>>>,
+    pub state: OnceLock<Arc<RwLock<A>>>,
+    pub host: OnceLock<Addr<ActorHost<A>>>,
+    pub gpu_ids: Mutex<Arc<[u32]>>,
+    pub store: Store,
+    pub pool: WorkerPool,
+    pub ids: Arc<IdMint>,
+    pub directory: Arc<ActorDirectory>,
+}
+
+impl<A: ActorClass> ActorCore<A> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: ActorId,
+        settings: ActorSettings,
+        node_id: NodeId,
+        store: Store,
+        pool: WorkerPool,
+        ids: Arc<IdMint>,
+        directory: Arc<ActorDirectory>,
+    ) -> Self {
+        let short = A::CLASS.rsplit("::").next().unwrap_or(A::CLASS);
+        let label = match &settings.name {
+            Some((ns, name)) if ns == crate::api::actor::DEFAULT_NAMESPACE => format!("{short} \"{name}\" ({id})"),
+            Some((ns, name)) => format!("{short} \"{ns}/{name}\" ({id})"),
+            None => format!("{short} ({id})"),
+        };
+        let queue = CallQueue::new(settings.max_concurrency, settings.max_pending_calls);
+        ActorCore {
+            id,
+            label,
+            settings,
+            node_id,
+            queue: Mutex::new(queue),
+            state: OnceLock::new(),
+            host: OnceLock::new(),
+            gpu_ids: Mutex::new(Arc::from(Vec::new())),
+            store,
+            pool,
+            ids,
+            directory,
+        }
+    }
+
+    pub fn queue(&self) -> MutexGuard<'_, CallQueue<Call<A>>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn pending_calls(&self) -> usize {
+        self.queue().pending()
+    }
+
+    pub fn died(&self, cause: &str) -> GetError {
+        GetError::ActorDied { actor: self.label.clone(), cause: cause.to_string() }
+    }
+
+    /// Queues a call; returns the ref to its result.
+    pub fn call<L: ArgList, R: Value>(
+        self: &Arc<Self>,
+        label: &'static str,
+        invoke: Invoke<A, L::Resolved, R>,
+        args: L,
+    ) -> ObjectRef<R> {
+        let (id, return_id) = (self.ids.task(), self.ids.object());
+        self.store.create_pending(return_id, Producer { task: id, function: label });
+        let result = ObjectRef::adopt(return_id, self.store.clone());
+        if self.store.is_closed() {
+            self.store.fail(return_id, GetError::ShutDown { object_id: return_id });
+            return result;
+        }
+        let call: Call<A> = Box::new(TypedCall { id, return_id, label, attempt: 1, args, invoke });
+        let pushed = self.queue().push(call);
+        match pushed {
+            Push::Queued { slot: Some(generation) } => self.start_slot(generation),
+            Push::Queued { slot: None } => {}
+            Push::Dead(cause) => {
+                self.store.fail(return_id, self.died(&cause));
+            }
+            Push::Full { limit } => {
+                self.store.fail(return_id, GetError::Backpressure { actor: self.label.clone(), limit });
+            }
+        }
+        result
+    }
+
+    /// Starts a slot of `generation`: a worker draining the queue (blocking actor) or a
+    /// future on the runtime thread (async actor).
+    pub fn start_slot(self: &Arc<Self>, generation: u64) {
+        if self.settings.is_async {
+            if let Some(host) = self.host.get() {
+                host.do_send(RunSlot(generation));
+            }
+            return;
+        }
+        let core = Arc::clone(self);
+        if let Err(reason) = self.pool.execute(Box::new(move || core.drain(generation))) {
+            tracing::error!(actor = %self.label, %reason, "cannot run the actor's calls");
+        }
+    }
+
+    /// A blocking slot: runs queued calls in order on this worker thread.
+    fn drain(self: Arc<Self>, generation: u64) {
+        let Some(state) = self.state.get().cloned() else {
+            self.queue().release_slot(generation);
+            return;
+        };
+        for _ in 0..SLOT_BATCH {
+            let next = self.queue().take(generation);
+            match next {
+                Take::Stop => return,
+                Take::Terminate(rest) => return self.terminated(rest),
+                Take::Run(call) => {
+                    if !self.wanted(&*call) {
+                        self.queue().done(generation);
+                        continue;
+                    }
+                    let task = self.task_context(&*call);
+                    let outcome = context::with_task(&task, || call.run_blocking(&state));
+                    if self.complete(generation, call, outcome) {
+                        return;
+                    }
+                }
+            }
+        }
+        let core = Arc::clone(&self);
+        if self.pool.execute(Box::new(move || core.drain(generation))).is_err() {
+            self.queue().release_slot(generation);
+        }
+    }
+
+    /// An async slot: the same loop, awaiting each call on the runtime thread.
+    pub async fn drain_async(self: Arc<Self>, generation: u64) {
+        let Some(state) = self.state.get().cloned() else {
+            self.queue().release_slot(generation);
+            return;
+        };
+        loop {
+            let next = self.queue().take(generation);
+            match next {
+                Take::Stop => return,
+                Take::Terminate(rest) => return self.terminated(rest),
+                Take::Run(call) => {
+                    if !self.wanted(&*call) {
+                        self.queue().done(generation);
+                        continue;
+                    }
+                    let task = self.task_context(&*call);
+                    let body = context::WithTask { task, inner: Box::pin(call.run_async(Arc::clone(&state))) };
+                    let guarded = crate::runtime::panic::CatchPanic { inner: Box::pin(body) };
+                    // If the host stops (a kill) while the call runs, this future is dropped:
+                    // the call's result then says why.
+                    let mut unfinished = Unfinished { core: &*self, return_id: call.return_id(), armed: true };
+                    let outcome = guarded.await.unwrap_or_else(CallOutcome::Panicked);
+                    unfinished.armed = false;
+                    if self.complete(generation, call, outcome) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A call whose result nobody can get any more (cancelled) is skipped.
+    fn wanted(&self, call: &dyn ErasedCall<A>) -> bool {
+        matches!(self.store.cancel_probe(call.return_id()), CancelProbe::Pending(_))
+    }
+
+    fn task_context(&self, call: &dyn ErasedCall<A>) -> Arc<TaskContext> {
+        Arc::new(TaskContext {
+            task_id: call.id(),
+            node_id: self.node_id,
+            function: call.label(),
+            attempt: call.attempt(),
+            gpu_ids: Arc::clone(&self.gpu_ids.lock().unwrap_or_else(|e| e.into_inner())),
+            cancelled: Arc::new(AtomicBool::new(false)),
+            waits: Default::default(),
+        })
+    }
+
+    /// Stores a call's outcome. Returns true when the slot must stop: the call panicked (the
+    /// actor is failing) or the actor failed while the call ran.
+    fn complete(&self, generation: u64, call: Call<A>, outcome: CallOutcome) -> bool {
+        let (current, phase) = {
+            let mut q = self.queue();
+            q.done(generation);
+            (q.generation(), q.phase().clone())
+        };
+        let return_id = call.return_id();
+        if current != generation {
+            // The actor failed or was killed while this call ran: its result is void.
+            let err = match phase {
+                Phase::Dead(cause) => self.died(&cause),
+                _ => GetError::ActorRestarting {
+                    actor: self.label.clone(),
+                    cause: "the actor failed while this call ran".into(),
+                },
+            };
+            self.store.fail(return_id, err);
+            return true;
+        }
+        let task_error = |kind, message| {
+            GetError::Task(TaskError {
+                function: call.label().to_string(),
+                task_id: call.id(),
+                node_id: self.node_id,
+                kind,
+                message,
+                attempts: call.attempt(),
+            })
+        };
+        match outcome {
+            CallOutcome::Value(v) => self.store.seal(return_id, v),
+            CallOutcome::Failed(message) => {
+                self.store.fail(return_id, task_error(TaskErrorKind::Failed, message));
+            }
+            CallOutcome::DepFailed(err) => {
+                self.store.fail(return_id, err);
+            }
+            CallOutcome::Panicked(message) => {
+                let cause = format!("`{}` panicked: {message}", call.label());
+                self.store.fail(return_id, task_error(TaskErrorKind::Panicked, message));
+                if let Some(host) = self.host.get() {
+                    host.do_send(Crashed { generation, cause });
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A slot reached a terminate marker: the actor is dead; later calls fail.
+    fn terminated(&self, rest: Vec<Call<A>>) {
+        let err = self.died("it was terminated");
+        for call in rest {
+            self.store.fail(call.return_id(), err.clone());
+        }
+        if let Some(host) = self.host.get() {
+            host.do_send(Stopped);
+        }
+    }
+
+    pub fn terminate(self: &Arc<Self>) {
+        let pushed = self.queue().push_terminate();
+        if let Push::Queued { slot: Some(generation) } = pushed {
+            self.start_slot(generation);
+        }
+    }
+
+    pub fn kill(&self, allow_restart: bool) {
+        if let Some(host) = self.host.get() {
+            host.do_send(Kill { allow_restart });
+        }
+    }
+
+    /// One handle fewer (in this process, or inside a spilled object).
+    pub fn release_handle(&self) {
+        if self.directory.release(self.id) && !self.settings.detached {
+            if let Some(host) = self.host.get() {
+                host.do_send(NoHandles);
+            }
+        }
+    }
+}
+
+/// Fails a call's result if its future is dropped before the call ends.
+struct Unfinished<'a, A: ActorClass> {
+    core: &'a ActorCore<A>,
+    return_id: ObjectId,
+    armed: bool,
+}
+
+impl<A: ActorClass> Drop for Unfinished<'_, A> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.core.store.fail(self.return_id, self.core.died("it stopped while this call ran"));
+        }
+    }
+}

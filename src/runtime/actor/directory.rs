@@ -1,0 +1,137 @@
+//! The node's actors: who exists, under which names, how many handles each has.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::object::id::{ActorId, IdHash};
+
+struct Entry {
+    class: &'static str,
+    /// Live handles in this process, plus spilled objects holding a handle.
+    handles: u64,
+    name: Option<(String, String)>,
+    /// The actor's `Arc<ActorCore<A>>`.
+    core: Arc<dyn Any + Send + Sync>,
+}
+
+/// What a name lookup found.
+pub(crate) enum Named {
+    /// An actor of this class with this id.
+    Found { class: &'static str, core: Arc<dyn Any + Send + Sync> },
+    Missing,
+}
+
+#[derive(Default)]
+struct Inner {
+    actors: HashMap<ActorId, Entry, IdHash>,
+    names: HashMap<(String, String), ActorId>,
+}
+
+#[derive(Default)]
+pub(crate) struct ActorDirectory {
+    inner: Mutex<Inner>,
+}
+
+impl ActorDirectory {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new actor with one handle. If its name is taken, nothing is registered
+    /// and the holder of the name is returned (with one more handle when `share` is set).
+    pub fn register(
+        &self,
+        id: ActorId,
+        class: &'static str,
+        name: Option<(String, String)>,
+        core: Arc<dyn Any + Send + Sync>,
+        share: bool,
+    ) -> Result<(), Named> {
+        let mut inner = self.lock();
+        if let Some(key) = &name
+            && let Some(&holder) = inner.names.get(key)
+            && let Some(entry) = inner.actors.get_mut(&holder)
+        {
+            if share && entry.class == class {
+                entry.handles += 1;
+            }
+            return Err(Named::Found { class: entry.class, core: Arc::clone(&entry.core) });
+        }
+        if let Some(key) = &name {
+            inner.names.insert(key.clone(), id);
+        }
+        inner.actors.insert(id, Entry { class, handles: 1, name, core });
+        Ok(())
+    }
+
+    /// The actor of a name, with one more handle when its class is `class`.
+    pub fn named(&self, namespace: &str, name: &str, class: &'static str) -> Named {
+        let mut inner = self.lock();
+        let key = (namespace.to_string(), name.to_string());
+        let Some(&id) = inner.names.get(&key) else { return Named::Missing };
+        match inner.actors.get_mut(&id) {
+            Some(entry) => {
+                if entry.class == class {
+                    entry.handles += 1;
+                }
+                Named::Found { class: entry.class, core: Arc::clone(&entry.core) }
+            }
+            None => Named::Missing,
+        }
+    }
+
+    /// The actor's core as `T`, with one more handle; `None` if unknown or of another type.
+    pub fn acquire<T: Any + Send + Sync>(&self, id: ActorId) -> Option<Arc<T>> {
+        let mut inner = self.lock();
+        let entry = inner.actors.get_mut(&id)?;
+        let core = Arc::clone(&entry.core).downcast::<T>().ok()?;
+        entry.handles += 1;
+        Some(core)
+    }
+
+    /// One more handle (a spilled object holds one).
+    pub fn retain(&self, id: ActorId) {
+        if let Some(e) = self.lock().actors.get_mut(&id) {
+            e.handles += 1;
+        }
+    }
+
+    /// One handle fewer; true when that was the last.
+    pub fn release(&self, id: ActorId) -> bool {
+        let mut inner = self.lock();
+        match inner.actors.get_mut(&id) {
+            Some(e) => {
+                e.handles = e.handles.saturating_sub(1);
+                e.handles == 0
+            }
+            None => false,
+        }
+    }
+
+    /// The actor is gone: its name is free again.
+    pub fn remove(&self, id: ActorId) {
+        let removed = {
+            let mut inner = self.lock();
+            let removed = inner.actors.remove(&id);
+            if let Some(key) = removed.as_ref().and_then(|e| e.name.clone())
+                && inner.names.get(&key) == Some(&id)
+            {
+                inner.names.remove(&key);
+            }
+            removed
+        };
+        drop(removed); // outside the lock: it may hold the last reference to the actor
+    }
+
+    /// Forgets every actor (the runtime is stopping).
+    pub fn clear(&self) {
+        let actors = std::mem::take(&mut *self.lock());
+        drop(actors);
+    }
+
+    /// Actors alive.
+    pub fn len(&self) -> usize {
+        self.lock().actors.len()
+    }
+}

@@ -1,0 +1,132 @@
+//! User actors: a host actor per actor owns its lifecycle; calls go through a shared queue.
+//!
+//! - [`queue`]: the call queue and the actor's phase (pure).
+//! - [`call`]: one method call, type-erased.
+//! - [`core`]: what all handles of an actor share; the slots that run calls.
+//! - [`host`]: the actix actor that places, constructs, restarts and stops the actor.
+//! - [`directory`]: the node's actors, their names and handle counts.
+
+pub(crate) mod call;
+pub(crate) mod core;
+pub(crate) mod directory;
+pub(crate) mod host;
+pub(crate) mod queue;
+
+use std::sync::Arc;
+
+use actix::Actor;
+
+use self::core::ActorCore;
+use self::directory::Named;
+use self::host::ActorHost;
+use crate::api::actor::{ActorClass, ActorConstructor, ActorHandle, ActorOptions};
+use crate::api::args::{ArgList, Params};
+use crate::api::object_ref::ObjectRef;
+use crate::error::{ActorError, GetError};
+use crate::runtime::global::{self, Runtime};
+use crate::scheduler::resources::ResourceRequest;
+use crate::scheduler::retry::Retries;
+
+/// An actor's options, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct ActorSettings {
+    /// What it holds while alive.
+    pub hold: ResourceRequest,
+    /// What a node must have to place it.
+    pub place: ResourceRequest,
+    /// (namespace, name).
+    pub name: Option<(String, String)>,
+    pub get_if_exists: bool,
+    pub detached: bool,
+    pub max_restarts: Retries,
+    pub max_task_retries: Retries,
+    pub max_pending_calls: Option<usize>,
+    pub max_concurrency: usize,
+    pub is_async: bool,
+}
+
+/// Creates an actor of class `A` on this node.
+pub(crate) fn spawn<A: ActorConstructor>(
+    options: &ActorOptions,
+    args: <A::Params as Params>::Args,
+) -> Result<ActorHandle<A>, ActorError> {
+    global::with_runtime(|rt| spawn_on::<A>(rt, options, args)).unwrap_or(Err(ActorError::NotInitialized))
+}
+
+fn spawn_on<A: ActorConstructor>(
+    rt: &Runtime,
+    options: &ActorOptions,
+    args: <A::Params as Params>::Args,
+) -> Result<ActorHandle<A>, ActorError> {
+    let settings = options
+        .resolve(A::ASYNC)
+        .map_err(|reason| ActorError::InvalidOptions { class: A::CLASS.to_string(), reason })?;
+    let id = rt.ids.actor();
+    let name = settings.name.clone();
+    let share = settings.get_if_exists;
+    let core = Arc::new(ActorCore::<A>::new(
+        id,
+        settings,
+        rt.node_id,
+        rt.store.clone(),
+        rt.actor_pool.clone(),
+        Arc::clone(&rt.ids),
+        Arc::clone(&rt.actors),
+    ));
+    if let Err(Named::Found { class, core: existing }) =
+        rt.actors.register(id, A::CLASS, name.clone(), Arc::clone(&core) as _, share)
+    {
+        let (namespace, name) = name.unwrap_or_default();
+        if !share {
+            return Err(ActorError::NameTaken { name, namespace, class: class.to_string() });
+        }
+        return match existing.downcast::<ActorCore<A>>() {
+            Ok(existing) if class == A::CLASS => Ok(ActorHandle::adopt(existing)),
+            _ => Err(ActorError::WrongClass {
+                name,
+                namespace,
+                expected: A::CLASS.to_string(),
+                found: class.to_string(),
+            }),
+        };
+    }
+    let construct: host::Constructor<A> = Arc::new(move || {
+        let args = args.resolve_blocking().map_err(|e| format!("an argument of the constructor failed: {e}"))?;
+        A::construct(args).map_err(|e| e.0)
+    });
+    let placement = rt.ids.task();
+    let host_core = Arc::clone(&core);
+    let scheduler = rt.scheduler.clone();
+    let host = ActorHost::start_in_arbiter(&rt.node_arbiter, move |_| {
+        ActorHost::new(host_core, construct, scheduler, placement)
+    });
+    let _ = core.host.set(host);
+    Ok(ActorHandle::adopt(core))
+}
+
+/// The named actor, as a handle of class `A`.
+pub(crate) fn lookup<A: ActorClass>(rt: &Runtime, namespace: &str, name: &str) -> Result<ActorHandle<A>, ActorError> {
+    match rt.actors.named(namespace, name, A::CLASS) {
+        Named::Missing => Err(ActorError::NotFound { name: name.into(), namespace: namespace.into() }),
+        Named::Found { class, core } => match core.downcast::<ActorCore<A>>() {
+            Ok(core) if class == A::CLASS => Ok(ActorHandle::adopt(core)),
+            _ => Err(ActorError::WrongClass {
+                name: name.into(),
+                namespace: namespace.into(),
+                expected: A::CLASS.to_string(),
+                found: class.to_string(),
+            }),
+        },
+    }
+}
+
+/// A ref that already holds an error (a call on a handle to an unknown actor).
+pub(crate) fn failed_call<R>(err: GetError) -> ObjectRef<R> {
+    global::with_runtime(|rt| {
+        let id = rt.ids.object();
+        rt.store.create_pending(id, crate::object::table::Producer { task: rt.ids.task(), function: "actor call" });
+        rt.store.fail(id, err);
+        ObjectRef::adopt(id, rt.store.clone())
+    })
+    .unwrap_or_else(ObjectRef::detached)
+}
