@@ -163,7 +163,9 @@ pub enum GetError {
     },
     /// The call was in flight when its actor failed; the actor restarts, and the call is not
     /// retried (its `max_task_retries` is used up).
-    #[error("actor {actor} failed while this call was in flight and is restarting: {cause}; raise max_task_retries to retry such calls")]
+    #[error(
+        "actor {actor} failed while this call was in flight and is restarting: {cause}; raise max_task_retries to retry such calls"
+    )]
     ActorRestarting {
         /// The actor.
         actor: String,
@@ -172,7 +174,9 @@ pub enum GetError {
     },
     /// The actor already had `max_pending_calls` calls waiting or running; this one was
     /// refused without running.
-    #[error("actor {actor} already has {limit} pending calls (its max_pending_calls): wait for some results before calling again")]
+    #[error(
+        "actor {actor} already has {limit} pending calls (its max_pending_calls): wait for some results before calling again"
+    )]
     Backpressure {
         /// The actor.
         actor: String,
@@ -285,7 +289,9 @@ pub enum ActorError {
         reason: String,
     },
     /// Another actor has the name (and `get_if_exists` was not set).
-    #[error("an actor named \"{name}\" already exists in namespace \"{namespace}\" (class `{class}`); pick another name or set get_if_exists(true) to use it")]
+    #[error(
+        "an actor named \"{name}\" already exists in namespace \"{namespace}\" (class `{class}`); pick another name or set get_if_exists(true) to use it"
+    )]
     NameTaken {
         /// The name.
         name: String,
@@ -303,7 +309,9 @@ pub enum ActorError {
         namespace: String,
     },
     /// The named actor is of another class than asked for.
-    #[error("the actor named \"{name}\" in namespace \"{namespace}\" is a `{found}`, not a `{expected}`")]
+    #[error(
+        "the actor named \"{name}\" in namespace \"{namespace}\" is a `{found}`, not a `{expected}`"
+    )]
     WrongClass {
         /// The name.
         name: String,

@@ -42,7 +42,9 @@ mod scheduler;
 pub mod state;
 pub mod testing;
 
-pub use api::actor::{ActorBuilder, ActorHandle, ActorOptions, DEFAULT_NAMESPACE, get_actor, get_actor_in, kill};
+pub use api::actor::{
+    ActorBuilder, ActorHandle, ActorOptions, DEFAULT_NAMESPACE, get_actor, get_actor_in, kill,
+};
 pub use api::args::{Arg, IntoArg};
 pub use api::config::Config;
 pub use api::context::{Context, context};
@@ -50,7 +52,8 @@ pub use api::function::{TaskBuilder, TaskOptions};
 pub use api::object_ref::{GetFuture, ObjectRef};
 pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait};
 pub use error::{
-    ActorError, CancelError, Error, GetError, InitError, PutError, TaskError, TaskErrorKind, WaitError,
+    ActorError, CancelError, Error, GetError, InitError, PutError, TaskError, TaskErrorKind,
+    WaitError,
 };
 pub use object::id::{ActorId, NodeId, ObjectId, TaskId};
 pub use object::value::Value;
@@ -160,8 +163,8 @@ impl Drop for InitGuard {
 /// What most programs need: `use mobula::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ActorHandle, ActorOptions, Config, GetError, InitGuard, ObjectRef, TaskOptions, Value, actor,
-        cancel, context, get_actor, get_all, kill, put, remote, wait,
+        ActorHandle, ActorOptions, Config, GetError, InitGuard, ObjectRef, TaskOptions, Value,
+        actor, cancel, context, get_actor, get_all, kill, put, remote, wait,
     };
     pub use std::time::Duration;
 }
@@ -170,12 +173,12 @@ pub mod prelude {
 pub mod __private {
     pub use crate::api::actor::{ActorClass, ActorConstructor};
     pub use crate::api::args::{ArgList, Params, Resolved};
-    pub use crate::runtime::actor::call::Invoke;
-    pub use serde;
     pub use crate::api::function::{
         AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction,
     };
     pub use crate::registry::RegisteredFunction;
+    pub use crate::runtime::actor::call::Invoke;
     pub use crate::runtime::submit::submit;
     pub use inventory;
+    pub use serde;
 }

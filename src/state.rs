@@ -48,3 +48,9 @@ pub fn object_store() -> Option<ObjectStoreStats> {
 pub fn worker_threads() -> Option<usize> {
     global::with_runtime(|rt| rt.pool.threads())
 }
+
+/// Actors alive on the node (including ones starting or restarting), or `None` when no
+/// runtime runs.
+pub fn actor_count() -> Option<usize> {
+    global::with_runtime(|rt| rt.actors.len())
+}

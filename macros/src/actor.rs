@@ -7,7 +7,10 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, ImplItem, Item, ItemImpl, ItemStruct, Lit, Meta, Pat, ReturnType, Token, Type, Visibility};
+use syn::{
+    Expr, FnArg, ImplItem, Item, ItemImpl, ItemStruct, Lit, Meta, Pat, ReturnType, Token, Type,
+    Visibility,
+};
 
 use crate::{fallible_ok, is_integer, non_negative_number};
 
@@ -36,7 +39,11 @@ fn class_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     let mut calls = Vec::new();
     for meta in metas {
-        let key = meta.path().get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let key = meta
+            .path()
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
         match (key.as_str(), &meta) {
             ("num_cpus" | "num_gpus", Meta::NameValue(nv)) => {
                 let n = non_negative_number(&nv.value, &key)?;
@@ -45,32 +52,54 @@ fn class_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {
             }
             ("max_restarts" | "max_task_retries", Meta::NameValue(nv)) => {
                 if !is_integer(&nv.value) {
-                    return Err(syn::Error::new(nv.value.span(), format!("{key} must be an integer (negative: no limit)")));
+                    return Err(syn::Error::new(
+                        nv.value.span(),
+                        format!("{key} must be an integer (negative: no limit)"),
+                    ));
                 }
                 let (method, v) = (format_ident!("{}", key), &nv.value);
                 calls.push(quote!(.#method(#v)));
             }
             ("max_pending_calls" | "max_concurrency", Meta::NameValue(nv)) => {
-                let Expr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) = &nv.value else {
-                    return Err(syn::Error::new(nv.value.span(), format!("{key} must be a positive integer")));
+                let Expr::Lit(syn::ExprLit {
+                    lit: Lit::Int(i), ..
+                }) = &nv.value
+                else {
+                    return Err(syn::Error::new(
+                        nv.value.span(),
+                        format!("{key} must be a positive integer"),
+                    ));
                 };
                 if i.base10_parse::<usize>()? == 0 {
-                    return Err(syn::Error::new(i.span(), format!("{key} must be at least 1")));
+                    return Err(syn::Error::new(
+                        i.span(),
+                        format!("{key} must be at least 1"),
+                    ));
                 }
                 let method = format_ident!("{}", key);
                 calls.push(quote!(.#method(#i)));
             }
             ("detached", Meta::NameValue(nv)) => {
-                let Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) = &nv.value else {
-                    return Err(syn::Error::new(nv.value.span(), "detached must be true or false"));
+                let Expr::Lit(syn::ExprLit {
+                    lit: Lit::Bool(b), ..
+                }) = &nv.value
+                else {
+                    return Err(syn::Error::new(
+                        nv.value.span(),
+                        "detached must be true or false",
+                    ));
                 };
                 calls.push(quote!(.detached(#b)));
             }
             ("resources", Meta::List(list)) => {
-                let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated.parse2(list.tokens.clone())?;
+                let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated
+                    .parse2(list.tokens.clone())?;
                 for pair in pairs {
                     let Some(res) = pair.path.get_ident() else {
-                        return Err(syn::Error::new(pair.path.span(), "a resource name must be a single word"));
+                        return Err(syn::Error::new(
+                            pair.path.span(),
+                            "a resource name must be a single word",
+                        ));
                     };
                     let n = non_negative_number(&pair.value, &res.to_string())?;
                     let res = res.to_string();
@@ -100,7 +129,9 @@ fn expand_struct(attr: TokenStream2, item: ItemStruct) -> syn::Result<TokenStrea
     let vis = &item.vis;
     let handle = format_ident!("{}Handle", name);
     let name_str = name.to_string();
-    let doc = format!("A handle to a [`{name}`] actor: each of its methods calls the actor's method of that name.");
+    let doc = format!(
+        "A handle to a [`{name}`] actor: each of its methods calls the actor's method of that name."
+    );
     Ok(quote! {
         #item
 
@@ -167,8 +198,14 @@ struct Params {
 }
 
 fn params<'a>(inputs: impl Iterator<Item = &'a FnArg>, span: Span) -> syn::Result<Params> {
-    let mut p =
-        Params { remote: vec![], into_args: vec![], types: vec![], names: vec![], call_args: vec![], span };
+    let mut p = Params {
+        remote: vec![],
+        into_args: vec![],
+        types: vec![],
+        names: vec![],
+        call_args: vec![],
+        span,
+    };
     for (i, input) in inputs.enumerate() {
         let FnArg::Typed(pt) = input else { continue };
         let pname = match &*pt.pat {
@@ -184,32 +221,59 @@ fn params<'a>(inputs: impl Iterator<Item = &'a FnArg>, span: Span) -> syn::Resul
                 ));
             }
             Type::Reference(r) => ((*r.elem).clone(), true),
-            Type::ImplTrait(t) => return Err(syn::Error::new(t.span(), "an actor method cannot take `impl Trait`")),
+            Type::ImplTrait(t) => {
+                return Err(syn::Error::new(
+                    t.span(),
+                    "an actor method cannot take `impl Trait`",
+                ));
+            }
             other => (other.clone(), false),
         };
         p.remote.push(quote!(#pname: impl ::mobula::IntoArg<#ty>));
-        p.into_args.push(quote!(::mobula::IntoArg::<#ty>::into_arg(#pname)));
-        p.call_args.push(if by_ref { quote!(&*#arg) } else { quote!(#arg.into_owned()) });
+        p.into_args
+            .push(quote!(::mobula::IntoArg::<#ty>::into_arg(#pname)));
+        p.call_args.push(if by_ref {
+            quote!(&*#arg)
+        } else {
+            quote!(#arg.into_owned())
+        });
         p.types.push(ty);
         p.names.push(arg);
     }
     if p.types.len() > 8 {
-        return Err(syn::Error::new(span, "an actor's constructor or method takes at most 8 parameters"));
+        return Err(syn::Error::new(
+            span,
+            "an actor's constructor or method takes at most 8 parameters",
+        ));
     }
     Ok(p)
 }
 
 fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
     if let Some((_, path, _)) = &item.trait_ {
-        return Err(syn::Error::new(path.span(), "#[mobula::actor] goes on the struct's own impl block, not on a trait impl"));
+        return Err(syn::Error::new(
+            path.span(),
+            "#[mobula::actor] goes on the struct's own impl block, not on a trait impl",
+        ));
     }
     if !item.generics.params.is_empty() {
-        return Err(syn::Error::new(item.generics.span(), "an actor class cannot be generic"));
+        return Err(syn::Error::new(
+            item.generics.span(),
+            "an actor class cannot be generic",
+        ));
     }
     let Type::Path(self_path) = &*item.self_ty else {
-        return Err(syn::Error::new(item.self_ty.span(), "#[mobula::actor] goes on `impl Name { ... }`"));
+        return Err(syn::Error::new(
+            item.self_ty.span(),
+            "#[mobula::actor] goes on `impl Name { ... }`",
+        ));
     };
-    let name = &self_path.path.segments.last().expect("a path has a segment").ident;
+    let name = &self_path
+        .path
+        .segments
+        .last()
+        .expect("a path has a segment")
+        .ident;
     let handle = format_ident!("{}Handle", name);
     let name_str = name.to_string();
 
@@ -227,7 +291,10 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
                     ));
                 }
                 if !f.sig.generics.params.is_empty() {
-                    return Err(syn::Error::new(f.sig.generics.span(), "an actor method cannot be generic"));
+                    return Err(syn::Error::new(
+                        f.sig.generics.span(),
+                        "an actor method cannot be generic",
+                    ));
                 }
                 any_async |= f.sig.asyncness.is_some();
                 methods.push(f);
@@ -239,17 +306,25 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
     let Some(ctor) = constructor else {
         return Err(syn::Error::new(
             item.self_ty.span(),
-            format!("an actor needs a constructor: `fn new(...) -> {name}` (or `-> Result<{name}, E>`)"),
+            format!(
+                "an actor needs a constructor: `fn new(...) -> {name}` (or `-> Result<{name}, E>`)"
+            ),
         ));
     };
     if ctor.sig.asyncness.is_some() {
-        return Err(syn::Error::new(ctor.sig.span(), "an actor's constructor `new` cannot be async"));
+        return Err(syn::Error::new(
+            ctor.sig.span(),
+            "an actor's constructor `new` cannot be async",
+        ));
     }
     let cp = params(ctor.sig.inputs.iter(), ctor.sig.inputs.span())?;
     let ctor_fallible = match &ctor.sig.output {
         ReturnType::Type(_, ty) => fallible_ok(ty).is_some(),
         ReturnType::Default => {
-            return Err(syn::Error::new(ctor.sig.span(), format!("`new` must return the actor: `-> {name}`")));
+            return Err(syn::Error::new(
+                ctor.sig.span(),
+                format!("`new` must return the actor: `-> {name}`"),
+            ));
         }
     };
     let ctor_convert = if ctor_fallible {
@@ -279,9 +354,14 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
     for f in &methods {
         let sig = &f.sig;
         let m = &sig.ident;
-        let span = if sig.inputs.len() > 1 { sig.inputs.span() } else { sig.span() };
+        let span = if sig.inputs.len() > 1 {
+            sig.inputs.span()
+        } else {
+            sig.span()
+        };
         let p = params(sig.inputs.iter().skip(1), span)?;
-        let (remote, into, types, names, call) = (&p.remote, &p.into_args, &p.types, &p.names, &p.call_args);
+        let (remote, into, types, names, call) =
+            (&p.remote, &p.into_args, &p.types, &p.names, &p.call_args);
         let (output, convert) = match &sig.output {
             ReturnType::Default => (quote!(()), quote!(::core::result::Result::Ok)),
             ReturnType::Type(_, ty) => match fallible_ok(ty) {
@@ -289,7 +369,8 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
                 None => (quote!(#ty), quote!(::core::result::Result::Ok)),
             },
         };
-        let mutable = matches!(sig.inputs.first(), Some(FnArg::Receiver(r)) if r.mutability.is_some());
+        let mutable =
+            matches!(sig.inputs.first(), Some(FnArg::Receiver(r)) if r.mutability.is_some());
         let invoke = match (sig.asyncness.is_some(), mutable) {
             (false, true) => quote! {
                 ::mobula::__private::Invoke::Exclusive(|this, args| {

@@ -158,8 +158,10 @@ impl ActorOptions {
     }
 
     pub(crate) fn resolve(&self, is_async: bool) -> Result<ActorSettings, String> {
-        let hold = ResourceRequest::new(self.num_cpus.unwrap_or(0.0), self.num_gpus, &self.resources)?;
-        let place = ResourceRequest::new(self.num_cpus.unwrap_or(1.0), self.num_gpus, &self.resources)?;
+        let hold =
+            ResourceRequest::new(self.num_cpus.unwrap_or(0.0), self.num_gpus, &self.resources)?;
+        let place =
+            ResourceRequest::new(self.num_cpus.unwrap_or(1.0), self.num_gpus, &self.resources)?;
         if self.max_concurrency == Some(0) {
             return Err("max_concurrency must be at least 1".into());
         }
@@ -172,13 +174,22 @@ impl ActorOptions {
         Ok(ActorSettings {
             hold,
             place,
-            name: self.name.clone().map(|n| (self.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into()), n)),
+            name: self.name.clone().map(|n| {
+                (
+                    self.namespace
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+                    n,
+                )
+            }),
             get_if_exists: self.get_if_exists,
             detached: self.detached,
             max_restarts: Retries::from_ray(self.max_restarts),
             max_task_retries: Retries::from_ray(self.max_task_retries),
             max_pending_calls: self.max_pending_calls,
-            max_concurrency: self.max_concurrency.unwrap_or(if is_async { 1000 } else { 1 }),
+            max_concurrency: self
+                .max_concurrency
+                .unwrap_or(if is_async { 1000 } else { 1 }),
             is_async,
         })
     }
@@ -211,7 +222,10 @@ impl<A: ActorClass, P> ActorBuilder<A, P> {
     /// Starts from the class's own options (those in its attribute).
     #[doc(hidden)]
     pub fn new() -> Self {
-        ActorBuilder { options: A::default_options(), _marker: PhantomData }
+        ActorBuilder {
+            options: A::default_options(),
+            _marker: PhantomData,
+        }
     }
 
     forward! {
@@ -300,7 +314,9 @@ impl<A: ActorClass> Drop for HandleInner<A> {
 
 impl<A: ActorClass> Clone for ActorHandle<A> {
     fn clone(&self) -> Self {
-        ActorHandle { inner: Arc::clone(&self.inner) }
+        ActorHandle {
+            inner: Arc::clone(&self.inner),
+        }
     }
 }
 
@@ -321,11 +337,18 @@ impl<A: ActorClass> Eq for ActorHandle<A> {}
 impl<A: ActorClass> ActorHandle<A> {
     /// A new handle to `core` (its handle count was already taken).
     pub(crate) fn adopt(core: Arc<ActorCore<A>>) -> Self {
-        ActorHandle { inner: Arc::new(HandleInner { id: core.id, core: Some(core) }) }
+        ActorHandle {
+            inner: Arc::new(HandleInner {
+                id: core.id,
+                core: Some(core),
+            }),
+        }
     }
 
     fn unknown(id: ActorId) -> Self {
-        ActorHandle { inner: Arc::new(HandleInner { id, core: None }) }
+        ActorHandle {
+            inner: Arc::new(HandleInner { id, core: None }),
+        }
     }
 
     /// The actor's id.
@@ -335,7 +358,10 @@ impl<A: ActorClass> ActorHandle<A> {
 
     /// The actor's name, if it has one.
     pub fn name(&self) -> Option<&str> {
-        self.inner.core.as_ref().and_then(|c| c.settings.name.as_ref().map(|(_, n)| n.as_str()))
+        self.inner
+            .core
+            .as_ref()
+            .and_then(|c| c.settings.name.as_ref().map(|(_, n)| n.as_str()))
     }
 
     /// Calls waiting or running on the actor now.

@@ -99,6 +99,7 @@ impl Handler<WriteSpill> for Spiller {
                     SpillFile {
                         path: path.clone(),
                         contained: encoded.contained,
+                        actors: encoded.actors,
                     },
                     encoded.bytes.len() as u64,
                 )

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actix::Addr;
 
-use super::id::{NodeId, ObjectId};
+use super::id::{ActorId, NodeId, ObjectId};
 use super::shard::{DeleteFiles, DropValues, RestoreObject, ShardActor};
 use super::supervisor::{Reclaim, StoreSupervisor};
 use super::table::{CancelProbe, Effects, Probe, Producer, ShardTable};
@@ -58,6 +58,13 @@ pub(crate) struct StoreInner {
     reclaim_requested: AtomicBool,
     closed: AtomicBool,
     actors: OnceLock<StoreActors>,
+    actor_refs: OnceLock<Arc<dyn ActorRefs>>,
+}
+
+/// Counts handles of actors held inside spilled objects, so those actors stay alive.
+pub(crate) trait ActorRefs: Send + Sync {
+    fn retain(&self, id: ActorId);
+    fn release(&self, id: ActorId);
 }
 
 /// A handle to one node's object store; cheap to clone.
@@ -96,11 +103,16 @@ impl Store {
             reclaim_requested: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             actors: OnceLock::new(),
+            actor_refs: OnceLock::new(),
         }))
     }
 
     pub fn install_actors(&self, actors: StoreActors) {
         let _ = self.actors.set(actors);
+    }
+
+    pub fn install_actor_refs(&self, refs: Arc<dyn ActorRefs>) {
+        let _ = self.actor_refs.set(refs);
     }
 
     pub fn shard_index(id: ObjectId) -> usize {
@@ -211,6 +223,10 @@ impl Store {
         // value (whose handles also hold them) is dropped.
         for id in std::mem::take(&mut fx.retain) {
             self.with_table(id, |t| t.retain_contained(id));
+        }
+        if let Some(refs) = self.actor_refs.get() {
+            fx.retain_actors.drain(..).for_each(|id| refs.retain(id));
+            fx.release_actors.drain(..).for_each(|id| refs.release(id));
         }
         if fx.memory_delta != 0 {
             let used = self

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::id::{IdHash, ObjectId, TaskId};
+use super::id::{ActorId, IdHash, ObjectId, TaskId};
 use super::value::StoredValue;
 use super::waiter::Waiter;
 use crate::error::GetError;
@@ -21,6 +21,8 @@ use crate::error::GetError;
 pub(crate) struct SpillFile {
     pub path: PathBuf,
     pub contained: Vec<ObjectId>,
+    /// Actors whose handles the file holds; they stay alive while it exists.
+    pub actors: Vec<ActorId>,
 }
 
 #[derive(Debug)]
@@ -96,6 +98,10 @@ pub(crate) struct Effects {
     pub delete_files: Vec<PathBuf>,
     /// Ids whose `contained` count goes up (a spill file now holds them).
     pub retain: Vec<ObjectId>,
+    /// Actors a new spill file holds handles of.
+    pub retain_actors: Vec<ActorId>,
+    /// Actors a deleted spill file held handles of.
+    pub release_actors: Vec<ActorId>,
     /// Ids whose `contained` count goes down (a spill file holding them is gone).
     pub release: Vec<ObjectId>,
     /// Change in bytes held in memory.
@@ -109,6 +115,8 @@ impl Effects {
             && self.delete_files.is_empty()
             && self.retain.is_empty()
             && self.release.is_empty()
+            && self.retain_actors.is_empty()
+            && self.release_actors.is_empty()
             && self.memory_delta == 0
     }
 }
@@ -277,6 +285,7 @@ impl ShardTable {
         if let Some(file) = e.file {
             fx.delete_files.push(file.path);
             fx.release.extend(file.contained);
+            fx.release_actors.extend(file.actors);
         }
         fx
     }
@@ -440,6 +449,7 @@ impl ShardTable {
             return fx;
         };
         fx.retain.extend(file.contained.iter().copied());
+        fx.retain_actors.extend(file.actors.iter().copied());
         e.file = Some(file);
         let size = e.size;
         if let State::InMemory { value, .. } = std::mem::replace(
@@ -697,9 +707,11 @@ mod tests {
         let file = SpillFile {
             path: "/spill/a".into(),
             contained: vec![inner],
+            actors: vec![ActorId::from_parts(1, 9)],
         };
         let fx = t.finish_spill(id, file);
         assert_eq!(fx.retain, vec![inner]);
+        assert_eq!(fx.retain_actors, vec![ActorId::from_parts(1, 9)]);
         assert_eq!(fx.drop_values.len(), 1);
         assert_eq!(fx.memory_delta, -88);
         assert_eq!(t.memory(), 0);
@@ -739,6 +751,7 @@ mod tests {
         let fx = t.decref(id);
         assert_eq!(fx.delete_files, vec![PathBuf::from("/spill/a")]);
         assert_eq!(fx.release, vec![inner]);
+        assert_eq!(fx.release_actors, vec![ActorId::from_parts(1, 9)]);
     }
 
     #[test]
@@ -794,6 +807,7 @@ mod tests {
             SpillFile {
                 path: "/spill/b".into(),
                 contained: vec![],
+                actors: vec![],
             },
         );
         assert_eq!(fx.delete_files, vec![PathBuf::from("/spill/b")]);
@@ -826,6 +840,7 @@ mod tests {
             SpillFile {
                 path: "/x".into(),
                 contained: vec![],
+                actors: vec![],
             },
         );
         let woken = Arc::new(AtomicUsize::new(0));

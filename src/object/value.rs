@@ -75,9 +75,15 @@ fn serialize_erased<T: Value>(value: &(dyn Any + Send + Sync)) -> Result<Encoded
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, String> {
     let previous = REF_COLLECTOR.with(|c| c.borrow_mut().replace(Collected::default()));
     let result = postcard::to_allocvec(value);
-    let found = REF_COLLECTOR.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous)).unwrap_or_default();
+    let found = REF_COLLECTOR
+        .with(|c| std::mem::replace(&mut *c.borrow_mut(), previous))
+        .unwrap_or_default();
     let bytes = result.map_err(|e| e.to_string())?;
-    Ok(Encoded { bytes, contained: found.objects, actors: found.actors })
+    Ok(Encoded {
+        bytes,
+        contained: found.objects,
+        actors: found.actors,
+    })
 }
 
 #[derive(Default)]

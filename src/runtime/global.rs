@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::Addr;
 
-use super::context::{self, TaskContext, current_task};
 use super::actor::directory::ActorDirectory;
+use super::context::{self, TaskContext, current_task};
 use super::worker_pool::WorkerPool;
 use crate::object::id::{IdMint, NodeId, TaskId};
 
@@ -146,14 +146,25 @@ pub(crate) struct BlockedInGet {
 impl BlockedInGet {
     pub fn enter() -> Self {
         let pool = super::worker_pool::blocked();
-        let Some(task) = current_task() else { return BlockedInGet { lent: None, _pool: pool } };
+        let Some(task) = current_task() else {
+            return BlockedInGet {
+                lent: None,
+                _pool: pool,
+            };
+        };
         let Some(scheduler) = with_runtime(|rt| rt.scheduler.clone()) else {
-            return BlockedInGet { lent: None, _pool: pool };
+            return BlockedInGet {
+                lent: None,
+                _pool: pool,
+            };
         };
         if task.waits.fetch_add(1, Ordering::AcqRel) == 0 {
             scheduler.do_send(TaskBlocked(task.task_id));
         }
-        BlockedInGet { lent: Some((task, scheduler)), _pool: pool }
+        BlockedInGet {
+            lent: Some((task, scheduler)),
+            _pool: pool,
+        }
     }
 }
 

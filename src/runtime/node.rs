@@ -75,7 +75,11 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
                     _scheduler: scheduler.clone(),
                 }
                 .start();
-                let _ = ready_tx.send((actix_rt::System::current(), scheduler, actix_rt::Arbiter::current()));
+                let _ = ready_tx.send((
+                    actix_rt::System::current(),
+                    scheduler,
+                    actix_rt::Arbiter::current(),
+                ));
             });
             if let Err(e) = system.run() {
                 tracing::error!(error = %e, "the node's event loop failed");
@@ -85,6 +89,8 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
     let (system, scheduler, node_arbiter) = ready_rx
         .recv_timeout(Duration::from_secs(30))
         .map_err(|_| InitError::Start("the node thread did not come up".into()))?;
+    let actors: Arc<crate::runtime::actor::directory::ActorDirectory> = Arc::default();
+    store.install_actor_refs(actors.clone());
     Ok(Runtime {
         node_id,
         ids: Arc::new(IdMint::new(node_id)),
@@ -92,7 +98,7 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
         scheduler,
         pool,
         actor_pool,
-        actors: Arc::default(),
+        actors,
         node_arbiter,
         system,
         node_thread: Mutex::new(Some(thread)),

@@ -88,7 +88,11 @@ impl WorkerPool {
             self.0.cond.notify_one();
             return Ok(());
         }
-        if self.0.bound.is_some_and(|bound| s.threads - s.blocked.min(s.threads) >= bound) {
+        if self
+            .0
+            .bound
+            .is_some_and(|bound| s.threads - s.blocked.min(s.threads) >= bound)
+        {
             return Ok(()); // a running thread takes it when it is done
         }
         self.spawn(s)

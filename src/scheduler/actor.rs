@@ -318,7 +318,10 @@ impl Handler<PlaceActor> for SchedulerActor {
     fn handle(&mut self, msg: PlaceActor, ctx: &mut Context<Self>) {
         if !self.queue.resources().feasible(&msg.place) {
             let total = self.queue.resources().describe_total();
-            return (msg.reply)(Err(format!("it needs {} but the node has {total} in all", msg.place)));
+            return (msg.reply)(Err(format!(
+                "it needs {} but the node has {total} in all",
+                msg.place
+            )));
         }
         self.placements.insert(msg.id, msg.reply);
         let decisions = self.queue.submit(msg.id, &msg.hold, &[]);

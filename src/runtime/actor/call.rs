@@ -22,7 +22,9 @@ pub enum Invoke<A, Args, R> {
     /// A blocking `&self` method.
     Shared(fn(&A, Args) -> Result<R, AppError>),
     /// An async `&mut self` method.
-    AsyncExclusive(fn(OwnedRwLockWriteGuard<A>, Args) -> LocalBoxFuture<'static, Result<R, AppError>>),
+    AsyncExclusive(
+        fn(OwnedRwLockWriteGuard<A>, Args) -> LocalBoxFuture<'static, Result<R, AppError>>,
+    ),
     /// An async `&self` method.
     AsyncShared(fn(OwnedRwLockReadGuard<A>, Args) -> LocalBoxFuture<'static, Result<R, AppError>>),
 }

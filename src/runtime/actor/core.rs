@@ -40,7 +40,8 @@ pub(crate) struct ActorCore<A: ActorClass> {
     pub settings: ActorSettings,
     pub node_id: NodeId,
     queue: Mutex<CallQueue<Call<A>>>,
-    pub state: OnceLock<Arc<RwLock<A>>>,
+    /// The user's actor, once constructed; taken away when the actor dies.
+    state: Mutex<Option<Arc<RwLock<A>>>>,
     pub host: OnceLock<Addr<ActorHost<A>>>,
     pub gpu_ids: Mutex<Arc<[u32]>>,
     pub store: Store,
@@ -62,7 +63,9 @@ impl<A: ActorClass> ActorCore<A> {
     ) -> Self {
         let short = A::CLASS.rsplit("::").next().unwrap_or(A::CLASS);
         let label = match &settings.name {
-            Some((ns, name)) if ns == crate::api::actor::DEFAULT_NAMESPACE => format!("{short} \"{name}\" ({id})"),
+            Some((ns, name)) if ns == crate::api::actor::DEFAULT_NAMESPACE => {
+                format!("{short} \"{name}\" ({id})")
+            }
             Some((ns, name)) => format!("{short} \"{ns}/{name}\" ({id})"),
             None => format!("{short} ({id})"),
         };
@@ -73,7 +76,7 @@ impl<A: ActorClass> ActorCore<A> {
             settings,
             node_id,
             queue: Mutex::new(queue),
-            state: OnceLock::new(),
+            state: Mutex::new(None),
             host: OnceLock::new(),
             gpu_ids: Mutex::new(Arc::from(Vec::new())),
             store,
@@ -87,12 +90,37 @@ impl<A: ActorClass> ActorCore<A> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub fn state(&self) -> Option<Arc<RwLock<A>>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs a newly constructed actor; the one it replaces (after a restart) is returned.
+    pub fn install_state(&self, actor: A) -> Option<A> {
+        let current = self.state();
+        match current {
+            Some(lock) => Some(std::mem::replace(&mut *lock.blocking_write(), actor)),
+            None => {
+                *self.state.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Arc::new(RwLock::new(actor)));
+                None
+            }
+        }
+    }
+
+    /// The actor is dead: its state goes (once the calls still running on it end).
+    pub fn drop_state(&self) -> Option<Arc<RwLock<A>>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     pub fn pending_calls(&self) -> usize {
         self.queue().pending()
     }
 
     pub fn died(&self, cause: &str) -> GetError {
-        GetError::ActorDied { actor: self.label.clone(), cause: cause.to_string() }
+        GetError::ActorDied {
+            actor: self.label.clone(),
+            cause: cause.to_string(),
+        }
     }
 
     /// Queues a call; returns the ref to its result.
@@ -103,22 +131,48 @@ impl<A: ActorClass> ActorCore<A> {
         args: L,
     ) -> ObjectRef<R> {
         let (id, return_id) = (self.ids.task(), self.ids.object());
-        self.store.create_pending(return_id, Producer { task: id, function: label });
+        self.store.create_pending(
+            return_id,
+            Producer {
+                task: id,
+                function: label,
+            },
+        );
         let result = ObjectRef::adopt(return_id, self.store.clone());
         if self.store.is_closed() {
-            self.store.fail(return_id, GetError::ShutDown { object_id: return_id });
+            self.store.fail(
+                return_id,
+                GetError::ShutDown {
+                    object_id: return_id,
+                },
+            );
             return result;
         }
-        let call: Call<A> = Box::new(TypedCall { id, return_id, label, attempt: 1, args, invoke });
+        let call: Call<A> = Box::new(TypedCall {
+            id,
+            return_id,
+            label,
+            attempt: 1,
+            args,
+            invoke,
+        });
         let pushed = self.queue().push(call);
         match pushed {
-            Push::Queued { slot: Some(generation) } => self.start_slot(generation),
+            Push::Queued {
+                slot: Some(generation),
+            } => self.start_slot(generation),
             Push::Queued { slot: None } => {}
             Push::Dead(cause) => {
                 self.store.fail(return_id, self.died(&cause));
             }
             Push::Full { limit } => {
-                self.store.fail(return_id, GetError::Backpressure { actor: self.label.clone(), limit });
+                self.store.fail(
+                    return_id,
+                    GetError::Backpressure {
+                        actor: self.label.clone(),
+                        limit,
+                    },
+                );
             }
         }
         result
@@ -141,7 +195,7 @@ impl<A: ActorClass> ActorCore<A> {
 
     /// A blocking slot: runs queued calls in order on this worker thread.
     fn drain(self: Arc<Self>, generation: u64) {
-        let Some(state) = self.state.get().cloned() else {
+        let Some(state) = self.state() else {
             self.queue().release_slot(generation);
             return;
         };
@@ -164,14 +218,18 @@ impl<A: ActorClass> ActorCore<A> {
             }
         }
         let core = Arc::clone(&self);
-        if self.pool.execute(Box::new(move || core.drain(generation))).is_err() {
+        if self
+            .pool
+            .execute(Box::new(move || core.drain(generation)))
+            .is_err()
+        {
             self.queue().release_slot(generation);
         }
     }
 
     /// An async slot: the same loop, awaiting each call on the runtime thread.
     pub async fn drain_async(self: Arc<Self>, generation: u64) {
-        let Some(state) = self.state.get().cloned() else {
+        let Some(state) = self.state() else {
             self.queue().release_slot(generation);
             return;
         };
@@ -186,11 +244,20 @@ impl<A: ActorClass> ActorCore<A> {
                         continue;
                     }
                     let task = self.task_context(&*call);
-                    let body = context::WithTask { task, inner: Box::pin(call.run_async(Arc::clone(&state))) };
-                    let guarded = crate::runtime::panic::CatchPanic { inner: Box::pin(body) };
+                    let body = context::WithTask {
+                        task,
+                        inner: Box::pin(call.run_async(Arc::clone(&state))),
+                    };
+                    let guarded = crate::runtime::panic::CatchPanic {
+                        inner: Box::pin(body),
+                    };
                     // If the host stops (a kill) while the call runs, this future is dropped:
                     // the call's result then says why.
-                    let mut unfinished = Unfinished { core: &*self, return_id: call.return_id(), armed: true };
+                    let mut unfinished = Unfinished {
+                        core: &*self,
+                        return_id: call.return_id(),
+                        armed: true,
+                    };
                     let outcome = guarded.await.unwrap_or_else(CallOutcome::Panicked);
                     unfinished.armed = false;
                     if self.complete(generation, call, outcome) {
@@ -203,7 +270,10 @@ impl<A: ActorClass> ActorCore<A> {
 
     /// A call whose result nobody can get any more (cancelled) is skipped.
     fn wanted(&self, call: &dyn ErasedCall<A>) -> bool {
-        matches!(self.store.cancel_probe(call.return_id()), CancelProbe::Pending(_))
+        matches!(
+            self.store.cancel_probe(call.return_id()),
+            CancelProbe::Pending(_)
+        )
     }
 
     fn task_context(&self, call: &dyn ErasedCall<A>) -> Arc<TaskContext> {
@@ -252,14 +322,16 @@ impl<A: ActorClass> ActorCore<A> {
         match outcome {
             CallOutcome::Value(v) => self.store.seal(return_id, v),
             CallOutcome::Failed(message) => {
-                self.store.fail(return_id, task_error(TaskErrorKind::Failed, message));
+                self.store
+                    .fail(return_id, task_error(TaskErrorKind::Failed, message));
             }
             CallOutcome::DepFailed(err) => {
                 self.store.fail(return_id, err);
             }
             CallOutcome::Panicked(message) => {
                 let cause = format!("`{}` panicked: {message}", call.label());
-                self.store.fail(return_id, task_error(TaskErrorKind::Panicked, message));
+                self.store
+                    .fail(return_id, task_error(TaskErrorKind::Panicked, message));
                 if let Some(host) = self.host.get() {
                     host.do_send(Crashed { generation, cause });
                 }
@@ -282,7 +354,10 @@ impl<A: ActorClass> ActorCore<A> {
 
     pub fn terminate(self: &Arc<Self>) {
         let pushed = self.queue().push_terminate();
-        if let Push::Queued { slot: Some(generation) } = pushed {
+        if let Push::Queued {
+            slot: Some(generation),
+        } = pushed
+        {
             self.start_slot(generation);
         }
     }
@@ -293,12 +368,16 @@ impl<A: ActorClass> ActorCore<A> {
         }
     }
 
-    /// One handle fewer (in this process, or inside a spilled object).
+    /// One handle fewer.
     pub fn release_handle(&self) {
-        if self.directory.release(self.id) && !self.settings.detached {
-            if let Some(host) = self.host.get() {
-                host.do_send(NoHandles);
-            }
+        self.directory.release(self.id);
+    }
+
+    /// The last handle is gone: stop after the pending calls (Ray's reference counting of
+    /// actor handles).
+    pub fn no_handles(&self) {
+        if let Some(host) = self.host.get() {
+            host.do_send(NoHandles);
         }
     }
 }
@@ -313,7 +392,10 @@ struct Unfinished<'a, A: ActorClass> {
 impl<A: ActorClass> Drop for Unfinished<'_, A> {
     fn drop(&mut self) {
         if self.armed {
-            self.core.store.fail(self.return_id, self.core.died("it stopped while this call ran"));
+            self.core.store.fail(
+                self.return_id,
+                self.core.died("it stopped while this call ran"),
+            );
         }
     }
 }

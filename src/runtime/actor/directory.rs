@@ -6,8 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::object::id::{ActorId, IdHash};
 
+/// Called when an actor's last handle is gone (none for a detached actor).
+pub(crate) type OnLast = Arc<dyn Fn() + Send + Sync>;
+
 struct Entry {
     class: &'static str,
+    on_last: Option<OnLast>,
     /// Live handles in this process, plus spilled objects holding a handle.
     handles: u64,
     name: Option<(String, String)>,
@@ -18,7 +22,10 @@ struct Entry {
 /// What a name lookup found.
 pub(crate) enum Named {
     /// An actor of this class with this id.
-    Found { class: &'static str, core: Arc<dyn Any + Send + Sync> },
+    Found {
+        class: &'static str,
+        core: Arc<dyn Any + Send + Sync>,
+    },
     Missing,
 }
 
@@ -46,6 +53,7 @@ impl ActorDirectory {
         class: &'static str,
         name: Option<(String, String)>,
         core: Arc<dyn Any + Send + Sync>,
+        on_last: Option<OnLast>,
         share: bool,
     ) -> Result<(), Named> {
         let mut inner = self.lock();
@@ -56,12 +64,24 @@ impl ActorDirectory {
             if share && entry.class == class {
                 entry.handles += 1;
             }
-            return Err(Named::Found { class: entry.class, core: Arc::clone(&entry.core) });
+            return Err(Named::Found {
+                class: entry.class,
+                core: Arc::clone(&entry.core),
+            });
         }
         if let Some(key) = &name {
             inner.names.insert(key.clone(), id);
         }
-        inner.actors.insert(id, Entry { class, handles: 1, name, core });
+        inner.actors.insert(
+            id,
+            Entry {
+                class,
+                on_last,
+                handles: 1,
+                name,
+                core,
+            },
+        );
         Ok(())
     }
 
@@ -69,13 +89,18 @@ impl ActorDirectory {
     pub fn named(&self, namespace: &str, name: &str, class: &'static str) -> Named {
         let mut inner = self.lock();
         let key = (namespace.to_string(), name.to_string());
-        let Some(&id) = inner.names.get(&key) else { return Named::Missing };
+        let Some(&id) = inner.names.get(&key) else {
+            return Named::Missing;
+        };
         match inner.actors.get_mut(&id) {
             Some(entry) => {
                 if entry.class == class {
                     entry.handles += 1;
                 }
-                Named::Found { class: entry.class, core: Arc::clone(&entry.core) }
+                Named::Found {
+                    class: entry.class,
+                    core: Arc::clone(&entry.core),
+                }
             }
             None => Named::Missing,
         }
@@ -97,15 +122,24 @@ impl ActorDirectory {
         }
     }
 
-    /// One handle fewer; true when that was the last.
-    pub fn release(&self, id: ActorId) -> bool {
-        let mut inner = self.lock();
-        match inner.actors.get_mut(&id) {
-            Some(e) => {
-                e.handles = e.handles.saturating_sub(1);
-                e.handles == 0
+    /// One handle fewer; when that was the last, the actor is told (unless detached).
+    pub fn release(&self, id: ActorId) {
+        let on_last = {
+            let mut inner = self.lock();
+            match inner.actors.get_mut(&id) {
+                Some(e) => {
+                    e.handles = e.handles.saturating_sub(1);
+                    if e.handles == 0 {
+                        e.on_last.clone()
+                    } else {
+                        None
+                    }
+                }
+                None => None,
             }
-            None => false,
+        };
+        if let Some(f) = on_last {
+            f();
         }
     }
 
@@ -133,5 +167,15 @@ impl ActorDirectory {
     /// Actors alive.
     pub fn len(&self) -> usize {
         self.lock().actors.len()
+    }
+}
+
+impl crate::object::store::ActorRefs for ActorDirectory {
+    fn retain(&self, id: ActorId) {
+        ActorDirectory::retain(self, id);
+    }
+
+    fn release(&self, id: ActorId) {
+        ActorDirectory::release(self, id);
     }
 }

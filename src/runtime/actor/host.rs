@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use tokio::sync::RwLock;
 
 use super::core::{ActorCore, Call};
 use crate::api::actor::ActorClass;
@@ -40,24 +39,31 @@ impl<A: ActorClass> ActorHost<A> {
         scheduler: Addr<SchedulerActor>,
         placement: TaskId,
     ) -> Self {
-        ActorHost { core, construct, scheduler, placement, restarts: 0, retrying: Vec::new() }
+        ActorHost {
+            core,
+            construct,
+            scheduler,
+            placement,
+            restarts: 0,
+            retrying: Vec::new(),
+        }
     }
 
     fn construct(&mut self, ctx: &mut Context<Self>) {
-        let (core, construct, me) = (Arc::clone(&self.core), Arc::clone(&self.construct), ctx.address());
+        let (core, construct, me) = (
+            Arc::clone(&self.core),
+            Arc::clone(&self.construct),
+            ctx.address(),
+        );
         let job = Box::new(move || {
             let built = panic::catching(|| match construct() {
-                Ok(actor) => {
-                    match core.state.get() {
-                        // A restart: the old state is replaced (and dropped here).
-                        Some(lock) => drop(std::mem::replace(&mut *lock.blocking_write(), actor)),
-                        None => drop(core.state.set(Arc::new(RwLock::new(actor)))),
-                    }
-                    Ok(())
-                }
+                // After a restart the old state is replaced, and dropped here.
+                Ok(actor) => Ok(drop(core.install_state(actor))),
                 Err(e) => Err(e),
             });
-            me.do_send(Constructed(built.unwrap_or_else(|p| Err(format!("panicked: {p}")))));
+            me.do_send(Constructed(
+                built.unwrap_or_else(|p| Err(format!("panicked: {p}"))),
+            ));
         });
         if let Err(reason) = self.core.pool.execute(job) {
             self.die(&format!("its constructor could not run: {reason}"), ctx);
@@ -69,8 +75,13 @@ impl<A: ActorClass> ActorHost<A> {
         let settings = &self.core.settings;
         if !settings.max_restarts.allows(self.restarts) {
             let how = match settings.max_restarts {
-                crate::scheduler::retry::Retries::Limited(0) => "it may not restart (max_restarts = 0)".to_string(),
-                _ => format!("it was already restarted {} times (max_restarts)", self.restarts),
+                crate::scheduler::retry::Retries::Limited(0) => {
+                    "it may not restart (max_restarts = 0)".to_string()
+                }
+                _ => format!(
+                    "it was already restarted {} times (max_restarts)",
+                    self.restarts
+                ),
             };
             return self.die(&format!("{cause}; {how}"), ctx);
         }
@@ -82,7 +93,10 @@ impl<A: ActorClass> ActorHost<A> {
                 call.next_attempt();
                 self.retrying.push(call);
             } else {
-                let err = GetError::ActorRestarting { actor: self.core.label.clone(), cause: cause.clone() };
+                let err = GetError::ActorRestarting {
+                    actor: self.core.label.clone(),
+                    cause: cause.clone(),
+                };
                 self.core.store.fail(call.return_id(), err);
             }
         }
@@ -100,13 +114,23 @@ impl<A: ActorClass> ActorHost<A> {
     }
 
     fn finish(&mut self, ctx: &mut Context<Self>) {
+        // The state is dropped on a worker: its Drop is user code and may block or panic.
+        if let Some(state) = self.core.drop_state() {
+            let _ = self.core.pool.execute(Box::new(move || {
+                let _ = panic::catching(move || drop(state));
+            }));
+        }
         self.scheduler.do_send(ActorGone(self.placement));
         self.core.directory.remove(self.core.id);
         ctx.stop();
     }
 
     fn spawn_slot(&mut self, generation: u64, ctx: &mut Context<Self>) {
-        ctx.spawn(Arc::clone(&self.core).drain_async(generation).into_actor(self));
+        ctx.spawn(
+            Arc::clone(&self.core)
+                .drain_async(generation)
+                .into_actor(self),
+        );
     }
 }
 
@@ -240,7 +264,9 @@ impl<A: ActorClass> Handler<Stopped> for ActorHost<A> {
 
     fn handle(&mut self, _: Stopped, ctx: &mut Context<Self>) {
         for call in self.retrying.drain(..) {
-            self.core.store.fail(call.return_id(), self.core.died("it was terminated"));
+            self.core
+                .store
+                .fail(call.return_id(), self.core.died("it was terminated"));
         }
         self.finish(ctx);
     }

@@ -50,7 +50,8 @@ pub(crate) fn spawn<A: ActorConstructor>(
     options: &ActorOptions,
     args: <A::Params as Params>::Args,
 ) -> Result<ActorHandle<A>, ActorError> {
-    global::with_runtime(|rt| spawn_on::<A>(rt, options, args)).unwrap_or(Err(ActorError::NotInitialized))
+    global::with_runtime(|rt| spawn_on::<A>(rt, options, args))
+        .unwrap_or(Err(ActorError::NotInitialized))
 }
 
 fn spawn_on<A: ActorConstructor>(
@@ -60,7 +61,10 @@ fn spawn_on<A: ActorConstructor>(
 ) -> Result<ActorHandle<A>, ActorError> {
     let settings = options
         .resolve(A::ASYNC)
-        .map_err(|reason| ActorError::InvalidOptions { class: A::CLASS.to_string(), reason })?;
+        .map_err(|reason| ActorError::InvalidOptions {
+            class: A::CLASS.to_string(),
+            reason,
+        })?;
     let id = rt.ids.actor();
     let name = settings.name.clone();
     let share = settings.get_if_exists;
@@ -73,12 +77,34 @@ fn spawn_on<A: ActorConstructor>(
         Arc::clone(&rt.ids),
         Arc::clone(&rt.actors),
     ));
-    if let Err(Named::Found { class, core: existing }) =
-        rt.actors.register(id, A::CLASS, name.clone(), Arc::clone(&core) as _, share)
-    {
+    let on_last: Option<directory::OnLast> = if core.settings.detached {
+        None
+    } else {
+        let weak = Arc::downgrade(&core);
+        Some(Arc::new(move || {
+            if let Some(core) = weak.upgrade() {
+                core.no_handles();
+            }
+        }))
+    };
+    if let Err(Named::Found {
+        class,
+        core: existing,
+    }) = rt.actors.register(
+        id,
+        A::CLASS,
+        name.clone(),
+        Arc::clone(&core) as _,
+        on_last,
+        share,
+    ) {
         let (namespace, name) = name.unwrap_or_default();
         if !share {
-            return Err(ActorError::NameTaken { name, namespace, class: class.to_string() });
+            return Err(ActorError::NameTaken {
+                name,
+                namespace,
+                class: class.to_string(),
+            });
         }
         return match existing.downcast::<ActorCore<A>>() {
             Ok(existing) if class == A::CLASS => Ok(ActorHandle::adopt(existing)),
@@ -91,7 +117,9 @@ fn spawn_on<A: ActorConstructor>(
         };
     }
     let construct: host::Constructor<A> = Arc::new(move || {
-        let args = args.resolve_blocking().map_err(|e| format!("an argument of the constructor failed: {e}"))?;
+        let args = args
+            .resolve_blocking()
+            .map_err(|e| format!("an argument of the constructor failed: {e}"))?;
         A::construct(args).map_err(|e| e.0)
     });
     let placement = rt.ids.task();
@@ -105,9 +133,16 @@ fn spawn_on<A: ActorConstructor>(
 }
 
 /// The named actor, as a handle of class `A`.
-pub(crate) fn lookup<A: ActorClass>(rt: &Runtime, namespace: &str, name: &str) -> Result<ActorHandle<A>, ActorError> {
+pub(crate) fn lookup<A: ActorClass>(
+    rt: &Runtime,
+    namespace: &str,
+    name: &str,
+) -> Result<ActorHandle<A>, ActorError> {
     match rt.actors.named(namespace, name, A::CLASS) {
-        Named::Missing => Err(ActorError::NotFound { name: name.into(), namespace: namespace.into() }),
+        Named::Missing => Err(ActorError::NotFound {
+            name: name.into(),
+            namespace: namespace.into(),
+        }),
         Named::Found { class, core } => match core.downcast::<ActorCore<A>>() {
             Ok(core) if class == A::CLASS => Ok(ActorHandle::adopt(core)),
             _ => Err(ActorError::WrongClass {
@@ -124,7 +159,13 @@ pub(crate) fn lookup<A: ActorClass>(rt: &Runtime, namespace: &str, name: &str) -
 pub(crate) fn failed_call<R>(err: GetError) -> ObjectRef<R> {
     global::with_runtime(|rt| {
         let id = rt.ids.object();
-        rt.store.create_pending(id, crate::object::table::Producer { task: rt.ids.task(), function: "actor call" });
+        rt.store.create_pending(
+            id,
+            crate::object::table::Producer {
+                task: rt.ids.task(),
+                function: "actor call",
+            },
+        );
         rt.store.fail(id, err);
         ObjectRef::adopt(id, rt.store.clone())
     })

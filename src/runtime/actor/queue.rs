@@ -85,7 +85,11 @@ impl<C> CallQueue<C> {
 
     /// Calls queued or running.
     pub fn pending(&self) -> usize {
-        self.queue.iter().filter(|i| matches!(i, Item::Call(_))).count() + self.running
+        self.queue
+            .iter()
+            .filter(|i| matches!(i, Item::Call(_)))
+            .count()
+            + self.running
     }
 
     fn claim_slot(&mut self) -> Option<u64> {
@@ -107,7 +111,9 @@ impl<C> CallQueue<C> {
             return Push::Full { limit };
         }
         self.queue.push_back(Item::Call(call));
-        Push::Queued { slot: self.claim_slot() }
+        Push::Queued {
+            slot: self.claim_slot(),
+        }
     }
 
     /// Asks the actor to stop after the calls queued so far.
@@ -117,7 +123,9 @@ impl<C> CallQueue<C> {
         }
         self.terminate_requested = true;
         self.queue.push_back(Item::Terminate);
-        Push::Queued { slot: self.claim_slot() }
+        Push::Queued {
+            slot: self.claim_slot(),
+        }
     }
 
     /// The next thing for a slot of generation `generation` to do.
@@ -225,7 +233,11 @@ mod tests {
         assert_eq!(q.take(g), Take::Run(1));
         assert_eq!(q.take(g), Take::Run(2));
         assert_eq!(q.take(g), Take::Stop);
-        assert_eq!(q.push(3), Push::Queued { slot: Some(g) }, "the slot ended, so a new one starts");
+        assert_eq!(
+            q.push(3),
+            Push::Queued { slot: Some(g) },
+            "the slot ended, so a new one starts"
+        );
     }
 
     #[test]
@@ -243,7 +255,10 @@ mod tests {
     fn concurrency_opens_more_slots() {
         let mut q = running_queue(3);
         let starts: Vec<_> = (0..5).map(|i| q.push(i)).collect();
-        let started = starts.iter().filter(|p| matches!(p, Push::Queued { slot: Some(_) })).count();
+        let started = starts
+            .iter()
+            .filter(|p| matches!(p, Push::Queued { slot: Some(_) }))
+            .count();
         assert_eq!(started, 3);
     }
 
@@ -257,7 +272,10 @@ mod tests {
         assert!(matches!(q.push(2), Push::Queued { .. }));
         assert_eq!(q.push(3), Push::Full { limit: 2 });
         q.done(g);
-        assert!(matches!(q.push(3), Push::Queued { .. }), "room again once a call ended");
+        assert!(
+            matches!(q.push(3), Push::Queued { .. }),
+            "room again once a call ended"
+        );
     }
 
     #[test]
@@ -270,7 +288,11 @@ mod tests {
         assert_eq!(q.take(old), Take::Run(1));
         let in_flight = q.crash();
         assert_eq!(in_flight, vec![2, 3]);
-        assert_eq!(q.push(4), Push::Queued { slot: None }, "new calls wait for the restart");
+        assert_eq!(
+            q.push(4),
+            Push::Queued { slot: None },
+            "new calls wait for the restart"
+        );
         assert_eq!(q.take(old), Take::Stop, "the old slot stops");
         q.done(old); // ignored
         let (slots, g) = q.running(vec![2]);
