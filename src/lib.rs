@@ -33,6 +33,9 @@
 #![warn(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+// Lets the crate's own code use its macros, which name `::mobula`.
+extern crate self as mobula;
+
 mod api;
 mod error;
 mod object;
@@ -41,6 +44,7 @@ mod runtime;
 mod scheduler;
 pub mod state;
 pub mod testing;
+pub mod util;
 
 pub use api::actor::{
     ActorBuilder, ActorHandle, ActorOptions, DEFAULT_NAMESPACE, get_actor, get_actor_in, kill,
