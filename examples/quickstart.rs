@@ -1,6 +1,6 @@
-//! The lecture's walkthrough in Mobula (sections 2, 3 and 5 of
-//! `ray-intro-lecture.txt`): start a node, run four slow tasks in parallel, share a large
-//! matrix through the object store. Each section prints its result and how long it took.
+//! The lecture's walkthrough in Mobula (sections 2 to 5 of `ray-intro-lecture.txt`): start a
+//! node, run four slow tasks in parallel, keep state in an actor, share a large matrix
+//! through the object store. Each section prints its result and how long it took.
 //!
 //! Run it with `cargo run --release --example quickstart`.
 
@@ -13,6 +13,24 @@ use mobula::prelude::*;
 fn slow_function(i: u64) -> u64 {
     std::thread::sleep(Duration::from_secs(1));
     i * i
+}
+
+/// A stateful worker: the lecture's Counter.
+#[mobula::actor]
+struct Counter {
+    value: i64,
+}
+
+#[mobula::actor]
+impl Counter {
+    fn new() -> Self {
+        Counter { value: 0 }
+    }
+
+    fn increment(&mut self) -> i64 {
+        self.value += 1;
+        self.value
+    }
 }
 
 /// Sums a matrix (given as its values, row after row).
@@ -53,6 +71,16 @@ fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(results, vec![0, 1, 4, 9]);
+
+    // 4. Actors keep state between calls: five increments give 1 to 5.
+    let t = Instant::now();
+    let counter = Counter::remote()?;
+    let values = mobula::get_all(&(0..5).map(|_| counter.increment()).collect::<Vec<_>>())?;
+    println!(
+        "[4] actors: counter values {values:?} in {:.4} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(values, vec![1, 2, 3, 4, 5]);
 
     // 5. The object store: put a 1000x1000 matrix once, pass its ref to a task.
     let matrix = random_matrix(1000 * 1000, 42);

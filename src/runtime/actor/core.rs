@@ -291,10 +291,16 @@ impl<A: ActorClass> ActorCore<A> {
     /// Stores a call's outcome. Returns true when the slot must stop: the call panicked (the
     /// actor is failing) or the actor failed while the call ran.
     fn complete(&self, generation: u64, call: Call<A>, outcome: CallOutcome) -> bool {
-        let (current, phase) = {
+        let panicked = matches!(outcome, CallOutcome::Panicked(_));
+        let (current, phase, in_flight) = {
             let mut q = self.queue();
             q.done(generation);
-            (q.generation(), q.phase().clone())
+            let current = q.generation();
+            // A panic fails the actor at once, under the queue's lock: a call made after the
+            // caller sees this call's error waits for the restart instead of being caught in
+            // the failure.
+            let in_flight = (panicked && current == generation).then(|| q.crash());
+            (current, q.phase().clone(), in_flight)
         };
         let return_id = call.return_id();
         if current != generation {
@@ -330,11 +336,14 @@ impl<A: ActorClass> ActorCore<A> {
             }
             CallOutcome::Panicked(message) => {
                 let cause = format!("`{}` panicked: {message}", call.label());
+                if let Some(host) = self.host.get() {
+                    host.do_send(Crashed {
+                        cause,
+                        in_flight: in_flight.unwrap_or_default(),
+                    });
+                }
                 self.store
                     .fail(return_id, task_error(TaskErrorKind::Panicked, message));
-                if let Some(host) = self.host.get() {
-                    host.do_send(Crashed { generation, cause });
-                }
                 return true;
             }
         }
@@ -362,7 +371,23 @@ impl<A: ActorClass> ActorCore<A> {
         }
     }
 
+    /// Kills the actor. For good, it takes effect at once: when this returns, every queued
+    /// and later call fails; the host then releases what the actor held.
     pub fn kill(&self, allow_restart: bool) {
+        if !allow_restart {
+            let cause = "it was killed with mobula::kill";
+            let queued = {
+                let mut queue = self.queue();
+                if matches!(queue.phase(), Phase::Dead(_)) {
+                    return;
+                }
+                queue.die(cause.into())
+            };
+            let err = self.died(cause);
+            for call in queued {
+                self.store.fail(call.return_id(), err.clone());
+            }
+        }
         if let Some(host) = self.host.get() {
             host.do_send(Kill { allow_restart });
         }

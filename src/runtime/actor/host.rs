@@ -12,6 +12,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::core::{ActorCore, Call};
+use super::queue::Phase;
 use crate::api::actor::ActorClass;
 use crate::error::GetError;
 use crate::object::id::TaskId;
@@ -58,7 +59,10 @@ impl<A: ActorClass> ActorHost<A> {
         let job = Box::new(move || {
             let built = panic::catching(|| match construct() {
                 // After a restart the old state is replaced, and dropped here.
-                Ok(actor) => Ok(drop(core.install_state(actor))),
+                Ok(actor) => {
+                    drop(core.install_state(actor));
+                    Ok(())
+                }
                 Err(e) => Err(e),
             });
             me.do_send(Constructed(
@@ -70,8 +74,9 @@ impl<A: ActorClass> ActorHost<A> {
         }
     }
 
-    /// A failure: restart if the budget allows, else die.
-    fn failure(&mut self, cause: String, ctx: &mut Context<Self>) {
+    /// A failure (the queue already crashed, handing back `in_flight`): restart if the
+    /// budget allows, else die.
+    fn failure(&mut self, cause: String, in_flight: Vec<Call<A>>, ctx: &mut Context<Self>) {
         let settings = &self.core.settings;
         if !settings.max_restarts.allows(self.restarts) {
             let how = match settings.max_restarts {
@@ -83,11 +88,11 @@ impl<A: ActorClass> ActorHost<A> {
                     self.restarts
                 ),
             };
+            self.retrying.extend(in_flight);
             return self.die(&format!("{cause}; {how}"), ctx);
         }
         self.restarts += 1;
         tracing::warn!(actor = %self.core.label, restart = self.restarts, %cause, "restarting actor");
-        let in_flight = self.core.queue().crash();
         for mut call in in_flight {
             if settings.max_task_retries.allows(call.attempt() - 1) {
                 call.next_attempt();
@@ -177,7 +182,8 @@ impl<A: ActorClass> Handler<Constructed> for ActorHost<A> {
 
     fn handle(&mut self, Constructed(built): Constructed, ctx: &mut Context<Self>) {
         if let Err(reason) = built {
-            return self.failure(format!("its constructor failed: {reason}"), ctx);
+            let in_flight = self.core.queue().crash();
+            return self.failure(format!("its constructor failed: {reason}"), in_flight, ctx);
         }
         let retry = std::mem::take(&mut self.retrying);
         let (slots, generation) = self.core.queue().running(retry);
@@ -204,21 +210,19 @@ impl<A: ActorClass> Handler<RunSlot> for ActorHost<A> {
     }
 }
 
-/// A call panicked.
+/// A call panicked; the queue already crashed and these calls were in flight.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Crashed {
-    pub generation: u64,
+pub(crate) struct Crashed<A: ActorClass> {
     pub cause: String,
+    pub in_flight: Vec<Call<A>>,
 }
 
-impl<A: ActorClass> Handler<Crashed> for ActorHost<A> {
+impl<A: ActorClass> Handler<Crashed<A>> for ActorHost<A> {
     type Result = ();
 
-    fn handle(&mut self, msg: Crashed, ctx: &mut Context<Self>) {
-        if msg.generation == self.core.queue().generation() {
-            self.failure(msg.cause, ctx);
-        }
+    fn handle(&mut self, msg: Crashed<A>, ctx: &mut Context<Self>) {
+        self.failure(msg.cause, msg.in_flight, ctx);
     }
 }
 
@@ -234,8 +238,20 @@ impl<A: ActorClass> Handler<Kill> for ActorHost<A> {
 
     fn handle(&mut self, msg: Kill, ctx: &mut Context<Self>) {
         if msg.allow_restart {
-            self.failure("it was killed (with restart allowed)".into(), ctx);
+            // Only a running actor restarts; one already restarting just goes on.
+            let in_flight = {
+                let mut queue = self.core.queue();
+                (*queue.phase() == Phase::Running).then(|| queue.crash())
+            };
+            if let Some(in_flight) = in_flight {
+                self.failure(
+                    "it was killed (with restart allowed)".into(),
+                    in_flight,
+                    ctx,
+                );
+            }
         } else {
+            // The queue is already dead (see ActorCore::kill); what it was retrying fails too.
             self.die("it was killed with mobula::kill", ctx);
         }
     }
