@@ -39,6 +39,109 @@ fn do_put_large() -> u8 {
     0
 }
 
+/// Ray's benchmark actor (`Actor` there): no-op methods.
+#[mobula::actor]
+struct Server;
+
+#[mobula::actor]
+impl Server {
+    fn new() -> Self {
+        Server
+    }
+
+    fn small_value(&self) -> Vec<u8> {
+        b"ok".to_vec()
+    }
+
+    fn small_value_arg(&self, _x: u64) -> Vec<u8> {
+        b"ok".to_vec()
+    }
+}
+
+/// Ray's `AsyncActor`.
+#[mobula::actor]
+struct AsyncServer;
+
+#[mobula::actor]
+impl AsyncServer {
+    fn new() -> Self {
+        AsyncServer
+    }
+
+    async fn small_value(&self) -> Vec<u8> {
+        b"ok".to_vec()
+    }
+
+    async fn small_value_with_arg(&self, _x: u64) -> Vec<u8> {
+        b"ok".to_vec()
+    }
+}
+
+/// Ray's `Client` actor: calls servers from inside an actor.
+#[mobula::actor]
+struct Client {
+    servers: Vec<ServerHandle>,
+    async_servers: Vec<AsyncServerHandle>,
+}
+
+#[mobula::actor]
+impl Client {
+    fn new(servers: Vec<ServerHandle>, async_servers: Vec<AsyncServerHandle>) -> Self {
+        Client {
+            servers,
+            async_servers,
+        }
+    }
+
+    fn small_value_batch(&self, n: u64) -> u8 {
+        let mut refs = Vec::new();
+        for s in &self.servers {
+            refs.extend((0..n).map(|_| s.small_value()));
+        }
+        for s in &self.async_servers {
+            refs.extend((0..n).map(|_| s.small_value()));
+        }
+        mobula::get_all(&refs).unwrap();
+        0
+    }
+
+    fn small_value_batch_arg(&self, n: u64) -> u8 {
+        let x = mobula::put(0u64).unwrap();
+        let refs: Vec<_> = (0..n)
+            .map(|_| self.servers[0].small_value_arg(&x))
+            .collect();
+        mobula::get_all(&refs).unwrap();
+        0
+    }
+
+    /// Ray's multi-client task submitter: n no-op tasks, then get them all.
+    fn submit_tasks(&self, n: u64) -> u8 {
+        let refs: Vec<_> = (0..n).map(|_| small_value.remote()).collect();
+        mobula::get_all(&refs).unwrap();
+        0
+    }
+}
+
+/// Ray's n:n `work` task: `n` calls round robin over the servers.
+#[mobula::remote(num_cpus = 0)]
+fn work(servers: Vec<ServerHandle>, n: u64) -> u8 {
+    let refs: Vec<_> = (0..n as usize)
+        .map(|i| servers[i % servers.len()].small_value())
+        .collect();
+    mobula::get_all(&refs).unwrap();
+    0
+}
+
+/// The same over async servers.
+#[mobula::remote(num_cpus = 0)]
+fn work_async(servers: Vec<AsyncServerHandle>, n: u64) -> u8 {
+    let refs: Vec<_> = (0..n as usize)
+        .map(|i| servers[i % servers.len()].small_value())
+        .collect();
+    mobula::get_all(&refs).unwrap();
+    0
+}
+
 struct Options {
     filter: Option<String>,
     quick: bool,
@@ -175,22 +278,76 @@ fn main() -> anyhow::Result<()> {
         let refs: Vec<_> = (0..1000).map(|_| small_value.remote()).collect();
         mobula::get_all(&refs).unwrap();
     });
-    for name in [
-        "multi client tasks async",
-        "1:1 actor calls sync",
-        "1:1 actor calls async",
-        "1:1 actor calls concurrent",
-        "1:n actor calls async",
-        "n:n actor calls async",
+    let clients: Vec<_> = (0..4)
+        .map(|_| Client::remote(vec![], vec![]).unwrap())
+        .collect();
+    b.timeit("multi client tasks async", 4.0 * 10_000.0, || {
+        let refs: Vec<_> = clients.iter().map(|c| c.submit_tasks(10_000)).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    drop(clients);
+
+    let a = Server::remote()?;
+    b.timeit("1:1 actor calls sync", 1.0, || {
+        a.small_value().get().unwrap();
+    });
+    b.timeit("1:1 actor calls async", 1000.0, || {
+        let refs: Vec<_> = (0..1000).map(|_| a.small_value()).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    let concurrent = Server::options().max_concurrency(16).remote()?;
+    b.timeit("1:1 actor calls concurrent", 1000.0, || {
+        let refs: Vec<_> = (0..1000).map(|_| concurrent.small_value()).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    let n_cpu = (cpus / 2).max(1);
+    let servers: Vec<_> = (0..n_cpu).map(|_| Server::remote().unwrap()).collect();
+    let client = Client::remote(servers.clone(), vec![])?;
+    b.timeit("1:n actor calls async", 5000.0 * n_cpu as f64, || {
+        client.small_value_batch(5000).get().unwrap();
+    });
+    b.timeit("n:n actor calls async", 4.0 * 5000.0, || {
+        let refs: Vec<_> = (0..4).map(|_| work.remote(servers.clone(), 5000)).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    let pairs: Vec<_> = (0..n_cpu)
+        .map(|_| Client::remote(vec![Server::remote().unwrap()], vec![]).unwrap())
+        .collect();
+    b.timeit(
         "n:n actor calls with arg async",
-        "1:1 async-actor calls sync",
-        "1:1 async-actor calls async",
-        "1:1 async-actor calls with args async",
-        "1:n async-actor calls async",
-        "n:n async-actor calls async",
-    ] {
-        b.skip(name, "not implemented (actors)");
-    }
+        1000.0 * n_cpu as f64,
+        || {
+            let refs: Vec<_> = pairs
+                .iter()
+                .map(|c| c.small_value_batch_arg(1000))
+                .collect();
+            mobula::get_all(&refs).unwrap();
+        },
+    );
+
+    let aa = AsyncServer::remote()?;
+    b.timeit("1:1 async-actor calls sync", 1.0, || {
+        aa.small_value().get().unwrap();
+    });
+    b.timeit("1:1 async-actor calls async", 1000.0, || {
+        let refs: Vec<_> = (0..1000).map(|_| aa.small_value()).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    b.timeit("1:1 async-actor calls with args async", 1000.0, || {
+        let refs: Vec<_> = (0..1000).map(|_| aa.small_value_with_arg(1)).collect();
+        mobula::get_all(&refs).unwrap();
+    });
+    let async_servers: Vec<_> = (0..n_cpu).map(|_| AsyncServer::remote().unwrap()).collect();
+    let async_client = Client::remote(vec![], async_servers.clone())?;
+    b.timeit("1:n async-actor calls async", 5000.0 * n_cpu as f64, || {
+        async_client.small_value_batch(5000).get().unwrap();
+    });
+    b.timeit("n:n async-actor calls async", 4.0 * 5000.0, || {
+        let refs: Vec<_> = (0..4)
+            .map(|_| work_async.remote(async_servers.clone(), 5000))
+            .collect();
+        mobula::get_all(&refs).unwrap();
+    });
     b.skip(
         "placement group create/removal",
         "not implemented (placement groups)",
