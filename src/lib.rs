@@ -73,6 +73,11 @@ pub use object::value::Value;
 /// - `name.call(args...)`, the original body as a plain Rust call on the current thread.
 ///
 /// A parameter of type `&T` borrows a ref argument's value from the store without copying it.
+/// A `Vec<ObjectRef<E>>` may be passed where a `Vec<E>` is taken: every ref is resolved first
+/// (Ray's `f.remote(*refs)`).
+///
+/// Because `name` becomes a unit value, a local variable of the same name cannot be declared
+/// where the function is in scope (rustc error E0530): name locals differently.
 pub use mobula_macros::remote;
 
 /// Makes a struct an actor class (on the struct) and gives it remote methods (on its impl

@@ -443,3 +443,40 @@ fn results_may_hold_refs() {
     let back = boxed.get().unwrap();
     assert_eq!(mobula::get_all(&back).unwrap(), vec![0, 1, 4, 9, 16]);
 }
+
+#[mobula::remote]
+fn sum_all(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+#[mobula::remote]
+async fn sum_all_async(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+#[mobula::remote]
+fn refuse() -> Result<u64, String> {
+    Err("no".into())
+}
+
+#[test]
+fn a_vec_of_refs_is_resolved_where_a_vec_is_taken() {
+    let _node = start(Config::default().num_cpus(2));
+    let refs: Vec<ObjectRef<u64>> = (0..1000u64).map(|i| square.remote(i)).collect();
+    let expected: u64 = (0..1000u64).map(|i| i * i).sum();
+    assert_eq!(sum_all.remote(refs.clone()).get().unwrap(), expected);
+    assert_eq!(sum_all_async.remote(refs.clone()).get().unwrap(), expected);
+    assert_eq!(
+        sum_all.remote(vec![1u64, 2, 3]).get().unwrap(),
+        6,
+        "a plain Vec still works"
+    );
+    let bad = vec![square.remote(1), mobula::put(2u64).unwrap()];
+    let failing = refuse.remote();
+    let mut with_failure = bad.clone();
+    with_failure.push(failing);
+    assert!(
+        sum_all.remote(with_failure).get().is_err(),
+        "a failed ref fails the task"
+    );
+}

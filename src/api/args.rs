@@ -18,6 +18,56 @@ pub enum Arg<T> {
     Value(T),
     /// A ref; the task waits for it and receives its value.
     Ref(ObjectRef<T>),
+    /// Many refs gathered into one value (a `Vec<ObjectRef<E>>` passed where a `Vec<E>` is
+    /// taken): the task waits for all of them, as Ray's `f.remote(*refs)`.
+    Gather(Arc<dyn Gather<T>>),
+}
+
+/// Refs that resolve together into one `T`.
+#[doc(hidden)]
+pub trait Gather<T>: Send + Sync + std::fmt::Debug {
+    /// The ids of the refs.
+    fn deps(&self, out: &mut Vec<ObjectId>);
+    /// Resolves on a thread that may block.
+    fn resolve_blocking(&self) -> Result<T, GetError>;
+    /// Resolves without blocking.
+    fn resolve(&self) -> LocalBoxFuture<'static, Result<T, GetError>>;
+}
+
+struct GatherVec<E>(Vec<ObjectRef<E>>);
+
+impl<E> std::fmt::Debug for GatherVec<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} refs", self.0.len())
+    }
+}
+
+impl<E: Value> Gather<Vec<E>> for GatherVec<E> {
+    fn deps(&self, out: &mut Vec<ObjectId>) {
+        out.extend(self.0.iter().map(ObjectRef::id));
+    }
+
+    fn resolve_blocking(&self) -> Result<Vec<E>, GetError> {
+        self.0.iter().map(ObjectRef::get).collect()
+    }
+
+    fn resolve(&self) -> LocalBoxFuture<'static, Result<Vec<E>, GetError>> {
+        let refs = self.0.clone();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(refs.len());
+            for r in refs {
+                out.push(r.await?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// A `Vec<ObjectRef<E>>` where a `Vec<E>` is taken: every ref is resolved first.
+impl<E: Value> IntoArg<Vec<E>> for Vec<ObjectRef<E>> {
+    fn into_arg(self) -> Arg<Vec<E>> {
+        Arg::Gather(Arc::new(GatherVec(self)))
+    }
 }
 
 /// What may be passed where a remote function takes a `T`: a `T`, an `ObjectRef<T>` or a
@@ -82,10 +132,11 @@ impl<T> Deref for Resolved<T> {
 }
 
 impl<T: Value> Arg<T> {
-    fn dep(&self) -> Option<ObjectId> {
+    fn deps(&self, out: &mut Vec<ObjectId>) {
         match self {
-            Arg::Value(_) => None,
-            Arg::Ref(r) => Some(r.id()),
+            Arg::Value(_) => {}
+            Arg::Ref(r) => out.push(r.id()),
+            Arg::Gather(g) => g.deps(out),
         }
     }
 
@@ -93,6 +144,7 @@ impl<T: Value> Arg<T> {
         match self {
             Arg::Value(v) => Ok(Resolved::Owned(v.clone())),
             Arg::Ref(r) => r.get_shared_blocking(None).map(Resolved::Shared),
+            Arg::Gather(g) => g.resolve_blocking().map(Resolved::Owned),
         }
     }
 
@@ -100,6 +152,7 @@ impl<T: Value> Arg<T> {
         match self {
             Arg::Value(v) => Ok(Resolved::Owned(v)),
             Arg::Ref(r) => r.get_shared().await.map(Resolved::Shared),
+            Arg::Gather(g) => g.resolve().await.map(Resolved::Owned),
         }
     }
 }
@@ -139,7 +192,7 @@ macro_rules! tuples {
 
             fn deps(&self, out: &mut Vec<ObjectId>) {
                 let ($($v,)*) = self;
-                $( out.extend($v.dep()); )*
+                $( $v.deps(out); )*
             }
 
             fn resolve_blocking(&self) -> Result<Self::Resolved, GetError> {

@@ -11,6 +11,7 @@
 
 pub mod id;
 
+pub(crate) mod codec;
 pub(crate) mod eviction;
 pub(crate) mod shard;
 pub(crate) mod size;

@@ -141,7 +141,7 @@ impl Handler<RestoreObject> for ShardActor {
 #[rtype(result = "()")]
 pub(crate) struct Restored {
     pub id: ObjectId,
-    pub result: Result<Arc<[u8]>, GetError>,
+    pub result: Result<Arc<Vec<u8>>, GetError>,
 }
 
 impl Handler<Restored> for ShardActor {

@@ -1,7 +1,8 @@
 //! A spiller actor: the file I/O of one shard. Spillers live on the store's own thread, so
 //! encoding and disk writes never stall the runtime thread.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use actix::prelude::*;
 use super::id::ObjectId;
 use super::shard::{DeleteFiles, Restored, ShardActor, SpillWritten};
 use super::table::SpillFile;
-use super::value::StoredValue;
+use super::value::{Contained, StoredValue};
 use crate::error::GetError;
 use crate::runtime::panic::panic_message;
 
@@ -64,62 +65,106 @@ impl Handler<WriteSpill> for Spiller {
 
     fn handle(&mut self, msg: WriteSpill, _: &mut Context<Self>) {
         let WriteSpill { id, value, reply } = msg;
-        let encoded = match catch_unwind(AssertUnwindSafe(|| value.encode())) {
-            Ok(Ok(e)) => e,
-            Ok(Err(reason)) => {
-                let reason = format!("cannot encode a {}: {reason}", (value.vtable.type_name)());
-                return reply.do_send(SpillWritten {
-                    id,
-                    result: Err(SpillFailure {
-                        reason,
-                        permanent: true,
-                    }),
-                });
-            }
-            Err(panic) => {
+        let path = self.path_of(id);
+        let written =
+            catch_unwind(AssertUnwindSafe(|| write_file(&path, &value))).unwrap_or_else(|panic| {
                 let reason = format!(
                     "encoding a {} panicked: {}",
                     (value.vtable.type_name)(),
                     panic_message(&*panic)
                 );
-                return reply.do_send(SpillWritten {
-                    id,
-                    result: Err(SpillFailure {
-                        reason,
-                        permanent: true,
-                    }),
-                });
+                Err(SpillFailure {
+                    reason,
+                    permanent: true,
+                })
+            });
+        drop(value);
+        let result = match written {
+            Ok((found, bytes)) => Ok((
+                SpillFile {
+                    path,
+                    contained: found.objects,
+                    actors: found.actors,
+                },
+                bytes,
+            )),
+            Err(failure) => {
+                let _ = std::fs::remove_file(&path);
+                Err(failure)
             }
         };
-        drop(value);
-        let path = self.path_of(id);
-        let result = write_file(&path, &encoded.bytes)
-            .map(|()| {
-                (
-                    SpillFile {
-                        path: path.clone(),
-                        contained: encoded.contained,
-                        actors: encoded.actors,
-                    },
-                    encoded.bytes.len() as u64,
-                )
-            })
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&path);
-                SpillFailure {
-                    reason: format!("writing {}: {e}", path.display()),
-                    permanent: false,
-                }
-            });
         reply.do_send(SpillWritten { id, result });
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(MAGIC)?;
-    f.write_all(bytes)?;
-    f.flush()
+/// A file writer that remembers whether the disk failed, to tell disk errors (worth retrying)
+/// from encoding errors (not).
+struct SpillOut {
+    file: BufWriter<File>,
+    written: u64,
+    disk_error: Option<std::io::Error>,
+}
+
+impl Write for SpillOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.file.write(buf) {
+            Ok(n) => {
+                self.written += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let copy = std::io::Error::new(e.kind(), e.to_string());
+                self.disk_error = Some(e);
+                Err(copy)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Streams the value to a new spill file; returns what it contains and the bytes written.
+fn write_file(path: &Path, value: &StoredValue) -> Result<(Contained, u64), SpillFailure> {
+    let disk = |e: std::io::Error| SpillFailure {
+        reason: format!("writing {}: {e}", path.display()),
+        permanent: false,
+    };
+    let file = File::create(path).map_err(disk)?;
+    let mut out = SpillOut {
+        file: BufWriter::with_capacity(1 << 20, file),
+        written: 0,
+        disk_error: None,
+    };
+    out.write_all(MAGIC).map_err(disk)?;
+    match value.write_to(&mut out) {
+        Ok(found) => {
+            out.flush().map_err(disk)?;
+            Ok((found, out.written))
+        }
+        Err(reason) => Err(match out.disk_error.take() {
+            Some(e) => disk(e),
+            None => SpillFailure {
+                reason: format!("cannot encode a {}: {reason}", (value.vtable.type_name)()),
+                permanent: true,
+            },
+        }),
+    }
+}
+
+/// Reads a spill file's payload (after its header) without copying it again.
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    let mut header = [0u8; MAGIC.len()];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    if &header != MAGIC {
+        return Err("the file is not a Mobula spill file".into());
+    }
+    let size = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    let mut payload = Vec::with_capacity(size.saturating_sub(MAGIC.len()));
+    file.read_to_end(&mut payload).map_err(|e| e.to_string())?;
+    Ok(payload)
 }
 
 /// Read one object back.
@@ -135,16 +180,13 @@ impl Handler<ReadSpill> for Spiller {
     type Result = ();
 
     fn handle(&mut self, msg: ReadSpill, _: &mut Context<Self>) {
-        let result = match std::fs::read(&msg.path) {
-            Ok(bytes) if bytes.starts_with(MAGIC) => Ok(Arc::from(&bytes[MAGIC.len()..])),
-            Ok(_) => Err("the file is not a Mobula spill file".to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let result = result.map_err(|reason| GetError::RestoreFailed {
-            object_id: msg.id,
-            path: msg.path,
-            reason,
-        });
+        let result = read_file(&msg.path)
+            .map(Arc::new)
+            .map_err(|reason| GetError::RestoreFailed {
+                object_id: msg.id,
+                path: msg.path,
+                reason,
+            });
         msg.reply.do_send(Restored { id: msg.id, result });
     }
 }

@@ -37,7 +37,7 @@ enum State {
         restoring: bool,
     },
     /// Read back from disk, not yet decoded by a typed get.
-    Bytes { bytes: Arc<[u8]> },
+    Bytes { bytes: Arc<Vec<u8>> },
     /// Will never have a value.
     Failed(Arc<GetError>),
 }
@@ -125,7 +125,7 @@ impl Effects {
 #[derive(Debug, Clone)]
 pub(crate) enum Ready {
     Value(StoredValue),
-    Bytes(Arc<[u8]>),
+    Bytes(Arc<Vec<u8>>),
     Failed(Arc<GetError>),
 }
 
@@ -484,7 +484,7 @@ impl ShardTable {
     pub fn finish_restore(
         &mut self,
         id: ObjectId,
-        result: Result<Arc<[u8]>, Arc<GetError>>,
+        result: Result<Arc<Vec<u8>>, Arc<GetError>>,
     ) -> Effects {
         let mut fx = Effects::default();
         let Some(e) = self.entries.get_mut(&id) else {
@@ -731,7 +731,7 @@ mod tests {
             t.probe(id, 4, &mut None),
             Probe::NotReady { restore: false }
         ));
-        let fx = fire(t.finish_restore(id, Ok(Arc::from(vec![9u8; 5]))));
+        let fx = fire(t.finish_restore(id, Ok(Arc::new(vec![9u8; 5]))));
         assert_eq!(woken.load(Ordering::SeqCst), 2);
         assert_eq!(fx.memory_delta, 5);
         assert!(matches!(

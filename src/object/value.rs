@@ -7,13 +7,14 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::io::Write;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::id::{ActorId, ObjectId};
-use super::size;
+use super::{codec, size};
 
 /// A type that Mobula can store, pass to a task and return from one.
 ///
@@ -36,8 +37,9 @@ impl<T> Value for T where T: Serialize + DeserializeOwned + Clone + Send + Sync 
 /// The per-type functions a stored value needs once its type is erased.
 pub(crate) struct ValueVTable {
     pub type_name: fn() -> &'static str,
-    /// Serializes the value and reports the object refs it contains.
-    pub serialize: fn(&(dyn Any + Send + Sync)) -> Result<Encoded, String>,
+    /// Writes the value (see [`codec`](super::codec)) and reports the refs and handles it
+    /// contains.
+    pub write: fn(&(dyn Any + Send + Sync), &mut dyn Write) -> Result<Contained, String>,
 }
 
 impl std::fmt::Debug for ValueVTable {
@@ -46,12 +48,10 @@ impl std::fmt::Debug for ValueVTable {
     }
 }
 
-/// A value serialized for leaving memory, with the ids of the object refs and actor handles
-/// found inside it.
-#[derive(Debug)]
-pub(crate) struct Encoded {
-    pub bytes: Vec<u8>,
-    pub contained: Vec<ObjectId>,
+/// The object refs and actor handles found inside a value as it was written.
+#[derive(Debug, Default)]
+pub(crate) struct Contained {
+    pub objects: Vec<ObjectId>,
     pub actors: Vec<ActorId>,
 }
 
@@ -60,29 +60,37 @@ struct VTableOf<T>(std::marker::PhantomData<T>);
 impl<T: Value> VTableOf<T> {
     const VTABLE: ValueVTable = ValueVTable {
         type_name: std::any::type_name::<T>,
-        serialize: serialize_erased::<T>,
+        write: write_erased::<T>,
     };
 }
 
-fn serialize_erased<T: Value>(value: &(dyn Any + Send + Sync)) -> Result<Encoded, String> {
+fn write_erased<T: Value>(
+    value: &(dyn Any + Send + Sync),
+    out: &mut dyn Write,
+) -> Result<Contained, String> {
     let value = value
         .downcast_ref::<T>()
         .ok_or_else(|| format!("stored value is not a {}", std::any::type_name::<T>()))?;
-    encode(value)
+    collecting_refs(|| codec::write(value, out)).map(|((), found)| found)
 }
 
-/// Serializes with postcard, collecting the ids of the refs and handles met on the way.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, String> {
+/// Runs `f` (which serializes something), gathering the refs and handles serialized.
+pub(crate) fn collecting_refs<R>(
+    f: impl FnOnce() -> Result<R, String>,
+) -> Result<(R, Contained), String> {
     let previous = REF_COLLECTOR.with(|c| c.borrow_mut().replace(Collected::default()));
-    let result = postcard::to_allocvec(value);
+    let result = f();
     let found = REF_COLLECTOR
         .with(|c| std::mem::replace(&mut *c.borrow_mut(), previous))
         .unwrap_or_default();
-    let bytes = result.map_err(|e| e.to_string())?;
-    Ok(Encoded {
-        bytes,
-        contained: found.objects,
-        actors: found.actors,
+    result.map(|r| {
+        (
+            r,
+            Contained {
+                objects: found.objects,
+                actors: found.actors,
+            },
+        )
     })
 }
 
@@ -150,15 +158,15 @@ impl StoredValue {
         Arc::strong_count(&self.data) == 1
     }
 
-    pub fn encode(&self) -> Result<Encoded, String> {
-        (self.vtable.serialize)(&*self.data)
+    /// Writes the value for leaving memory.
+    pub fn write_to(&self, out: &mut dyn Write) -> Result<Contained, String> {
+        (self.vtable.write)(&*self.data, out)
     }
 }
 
-/// Decodes bytes made by [`encode`] into a `T`.
+/// Decodes bytes written by [`StoredValue::write_to`] into a `T`.
 pub(crate) fn decode<T: Value>(bytes: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| format!("cannot decode a {}: {e}", std::any::type_name::<T>()))
+    codec::read(bytes)
 }
 
 #[cfg(test)]
@@ -175,10 +183,11 @@ mod tests {
     #[test]
     fn encoding_round_trips() {
         let v = StoredValue::new((String::from("a"), 7u64));
-        let enc = v.encode().unwrap();
-        assert!(enc.contained.is_empty());
+        let mut bytes = Vec::new();
+        let found = v.write_to(&mut bytes).unwrap();
+        assert!(found.objects.is_empty() && found.actors.is_empty());
         assert_eq!(
-            decode::<(String, u64)>(&enc.bytes).unwrap(),
+            decode::<(String, u64)>(&bytes).unwrap(),
             ("a".to_string(), 7)
         );
     }
