@@ -91,10 +91,8 @@ pub(crate) fn write<T: Value>(value: &T, out: &mut dyn Write) -> Result<(), Stri
         Some(write_varint(out, v.len() as u64).and_then(|()| out.write_all(v)))
     } else if let Some(v) = any.downcast_ref::<Vec<f64>>() {
         Some(write_f64s(v, out))
-    } else if let Some(v) = any.downcast_ref::<Vec<f32>>() {
-        Some(write_f32s(v, out))
     } else {
-        None
+        any.downcast_ref::<Vec<f32>>().map(|v| write_f32s(v, out))
     };
     match fast {
         Some(written) => written.map_err(|e| e.to_string()),
