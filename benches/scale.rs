@@ -25,7 +25,7 @@ fn sum_all(xs: Vec<u64>) -> u64 {
 
 /// Reads a large object in place: a checksum over a sample of its bytes plus its length.
 #[mobula::remote]
-fn checksum(data: &Vec<u8>) -> u64 {
+fn checksum(data: &[u8]) -> u64 {
     data.iter().step_by(4096).map(|b| *b as u64).sum::<u64>() + data.len() as u64
 }
 
@@ -133,7 +133,7 @@ fn main() -> anyhow::Result<()> {
             let refs: Vec<_> = (0..10_000u64).map(|i| mobula::put(i).unwrap()).collect();
             let t = Instant::now();
             assert_eq!(
-                sum_all.remote(refs).get().unwrap(),
+                sum_all.remote(mobula::gather(refs)).get().unwrap(),
                 (0..10_000u64).sum::<u64>()
             );
             format!(" (the task alone {:.4} s)", t.elapsed().as_secs_f64())

@@ -49,7 +49,7 @@ pub mod util;
 pub use api::actor::{
     ActorBuilder, ActorHandle, ActorOptions, DEFAULT_NAMESPACE, get_actor, get_actor_in, kill,
 };
-pub use api::args::{Arg, IntoArg};
+pub use api::args::{Arg, Gathered, IntoArg, gather};
 pub use api::config::Config;
 pub use api::context::{Context, context};
 pub use api::function::{TaskBuilder, TaskOptions};
@@ -73,7 +73,7 @@ pub use object::value::Value;
 /// - `name.call(args...)`, the original body as a plain Rust call on the current thread.
 ///
 /// A parameter of type `&T` borrows a ref argument's value from the store without copying it.
-/// A `Vec<ObjectRef<E>>` may be passed where a `Vec<E>` is taken: every ref is resolved first
+/// Many refs may be passed as one `Vec<E>` argument with [`gather`], each resolved first
 /// (Ray's `f.remote(*refs)`).
 ///
 /// Because `name` becomes a unit value, a local variable of the same name cannot be declared

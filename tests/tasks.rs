@@ -460,12 +460,21 @@ fn refuse() -> Result<u64, String> {
 }
 
 #[test]
-fn a_vec_of_refs_is_resolved_where_a_vec_is_taken() {
+fn gathered_refs_are_resolved_into_one_vec_argument() {
     let _node = start(Config::default().num_cpus(2));
     let refs: Vec<ObjectRef<u64>> = (0..1000u64).map(|i| square.remote(i)).collect();
     let expected: u64 = (0..1000u64).map(|i| i * i).sum();
-    assert_eq!(sum_all.remote(refs.clone()).get().unwrap(), expected);
-    assert_eq!(sum_all_async.remote(refs.clone()).get().unwrap(), expected);
+    assert_eq!(
+        sum_all.remote(mobula::gather(refs.clone())).get().unwrap(),
+        expected
+    );
+    assert_eq!(
+        sum_all_async
+            .remote(mobula::gather(refs.clone()))
+            .get()
+            .unwrap(),
+        expected
+    );
     assert_eq!(
         sum_all.remote(vec![1u64, 2, 3]).get().unwrap(),
         6,
@@ -476,7 +485,7 @@ fn a_vec_of_refs_is_resolved_where_a_vec_is_taken() {
     let mut with_failure = bad.clone();
     with_failure.push(failing);
     assert!(
-        sum_all.remote(with_failure).get().is_err(),
+        sum_all.remote(mobula::gather(with_failure)).get().is_err(),
         "a failed ref fails the task"
     );
 }

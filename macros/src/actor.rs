@@ -12,7 +12,7 @@ use syn::{
     Visibility,
 };
 
-use crate::{fallible_ok, is_integer, non_negative_number};
+use crate::{fallible_ok, is_integer, non_negative_number, stored_type};
 
 pub(crate) fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     match syn::parse2::<Item>(item)? {
@@ -220,7 +220,7 @@ fn params<'a>(inputs: impl Iterator<Item = &'a FnArg>, span: Span) -> syn::Resul
                     "an actor method cannot take `&mut`: it receives its own copy of each argument; take the value instead",
                 ));
             }
-            Type::Reference(r) => ((*r.elem).clone(), true),
+            Type::Reference(r) => (stored_type(&r.elem), true),
             Type::ImplTrait(t) => {
                 return Err(syn::Error::new(
                     t.span(),

@@ -87,7 +87,7 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
                     "a remote function cannot take `&mut`: it receives its own copy of each argument; take the value instead",
                 ));
             }
-            Type::Reference(r) => ((*r.elem).clone(), true),
+            Type::Reference(r) => (stored_type(&r.elem), true),
             Type::ImplTrait(t) => {
                 return Err(syn::Error::new(
                     t.span(),
@@ -211,6 +211,21 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         }
 
     })
+}
+
+/// The type stored for a borrowed parameter: `&T` borrows a `T`, `&[T]` a `Vec<T>`, `&str`
+/// a `String`.
+pub(crate) fn stored_type(elem: &Type) -> Type {
+    match elem {
+        Type::Slice(s) => {
+            let inner = &s.elem;
+            syn::parse_quote!(::std::vec::Vec<#inner>)
+        }
+        Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => {
+            syn::parse_quote!(::std::string::String)
+        }
+        other => other.clone(),
+    }
 }
 
 /// For a return type named `Result`, what an `ObjectRef` to the result holds: its first type

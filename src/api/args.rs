@@ -63,10 +63,24 @@ impl<E: Value> Gather<Vec<E>> for GatherVec<E> {
     }
 }
 
-/// A `Vec<ObjectRef<E>>` where a `Vec<E>` is taken: every ref is resolved first.
-impl<E: Value> IntoArg<Vec<E>> for Vec<ObjectRef<E>> {
+/// Refs to pass where a remote function takes a `Vec<E>`: made by [`gather`].
+pub struct Gathered<E>(Vec<ObjectRef<E>>);
+
+impl<E> std::fmt::Debug for Gathered<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gathered({} refs)", self.0.len())
+    }
+}
+
+/// Passes many refs as one `Vec<E>` argument, each resolved before the task runs (Ray's
+/// `f.remote(*refs)`): `total.remote(mobula::gather(refs))` for `fn total(xs: Vec<u64>)`.
+pub fn gather<E: Value>(refs: impl IntoIterator<Item = ObjectRef<E>>) -> Gathered<E> {
+    Gathered(refs.into_iter().collect())
+}
+
+impl<E: Value> IntoArg<Vec<E>> for Gathered<E> {
     fn into_arg(self) -> Arg<Vec<E>> {
-        Arg::Gather(Arc::new(GatherVec(self)))
+        Arg::Gather(Arc::new(GatherVec(self.0)))
     }
 }
 
