@@ -44,13 +44,32 @@ pub fn object_store() -> Option<ObjectStoreStats> {
     })
 }
 
-/// Worker threads alive now (they run blocking task bodies), or `None` when no runtime runs.
+/// Worker threads alive now (blocking tasks and blocking actor calls run on them), or `None`
+/// when no runtime runs.
 pub fn worker_threads() -> Option<usize> {
-    global::with_runtime(|rt| rt.pool.threads())
+    global::with_runtime(|rt| rt.workers.threads() + rt.actor_pool.threads())
 }
 
 /// Actors alive on the node (including ones starting or restarting), or `None` when no
 /// runtime runs.
 pub fn actor_count() -> Option<usize> {
     global::with_runtime(|rt| rt.actors.len())
+}
+
+/// Tasks on the node now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskCounts {
+    /// Waiting for their arguments or their resources.
+    pub waiting: usize,
+    /// Running (including those blocked in a get).
+    pub running: usize,
+}
+
+/// Tasks waiting and running, or `None` when no runtime runs.
+pub fn tasks() -> Option<TaskCounts> {
+    global::with_runtime(|rt| {
+        let (waiting, running) = rt.scheduler.counts();
+        TaskCounts { waiting, running }
+    })
 }

@@ -7,24 +7,23 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix::Addr;
-
 use super::actor::directory::ActorDirectory;
 use super::context::{self, TaskContext, current_task};
 use super::worker_pool::WorkerPool;
+use super::workers::TaskWorkers;
 use crate::object::id::{IdMint, NodeId, TaskId};
 
 use crate::object::store::Store;
-use crate::scheduler::actor::{CancelTask, SchedulerActor, TaskBlocked, TaskUnblocked};
+use crate::scheduler::handle::Scheduler;
 
 /// A running node, as the API sees it.
 pub(crate) struct Runtime {
     pub node_id: NodeId,
     pub ids: Arc<IdMint>,
     pub store: Store,
-    pub scheduler: Addr<SchedulerActor>,
-    /// Runs blocking task bodies: grows with the tasks the scheduler admits.
-    pub pool: WorkerPool,
+    pub scheduler: Scheduler,
+    /// Run blocking tasks.
+    pub workers: TaskWorkers,
     /// Runs blocking actor calls: as many threads as CPUs, plus those waiting in a get.
     pub actor_pool: WorkerPool,
     pub actors: Arc<ActorDirectory>,
@@ -35,7 +34,7 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     pub fn cancel_task(&self, task: TaskId) {
-        self.scheduler.do_send(CancelTask(task));
+        self.scheduler.cancel(task);
     }
 
     /// Stops the node: pending objects fail with `ShutDown`, the node's thread ends, idle
@@ -43,6 +42,7 @@ impl Runtime {
     fn stop(&self) {
         self.store.close();
         self.actors.clear();
+        self.workers.shutdown();
         self.system.stop();
         let handle = self
             .node_thread
@@ -55,7 +55,6 @@ impl Runtime {
         {
             tracing::error!("the node thread panicked while stopping");
         }
-        self.pool.shutdown();
         self.actor_pool.shutdown();
     }
 }
@@ -139,7 +138,7 @@ pub(crate) fn uninstall(only: Option<NodeId>) {
 /// deadlock a full node (Ray does the same for `ray.get` inside a task). Nested and concurrent
 /// waits of one task lend once.
 pub(crate) struct BlockedInGet {
-    lent: Option<(Arc<TaskContext>, Addr<SchedulerActor>)>,
+    lent: Option<(Arc<TaskContext>, Scheduler)>,
     _pool: Option<super::worker_pool::Blocked>,
 }
 
@@ -159,7 +158,7 @@ impl BlockedInGet {
             };
         };
         if task.waits.fetch_add(1, Ordering::AcqRel) == 0 {
-            scheduler.do_send(TaskBlocked(task.task_id));
+            scheduler.blocked(task.task_id);
         }
         BlockedInGet {
             lent: Some((task, scheduler)),
@@ -173,7 +172,7 @@ impl Drop for BlockedInGet {
         if let Some((task, scheduler)) = self.lent.take()
             && task.waits.fetch_sub(1, Ordering::AcqRel) == 1
         {
-            scheduler.do_send(TaskUnblocked(task.task_id));
+            scheduler.unblocked(task.task_id);
         }
     }
 }

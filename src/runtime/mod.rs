@@ -16,3 +16,4 @@ pub(crate) mod submit;
 pub(crate) mod task_actor;
 pub(crate) mod task_spec;
 pub(crate) mod worker_pool;
+pub(crate) mod workers;

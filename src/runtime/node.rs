@@ -2,12 +2,15 @@
 //!
 //! ```text
 //! NodeSupervisor
-//! ├── StoreSupervisor ── ShardActor x16 ── Spiller (on the store's I/O thread)
-//! └── SchedulerActor ── TaskActor (one per running task)
+//! └── StoreSupervisor ── ShardActor x16 ── Spiller (on the store's I/O thread)
+//! ActorHost (one per user actor)               TaskActor (one per running async task)
+//! worker arbiters ── TaskActor (the blocking task each runs)
 //! ```
 //!
-//! Actors run on the node's own thread ("mobula-node"); blocking task bodies run on the worker
-//! pool; spill I/O on the store's thread.
+//! Actors run on the node's own thread ("mobula-node"); blocking tasks run in task actors on
+//! worker threads (arbiters of the node's system); blocking actor calls on the actor pool;
+//! spill I/O on the store's thread. The scheduler is shared state that all of them call into
+//! ([`Scheduler`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,12 +20,13 @@ use actix::prelude::*;
 use super::context;
 use super::global::Runtime;
 use super::worker_pool::WorkerPool;
+use super::workers::TaskWorkers;
 use crate::api::config::NodeConfig;
 use crate::error::InitError;
 use crate::object::id::{IdMint, NodeId};
 use crate::object::store::Store;
 use crate::object::supervisor::StoreSupervisor;
-use crate::scheduler::actor::SchedulerActor;
+use crate::scheduler::handle::Scheduler;
 use crate::scheduler::queue::LocalQueue;
 use crate::scheduler::resources::UNIT;
 
@@ -30,7 +34,6 @@ use crate::scheduler::resources::UNIT;
 pub(crate) struct NodeSupervisor {
     node_id: NodeId,
     _store: Addr<StoreSupervisor>,
-    _scheduler: Addr<SchedulerActor>,
 }
 
 impl Actor for NodeSupervisor {
@@ -55,12 +58,11 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
     })?;
     let store = Store::new(node_id, config.object_store_memory, spill_dir);
     let cpus = ((config.cpu_units + UNIT - 1) / UNIT).max(1) as usize;
-    let pool = WorkerPool::new(cpus);
     let actor_pool = WorkerPool::bounded(cpus.max(2));
     let queue = LocalQueue::new(config.resources.clone());
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (node_store, node_pool) = (store.clone(), pool.clone());
+    let node_store = store.clone();
     let thread = std::thread::Builder::new()
         .name("mobula-node".into())
         .spawn(move || {
@@ -68,18 +70,16 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
             let system = actix_rt::System::new();
             system.block_on(async move {
                 let store_supervisor = StoreSupervisor::start_tree(node_store.clone());
-                let scheduler = SchedulerActor::new(node_id, queue, node_store, node_pool).start();
+                let (system, arbiter) = (actix_rt::System::current(), actix_rt::Arbiter::current());
+                let workers = TaskWorkers::new(system.clone(), cpus);
+                let scheduler =
+                    Scheduler::new(node_id, queue, node_store, workers, arbiter.clone());
                 NodeSupervisor {
                     node_id,
                     _store: store_supervisor,
-                    _scheduler: scheduler.clone(),
                 }
                 .start();
-                let _ = ready_tx.send((
-                    actix_rt::System::current(),
-                    scheduler,
-                    actix_rt::Arbiter::current(),
-                ));
+                let _ = ready_tx.send((system, scheduler, arbiter));
             });
             if let Err(e) = system.run() {
                 tracing::error!(error = %e, "the node's event loop failed");
@@ -95,8 +95,8 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
         node_id,
         ids: Arc::new(IdMint::new(node_id)),
         store,
+        workers: scheduler.workers().clone(),
         scheduler,
-        pool,
         actor_pool,
         actors,
         node_arbiter,

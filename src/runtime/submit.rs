@@ -13,7 +13,6 @@ use crate::api::function::{RemoteFunction, TaskOptions};
 use crate::api::object_ref::ObjectRef;
 use crate::error::GetError;
 use crate::object::table::Producer;
-use crate::scheduler::actor::SubmitTask;
 
 /// Submits a call of `F`; `options` are the builder's, or `None` for the attribute's.
 pub fn submit<F: RemoteFunction>(
@@ -50,14 +49,15 @@ pub fn submit<F: RemoteFunction>(
             deps,
             body: Box::new(TypedTask::<F> { args }),
         };
-        rt.scheduler.do_send(SubmitTask(Arc::new(spec)));
-        if !rt.scheduler.connected() || rt.store.is_closed() {
+        if rt.store.is_closed() {
             rt.store.fail(
                 return_id,
                 GetError::ShutDown {
                     object_id: return_id,
                 },
             );
+        } else {
+            rt.scheduler.submit(Arc::new(spec));
         }
         result
     })

@@ -1,89 +1,105 @@
 //! The task actor: one attempt of one task, as a one-shot actor.
 //!
-//! The scheduler spawns it when the task's arguments are ready and its resources granted. It
-//! runs the body (a blocking body on a worker thread, an async body in its own context on the
-//! runtime thread), stores the result, reports to the scheduler and stops. If it is stopped
-//! before the body ends (an abort, a dying worker, a runtime failure) its `Drop` reports the
-//! attempt lost, so no attempt is ever silently dropped.
+//! The scheduler starts it once the task's arguments are ready and its resources granted: a
+//! blocking task's actor on a worker (whose thread it may block, and no one else's), an async
+//! task's actor on the node's thread. It runs the body, stores the result, reports to the
+//! scheduler and stops. A blocking task's actor then starts, on the same worker, the next
+//! task its resources went to, if any; otherwise the worker goes idle. If the actor is
+//! stopped before the body ends (an abort, a killed worker, a runtime failure) its `Drop`
+//! reports the attempt lost, so no attempt is ever silently dropped.
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use futures::channel::oneshot;
 
 use super::context::{self, TaskContext, WithTask};
-use super::panic::CatchPanic;
+use super::panic::{CatchPanic, WorkerKill};
 use super::task_spec::{Attempt, TaskSpec};
-use super::worker_pool::WorkerPool;
+use super::workers::TaskWorkers;
 use crate::api::function::FunctionKind;
 use crate::error::TaskErrorKind;
-use crate::object::store::Store;
-use crate::scheduler::actor::{Ended, SchedulerActor, TaskEnded};
+use crate::scheduler::handle::Scheduler;
+use crate::scheduler::state::{Ended, Start};
 
 pub(crate) struct TaskActor {
     spec: Arc<TaskSpec>,
     context: Arc<TaskContext>,
-    store: Store,
-    scheduler: Addr<SchedulerActor>,
-    pool: WorkerPool,
+    scheduler: Scheduler,
     ended: bool,
 }
 
 impl TaskActor {
-    pub fn new(
-        spec: Arc<TaskSpec>,
-        context: Arc<TaskContext>,
-        store: Store,
-        scheduler: Addr<SchedulerActor>,
-        pool: WorkerPool,
-    ) -> Self {
+    /// The actor for `start`, not yet started.
+    pub fn prepare(scheduler: Scheduler, start: Start) -> Self {
+        let context = Arc::new(TaskContext {
+            task_id: start.spec.id,
+            node_id: scheduler.node_id(),
+            function: start.spec.function.id,
+            attempt: start.attempt,
+            gpu_ids: start.gpu_ids.into(),
+            cancelled: start.cancelled,
+            waits: Default::default(),
+        });
         TaskActor {
-            spec,
+            spec: start.spec,
             context,
-            store,
             scheduler,
-            pool,
             ended: false,
         }
     }
 
-    fn end(&mut self, attempt: Attempt, ctx: &mut Context<Self>) {
+    /// Starts the actor for `start` on the current thread's arbiter.
+    pub fn launch(scheduler: Scheduler, start: Start) -> Addr<TaskActor> {
+        let actor = Self::prepare(scheduler, start);
+        actor.start()
+    }
+
+    /// Stores the outcome and reports it; returns the next blocking task to run here, when
+    /// `claim` is set and the freed resources went to one.
+    fn finish(&mut self, attempt: Attempt, claim: bool) -> Option<Start> {
         self.ended = true;
+        let store = self.scheduler.store();
         let outcome = match attempt {
             Attempt::Value(value) => {
-                self.store.seal(self.spec.return_id, value);
+                store.seal(self.spec.return_id, value);
                 Ended::Done
             }
             Attempt::DepFailed(err) => {
-                self.store.fail(self.spec.return_id, err);
+                store.fail(self.spec.return_id, err);
                 Ended::Done
             }
             Attempt::Failed { kind, message } => Ended::Failed { kind, message },
         };
-        self.scheduler.do_send(TaskEnded {
-            task: self.spec.id,
-            attempt: self.context.attempt,
-            outcome,
-        });
-        ctx.stop();
+        self.scheduler
+            .task_ended(self.spec.id, self.context.attempt, outcome, claim)
     }
 
     fn run_blocking(&mut self, ctx: &mut Context<Self>) {
-        let (tx, rx) = oneshot::channel();
-        let spec = Arc::clone(&self.spec);
-        let task = Arc::clone(&self.context);
-        let job = Box::new(move || {
-            let attempt = context::with_task(&task, || spec.body.run_blocking());
-            let _ = tx.send(attempt);
-        });
-        if let Err(reason) = self.pool.execute(job) {
-            return self.end(Attempt::lost(reason), ctx);
-        }
-        ctx.wait(rx.into_actor(self).map(|received, act, ctx| {
-            let attempt = received
-                .unwrap_or_else(|_| Attempt::lost("the worker thread running the task died"));
-            act.end(attempt, ctx);
+        let (spec, task) = (Arc::clone(&self.spec), Arc::clone(&self.context));
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            context::with_task(&task, || spec.body.run_blocking())
         }));
+        let workers = TaskWorkers::current();
+        match ran {
+            Ok(attempt) => match (self.finish(attempt, workers.is_some()), workers) {
+                (Some(next), _) => {
+                    TaskActor::launch(self.scheduler.clone(), next);
+                }
+                (None, Some(workers)) => workers.idle(),
+                (None, None) => {}
+            },
+            Err(payload) if payload.is::<WorkerKill>() => {
+                // The worker is meant to die, as a crashed Ray worker process would: the
+                // attempt is lost (and retried within max_retries), the thread stops.
+                self.finish(Attempt::lost("the worker running the task died"), false);
+                if let Some(workers) = workers {
+                    workers.retire();
+                }
+            }
+            Err(payload) => resume_unwind(payload),
+        }
+        ctx.stop();
     }
 
     fn run_async(&mut self, ctx: &mut Context<Self>) {
@@ -99,7 +115,8 @@ impl TaskActor {
                 kind: TaskErrorKind::Panicked,
                 message,
             });
-            act.end(attempt, ctx);
+            act.finish(attempt, false);
+            ctx.stop();
         }));
     }
 }
@@ -122,17 +139,15 @@ impl Drop for TaskActor {
                 kind: TaskErrorKind::WorkerDied,
                 message: "the task's actor stopped before the task finished".into(),
             };
-            self.scheduler.do_send(TaskEnded {
-                task: self.spec.id,
-                attempt: self.context.attempt,
-                outcome,
-            });
+            self.scheduler
+                .task_ended(self.spec.id, self.context.attempt, outcome, false);
         }
     }
 }
 
 /// Stop now: the task was cancelled. An async body is dropped mid-flight; a blocking body
-/// cannot be interrupted, so the actor waits for it (its result will be discarded).
+/// cannot be interrupted (it is not running in a context that can be stopped) and is left to
+/// finish, its result discarded.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Abort;

@@ -1,14 +1,9 @@
-//! The threads that run blocking bodies.
+//! The threads that run blocking actor calls and actor constructors.
 //!
-//! An *elastic* pool runs task bodies: the scheduler decides how many tasks run at once
-//! (their CPU resources), and the pool only makes sure each admitted task gets a thread at
-//! once. It keeps as many threads as the node has CPUs, grows when more tasks are admitted
-//! than threads are idle (fractional or zero-CPU tasks, tasks blocked in `get` that lent their
-//! CPUs), and lets the extra threads go when they have been idle a while.
-//!
-//! A *bounded* pool runs blocking actor calls, which hold no CPUs: it runs at most its bound
-//! of jobs at once, queueing the rest, except that a thread waiting in a `get` does not count
-//! (so actors waiting on each other cannot starve the pool). Async bodies never come here.
+//! Actor calls hold no CPUs, so the pool itself bounds them: it runs at most its bound of jobs
+//! at once, queueing the rest, except that a thread waiting in a `get` does not count (so
+//! actors waiting on each other cannot starve it). Threads beyond the bound that fall idle
+//! leave after a while. (Blocking tasks run on the scheduler's workers, `workers.rs`.)
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -36,8 +31,8 @@ struct Inner {
     state: Mutex<State>,
     cond: Condvar,
     core: usize,
-    /// For a bounded pool, how many jobs may run at once (not counting blocked threads).
-    bound: Option<usize>,
+    /// How many jobs may run at once (not counting blocked threads).
+    bound: usize,
 }
 
 /// A handle to the pool; cheap to clone.
@@ -52,23 +47,13 @@ impl std::fmt::Debug for WorkerPool {
 }
 
 impl WorkerPool {
-    /// An elastic pool keeping `core` threads.
-    pub fn new(core: usize) -> Self {
-        WorkerPool(Arc::new(Inner {
-            state: Mutex::new(State::default()),
-            cond: Condvar::new(),
-            core: core.max(1),
-            bound: None,
-        }))
-    }
-
     /// A pool running at most `bound` jobs at once.
     pub fn bounded(bound: usize) -> Self {
         WorkerPool(Arc::new(Inner {
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
             core: bound.max(1),
-            bound: Some(bound.max(1)),
+            bound: bound.max(1),
         }))
     }
 
@@ -88,11 +73,7 @@ impl WorkerPool {
             self.0.cond.notify_one();
             return Ok(());
         }
-        if self
-            .0
-            .bound
-            .is_some_and(|bound| s.threads - s.blocked.min(s.threads) >= bound)
-        {
+        if s.threads - s.blocked.min(s.threads) >= self.0.bound {
             return Ok(()); // a running thread takes it when it is done
         }
         self.spawn(s)
@@ -162,7 +143,7 @@ impl WorkerPool {
     fn block(&self) {
         let mut s = self.lock();
         s.blocked += 1;
-        if self.0.bound.is_some() && s.jobs.len() > s.idle {
+        if s.jobs.len() > s.idle {
             let _ = self.spawn(s);
         }
     }
@@ -216,38 +197,6 @@ mod tests {
     use std::sync::mpsc;
 
     #[test]
-    fn runs_jobs_and_grows_when_all_threads_are_busy() {
-        let pool = WorkerPool::new(1);
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let release_rx = Arc::new(Mutex::new(release_rx));
-        let running = Arc::new(AtomicUsize::new(0));
-        let (done_tx, done_rx) = mpsc::channel();
-        for _ in 0..3 {
-            let (running, rx, done) = (
-                Arc::clone(&running),
-                Arc::clone(&release_rx),
-                done_tx.clone(),
-            );
-            pool.execute(Box::new(move || {
-                running.fetch_add(1, Ordering::SeqCst);
-                rx.lock().unwrap().recv().unwrap();
-                done.send(()).unwrap();
-            }))
-            .unwrap();
-        }
-        while running.load(Ordering::SeqCst) < 3 {
-            std::thread::yield_now();
-        }
-        assert_eq!(pool.threads(), 3, "three blocked jobs need three threads");
-        for _ in 0..3 {
-            release_tx.send(()).unwrap();
-            done_rx.recv().unwrap();
-        }
-        pool.shutdown();
-        assert!(pool.execute(Box::new(|| {})).is_err());
-    }
-
-    #[test]
     fn a_bounded_pool_queues_beyond_its_bound_but_not_behind_a_blocked_thread() {
         let pool = WorkerPool::bounded(1);
         let (started_tx, started_rx) = mpsc::channel();
@@ -273,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_killed_worker_thread_is_replaced() {
-        let pool = WorkerPool::new(1);
+        let pool = WorkerPool::bounded(1);
         let (tx, rx) = mpsc::channel();
         pool.execute(Box::new(|| std::panic::resume_unwind(Box::new(WorkerKill))))
             .unwrap();

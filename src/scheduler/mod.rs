@@ -3,9 +3,11 @@
 //! - [`resources`]: amounts, requests and a node's accounting (pure).
 //! - [`queue`]: the node's task queue: dependencies, classes, dispatch (pure).
 //! - [`retry`]: whether a failed task runs again (pure).
-//! - [`actor`]: the scheduler actor that owns the queue and starts task actors.
+//! - [`state`]: the queue plus what is known of each task; events in, actions out (pure).
+//! - [`handle`]: the shared scheduler every thread calls into; carries out the actions.
 
-pub(crate) mod actor;
+pub(crate) mod handle;
 pub(crate) mod queue;
 pub(crate) mod resources;
 pub(crate) mod retry;
+pub(crate) mod state;

@@ -17,7 +17,7 @@ use crate::api::actor::ActorClass;
 use crate::error::GetError;
 use crate::object::id::TaskId;
 use crate::runtime::panic;
-use crate::scheduler::actor::{ActorGone, PlaceActor, SchedulerActor};
+use crate::scheduler::handle::Scheduler;
 
 /// Runs the actor's constructor (with the arguments it was created with).
 pub(crate) type Constructor<A> = Arc<dyn Fn() -> Result<A, String> + Send + Sync>;
@@ -25,7 +25,7 @@ pub(crate) type Constructor<A> = Arc<dyn Fn() -> Result<A, String> + Send + Sync
 pub(crate) struct ActorHost<A: ActorClass> {
     core: Arc<ActorCore<A>>,
     construct: Constructor<A>,
-    scheduler: Addr<SchedulerActor>,
+    scheduler: Scheduler,
     /// The id under which the scheduler accounts the actor's resources.
     placement: TaskId,
     restarts: u32,
@@ -37,7 +37,7 @@ impl<A: ActorClass> ActorHost<A> {
     pub fn new(
         core: Arc<ActorCore<A>>,
         construct: Constructor<A>,
-        scheduler: Addr<SchedulerActor>,
+        scheduler: Scheduler,
         placement: TaskId,
     ) -> Self {
         ActorHost {
@@ -125,7 +125,7 @@ impl<A: ActorClass> ActorHost<A> {
                 let _ = panic::catching(move || drop(state));
             }));
         }
-        self.scheduler.do_send(ActorGone(self.placement));
+        self.scheduler.actor_gone(self.placement);
         self.core.directory.remove(self.core.id);
         ctx.stop();
     }
@@ -144,12 +144,13 @@ impl<A: ActorClass> Actor for ActorHost<A> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let me = ctx.address();
-        self.scheduler.do_send(PlaceActor {
-            id: self.placement,
-            place: self.core.settings.place.clone(),
-            hold: self.core.settings.hold.clone(),
-            reply: Box::new(move |placed| me.do_send(Placed(placed))),
-        });
+        let settings = &self.core.settings;
+        self.scheduler.place_actor(
+            self.placement,
+            &settings.place,
+            &settings.hold,
+            Box::new(move |placed| me.do_send(Placed(placed))),
+        );
     }
 }
 

@@ -1,0 +1,202 @@
+//! The scheduler's shared face.
+//!
+//! Whoever submits, finishes, blocks or cancels a task calls in directly, from its own thread:
+//! the state sits behind one mutex, held only while the pure decisions are taken; the actions
+//! (start a task actor, fail an object, answer an actor host) are carried out after it is
+//! released, so no user code, store waiter or actor start ever runs under the lock. A task
+//! actor finishing on a worker may keep the next blocking task its resources were given to and
+//! start it right there, which is what lets a backlog of tasks run without thread switches.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use actix::Actor;
+use actix_rt::ArbiterHandle;
+
+use super::queue::LocalQueue;
+use super::resources::ResourceRequest;
+use super::state::{Action, Ended, PlaceReply, SchedState, Start};
+use crate::object::id::{NodeId, ObjectId, TaskId};
+use crate::object::store::Store;
+use crate::object::table::Probe;
+use crate::object::waiter::Waiter;
+use crate::runtime::context;
+use crate::runtime::task_actor::{Abort, TaskActor};
+use crate::runtime::task_spec::TaskSpec;
+use crate::runtime::workers::TaskWorkers;
+
+struct Inner {
+    state: Mutex<SchedState>,
+    node_id: NodeId,
+    store: Store,
+    workers: TaskWorkers,
+    node_arbiter: ArbiterHandle,
+}
+
+/// A handle to the node's scheduler; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Scheduler(Arc<Inner>);
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scheduler(node {})", self.0.node_id)
+    }
+}
+
+impl Scheduler {
+    pub fn new(
+        node_id: NodeId,
+        queue: LocalQueue,
+        store: Store,
+        workers: TaskWorkers,
+        node_arbiter: ArbiterHandle,
+    ) -> Self {
+        Scheduler(Arc::new(Inner {
+            state: Mutex::new(SchedState::new(node_id, queue)),
+            node_id,
+            store,
+            workers,
+            node_arbiter,
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SchedState> {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.0.node_id
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn workers(&self) -> &TaskWorkers {
+        &self.0.workers
+    }
+
+    /// A new task. Its missing arguments are watched under the lock, so that one becoming
+    /// ready meanwhile is not missed.
+    pub fn submit(&self, spec: Arc<TaskSpec>) {
+        let mut out = Vec::new();
+        {
+            let mut state = self.lock();
+            let mut missing = Vec::new();
+            for &dep in &spec.deps {
+                if !matches!(self.0.store.probe(dep, &mut None), Probe::NotReady { .. }) {
+                    continue;
+                }
+                let me = self.clone();
+                let mut waiter = Some(Waiter::Call(Box::new(move || me.dep_ready(dep))));
+                if let Probe::NotReady { .. } = self.0.store.probe(dep, &mut waiter) {
+                    missing.push(dep);
+                }
+            }
+            state.submit(spec, &missing, &mut out);
+        }
+        self.act(out, false);
+    }
+
+    fn dep_ready(&self, object: ObjectId) {
+        let mut out = Vec::new();
+        self.lock().dep_ready(object, &mut out);
+        self.act(out, false);
+    }
+
+    /// An attempt ended. With `claim`, the caller (a task actor on a worker) takes back the
+    /// first blocking task to start, to run it on its own worker.
+    pub fn task_ended(
+        &self,
+        task: TaskId,
+        attempt: u32,
+        outcome: Ended,
+        claim: bool,
+    ) -> Option<Start> {
+        let mut out = Vec::new();
+        self.lock().ended(task, attempt, outcome, &mut out);
+        self.act(out, claim)
+    }
+
+    pub fn blocked(&self, task: TaskId) {
+        let mut out = Vec::new();
+        self.lock().blocked(task, &mut out);
+        self.act(out, false);
+    }
+
+    pub fn unblocked(&self, task: TaskId) {
+        self.lock().unblocked(task);
+    }
+
+    pub fn cancel(&self, task: TaskId) {
+        let mut out = Vec::new();
+        self.lock().cancel(task, &mut out);
+        self.act(out, false);
+    }
+
+    pub fn place_actor(
+        &self,
+        id: TaskId,
+        place: &ResourceRequest,
+        hold: &ResourceRequest,
+        reply: PlaceReply,
+    ) {
+        let mut out = Vec::new();
+        self.lock().place_actor(id, place, hold, reply, &mut out);
+        self.act(out, false);
+    }
+
+    pub fn actor_gone(&self, id: TaskId) {
+        let mut out = Vec::new();
+        self.lock().actor_gone(id, &mut out);
+        self.act(out, false);
+    }
+
+    /// Tasks waiting, and tasks running.
+    pub fn counts(&self) -> (usize, usize) {
+        self.lock().counts()
+    }
+
+    fn act(&self, actions: Vec<Action>, claim: bool) -> Option<Start> {
+        let mut claimed = None;
+        for action in actions {
+            match action {
+                Action::Start(start) => {
+                    if claim && claimed.is_none() && !start.is_async() {
+                        claimed = Some(start);
+                    } else {
+                        self.start(start);
+                    }
+                }
+                Action::Fail(object, err) => {
+                    self.0.store.fail(object, err);
+                }
+                Action::Placed(reply, placed) => reply(placed),
+                Action::Abort(actor) => actor.do_send(Abort),
+            }
+        }
+        claimed
+    }
+
+    /// Starts an attempt: a blocking task on a worker, an async one on the node's thread.
+    pub fn start(&self, start: Start) {
+        let (task, attempt) = (start.spec.id, start.attempt);
+        if start.is_async() {
+            let addr = if context::on_runtime_thread() {
+                TaskActor::launch(self.clone(), start)
+            } else {
+                let me = self.clone();
+                TaskActor::start_in_arbiter(&self.0.node_arbiter, move |_| {
+                    TaskActor::prepare(me, start)
+                })
+            };
+            self.lock().started(task, attempt, addr);
+            return;
+        }
+        let me = self.clone();
+        if let Err(reason) = self.0.workers.run(Box::new(move || {
+            TaskActor::launch(me, start);
+        })) {
+            tracing::warn!(%task, %reason, "cannot start a task");
+        }
+    }
+}
