@@ -193,7 +193,6 @@ pub(crate) fn blocked() -> Option<Blocked> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
     #[test]
