@@ -154,6 +154,13 @@ impl<T: Value> ObjectRef<T> {
         if context::on_runtime_thread() {
             return Err(GetError::WouldBlock { object_id: id });
         }
+        // The value is often microseconds away: give the CPU to whoever makes it a few
+        // times before paying for a sleep and a wake-up.
+        if context::spin_until(|| !matches!(store.probe(id, &mut None), Probe::NotReady { .. })) {
+            if let Probe::Ready(ready) = store.probe(id, &mut None) {
+                return resolve_ready(store, id, ready);
+            }
+        }
         let _lent = global::BlockedInGet::enter();
         let signal = Arc::new(Signal::default());
         loop {

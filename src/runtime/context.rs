@@ -17,7 +17,7 @@ pub(crate) struct TaskContext {
     pub node_id: NodeId,
     pub function: &'static str,
     pub attempt: u32,
-    pub gpu_ids: Arc<[u32]>,
+    pub gpu_ids: Vec<u32>,
     pub cancelled: Arc<AtomicBool>,
     /// Gets and awaits in progress; while there is one, the task's CPUs are lent out.
     pub waits: AtomicUsize,
@@ -61,6 +61,23 @@ pub(crate) fn mark_runtime_thread() {
 
 pub(crate) fn on_runtime_thread() -> bool {
     RUNTIME_THREAD.with(|r| r.get())
+}
+
+/// Yields the CPU a few times, checking `ready` after each; true as soon as it holds.
+///
+/// A blocking wait costs a sleep and a wake-up (tens of microseconds here); when the awaited
+/// result is a few microseconds away, yielding first hands the CPU to the thread making it
+/// and returns without sleeping. Yielding (not spinning) costs nothing when others need the
+/// CPU more.
+pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+    const YIELDS: usize = 32;
+    for _ in 0..YIELDS {
+        std::thread::yield_now();
+        if ready() {
+            return true;
+        }
+    }
+    false
 }
 
 /// A future that runs as `task` each time it is polled, so that async task bodies see their

@@ -37,7 +37,7 @@ impl TaskActor {
             node_id: scheduler.node_id(),
             function: start.spec.function.id,
             attempt: start.attempt,
-            gpu_ids: start.gpu_ids.into(),
+            gpu_ids: start.gpu_ids,
             cancelled: start.cancelled,
             waits: Default::default(),
         });

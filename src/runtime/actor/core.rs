@@ -43,7 +43,7 @@ pub(crate) struct ActorCore<A: ActorClass> {
     /// The user's actor, once constructed; taken away when the actor dies.
     state: Mutex<Option<Arc<RwLock<A>>>>,
     pub host: OnceLock<Addr<ActorHost<A>>>,
-    pub gpu_ids: Mutex<Arc<[u32]>>,
+    pub gpu_ids: Mutex<Vec<u32>>,
     pub store: Store,
     pub pool: WorkerPool,
     pub ids: Arc<IdMint>,
@@ -78,7 +78,7 @@ impl<A: ActorClass> ActorCore<A> {
             queue: Mutex::new(queue),
             state: Mutex::new(None),
             host: OnceLock::new(),
-            gpu_ids: Mutex::new(Arc::from(Vec::new())),
+            gpu_ids: Mutex::new(Vec::new()),
             store,
             pool,
             ids,
@@ -282,7 +282,11 @@ impl<A: ActorClass> ActorCore<A> {
             node_id: self.node_id,
             function: call.label(),
             attempt: call.attempt(),
-            gpu_ids: Arc::clone(&self.gpu_ids.lock().unwrap_or_else(|e| e.into_inner())),
+            gpu_ids: self
+                .gpu_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             cancelled: Arc::new(AtomicBool::new(false)),
             waits: Default::default(),
         })

@@ -165,7 +165,7 @@ impl<A: ActorClass> Handler<Placed> for ActorHost<A> {
     fn handle(&mut self, Placed(placed): Placed, ctx: &mut Context<Self>) {
         match placed {
             Ok(gpu_ids) => {
-                *self.core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids.into();
+                *self.core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
                 self.construct(ctx);
             }
             Err(reason) => self.die(&format!("it can never be placed here: {reason}"), ctx),
