@@ -97,8 +97,8 @@ pub fn wait<T: Value>(
             signal.wait_until(deadline);
         }
     }
-    let mut ready_refs = Vec::new();
-    let mut pending = Vec::new();
+    let mut ready_refs = Vec::with_capacity(num_returns);
+    let mut pending = Vec::with_capacity(refs.len() - num_returns.min(refs.len()));
     for (i, r) in refs.iter().enumerate() {
         if ready[i] && ready_refs.len() < num_returns {
             ready_refs.push(r.clone())

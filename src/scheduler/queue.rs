@@ -50,7 +50,7 @@ pub(crate) struct LocalQueue {
     tasks: HashMap<TaskId, Slot, IdHash>,
     waiting_on: HashMap<ObjectId, Vec<TaskId>, IdHash>,
     classes: Vec<Class>,
-    class_of: HashMap<ResourceRequest, usize>,
+    class_of: HashMap<ResourceRequest, usize, IdHash>,
 }
 
 impl LocalQueue {
@@ -60,7 +60,7 @@ impl LocalQueue {
             tasks: HashMap::default(),
             waiting_on: HashMap::default(),
             classes: Vec::new(),
-            class_of: HashMap::new(),
+            class_of: HashMap::default(),
         }
     }
 
@@ -202,21 +202,18 @@ impl LocalQueue {
         let mut out = Vec::new();
         for class in &mut self.classes {
             while let Some(&task) = class.queue.front() {
-                if !matches!(self.tasks.get(&task), Some(Slot::Queued)) {
+                let Some(slot @ Slot::Queued) = self.tasks.get_mut(&task) else {
                     class.queue.pop_front(); // cancelled
                     continue;
-                }
+                };
                 let Some(grant) = self.node.try_acquire(&class.request) else {
                     break;
                 };
                 class.queue.pop_front();
-                self.tasks.insert(
-                    task,
-                    Slot::Running {
-                        grant: grant.clone(),
-                        blocked: false,
-                    },
-                );
+                *slot = Slot::Running {
+                    grant: grant.clone(),
+                    blocked: false,
+                };
                 out.push(Decision::Dispatch { task, grant });
             }
         }
