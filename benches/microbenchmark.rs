@@ -271,7 +271,7 @@ fn main() -> anyhow::Result<()> {
     b.timeit("single client wait 1k refs", 1.0, || {
         let mut pending: Vec<_> = (0..1000).map(|_| small_value.remote()).collect();
         while !pending.is_empty() {
-            let (_, rest) = mobula::wait(&pending, 1, None).unwrap();
+            let (_, rest) = mobula::wait(pending, 1, None).unwrap();
             pending = rest;
         }
     });

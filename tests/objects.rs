@@ -296,3 +296,26 @@ fn a_shard_that_panics_is_restarted_and_the_node_keeps_serving() {
     // nothing is left over.
     eventually("all freed", || objects() == 0);
 }
+
+#[mobula::remote]
+fn address_of(data: std::sync::Arc<Vec<u64>>) -> usize {
+    data.as_ptr() as usize
+}
+
+#[test]
+fn an_arc_value_is_shared_with_the_store_not_copied() {
+    let _node = start(Config::default().num_cpus(1));
+    let data = std::sync::Arc::new((0..1_000_000u64).collect::<Vec<_>>());
+    let r = mobula::put(std::sync::Arc::clone(&data)).unwrap();
+    let got = r.get().unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&got, &data),
+        "get shares the caller's buffer"
+    );
+    assert_eq!(
+        address_of.remote(&r).get().unwrap(),
+        data.as_ptr() as usize,
+        "a task argument shares it too"
+    );
+    assert_eq!(got[999_999], 999_999);
+}

@@ -291,6 +291,12 @@ fn wait_splits_ready_from_pending_in_order() {
         "the first ready ones, in the order given"
     );
     assert_eq!(pending, vec![slow.clone(), fast[2].clone()]);
+    let (owned_ready, owned_pending) = mobula::wait(all.clone(), 2, None).unwrap();
+    assert_eq!(
+        (owned_ready, owned_pending),
+        (ready, pending),
+        "an owned list splits the same way, by moving its refs"
+    );
 
     let (ready, pending) = mobula::wait(&all, 4, Some(Duration::from_millis(50))).unwrap();
     assert_eq!(

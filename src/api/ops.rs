@@ -1,5 +1,6 @@
 //! The free functions of the API: `put`, `get_all`, `wait`, `cancel`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,11 +37,26 @@ pub type ReadyAndPending<T> = (Vec<ObjectRef<T>>, Vec<ObjectRef<T>>);
 /// Returns `(ready, pending)`: at most `num_returns` ready refs, then the others, each in the
 /// order given. A ref whose task failed counts as ready (its get returns the error). With a
 /// timeout, fewer than `num_returns` may be ready.
-pub fn wait<T: Value>(
-    refs: &[ObjectRef<T>],
+///
+/// `refs` is a slice, `&Vec` or `Vec`: given the vector itself, the refs are moved into the
+/// two results instead of cloned, which is what a loop that waits on the pending rest wants:
+///
+/// ```no_run
+/// # fn demo(mut pending: Vec<mobula::ObjectRef<u64>>) -> Result<(), mobula::WaitError> {
+/// while !pending.is_empty() {
+///     let (ready, rest) = mobula::wait(pending, 1, None)?;
+///     pending = rest;
+///     # drop(ready);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub fn wait<'a, T: Value>(
+    refs: impl Into<Cow<'a, [ObjectRef<T>]>>,
     num_returns: usize,
     timeout: Option<Duration>,
 ) -> Result<ReadyAndPending<T>, WaitError> {
+    let refs = refs.into();
     if num_returns > refs.len() {
         return Err(WaitError::TooManyReturns {
             num_returns,
@@ -97,16 +113,33 @@ pub fn wait<T: Value>(
             signal.wait_until(deadline);
         }
     }
+    Ok(partition(refs, &ready, num_returns))
+}
+
+/// Splits `refs` into at most `num_returns` ready ones and the rest, keeping their order;
+/// an owned list is split by moving its refs, a borrowed one by cloning them.
+fn partition<T>(
+    refs: Cow<'_, [ObjectRef<T>]>,
+    ready: &[bool],
+    num_returns: usize,
+) -> ReadyAndPending<T> {
     let mut ready_refs = Vec::with_capacity(num_returns);
     let mut pending = Vec::with_capacity(refs.len() - num_returns.min(refs.len()));
-    for (i, r) in refs.iter().enumerate() {
+    let mut place = |i: usize, r: ObjectRef<T>| {
         if ready[i] && ready_refs.len() < num_returns {
-            ready_refs.push(r.clone())
+            ready_refs.push(r)
         } else {
-            pending.push(r.clone())
+            pending.push(r)
         }
+    };
+    match refs {
+        Cow::Owned(refs) => refs.into_iter().enumerate().for_each(|(i, r)| place(i, r)),
+        Cow::Borrowed(refs) => refs
+            .iter()
+            .enumerate()
+            .for_each(|(i, r)| place(i, r.clone())),
     }
-    Ok((ready_refs, pending))
+    (ready_refs, pending)
 }
 
 /// Cancels the task that makes `object_ref` (Ray's `ray.cancel`).

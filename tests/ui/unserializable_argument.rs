@@ -1,8 +1,7 @@
-use std::rc::Rc;
-
+/// A file handle cannot travel to another node: it is not a value.
 #[mobula::remote]
-fn count(items: Rc<Vec<u8>>) -> usize {
-    items.len()
+fn size(file: std::fs::File) -> u64 {
+    file.metadata().map(|m| m.len()).unwrap_or(0)
 }
 
 fn main() {}
