@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::object::id::{NodeId, ObjectId, TaskId};
 
 /// How a task attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum TaskErrorKind {
     /// The function panicked.

@@ -44,7 +44,9 @@ mod runtime;
 mod scheduler;
 pub mod state;
 pub mod testing;
+pub mod transport;
 pub mod util;
+pub mod wire;
 
 pub use api::actor::{
     ActorBuilder, ActorHandle, ActorOptions, DEFAULT_NAMESPACE, get_actor, get_actor_in, kill,

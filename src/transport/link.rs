@@ -1,0 +1,107 @@
+//! Frames on QUIC streams: one request per bidirectional stream, its answer on the same
+//! stream, and large payloads as raw chunks after a header frame (QUIC's flow control is the
+//! back-pressure: a slow reader stops the writer).
+
+use crate::wire::{self, Message, WireError};
+
+/// Chunk size for streamed payloads.
+pub const CHUNK: usize = 1024 * 1024;
+
+/// Why a link operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Could not connect.
+    #[error("connecting to {address}: {reason}")]
+    Connect {
+        /// Where.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection broke (the peer died, timed out or closed it).
+    #[error("link lost: {0}")]
+    Lost(String),
+    /// The peer sent something that is not a valid frame.
+    #[error("bad frame from peer: {0}")]
+    Wire(#[from] WireError),
+    /// The peer answered with something other than what the request calls for.
+    #[error("unexpected answer {got} to {request}")]
+    Unexpected {
+        /// The request.
+        request: &'static str,
+        /// The answer.
+        got: &'static str,
+    },
+    /// The peer refused the request.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+fn lost(e: impl std::fmt::Display) -> LinkError {
+    LinkError::Lost(e.to_string())
+}
+
+/// Writes one frame.
+pub async fn send(stream: &mut quinn::SendStream, message: &Message) -> Result<(), LinkError> {
+    let frame = wire::encode(message)?;
+    stream.write_all(&frame).await.map_err(lost)
+}
+
+/// Reads one frame; an oversized prefix is refused before its body is read.
+pub async fn recv(stream: &mut quinn::RecvStream) -> Result<Message, LinkError> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await.map_err(lost)?;
+    let len = wire::frame_len(prefix)?;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await.map_err(lost)?;
+    Ok(wire::decode_body(&body)?)
+}
+
+/// Writes a payload in chunks.
+pub async fn send_bytes(stream: &mut quinn::SendStream, bytes: &[u8]) -> Result<(), LinkError> {
+    for chunk in bytes.chunks(CHUNK) {
+        stream.write_all(chunk).await.map_err(lost)?;
+    }
+    Ok(())
+}
+
+/// Reads a payload of `len` bytes written by [`send_bytes`], with `limit` as a ceiling.
+pub async fn recv_bytes(
+    stream: &mut quinn::RecvStream,
+    len: u64,
+    limit: u64,
+) -> Result<Vec<u8>, LinkError> {
+    if len > limit {
+        return Err(LinkError::Wire(WireError::TooLarge {
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        }));
+    }
+    let len = usize::try_from(len).map_err(lost)?;
+    let mut out = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let end = (filled + CHUNK).min(len);
+        stream
+            .read_exact(&mut out[filled..end])
+            .await
+            .map_err(lost)?;
+        filled = end;
+    }
+    Ok(out)
+}
+
+/// Sends a request on a new stream and reads the one-frame answer; `Refused` becomes an
+/// error. The stream is returned for a payload that may follow.
+pub async fn request(
+    connection: &quinn::Connection,
+    message: &Message,
+) -> Result<(Message, quinn::RecvStream), LinkError> {
+    let (mut tx, mut rx) = connection.open_bi().await.map_err(lost)?;
+    send(&mut tx, message).await?;
+    tx.finish().map_err(lost)?;
+    match recv(&mut rx).await? {
+        Message::Refused { reason } => Err(LinkError::Refused(reason)),
+        answer => Ok((answer, rx)),
+    }
+}

@@ -1,0 +1,205 @@
+//! TLS for QUIC: the server side every node runs, the client side of a join (the CA pinned by
+//! fingerprint, no client certificate) and of every other link (mutual TLS under the CA).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use super::credentials::{NodeIdentity, fingerprint};
+
+/// The ALPN protocol name of Mobula's links.
+pub const ALPN: &[u8] = b"mobula/1";
+
+/// Why a TLS configuration could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS configuration: {0}")]
+pub struct TlsError(String);
+
+fn tls_err(e: impl std::fmt::Display) -> TlsError {
+    TlsError(e.to_string())
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca_der: &[u8]) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca_der.to_vec()))
+        .map_err(tls_err)?;
+    Ok(Arc::new(roots))
+}
+
+fn chain(identity: &NodeIdentity) -> Vec<CertificateDer<'static>> {
+    vec![
+        CertificateDer::from(identity.cert_der.clone()),
+        CertificateDer::from(identity.ca_der.clone()),
+    ]
+}
+
+fn key(identity: &NodeIdentity) -> PrivateKeyDer<'static> {
+    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()))
+}
+
+/// QUIC timing: keep-alives well inside the idle timeout, so a silent peer is noticed within
+/// `idle` and a live one never times out.
+pub fn transport_config(idle: Duration) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        idle.try_into()
+            .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(10_000))),
+    ));
+    t.keep_alive_interval(Some(idle / 4));
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(65_536));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(1024));
+    Arc::new(t)
+}
+
+/// The server side of a node: presents its certificate; a client may present one signed by
+/// the cluster CA (every link but a join) or none (a join, which may do nothing else).
+pub fn server_config(
+    identity: &NodeIdentity,
+    idle: Duration,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(&identity.ca_der)?, provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(tls_err)?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain(identity), key(identity))
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicServerConfig::try_from(tls).map_err(tls_err)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport_config(idle));
+    Ok(config)
+}
+
+/// The client side of a link between joined nodes: the server must hold a certificate signed
+/// by the cluster CA, and so do we.
+pub fn client_config(
+    identity: &NodeIdentity,
+    idle: Duration,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_root_certificates(roots(&identity.ca_der)?)
+        .with_client_auth_cert(chain(identity), key(identity))
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    finish_client(tls, idle)
+}
+
+/// The client side of a join: no client certificate; the server's chain must end in a CA
+/// whose fingerprint is `pin`.
+pub fn join_config(pin: &str, idle: Duration) -> Result<quinn::ClientConfig, TlsError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCa {
+            pin: pin.to_string(),
+            provider: provider(),
+        }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    finish_client(tls, idle)
+}
+
+fn finish_client(
+    tls: rustls::ClientConfig,
+    idle: Duration,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let crypto = QuicClientConfig::try_from(tls).map_err(tls_err)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport_config(idle));
+    Ok(config)
+}
+
+/// Accepts a server whose chain carries the pinned CA and verifies under it.
+#[derive(Debug)]
+struct PinnedCa {
+    pin: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(ca) = intermediates.iter().find(|c| fingerprint(c) == self.pin) else {
+            return Err(rustls::Error::General(format!(
+                "the server's CA is not the pinned one ({})",
+                self.pin
+            )));
+        };
+        let roots = roots(ca).map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots,
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The certificate chain a connected peer presented, if any.
+pub fn peer_chain(connection: &quinn::Connection) -> Option<Vec<CertificateDer<'static>>> {
+    connection
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()
+        .map(|b| *b)
+}

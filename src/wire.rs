@@ -1,0 +1,415 @@
+//! Every message that crosses a node boundary, and how it is framed.
+//!
+//! A frame is a 4-byte little-endian length, then a postcard-encoded [`Envelope`]: the
+//! protocol version and one [`Message`]. Frames larger than [`MAX_FRAME`] are refused before
+//! any of them is read. Object payloads larger than a frame travel as raw chunks on a stream
+//! of their own after an [`Message::ObjectHeader`] (see `transport::link`). Nothing else in
+//! Mobula writes to a socket.
+//!
+//! This module is pure: bytes in, messages out, no I/O.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::TaskErrorKind;
+use crate::object::id::{NodeId, TaskId};
+
+/// The protocol version this build speaks. A peer with another version is refused.
+pub const VERSION: u16 = 1;
+
+/// The largest frame accepted, length prefix excluded.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Values up to this size travel inside a frame; larger ones are streamed in chunks.
+pub const INLINE_LIMIT: usize = 1024 * 1024;
+
+/// What every frame carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sender's protocol version.
+    pub version: u16,
+    /// The message.
+    pub message: Message,
+}
+
+/// A node as the control plane knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's id, as in its certificate.
+    pub node_id: NodeId,
+    /// Where its QUIC endpoint listens.
+    pub address: SocketAddr,
+    /// Total resources: `CPU`, `GPU`, `memory` and custom ones.
+    pub resources: Vec<(String, f64)>,
+    /// Fingerprint of the node's function registry (0 for a node without functions).
+    pub registry: u64,
+    /// Whether the node runs tasks (a driver or a head started without CPUs does not).
+    pub runs_tasks: bool,
+}
+
+/// A node and what it has free, as last reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// The node.
+    pub info: NodeInfo,
+    /// Resources free at its last heartbeat.
+    pub available: Vec<(String, f64)>,
+    /// Tasks running or queued there at its last heartbeat.
+    pub load: u32,
+    /// False once the head declared it dead.
+    pub alive: bool,
+}
+
+/// The cluster's membership, versioned: a newer version replaces an older one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// Bumped on every change of membership.
+    pub version: u64,
+    /// Every node that joined, dead ones included (marked).
+    pub nodes: Vec<NodeState>,
+}
+
+/// How a task is to run on the node it was sent to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunTask {
+    /// The submitter's task id (for logs and errors).
+    pub task: TaskId,
+    /// The function's registry id.
+    pub function: String,
+    /// Each argument, encoded by the object codec.
+    pub args: Vec<Vec<u8>>,
+    /// CPUs, GPUs and custom resources the task needs.
+    pub resources: Vec<(String, f64)>,
+    /// Whether application errors are retried (on the executing node).
+    pub retry_exceptions: bool,
+    /// The task's name option.
+    pub name: Option<String>,
+}
+
+/// How a task sent to another node ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TaskOutcome {
+    /// Its value, encoded by the object codec.
+    Value(Vec<u8>),
+    /// Its value is larger than a frame and follows on this stream in chunks.
+    Streamed {
+        /// Total bytes that follow.
+        len: u64,
+    },
+    /// The body failed.
+    Failed {
+        /// How.
+        kind: TaskErrorKind,
+        /// The error or panic message.
+        message: String,
+    },
+    /// An argument's object failed; its error, as text.
+    DepFailed(String),
+    /// The node would not run it (unknown function, bad arguments, shutting down).
+    Refused(String),
+}
+
+/// Every message of the protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// A node asks to join (on a link without a client certificate): the join token, a
+    /// certificate signing request for its key, and its registry's fingerprint.
+    Join {
+        /// The cluster's join secret.
+        token: String,
+        /// DER of a CSR for the node's own key pair.
+        csr_der: Vec<u8>,
+        /// The node's registry fingerprint.
+        registry: u64,
+    },
+    /// The join was accepted: the node's id and certificate, signed by the cluster CA.
+    JoinAccepted {
+        /// The id the node goes by.
+        node_id: NodeId,
+        /// DER of its certificate.
+        cert_der: Vec<u8>,
+        /// DER of the cluster CA's certificate.
+        ca_der: Vec<u8>,
+    },
+    /// A request was refused; the reason is for the operator.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// A joined node (on its mutual-TLS link) announces itself to the head.
+    Register(NodeInfo),
+    /// The head's answer to a register or a heartbeat: the current membership.
+    View(ClusterView),
+    /// A node is alive and reports what it has free.
+    Heartbeat {
+        /// The reporting node.
+        node_id: NodeId,
+        /// Free resources.
+        available: Vec<(String, f64)>,
+        /// Tasks running or queued.
+        load: u32,
+        /// The newest view version the node has.
+        view_version: u64,
+    },
+    /// The head's answer to a heartbeat when the node's view is current.
+    Current,
+    /// Ask the head for the membership (the CLI's `status`).
+    Status,
+    /// Stop: the head tells its nodes, the CLI tells the head.
+    Shutdown {
+        /// Why, for logs.
+        reason: String,
+    },
+    /// Acknowledges a request that has no other answer.
+    Ack,
+    /// Run a task here and answer with a [`Message::TaskDone`].
+    RunTask(RunTask),
+    /// How a [`Message::RunTask`] ended.
+    TaskDone(TaskOutcome),
+}
+
+impl Message {
+    /// The message's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Join { .. } => "Join",
+            Message::JoinAccepted { .. } => "JoinAccepted",
+            Message::Refused { .. } => "Refused",
+            Message::Register(_) => "Register",
+            Message::View(_) => "View",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::Current => "Current",
+            Message::Status => "Status",
+            Message::Shutdown { .. } => "Shutdown",
+            Message::Ack => "Ack",
+            Message::RunTask(_) => "RunTask",
+            Message::TaskDone(_) => "TaskDone",
+        }
+    }
+}
+
+/// Why bytes could not become a message (or a message bytes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The length prefix announces more than [`MAX_FRAME`].
+    #[error("frame of {len} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The bytes are not a postcard envelope.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The peer speaks another protocol version.
+    #[error("peer speaks protocol version {theirs}, this node speaks {ours}")]
+    Version {
+        /// The peer's.
+        theirs: u16,
+        /// Ours.
+        ours: u16,
+    },
+    /// The frame ended early.
+    #[error("frame cut short: {have} of {need} bytes")]
+    Truncated {
+        /// Bytes present.
+        have: usize,
+        /// Bytes announced.
+        need: usize,
+    },
+}
+
+/// Encodes a message as one frame: length prefix, then the envelope.
+pub fn encode(message: &Message) -> Result<Vec<u8>, WireError> {
+    let envelope = Envelope {
+        version: VERSION,
+        message: message.clone(),
+    };
+    encode_envelope(&envelope)
+}
+
+/// Encodes an envelope as one frame.
+pub fn encode_envelope(envelope: &Envelope) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![0u8; 4];
+    let mut out = postcard::to_extend(envelope, std::mem::take(&mut out))
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    let len = out.len() - 4;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge {
+            len,
+            limit: MAX_FRAME,
+        });
+    }
+    out[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(out)
+}
+
+/// Reads a length prefix: how many bytes of envelope follow. Refuses oversized frames.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge {
+            len,
+            limit: MAX_FRAME,
+        });
+    }
+    Ok(len)
+}
+
+/// Decodes the envelope of one frame (the bytes after its length prefix).
+pub fn decode_body(body: &[u8]) -> Result<Message, WireError> {
+    let envelope: Envelope =
+        postcard::from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if envelope.version != VERSION {
+        return Err(WireError::Version {
+            theirs: envelope.version,
+            ours: VERSION,
+        });
+    }
+    Ok(envelope.message)
+}
+
+/// Decodes one whole frame, prefix included.
+pub fn decode(frame: &[u8]) -> Result<Message, WireError> {
+    let Some(prefix) = frame.get(..4) else {
+        return Err(WireError::Truncated {
+            have: frame.len(),
+            need: 4,
+        });
+    };
+    let len = frame_len(prefix.try_into().expect("four bytes"))?;
+    let body = &frame[4..];
+    if body.len() < len {
+        return Err(WireError::Truncated {
+            have: body.len(),
+            need: len,
+        });
+    }
+    decode_body(&body[..len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(n: u8) -> NodeInfo {
+        NodeInfo {
+            node_id: NodeId::random(),
+            address: SocketAddr::from(([127, 0, 0, n], 4000 + u16::from(n))),
+            resources: vec![("CPU".into(), 2.0)],
+            registry: 7,
+            runs_tasks: true,
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let messages = vec![
+            Message::Join {
+                token: "t".into(),
+                csr_der: vec![1, 2, 3],
+                registry: 9,
+            },
+            Message::JoinAccepted {
+                node_id: NodeId::random(),
+                cert_der: vec![4],
+                ca_der: vec![5],
+            },
+            Message::Refused {
+                reason: "no".into(),
+            },
+            Message::Register(node(1)),
+            Message::View(ClusterView {
+                version: 3,
+                nodes: vec![NodeState {
+                    info: node(2),
+                    available: vec![("CPU".into(), 1.5)],
+                    load: 4,
+                    alive: true,
+                }],
+            }),
+            Message::Heartbeat {
+                node_id: NodeId::random(),
+                available: vec![],
+                load: 0,
+                view_version: 2,
+            },
+            Message::Current,
+            Message::Status,
+            Message::Shutdown { reason: "r".into() },
+            Message::Ack,
+            Message::RunTask(RunTask {
+                task: TaskId::from_parts(1, 5),
+                function: "app::f".into(),
+                args: vec![vec![1], vec![]],
+                resources: vec![("CPU".into(), 1.0)],
+                retry_exceptions: false,
+                name: Some("n".into()),
+            }),
+            Message::TaskDone(TaskOutcome::Value(vec![9, 9])),
+            Message::TaskDone(TaskOutcome::Streamed { len: 1 << 30 }),
+            Message::TaskDone(TaskOutcome::Failed {
+                kind: TaskErrorKind::Panicked,
+                message: "boom".into(),
+            }),
+            Message::TaskDone(TaskOutcome::DepFailed("lost".into())),
+            Message::TaskDone(TaskOutcome::Refused("unknown".into())),
+        ];
+        for m in messages {
+            let frame = encode(&m).unwrap();
+            assert_eq!(
+                frame_len(frame[..4].try_into().unwrap()).unwrap(),
+                frame.len() - 4
+            );
+            assert_eq!(decode(&frame).unwrap(), m, "{}", m.name());
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_by_their_prefix() {
+        let prefix = ((MAX_FRAME + 1) as u32).to_le_bytes();
+        assert_eq!(
+            frame_len(prefix),
+            Err(WireError::TooLarge {
+                len: MAX_FRAME + 1,
+                limit: MAX_FRAME
+            })
+        );
+        let big = Message::TaskDone(TaskOutcome::Value(vec![0; MAX_FRAME]));
+        assert!(matches!(encode(&big), Err(WireError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn garbage_short_frames_and_other_versions_are_errors() {
+        assert!(matches!(
+            decode(&[1, 2]),
+            Err(WireError::Truncated { have: 2, need: 4 })
+        ));
+        let mut frame = encode(&Message::Ack).unwrap();
+        frame.pop();
+        assert!(matches!(decode(&frame), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            decode(&[3, 0, 0, 0, 0xff, 0xff, 0xff]),
+            Err(WireError::Malformed(_))
+        ));
+        let other = encode_envelope(&Envelope {
+            version: VERSION + 1,
+            message: Message::Ack,
+        })
+        .unwrap();
+        assert_eq!(
+            decode(&other),
+            Err(WireError::Version {
+                theirs: VERSION + 1,
+                ours: VERSION
+            })
+        );
+        // Every prefix of a valid frame is an error, never a panic or a wrong message.
+        let frame = encode(&Message::Register(node(3))).unwrap();
+        for cut in 0..frame.len() {
+            assert!(decode(&frame[..cut]).is_err());
+        }
+    }
+}
