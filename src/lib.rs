@@ -37,6 +37,7 @@
 extern crate self as mobula;
 
 mod api;
+pub(crate) mod cluster;
 mod error;
 mod object;
 pub mod registry;

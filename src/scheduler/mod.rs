@@ -4,9 +4,11 @@
 //! - [`queue`]: the node's task queue: dependencies, classes, dispatch (pure).
 //! - [`retry`]: whether a failed task runs again (pure).
 //! - [`state`]: the queue plus what is known of each task; events in, actions out (pure).
+//! - [`placement`]: which node of a cluster runs a task (pure).
 //! - [`handle`]: the shared scheduler every thread calls into; carries out the actions.
 
 pub(crate) mod handle;
+pub(crate) mod placement;
 pub(crate) mod queue;
 pub(crate) mod resources;
 pub(crate) mod retry;

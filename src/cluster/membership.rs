@@ -1,0 +1,266 @@
+//! Who is in the cluster: the head's pure membership state.
+//!
+//! Inputs are joins, registrations, heartbeats and ticks, each with the time as milliseconds
+//! from any fixed origin; outputs are decisions (accepted or refused, which nodes died) and
+//! the versioned view that nodes receive. No clock, socket or thread inside.
+
+use std::collections::BTreeMap;
+
+use crate::object::id::NodeId;
+use crate::wire::{ClusterView, NodeInfo, NodeState};
+
+/// Why a node may not join or register.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Its function registry differs from the cluster's: it runs another binary.
+    #[error(
+        "this node runs a different binary from the cluster (function registry {theirs:016x}, cluster {ours:016x}): start every node from the same build"
+    )]
+    DifferentBinary {
+        /// The node's fingerprint.
+        theirs: u64,
+        /// The cluster's.
+        ours: u64,
+    },
+    /// A live node already has this id.
+    #[error("node id {0} is already in the cluster")]
+    DuplicateId(NodeId),
+    /// The node was declared dead; it must join again under a new id.
+    #[error("node {0} was declared dead; restart it to join again")]
+    Dead(NodeId),
+    /// The node never registered.
+    #[error("node {0} is not registered")]
+    Unknown(NodeId),
+}
+
+struct Member {
+    state: NodeState,
+    last_seen_ms: u64,
+}
+
+/// The membership table.
+pub struct Membership {
+    version: u64,
+    members: BTreeMap<NodeId, Member>,
+    /// The registry fingerprint every node must have: the head's own, or (for a head without
+    /// functions, such as the CLI's) the first node's that has functions.
+    registry: Option<u64>,
+    timeout_ms: u64,
+}
+
+impl Membership {
+    /// A table whose nodes die after `timeout_ms` without a heartbeat. `registry` is the
+    /// head's fingerprint, or `None` when the head has no functions of its own.
+    pub fn new(timeout_ms: u64, registry: Option<u64>) -> Self {
+        Membership {
+            version: 0,
+            members: BTreeMap::new(),
+            registry,
+            timeout_ms,
+        }
+    }
+
+    /// Whether a node with this registry may join.
+    pub fn check_join(&self, node_id: NodeId, registry: u64) -> Result<(), Refusal> {
+        if let Some(ours) = self.registry
+            && registry != 0
+            && registry != ours
+        {
+            return Err(Refusal::DifferentBinary {
+                theirs: registry,
+                ours,
+            });
+        }
+        match self.members.get(&node_id) {
+            Some(m) if m.state.alive => Err(Refusal::DuplicateId(node_id)),
+            Some(_) => Err(Refusal::Dead(node_id)),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds a joined node (or refreshes one that registers again, after a reconnect).
+    pub fn register(&mut self, info: NodeInfo, now_ms: u64) -> Result<(), Refusal> {
+        let id = info.node_id;
+        match self.members.get(&id) {
+            Some(m) if !m.state.alive => return Err(Refusal::Dead(id)),
+            Some(_) => {}
+            None => self.check_join(id, info.registry)?,
+        }
+        if self.registry.is_none() && info.registry != 0 {
+            self.registry = Some(info.registry);
+        }
+        let available = info.resources.clone();
+        self.members.insert(
+            id,
+            Member {
+                state: NodeState {
+                    info,
+                    available,
+                    load: 0,
+                    alive: true,
+                },
+                last_seen_ms: now_ms,
+            },
+        );
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Records a heartbeat. Returns whether the node's view is stale (`view_version` older
+    /// than the table's).
+    pub fn heartbeat(
+        &mut self,
+        node_id: NodeId,
+        available: Vec<(String, f64)>,
+        load: u32,
+        view_version: u64,
+        now_ms: u64,
+    ) -> Result<bool, Refusal> {
+        let member = self
+            .members
+            .get_mut(&node_id)
+            .ok_or(Refusal::Unknown(node_id))?;
+        if !member.state.alive {
+            return Err(Refusal::Dead(node_id));
+        }
+        member.last_seen_ms = now_ms;
+        if member.state.available != available || member.state.load != load {
+            member.state.available = available;
+            member.state.load = load;
+        }
+        Ok(view_version < self.version)
+    }
+
+    /// Declares dead every live node not heard from within the timeout; returns them.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<NodeId> {
+        let mut dead = Vec::new();
+        for (id, m) in &mut self.members {
+            if m.state.alive && now_ms.saturating_sub(m.last_seen_ms) > self.timeout_ms {
+                m.state.alive = false;
+                dead.push(*id);
+            }
+        }
+        if !dead.is_empty() {
+            self.version += 1;
+        }
+        dead
+    }
+
+    /// Marks a node dead at once (it said goodbye, or a link to it broke for good).
+    pub fn remove(&mut self, node_id: NodeId) -> bool {
+        match self.members.get_mut(&node_id) {
+            Some(m) if m.state.alive => {
+                m.state.alive = false;
+                self.version += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The current view, resources as last reported.
+    pub fn view(&self) -> ClusterView {
+        ClusterView {
+            version: self.version,
+            nodes: self.members.values().map(|m| m.state.clone()).collect(),
+        }
+    }
+
+    /// The table's version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The live nodes.
+    pub fn alive(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.members
+            .values()
+            .filter(|m| m.state.alive)
+            .map(|m| &m.state.info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(registry: u64) -> NodeInfo {
+        NodeInfo {
+            node_id: NodeId::random(),
+            address: "127.0.0.1:1".parse().unwrap(),
+            resources: vec![("CPU".into(), 2.0)],
+            registry,
+            runs_tasks: true,
+        }
+    }
+
+    #[test]
+    fn a_node_with_another_binary_is_refused() {
+        let mut m = Membership::new(2000, Some(7));
+        assert!(m.register(info(7), 0).is_ok());
+        let other = info(8);
+        assert_eq!(
+            m.check_join(other.node_id, 8),
+            Err(Refusal::DifferentBinary { theirs: 8, ours: 7 })
+        );
+        assert!(m.register(other, 0).is_err());
+        assert!(m.register(info(0), 0).is_ok(), "a node without functions");
+    }
+
+    #[test]
+    fn a_head_without_functions_takes_the_first_nodes_binary() {
+        let mut m = Membership::new(2000, None);
+        m.register(info(0), 0).unwrap();
+        m.register(info(5), 0).unwrap();
+        assert!(matches!(
+            m.register(info(6), 0),
+            Err(Refusal::DifferentBinary { theirs: 6, ours: 5 })
+        ));
+    }
+
+    #[test]
+    fn silence_past_the_timeout_kills_and_heartbeats_keep_alive() {
+        let mut m = Membership::new(2000, None);
+        let (a, b) = (info(1), info(1));
+        let (ida, idb) = (a.node_id, b.node_id);
+        m.register(a, 0).unwrap();
+        m.register(b, 0).unwrap();
+        let v = m.version();
+        assert_eq!(m.heartbeat(ida, vec![], 3, v, 1500), Ok(false));
+        assert!(m.tick(2000).is_empty(), "exactly at the timeout: alive");
+        assert_eq!(m.tick(2001), vec![idb]);
+        assert!(m.version() > v);
+        assert_eq!(
+            m.heartbeat(ida, vec![], 0, v, 2100),
+            Ok(true),
+            "a stale view"
+        );
+        assert_eq!(
+            m.heartbeat(idb, vec![], 0, v, 2100),
+            Err(Refusal::Dead(idb))
+        );
+        assert_eq!(m.check_join(idb, 1), Err(Refusal::Dead(idb)));
+        assert_eq!(m.alive().map(|n| n.node_id).collect::<Vec<_>>(), vec![ida]);
+        assert!(m.tick(4100).is_empty(), "last heard at 2100");
+        assert_eq!(m.tick(4101), vec![ida]);
+        let view = m.view();
+        assert!(view.nodes.iter().all(|n| !n.alive));
+    }
+
+    #[test]
+    fn duplicates_and_strangers_are_refused() {
+        let mut m = Membership::new(2000, None);
+        let a = info(1);
+        let id = a.node_id;
+        m.register(a.clone(), 0).unwrap();
+        assert_eq!(m.check_join(id, 1), Err(Refusal::DuplicateId(id)));
+        assert!(m.register(a, 10).is_ok(), "registering again refreshes");
+        let stranger = NodeId::random();
+        assert_eq!(
+            m.heartbeat(stranger, vec![], 0, 0, 0),
+            Err(Refusal::Unknown(stranger))
+        );
+        assert!(m.remove(id));
+        assert!(!m.remove(id));
+    }
+}

@@ -1,0 +1,278 @@
+//! Which node runs a task: pure.
+//!
+//! The default policy is Ray's hybrid one: keep work on the submitting node while it is less
+//! than half busy, then send it to the least loaded node that can run it. `Spread` deals
+//! tasks round-robin over the nodes that can run them; `NodeAffinity` names a node, hard
+//! (fail if it cannot) or soft (fall back to the default).
+
+use serde::{Deserialize, Serialize};
+
+use super::resources::{ResourceRequest, UNIT};
+use crate::object::id::NodeId;
+
+/// Where tasks of a call may run (Ray's `scheduling_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SchedulingStrategy {
+    /// Pack the local node up to half its CPUs, then the least loaded node.
+    #[default]
+    Default,
+    /// Round-robin over every node that can run the task.
+    Spread,
+    /// On this node; if it cannot, fail (`soft: false`) or use the default (`soft: true`).
+    NodeAffinity {
+        /// The node.
+        node: NodeId,
+        /// Fall back instead of failing.
+        soft: bool,
+    },
+}
+
+/// Busy fraction under which the default policy keeps work local.
+pub const LOCAL_THRESHOLD: f64 = 0.5;
+
+/// A node the task could go to.
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    /// The node.
+    pub id: NodeId,
+    /// Whether it is the submitting node.
+    pub local: bool,
+    /// Its total resources (`CPU`, `GPU`, custom).
+    pub total: &'a [(String, f64)],
+    /// Tasks running or queued there (last report plus what was sent since).
+    pub load: u32,
+}
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Run it here.
+    Local,
+    /// Send it to this node.
+    Remote(NodeId),
+    /// No node can run it; why.
+    Infeasible(String),
+}
+
+fn amount(total: &[(String, f64)], name: &str) -> i64 {
+    total
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, a)| (a * UNIT as f64).round() as i64)
+}
+
+/// Whether a node with these totals could ever run the request.
+pub fn feasible(total: &[(String, f64)], req: &ResourceRequest) -> bool {
+    req.cpu <= amount(total, "CPU")
+        && req.gpu <= amount(total, "GPU")
+        && req.custom.iter().all(|(n, a)| amount(total, n) >= *a)
+}
+
+fn busy(c: &Candidate<'_>) -> f64 {
+    let cpus = (amount(c.total, "CPU") as f64 / UNIT as f64).max(1.0);
+    f64::from(c.load) / cpus
+}
+
+/// Chooses a node. `cursor` advances `Spread` (the caller increments it per task).
+pub fn place(
+    req: &ResourceRequest,
+    strategy: SchedulingStrategy,
+    candidates: &[Candidate<'_>],
+    cursor: usize,
+) -> Placement {
+    let to = |c: &Candidate<'_>| {
+        if c.local {
+            Placement::Local
+        } else {
+            Placement::Remote(c.id)
+        }
+    };
+    let fits: Vec<&Candidate<'_>> = candidates
+        .iter()
+        .filter(|c| feasible(c.total, req))
+        .collect();
+    match strategy {
+        SchedulingStrategy::NodeAffinity { node, soft } => {
+            if let Some(c) = fits.iter().find(|c| c.id == node) {
+                return to(c);
+            }
+            if !soft {
+                return Placement::Infeasible(format!(
+                    "node {node} is not alive or cannot run this task (hard node affinity)"
+                ));
+            }
+        }
+        SchedulingStrategy::Spread => {
+            if fits.is_empty() {
+                return none_fits(candidates);
+            }
+            return to(fits[cursor % fits.len()]);
+        }
+        SchedulingStrategy::Default => {}
+    }
+    if let Some(local) = fits.iter().find(|c| c.local)
+        && busy(local) < LOCAL_THRESHOLD
+    {
+        return to(local);
+    }
+    // Least busy; ties go to the local node, then to the earlier candidate.
+    match fits.iter().min_by(|a, b| {
+        busy(a)
+            .total_cmp(&busy(b))
+            .then_with(|| b.local.cmp(&a.local))
+    }) {
+        Some(c) => to(c),
+        None => none_fits(candidates),
+    }
+}
+
+fn none_fits(candidates: &[Candidate<'_>]) -> Placement {
+    Placement::Infeasible(format!(
+        "no node of the cluster ({} alive) has the resources this task asks for",
+        candidates.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(cpu: f64, custom: &[(&str, f64)]) -> ResourceRequest {
+        let custom: Vec<(String, f64)> = custom.iter().map(|(n, a)| (n.to_string(), *a)).collect();
+        ResourceRequest::new(cpu, 0.0, &custom).unwrap()
+    }
+
+    fn cpus(n: f64) -> Vec<(String, f64)> {
+        vec![("CPU".to_string(), n)]
+    }
+
+    struct Nodes {
+        ids: Vec<NodeId>,
+        totals: Vec<Vec<(String, f64)>>,
+    }
+
+    impl Nodes {
+        fn new(totals: Vec<Vec<(String, f64)>>) -> Self {
+            Nodes {
+                ids: totals.iter().map(|_| NodeId::random()).collect(),
+                totals,
+            }
+        }
+
+        fn candidates(&self, loads: &[u32]) -> Vec<Candidate<'_>> {
+            self.ids
+                .iter()
+                .zip(&self.totals)
+                .zip(loads)
+                .enumerate()
+                .map(|(i, ((id, total), load))| Candidate {
+                    id: *id,
+                    local: i == 0,
+                    total,
+                    load: *load,
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn default_packs_local_below_half_then_goes_to_the_least_loaded() {
+        let n = Nodes::new(vec![cpus(4.0), cpus(4.0), cpus(4.0)]);
+        let r = req(1.0, &[]);
+        let d = SchedulingStrategy::Default;
+        assert_eq!(place(&r, d, &n.candidates(&[1, 0, 0]), 0), Placement::Local);
+        assert_eq!(
+            place(&r, d, &n.candidates(&[2, 3, 1]), 0),
+            Placement::Remote(n.ids[2])
+        );
+        assert_eq!(
+            place(&r, d, &n.candidates(&[2, 2, 2]), 0),
+            Placement::Local,
+            "ties stay local"
+        );
+    }
+
+    #[test]
+    fn a_driver_without_cpus_sends_everything_away() {
+        let n = Nodes::new(vec![cpus(0.0), cpus(2.0), cpus(2.0)]);
+        let r = req(1.0, &[]);
+        assert_eq!(
+            place(
+                &r,
+                SchedulingStrategy::Default,
+                &n.candidates(&[0, 1, 0]),
+                0
+            ),
+            Placement::Remote(n.ids[2])
+        );
+    }
+
+    #[test]
+    fn spread_deals_round_robin_over_nodes_that_fit() {
+        let n = Nodes::new(vec![cpus(0.0), cpus(2.0), cpus(2.0), cpus(2.0)]);
+        let r = req(1.0, &[]);
+        let picks: Vec<_> = (0..6)
+            .map(|i| place(&r, SchedulingStrategy::Spread, &n.candidates(&[0; 4]), i))
+            .collect();
+        let want: Vec<_> = [1, 2, 3, 1, 2, 3]
+            .iter()
+            .map(|&i| Placement::Remote(n.ids[i]))
+            .collect();
+        assert_eq!(picks, want);
+    }
+
+    #[test]
+    fn custom_resources_steer_and_affinity_is_hard_or_soft() {
+        let mut gpu_box = cpus(2.0);
+        gpu_box.push(("accelerator".into(), 1.0));
+        let n = Nodes::new(vec![cpus(2.0), cpus(2.0), gpu_box]);
+        let r = req(1.0, &[("accelerator", 1.0)]);
+        assert_eq!(
+            place(&r, SchedulingStrategy::Default, &n.candidates(&[0; 3]), 0),
+            Placement::Remote(n.ids[2])
+        );
+        let plain = req(1.0, &[]);
+        let hard = SchedulingStrategy::NodeAffinity {
+            node: n.ids[1],
+            soft: false,
+        };
+        assert_eq!(
+            place(&plain, hard, &n.candidates(&[0, 9, 0]), 0),
+            Placement::Remote(n.ids[1])
+        );
+        let gone = NodeId::random();
+        assert!(matches!(
+            place(
+                &plain,
+                SchedulingStrategy::NodeAffinity {
+                    node: gone,
+                    soft: false
+                },
+                &n.candidates(&[0; 3]),
+                0
+            ),
+            Placement::Infeasible(_)
+        ));
+        assert_eq!(
+            place(
+                &plain,
+                SchedulingStrategy::NodeAffinity {
+                    node: gone,
+                    soft: true
+                },
+                &n.candidates(&[0; 3]),
+                0
+            ),
+            Placement::Local
+        );
+        assert!(matches!(
+            place(
+                &req(64.0, &[]),
+                SchedulingStrategy::Default,
+                &n.candidates(&[0; 3]),
+                0
+            ),
+            Placement::Infeasible(_)
+        ));
+    }
+}
