@@ -96,6 +96,17 @@ pub enum GetError {
         /// What the node has.
         total: String,
     },
+    /// No node of the cluster can take the task (none has the resources, a hard node
+    /// affinity names a dead node, or the head is gone).
+    #[error("task {task_id} of `{function}` cannot be placed in the cluster: {reason}")]
+    Unschedulable {
+        /// The function.
+        function: String,
+        /// The task.
+        task_id: TaskId,
+        /// Why.
+        reason: String,
+    },
     /// The task's options are invalid (a negative CPU count, say).
     #[error("task {task_id} of `{function}` has invalid options: {reason}")]
     InvalidOptions {
@@ -225,6 +236,10 @@ pub enum InitError {
     /// A runtime thread could not be started.
     #[error("could not start the Mobula runtime: {0}")]
     Start(String),
+    /// Starting or joining the cluster failed (wrong token, unknown CA, unreachable head,
+    /// different binary, ...).
+    #[error("could not join the cluster: {0}")]
+    Cluster(String),
 }
 
 /// Why [`put`](crate::put) failed.

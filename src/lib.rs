@@ -56,6 +56,7 @@ pub use api::args::{Arg, Gathered, IntoArg, gather};
 pub use api::config::Config;
 pub use api::context::{Context, context};
 pub use api::function::{TaskBuilder, TaskOptions};
+pub use api::node;
 pub use api::object_ref::{GetFuture, ObjectRef};
 pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait};
 pub use error::{
@@ -64,6 +65,7 @@ pub use error::{
 };
 pub use object::id::{ActorId, NodeId, ObjectId, TaskId};
 pub use object::value::Value;
+pub use scheduler::placement::SchedulingStrategy;
 
 /// Makes a function remote. See the [crate documentation](crate) and [`TaskOptions`] for
 /// the options it takes: `#[mobula::remote(num_cpus = 2, max_retries = 0)]`.
@@ -133,7 +135,15 @@ pub use mobula_macros::actor;
 /// while a runtime runs is an error.
 pub fn init(config: Config) -> Result<InitGuard, InitError> {
     let node = config.resolve()?;
+    let cluster = node.cluster.clone();
+    let totals = node.totals.clone();
     let node_id = runtime::global::install(|| runtime::node::start(node))?;
+    if let Some(cluster) = cluster
+        && let Err(e) = cluster::join(cluster, totals)
+    {
+        runtime::global::uninstall(Some(node_id));
+        return Err(InitError::Cluster(e));
+    }
     Ok(InitGuard { node_id })
 }
 
@@ -188,6 +198,7 @@ pub mod __private {
     pub use crate::api::function::{
         AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction,
     };
+    pub use crate::cluster::remote::run_remote;
     pub use crate::registry::RegisteredFunction;
     pub use crate::runtime::actor::call::Invoke;
     pub use crate::runtime::submit::submit;

@@ -12,6 +12,8 @@ use crate::api::function::FunctionDescriptor;
 pub struct RegisteredFunction {
     /// Returns the function's descriptor.
     pub descriptor: fn() -> &'static FunctionDescriptor,
+    /// Runs a call that another node sent.
+    pub run_remote: crate::cluster::remote::RunRemote,
 }
 
 inventory::collect!(RegisteredFunction);
@@ -25,6 +27,22 @@ pub fn function_ids() -> Vec<&'static str> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// The registered function with this id.
+pub(crate) fn find(id: &str) -> Option<&'static RegisteredFunction> {
+    inventory::iter::<RegisteredFunction>
+        .into_iter()
+        .find(|r| (r.descriptor)().id == id)
+}
+
+/// The fingerprint a node announces: 0 when it has no functions (the CLI's head).
+pub(crate) fn announced_fingerprint() -> u64 {
+    if function_ids().is_empty() {
+        0
+    } else {
+        fingerprint()
+    }
 }
 
 /// Whether a function with this id is linked into this program.

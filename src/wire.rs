@@ -81,6 +81,8 @@ pub struct RunTask {
     pub args: Vec<Vec<u8>>,
     /// CPUs, GPUs and custom resources the task needs.
     pub resources: Vec<(String, f64)>,
+    /// Retries on the executing node (Ray's `max_retries`; negative: no limit).
+    pub max_retries: i64,
     /// Whether application errors are retried (on the executing node).
     pub retry_exceptions: bool,
     /// The task's name option.
@@ -116,6 +118,8 @@ pub enum Message {
     /// A node asks to join (on a link without a client certificate): the join token, a
     /// certificate signing request for its key, and its registry's fingerprint.
     Join {
+        /// The id the node goes by.
+        node_id: NodeId,
         /// The cluster's join secret.
         token: String,
         /// DER of a CSR for the node's own key pair.
@@ -308,6 +312,7 @@ mod tests {
     fn every_message_round_trips() {
         let messages = vec![
             Message::Join {
+                node_id: NodeId::random(),
                 token: "t".into(),
                 csr_der: vec![1, 2, 3],
                 registry: 9,
@@ -345,6 +350,7 @@ mod tests {
                 function: "app::f".into(),
                 args: vec![vec![1], vec![]],
                 resources: vec![("CPU".into(), 1.0)],
+                max_retries: 3,
                 retry_exceptions: false,
                 name: Some("n".into()),
             }),

@@ -182,6 +182,10 @@ pub trait ArgList: Clone + Send + Sync + 'static {
     fn resolve_blocking(&self) -> Result<Self::Resolved, GetError>;
     /// Resolves without blocking.
     fn resolve(&self) -> LocalBoxFuture<'static, Result<Self::Resolved, GetError>>;
+    /// Encodes resolved arguments for another node, one buffer each.
+    fn encode(resolved: &Self::Resolved) -> Result<Vec<Vec<u8>>, String>;
+    /// Decodes arguments another node encoded, as values.
+    fn decode(buffers: &[Vec<u8>]) -> Result<Self, String>;
 }
 
 /// The parameter types of a remote function, as a tuple.
@@ -200,7 +204,7 @@ macro_rules! tuples {
             type Resolved = ($(Resolved<$t>,)*);
         }
 
-        #[allow(unused_variables, clippy::unused_unit)]
+        #[allow(unused_variables, unused_mut, clippy::unused_unit)]
         impl<$($t: Value),*> ArgList for ($(Arg<$t>,)*) {
             type Resolved = ($(Resolved<$t>,)*);
 
@@ -217,6 +221,30 @@ macro_rules! tuples {
             fn resolve(&self) -> LocalBoxFuture<'static, Result<Self::Resolved, GetError>> {
                 let ($($v,)*) = self.clone();
                 Box::pin(async move { Ok(($($v.resolve().await?,)*)) })
+            }
+
+            fn encode(resolved: &Self::Resolved) -> Result<Vec<Vec<u8>>, String> {
+                let ($($v,)*) = resolved;
+                let mut out = Vec::new();
+                $(
+                    let mut buffer = Vec::new();
+                    crate::object::codec::write::<$t>($v, &mut buffer)?;
+                    out.push(buffer);
+                )*
+                Ok(out)
+            }
+
+            fn decode(buffers: &[Vec<u8>]) -> Result<Self, String> {
+                let mut next = buffers.iter();
+                let tuple = ($(
+                    Arg::Value(crate::object::codec::read::<$t>(
+                        next.next().ok_or("too few arguments")?,
+                    )?),
+                )*);
+                if next.next().is_some() {
+                    return Err("too many arguments".into());
+                }
+                Ok(tuple)
             }
         }
     )*};

@@ -1,6 +1,8 @@
 //! `Config`: what [`init`](crate::init) starts.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::InitError;
 use crate::scheduler::resources::{NodeResources, UNIT, check_custom_name, to_units};
@@ -22,6 +24,50 @@ pub struct Config {
     resources: Vec<(String, f64)>,
     object_store_memory: Option<u64>,
     spill_dir: Option<PathBuf>,
+    cluster: ClusterSettings,
+}
+
+/// The cluster part of a [`Config`].
+#[derive(Debug, Clone, Default, PartialEq)]
+struct ClusterSettings {
+    head: Option<String>,
+    address: Option<String>,
+    listen: Option<String>,
+    token: Option<String>,
+    ca_fingerprint: Option<String>,
+    dir: Option<PathBuf>,
+    node_timeout: Option<Duration>,
+}
+
+/// How this process takes part in a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ClusterRole {
+    /// It is the head, listening here.
+    Head { listen: SocketAddr },
+    /// It joins the head at `head`, listening on `listen`.
+    Join {
+        head: SocketAddr,
+        listen: SocketAddr,
+        token: Option<String>,
+        ca_fingerprint: Option<String>,
+    },
+}
+
+/// The cluster settings, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClusterConfig {
+    pub role: ClusterRole,
+    pub dir: PathBuf,
+    pub node_timeout: Duration,
+}
+
+fn socket_addr(what: &str, text: &str) -> Result<SocketAddr, InitError> {
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            InitError::InvalidConfig(format!("{what} `{text}` is not a host:port address"))
+        })
 }
 
 impl Config {
@@ -66,6 +112,91 @@ impl Config {
         self
     }
 
+    /// Makes this process the head of a new cluster, listening on `listen` (`"0.0.0.0:6380"`;
+    /// port 0 picks one). The first start makes the cluster's CA and join token in the
+    /// cluster directory, and the address it listens on in `head.addr` there.
+    pub fn head(mut self, listen: impl Into<String>) -> Self {
+        self.cluster.head = Some(listen.into());
+        self
+    }
+
+    /// Joins the cluster whose head listens at `host:port` (Ray's `ray.init(address=...)`).
+    /// The join token and CA fingerprint come from [`join_token`](Self::join_token) and
+    /// [`ca_fingerprint`](Self::ca_fingerprint), else from the cluster directory (on the head's
+    /// machine).
+    pub fn address(mut self, head: impl Into<String>) -> Self {
+        self.cluster.address = Some(head.into());
+        self
+    }
+
+    /// Where a joining node listens for its peers (default `0.0.0.0:0`: any port).
+    pub fn listen(mut self, address: impl Into<String>) -> Self {
+        self.cluster.listen = Some(address.into());
+        self
+    }
+
+    /// The cluster's join token, as `mobula start --head` printed it.
+    pub fn join_token(mut self, token: impl Into<String>) -> Self {
+        self.cluster.token = Some(token.into());
+        self
+    }
+
+    /// The fingerprint of the cluster's CA (`sha256:...`), as `mobula start --head` printed
+    /// it: the head must prove it holds that CA.
+    pub fn ca_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.cluster.ca_fingerprint = Some(fingerprint.into());
+        self
+    }
+
+    /// The cluster directory: the head keeps its CA and token there (default `$MOBULA_DIR`,
+    /// else `~/.mobula/cluster`).
+    pub fn cluster_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cluster.dir = Some(dir.into());
+        self
+    }
+
+    /// How long a node may stay silent before the head declares it dead (default 2 s).
+    pub fn node_timeout(mut self, timeout: Duration) -> Self {
+        self.cluster.node_timeout = Some(timeout);
+        self
+    }
+
+    fn resolve_cluster(&self) -> Result<Option<ClusterConfig>, InitError> {
+        let c = &self.cluster;
+        let role = match (&c.head, &c.address) {
+            (Some(_), Some(_)) => {
+                return Err(InitError::InvalidConfig(
+                    "a node is either the head (Config::head) or joins one (Config::address), not both"
+                        .into(),
+                ));
+            }
+            (Some(listen), None) => ClusterRole::Head {
+                listen: socket_addr("head", listen)?,
+            },
+            (None, Some(head)) => ClusterRole::Join {
+                head: socket_addr("address", head)?,
+                listen: socket_addr("listen", c.listen.as_deref().unwrap_or("0.0.0.0:0"))?,
+                token: c.token.clone(),
+                ca_fingerprint: c.ca_fingerprint.clone(),
+            },
+            (None, None) => return Ok(None),
+        };
+        let node_timeout = c.node_timeout.unwrap_or(Duration::from_secs(2));
+        if node_timeout < Duration::from_millis(100) {
+            return Err(InitError::InvalidConfig(format!(
+                "node_timeout must be at least 100 ms, got {node_timeout:?}"
+            )));
+        }
+        Ok(Some(ClusterConfig {
+            role,
+            dir: c
+                .dir
+                .clone()
+                .unwrap_or_else(crate::transport::credentials::ClusterDir::default_path),
+            node_timeout,
+        }))
+    }
+
     /// Checks the settings and fills in the machine's values.
     pub(crate) fn resolve(&self) -> Result<NodeConfig, InitError> {
         let invalid = InitError::InvalidConfig;
@@ -100,7 +231,14 @@ impl Config {
             check_custom_name(name).map_err(invalid)?;
         }
         let resources = NodeResources::new(cpus, &gpu_ids, &self.resources).map_err(invalid)?;
+        let mut totals = vec![
+            ("CPU".to_string(), cpus as f64 / UNIT as f64),
+            ("GPU".to_string(), gpu_ids.len() as f64),
+        ];
+        totals.extend(self.resources.iter().cloned());
         Ok(NodeConfig {
+            cluster: self.resolve_cluster()?,
+            totals,
             resources,
             cpu_units: cpus,
             object_store_memory: self
@@ -118,6 +256,9 @@ impl Config {
 #[derive(Debug, Clone)]
 pub(crate) struct NodeConfig {
     pub resources: NodeResources,
+    /// What the node offers, by name (`CPU`, `GPU`, custom), as other nodes see it.
+    pub totals: Vec<(String, f64)>,
+    pub cluster: Option<ClusterConfig>,
     pub cpu_units: i64,
     pub object_store_memory: u64,
     pub spill_root: PathBuf,

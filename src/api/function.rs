@@ -10,6 +10,7 @@ use futures::future::LocalBoxFuture;
 use super::args::{IntoArg, Params};
 use super::object_ref::ObjectRef;
 use crate::object::value::Value;
+use crate::scheduler::placement::SchedulingStrategy;
 use crate::scheduler::resources::ResourceRequest;
 use crate::scheduler::retry::{Retries, RetryPolicy};
 
@@ -120,6 +121,7 @@ pub struct TaskOptions {
     max_retries: i64,
     retry_exceptions: bool,
     name: Option<String>,
+    strategy: SchedulingStrategy,
 }
 
 impl Default for TaskOptions {
@@ -131,6 +133,7 @@ impl Default for TaskOptions {
             max_retries: 3,
             retry_exceptions: false,
             name: None,
+            strategy: SchedulingStrategy::Default,
         }
     }
 }
@@ -181,6 +184,13 @@ impl TaskOptions {
         self
     }
 
+    /// Where in a cluster the task may run (Ray's `scheduling_strategy`). Outside a cluster
+    /// every strategy runs it on the one node.
+    pub fn scheduling_strategy(mut self, strategy: SchedulingStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
     pub(crate) fn resolve(&self) -> ResolvedOptions {
         ResolvedOptions {
             request: ResourceRequest::new(self.num_cpus, self.num_gpus, &self.resources),
@@ -189,6 +199,7 @@ impl TaskOptions {
                 retry_exceptions: self.retry_exceptions,
             },
             name: self.name.clone(),
+            strategy: self.strategy,
         }
     }
 }
@@ -199,6 +210,7 @@ pub(crate) struct ResolvedOptions {
     pub request: Result<ResourceRequest, String>,
     pub retry: RetryPolicy,
     pub name: Option<String>,
+    pub strategy: SchedulingStrategy,
 }
 
 /// A remote call with options: `f.options().num_cpus(2).remote(args...)`.
@@ -257,6 +269,12 @@ impl<F: RemoteFunction, P> TaskBuilder<F, P> {
     /// See [`TaskOptions::name`].
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.options = self.options.name(name);
+        self
+    }
+
+    /// See [`TaskOptions::scheduling_strategy`].
+    pub fn scheduling_strategy(mut self, strategy: SchedulingStrategy) -> Self {
+        self.options = self.options.scheduling_strategy(strategy);
         self
     }
 

@@ -6,5 +6,6 @@ pub(crate) mod args;
 pub(crate) mod config;
 pub(crate) mod context;
 pub(crate) mod function;
+pub mod node;
 pub(crate) mod object_ref;
 pub(crate) mod ops;

@@ -147,6 +147,7 @@ impl Membership {
     }
 
     /// Marks a node dead at once (it said goodbye, or a link to it broke for good).
+    #[cfg(test)]
     pub fn remove(&mut self, node_id: NodeId) -> bool {
         match self.members.get_mut(&node_id) {
             Some(m) if m.state.alive => {
@@ -167,11 +168,13 @@ impl Membership {
     }
 
     /// The table's version.
+    #[cfg(test)]
     pub fn version(&self) -> u64 {
         self.version
     }
 
     /// The live nodes.
+    #[cfg(test)]
     pub fn alive(&self) -> impl Iterator<Item = &NodeInfo> {
         self.members
             .values()

@@ -2,5 +2,35 @@
 //! node's agent (join, register, heartbeat, run tasks sent to it) and remote task dispatch.
 //!
 //! - `membership`: pure; who is in the cluster and who died.
+//! - `node`: this node's part: join, endpoint, view, heartbeat, the requests it serves, and
+//!   on the head the control plane.
+//! - `remote`: tasks sent to and run for other nodes.
 
 pub mod membership;
+pub mod node;
+pub mod remote;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::config::ClusterConfig;
+use crate::runtime::global;
+
+/// Starts or joins the cluster for the running runtime; waits until this node is in.
+pub(crate) fn join(config: ClusterConfig, totals: Vec<(String, f64)>) -> Result<(), String> {
+    let wait = config.node_timeout * 5 + Duration::from_secs(10);
+    let (arbiter, node_id, scheduler) =
+        global::with_runtime(|rt| (rt.node_arbiter.clone(), rt.node_id, rt.scheduler.clone()))
+            .ok_or("the runtime stopped")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    arbiter.spawn_fn(move || {
+        actix_rt::spawn(async move {
+            let _ = tx.send(node::start(config, node_id, totals, scheduler).await);
+        });
+    });
+    let node: Arc<node::ClusterNode> = rx
+        .recv_timeout(wait)
+        .map_err(|_| format!("no answer within {wait:?}"))??;
+    global::with_runtime(|rt| rt.cluster.set(node).map_err(|_| "joined twice".to_string()))
+        .ok_or("the runtime stopped")?
+}

@@ -28,6 +28,8 @@ pub(crate) struct Runtime {
     pub actor_pool: WorkerPool,
     pub actors: Arc<ActorDirectory>,
     pub node_arbiter: actix_rt::ArbiterHandle,
+    /// This node's part in a cluster, once joined.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::node::ClusterNode>>,
     pub(crate) system: actix_rt::System,
     pub(crate) node_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -40,6 +42,19 @@ impl Runtime {
     /// Stops the node: pending objects fail with `ShutDown`, the node's thread ends, idle
     /// workers exit (a worker still running a blocking body finishes it first).
     fn stop(&self) {
+        if let Some(cluster) = self.cluster.get() {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let cluster = cluster.clone();
+            self.node_arbiter.spawn_fn(move || {
+                actix_rt::spawn(async move {
+                    cluster.leave().await;
+                    let _ = done_tx.send(());
+                });
+            });
+            if !context::on_runtime_thread() {
+                let _ = done_rx.recv_timeout(std::time::Duration::from_secs(2));
+            }
+        }
         self.store.close();
         self.actors.clear();
         self.workers.shutdown();

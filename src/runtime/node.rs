@@ -100,6 +100,7 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
         actor_pool,
         actors,
         node_arbiter,
+        cluster: std::sync::OnceLock::new(),
         system,
         node_thread: Mutex::new(Some(thread)),
     })

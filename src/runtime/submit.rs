@@ -11,8 +11,10 @@ use crate::api::args::ArgList;
 use crate::api::args::Params;
 use crate::api::function::{RemoteFunction, TaskOptions};
 use crate::api::object_ref::ObjectRef;
+use crate::cluster::remote::{self, Outgoing};
 use crate::error::GetError;
 use crate::object::table::Producer;
+use crate::scheduler::placement::Placement;
 
 /// Submits a call of `F`; `options` are the builder's, or `None` for the attribute's.
 pub fn submit<F: RemoteFunction>(
@@ -41,6 +43,38 @@ pub fn submit<F: RemoteFunction>(
             },
         );
         let result = ObjectRef::adopt(return_id, rt.store.clone());
+        if let Some(cluster) = rt.cluster.get()
+            && let Ok(request) = &options.request
+        {
+            match cluster.place(request, options.strategy) {
+                Placement::Local => {}
+                Placement::Remote(target) => {
+                    let out = Outgoing::<F> {
+                        task: id,
+                        result: return_id,
+                        args,
+                        options,
+                        target,
+                    };
+                    let (cluster, store) = (cluster.clone(), rt.store.clone());
+                    rt.node_arbiter.spawn_fn(move || {
+                        actix_rt::spawn(remote::send(cluster, store, out));
+                    });
+                    return result;
+                }
+                Placement::Infeasible(reason) => {
+                    rt.store.fail(
+                        return_id,
+                        GetError::Unschedulable {
+                            function: function.id.to_string(),
+                            task_id: id,
+                            reason,
+                        },
+                    );
+                    return result;
+                }
+            }
+        }
         let spec = TaskSpec {
             id,
             return_id,

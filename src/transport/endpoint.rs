@@ -18,11 +18,12 @@ use crate::wire::Message;
 
 /// Who sent a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    /// A node with a certificate signed by the cluster CA.
-    Node(NodeId),
-    /// A client without a certificate: it may only ask to join.
-    Anonymous(SocketAddr),
+pub struct Peer {
+    /// The node its certificate (signed by the cluster CA) names; `None` for a client without
+    /// a certificate, which may only ask to join.
+    pub node: Option<NodeId>,
+    /// Where the link comes from.
+    pub address: SocketAddr,
 }
 
 /// Handles one request: the message, the stream to answer on, and the stream it came on (for
@@ -159,15 +160,19 @@ async fn connect(
 }
 
 async fn serve_link(connection: quinn::Connection, handler: Handler) {
-    let peer = match tls::peer_chain(&connection) {
+    let node = match tls::peer_chain(&connection) {
         Some(chain) => match chain.first().and_then(|c| node_id_of(c)) {
-            Some(node) => Peer::Node(node),
+            Some(node) => Some(node),
             None => {
                 connection.close(quinn::VarInt::from_u32(1), b"certificate names no node");
                 return;
             }
         },
-        None => Peer::Anonymous(connection.remote_address()),
+        None => None,
+    };
+    let peer = Peer {
+        node,
+        address: connection.remote_address(),
     };
     loop {
         let (tx, mut rx) = match connection.accept_bi().await {

@@ -1,0 +1,616 @@
+//! A node's part in a cluster: joining, its endpoint, its view of the membership, the
+//! heartbeat, and the requests it serves. On the head it also runs the control plane (the
+//! membership table, join checks and failure detection). Everything here runs on the node's
+//! event loop; other threads read the view and ask for placements.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::membership::Membership;
+use crate::api::config::{ClusterConfig, ClusterRole};
+use crate::object::id::NodeId;
+use crate::registry;
+use crate::scheduler::handle::Scheduler;
+use crate::scheduler::placement::{self, Candidate, Placement, SchedulingStrategy};
+use crate::scheduler::resources::ResourceRequest;
+use crate::transport::credentials::{
+    ClusterCa, ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint, token_matches,
+};
+use crate::transport::endpoint::{Endpoint, Peer, reply};
+use crate::transport::link::{self, LinkError};
+use crate::transport::tls;
+use crate::wire::{ClusterView, INLINE_LIMIT, Message, NodeInfo, RunTask, TaskOutcome};
+
+/// The largest result accepted from another node.
+const RESULT_LIMIT: u64 = 64 << 30;
+
+/// The head's own state.
+struct HeadState {
+    membership: Membership,
+    ca: ClusterCa,
+    token: String,
+    started: Instant,
+}
+
+/// This node in the cluster.
+pub(crate) struct ClusterNode {
+    pub node_id: NodeId,
+    pub head: SocketAddr,
+    pub endpoint: Endpoint,
+    info: NodeInfo,
+    view: RwLock<ClusterView>,
+    /// Tasks sent to each node and not yet answered.
+    sent: Mutex<HashMap<NodeId, u32>>,
+    /// Nodes a link to which broke: not chosen again.
+    suspects: Mutex<HashSet<NodeId>>,
+    cursor: AtomicUsize,
+    head_lost: Mutex<Option<String>>,
+    head_state: Option<Mutex<HeadState>>,
+    timeout: Duration,
+    stopping: AtomicBool,
+    /// Set when the cluster told this node to stop.
+    pub shutdown: tokio::sync::Notify,
+    scheduler: Scheduler,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClusterNode({} at {})", self.node_id, self.info.address)
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Starts this node's part; runs on the node's event loop.
+pub(crate) async fn start(
+    config: ClusterConfig,
+    node_id: NodeId,
+    totals: Vec<(String, f64)>,
+    scheduler: Scheduler,
+) -> Result<Arc<ClusterNode>, String> {
+    let runs_tasks = totals.iter().any(|(n, a)| n == "CPU" && *a > 0.0);
+    let dir = ClusterDir::new(&config.dir);
+    let key = NodeKey::generate().map_err(err)?;
+    let registry = registry::announced_fingerprint();
+    let (identity, head, head_state) = match &config.role {
+        ClusterRole::Head { listen } => {
+            let (ca, token) = dir.load_or_create().map_err(err)?;
+            let cert_der = ca
+                .sign(&key.csr_der().map_err(err)?, node_id)
+                .map_err(err)?;
+            let identity = NodeIdentity {
+                node_id,
+                cert_der,
+                key_der: key.pkcs8_der(),
+                ca_der: ca.cert_der().to_vec(),
+            };
+            let timeout_ms = config.node_timeout.as_millis() as u64;
+            let membership = Membership::new(timeout_ms, (registry != 0).then_some(registry));
+            let state = HeadState {
+                membership,
+                ca,
+                token,
+                started: Instant::now(),
+            };
+            (identity, *listen, Some(state))
+        }
+        ClusterRole::Join {
+            head,
+            token,
+            ca_fingerprint,
+            ..
+        } => {
+            let token = match token {
+                Some(t) => t.clone(),
+                None => dir
+                    .read("token")
+                    .map_err(err)?
+                    .map(|t| String::from_utf8_lossy(&t).trim().to_string())
+                    .ok_or_else(|| {
+                        format!(
+                            "no join token: pass Config::join_token (printed by `mobula start --head`) or run on the head's machine ({} has none)",
+                            dir.path().display()
+                        )
+                    })?,
+            };
+            let pin = match ca_fingerprint {
+                Some(p) => p.clone(),
+                None => dir
+                    .read("ca.der")
+                    .map_err(err)?
+                    .map(|der| fingerprint(&der))
+                    .ok_or_else(|| {
+                        "no CA fingerprint: pass Config::ca_fingerprint (printed by `mobula start --head`)".to_string()
+                    })?,
+            };
+            let identity = join(
+                *head,
+                &token,
+                &pin,
+                &key,
+                node_id,
+                registry,
+                config.node_timeout,
+            )
+            .await?;
+            (identity, *head, None)
+        }
+    };
+    let listen = match &config.role {
+        ClusterRole::Head { listen } => *listen,
+        ClusterRole::Join { listen, .. } => *listen,
+    };
+    let endpoint = Endpoint::bind(listen, &identity, config.node_timeout).map_err(err)?;
+    let address = endpoint.local_addr();
+    let head = if head_state.is_some() { address } else { head };
+    let info = NodeInfo {
+        node_id,
+        address,
+        resources: totals,
+        registry,
+        runs_tasks,
+    };
+    let node = Arc::new(ClusterNode {
+        node_id,
+        head,
+        endpoint,
+        info: info.clone(),
+        view: RwLock::default(),
+        sent: Mutex::default(),
+        suspects: Mutex::default(),
+        cursor: AtomicUsize::new(0),
+        head_lost: Mutex::new(None),
+        head_state: head_state.map(Mutex::new),
+        timeout: config.node_timeout,
+        stopping: AtomicBool::new(false),
+        shutdown: tokio::sync::Notify::new(),
+        scheduler,
+    });
+    let handler_node = node.clone();
+    node.endpoint.serve(Rc::new(move |peer, message, tx, rx| {
+        Box::pin(handle(handler_node.clone(), peer, message, tx, rx))
+    }));
+    if let Some(state) = &node.head_state {
+        {
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            let now = state.started.elapsed().as_millis() as u64;
+            state.membership.register(info, now).map_err(err)?;
+            *node.view.write().unwrap_or_else(|e| e.into_inner()) = state.membership.view();
+        }
+        dir.write_private("head.addr", address.to_string().as_bytes())
+            .map_err(err)?;
+        actix_rt::spawn(watch_members(node.clone()));
+    } else {
+        match node.endpoint.request(head, &Message::Register(info)).await {
+            Ok((Message::View(view), _)) => node.set_view(view),
+            Ok((other, _)) => {
+                return Err(format!("the head answered {} to Register", other.name()));
+            }
+            Err(e) => return Err(format!("registering with the head at {head}: {e}")),
+        }
+        actix_rt::spawn(heartbeat(node.clone()));
+    }
+    Ok(node)
+}
+
+/// Joins through a one-off link that pins the CA and presents no certificate; returns the
+/// node's signed identity.
+async fn join(
+    head: SocketAddr,
+    token: &str,
+    pin: &str,
+    key: &NodeKey,
+    node_id: NodeId,
+    registry: u64,
+    timeout: Duration,
+) -> Result<NodeIdentity, String> {
+    let bind: SocketAddr = if head.is_ipv6() {
+        "[::]:0".parse().expect("an address")
+    } else {
+        "0.0.0.0:0".parse().expect("an address")
+    };
+    let endpoint =
+        quinn::Endpoint::client(bind).map_err(|e| format!("cannot open a socket: {e}"))?;
+    let client = tls::join_config(pin, timeout).map_err(err)?;
+    let connecting = endpoint
+        .connect_with(client, head, NODE_NAME)
+        .map_err(|e| format!("joining {head}: {e}"))?;
+    let connection = connecting
+        .await
+        .map_err(|e| format!("joining {head}: {e} (is the CA fingerprint right?)"))?;
+    let request = Message::Join {
+        node_id,
+        token: token.to_string(),
+        csr_der: key.csr_der().map_err(err)?,
+        registry,
+    };
+    let answer = link::request(&connection, &request).await;
+    connection.close(quinn::VarInt::from_u32(0), b"joined");
+    endpoint.wait_idle().await;
+    match answer {
+        Ok((
+            Message::JoinAccepted {
+                node_id: id,
+                cert_der,
+                ca_der,
+            },
+            _,
+        )) if id == node_id && fingerprint(&ca_der) == pin => Ok(NodeIdentity {
+            node_id,
+            cert_der,
+            key_der: key.pkcs8_der(),
+            ca_der,
+        }),
+        Ok((other, _)) => Err(format!("the head answered {} to Join", other.name())),
+        Err(LinkError::Refused(reason)) => Err(format!(
+            "the head at {head} refused to let this node join: {reason}"
+        )),
+        Err(e) => Err(format!("joining {head}: {e}")),
+    }
+}
+
+impl ClusterNode {
+    fn set_view(&self, view: ClusterView) {
+        let mut mine = self.view.write().unwrap_or_else(|e| e.into_inner());
+        if view.version >= mine.version {
+            *mine = view;
+        }
+    }
+
+    /// The membership as this node last heard it.
+    pub fn view(&self) -> ClusterView {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why the head is unreachable, if it is.
+    pub fn head_lost(&self) -> Option<String> {
+        self.head_lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Marks a node whose link broke; it is not chosen again.
+    pub fn suspect(&self, node: NodeId) {
+        self.suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node);
+    }
+
+    /// Where a task goes.
+    pub fn place(&self, req: &ResourceRequest, strategy: SchedulingStrategy) -> Placement {
+        if let SchedulingStrategy::NodeAffinity { node, .. } = strategy
+            && node == self.node_id
+        {
+            return Placement::Local;
+        }
+        if let Some(why) = self.head_lost() {
+            return Placement::Infeasible(why);
+        }
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        let suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let (queued, running) = self.scheduler.counts();
+        let candidates: Vec<Candidate<'_>> = view
+            .nodes
+            .iter()
+            .filter(|n| n.alive && n.info.runs_tasks && !suspects.contains(&n.info.node_id))
+            .map(|n| {
+                let local = n.info.node_id == self.node_id;
+                Candidate {
+                    id: n.info.node_id,
+                    local,
+                    total: &n.info.resources,
+                    load: if local {
+                        (queued + running) as u32
+                    } else {
+                        n.load + sent.get(&n.info.node_id).copied().unwrap_or(0)
+                    },
+                }
+            })
+            .collect();
+        let cursor = self.cursor.fetch_add(1, Ordering::Relaxed);
+        placement::place(req, strategy, &candidates, cursor)
+    }
+
+    /// A node for a task whose node was lost: any that can run it, this one included.
+    pub fn place_retry(
+        &self,
+        req: &ResourceRequest,
+        strategy: SchedulingStrategy,
+    ) -> Result<NodeId, String> {
+        let strategy = match strategy {
+            SchedulingStrategy::NodeAffinity { soft: true, .. } => SchedulingStrategy::Default,
+            s => s,
+        };
+        match self.place(req, strategy) {
+            Placement::Local => Ok(self.node_id),
+            Placement::Remote(node) => Ok(node),
+            Placement::Infeasible(why) => Err(why),
+        }
+    }
+
+    fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
+        self.view
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .nodes
+            .iter()
+            .find(|n| n.info.node_id == node && n.alive)
+            .map(|n| n.info.address)
+    }
+
+    /// Runs a task on `node` and returns how it ended; a payload that follows is read.
+    pub async fn run_on(&self, node: NodeId, task: &RunTask) -> Result<TaskOutcome, LinkError> {
+        let Some(address) = self.address_of(node) else {
+            return Err(LinkError::Lost(format!("node {node} is not alive")));
+        };
+        *self
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(node)
+            .or_default() += 1;
+        let answer = self
+            .endpoint
+            .request(address, &Message::RunTask(task.clone()))
+            .await;
+        if let Some(n) = self
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&node)
+        {
+            *n = n.saturating_sub(1);
+        }
+        match answer? {
+            (Message::TaskDone(TaskOutcome::Streamed { len }), mut rx) => Ok(TaskOutcome::Value(
+                link::recv_bytes(&mut rx, len, RESULT_LIMIT).await?,
+            )),
+            (Message::TaskDone(outcome), _) => Ok(outcome),
+            (other, _) => Err(LinkError::Unexpected {
+                request: "RunTask",
+                got: other.name(),
+            }),
+        }
+    }
+
+    /// Leaves the cluster: the head tells every node to stop; a node just closes its links.
+    pub async fn leave(self: Arc<Self>) {
+        self.stopping.store(true, Ordering::Release);
+        if self.head_state.is_some() {
+            let view = self.view();
+            for n in view
+                .nodes
+                .iter()
+                .filter(|n| n.alive && n.info.node_id != self.node_id)
+            {
+                let message = Message::Shutdown {
+                    reason: "the head is stopping".into(),
+                };
+                let request = self.endpoint.request(n.info.address, &message);
+                let _ = tokio::time::timeout(Duration::from_millis(500), request).await;
+            }
+        }
+        self.endpoint.close();
+    }
+
+    fn now_ms(state: &HeadState) -> u64 {
+        state.started.elapsed().as_millis() as u64
+    }
+}
+
+/// The head: declares silent nodes dead.
+async fn watch_members(node: Arc<ClusterNode>) {
+    let period = (node.timeout / 8).max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval(period);
+    while !node.stopping.load(Ordering::Acquire) {
+        ticks.tick().await;
+        let Some(state) = &node.head_state else {
+            return;
+        };
+        let view = {
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            let now = ClusterNode::now_ms(&state);
+            // The head hears itself.
+            let (queued, running) = node.scheduler.counts();
+            let _ = state.membership.heartbeat(
+                node.node_id,
+                Vec::new(),
+                (queued + running) as u32,
+                u64::MAX,
+                now,
+            );
+            let dead = state.membership.tick(now);
+            for id in &dead {
+                tracing::warn!(node = %id, "node declared dead: no heartbeat within {:?}", node.timeout);
+            }
+            state.membership.view()
+        };
+        node.set_view(view);
+    }
+}
+
+/// A node: heartbeats to the head, takes newer views, notices when the head is gone.
+async fn heartbeat(node: Arc<ClusterNode>) {
+    let period = (node.timeout / 4).max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval(period);
+    let mut last_ok = Instant::now();
+    while !node.stopping.load(Ordering::Acquire) {
+        ticks.tick().await;
+        let (queued, running) = node.scheduler.counts();
+        let message = Message::Heartbeat {
+            node_id: node.node_id,
+            available: Vec::new(),
+            load: (queued + running) as u32,
+            view_version: node.view().version,
+        };
+        let answer = tokio::time::timeout(node.timeout, node.endpoint.request(node.head, &message));
+        match answer.await {
+            Ok(Ok((Message::View(view), _))) => {
+                last_ok = Instant::now();
+                node.set_view(view);
+            }
+            Ok(Ok(_)) => last_ok = Instant::now(),
+            Ok(Err(LinkError::Refused(reason))) => {
+                let why = format!("the head at {} refused this node: {reason}", node.head);
+                tracing::error!("{why}");
+                *node.head_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                return;
+            }
+            Ok(Err(e)) => tracing::debug!("heartbeat failed: {e}"),
+            Err(_) => tracing::debug!("heartbeat timed out"),
+        }
+        if last_ok.elapsed() > node.timeout {
+            let why = format!(
+                "the cluster's head at {} stopped answering (no answer for {:?})",
+                node.head, node.timeout
+            );
+            tracing::error!("{why}");
+            *node.head_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            node.shutdown.notify_one();
+            return;
+        }
+    }
+}
+
+fn refused(reason: impl Into<String>) -> Message {
+    Message::Refused {
+        reason: reason.into(),
+    }
+}
+
+/// Serves one request.
+async fn handle(
+    node: Arc<ClusterNode>,
+    peer: Peer,
+    message: Message,
+    mut tx: quinn::SendStream,
+    _rx: quinn::RecvStream,
+) {
+    let name = message.name();
+    let answer = match (peer.node, message) {
+        (
+            _,
+            Message::Join {
+                node_id,
+                token,
+                csr_der,
+                registry,
+            },
+        ) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                if !token_matches(&state.token, &token) {
+                    tracing::warn!(from = %peer.address, "refused a join: wrong token");
+                    refused("wrong join token")
+                } else if let Err(e) = state.membership.check_join(node_id, registry) {
+                    tracing::warn!(from = %peer.address, "refused a join: {e}");
+                    refused(e.to_string())
+                } else {
+                    match state.ca.sign(&csr_der, node_id) {
+                        Ok(cert_der) => Message::JoinAccepted {
+                            node_id,
+                            cert_der,
+                            ca_der: state.ca.cert_der().to_vec(),
+                        },
+                        Err(e) => refused(format!("bad certificate request: {e}")),
+                    }
+                }
+            }
+        },
+        (None, other) => {
+            tracing::warn!(from = %peer.address, "refused {} from a peer without a certificate", other.name());
+            refused("join the cluster first")
+        }
+        (Some(from), Message::Register(mut info)) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(_) if info.node_id != from => refused("a node registers only itself"),
+            Some(state) => {
+                if info.address.ip().is_unspecified() {
+                    info.address.set_ip(peer.address.ip());
+                }
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                let now = ClusterNode::now_ms(&state);
+                match state.membership.register(info, now) {
+                    Ok(()) => {
+                        let view = state.membership.view();
+                        node.set_view(view.clone());
+                        Message::View(view)
+                    }
+                    Err(e) => refused(e.to_string()),
+                }
+            }
+        },
+        (
+            Some(from),
+            Message::Heartbeat {
+                node_id,
+                available,
+                load,
+                view_version,
+            },
+        ) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(_) if node_id != from => refused("a node reports only itself"),
+            Some(state) => {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                let now = ClusterNode::now_ms(&state);
+                match state
+                    .membership
+                    .heartbeat(node_id, available, load, view_version, now)
+                {
+                    Ok(true) => Message::View(state.membership.view()),
+                    Ok(false) => Message::Current,
+                    Err(e) => refused(e.to_string()),
+                }
+            }
+        },
+        (Some(_), Message::Status) => Message::View(node.view()),
+        (Some(_), Message::Shutdown { reason }) => {
+            tracing::info!("asked to stop: {reason}");
+            if node.head_state.is_some() {
+                let leaving = node.clone();
+                actix_rt::spawn(async move { leaving.leave().await });
+            }
+            node.shutdown.notify_one();
+            Message::Ack
+        }
+        (Some(_), Message::RunTask(task)) => {
+            let outcome = match registry::find(&task.function) {
+                None => TaskOutcome::Refused(format!(
+                    "node {} has no function `{}`: every node must run the same binary",
+                    node.node_id, task.function
+                )),
+                Some(f) => (f.run_remote)(task, node.node_id).await,
+            };
+            if let TaskOutcome::Value(bytes) = &outcome
+                && bytes.len() > INLINE_LIMIT
+            {
+                let header = Message::TaskDone(TaskOutcome::Streamed {
+                    len: bytes.len() as u64,
+                });
+                if link::send(&mut tx, &header).await.is_ok()
+                    && link::send_bytes(&mut tx, bytes).await.is_ok()
+                {
+                    let _ = tx.finish();
+                }
+                return;
+            }
+            Message::TaskDone(outcome)
+        }
+        (Some(from), other) => {
+            tracing::warn!(from = %from, "unexpected {} request", other.name());
+            refused(format!("{name} is not a request"))
+        }
+    };
+    reply(tx, &answer).await;
+}

@@ -1,0 +1,226 @@
+//! Tasks that run on another node: sending one (the submitting side) and running one (the
+//! executing side).
+//!
+//! The submitting node keeps the task's result ref pending, resolves the ref arguments where
+//! they live, sends the function's id and the encoded arguments, and seals the result with
+//! the value that comes back. A node that dies under a task makes it run again on another
+//! node while `max_retries` allows. The executing node submits the call to itself as an
+//! ordinary local task, so resources, retries of errors and panics work as on one node.
+
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+
+use super::node::ClusterNode;
+use crate::api::args::{ArgList, Params};
+use crate::api::function::{RemoteFunction, ResolvedOptions, TaskOptions};
+use crate::error::{GetError, TaskError, TaskErrorKind};
+use crate::object::codec;
+use crate::object::id::{NodeId, ObjectId, TaskId};
+use crate::object::store::Store;
+use crate::object::value::StoredValue;
+use crate::scheduler::placement::SchedulingStrategy;
+use crate::scheduler::resources::{ResourceRequest, UNIT};
+use crate::wire::{RunTask, TaskOutcome};
+
+/// Runs a call sent by another node; made for each function by `#[mobula::remote]`.
+pub type RunRemote = fn(RunTask, NodeId) -> LocalBoxFuture<'static, TaskOutcome>;
+
+/// The executing side: decodes the arguments, runs the call here as a local task, encodes
+/// what it returns.
+pub fn run_remote<F: RemoteFunction>(
+    task: RunTask,
+    here: NodeId,
+) -> LocalBoxFuture<'static, TaskOutcome> {
+    let args = match <<F::Params as Params>::Args as ArgList>::decode(&task.args) {
+        Ok(args) => args,
+        Err(e) => {
+            let why = format!("the arguments of `{}` do not decode: {e}", task.function);
+            return Box::pin(async move { TaskOutcome::Refused(why) });
+        }
+    };
+    let mut options = TaskOptions::new()
+        .max_retries(task.max_retries)
+        .retry_exceptions(task.retry_exceptions)
+        .scheduling_strategy(SchedulingStrategy::NodeAffinity {
+            node: here,
+            soft: false,
+        });
+    for (name, amount) in &task.resources {
+        options = match name.as_str() {
+            "CPU" => options.num_cpus(*amount),
+            "GPU" => options.num_gpus(*amount),
+            _ => options.resource(name.clone(), *amount),
+        };
+    }
+    if task.resources.iter().all(|(n, _)| n != "CPU") {
+        options = options.num_cpus(0.0);
+    }
+    if let Some(name) = task.name {
+        options = options.name(name);
+    }
+    let result = crate::runtime::submit::submit::<F>(Some(options), args);
+    Box::pin(async move {
+        match result.get_shared().await {
+            Ok(value) => {
+                let mut bytes = Vec::new();
+                match codec::write::<F::Output>(&value, &mut bytes) {
+                    Ok(()) => TaskOutcome::Value(bytes),
+                    Err(e) => TaskOutcome::Failed {
+                        kind: TaskErrorKind::ResultRejected,
+                        message: format!("the result could not be encoded: {e}"),
+                    },
+                }
+            }
+            Err(GetError::Task(e)) => TaskOutcome::Failed {
+                kind: e.kind,
+                message: e.message,
+            },
+            Err(e) => TaskOutcome::DepFailed(e.to_string()),
+        }
+    })
+}
+
+/// A request as the wire carries it: `CPU`, `GPU`, then custom resources.
+pub(crate) fn request_list(req: &ResourceRequest) -> Vec<(String, f64)> {
+    let mut out = Vec::with_capacity(2 + req.custom.len());
+    if req.cpu > 0 {
+        out.push(("CPU".to_string(), req.cpu as f64 / UNIT as f64));
+    }
+    if req.gpu > 0 {
+        out.push(("GPU".to_string(), req.gpu as f64 / UNIT as f64));
+    }
+    for (name, amount) in &req.custom {
+        out.push((name.to_string(), *amount as f64 / UNIT as f64));
+    }
+    out
+}
+
+/// What the submitting side needs to send one task.
+pub(crate) struct Outgoing<F: RemoteFunction> {
+    pub task: TaskId,
+    pub result: ObjectId,
+    pub args: <F::Params as Params>::Args,
+    pub options: Arc<ResolvedOptions>,
+    pub target: NodeId,
+}
+
+/// The submitting side: runs on the node's event loop until the result is sealed or failed.
+pub(crate) async fn send<F: RemoteFunction>(
+    cluster: Arc<ClusterNode>,
+    store: Store,
+    out: Outgoing<F>,
+) {
+    let function = F::descriptor().id;
+    let fail = |kind: TaskErrorKind, node: NodeId, message: String, attempts: u32| {
+        store.fail(
+            out.result,
+            GetError::Task(TaskError {
+                function: function.to_string(),
+                task_id: out.task,
+                node_id: node,
+                kind,
+                message,
+                attempts,
+            }),
+        );
+    };
+    let resolved = match out.args.resolve().await {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            store.fail(out.result, e);
+            return;
+        }
+    };
+    let args = match <<F::Params as Params>::Args as ArgList>::encode(&resolved) {
+        Ok(args) => args,
+        Err(e) => {
+            let message = format!("an argument could not be encoded for another node: {e}");
+            fail(TaskErrorKind::Failed, cluster.node_id, message, 0);
+            return;
+        }
+    };
+    drop(resolved);
+    let request = match &out.options.request {
+        Ok(req) => req.clone(),
+        Err(e) => {
+            store.fail(
+                out.result,
+                GetError::InvalidOptions {
+                    function: function.to_string(),
+                    task_id: out.task,
+                    reason: e.clone(),
+                },
+            );
+            return;
+        }
+    };
+    let mut message = RunTask {
+        task: out.task,
+        function: function.to_string(),
+        args,
+        resources: request_list(&request),
+        max_retries: match out.options.retry.max_retries {
+            crate::scheduler::retry::Retries::Unlimited => -1,
+            crate::scheduler::retry::Retries::Limited(n) => i64::from(n),
+        },
+        retry_exceptions: out.options.retry.retry_exceptions,
+        name: out.options.name.clone(),
+    };
+    let mut target = out.target;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match cluster.run_on(target, &message).await {
+            Ok(TaskOutcome::Value(bytes)) => {
+                match codec::read::<F::Output>(&bytes) {
+                    Ok(value) => store.seal(out.result, StoredValue::new(value)),
+                    Err(e) => fail(
+                        TaskErrorKind::ResultRejected,
+                        target,
+                        format!("the result does not decode: {e}"),
+                        attempts,
+                    ),
+                }
+                return;
+            }
+            Ok(TaskOutcome::Streamed { .. }) => {
+                let message = "a streamed result arrived without its payload".to_string();
+                fail(TaskErrorKind::ResultRejected, target, message, attempts);
+                return;
+            }
+            Ok(TaskOutcome::Failed { kind, message }) => {
+                fail(kind, target, message, attempts);
+                return;
+            }
+            Ok(TaskOutcome::DepFailed(message)) | Ok(TaskOutcome::Refused(message)) => {
+                fail(TaskErrorKind::Failed, target, message, attempts);
+                return;
+            }
+            Err(e) => {
+                let lost = format!("node {target} was lost while running the task: {e}");
+                cluster.suspect(target);
+                if !out.options.retry.max_retries.allows(attempts - 1) {
+                    fail(TaskErrorKind::WorkerDied, target, lost, attempts);
+                    return;
+                }
+                match cluster.place_retry(&request, out.options.strategy) {
+                    Ok(next) => {
+                        tracing::warn!("{lost}; running it again on node {next}");
+                        target = next;
+                        message.args.shrink_to_fit();
+                    }
+                    Err(why) => {
+                        fail(
+                            TaskErrorKind::WorkerDied,
+                            target,
+                            format!("{lost}; no other node can run it: {why}"),
+                            attempts,
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

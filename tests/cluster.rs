@@ -1,0 +1,268 @@
+//! A real cluster on loopback: this test process is the head and the driver; worker nodes
+//! are this same test binary started again as separate processes (same binary, as every
+//! node must be), joined over QUIC with the token and the pinned CA.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, turn};
+use mobula::prelude::*;
+use mobula::{InitError, NodeId, SchedulingStrategy};
+
+const WORKER_ENV: &str = "MOBULA_TEST_WORKER";
+
+/// Not a test: the body of a worker process. Runs only when started by `spawn_worker`.
+#[test]
+fn worker_main() {
+    let Ok(head) = std::env::var(WORKER_ENV) else {
+        return;
+    };
+    let mut config = Config::default()
+        .num_cpus(2)
+        .address(head)
+        .cluster_dir(std::env::var("MOBULA_DIR").unwrap());
+    if let Ok(token) = std::env::var("MOBULA_TEST_TOKEN") {
+        config = config.join_token(token);
+    }
+    if let Ok(pin) = std::env::var("MOBULA_TEST_PIN") {
+        config = config.ca_fingerprint(pin);
+    }
+    if let Err(e) = mobula::node::run(config) {
+        eprintln!("worker failed: {e}");
+        std::process::exit(3);
+    }
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(head: std::net::SocketAddr, dir: &PathBuf, env: &[(&str, &str)]) -> Worker {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "worker_main", "--nocapture", "--test-threads=1"])
+        .env(WORKER_ENV, head.to_string())
+        .env("MOBULA_DIR", dir)
+        .stdout(Stdio::null())
+        .stderr(if std::env::var_os("MOBULA_TEST_VERBOSE").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        });
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Worker(cmd.spawn().unwrap())
+}
+
+fn cluster_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("mobula-test-cluster-{}", std::process::id()))
+}
+
+/// A head (this process, no CPUs, so every task goes to a worker) and `n` workers.
+fn start_cluster(n: usize) -> (InitGuard, Vec<Worker>, PathBuf) {
+    let dir = cluster_dir();
+    let guard = mobula::init(
+        Config::default()
+            .num_cpus(0)
+            .head("127.0.0.1:0")
+            .cluster_dir(&dir),
+    )
+    .expect("head");
+    let head = mobula::node::head_address().unwrap();
+    let workers = (0..n).map(|_| spawn_worker(head, &dir, &[])).collect();
+    eventually("the workers joined", || {
+        mobula::node::nodes()
+            .iter()
+            .filter(|n| n.alive && n.info.runs_tasks)
+            .count()
+            == n
+    });
+    (guard, workers, dir)
+}
+
+#[mobula::remote]
+fn where_am_i(i: u64) -> (u64, NodeId) {
+    (i * i, mobula::context().node_id().unwrap())
+}
+
+#[mobula::remote]
+fn checksum(data: Vec<u8>) -> (usize, u64) {
+    (data.len(), data.iter().map(|&b| u64::from(b)).sum())
+}
+
+#[mobula::remote]
+fn make_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+#[mobula::remote]
+fn slow_square(i: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(2));
+    i * i
+}
+
+#[mobula::remote]
+fn fails(i: u64) -> Result<u64, String> {
+    Err(format!("no {i}"))
+}
+
+#[test]
+#[ignore = "open in issue 5: worker heartbeats stall about 2 s after joining, so workers leave; under investigation"]
+fn tasks_spread_over_worker_processes_with_correct_results() {
+    let _turn = turn();
+    let (_head, _workers, _) = start_cluster(2);
+    let refs: Vec<_> = (0..40)
+        .map(|i| {
+            where_am_i
+                .options()
+                .scheduling_strategy(SchedulingStrategy::Spread)
+                .remote(i)
+        })
+        .collect();
+    let results = mobula::get_all(&refs).unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..40).map(|i| i * i).collect::<Vec<_>>()
+    );
+    let nodes: HashSet<NodeId> = results.iter().map(|r| r.1).collect();
+    let workers: HashSet<NodeId> = mobula::node::nodes()
+        .iter()
+        .filter(|n| n.info.runs_tasks)
+        .map(|n| n.info.node_id)
+        .collect();
+    assert_eq!(nodes, workers, "both workers ran tasks, the head none");
+
+    // Hard affinity puts every task on the named node.
+    let target = *workers.iter().next().unwrap();
+    let pinned: Vec<_> = (0..10)
+        .map(|i| {
+            where_am_i
+                .options()
+                .scheduling_strategy(SchedulingStrategy::NodeAffinity {
+                    node: target,
+                    soft: false,
+                })
+                .remote(i)
+        })
+        .collect();
+    assert!(
+        mobula::get_all(&pinned)
+            .unwrap()
+            .iter()
+            .all(|r| r.1 == target)
+    );
+
+    // Errors come back as errors, with the node they ran on.
+    match fails.remote(7).get() {
+        Err(GetError::Task(e)) => {
+            assert_eq!(e.message, "no 7");
+            assert!(workers.contains(&e.node_id));
+        }
+        other => panic!("expected a task error, got {other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "open in issue 5: arguments over the 16 MiB frame limit are not streamed yet"]
+fn a_64_mb_object_crosses_nodes_both_ways() {
+    let _turn = turn();
+    let (_head, _workers, _) = start_cluster(1);
+    let n = 64 << 20;
+    let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    let expected: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    let big = mobula::put(data).unwrap();
+    assert_eq!(checksum.remote(&big).get().unwrap(), (n, expected));
+    let back = make_bytes.remote(n).get().unwrap();
+    assert_eq!(back.len(), n);
+    assert_eq!(back.iter().map(|&b| u64::from(b)).sum::<u64>(), expected);
+}
+
+fn worker_error(head: std::net::SocketAddr, dir: &PathBuf, env: &[(&str, &str)]) -> String {
+    let mut worker = spawn_worker(head, dir, env);
+    let status = worker.0.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(worker.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        !status.success(),
+        "the worker should have been refused: {err}"
+    );
+    err
+}
+
+#[test]
+fn a_wrong_token_or_ca_is_refused_and_garbage_is_ignored() {
+    let _turn = turn();
+    let (_head, _workers, dir) = start_cluster(1);
+    let head = mobula::node::head_address().unwrap();
+
+    let err = worker_error(head, &dir, &[("MOBULA_TEST_TOKEN", "0123")]);
+    assert!(err.contains("wrong join token"), "{err}");
+
+    let other_ca = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let err = worker_error(head, &dir, &[("MOBULA_TEST_PIN", other_ca)]);
+    assert!(err.contains("pinned"), "{err}");
+
+    // Garbage datagrams at the head's port: dropped, and the cluster keeps serving.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..200u32 {
+        let junk: Vec<u8> = (0..(i % 1300) + 1).map(|j| (j * 7 + i) as u8).collect();
+        socket.send_to(&junk, head).unwrap();
+    }
+    // The head still lets a node with the right token join.
+    let before = mobula::node::nodes().len();
+    let _late = spawn_worker(head, &dir, &[]);
+    eventually("a node joined after the garbage", || {
+        mobula::node::nodes().len() == before + 1
+    });
+}
+
+#[test]
+#[ignore = "open in issue 5: worker heartbeats stall about 2 s after joining, so workers leave; under investigation"]
+fn killing_a_worker_mid_run_loses_no_result() {
+    let _turn = turn();
+    let (_head, mut workers, _) = start_cluster(2);
+    let refs: Vec<_> = (0..2000)
+        .map(|i| {
+            slow_square
+                .options()
+                .scheduling_strategy(SchedulingStrategy::Spread)
+                .remote(i)
+        })
+        .collect();
+    // Let some finish, then kill -9 one worker while the rest are in flight.
+    refs[20].get().unwrap();
+    let victim = workers.remove(0);
+    drop(victim);
+    let results = mobula::get_all(&refs).unwrap();
+    assert_eq!(results, (0..2000).map(|i| i * i).collect::<Vec<_>>());
+    eventually("the head declared the worker dead", || {
+        mobula::node::nodes()
+            .iter()
+            .filter(|n| n.info.runs_tasks && n.alive)
+            .count()
+            == 1
+    });
+}
+
+#[test]
+fn a_driver_whose_head_is_gone_gets_an_error_not_a_hang() {
+    let _turn = turn();
+    let err = mobula::init(
+        Config::default()
+            .address("127.0.0.1:9")
+            .join_token("x")
+            .ca_fingerprint("sha256:00")
+            .node_timeout(Duration::from_millis(300)),
+    )
+    .unwrap_err();
+    assert!(matches!(err, InitError::Cluster(_)), "{err}");
+}
