@@ -12,7 +12,7 @@ use syn::{
     Visibility,
 };
 
-use crate::{fallible_ok, is_integer, non_negative_number, stored_type};
+use crate::{bool_literal, fallible_ok, is_integer, resource_option, stored_type};
 
 pub(crate) fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     match syn::parse2::<Item>(item)? {
@@ -44,12 +44,10 @@ fn class_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {
             .get_ident()
             .map(|i| i.to_string())
             .unwrap_or_default();
+        if resource_option(&key, &meta, &mut calls)? {
+            continue;
+        }
         match (key.as_str(), &meta) {
-            ("num_cpus" | "num_gpus", Meta::NameValue(nv)) => {
-                let n = non_negative_number(&nv.value, &key)?;
-                let method = format_ident!("{}", key);
-                calls.push(quote!(.#method(#n)));
-            }
             ("max_restarts" | "max_task_retries", Meta::NameValue(nv)) => {
                 if !is_integer(&nv.value) {
                     return Err(syn::Error::new(
@@ -80,31 +78,8 @@ fn class_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {
                 calls.push(quote!(.#method(#i)));
             }
             ("detached", Meta::NameValue(nv)) => {
-                let Expr::Lit(syn::ExprLit {
-                    lit: Lit::Bool(b), ..
-                }) = &nv.value
-                else {
-                    return Err(syn::Error::new(
-                        nv.value.span(),
-                        "detached must be true or false",
-                    ));
-                };
+                let b = bool_literal(&nv.value, &key)?;
                 calls.push(quote!(.detached(#b)));
-            }
-            ("resources", Meta::List(list)) => {
-                let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated
-                    .parse2(list.tokens.clone())?;
-                for pair in pairs {
-                    let Some(res) = pair.path.get_ident() else {
-                        return Err(syn::Error::new(
-                            pair.path.span(),
-                            "a resource name must be a single word",
-                        ));
-                    };
-                    let n = non_negative_number(&pair.value, &res.to_string())?;
-                    let res = res.to_string();
-                    calls.push(quote!(.resource(#res, #n)));
-                }
             }
             _ => {
                 return Err(syn::Error::new(

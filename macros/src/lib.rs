@@ -30,7 +30,7 @@ pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    let options = parse_options(attr)?;
+    let option_calls = parse_options(attr)?;
     let func: ItemFn = syn::parse2(item)?;
     let sig = &func.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
@@ -151,7 +151,6 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
     let call_output = &sig.output;
     let block = &func.block;
     let asyncness = &sig.asyncness;
-    let option_calls = options.calls;
 
     Ok(quote! {
         #(#attrs)*
@@ -254,13 +253,9 @@ pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-struct Options {
-    calls: Vec<TokenStream2>,
-}
-
 const KEYS: &str = "num_cpus, num_gpus, max_retries, retry_exceptions, name, resources(...)";
 
-fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
+fn parse_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     let mut calls = Vec::new();
     for meta in metas {
@@ -269,12 +264,10 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             .get_ident()
             .map(|i| i.to_string())
             .unwrap_or_default();
+        if resource_option(&key, &meta, &mut calls)? {
+            continue;
+        }
         match (key.as_str(), &meta) {
-            ("num_cpus" | "num_gpus", Meta::NameValue(nv)) => {
-                let n = non_negative_number(&nv.value, &key)?;
-                let method = format_ident!("{}", key);
-                calls.push(quote!(.#method(#n)));
-            }
             ("max_retries", Meta::NameValue(nv)) => {
                 let v = &nv.value;
                 if !is_integer(v) {
@@ -286,15 +279,7 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
                 calls.push(quote!(.max_retries(#v)));
             }
             ("retry_exceptions", Meta::NameValue(nv)) => {
-                let Expr::Lit(syn::ExprLit {
-                    lit: Lit::Bool(b), ..
-                }) = &nv.value
-                else {
-                    return Err(syn::Error::new(
-                        nv.value.span(),
-                        "retry_exceptions must be true or false",
-                    ));
-                };
+                let b = bool_literal(&nv.value, &key)?;
                 calls.push(quote!(.retry_exceptions(#b)));
             }
             ("name", Meta::NameValue(nv)) => {
@@ -306,21 +291,6 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
                 };
                 calls.push(quote!(.name(#s)));
             }
-            ("resources", Meta::List(list)) => {
-                let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated
-                    .parse2(list.tokens.clone())?;
-                for pair in pairs {
-                    let Some(res) = pair.path.get_ident() else {
-                        return Err(syn::Error::new(
-                            pair.path.span(),
-                            "a resource name must be a single word",
-                        ));
-                    };
-                    let n = non_negative_number(&pair.value, &res.to_string())?;
-                    let res = res.to_string();
-                    calls.push(quote!(.resource(#res, #n)));
-                }
-            }
             _ => {
                 return Err(syn::Error::new(
                     meta.span(),
@@ -329,7 +299,53 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             }
         }
     }
-    Ok(Options { calls })
+    Ok(calls)
+}
+
+/// The options both attributes take the same way: `num_cpus`, `num_gpus`, `resources(...)`.
+/// Pushes their builder calls and returns true; returns false for any other option.
+pub(crate) fn resource_option(
+    key: &str,
+    meta: &Meta,
+    calls: &mut Vec<TokenStream2>,
+) -> syn::Result<bool> {
+    match (key, meta) {
+        ("num_cpus" | "num_gpus", Meta::NameValue(nv)) => {
+            let n = non_negative_number(&nv.value, key)?;
+            let method = format_ident!("{}", key);
+            calls.push(quote!(.#method(#n)));
+        }
+        ("resources", Meta::List(list)) => {
+            let pairs = Punctuated::<syn::MetaNameValue, Token![,]>::parse_terminated
+                .parse2(list.tokens.clone())?;
+            for pair in pairs {
+                let Some(res) = pair.path.get_ident() else {
+                    return Err(syn::Error::new(
+                        pair.path.span(),
+                        "a resource name must be a single word",
+                    ));
+                };
+                let n = non_negative_number(&pair.value, &res.to_string())?;
+                let res = res.to_string();
+                calls.push(quote!(.resource(#res, #n)));
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// A `true` or `false` literal, or an error naming the option.
+pub(crate) fn bool_literal<'a>(value: &'a Expr, key: &str) -> syn::Result<&'a syn::LitBool> {
+    match value {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("{key} must be true or false"),
+        )),
+    }
 }
 
 pub(crate) fn is_integer(e: &Expr) -> bool {
