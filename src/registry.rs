@@ -5,6 +5,9 @@
 //! can run and compute a fingerprint of it, so that nodes of one cluster can check that they
 //! run the same binary.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use crate::api::function::FunctionDescriptor;
 
 /// One registered function. Made by `#[mobula::remote]`.
@@ -29,11 +32,20 @@ pub fn function_ids() -> Vec<&'static str> {
     ids
 }
 
+/// Every registered function by id, built once: a node looks up each call other nodes send.
+fn by_id() -> &'static HashMap<&'static str, &'static RegisteredFunction> {
+    static MAP: OnceLock<HashMap<&'static str, &'static RegisteredFunction>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        inventory::iter::<RegisteredFunction>
+            .into_iter()
+            .map(|r| ((r.descriptor)().id, r))
+            .collect()
+    })
+}
+
 /// The registered function with this id.
 pub(crate) fn find(id: &str) -> Option<&'static RegisteredFunction> {
-    inventory::iter::<RegisteredFunction>
-        .into_iter()
-        .find(|r| (r.descriptor)().id == id)
+    by_id().get(id).copied()
 }
 
 /// The fingerprint a node announces: 0 when it has no functions (the CLI's head).
@@ -47,9 +59,7 @@ pub(crate) fn announced_fingerprint() -> u64 {
 
 /// Whether a function with this id is linked into this program.
 pub fn contains(id: &str) -> bool {
-    inventory::iter::<RegisteredFunction>
-        .into_iter()
-        .any(|r| (r.descriptor)().id == id)
+    find(id).is_some()
 }
 
 /// A fingerprint of the registry (FNV-1a over the sorted ids): equal on nodes that run the

@@ -225,19 +225,24 @@ pub enum WireError {
     },
 }
 
-/// Encodes a message as one frame: length prefix, then the envelope.
-pub fn encode(message: &Message) -> Result<Vec<u8>, WireError> {
-    let envelope = Envelope {
-        version: VERSION,
-        message: message.clone(),
-    };
-    encode_envelope(&envelope)
+/// An [`Envelope`] that borrows its message, so that encoding copies nothing twice; it
+/// encodes to the same bytes.
+#[derive(Serialize)]
+struct EnvelopeRef<'a> {
+    version: u16,
+    message: &'a Message,
 }
 
-/// Encodes an envelope as one frame.
-pub fn encode_envelope(envelope: &Envelope) -> Result<Vec<u8>, WireError> {
-    let mut out = vec![0u8; 4];
-    let mut out = postcard::to_extend(envelope, std::mem::take(&mut out))
+/// Encodes a message as one frame: length prefix, then the envelope.
+pub fn encode(message: &Message) -> Result<Vec<u8>, WireError> {
+    encode_frame(&EnvelopeRef {
+        version: VERSION,
+        message,
+    })
+}
+
+fn encode_frame(envelope: &impl Serialize) -> Result<Vec<u8>, WireError> {
+    let mut out = postcard::to_extend(envelope, vec![0u8; 4])
         .map_err(|e| WireError::Malformed(e.to_string()))?;
     let len = out.len() - 4;
     if len > MAX_FRAME {
@@ -400,7 +405,7 @@ mod tests {
             decode(&[3, 0, 0, 0, 0xff, 0xff, 0xff]),
             Err(WireError::Malformed(_))
         ));
-        let other = encode_envelope(&Envelope {
+        let other = encode_frame(&Envelope {
             version: VERSION + 1,
             message: Message::Ack,
         })

@@ -124,10 +124,8 @@ impl Membership {
             return Err(Refusal::Dead(node_id));
         }
         member.last_seen_ms = now_ms;
-        if member.state.available != available || member.state.load != load {
-            member.state.available = available;
-            member.state.load = load;
-        }
+        member.state.available = available;
+        member.state.load = load;
         Ok(view_version < self.version)
     }
 

@@ -23,7 +23,7 @@ use crate::transport::credentials::{
 use crate::transport::endpoint::{Endpoint, Peer, reply};
 use crate::transport::link::{self, LinkError};
 use crate::transport::tls;
-use crate::wire::{ClusterView, INLINE_LIMIT, Message, NodeInfo, RunTask, TaskOutcome};
+use crate::wire::{ClusterView, INLINE_LIMIT, Message, NodeInfo, TaskOutcome};
 
 /// The largest result accepted from another node.
 const RESULT_LIMIT: u64 = 64 << 30;
@@ -78,7 +78,7 @@ pub(crate) async fn start(
     let dir = ClusterDir::new(&config.dir);
     let key = NodeKey::generate().map_err(err)?;
     let registry = registry::announced_fingerprint();
-    let (identity, head, head_state) = match &config.role {
+    let (identity, head, listen, head_state) = match &config.role {
         ClusterRole::Head { listen } => {
             let (ca, token) = dir.load_or_create().map_err(err)?;
             let cert_der = ca
@@ -98,13 +98,13 @@ pub(crate) async fn start(
                 token,
                 started: Instant::now(),
             };
-            (identity, *listen, Some(state))
+            (identity, *listen, *listen, Some(state))
         }
         ClusterRole::Join {
             head,
+            listen,
             token,
             ca_fingerprint,
-            ..
         } => {
             let token = match token {
                 Some(t) => t.clone(),
@@ -139,12 +139,8 @@ pub(crate) async fn start(
                 config.node_timeout,
             )
             .await?;
-            (identity, *head, None)
+            (identity, *head, *listen, None)
         }
-    };
-    let listen = match &config.role {
-        ClusterRole::Head { listen } => *listen,
-        ClusterRole::Join { listen, .. } => *listen,
     };
     let endpoint = Endpoint::bind(listen, &identity, config.node_timeout).map_err(err)?;
     let address = endpoint.local_addr();
@@ -179,7 +175,7 @@ pub(crate) async fn start(
     if let Some(state) = &node.head_state {
         {
             let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-            let now = state.started.elapsed().as_millis() as u64;
+            let now = state.now_ms();
             state.membership.register(info, now).map_err(err)?;
             *node.view.write().unwrap_or_else(|e| e.into_inner()) = state.membership.view();
         }
@@ -348,7 +344,8 @@ impl ClusterNode {
     }
 
     /// Runs a task on `node` and returns how it ended; a payload that follows is read.
-    pub async fn run_on(&self, node: NodeId, task: &RunTask) -> Result<TaskOutcome, LinkError> {
+    /// `frame` is the encoded [`Message::RunTask`].
+    pub async fn run_on(&self, node: NodeId, frame: &[u8]) -> Result<TaskOutcome, LinkError> {
         let Some(address) = self.address_of(node) else {
             return Err(LinkError::Lost(format!("node {node} is not alive")));
         };
@@ -358,10 +355,7 @@ impl ClusterNode {
             .unwrap_or_else(|e| e.into_inner())
             .entry(node)
             .or_default() += 1;
-        let answer = self
-            .endpoint
-            .request(address, &Message::RunTask(task.clone()))
-            .await;
+        let answer = self.endpoint.request_frame(address, frame).await;
         if let Some(n) = self
             .sent
             .lock()
@@ -401,9 +395,12 @@ impl ClusterNode {
         }
         self.endpoint.close();
     }
+}
 
-    fn now_ms(state: &HeadState) -> u64 {
-        state.started.elapsed().as_millis() as u64
+impl HeadState {
+    /// The membership's clock: milliseconds since the head started.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 }
 
@@ -418,7 +415,7 @@ async fn watch_members(node: Arc<ClusterNode>) {
         };
         let view = {
             let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-            let now = ClusterNode::now_ms(&state);
+            let now = state.now_ms();
             // The head hears itself.
             let (queued, running) = node.scheduler.counts();
             let _ = state.membership.heartbeat(
@@ -539,7 +536,7 @@ async fn handle(
                     info.address.set_ip(peer.address.ip());
                 }
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                let now = ClusterNode::now_ms(&state);
+                let now = state.now_ms();
                 match state.membership.register(info, now) {
                     Ok(()) => {
                         let view = state.membership.view();
@@ -563,7 +560,7 @@ async fn handle(
             Some(_) if node_id != from => refused("a node reports only itself"),
             Some(state) => {
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                let now = ClusterNode::now_ms(&state);
+                let now = state.now_ms();
                 match state
                     .membership
                     .heartbeat(node_id, available, load, view_version, now)

@@ -21,7 +21,7 @@ use crate::object::store::Store;
 use crate::object::value::StoredValue;
 use crate::scheduler::placement::SchedulingStrategy;
 use crate::scheduler::resources::{ResourceRequest, UNIT};
-use crate::wire::{RunTask, TaskOutcome};
+use crate::wire::{self, Message, RunTask, TaskOutcome};
 
 /// Runs a call sent by another node; made for each function by `#[mobula::remote]`.
 pub type RunRemote = fn(RunTask, NodeId) -> LocalBoxFuture<'static, TaskOutcome>;
@@ -155,7 +155,7 @@ pub(crate) async fn send<F: RemoteFunction>(
             return;
         }
     };
-    let mut message = RunTask {
+    let message = Message::RunTask(RunTask {
         task: out.task,
         function: function.to_string(),
         args,
@@ -166,12 +166,22 @@ pub(crate) async fn send<F: RemoteFunction>(
         },
         retry_exceptions: out.options.retry.retry_exceptions,
         name: out.options.name.clone(),
+    });
+    // Encoded once, sent again as is on a retry.
+    let frame = match wire::encode(&message) {
+        Ok(frame) => frame,
+        Err(e) => {
+            let message = format!("the call could not be sent to another node: {e}");
+            fail(TaskErrorKind::Failed, cluster.node_id, message, 0);
+            return;
+        }
     };
+    drop(message);
     let mut target = out.target;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match cluster.run_on(target, &message).await {
+        match cluster.run_on(target, &frame).await {
             Ok(TaskOutcome::Value(bytes)) => {
                 match codec::read::<F::Output>(&bytes) {
                     Ok(value) => store.seal(out.result, StoredValue::new(value)),
@@ -184,6 +194,7 @@ pub(crate) async fn send<F: RemoteFunction>(
                 }
                 return;
             }
+            // `run_on` reads a streamed payload and answers with its value; never seen here.
             Ok(TaskOutcome::Streamed { .. }) => {
                 let message = "a streamed result arrived without its payload".to_string();
                 fail(TaskErrorKind::ResultRejected, target, message, attempts);
@@ -208,7 +219,6 @@ pub(crate) async fn send<F: RemoteFunction>(
                     Ok(next) => {
                         tracing::warn!("{lost}; running it again on node {next}");
                         target = next;
-                        message.args.shrink_to_fit();
                     }
                     Err(why) => {
                         fail(

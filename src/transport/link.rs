@@ -1,11 +1,8 @@
 //! Frames on QUIC streams: one request per bidirectional stream, its answer on the same
-//! stream, and large payloads as raw chunks after a header frame (QUIC's flow control is the
-//! back-pressure: a slow reader stops the writer).
+//! stream, and large payloads as raw bytes after a header frame (QUIC cuts them into packets
+//! and its flow control is the back-pressure: a slow reader stops the writer).
 
 use crate::wire::{self, Message, WireError};
-
-/// Chunk size for streamed payloads.
-pub const CHUNK: usize = 1024 * 1024;
 
 /// Why a link operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +54,9 @@ pub async fn recv(stream: &mut quinn::RecvStream) -> Result<Message, LinkError> 
     Ok(wire::decode_body(&body)?)
 }
 
-/// Writes a payload in chunks.
+/// Writes a payload after a header frame.
 pub async fn send_bytes(stream: &mut quinn::SendStream, bytes: &[u8]) -> Result<(), LinkError> {
-    for chunk in bytes.chunks(CHUNK) {
-        stream.write_all(chunk).await.map_err(lost)?;
-    }
-    Ok(())
+    stream.write_all(bytes).await.map_err(lost)
 }
 
 /// Reads a payload of `len` bytes written by [`send_bytes`], with `limit` as a ceiling.
@@ -79,15 +73,7 @@ pub async fn recv_bytes(
     }
     let len = usize::try_from(len).map_err(lost)?;
     let mut out = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        let end = (filled + CHUNK).min(len);
-        stream
-            .read_exact(&mut out[filled..end])
-            .await
-            .map_err(lost)?;
-        filled = end;
-    }
+    stream.read_exact(&mut out).await.map_err(lost)?;
     Ok(out)
 }
 
@@ -97,8 +83,17 @@ pub async fn request(
     connection: &quinn::Connection,
     message: &Message,
 ) -> Result<(Message, quinn::RecvStream), LinkError> {
+    request_frame(connection, &wire::encode(message)?).await
+}
+
+/// [`request`] with the request already encoded (sent again on a retry without encoding it
+/// again).
+pub async fn request_frame(
+    connection: &quinn::Connection,
+    frame: &[u8],
+) -> Result<(Message, quinn::RecvStream), LinkError> {
     let (mut tx, mut rx) = connection.open_bi().await.map_err(lost)?;
-    send(&mut tx, message).await?;
+    tx.write_all(frame).await.map_err(lost)?;
     tx.finish().map_err(lost)?;
     match recv(&mut rx).await? {
         Message::Refused { reason } => Err(LinkError::Refused(reason)),
