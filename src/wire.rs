@@ -2,9 +2,9 @@
 //!
 //! A frame is a 4-byte little-endian length, then a postcard-encoded [`Envelope`]: the
 //! protocol version and one [`Message`]. Frames larger than [`MAX_FRAME`] are refused before
-//! any of them is read. Object payloads larger than a frame travel as raw chunks on a stream
-//! of their own after an [`Message::ObjectHeader`] (see `transport::link`). Nothing else in
-//! Mobula writes to a socket.
+//! any of them is read. Values larger than [`INLINE_LIMIT`] (task arguments and results)
+//! follow their frame on the same QUIC stream as raw bytes, their lengths in the frame (see
+//! `transport::link`). Nothing else in Mobula writes to a socket.
 //!
 //! This module is pure: bytes in, messages out, no I/O.
 
@@ -21,7 +21,7 @@ pub const VERSION: u16 = 1;
 /// The largest frame accepted, length prefix excluded.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
-/// Values up to this size travel inside a frame; larger ones are streamed in chunks.
+/// Values up to this size travel inside a frame; larger ones follow it on its stream.
 pub const INLINE_LIMIT: usize = 1024 * 1024;
 
 /// What every frame carries.
@@ -77,8 +77,11 @@ pub struct RunTask {
     pub task: TaskId,
     /// The function's registry id.
     pub function: String,
-    /// Each argument, encoded by the object codec.
+    /// Each argument, encoded by the object codec; empty for one that is streamed.
     pub args: Vec<Vec<u8>>,
+    /// Lengths of the arguments that follow the frame on its stream, in order (those too
+    /// large to travel inside it); their places in `args` are empty.
+    pub streamed: Vec<(u32, u64)>,
     /// CPUs, GPUs and custom resources the task needs.
     pub resources: Vec<(String, f64)>,
     /// Retries on the executing node (Ray's `max_retries`; negative: no limit).
@@ -354,6 +357,7 @@ mod tests {
                 task: TaskId::from_parts(1, 5),
                 function: "app::f".into(),
                 args: vec![vec![1], vec![]],
+                streamed: vec![(1, 1 << 30)],
                 resources: vec![("CPU".into(), 1.0)],
                 max_retries: 3,
                 retry_exceptions: false,

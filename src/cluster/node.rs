@@ -344,8 +344,13 @@ impl ClusterNode {
     }
 
     /// Runs a task on `node` and returns how it ended; a payload that follows is read.
-    /// `frame` is the encoded [`Message::RunTask`].
-    pub async fn run_on(&self, node: NodeId, frame: &[u8]) -> Result<TaskOutcome, LinkError> {
+    /// `frame` is the encoded [`Message::RunTask`], `payloads` its streamed arguments.
+    pub async fn run_on(
+        &self,
+        node: NodeId,
+        frame: &[u8],
+        payloads: &[&[u8]],
+    ) -> Result<TaskOutcome, LinkError> {
         let Some(address) = self.address_of(node) else {
             return Err(LinkError::Lost(format!("node {node} is not alive")));
         };
@@ -355,7 +360,7 @@ impl ClusterNode {
             .unwrap_or_else(|e| e.into_inner())
             .entry(node)
             .or_default() += 1;
-        let answer = self.endpoint.request_frame(address, frame).await;
+        let answer = self.endpoint.request_frame(address, frame, payloads).await;
         if let Some(n) = self
             .sent
             .lock()
@@ -478,6 +483,22 @@ async fn heartbeat(node: Arc<ClusterNode>) {
     }
 }
 
+/// Reads the arguments that follow a [`RunTask`](crate::wire::RunTask) frame into their
+/// places.
+async fn receive_streamed_args(
+    task: &mut crate::wire::RunTask,
+    rx: &mut quinn::RecvStream,
+) -> Result<(), LinkError> {
+    for (index, len) in std::mem::take(&mut task.streamed) {
+        let bytes = link::recv_bytes(rx, len, RESULT_LIMIT).await?;
+        match task.args.get_mut(index as usize) {
+            Some(slot) => *slot = bytes,
+            None => return Err(LinkError::Lost(format!("argument {index} does not exist"))),
+        }
+    }
+    Ok(())
+}
+
 fn refused(reason: impl Into<String>) -> Message {
     Message::Refused {
         reason: reason.into(),
@@ -490,7 +511,7 @@ async fn handle(
     peer: Peer,
     message: Message,
     mut tx: quinn::SendStream,
-    _rx: quinn::RecvStream,
+    mut rx: quinn::RecvStream,
 ) {
     let name = message.name();
     let answer = match (peer.node, message) {
@@ -581,7 +602,11 @@ async fn handle(
             node.shutdown.notify_one();
             Message::Ack
         }
-        (Some(_), Message::RunTask(task)) => {
+        (Some(_), Message::RunTask(mut task)) => {
+            if let Err(e) = receive_streamed_args(&mut task, &mut rx).await {
+                tracing::warn!("dropped a task whose arguments did not arrive: {e}");
+                return;
+            }
             let outcome = match registry::find(&task.function) {
                 None => TaskOutcome::Refused(format!(
                     "node {} has no function `{}`: every node must run the same binary",

@@ -21,7 +21,7 @@ use crate::object::store::Store;
 use crate::object::value::StoredValue;
 use crate::scheduler::placement::SchedulingStrategy;
 use crate::scheduler::resources::{ResourceRequest, UNIT};
-use crate::wire::{self, Message, RunTask, TaskOutcome};
+use crate::wire::{self, INLINE_LIMIT, Message, RunTask, TaskOutcome};
 
 /// Runs a call sent by another node; made for each function by `#[mobula::remote]`.
 pub type RunRemote = fn(RunTask, NodeId) -> LocalBoxFuture<'static, TaskOutcome>;
@@ -132,7 +132,7 @@ pub(crate) async fn send<F: RemoteFunction>(
             return;
         }
     };
-    let args = match <<F::Params as Params>::Args as ArgList>::encode(&resolved) {
+    let mut args = match <<F::Params as Params>::Args as ArgList>::encode(&resolved) {
         Ok(args) => args,
         Err(e) => {
             let message = format!("an argument could not be encoded for another node: {e}");
@@ -155,10 +155,20 @@ pub(crate) async fn send<F: RemoteFunction>(
             return;
         }
     };
+    // Arguments too large for a frame follow it on the stream.
+    let mut payloads = Vec::new();
+    let mut streamed = Vec::new();
+    for (index, arg) in args.iter_mut().enumerate() {
+        if arg.len() > INLINE_LIMIT {
+            streamed.push((index as u32, arg.len() as u64));
+            payloads.push(std::mem::take(arg));
+        }
+    }
     let message = Message::RunTask(RunTask {
         task: out.task,
         function: function.to_string(),
         args,
+        streamed,
         resources: request_list(&request),
         max_retries: match out.options.retry.max_retries {
             crate::scheduler::retry::Retries::Unlimited => -1,
@@ -177,11 +187,12 @@ pub(crate) async fn send<F: RemoteFunction>(
         }
     };
     drop(message);
+    let payload_slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
     let mut target = out.target;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match cluster.run_on(target, &frame).await {
+        match cluster.run_on(target, &frame, &payload_slices).await {
             Ok(TaskOutcome::Value(bytes)) => {
                 match codec::read::<F::Output>(&bytes) {
                     Ok(value) => store.seal(out.result, StoredValue::new(value)),

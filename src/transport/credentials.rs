@@ -105,7 +105,7 @@ impl ClusterCa {
         })
     }
 
-    /// Loads a CA saved by [`save`](Self::save).
+    /// Loads a CA that [`ClusterDir::load_or_create`] saved.
     pub fn load(cert_der: Vec<u8>, key_der: &[u8]) -> Result<Self, CredentialError> {
         let key = KeyPair::try_from(key_der).map_err(cert_err)?;
         let issuer = Issuer::from_ca_cert_der(&cert_der.clone().into(), key).map_err(cert_err)?;

@@ -31,12 +31,20 @@ pub struct Peer {
 pub type Handler =
     Rc<dyn Fn(Peer, Message, quinn::SendStream, quinn::RecvStream) -> LocalBoxFuture<'static, ()>>;
 
+/// The link to one peer address: locked while it is being opened, so that requests that
+/// arrive together share one connection instead of each opening its own.
+type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
+
 /// The endpoint, shared by everything on the node that talks to peers.
 #[derive(Clone)]
 pub struct Endpoint {
     inner: quinn::Endpoint,
     client: quinn::ClientConfig,
-    links: Arc<Mutex<HashMap<SocketAddr, quinn::Connection>>>,
+    links: Arc<Mutex<HashMap<SocketAddr, Slot>>>,
+    /// Links this node opened: served like accepted ones, since a peer may send its own
+    /// requests on them.
+    opened: tokio::sync::mpsc::UnboundedSender<quinn::Connection>,
+    opened_rx: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<quinn::Connection>>>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -65,10 +73,13 @@ impl Endpoint {
             address: address.to_string(),
             reason: format!("cannot listen: {e}"),
         })?;
+        let (opened, opened_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Endpoint {
             inner,
             client,
             links: Arc::default(),
+            opened,
+            opened_rx: Arc::new(Mutex::new(Some(opened_rx))),
         })
     }
 
@@ -79,16 +90,33 @@ impl Endpoint {
             .expect("a bound endpoint has an address")
     }
 
-    /// Accepts links until the endpoint closes, each request to `handler`.
+    /// Accepts links until the endpoint closes, and serves them and the links this node
+    /// opens: each request to `handler`.
     pub fn serve(&self, handler: Handler) {
-        let inner = self.inner.clone();
+        let opened = self
+            .opened_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut opened) = opened {
+            let handler = handler.clone();
+            actix_rt::spawn(async move {
+                while let Some(connection) = opened.recv().await {
+                    actix_rt::spawn(serve_link(connection, handler.clone()));
+                }
+            });
+        }
+        let endpoint = self.clone();
         actix_rt::spawn(async move {
-            while let Some(incoming) = inner.accept().await {
-                let handler = handler.clone();
+            while let Some(incoming) = endpoint.inner.accept().await {
+                let (handler, endpoint) = (handler.clone(), endpoint.clone());
                 actix_rt::spawn(async move {
                     let remote = incoming.remote_address();
                     match incoming.await {
-                        Ok(connection) => serve_link(connection, handler).await,
+                        Ok(connection) => {
+                            endpoint.adopt(&connection);
+                            serve_link(connection, handler).await
+                        }
                         Err(e) => tracing::warn!("refused a link from {remote}: {e}"),
                     }
                 });
@@ -96,22 +124,37 @@ impl Endpoint {
         });
     }
 
+    fn slot(&self, address: SocketAddr) -> Slot {
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        links.entry(address).or_default().clone()
+    }
+
+    /// Keeps an accepted link from a node for this node's own requests to it: a peer's
+    /// endpoint sends from the address it listens on, so one connection serves the pair.
+    fn adopt(&self, connection: &quinn::Connection) {
+        if tls::peer_chain(connection).is_none() {
+            return; // a join: not a node yet
+        }
+        let slot = self.slot(connection.remote_address());
+        if let Ok(mut link) = slot.try_lock()
+            && link.as_ref().is_none_or(|c| c.close_reason().is_some())
+        {
+            *link = Some(connection.clone());
+        }
+    }
+
     /// The link to `address`, opened if there is none yet (or the last one broke).
     pub async fn link(&self, address: SocketAddr) -> Result<quinn::Connection, LinkError> {
-        if let Some(c) = self
-            .links
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&address)
+        let slot = self.slot(address);
+        let mut link = slot.lock().await;
+        if let Some(c) = &*link
             && c.close_reason().is_none()
         {
             return Ok(c.clone());
         }
         let connection = connect(&self.inner, self.client.clone(), address).await?;
-        self.links
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(address, connection.clone());
+        *link = Some(connection.clone());
+        let _ = self.opened.send(connection.clone());
         Ok(connection)
     }
 
@@ -125,14 +168,15 @@ impl Endpoint {
         link::request(&connection, message).await
     }
 
-    /// [`request`](Self::request) with the request already encoded.
+    /// [`request`](Self::request) with the request already encoded, and payloads after it.
     pub async fn request_frame(
         &self,
         address: SocketAddr,
         frame: &[u8],
+        payloads: &[&[u8]],
     ) -> Result<(Message, quinn::RecvStream), LinkError> {
         let connection = self.link(address).await?;
-        link::request_frame(&connection, frame).await
+        link::request_frame(&connection, frame, payloads).await
     }
 
     /// Opens a one-off link with another client configuration (a join).

@@ -83,17 +83,21 @@ pub async fn request(
     connection: &quinn::Connection,
     message: &Message,
 ) -> Result<(Message, quinn::RecvStream), LinkError> {
-    request_frame(connection, &wire::encode(message)?).await
+    request_frame(connection, &wire::encode(message)?, &[]).await
 }
 
 /// [`request`] with the request already encoded (sent again on a retry without encoding it
-/// again).
+/// again), and payloads that follow it on the stream.
 pub async fn request_frame(
     connection: &quinn::Connection,
     frame: &[u8],
+    payloads: &[&[u8]],
 ) -> Result<(Message, quinn::RecvStream), LinkError> {
     let (mut tx, mut rx) = connection.open_bi().await.map_err(lost)?;
     tx.write_all(frame).await.map_err(lost)?;
+    for payload in payloads {
+        send_bytes(&mut tx, payload).await?;
+    }
     tx.finish().map_err(lost)?;
     match recv(&mut rx).await? {
         Message::Refused { reason } => Err(LinkError::Refused(reason)),
