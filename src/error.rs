@@ -315,6 +315,14 @@ pub enum ActorError {
         /// The class of the actor holding it.
         class: String,
     },
+    /// No node of the cluster can host the actor.
+    #[error("no node can host an actor of class `{class}`: {reason}")]
+    Unschedulable {
+        /// The class.
+        class: String,
+        /// Why.
+        reason: String,
+    },
     /// No actor has the name.
     #[error("no actor is named \"{name}\" in namespace \"{namespace}\"")]
     NotFound {

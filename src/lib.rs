@@ -198,8 +198,9 @@ pub mod __private {
     pub use crate::api::function::{
         AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction,
     };
+    pub use crate::cluster::actors::{ActorMethods, CallReply, open_hosted, serve_call};
     pub use crate::cluster::remote::run_remote;
-    pub use crate::registry::RegisteredFunction;
+    pub use crate::registry::{RegisteredActor, RegisteredFunction};
     pub use crate::runtime::actor::call::Invoke;
     pub use crate::runtime::submit::submit;
     pub use inventory;

@@ -21,11 +21,40 @@ pub struct RegisteredFunction {
 
 inventory::collect!(RegisteredFunction);
 
-/// The ids of every remote function linked into this program, sorted.
+/// One registered actor class. Made by `#[mobula::actor]` on the impl block.
+#[doc(hidden)]
+pub struct RegisteredActor {
+    /// The class's id (`crate::module::Name`).
+    pub class: &'static str,
+    /// Creates or finds an actor of the class for a channel from another node.
+    pub open: crate::cluster::actors::OpenHosted,
+}
+
+inventory::collect!(RegisteredActor);
+
+/// The registered actor class with this id.
+pub(crate) fn find_actor(class: &str) -> Option<&'static RegisteredActor> {
+    static MAP: OnceLock<HashMap<&'static str, &'static RegisteredActor>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        inventory::iter::<RegisteredActor>
+            .into_iter()
+            .map(|r| (r.class, r))
+            .collect()
+    })
+    .get(class)
+    .copied()
+}
+
+/// The ids of every remote function and actor class linked into this program, sorted.
 pub fn function_ids() -> Vec<&'static str> {
     let mut ids: Vec<_> = inventory::iter::<RegisteredFunction>
         .into_iter()
         .map(|r| (r.descriptor)().id)
+        .chain(
+            inventory::iter::<RegisteredActor>
+                .into_iter()
+                .map(|r| r.class),
+        )
         .collect();
     ids.sort_unstable();
     ids.dedup();

@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::actor::ActorOptions;
 use crate::error::TaskErrorKind;
-use crate::object::id::{NodeId, TaskId};
+use crate::object::id::{ActorId, NodeId, TaskId};
 
 /// The protocol version this build speaks. A peer with another version is refused.
 pub const VERSION: u16 = 1;
@@ -113,6 +114,46 @@ pub enum TaskOutcome {
     DepFailed(String),
     /// The node would not run it (unknown function, bad arguments, shutting down).
     Refused(String),
+    /// The actor the call went to died; why.
+    ActorDied(String),
+}
+
+/// Opens a call channel to an actor on the receiving node. It is the first frame of a
+/// stream that then carries [`Message::ActorCall`]s (and [`Message::ActorControl`]s) from the
+/// caller, in the caller's order, and [`Message::CallDone`]s back. The actor holds one handle
+/// per open channel: when the caller's node goes, so does its handle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenActor {
+    /// The actor.
+    pub actor: ActorId,
+    /// Its class's id (`crate::module::Name`).
+    pub class: String,
+    /// Set to create the actor here; unset to reach one that already runs here.
+    pub create: Option<CreateActor>,
+}
+
+/// What creating an actor on another node takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateActor {
+    /// The constructor's arguments, encoded; empty for one that is streamed.
+    pub args: Vec<Vec<u8>>,
+    /// Lengths of the arguments that follow the frame, as in [`RunTask::streamed`].
+    pub streamed: Vec<(u32, u64)>,
+    /// The actor's options as the caller gave them.
+    pub options: ActorOptions,
+}
+
+/// One method call on a channel opened by [`OpenActor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActorCall {
+    /// The call's number on its channel, from 0; the answer carries it.
+    pub seq: u64,
+    /// `Class.method`.
+    pub method: String,
+    /// The arguments, encoded; empty for one that is streamed.
+    pub args: Vec<Vec<u8>>,
+    /// Lengths of the arguments that follow the frame, as in [`RunTask::streamed`].
+    pub streamed: Vec<(u32, u64)>,
 }
 
 /// Every message of the protocol.
@@ -174,6 +215,25 @@ pub enum Message {
     RunTask(RunTask),
     /// How a [`Message::RunTask`] ended.
     TaskDone(TaskOutcome),
+    /// Opens a channel of calls to an actor (see [`OpenActor`]).
+    OpenActor(OpenActor),
+    /// A method call on an actor's channel.
+    ActorCall(ActorCall),
+    /// How the call numbered `seq` on this channel ended.
+    CallDone {
+        /// The call's number.
+        seq: u64,
+        /// How it ended.
+        outcome: TaskOutcome,
+    },
+    /// Stops the channel's actor: kill (`kill: true`, restarting if allowed and asked) or
+    /// terminate after the calls sent before this.
+    ActorControl {
+        /// Kill now rather than terminate after the pending calls.
+        kill: bool,
+        /// With `kill`: count it as a failure, so the actor may restart.
+        allow_restart: bool,
+    },
 }
 
 impl Message {
@@ -192,6 +252,10 @@ impl Message {
             Message::Ack => "Ack",
             Message::RunTask(_) => "RunTask",
             Message::TaskDone(_) => "TaskDone",
+            Message::OpenActor(_) => "OpenActor",
+            Message::ActorCall(_) => "ActorCall",
+            Message::CallDone { .. } => "CallDone",
+            Message::ActorControl { .. } => "ActorControl",
         }
     }
 }

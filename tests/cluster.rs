@@ -277,3 +277,144 @@ fn a_driver_whose_head_is_gone_gets_an_error_not_a_hang() {
     .unwrap_err();
     assert!(matches!(err, InitError::Cluster(_)), "{err}");
 }
+
+#[mobula::actor]
+struct Tally {
+    log: Vec<u64>,
+}
+
+#[mobula::actor]
+impl Tally {
+    fn new(first: u64) -> Self {
+        Tally { log: vec![first] }
+    }
+
+    /// Appends `x`; returns how many entries there are and where the actor runs.
+    fn add(&mut self, x: u64) -> (usize, NodeId) {
+        self.log.push(x);
+        (self.log.len(), mobula::context().node_id().unwrap())
+    }
+
+    fn log(&self) -> Vec<u64> {
+        self.log.clone()
+    }
+
+    fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    fn fail(&self) -> Result<u64, String> {
+        Err("refused on purpose".into())
+    }
+}
+
+/// Calls the actor from a task: returns the call's result and the task's own node.
+#[mobula::remote]
+fn add_from_a_task(tally: TallyHandle, x: u64) -> (usize, NodeId, NodeId) {
+    let (len, actor_node) = tally.add(x).get().unwrap();
+    (len, actor_node, mobula::context().node_id().unwrap())
+}
+
+fn workers_by_id() -> Vec<NodeId> {
+    let mut ids: Vec<NodeId> = mobula::node::nodes()
+        .iter()
+        .filter(|n| n.info.runs_tasks && n.alive)
+        .map(|n| n.info.node_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn on(node: NodeId) -> SchedulingStrategy {
+    SchedulingStrategy::NodeAffinity { node, soft: false }
+}
+
+#[test]
+fn an_actor_on_one_node_is_called_in_order_from_the_driver_and_from_a_task_on_another() {
+    let _turn = turn();
+    let (_head, _workers, _) = start_cluster(2);
+    let ids = workers_by_id();
+    let (w1, w2) = (ids[0], ids[1]);
+    let tally = Tally::options()
+        .scheduling_strategy(on(w1))
+        .remote(1000)
+        .unwrap();
+    assert_eq!(tally.node_id(), w1);
+
+    // 300 calls from one caller, sent at once: they run in the order they were made.
+    let refs: Vec<_> = (0..300).map(|i| tally.add(i)).collect();
+    let results = mobula::get_all(&refs).unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (2..302).collect::<Vec<_>>()
+    );
+    assert!(results.iter().all(|r| r.1 == w1));
+
+    // A task on the other worker gets the handle (same type) and calls the actor.
+    let (len, actor_node, task_node) = add_from_a_task
+        .options()
+        .scheduling_strategy(on(w2))
+        .remote(tally.clone(), 7)
+        .get()
+        .unwrap();
+    assert_eq!((len, actor_node, task_node), (302, w1, w2));
+    let log = tally.log().get().unwrap();
+    assert_eq!(log[0], 1000);
+    assert_eq!(&log[1..301], &(0..300).collect::<Vec<_>>()[..]);
+    assert_eq!(log[301], 7);
+
+    // A value larger than a frame goes through a call both ways.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    assert_eq!(tally.echo(data.clone()).get().unwrap(), data);
+
+    // A method's error comes back as the method's error, with its node.
+    match tally.fail().get() {
+        Err(GetError::Task(e)) => {
+            assert_eq!(e.message, "refused on purpose");
+            assert_eq!(e.node_id, w1);
+        }
+        other => panic!("expected the method's error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_actor_whose_node_dies_is_restarted_on_another_if_its_restarts_allow() {
+    let _turn = turn();
+    let (_head, mut workers, _) = start_cluster(2);
+    let ids = workers_by_id();
+    let (w1, w2) = (ids[0], ids[1]);
+    let keeps = Tally::options()
+        .scheduling_strategy(on(w1))
+        .max_restarts(1)
+        .max_task_retries(1)
+        .remote(1)
+        .unwrap();
+    let ends = Tally::options()
+        .scheduling_strategy(on(w1))
+        .remote(2)
+        .unwrap();
+    assert_eq!(keeps.add(10).get().unwrap(), (2, w1));
+    assert_eq!(ends.add(20).get().unwrap(), (2, w1));
+
+    // kill -9 the process that hosts both.
+    let pid = keeps.pid().get().unwrap();
+    let index = workers.iter().position(|w| w.0.id() == pid).unwrap();
+    drop(workers.remove(index));
+
+    // The restartable one comes back on the other worker, its state new from `new(1)`.
+    assert_eq!(keeps.add(30).get().unwrap(), (2, w2));
+    assert_eq!(keeps.node_id(), w2);
+    assert_eq!(keeps.log().get().unwrap(), vec![1, 30]);
+    // The other one is gone, and says why.
+    match ends.add(40).get() {
+        Err(GetError::ActorDied { cause, .. }) => {
+            assert!(cause.contains("was lost"), "{cause}");
+            assert!(cause.contains("no restarts left"), "{cause}");
+        }
+        other => panic!("expected ActorDied, got {other:?}"),
+    }
+}

@@ -326,6 +326,7 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
     let ctor_params_item = quote_spanned! {ctor_span=> type Params = (#(#c_types,)*); };
 
     let mut handle_methods = Vec::new();
+    let mut dispatch_arms = Vec::new();
     for f in &methods {
         let sig = &f.sig;
         let m = &sig.ident;
@@ -379,6 +380,9 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
         let vis = widen(&f.vis);
         let docs = f.attrs.iter().filter(|a| a.path().is_ident("doc"));
         let label = format!("{name_str}.{m}");
+        dispatch_arms.push(quote_spanned! {span=>
+            #label => ::mobula::__private::serve_call::<Self, (#(#types,)*), #output>(handle, #label, #invoke, args),
+        });
         handle_methods.push(quote_spanned! {span=>
             #(#docs)*
             #[allow(clippy::too_many_arguments, clippy::unused_unit, unused_variables)]
@@ -419,6 +423,31 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
 
         impl #handle {
             #(#handle_methods)*
+        }
+
+        impl ::mobula::__private::ActorMethods for #name {
+            #[allow(unused_variables)]
+            fn dispatch(
+                handle: &::mobula::ActorHandle<Self>,
+                method: &str,
+                args: &[::std::vec::Vec<u8>],
+            ) -> ::core::result::Result<::mobula::__private::CallReply, ::std::string::String> {
+                match method {
+                    #(#dispatch_arms)*
+                    other => ::core::result::Result::Err(::std::format!(
+                        "actor class `{}` has no method `{}`",
+                        <Self as ::mobula::__private::ActorClass>::CLASS,
+                        other
+                    )),
+                }
+            }
+        }
+
+        ::mobula::__private::inventory::submit! {
+            ::mobula::__private::RegisteredActor {
+                class: <#name as ::mobula::__private::ActorClass>::CLASS,
+                open: ::mobula::__private::open_hosted::<#name>,
+            }
         }
     })
 }

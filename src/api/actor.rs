@@ -10,13 +10,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::args::{IntoArg, Params};
 use super::function::AppError;
 use super::object_ref::ObjectRef;
+use crate::cluster::actors::{ActorMethods, RemoteActor, attach};
 use crate::error::{ActorError, GetError};
-use crate::object::id::ActorId;
+use crate::object::id::{ActorId, NodeId};
 use crate::object::value::Value;
 use crate::runtime::actor::call::Invoke;
 use crate::runtime::actor::core::ActorCore;
 use crate::runtime::actor::{self as rt_actor, ActorSettings};
 use crate::runtime::global;
+use crate::scheduler::placement::SchedulingStrategy;
 use crate::scheduler::resources::ResourceRequest;
 use crate::scheduler::retry::Retries;
 
@@ -43,7 +45,7 @@ pub trait ActorConstructor: ActorClass {
 }
 
 /// Options of an actor: Ray's `@ray.remote(...)` on a class and `.options(...)`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActorOptions {
     num_cpus: Option<f64>,
     num_gpus: f64,
@@ -56,6 +58,7 @@ pub struct ActorOptions {
     max_task_retries: i64,
     max_pending_calls: Option<usize>,
     max_concurrency: Option<usize>,
+    strategy: SchedulingStrategy,
 }
 
 impl Default for ActorOptions {
@@ -72,6 +75,7 @@ impl Default for ActorOptions {
             max_task_retries: 0,
             max_pending_calls: None,
             max_concurrency: None,
+            strategy: SchedulingStrategy::Default,
         }
     }
 }
@@ -155,6 +159,23 @@ impl ActorOptions {
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = Some(n);
         self
+    }
+
+    /// Where in a cluster the actor is created (Ray's `scheduling_strategy`). Outside a
+    /// cluster every strategy creates it on the one node.
+    pub fn scheduling_strategy(mut self, strategy: SchedulingStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// The scheduling strategy.
+    pub(crate) fn strategy(&self) -> SchedulingStrategy {
+        self.strategy
+    }
+
+    /// The actor's name and namespace, if it has a name.
+    pub(crate) fn name_option(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     pub(crate) fn resolve(&self, is_async: bool) -> Result<ActorSettings, String> {
@@ -251,6 +272,8 @@ impl<A: ActorClass, P> ActorBuilder<A, P> {
         max_pending_calls(n: usize);
         /// See [`ActorOptions::max_concurrency`].
         max_concurrency(n: usize);
+        /// See [`ActorOptions::scheduling_strategy`].
+        scheduling_strategy(strategy: SchedulingStrategy);
     }
 
     /// The options as set so far.
@@ -263,7 +286,7 @@ macro_rules! remote_arities {
     ($( ($($t:ident $v:ident),*) )*) => {$(
         impl<Act, $($t: Value),*> ActorBuilder<Act, ($($t,)*)>
         where
-            Act: ActorConstructor<Params = ($($t,)*)>,
+            Act: ActorMethods<Params = ($($t,)*)>,
         {
             /// Creates the actor; its constructor runs on the node while this returns the
             /// handle at once. Calls made meanwhile wait for it.
@@ -299,14 +322,23 @@ pub struct ActorHandle<A: ActorClass> {
 
 pub(crate) struct HandleInner<A: ActorClass> {
     id: ActorId,
-    /// `None` for a handle to an actor not known here (rebuilt from bytes elsewhere, or made
-    /// without a runtime): its calls fail.
-    core: Option<Arc<ActorCore<A>>>,
+    target: Target<A>,
+}
+
+/// Where a handle's calls go.
+enum Target<A: ActorClass> {
+    /// An actor on this node.
+    Local(Arc<ActorCore<A>>),
+    /// An actor on another node of the cluster.
+    Remote(Arc<RemoteActor>),
+    /// An actor not known here (rebuilt from bytes without a runtime or a cluster, on the
+    /// node it names): its calls fail.
+    Unknown(NodeId),
 }
 
 impl<A: ActorClass> Drop for HandleInner<A> {
     fn drop(&mut self) {
-        if let Some(core) = &self.core {
+        if let Target::Local(core) = &self.target {
             core.release_handle();
         }
     }
@@ -340,14 +372,27 @@ impl<A: ActorClass> ActorHandle<A> {
         ActorHandle {
             inner: Arc::new(HandleInner {
                 id: core.id,
-                core: Some(core),
+                target: Target::Local(core),
             }),
         }
     }
 
-    fn unknown(id: ActorId) -> Self {
+    /// A handle to an actor on another node.
+    pub(crate) fn remote(remote: Arc<RemoteActor>) -> Self {
         ActorHandle {
-            inner: Arc::new(HandleInner { id, core: None }),
+            inner: Arc::new(HandleInner {
+                id: remote.id,
+                target: Target::Remote(remote),
+            }),
+        }
+    }
+
+    fn unknown(id: ActorId, node: NodeId) -> Self {
+        ActorHandle {
+            inner: Arc::new(HandleInner {
+                id,
+                target: Target::Unknown(node),
+            }),
         }
     }
 
@@ -356,24 +401,42 @@ impl<A: ActorClass> ActorHandle<A> {
         self.inner.id
     }
 
-    /// The actor's name, if it has one.
+    /// The actor's name, if it has one (known to the process that created it and on its
+    /// node).
     pub fn name(&self) -> Option<&str> {
-        self.inner
-            .core
-            .as_ref()
-            .and_then(|c| c.settings.name.as_ref().map(|(_, n)| n.as_str()))
+        match &self.inner.target {
+            Target::Local(c) => c.settings.name.as_ref().map(|(_, n)| n.as_str()),
+            Target::Remote(r) => r.name(),
+            Target::Unknown(_) => None,
+        }
     }
 
-    /// Calls waiting or running on the actor now.
+    /// The node the actor runs on.
+    pub fn node_id(&self) -> NodeId {
+        match &self.inner.target {
+            Target::Local(c) => c.node_id,
+            Target::Remote(r) => r.host(),
+            Target::Unknown(node) => *node,
+        }
+    }
+
+    /// Calls waiting or running on the actor now; for an actor on another node, the calls
+    /// made through this process's handles and not yet answered.
     pub fn pending_calls(&self) -> usize {
-        self.inner.core.as_ref().map_or(0, |c| c.pending_calls())
+        match &self.inner.target {
+            Target::Local(c) => c.pending_calls(),
+            Target::Remote(r) => r.pending_calls(),
+            Target::Unknown(_) => 0,
+        }
     }
 
     /// Stops the actor gracefully: the calls made before this one run, later ones fail with
     /// [`GetError::ActorDied`] (Ray's `actor.__ray_terminate__`).
     pub fn terminate(&self) {
-        if let Some(core) = &self.inner.core {
-            core.terminate();
+        match &self.inner.target {
+            Target::Local(core) => core.terminate(),
+            Target::Remote(r) => r.control(false, false),
+            Target::Unknown(_) => {}
         }
     }
 
@@ -382,8 +445,10 @@ impl<A: ActorClass> ActorHandle<A> {
     /// methods are dropped. With `allow_restart`, this counts as a failure and the actor is
     /// restarted if its `max_restarts` allows (Ray's `ray.kill(actor, no_restart=False)`).
     pub fn kill(&self, allow_restart: bool) {
-        if let Some(core) = &self.inner.core {
-            core.kill(allow_restart);
+        match &self.inner.target {
+            Target::Local(core) => core.kill(allow_restart),
+            Target::Remote(r) => r.control(true, allow_restart),
+            Target::Unknown(_) => {}
         }
     }
 
@@ -395,11 +460,14 @@ impl<A: ActorClass> ActorHandle<A> {
         invoke: Invoke<A, P::Resolved, R>,
         args: P::Args,
     ) -> ObjectRef<R> {
-        match &self.inner.core {
-            Some(core) => core.call::<P::Args, R>(label, invoke, args),
-            None => rt_actor::failed_call(GetError::ActorDied {
+        match &self.inner.target {
+            Target::Local(core) => core.call::<P::Args, R>(label, invoke, args),
+            Target::Remote(remote) => remote.call::<P::Args, R>(label, args),
+            Target::Unknown(node) => rt_actor::failed_call(GetError::ActorDied {
                 actor: format!("{} {}", A::CLASS, self.inner.id),
-                cause: "this process does not know the actor".into(),
+                cause: format!(
+                    "this process does not know the actor (it runs on node {node}, and this process is not in its cluster)"
+                ),
             }),
         }
     }
@@ -429,7 +497,7 @@ const WIRE_NAME: &str = "mobula::ActorHandle";
 impl<A: ActorClass> Serialize for ActorHandle<A> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         crate::object::value::note_serialized_actor(self.inner.id);
-        serializer.serialize_newtype_struct(WIRE_NAME, &self.inner.id)
+        serializer.serialize_newtype_struct(WIRE_NAME, &(self.inner.id, self.node_id()))
     }
 }
 
@@ -437,12 +505,19 @@ impl<'de, A: ActorClass> Deserialize<'de> for ActorHandle<A> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(rename = "mobula::ActorHandle")]
-        struct Wire(ActorId);
-        let Wire(id) = Wire::deserialize(deserializer)?;
-        let found = global::with_runtime(|rt| rt.actors.acquire::<ActorCore<A>>(id)).flatten();
-        Ok(match found {
-            Some(core) => ActorHandle::adopt(core),
-            None => ActorHandle::unknown(id),
+        struct Wire((ActorId, NodeId));
+        let Wire((id, node)) = Wire::deserialize(deserializer)?;
+        let found = global::with_runtime(|rt| {
+            if node == rt.node_id {
+                return rt
+                    .actors
+                    .acquire::<ActorCore<A>>(id)
+                    .map(ActorHandle::adopt);
+            }
+            let cluster = rt.cluster.get()?;
+            Some(ActorHandle::remote(attach(rt, cluster, id, A::CLASS, node)))
         })
+        .flatten();
+        Ok(found.unwrap_or_else(|| ActorHandle::unknown(id, node)))
     }
 }

@@ -5,7 +5,9 @@
 //! - `node`: this node's part: join, endpoint, view, heartbeat, the requests it serves, and
 //!   on the head the control plane.
 //! - `remote`: tasks sent to and run for other nodes.
+//! - `actors`: actors created on and called across nodes.
 
+pub mod actors;
 pub mod membership;
 pub mod node;
 pub mod remote;

@@ -7,12 +7,13 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use super::actors::{RemoteActor, RemoteActors};
 use super::membership::Membership;
 use crate::api::config::{ClusterConfig, ClusterRole};
-use crate::object::id::NodeId;
+use crate::object::id::{ActorId, NodeId};
 use crate::registry;
 use crate::scheduler::handle::Scheduler;
 use crate::scheduler::placement::{self, Candidate, Placement, SchedulingStrategy};
@@ -23,10 +24,10 @@ use crate::transport::credentials::{
 use crate::transport::endpoint::{Endpoint, Peer, reply};
 use crate::transport::link::{self, LinkError};
 use crate::transport::tls;
-use crate::wire::{ClusterView, INLINE_LIMIT, Message, NodeInfo, TaskOutcome};
+use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome};
 
-/// The largest result accepted from another node.
-const RESULT_LIMIT: u64 = 64 << 30;
+/// The largest value (argument or result) accepted from another node.
+pub(crate) const VALUE_LIMIT: u64 = 64 << 30;
 
 /// The head's own state.
 struct HeadState {
@@ -55,6 +56,8 @@ pub(crate) struct ClusterNode {
     /// Set when the cluster told this node to stop.
     pub shutdown: tokio::sync::Notify,
     scheduler: Scheduler,
+    /// This process's channels to actors on other nodes.
+    remote_actors: RemoteActors,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -167,6 +170,7 @@ pub(crate) async fn start(
         stopping: AtomicBool::new(false),
         shutdown: tokio::sync::Notify::new(),
         scheduler,
+        remote_actors: RemoteActors::default(),
     });
     let handler_node = node.clone();
     node.endpoint.serve(Rc::new(move |peer, message, tx, rx| {
@@ -351,9 +355,7 @@ impl ClusterNode {
         frame: &[u8],
         payloads: &[&[u8]],
     ) -> Result<TaskOutcome, LinkError> {
-        let Some(address) = self.address_of(node) else {
-            return Err(LinkError::Lost(format!("node {node} is not alive")));
-        };
+        let address = self.find(node).await?;
         *self
             .sent
             .lock()
@@ -371,7 +373,7 @@ impl ClusterNode {
         }
         match answer? {
             (Message::TaskDone(TaskOutcome::Streamed { len }), mut rx) => Ok(TaskOutcome::Value(
-                link::recv_bytes(&mut rx, len, RESULT_LIMIT).await?,
+                link::recv_bytes(&mut rx, len, VALUE_LIMIT).await?,
             )),
             (Message::TaskDone(outcome), _) => Ok(outcome),
             (other, _) => Err(LinkError::Unexpected {
@@ -379,6 +381,47 @@ impl ClusterNode {
                 got: other.name(),
             }),
         }
+    }
+
+    /// Where `node` listens; a node this one has not heard of yet (it joined since the last
+    /// view) is looked up in the head's current view.
+    async fn find(&self, node: NodeId) -> Result<SocketAddr, LinkError> {
+        if let Some(address) = self.address_of(node) {
+            return Ok(address);
+        }
+        if let Ok((Message::View(view), _)) =
+            self.endpoint.request(self.head, &Message::Status).await
+        {
+            self.set_view(view);
+        }
+        self.address_of(node)
+            .ok_or_else(|| LinkError::Lost(format!("node {node} is not alive")))
+    }
+
+    /// Opens a stream to `node` for a long exchange (an actor channel).
+    pub async fn open_stream(
+        &self,
+        node: NodeId,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), LinkError> {
+        let address = self.find(node).await?;
+        let connection = self.endpoint.link(address).await?;
+        connection
+            .open_bi()
+            .await
+            .map_err(|e| LinkError::Lost(e.to_string()))
+    }
+
+    /// This process's channel to actor `id`, if it has one.
+    pub fn remote_actor(&self, id: ActorId) -> Option<Arc<RemoteActor>> {
+        self.remote_actors.get(id)
+    }
+
+    pub(super) fn keep_remote_actor(&self, id: ActorId, remote: Weak<RemoteActor>) {
+        self.remote_actors.keep(id, remote);
+    }
+
+    pub(super) fn forget_remote_actor(&self, id: ActorId) {
+        self.remote_actors.forget(id);
     }
 
     /// Leaves the cluster: the head tells every node to stop; a node just closes its links.
@@ -481,22 +524,6 @@ async fn heartbeat(node: Arc<ClusterNode>) {
             return;
         }
     }
-}
-
-/// Reads the arguments that follow a [`RunTask`](crate::wire::RunTask) frame into their
-/// places.
-async fn receive_streamed_args(
-    task: &mut crate::wire::RunTask,
-    rx: &mut quinn::RecvStream,
-) -> Result<(), LinkError> {
-    for (index, len) in std::mem::take(&mut task.streamed) {
-        let bytes = link::recv_bytes(rx, len, RESULT_LIMIT).await?;
-        match task.args.get_mut(index as usize) {
-            Some(slot) => *slot = bytes,
-            None => return Err(LinkError::Lost(format!("argument {index} does not exist"))),
-        }
-    }
-    Ok(())
 }
 
 fn refused(reason: impl Into<String>) -> Message {
@@ -603,7 +630,8 @@ async fn handle(
             Message::Ack
         }
         (Some(_), Message::RunTask(mut task)) => {
-            if let Err(e) = receive_streamed_args(&mut task, &mut rx).await {
+            let streamed = std::mem::take(&mut task.streamed);
+            if let Err(e) = link::recv_large(&mut rx, &mut task.args, streamed, VALUE_LIMIT).await {
                 tracing::warn!("dropped a task whose arguments did not arrive: {e}");
                 return;
             }
@@ -614,20 +642,17 @@ async fn handle(
                 )),
                 Some(f) => (f.run_remote)(task, node.node_id).await,
             };
-            if let TaskOutcome::Value(bytes) = &outcome
-                && bytes.len() > INLINE_LIMIT
+            if link::send_outcome(&mut tx, outcome, Message::TaskDone)
+                .await
+                .is_ok()
             {
-                let header = Message::TaskDone(TaskOutcome::Streamed {
-                    len: bytes.len() as u64,
-                });
-                if link::send(&mut tx, &header).await.is_ok()
-                    && link::send_bytes(&mut tx, bytes).await.is_ok()
-                {
-                    let _ = tx.finish();
-                }
-                return;
+                let _ = tx.finish();
             }
-            Message::TaskDone(outcome)
+            return;
+        }
+        (Some(from), Message::OpenActor(open)) => {
+            super::actors::serve(node.node_id, from, open, tx, rx).await;
+            return;
         }
         (Some(from), other) => {
             tracing::warn!(from = %from, "unexpected {} request", other.name());

@@ -19,9 +19,11 @@ use crate::object::codec;
 use crate::object::id::{NodeId, ObjectId, TaskId};
 use crate::object::store::Store;
 use crate::object::value::StoredValue;
+use crate::object::value::Value;
 use crate::scheduler::placement::SchedulingStrategy;
 use crate::scheduler::resources::{ResourceRequest, UNIT};
-use crate::wire::{self, INLINE_LIMIT, Message, RunTask, TaskOutcome};
+use crate::transport::link;
+use crate::wire::{self, Message, RunTask, TaskOutcome};
 
 /// Runs a call sent by another node; made for each function by `#[mobula::remote]`.
 pub type RunRemote = fn(RunTask, NodeId) -> LocalBoxFuture<'static, TaskOutcome>;
@@ -60,25 +62,29 @@ pub fn run_remote<F: RemoteFunction>(
         options = options.name(name);
     }
     let result = crate::runtime::submit::submit::<F>(Some(options), args);
-    Box::pin(async move {
-        match result.get_shared().await {
-            Ok(value) => {
-                let mut bytes = Vec::new();
-                match codec::write::<F::Output>(&value, &mut bytes) {
-                    Ok(()) => TaskOutcome::Value(bytes),
-                    Err(e) => TaskOutcome::Failed {
-                        kind: TaskErrorKind::ResultRejected,
-                        message: format!("the result could not be encoded: {e}"),
-                    },
-                }
+    Box::pin(async move { outcome_of::<F::Output>(result.get_shared().await) })
+}
+
+/// How a task or call that ran here ended, for the node that asked for it.
+pub(crate) fn outcome_of<R: Value>(result: Result<Arc<R>, GetError>) -> TaskOutcome {
+    match result {
+        Ok(value) => {
+            let mut bytes = Vec::new();
+            match codec::write::<R>(&value, &mut bytes) {
+                Ok(()) => TaskOutcome::Value(bytes),
+                Err(e) => TaskOutcome::Failed {
+                    kind: TaskErrorKind::ResultRejected,
+                    message: format!("the result could not be encoded: {e}"),
+                },
             }
-            Err(GetError::Task(e)) => TaskOutcome::Failed {
-                kind: e.kind,
-                message: e.message,
-            },
-            Err(e) => TaskOutcome::DepFailed(e.to_string()),
         }
-    })
+        Err(GetError::Task(e)) => TaskOutcome::Failed {
+            kind: e.kind,
+            message: e.message,
+        },
+        Err(GetError::ActorDied { cause, .. }) => TaskOutcome::ActorDied(cause),
+        Err(e) => TaskOutcome::DepFailed(e.to_string()),
+    }
 }
 
 /// A request as the wire carries it: `CPU`, `GPU`, then custom resources.
@@ -156,14 +162,7 @@ pub(crate) async fn send<F: RemoteFunction>(
         }
     };
     // Arguments too large for a frame follow it on the stream.
-    let mut payloads = Vec::new();
-    let mut streamed = Vec::new();
-    for (index, arg) in args.iter_mut().enumerate() {
-        if arg.len() > INLINE_LIMIT {
-            streamed.push((index as u32, arg.len() as u64));
-            payloads.push(std::mem::take(arg));
-        }
-    }
+    let (streamed, payloads) = link::split_large(&mut args);
     let message = Message::RunTask(RunTask {
         task: out.task,
         function: function.to_string(),
@@ -215,7 +214,9 @@ pub(crate) async fn send<F: RemoteFunction>(
                 fail(kind, target, message, attempts);
                 return;
             }
-            Ok(TaskOutcome::DepFailed(message)) | Ok(TaskOutcome::Refused(message)) => {
+            Ok(TaskOutcome::DepFailed(message))
+            | Ok(TaskOutcome::Refused(message))
+            | Ok(TaskOutcome::ActorDied(message)) => {
                 fail(TaskErrorKind::Failed, target, message, attempts);
                 return;
             }

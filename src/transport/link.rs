@@ -2,7 +2,7 @@
 //! stream, and large payloads as raw bytes after a header frame (QUIC cuts them into packets
 //! and its flow control is the back-pressure: a slow reader stops the writer).
 
-use crate::wire::{self, Message, WireError};
+use crate::wire::{self, Message, TaskOutcome, WireError};
 
 /// Why a link operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,5 +102,54 @@ pub async fn request_frame(
     match recv(&mut rx).await? {
         Message::Refused { reason } => Err(LinkError::Refused(reason)),
         answer => Ok((answer, rx)),
+    }
+}
+
+/// Takes the values too large to travel inside a frame out of `values`, leaving their places
+/// empty: returns their `(index, length)` for the frame and the values to send after it.
+pub fn split_large(values: &mut [Vec<u8>]) -> (Vec<(u32, u64)>, Vec<Vec<u8>>) {
+    let mut lengths = Vec::new();
+    let mut payloads = Vec::new();
+    for (index, value) in values.iter_mut().enumerate() {
+        if value.len() > wire::INLINE_LIMIT {
+            lengths.push((index as u32, value.len() as u64));
+            payloads.push(std::mem::take(value));
+        }
+    }
+    (lengths, payloads)
+}
+
+/// Reads the values [`split_large`] took out, sent after their frame, back into their places;
+/// each is at most `limit` bytes.
+pub async fn recv_large(
+    stream: &mut quinn::RecvStream,
+    values: &mut [Vec<u8>],
+    lengths: Vec<(u32, u64)>,
+    limit: u64,
+) -> Result<(), LinkError> {
+    for (index, len) in lengths {
+        let bytes = recv_bytes(stream, len, limit).await?;
+        match values.get_mut(index as usize) {
+            Some(slot) => *slot = bytes,
+            None => return Err(LinkError::Lost(format!("value {index} does not exist"))),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the frame that tells how a task or call ended, `wrap` making the message from the
+/// outcome; a value too large for a frame follows it on the stream.
+pub async fn send_outcome(
+    stream: &mut quinn::SendStream,
+    outcome: TaskOutcome,
+    wrap: impl FnOnce(TaskOutcome) -> Message,
+) -> Result<(), LinkError> {
+    match outcome {
+        TaskOutcome::Value(bytes) if bytes.len() > wire::INLINE_LIMIT => {
+            let len = bytes.len() as u64;
+            send(stream, &wrap(TaskOutcome::Streamed { len })).await?;
+            send_bytes(stream, &bytes).await
+        }
+        outcome => send(stream, &wrap(outcome)).await,
     }
 }

@@ -19,11 +19,14 @@ use actix::Actor;
 use self::core::ActorCore;
 use self::directory::Named;
 use self::host::ActorHost;
-use crate::api::actor::{ActorClass, ActorConstructor, ActorHandle, ActorOptions};
+use crate::api::actor::{ActorClass, ActorHandle, ActorOptions};
 use crate::api::args::{ArgList, Params};
 use crate::api::object_ref::ObjectRef;
+use crate::cluster::{self, actors::ActorMethods};
 use crate::error::{ActorError, GetError};
+use crate::object::id::ActorId;
 use crate::runtime::global::{self, Runtime};
+use crate::scheduler::placement::Placement;
 use crate::scheduler::resources::ResourceRequest;
 use crate::scheduler::retry::Retries;
 
@@ -45,19 +48,30 @@ pub(crate) struct ActorSettings {
     pub is_async: bool,
 }
 
-/// Creates an actor of class `A` on this node.
-pub(crate) fn spawn<A: ActorConstructor>(
+/// Creates an actor of class `A`: on this node, or in a cluster where its scheduling
+/// strategy places it.
+pub(crate) fn spawn<A: ActorMethods>(
     options: &ActorOptions,
     args: <A::Params as Params>::Args,
 ) -> Result<ActorHandle<A>, ActorError> {
-    global::with_runtime(|rt| spawn_on::<A>(rt, options, args))
+    spawn_as::<A>(options, args, None)
+}
+
+/// [`spawn`] under a given id (an actor another node asked this one to host).
+pub(crate) fn spawn_as<A: ActorMethods>(
+    options: &ActorOptions,
+    args: <A::Params as Params>::Args,
+    id: Option<ActorId>,
+) -> Result<ActorHandle<A>, ActorError> {
+    global::with_runtime(|rt| spawn_on::<A>(rt, options, args, id))
         .unwrap_or(Err(ActorError::NotInitialized))
 }
 
-fn spawn_on<A: ActorConstructor>(
+fn spawn_on<A: ActorMethods>(
     rt: &Runtime,
     options: &ActorOptions,
     args: <A::Params as Params>::Args,
+    id: Option<ActorId>,
 ) -> Result<ActorHandle<A>, ActorError> {
     let settings = options
         .resolve(A::ASYNC)
@@ -65,7 +79,23 @@ fn spawn_on<A: ActorConstructor>(
             class: A::CLASS.to_string(),
             reason,
         })?;
-    let id = rt.ids.actor();
+    let id = id.unwrap_or_else(|| rt.ids.actor());
+    if let Some(cluster) = rt.cluster.get() {
+        match cluster.place(&settings.place, options.strategy()) {
+            Placement::Local => {}
+            Placement::Remote(target) => {
+                let remote =
+                    cluster::actors::create::<A>(rt, cluster, options, settings, args, id, target);
+                return Ok(ActorHandle::remote(remote));
+            }
+            Placement::Infeasible(reason) => {
+                return Err(ActorError::Unschedulable {
+                    class: A::CLASS.to_string(),
+                    reason,
+                });
+            }
+        }
+    }
     let name = settings.name.clone();
     let share = settings.get_if_exists;
     let core = Arc::new(ActorCore::<A>::new(

@@ -1,0 +1,829 @@
+//! Actors across nodes.
+//!
+//! A handle to an actor on another node holds a [`RemoteActor`]: a channel to the node that
+//! hosts it, one QUIC stream carrying this process's calls in the order they were made and
+//! their answers in any order. All handles to one actor in a process share the channel, so
+//! calls through them keep Ray's per-caller order.
+//!
+//! The hosting node serves each channel ([`serve`]): it holds a handle to the actor while the
+//! channel is open, queues each call on the actor as it reads it (so in the caller's order),
+//! and writes each answer when its call ends. When the caller's node dies, its stream
+//! breaks and its handle goes, as in Ray, where an actor dies with its owner.
+//!
+//! The process that created the actor on another node owns it: when the hosting node is
+//! lost it creates the actor again elsewhere while `max_restarts` allows, and sends the calls
+//! that were not answered again while `max_task_retries` allows. Handles other processes hold
+//! (borrowers) fail their calls with [`GetError::ActorDied`] once the hosting node is lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use futures::future::LocalBoxFuture;
+use tokio::sync::mpsc;
+
+use super::node::{ClusterNode, VALUE_LIMIT};
+use super::remote::outcome_of;
+use crate::api::actor::{ActorClass, ActorConstructor, ActorHandle, ActorOptions};
+use crate::api::args::{ArgList, Params};
+use crate::api::object_ref::ObjectRef;
+use crate::error::{GetError, TaskError, TaskErrorKind};
+use crate::object::codec;
+use crate::object::id::{ActorId, NodeId, ObjectId, TaskId};
+use crate::object::store::Store;
+use crate::object::table::Producer;
+use crate::object::value::{StoredValue, Value};
+use crate::runtime::actor::ActorSettings;
+use crate::runtime::actor::call::Invoke;
+use crate::runtime::actor::core::ActorCore;
+use crate::runtime::global::{self, Runtime};
+use crate::scheduler::placement::SchedulingStrategy;
+use crate::transport::endpoint::reply;
+use crate::transport::link::{self, LinkError};
+use crate::wire::{ActorCall, CreateActor, Message, OpenActor, TaskOutcome};
+
+/// How a call that another node sent ends: the outcome to send back.
+pub type CallReply = LocalBoxFuture<'static, TaskOutcome>;
+
+/// The methods of an actor class, callable by name for calls that come from other nodes.
+/// Implemented by `#[mobula::actor]` on the impl block.
+#[doc(hidden)]
+pub trait ActorMethods: ActorConstructor {
+    /// Queues the call of `method` (`Class.method`) with `args` encoded; its outcome comes
+    /// when the call ends. An unknown method or arguments that do not decode are an error.
+    fn dispatch(
+        handle: &ActorHandle<Self>,
+        method: &str,
+        args: &[Vec<u8>],
+    ) -> Result<CallReply, String>;
+}
+
+/// Queues one call that came from another node on a local actor. Used by the code
+/// `#[mobula::actor]` generates for [`ActorMethods::dispatch`].
+#[doc(hidden)]
+pub fn serve_call<A: ActorClass, P: Params, R: Value>(
+    handle: &ActorHandle<A>,
+    label: &'static str,
+    invoke: Invoke<A, P::Resolved, R>,
+    args: &[Vec<u8>],
+) -> Result<CallReply, String> {
+    let args = <P::Args as ArgList>::decode(args)
+        .map_err(|e| format!("the arguments of `{label}` do not decode: {e}"))?;
+    let result = handle.__call::<P, R>(label, invoke, args);
+    Ok(Box::pin(async move {
+        outcome_of::<R>(result.get_shared().await)
+    }))
+}
+
+/// An actor this node hosts for a channel from another node.
+pub trait HostedActor {
+    /// Queues a call.
+    fn call(&self, method: &str, args: &[Vec<u8>]) -> Result<CallReply, String>;
+    /// Kills (`kill`) or terminates the actor.
+    fn control(&self, kill: bool, allow_restart: bool);
+}
+
+impl<A: ActorMethods> HostedActor for ActorHandle<A> {
+    fn call(&self, method: &str, args: &[Vec<u8>]) -> Result<CallReply, String> {
+        A::dispatch(self, method, args)
+    }
+
+    fn control(&self, kill: bool, allow_restart: bool) {
+        if kill {
+            self.kill(allow_restart);
+        } else {
+            self.terminate();
+        }
+    }
+}
+
+/// Opens the actor a channel names on this node: creates it, or finds it. Registered for
+/// each class by `#[mobula::actor]`.
+pub type OpenHosted = fn(OpenActor, NodeId) -> Result<Box<dyn HostedActor>, String>;
+
+/// [`OpenHosted`] for class `A`.
+#[doc(hidden)]
+pub fn open_hosted<A: ActorMethods>(
+    open: OpenActor,
+    here: NodeId,
+) -> Result<Box<dyn HostedActor>, String> {
+    match open.create {
+        Some(create) => {
+            let args = <<A::Params as Params>::Args as ArgList>::decode(&create.args)
+                .map_err(|e| format!("the constructor's arguments do not decode: {e}"))?;
+            let options = create
+                .options
+                .scheduling_strategy(SchedulingStrategy::NodeAffinity {
+                    node: here,
+                    soft: false,
+                });
+            crate::runtime::actor::spawn_as::<A>(&options, args, Some(open.actor))
+                .map(|handle| Box::new(handle) as Box<dyn HostedActor>)
+                .map_err(|e| e.to_string())
+        }
+        None => global::with_runtime(|rt| rt.actors.acquire::<ActorCore<A>>(open.actor))
+            .flatten()
+            .map(|core| Box::new(ActorHandle::adopt(core)) as Box<dyn HostedActor>)
+            .ok_or_else(|| format!("actor {} is not on node {here}", open.actor)),
+    }
+}
+
+/// The hosting side of a channel: runs until the caller closes it or its link breaks.
+pub(crate) async fn serve(
+    here: NodeId,
+    from: NodeId,
+    mut open: OpenActor,
+    mut tx: quinn::SendStream,
+    mut rx: quinn::RecvStream,
+) {
+    if let Some(create) = &mut open.create {
+        let streamed = std::mem::take(&mut create.streamed);
+        if let Err(e) = link::recv_large(&mut rx, &mut create.args, streamed, VALUE_LIMIT).await {
+            tracing::warn!(from = %from, "dropped an actor whose arguments did not arrive: {e}");
+            return;
+        }
+    }
+    let class = open.class.clone();
+    let hosted = match crate::registry::find_actor(&class) {
+        None => Err(format!(
+            "node {here} has no actor class `{class}`: every node must run the same binary"
+        )),
+        Some(found) => (found.open)(open, here),
+    };
+    let hosted = match hosted {
+        Ok(hosted) => hosted,
+        Err(reason) => {
+            tracing::warn!(from = %from, "refused an actor channel: {reason}");
+            reply(tx, &Message::Refused { reason }).await;
+            return;
+        }
+    };
+    // Answers go out through one writer, in the order the calls end.
+    let (done, mut answers) = mpsc::unbounded_channel::<(u64, TaskOutcome)>();
+    let writer = actix_rt::spawn(async move {
+        while let Some((seq, outcome)) = answers.recv().await {
+            let wrap = |outcome| Message::CallDone { seq, outcome };
+            if let Err(e) = link::send_outcome(&mut tx, outcome, wrap).await {
+                tracing::debug!("an actor channel's caller went away: {e}");
+                return;
+            }
+        }
+        let _ = tx.finish();
+    });
+    loop {
+        match link::recv(&mut rx).await {
+            Ok(Message::ActorCall(mut call)) => {
+                let streamed = std::mem::take(&mut call.streamed);
+                if let Err(e) =
+                    link::recv_large(&mut rx, &mut call.args, streamed, VALUE_LIMIT).await
+                {
+                    tracing::warn!(from = %from, "an actor channel broke: {e}");
+                    break;
+                }
+                let seq = call.seq;
+                match hosted.call(&call.method, &call.args) {
+                    Ok(reply) => {
+                        let done = done.clone();
+                        actix_rt::spawn(async move {
+                            let _ = done.send((seq, reply.await));
+                        });
+                    }
+                    Err(why) => {
+                        let _ = done.send((seq, TaskOutcome::Refused(why)));
+                    }
+                }
+            }
+            Ok(Message::ActorControl {
+                kill,
+                allow_restart,
+            }) => hosted.control(kill, allow_restart),
+            Ok(other) => {
+                tracing::warn!(from = %from, "closed an actor channel: it sent {}", other.name());
+                break;
+            }
+            // The caller finished the stream (its last handle went) or its link broke.
+            Err(_) => break,
+        }
+    }
+    // The handle goes now; calls already queued still run and are answered.
+    drop(hosted);
+    drop(done);
+    let _ = writer.await;
+}
+
+/// What a handle sends down a channel.
+enum Outgoing {
+    Call(Box<PendingCall>),
+    Control { kill: bool, allow_restart: bool },
+}
+
+/// Resolves and encodes a call's arguments, on the node's event loop.
+type EncodeArgs =
+    Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<Vec<Vec<u8>>, GetError>> + Send>;
+
+/// A call not yet sent.
+struct PendingCall {
+    label: &'static str,
+    task: TaskId,
+    result: ObjectId,
+    args: EncodeArgs,
+    decode: fn(&[u8]) -> Result<StoredValue, String>,
+}
+
+/// A call sent and not yet answered.
+struct Sent {
+    label: &'static str,
+    task: TaskId,
+    result: ObjectId,
+    args: Vec<Vec<u8>>,
+    decode: fn(&[u8]) -> Result<StoredValue, String>,
+    attempts: u32,
+}
+
+fn decode_value<R: Value>(bytes: &[u8]) -> Result<StoredValue, String> {
+    codec::read::<R>(bytes).map(StoredValue::new)
+}
+
+/// This process's channel to an actor on another node; shared by all its handles to it.
+pub(crate) struct RemoteActor {
+    pub id: ActorId,
+    name: Option<String>,
+    /// Where the actor runs now (changes when its owner restarts it elsewhere).
+    host: Arc<Mutex<NodeId>>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    /// Calls made and not yet answered.
+    pending: Arc<AtomicUsize>,
+    store: Store,
+}
+
+impl std::fmt::Debug for RemoteActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteActor({} on {})", self.id, self.host())
+    }
+}
+
+impl RemoteActor {
+    /// The node the actor runs on.
+    pub fn host(&self) -> NodeId {
+        *self.host.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The actor's name, if its creator gave one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Calls made through this process's handles and not yet answered.
+    pub fn pending_calls(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Sends a call; returns the ref to its result at once.
+    pub fn call<L: ArgList, R: Value>(&self, label: &'static str, args: L) -> ObjectRef<R> {
+        let Some((task, result)) = global::with_runtime(|rt| (rt.ids.task(), rt.ids.object()))
+        else {
+            return ObjectRef::detached();
+        };
+        self.store.create_pending(
+            result,
+            Producer {
+                task,
+                function: label,
+            },
+        );
+        let out = ObjectRef::adopt(result, self.store.clone());
+        let node = self.host();
+        let encode: EncodeArgs = Box::new(move || {
+            Box::pin(async move {
+                let resolved = args.resolve().await?;
+                L::encode(&resolved).map_err(|e| {
+                    GetError::Task(TaskError {
+                        function: label.to_string(),
+                        task_id: task,
+                        node_id: node,
+                        kind: TaskErrorKind::Failed,
+                        message: format!("an argument could not be encoded for another node: {e}"),
+                        attempts: 0,
+                    })
+                })
+            })
+        });
+        let call = PendingCall {
+            label,
+            task,
+            result,
+            args: encode,
+            decode: decode_value::<R>,
+        };
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if self.outbox.send(Outgoing::Call(Box::new(call))).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            self.store.fail(
+                result,
+                GetError::ActorDied {
+                    actor: format!("actor {}", self.id),
+                    cause: "its channel is closed (the runtime is stopping)".into(),
+                },
+            );
+        }
+        out
+    }
+
+    /// Kills or terminates the actor (see [`ActorHandle::kill`]).
+    pub fn control(&self, kill: bool, allow_restart: bool) {
+        let _ = self.outbox.send(Outgoing::Control {
+            kill,
+            allow_restart,
+        });
+    }
+}
+
+/// What the owner of an actor needs to create it again elsewhere.
+struct Ownership {
+    create: CreateActor,
+    settings: ActorSettings,
+    strategy: SchedulingStrategy,
+    restarts: u32,
+}
+
+/// Creates an actor of class `A` on node `target`; the handle is usable at once, calls wait
+/// for the actor.
+pub(crate) fn create<A: ActorMethods>(
+    rt: &Runtime,
+    cluster: &Arc<ClusterNode>,
+    options: &ActorOptions,
+    settings: ActorSettings,
+    args: <A::Params as Params>::Args,
+    id: ActorId,
+    target: NodeId,
+) -> Arc<RemoteActor> {
+    let ctor: EncodeArgs = Box::new(move || {
+        Box::pin(async move {
+            let resolved = args.resolve().await?;
+            <<A::Params as Params>::Args as ArgList>::encode(&resolved).map_err(|e| {
+                GetError::Task(TaskError {
+                    function: format!("{}.new", A::CLASS),
+                    task_id: TaskId::NIL,
+                    node_id: target,
+                    kind: TaskErrorKind::Failed,
+                    message: format!("an argument could not be encoded for another node: {e}"),
+                    attempts: 0,
+                })
+            })
+        })
+    });
+    let owner = (ctor, options.clone(), settings);
+    start(
+        rt,
+        cluster,
+        id,
+        A::CLASS,
+        options.name_option(),
+        target,
+        Some(owner),
+    )
+}
+
+/// A channel to an actor that already runs on node `host` (a handle that came from another
+/// process); shared with this process's other handles to it.
+pub(crate) fn attach(
+    rt: &Runtime,
+    cluster: &Arc<ClusterNode>,
+    id: ActorId,
+    class: &'static str,
+    host: NodeId,
+) -> Arc<RemoteActor> {
+    if let Some(found) = cluster.remote_actor(id) {
+        return found;
+    }
+    start(rt, cluster, id, class, None, host, None)
+}
+
+fn start(
+    rt: &Runtime,
+    cluster: &Arc<ClusterNode>,
+    id: ActorId,
+    class: &'static str,
+    name: Option<&str>,
+    host: NodeId,
+    owner: Option<(EncodeArgs, ActorOptions, ActorSettings)>,
+) -> Arc<RemoteActor> {
+    let (outbox, inbox) = mpsc::unbounded_channel();
+    let remote = Arc::new(RemoteActor {
+        id,
+        name: name.map(str::to_string),
+        host: Arc::new(Mutex::new(host)),
+        outbox,
+        pending: Arc::new(AtomicUsize::new(0)),
+        store: rt.store.clone(),
+    });
+    cluster.keep_remote_actor(id, Arc::downgrade(&remote));
+    let driver = Driver {
+        cluster: Arc::clone(cluster),
+        store: rt.store.clone(),
+        id,
+        class,
+        host: Arc::clone(&remote.host),
+        pending: Arc::clone(&remote.pending),
+        in_flight: BTreeMap::new(),
+        next_seq: 0,
+        dead: None,
+        owner: None,
+    };
+    rt.node_arbiter.spawn_fn(move || {
+        actix_rt::spawn(driver.run(inbox, owner));
+    });
+    remote
+}
+
+/// Something the channel's reader passes to its driver.
+enum Inbound {
+    Done(u64, TaskOutcome),
+    Lost(String),
+    Refused(String),
+}
+
+/// One open stream to the hosting node.
+struct Channel {
+    tx: quinn::SendStream,
+    inbound: mpsc::UnboundedReceiver<Inbound>,
+}
+
+/// Runs a channel on the node's event loop: sends calls in order, settles their answers,
+/// and on the owner's side creates the actor again when its node is lost.
+struct Driver {
+    cluster: Arc<ClusterNode>,
+    store: Store,
+    id: ActorId,
+    class: &'static str,
+    host: Arc<Mutex<NodeId>>,
+    pending: Arc<AtomicUsize>,
+    in_flight: BTreeMap<u64, Sent>,
+    next_seq: u64,
+    /// Set once the actor is gone for good: why.
+    dead: Option<String>,
+    owner: Option<Ownership>,
+}
+
+impl Driver {
+    fn host(&self) -> NodeId {
+        *self.host.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn actor(&self) -> String {
+        let short = self.class.rsplit("::").next().unwrap_or(self.class);
+        format!("{short} ({})", self.id)
+    }
+
+    async fn run(
+        mut self,
+        mut outbox: mpsc::UnboundedReceiver<Outgoing>,
+        owner: Option<(EncodeArgs, ActorOptions, ActorSettings)>,
+    ) {
+        if let Some((ctor, options, settings)) = owner {
+            match ctor().await {
+                Ok(args) => {
+                    self.owner = Some(Ownership {
+                        create: CreateActor {
+                            args,
+                            streamed: Vec::new(),
+                            options: options.clone(),
+                        },
+                        strategy: options.strategy(),
+                        settings,
+                        restarts: 0,
+                    })
+                }
+                Err(e) => self.dead = Some(format!("an argument of its constructor failed: {e}")),
+            }
+        }
+        let mut channel = if self.dead.is_none() {
+            self.open().await
+        } else {
+            None
+        };
+        let mut closed = false;
+        loop {
+            if closed && self.in_flight.is_empty() {
+                break;
+            }
+            tokio::select! {
+                item = outbox.recv(), if !closed => match item {
+                    None => {
+                        closed = true;
+                        if let Some(channel) = &mut channel {
+                            let _ = channel.tx.finish();
+                        }
+                    }
+                    Some(Outgoing::Call(call)) => {
+                        if let Err(why) = self.send(&mut channel, *call).await {
+                            channel = self.recover(why).await;
+                        }
+                    }
+                    Some(Outgoing::Control { kill, allow_restart }) => {
+                        if let Some(ch) = &mut channel {
+                            let message = Message::ActorControl { kill, allow_restart };
+                            if let Err(e) = link::send(&mut ch.tx, &message).await {
+                                channel = self.recover(e.to_string()).await;
+                            }
+                        }
+                        if kill && !allow_restart {
+                            // Killed for good: its owner does not bring it back.
+                            self.owner = None;
+                        }
+                    }
+                },
+                inbound = next_inbound(&mut channel) => match inbound {
+                    Inbound::Done(seq, outcome) => self.settle(seq, outcome),
+                    Inbound::Lost(why) => channel = self.recover(why).await,
+                    Inbound::Refused(why) => {
+                        channel = None;
+                        self.owner = None;
+                        self.die(why);
+                    }
+                },
+            }
+        }
+        self.cluster.forget_remote_actor(self.id);
+    }
+
+    /// Opens a stream to the host and writes the channel's first frame.
+    async fn open(&mut self) -> Option<Channel> {
+        let host = self.host();
+        let mut create = self.owner.as_ref().map(|o| o.create.clone());
+        let (streamed, payloads) = match &mut create {
+            Some(c) => link::split_large(&mut c.args),
+            None => (Vec::new(), Vec::new()),
+        };
+        if let Some(c) = &mut create {
+            c.streamed = streamed;
+        }
+        let open = Message::OpenActor(OpenActor {
+            actor: self.id,
+            class: self.class.to_string(),
+            create,
+        });
+        let opened = async {
+            let (mut tx, rx) = self.cluster.open_stream(host).await?;
+            link::send(&mut tx, &open).await?;
+            for payload in &payloads {
+                link::send_bytes(&mut tx, payload).await?;
+            }
+            Ok::<_, LinkError>((tx, rx))
+        };
+        match opened.await {
+            Ok((tx, rx)) => {
+                let (to_driver, inbound) = mpsc::unbounded_channel();
+                actix_rt::spawn(read_answers(rx, to_driver));
+                Some(Channel { tx, inbound })
+            }
+            Err(e) => {
+                let why = format!("could not reach node {host}: {e}");
+                Box::pin(self.recover(why)).await
+            }
+        }
+    }
+
+    /// Resolves, encodes and writes one call.
+    async fn send(
+        &mut self,
+        channel: &mut Option<Channel>,
+        call: PendingCall,
+    ) -> Result<(), String> {
+        if let Some(why) = &self.dead {
+            let err = GetError::ActorDied {
+                actor: self.actor(),
+                cause: why.clone(),
+            };
+            self.store.fail(call.result, err);
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let args = match (call.args)().await {
+            Ok(args) => args,
+            Err(e) => {
+                self.store.fail(call.result, e);
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let sent = Sent {
+            label: call.label,
+            task: call.task,
+            result: call.result,
+            args,
+            decode: call.decode,
+            attempts: 1,
+        };
+        let written = match channel {
+            Some(ch) => write_call(&mut ch.tx, seq, &sent)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("no channel".to_string()),
+        };
+        self.in_flight.insert(seq, sent);
+        written
+    }
+
+    /// Settles the answer to call `seq`.
+    fn settle(&mut self, seq: u64, outcome: TaskOutcome) {
+        let Some(sent) = self.in_flight.remove(&seq) else {
+            return;
+        };
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+        let host = self.host();
+        let task_error = |kind, message| {
+            GetError::Task(TaskError {
+                function: sent.label.to_string(),
+                task_id: sent.task,
+                node_id: host,
+                kind,
+                message,
+                attempts: sent.attempts,
+            })
+        };
+        let error = match outcome {
+            TaskOutcome::Value(bytes) => match (sent.decode)(&bytes) {
+                Ok(value) => {
+                    self.store.seal(sent.result, value);
+                    return;
+                }
+                Err(e) => task_error(
+                    TaskErrorKind::ResultRejected,
+                    format!("the result does not decode: {e}"),
+                ),
+            },
+            TaskOutcome::Failed { kind, message } => task_error(kind, message),
+            TaskOutcome::ActorDied(cause) => GetError::ActorDied {
+                actor: self.actor(),
+                cause,
+            },
+            TaskOutcome::DepFailed(message) | TaskOutcome::Refused(message) => {
+                task_error(TaskErrorKind::Failed, message)
+            }
+            TaskOutcome::Streamed { .. } => task_error(
+                TaskErrorKind::ResultRejected,
+                "a streamed result arrived without its payload".into(),
+            ),
+        };
+        self.store.fail(sent.result, error);
+    }
+
+    /// Fails every call in flight and every later one.
+    fn die(&mut self, why: String) {
+        for (_, sent) in std::mem::take(&mut self.in_flight) {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            let err = GetError::ActorDied {
+                actor: self.actor(),
+                cause: why.clone(),
+            };
+            self.store.fail(sent.result, err);
+        }
+        self.dead = Some(why);
+    }
+
+    /// The hosting node was lost: the owner creates the actor on another node if
+    /// `max_restarts` allows and sends again the calls `max_task_retries` allows; otherwise
+    /// the actor is dead.
+    async fn recover(&mut self, why: String) -> Option<Channel> {
+        if self.dead.is_some() {
+            return None;
+        }
+        let lost = self.host();
+        self.cluster.suspect(lost);
+        let why = format!("node {lost} was lost: {why}");
+        let actor = self.actor();
+        let Some(owner) = &mut self.owner else {
+            self.die(why);
+            return None;
+        };
+        if !owner.settings.max_restarts.allows(owner.restarts) {
+            let restarts = owner.restarts;
+            self.die(format!("{why}; no restarts left ({restarts} used)"));
+            return None;
+        }
+        owner.restarts += 1;
+        let strategy = match owner.strategy {
+            SchedulingStrategy::NodeAffinity { .. } => SchedulingStrategy::Default,
+            s => s,
+        };
+        let next = match self.cluster.place_retry(&owner.settings.place, strategy) {
+            Ok(next) => next,
+            Err(e) => {
+                self.die(format!("{why}; no other node can host it: {e}"));
+                return None;
+            }
+        };
+        tracing::warn!("{why}; restarting actor {actor} on node {next}");
+        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = next;
+        let retries = owner.settings.max_task_retries;
+        // Calls caught by the loss run again on the new actor if their retries allow.
+        let caught = std::mem::take(&mut self.in_flight);
+        let mut again = BTreeMap::new();
+        for (seq, mut sent) in caught {
+            if retries.allows(sent.attempts - 1) {
+                sent.attempts += 1;
+                again.insert(seq, sent);
+            } else {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                let err = GetError::ActorDied {
+                    actor: self.actor(),
+                    cause: format!(
+                        "{why}; the call was running there (max_task_retries: {retries:?})"
+                    ),
+                };
+                self.store.fail(sent.result, err);
+            }
+        }
+        let mut channel = Box::pin(self.open()).await?;
+        for (seq, sent) in &again {
+            if let Err(e) = write_call(&mut channel.tx, *seq, sent).await {
+                self.in_flight = again;
+                return Box::pin(self.recover(e.to_string())).await;
+            }
+        }
+        self.in_flight = again;
+        Some(channel)
+    }
+}
+
+/// The next thing the reader passed on; never, without a channel.
+async fn next_inbound(channel: &mut Option<Channel>) -> Inbound {
+    match channel {
+        Some(ch) => ch
+            .inbound
+            .recv()
+            .await
+            .unwrap_or_else(|| Inbound::Lost("the channel's reader stopped".into())),
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_call(tx: &mut quinn::SendStream, seq: u64, sent: &Sent) -> Result<(), LinkError> {
+    let mut args = sent.args.clone();
+    let (streamed, payloads) = link::split_large(&mut args);
+    let message = Message::ActorCall(ActorCall {
+        seq,
+        method: sent.label.to_string(),
+        args,
+        streamed,
+    });
+    link::send(tx, &message).await?;
+    for payload in &payloads {
+        link::send_bytes(tx, payload).await?;
+    }
+    Ok(())
+}
+
+/// Reads a channel's answers and passes them to its driver.
+async fn read_answers(mut rx: quinn::RecvStream, to_driver: mpsc::UnboundedSender<Inbound>) {
+    loop {
+        let inbound = match link::recv(&mut rx).await {
+            Ok(Message::CallDone {
+                seq,
+                outcome: TaskOutcome::Streamed { len },
+            }) => match link::recv_bytes(&mut rx, len, VALUE_LIMIT).await {
+                Ok(bytes) => Inbound::Done(seq, TaskOutcome::Value(bytes)),
+                Err(e) => Inbound::Lost(e.to_string()),
+            },
+            Ok(Message::CallDone { seq, outcome }) => Inbound::Done(seq, outcome),
+            Ok(Message::Refused { reason }) => Inbound::Refused(reason),
+            Ok(other) => Inbound::Lost(format!("the host sent {}", other.name())),
+            Err(e) => Inbound::Lost(e.to_string()),
+        };
+        let last = !matches!(inbound, Inbound::Done(..));
+        if to_driver.send(inbound).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// This process's channels to actors on other nodes, by actor.
+#[derive(Default)]
+pub(crate) struct RemoteActors(Mutex<HashMap<ActorId, Weak<RemoteActor>>>);
+
+impl RemoteActors {
+    pub fn get(&self, id: ActorId) -> Option<Arc<RemoteActor>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .and_then(Weak::upgrade)
+    }
+
+    pub fn keep(&self, id: ActorId, remote: Weak<RemoteActor>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, remote);
+    }
+
+    pub fn forget(&self, id: ActorId) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&id).is_some_and(|w| w.strong_count() == 0) {
+            map.remove(&id);
+        }
+    }
+}
