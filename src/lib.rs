@@ -128,6 +128,22 @@ pub use mobula_macros::remote;
 /// the runtime, up to `max_concurrency` (default 1000).
 pub use mobula_macros::actor;
 
+/// Marks the program's `main` so that one binary is the driver and every worker node: started
+/// with `MOBULA_WORKER=1` and `MOBULA_ADDRESS` (plus `MOBULA_JOIN_TOKEN` and
+/// `MOBULA_CA_FINGERPRINT`, as `mobula start --head` prints them), the process joins that
+/// cluster as a worker and exits when it stops; otherwise `main` runs as written (and its
+/// `mobula::init` joins the cluster in `MOBULA_ADDRESS` as a driver, if set). See
+/// [`node::run_worker_if_asked`].
+///
+/// ```no_run
+/// #[mobula::main]
+/// fn main() -> anyhow::Result<()> {
+///     let _mobula = mobula::init(mobula::Config::default())?;
+///     Ok(())
+/// }
+/// ```
+pub use mobula_macros::main;
+
 /// Starts Mobula in this process (Ray's `ray.init`).
 ///
 /// Returns a guard; dropping it (or calling [`shutdown`]) stops the runtime. Bind it for as

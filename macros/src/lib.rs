@@ -253,6 +253,37 @@ pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// `#[mobula::main]` on `fn main`: the same binary runs as the driver and as every worker
+/// node. Started with `MOBULA_WORKER=1` (and `MOBULA_ADDRESS`, the join token and the CA
+/// fingerprint), the process joins the cluster as a worker and exits when the cluster stops;
+/// otherwise `main` runs as written.
+#[proc_macro_attribute]
+pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match expand_main(attr.into(), item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand_main(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    if !attr.is_empty() {
+        return Err(syn::Error::new(
+            attr.span(),
+            "#[mobula::main] takes no options: configure the node through mobula::Config or MOBULA_* variables",
+        ));
+    }
+    let mut f: syn::ItemFn = syn::parse2(item)?;
+    if f.sig.ident != "main" || f.sig.asyncness.is_some() || !f.sig.inputs.is_empty() {
+        return Err(syn::Error::new(
+            f.sig.span(),
+            "#[mobula::main] goes on the program's `fn main()` (not async, no parameters)",
+        ));
+    }
+    let first: syn::Stmt = syn::parse_quote!(::mobula::node::run_worker_if_asked(););
+    f.block.stmts.insert(0, first);
+    Ok(quote::quote!(#f))
+}
+
 const KEYS: &str = "num_cpus, num_gpus, max_retries, retry_exceptions, name, resources(...)";
 
 fn parse_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {

@@ -163,7 +163,13 @@ impl Config {
 
     fn resolve_cluster(&self) -> Result<Option<ClusterConfig>, InitError> {
         let c = &self.cluster;
-        let role = match (&c.head, &c.address) {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        // As Ray reads RAY_ADDRESS: a program run with MOBULA_ADDRESS joins that cluster.
+        let address = match (&c.head, &c.address) {
+            (None, None) => env(crate::node::ENV_ADDRESS),
+            (_, address) => address.clone(),
+        };
+        let role = match (&c.head, &address) {
             (Some(_), Some(_)) => {
                 return Err(InitError::InvalidConfig(
                     "a node is either the head (Config::head) or joins one (Config::address), not both"
@@ -176,8 +182,11 @@ impl Config {
             (None, Some(head)) => ClusterRole::Join {
                 head: socket_addr("address", head)?,
                 listen: socket_addr("listen", c.listen.as_deref().unwrap_or("0.0.0.0:0"))?,
-                token: c.token.clone(),
-                ca_fingerprint: c.ca_fingerprint.clone(),
+                token: c.token.clone().or_else(|| env(crate::node::ENV_JOIN_TOKEN)),
+                ca_fingerprint: c
+                    .ca_fingerprint
+                    .clone()
+                    .or_else(|| env(crate::node::ENV_CA_FINGERPRINT)),
             },
             (None, None) => return Ok(None),
         };

@@ -4,7 +4,59 @@ use crate::api::config::Config;
 use crate::error::InitError;
 use crate::runtime::global;
 
-pub use crate::wire::{NodeInfo, NodeState};
+pub use crate::cluster::admin::{
+    AdminError, JoinInfo, join_info, status as cluster_status, stop as stop_cluster,
+};
+pub use crate::wire::{ClusterView, NodeInfo, NodeState};
+
+/// Environment variables a node or driver reads when its [`Config`] does not say otherwise
+/// (Ray's `RAY_ADDRESS`): the head's `host:port`, the join token and the CA fingerprint, as
+/// `mobula start --head` prints them.
+pub const ENV_ADDRESS: &str = "MOBULA_ADDRESS";
+/// See [`ENV_ADDRESS`].
+pub const ENV_JOIN_TOKEN: &str = "MOBULA_JOIN_TOKEN";
+/// See [`ENV_ADDRESS`].
+pub const ENV_CA_FINGERPRINT: &str = "MOBULA_CA_FINGERPRINT";
+/// Set (to anything but `0`) to start a program marked `#[mobula::main]` as a worker node.
+pub const ENV_WORKER: &str = "MOBULA_WORKER";
+/// The CPUs a worker started through [`ENV_WORKER`] offers (default: the machine's).
+pub const ENV_NUM_CPUS: &str = "MOBULA_NUM_CPUS";
+
+/// When this process was started as a worker node ([`ENV_WORKER`] set, with
+/// [`ENV_ADDRESS`] and the credentials), runs it as one and ends the process when the cluster
+/// stops; otherwise returns at once. `#[mobula::main]` calls it first thing in `main`, so one
+/// binary is the driver and every worker.
+// It ends the process: standard error is the only place left to say why.
+#[allow(clippy::print_stderr)]
+pub fn run_worker_if_asked() {
+    let asked = std::env::var(ENV_WORKER).is_ok_and(|v| !v.is_empty() && v != "0");
+    if !asked {
+        return;
+    }
+    let mut config = Config::default();
+    if let Ok(n) = std::env::var(ENV_NUM_CPUS) {
+        match n.parse::<f64>() {
+            Ok(n) => config = config.num_cpus(n),
+            Err(_) => {
+                eprintln!("mobula worker: {ENV_NUM_CPUS}={n:?} is not a number");
+                std::process::exit(2);
+            }
+        }
+    }
+    if std::env::var_os(ENV_ADDRESS).is_none() {
+        eprintln!(
+            "mobula worker: {ENV_WORKER} is set but {ENV_ADDRESS} (the head's host:port) is not"
+        );
+        std::process::exit(2);
+    }
+    match run(config) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("mobula worker: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 /// Runs this process as a worker node: joins the cluster that `config` names
 /// ([`Config::address`]), runs the tasks the cluster sends it, and returns when the head

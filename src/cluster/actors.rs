@@ -227,7 +227,7 @@ struct PendingCall {
     task: TaskId,
     result: ObjectId,
     args: EncodeArgs,
-    decode: fn(&[u8]) -> Result<StoredValue, String>,
+    decode: fn(Vec<u8>) -> Result<StoredValue, String>,
 }
 
 /// A call sent and not yet answered.
@@ -236,12 +236,12 @@ struct Sent {
     task: TaskId,
     result: ObjectId,
     args: Vec<Vec<u8>>,
-    decode: fn(&[u8]) -> Result<StoredValue, String>,
+    decode: fn(Vec<u8>) -> Result<StoredValue, String>,
     attempts: u32,
 }
 
-fn decode_value<R: Value>(bytes: &[u8]) -> Result<StoredValue, String> {
-    codec::read::<R>(bytes).map(StoredValue::new)
+fn decode_value<R: Value>(bytes: Vec<u8>) -> Result<StoredValue, String> {
+    codec::read_owned::<R>(bytes).map(StoredValue::new)
 }
 
 /// This process's channel to an actor on another node; shared by all its handles to it.
@@ -645,7 +645,7 @@ impl Driver {
             })
         };
         let error = match outcome {
-            TaskOutcome::Value(bytes) => match (sent.decode)(&bytes) {
+            TaskOutcome::Value(bytes) => match (sent.decode)(bytes) {
                 Ok(value) => {
                     self.store.seal(sent.result, value);
                     return;

@@ -6,8 +6,10 @@
 //!   on the head the control plane.
 //! - `remote`: tasks sent to and run for other nodes.
 //! - `actors`: actors created on and called across nodes.
+//! - `admin`: what the `mobula` CLI asks a running head (status, stop).
 
 pub mod actors;
+pub mod admin;
 pub mod membership;
 pub mod node;
 pub mod remote;

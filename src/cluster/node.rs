@@ -622,12 +622,15 @@ async fn handle(
         (Some(_), Message::Status) => Message::View(node.view()),
         (Some(_), Message::Shutdown { reason }) => {
             tracing::info!("asked to stop: {reason}");
+            // Answer first, and let the answer arrive, before the links close.
+            if link::send(&mut tx, &Message::Ack).await.is_ok() && tx.finish().is_ok() {
+                let _ = tokio::time::timeout(Duration::from_millis(500), tx.stopped()).await;
+            }
             if node.head_state.is_some() {
-                let leaving = node.clone();
-                actix_rt::spawn(async move { leaving.leave().await });
+                node.clone().leave().await;
             }
             node.shutdown.notify_one();
-            Message::Ack
+            return;
         }
         (Some(_), Message::RunTask(mut task)) => {
             let streamed = std::mem::take(&mut task.streamed);

@@ -69,7 +69,9 @@ pub fn run_remote<F: RemoteFunction>(
 pub(crate) fn outcome_of<R: Value>(result: Result<Arc<R>, GetError>) -> TaskOutcome {
     match result {
         Ok(value) => {
-            let mut bytes = Vec::new();
+            // Sized once: a large value is not copied again as the buffer grows.
+            let hint = crate::object::size::estimate(&*value).saturating_add(16);
+            let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
             match codec::write::<R>(&value, &mut bytes) {
                 Ok(()) => TaskOutcome::Value(bytes),
                 Err(e) => TaskOutcome::Failed {
@@ -193,7 +195,7 @@ pub(crate) async fn send<F: RemoteFunction>(
         attempts += 1;
         match cluster.run_on(target, &frame, &payload_slices).await {
             Ok(TaskOutcome::Value(bytes)) => {
-                match codec::read::<F::Output>(&bytes) {
+                match codec::read_owned::<F::Output>(bytes) {
                     Ok(value) => store.seal(out.result, StoredValue::new(value)),
                     Err(e) => fail(
                         TaskErrorKind::ResultRejected,

@@ -102,6 +102,24 @@ pub(crate) fn write<T: Value>(value: &T, out: &mut dyn Write) -> Result<(), Stri
     }
 }
 
+/// Reads a value written by [`write`], taking its buffer: a byte vector keeps the buffer
+/// rather than copying it.
+pub(crate) fn read_owned<T: Value>(mut bytes: Vec<u8>) -> Result<T, String> {
+    if !is::<T, Vec<u8>>() {
+        return read::<T>(&bytes);
+    }
+    let (n, used) = read_varint(&bytes)?;
+    if (bytes.len() - used) as u64 != n {
+        return Err(format!(
+            "cannot decode a Vec<u8>: expected {n} bytes, found {}",
+            bytes.len() - used
+        ));
+    }
+    bytes.drain(..used);
+    let any: Box<dyn Any> = Box::new(bytes);
+    Ok(*any.downcast::<T>().expect("checked by type id"))
+}
+
 /// Reads a value written by [`write`].
 pub(crate) fn read<T: Value>(bytes: &[u8]) -> Result<T, String> {
     let fast: Option<Result<Box<dyn Any>, String>> = if is::<T, Vec<u8>>() {

@@ -148,7 +148,11 @@ pub async fn send_outcome(
         TaskOutcome::Value(bytes) if bytes.len() > wire::INLINE_LIMIT => {
             let len = bytes.len() as u64;
             send(stream, &wrap(TaskOutcome::Streamed { len })).await?;
-            send_bytes(stream, &bytes).await
+            // Handed over, not copied: the stream sends from this buffer.
+            stream
+                .write_chunk(bytes::Bytes::from(bytes))
+                .await
+                .map_err(lost)
         }
         outcome => send(stream, &wrap(outcome)).await,
     }

@@ -1,0 +1,238 @@
+//! Across nodes, the shape of Ray's `ray_multinode.py` (../shared/bench/ray/): a head without
+//! CPUs (this process, also the driver) and one worker node with 2 CPUs (this binary started
+//! again), so every call crosses from one process to the other over QUIC.
+//!
+//!     cargo bench --bench cluster                  # every case, 5 rounds, medians
+//!     cargo bench --bench cluster -- --rounds 9    # more rounds
+//!     cargo bench --bench cluster -- --quick       # one short round (CI: it still works)
+//!     cargo bench --bench cluster -- --json FILE   # also write the medians as JSON
+//!     cargo bench --bench cluster -- --filter actor  # cases whose name contains "actor"
+//!
+//! Cases, with Ray's counts: cluster up (head + 1 worker, until the head sees it; and
+//! head + 2 workers); 500 tasks one at a time (sync); 5,000 tasks submitted then gathered
+//! (async); 1,000 actor calls one at a time; 5,000 actor calls submitted then gathered; a
+//! 256 MB result pulled from the worker. Prints one JSON object with Ray's keys.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mobula::prelude::*;
+
+const WORKER_ENV: &str = "MOBULA_BENCH_WORKER";
+
+#[mobula::remote]
+fn noop() -> u8 {
+    0
+}
+
+#[mobula::remote]
+fn make(n: usize) -> Vec<u8> {
+    vec![1u8; n]
+}
+
+#[mobula::actor]
+struct A;
+
+#[mobula::actor]
+impl A {
+    fn new() -> Self {
+        A
+    }
+
+    fn f(&self) -> u8 {
+        0
+    }
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(head: std::net::SocketAddr, dir: &std::path::Path) -> Worker {
+    let child = Command::new(std::env::current_exe().expect("own path"))
+        .env(WORKER_ENV, head.to_string())
+        .env("MOBULA_DIR", dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start a worker");
+    Worker(child)
+}
+
+fn worker_main(head: String) {
+    let dir = std::env::var("MOBULA_DIR").expect("MOBULA_DIR");
+    let config = Config::default().num_cpus(2).address(head).cluster_dir(dir);
+    if let Err(e) = mobula::node::run(config) {
+        eprintln!("worker failed: {e}");
+        std::process::exit(3);
+    }
+}
+
+fn alive_workers() -> usize {
+    mobula::node::nodes()
+        .iter()
+        .filter(|n| n.alive && n.info.runs_tasks)
+        .count()
+}
+
+fn wait_for_workers(n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive_workers() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} workers did not join in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn rate(n: usize, f: impl FnOnce(usize)) -> f64 {
+    let t = Instant::now();
+    f(n);
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn main() -> anyhow::Result<()> {
+    if let Ok(head) = std::env::var(WORKER_ENV) {
+        worker_main(head);
+        return Ok(());
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let rounds: usize = match args.iter().position(|a| a == "--rounds") {
+        Some(i) => args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(5),
+        None if quick => 1,
+        None => 5,
+    };
+    let json = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1).cloned());
+    let filter = args
+        .iter()
+        .position(|a| a == "--filter")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_default();
+    let wanted = |case: &str| case.contains(filter.as_str());
+    let scale = if quick { 10 } else { 1 };
+    let dir = std::env::temp_dir().join(format!("mobula-bench-cluster-{}", std::process::id()));
+
+    let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for round in 0..rounds {
+        // Cluster up: from nothing to the head seeing its worker(s).
+        let t0 = Instant::now();
+        let guard = mobula::init(
+            Config::default()
+                .num_cpus(0)
+                .head("127.0.0.1:0")
+                .cluster_dir(&dir),
+        )?;
+        let head = mobula::node::head_address().expect("a head has an address");
+        let mut workers = vec![spawn_worker(head, &dir)];
+        wait_for_workers(1);
+        let up = t0.elapsed().as_secs_f64();
+        samples.entry("cluster_up_s").or_default().push(up);
+
+        noop.remote().get()?;
+        mobula::get_all(&(0..200).map(|_| noop.remote()).collect::<Vec<_>>())?;
+        if wanted("xnode_tasks") {
+            let sync = rate(500 / scale, |n| {
+                for _ in 0..n {
+                    noop.remote().get().unwrap();
+                }
+            });
+            samples
+                .entry("xnode_tasks_sync_per_s")
+                .or_default()
+                .push(sync);
+            let r#async = rate(5000 / scale, |n| {
+                let refs: Vec<_> = (0..n).map(|_| noop.remote()).collect();
+                mobula::get_all(&refs).unwrap();
+            });
+            samples
+                .entry("xnode_tasks_async_per_s")
+                .or_default()
+                .push(r#async);
+        }
+
+        if wanted("xnode_actor") {
+            let a = A::remote()?;
+            a.f().get()?;
+            let actor_sync = rate(1000 / scale, |n| {
+                for _ in 0..n {
+                    a.f().get().unwrap();
+                }
+            });
+            samples
+                .entry("xnode_actor_sync_per_s")
+                .or_default()
+                .push(actor_sync);
+            let actor_async = rate(5000 / scale, |n| {
+                let refs: Vec<_> = (0..n).map(|_| a.f()).collect();
+                mobula::get_all(&refs).unwrap();
+            });
+            samples
+                .entry("xnode_actor_async_per_s")
+                .or_default()
+                .push(actor_async);
+            drop(a);
+        }
+
+        if wanted("xnode_object") {
+            make.remote(1 << 20).get()?;
+            let n = (256 << 20) / scale;
+            let t = Instant::now();
+            let x = make.remote(n).get()?;
+            let dt = t.elapsed().as_secs_f64();
+            assert_eq!(x.len(), n);
+            drop(x);
+            samples
+                .entry("xnode_object_256MB_GBps")
+                .or_default()
+                .push(n as f64 / 1e9 / dt);
+        }
+
+        // Three nodes: a second worker joins the running cluster.
+        let t1 = Instant::now();
+        workers.push(spawn_worker(head, &dir));
+        wait_for_workers(2);
+        samples
+            .entry("cluster_up_3_nodes_s")
+            .or_default()
+            .push(up + t1.elapsed().as_secs_f64());
+
+        drop(guard);
+        drop(workers);
+        eprintln!("round {} of {rounds} done", round + 1);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let medians: BTreeMap<&str, f64> = samples
+        .iter()
+        .map(|(k, v)| (*k, median(v.clone())))
+        .collect();
+    for (k, v) in &samples {
+        let shown: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
+        eprintln!("{k}: median {:.3} of [{}]", medians[k], shown.join(", "));
+    }
+    let fields: Vec<String> = medians
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {v:.3}"))
+        .collect();
+    let line = format!("{{{}}}", fields.join(", "));
+    println!("{line}");
+    if let Some(path) = json {
+        std::fs::write(path, &line)?;
+    }
+    Ok(())
+}

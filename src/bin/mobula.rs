@@ -1,0 +1,285 @@
+//! The `mobula` command: start a cluster's head, look at the cluster, stop it.
+//!
+//!     mobula start --head [--listen 0.0.0.0:6380] [--num-cpus 0] [--dir DIR] [--block]
+//!     mobula status [--dir DIR]
+//!     mobula stop [--dir DIR]
+//!
+//! Worker nodes and drivers are the user's own program (every node runs the same binary):
+//! `start --head` prints the variables that make it join.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use mobula::Config;
+use mobula::node::{self, ClusterView, JoinInfo};
+
+const USAGE: &str = "\
+usage:
+  mobula start --head [--listen HOST:PORT] [--num-cpus N] [--dir DIR] [--block]
+      Starts a cluster's head (in the background unless --block) and prints how nodes join.
+      --listen    where nodes reach it (default 0.0.0.0:6380)
+      --num-cpus  CPUs the head itself offers for tasks (default 0: it only coordinates)
+      --dir       the cluster directory: CA, join token, head address (default $MOBULA_DIR,
+                  else ~/.mobula/cluster)
+  mobula status [--dir DIR]   nodes, their resources and load, as the head sees them
+  mobula stop [--dir DIR]     stops every node of the cluster, then the head";
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Parsed command-line options.
+#[derive(Debug, Default)]
+struct Options {
+    head: bool,
+    block: bool,
+    listen: Option<String>,
+    num_cpus: Option<f64>,
+    dir: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut i = 0;
+    while i < args.len() {
+        let value = |i: usize| {
+            args.get(i + 1)
+                .cloned()
+                .ok_or_else(|| format!("{} needs a value", args[i]))
+        };
+        match args[i].as_str() {
+            "--head" => o.head = true,
+            "--block" => o.block = true,
+            "--listen" => {
+                o.listen = Some(value(i)?);
+                i += 1;
+            }
+            "--num-cpus" => {
+                let v = value(i)?;
+                o.num_cpus = Some(
+                    v.parse()
+                        .map_err(|_| format!("--num-cpus takes a number, not {v:?}"))?,
+                );
+                i += 1;
+            }
+            "--dir" => {
+                o.dir = Some(PathBuf::from(value(i)?));
+                i += 1;
+            }
+            other => return Err(format!("unknown option {other:?}")),
+        }
+        i += 1;
+    }
+    Ok(o)
+}
+
+fn dir_of(o: &Options) -> PathBuf {
+    o.dir
+        .clone()
+        .unwrap_or_else(mobula::transport::credentials::ClusterDir::default_path)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let options = match parse(&args[1..]) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mobula {command}: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command.as_str() {
+        "start" if options.head && options.block => start_blocking(&options),
+        "start" if options.head => start_in_background(&options),
+        "start" => Err(
+            "only the head starts from the CLI (`mobula start --head`); worker nodes run your \
+             program with the variables `mobula start --head` printed"
+                .to_string(),
+        ),
+        "status" => status(&options),
+        "stop" => stop(&options),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mobula {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the head in this process until `mobula stop`.
+fn start_blocking(o: &Options) -> Result<(), String> {
+    let config = Config::default()
+        .num_cpus(o.num_cpus.unwrap_or(0.0))
+        .head(o.listen.clone().unwrap_or_else(|| "0.0.0.0:6380".into()))
+        .cluster_dir(dir_of(o));
+    node::run(config).map_err(|e| e.to_string())
+}
+
+/// Starts the head as a background process, waits until it answers, prints how to join.
+fn start_in_background(o: &Options) -> Result<(), String> {
+    let dir = dir_of(o);
+    if node::cluster_status(&dir, Duration::from_millis(500)).is_ok() {
+        return Err(format!(
+            "a head already runs for {} (`mobula status`; `mobula stop` ends it)",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(dir.join("head.addr"));
+    let log_path = dir.join("head.log");
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    cmd.arg("start")
+        .arg("--head")
+        .arg("--block")
+        .arg("--dir")
+        .arg(&dir);
+    if let Some(listen) = &o.listen {
+        cmd.arg("--listen").arg(listen);
+    }
+    if let Some(n) = o.num_cpus {
+        cmd.arg("--num-cpus").arg(n.to_string());
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting the head: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let view = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!("the head exited ({status}):\n{log}"));
+        }
+        if let Ok(view) = node::cluster_status(&dir, Duration::from_millis(500)) {
+            break view;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!(
+                "the head did not answer within 15 s; see {}",
+                log_path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let info = node::join_info(&dir).map_err(|e| e.to_string())?;
+    print_started(&info, &dir, &view, child.id());
+    Ok(())
+}
+
+/// The address others use: the listening one, or this machine's outward address when it
+/// listens on all interfaces.
+fn reachable(info: &JoinInfo) -> String {
+    let mut address = info.address;
+    if address.ip().is_unspecified() {
+        // A UDP "connection" sends nothing; it only picks the interface a route would use.
+        let outward = std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+            .and_then(|s| s.local_addr());
+        if let Ok(local) = outward {
+            address.set_ip(local.ip());
+        }
+    }
+    address.to_string()
+}
+
+fn print_started(info: &JoinInfo, dir: &std::path::Path, view: &ClusterView, pid: u32) {
+    let address = reachable(info);
+    println!(
+        "Mobula head running at {address} (pid {pid}, {} node).",
+        view.nodes.len()
+    );
+    println!(
+        "Cluster directory: {} (the CA and join token: keep it private)",
+        dir.display()
+    );
+    println!();
+    println!("Add a worker node: on each machine, run your program (the same binary) as");
+    println!(
+        "    MOBULA_WORKER=1 MOBULA_ADDRESS={address} MOBULA_JOIN_TOKEN={} MOBULA_CA_FINGERPRINT={} ./your-program",
+        info.token, info.ca_fingerprint
+    );
+    println!("(its main is marked #[mobula::main], or calls mobula::node::run)");
+    println!();
+    println!(
+        "Run a driver: the same variables without MOBULA_WORKER; mobula::init joins the cluster."
+    );
+    println!("Look: mobula status    Stop every node: mobula stop");
+}
+
+fn status(o: &Options) -> Result<(), String> {
+    let dir = dir_of(o);
+    let view = node::cluster_status(&dir, TIMEOUT).map_err(|e| e.to_string())?;
+    print!("{}", render_status(&view));
+    Ok(())
+}
+
+/// The status table.
+fn render_status(view: &ClusterView) -> String {
+    let alive = view.nodes.iter().filter(|n| n.alive).count();
+    let mut out = format!(
+        "{alive} node(s) alive, {} dead (membership version {})\n",
+        view.nodes.len() - alive,
+        view.version
+    );
+    out += &format!(
+        "{:<34} {:<22} {:<6} {:<6} {:>5}  resources\n",
+        "node", "address", "state", "tasks", "load"
+    );
+    let mut totals: Vec<(String, f64)> = Vec::new();
+    for n in &view.nodes {
+        let resources: Vec<String> = n
+            .info
+            .resources
+            .iter()
+            .map(|(name, amount)| format!("{name}={amount}"))
+            .collect();
+        if n.alive {
+            for (name, amount) in &n.info.resources {
+                match totals.iter_mut().find(|(t, _)| t == name) {
+                    Some((_, total)) => *total += amount,
+                    None => totals.push((name.clone(), *amount)),
+                }
+            }
+        }
+        out += &format!(
+            "{:<34} {:<22} {:<6} {:<6} {:>5}  {}\n",
+            n.info.node_id.to_string(),
+            n.info.address.to_string(),
+            if n.alive { "alive" } else { "dead" },
+            if n.info.runs_tasks { "yes" } else { "no" },
+            n.load,
+            resources.join(" ")
+        );
+    }
+    let totals: Vec<String> = totals.iter().map(|(n, a)| format!("{n}={a}")).collect();
+    out += &format!("total (alive): {}\n", totals.join(" "));
+    out
+}
+
+fn stop(o: &Options) -> Result<(), String> {
+    let dir = dir_of(o);
+    node::stop_cluster(&dir, TIMEOUT).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node::cluster_status(&dir, Duration::from_millis(300)).is_ok() {
+        if Instant::now() > deadline {
+            return Err("the head was told to stop but still answers after 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("Stopped the cluster of {}.", dir.display());
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The operator's side of a cluster: what the `mobula` CLI asks a running head.
+//!
+//! Whoever can read the cluster directory (its owner: the files are 0600) holds the cluster's
+//! CA, so the CLI signs itself a short-lived client certificate with it and talks to the head
+//! over the same mutual TLS as any node. It never joins: it asks and leaves.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::object::id::NodeId;
+use crate::transport::credentials::{ClusterCa, ClusterDir, NodeIdentity, NodeKey, fingerprint};
+use crate::transport::endpoint::Endpoint;
+use crate::wire::{ClusterView, Message};
+
+/// Why the CLI could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The cluster directory lacks a file: no head was started with it.
+    #[error("{0}")]
+    NoCluster(String),
+    /// Reading or using the credentials failed.
+    #[error("the cluster's credentials: {0}")]
+    Credentials(String),
+    /// The head did not answer, or answered something else.
+    #[error("the head at {address}: {reason}")]
+    Head {
+        /// Where it was asked.
+        address: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// What a joining node needs, as the head's files in the cluster directory say.
+#[derive(Debug, Clone)]
+pub struct JoinInfo {
+    /// Where the head listens.
+    pub address: SocketAddr,
+    /// The join token.
+    pub token: String,
+    /// The CA's fingerprint, to pin.
+    pub ca_fingerprint: String,
+}
+
+fn read_text(dir: &ClusterDir, name: &str) -> Result<String, AdminError> {
+    match dir.read(name) {
+        Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).trim().to_string()),
+        Ok(None) => Err(AdminError::NoCluster(format!(
+            "no cluster in {} (no `{name}`): start one with `mobula start --head`",
+            dir.path().display()
+        ))),
+        Err(e) => Err(AdminError::Credentials(e.to_string())),
+    }
+}
+
+/// The head's address, token and CA fingerprint from the cluster directory.
+pub fn join_info(dir: &Path) -> Result<JoinInfo, AdminError> {
+    let dir = ClusterDir::new(dir);
+    let address = read_text(&dir, "head.addr")?;
+    let address = address.parse().map_err(|e| {
+        AdminError::Credentials(format!("head.addr holds {address:?}, not an address: {e}"))
+    })?;
+    let token = read_text(&dir, "token")?;
+    let ca = dir
+        .read("ca.der")
+        .map_err(|e| AdminError::Credentials(e.to_string()))?
+        .ok_or_else(|| AdminError::NoCluster("no ca.der in the cluster directory".into()))?;
+    Ok(JoinInfo {
+        address,
+        token,
+        ca_fingerprint: fingerprint(&ca),
+    })
+}
+
+/// Sends one request to the head named in the cluster directory and returns its answer.
+pub fn ask(dir: &Path, message: &Message, timeout: Duration) -> Result<Message, AdminError> {
+    let info = join_info(dir)?;
+    let cluster = ClusterDir::new(dir);
+    let credentials =
+        |e: crate::transport::credentials::CredentialError| AdminError::Credentials(e.to_string());
+    let (Some(ca_der), Some(ca_key)) = (
+        cluster.read("ca.der").map_err(credentials)?,
+        cluster.read("ca.key").map_err(credentials)?,
+    ) else {
+        return Err(AdminError::NoCluster(
+            "the cluster directory lacks the CA (ca.der, ca.key)".into(),
+        ));
+    };
+    let ca = ClusterCa::load(ca_der, &ca_key).map_err(credentials)?;
+    let key = NodeKey::generate().map_err(credentials)?;
+    let me = NodeId::random();
+    let identity = NodeIdentity {
+        node_id: me,
+        cert_der: ca
+            .sign(&key.csr_der().map_err(credentials)?, me)
+            .map_err(credentials)?,
+        key_der: key.pkcs8_der(),
+        ca_der: ca.cert_der().to_vec(),
+    };
+    let head = info.address;
+    let failed = |reason: String| AdminError::Head {
+        address: head,
+        reason,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    runtime.block_on(async {
+        let local = if head.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let endpoint = Endpoint::bind(local.parse().expect("an address"), &identity, timeout)
+            .map_err(|e| failed(e.to_string()))?;
+        let answer = tokio::time::timeout(timeout, endpoint.request(head, message)).await;
+        endpoint.close();
+        match answer {
+            Ok(Ok((answer, _))) => Ok(answer),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(_) => Err(failed(format!("no answer within {timeout:?}"))),
+        }
+    })
+}
+
+/// The head's view of the cluster.
+pub fn status(dir: &Path, timeout: Duration) -> Result<ClusterView, AdminError> {
+    match ask(dir, &Message::Status, timeout)? {
+        Message::View(view) => Ok(view),
+        other => Err(AdminError::Head {
+            address: join_info(dir)?.address,
+            reason: format!("answered {} to Status", other.name()),
+        }),
+    }
+}
+
+/// Tells the head to stop the cluster: every node stops, then the head.
+pub fn stop(dir: &Path, timeout: Duration) -> Result<(), AdminError> {
+    let message = Message::Shutdown {
+        reason: "`mobula stop`".into(),
+    };
+    match ask(dir, &message, timeout)? {
+        Message::Ack => Ok(()),
+        other => Err(AdminError::Head {
+            address: join_info(dir)?.address,
+            reason: format!("answered {} to Shutdown", other.name()),
+        }),
+    }
+}

@@ -1,0 +1,140 @@
+//! The `mobula` command against real processes: a head started in the background, a worker
+//! that joins with exactly the variables the head printed, `status`, and `stop`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CLI: &str = env!("CARGO_BIN_EXE_mobula");
+
+/// Not a test: a worker node started the way `#[mobula::main]` starts one.
+#[test]
+fn cli_worker() {
+    if std::env::var_os("MOBULA_WORKER").is_some() {
+        mobula::node::run_worker_if_asked();
+        unreachable!("run_worker_if_asked exits the process");
+    }
+}
+
+fn mobula(args: &[&str]) -> Output {
+    Command::new(CLI).args(args).output().expect("run mobula")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The `NAME=value` words of the printed join command.
+fn join_variables(printed: &str) -> HashMap<String, String> {
+    let line = printed
+        .lines()
+        .find(|l| l.contains("MOBULA_WORKER=1"))
+        .expect("a join command");
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn start_a_head_join_a_worker_with_the_printed_command_look_and_stop() {
+    let dir = std::env::temp_dir().join(format!("mobula-cli-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+
+    let started = mobula(&["start", "--head", "--listen", "127.0.0.1:0", "--dir", d]);
+    let printed = text(&started);
+    assert!(started.status.success(), "{printed}");
+    let vars = join_variables(&printed);
+    assert!(
+        vars["MOBULA_ADDRESS"].starts_with("127.0.0.1:"),
+        "{printed}"
+    );
+    assert_eq!(vars["MOBULA_JOIN_TOKEN"].len(), 64, "{printed}");
+    assert!(
+        vars["MOBULA_CA_FINGERPRINT"].starts_with("sha256:"),
+        "{printed}"
+    );
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("token")), 0o600);
+        assert_eq!(mode(&dir.join("ca.key")), 0o600);
+    }
+
+    // A second start finds the running head.
+    let again = mobula(&["start", "--head", "--listen", "127.0.0.1:0", "--dir", d]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already runs"), "{}", text(&again));
+
+    // A worker joins with the printed variables only (its own, empty cluster directory).
+    let worker_dir = dir.join("elsewhere");
+    let mut worker = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "cli_worker", "--nocapture"])
+        .envs(&vars)
+        .env("MOBULA_NUM_CPUS", "1")
+        .env("MOBULA_DIR", &worker_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the worker in `mobula status`", || {
+        text(&mobula(&["status", "--dir", d])).contains("2 node(s) alive")
+    });
+    let status = text(&mobula(&["status", "--dir", d]));
+    assert!(status.contains("CPU=1"), "{status}");
+    assert!(status.contains("total (alive): CPU=1"), "{status}");
+
+    let stopped = mobula(&["stop", "--dir", d]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    // The worker was told to stop and exits cleanly.
+    wait_for("the worker to exit", || {
+        worker.try_wait().unwrap().is_some()
+    });
+    assert!(worker.wait().unwrap().success());
+    let after = mobula(&["status", "--dir", d]);
+    assert!(!after.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_commands_say_what_is_wrong() {
+    let out = mobula(&["start"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("only the head starts from the CLI"),
+        "{}",
+        text(&out)
+    );
+
+    let out = mobula(&["status", "--frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("unknown option \"--frobnicate\""),
+        "{}",
+        text(&out)
+    );
+
+    let out = mobula(&["status", "--dir", "/nonexistent/mobula"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("mobula start --head"), "{}", text(&out));
+}
