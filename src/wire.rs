@@ -211,10 +211,18 @@ pub enum Message {
     },
     /// Acknowledges a request that has no other answer.
     Ack,
-    /// Run a task here and answer with a [`Message::TaskDone`].
+    /// Opens a task channel: the first frame of a stream that then carries
+    /// [`Message::RunTask`]s from the sender and [`Message::TaskDone`]s back, in any order.
+    OpenTasks,
+    /// Run a task here (on a task channel) and answer with a [`Message::TaskDone`].
     RunTask(RunTask),
-    /// How a [`Message::RunTask`] ended.
-    TaskDone(TaskOutcome),
+    /// How the task sent as `task` ended.
+    TaskDone {
+        /// The sender's id of the task.
+        task: TaskId,
+        /// How it ended.
+        outcome: TaskOutcome,
+    },
     /// Opens a channel of calls to an actor (see [`OpenActor`]).
     OpenActor(OpenActor),
     /// A method call on an actor's channel.
@@ -250,8 +258,9 @@ impl Message {
             Message::Status => "Status",
             Message::Shutdown { .. } => "Shutdown",
             Message::Ack => "Ack",
+            Message::OpenTasks => "OpenTasks",
             Message::RunTask(_) => "RunTask",
-            Message::TaskDone(_) => "TaskDone",
+            Message::TaskDone { .. } => "TaskDone",
             Message::OpenActor(_) => "OpenActor",
             Message::ActorCall(_) => "ActorCall",
             Message::CallDone { .. } => "CallDone",
@@ -427,14 +436,44 @@ mod tests {
                 retry_exceptions: false,
                 name: Some("n".into()),
             }),
-            Message::TaskDone(TaskOutcome::Value(vec![9, 9])),
-            Message::TaskDone(TaskOutcome::Streamed { len: 1 << 30 }),
-            Message::TaskDone(TaskOutcome::Failed {
-                kind: TaskErrorKind::Panicked,
-                message: "boom".into(),
+            Message::TaskDone {
+                task: TaskId::NIL,
+                outcome: TaskOutcome::Value(vec![9, 9]),
+            },
+            Message::TaskDone {
+                task: TaskId::NIL,
+                outcome: TaskOutcome::Streamed { len: 1 << 30 },
+            },
+            Message::TaskDone {
+                task: TaskId::from_parts(1, 6),
+                outcome: TaskOutcome::Failed {
+                    kind: TaskErrorKind::Panicked,
+                    message: "boom".into(),
+                },
+            },
+            Message::OpenTasks,
+            Message::ActorCall(ActorCall {
+                seq: 7,
+                method: "Counter.add".into(),
+                args: vec![vec![1, 2]],
+                streamed: vec![],
             }),
-            Message::TaskDone(TaskOutcome::DepFailed("lost".into())),
-            Message::TaskDone(TaskOutcome::Refused("unknown".into())),
+            Message::CallDone {
+                seq: 7,
+                outcome: TaskOutcome::ActorDied("gone".into()),
+            },
+            Message::ActorControl {
+                kill: true,
+                allow_restart: false,
+            },
+            Message::TaskDone {
+                task: TaskId::NIL,
+                outcome: TaskOutcome::DepFailed("lost".into()),
+            },
+            Message::TaskDone {
+                task: TaskId::NIL,
+                outcome: TaskOutcome::Refused("unknown".into()),
+            },
         ];
         for m in messages {
             let frame = encode(&m).unwrap();
@@ -456,7 +495,10 @@ mod tests {
                 limit: MAX_FRAME
             })
         );
-        let big = Message::TaskDone(TaskOutcome::Value(vec![0; MAX_FRAME]));
+        let big = Message::TaskDone {
+            task: TaskId::NIL,
+            outcome: TaskOutcome::Value(vec![0; MAX_FRAME]),
+        };
         assert!(matches!(encode(&big), Err(WireError::TooLarge { .. })));
     }
 

@@ -5,6 +5,7 @@
 //! - `node`: this node's part: join, endpoint, view, heartbeat, the requests it serves, and
 //!   on the head the control plane.
 //! - `remote`: tasks sent to and run for other nodes.
+//! - `tasks`: the task channel to each peer that carries them.
 //! - `actors`: actors created on and called across nodes.
 //! - `admin`: what the `mobula` CLI asks a running head (status, stop).
 
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod membership;
 pub mod node;
 pub mod remote;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use super::actors::{RemoteActor, RemoteActors};
 use super::membership::Membership;
+use super::tasks::TaskChannel;
 use crate::api::config::{ClusterConfig, ClusterRole};
-use crate::object::id::{ActorId, NodeId};
+use crate::object::id::{ActorId, NodeId, TaskId};
 use crate::registry;
 use crate::scheduler::handle::Scheduler;
 use crate::scheduler::placement::{self, Candidate, Placement, SchedulingStrategy};
@@ -58,6 +59,8 @@ pub(crate) struct ClusterNode {
     scheduler: Scheduler,
     /// This process's channels to actors on other nodes.
     remote_actors: RemoteActors,
+    /// This node's task channels, by peer.
+    task_channels: Mutex<HashMap<NodeId, Arc<TaskChannel>>>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -171,6 +174,7 @@ pub(crate) async fn start(
         shutdown: tokio::sync::Notify::new(),
         scheduler,
         remote_actors: RemoteActors::default(),
+        task_channels: Mutex::default(),
     });
     let handler_node = node.clone();
     node.endpoint.serve(Rc::new(move |peer, message, tx, rx| {
@@ -347,22 +351,23 @@ impl ClusterNode {
             .map(|n| n.info.address)
     }
 
-    /// Runs a task on `node` and returns how it ended; a payload that follows is read.
-    /// `frame` is the encoded [`Message::RunTask`], `payloads` its streamed arguments.
+    /// Runs a task on `node` over this node's task channel to it, and returns how it
+    /// ended. `frame` is the encoded [`Message::RunTask`], `payloads` its streamed arguments.
     pub async fn run_on(
         &self,
         node: NodeId,
-        frame: &[u8],
-        payloads: &[&[u8]],
+        task: TaskId,
+        frame: Arc<[u8]>,
+        payloads: Arc<Vec<Vec<u8>>>,
     ) -> Result<TaskOutcome, LinkError> {
-        let address = self.find(node).await?;
+        let channel = self.task_channel(node).await?;
         *self
             .sent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(node)
             .or_default() += 1;
-        let answer = self.endpoint.request_frame(address, frame, payloads).await;
+        let outcome = channel.run(task, frame, payloads).await;
         if let Some(n) = self
             .sent
             .lock()
@@ -371,16 +376,31 @@ impl ClusterNode {
         {
             *n = n.saturating_sub(1);
         }
-        match answer? {
-            (Message::TaskDone(TaskOutcome::Streamed { len }), mut rx) => Ok(TaskOutcome::Value(
-                link::recv_bytes(&mut rx, len, VALUE_LIMIT).await?,
-            )),
-            (Message::TaskDone(outcome), _) => Ok(outcome),
-            (other, _) => Err(LinkError::Unexpected {
-                request: "RunTask",
-                got: other.name(),
-            }),
+        outcome
+    }
+
+    /// This node's task channel to `node`, opened when there is none or the last one broke.
+    async fn task_channel(&self, node: NodeId) -> Result<Arc<TaskChannel>, LinkError> {
+        if let Some(channel) = self.channels(|c| c.get(&node).cloned())
+            && channel.is_alive()
+        {
+            return Ok(channel);
         }
+        let address = self.find(node).await?;
+        let connection = self.endpoint.link(address).await?;
+        // Another task may have opened one meanwhile: use it.
+        if let Some(channel) = self.channels(|c| c.get(&node).cloned())
+            && channel.is_alive()
+        {
+            return Ok(channel);
+        }
+        let channel = Arc::new(TaskChannel::open(&connection).await?);
+        self.channels(|c| c.insert(node, channel.clone()));
+        Ok(channel)
+    }
+
+    fn channels<R>(&self, f: impl FnOnce(&mut HashMap<NodeId, Arc<TaskChannel>>) -> R) -> R {
+        f(&mut self.task_channels.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Where `node` listens; a node this one has not heard of yet (it joined since the last
@@ -538,7 +558,7 @@ async fn handle(
     peer: Peer,
     message: Message,
     mut tx: quinn::SendStream,
-    mut rx: quinn::RecvStream,
+    rx: quinn::RecvStream,
 ) {
     let name = message.name();
     let answer = match (peer.node, message) {
@@ -632,25 +652,8 @@ async fn handle(
             node.shutdown.notify_one();
             return;
         }
-        (Some(_), Message::RunTask(mut task)) => {
-            let streamed = std::mem::take(&mut task.streamed);
-            if let Err(e) = link::recv_large(&mut rx, &mut task.args, streamed, VALUE_LIMIT).await {
-                tracing::warn!("dropped a task whose arguments did not arrive: {e}");
-                return;
-            }
-            let outcome = match registry::find(&task.function) {
-                None => TaskOutcome::Refused(format!(
-                    "node {} has no function `{}`: every node must run the same binary",
-                    node.node_id, task.function
-                )),
-                Some(f) => (f.run_remote)(task, node.node_id).await,
-            };
-            if link::send_outcome(&mut tx, outcome, Message::TaskDone)
-                .await
-                .is_ok()
-            {
-                let _ = tx.finish();
-            }
+        (Some(from), Message::OpenTasks) => {
+            super::tasks::serve(node.node_id, from, tx, rx).await;
             return;
         }
         (Some(from), Message::OpenActor(open)) => {

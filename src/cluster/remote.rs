@@ -188,12 +188,14 @@ pub(crate) async fn send<F: RemoteFunction>(
         }
     };
     drop(message);
-    let payload_slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let frame: Arc<[u8]> = frame.into();
+    let payloads = Arc::new(payloads);
     let mut target = out.target;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match cluster.run_on(target, &frame, &payload_slices).await {
+        let sent = cluster.run_on(target, out.task, frame.clone(), payloads.clone());
+        match sent.await {
             Ok(TaskOutcome::Value(bytes)) => {
                 match codec::read_owned::<F::Output>(bytes) {
                     Ok(value) => store.seal(out.result, StoredValue::new(value)),

@@ -168,17 +168,6 @@ impl Endpoint {
         link::request(&connection, message).await
     }
 
-    /// [`request`](Self::request) with the request already encoded, and payloads after it.
-    pub async fn request_frame(
-        &self,
-        address: SocketAddr,
-        frame: &[u8],
-        payloads: &[&[u8]],
-    ) -> Result<(Message, quinn::RecvStream), LinkError> {
-        let connection = self.link(address).await?;
-        link::request_frame(&connection, frame, payloads).await
-    }
-
     /// Opens a one-off link with another client configuration (a join).
     pub async fn connect_with(
         &self,
