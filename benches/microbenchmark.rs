@@ -194,13 +194,6 @@ impl Bench {
         let _ = std::io::stdout().flush();
         self.results.push((name.to_string(), mean, std, "ok"));
     }
-
-    fn skip(&mut self, name: &str, why: &'static str) {
-        if self.wanted(name) {
-            println!("{name} skipped: {why}");
-            self.results.push((name.to_string(), 0.0, 0.0, why));
-        }
-    }
 }
 
 fn parse_args() -> Options {
@@ -228,7 +221,11 @@ fn main() -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let _mobula = mobula::init(Config::default().num_cpus(cpus as f64))?;
+    let _mobula = mobula::init(
+        Config::default()
+            .num_cpus(cpus as f64)
+            .resource("custom", 100),
+    )?;
     let mut b = Bench {
         opts,
         results: Vec::new(),
@@ -352,10 +349,22 @@ fn main() -> anyhow::Result<()> {
             .collect();
         mobula::get_all(&refs).unwrap();
     });
-    b.skip(
-        "placement group create/removal",
-        "not implemented (placement groups)",
-    );
+    // Ray's shape: 100 one-bundle groups of 0.001 "custom" (the node has 100), each waited
+    // for, then all removed.
+    b.timeit("placement group create/removal", 100.0, || {
+        let groups: Vec<_> = (0..100)
+            .map(|_| {
+                let bundle = mobula::Bundle::new().resource("custom", 0.001);
+                mobula::placement_group(vec![bundle], mobula::PlacementStrategy::Pack).unwrap()
+            })
+            .collect();
+        for g in &groups {
+            assert!(g.wait(Duration::from_secs(30)).unwrap());
+        }
+        for g in &groups {
+            mobula::remove_placement_group(g);
+        }
+    });
 
     if let Some(path) = &b.opts.json {
         let rows: Vec<String> = b

@@ -347,6 +347,24 @@ pub enum ActorError {
     },
 }
 
+/// Why a placement group could not be made or used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlacementGroupError {
+    /// No runtime is running in this process.
+    #[error("{}", NOT_INITIALIZED)]
+    NotInitialized,
+    /// A bundle is malformed (a negative amount, nothing in it, none at all).
+    #[error("invalid placement group: {0}")]
+    Invalid(String),
+    /// The bundles can never be placed with the strategy asked for, or a reservation failed.
+    #[error("the placement group cannot be placed: {0}")]
+    Failed(String),
+    /// The group was removed.
+    #[error("placement group {0} was removed")]
+    Removed(String),
+}
+
 /// Any error of the Mobula API, for code that wants one error type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

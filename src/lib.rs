@@ -59,9 +59,12 @@ pub use api::function::{TaskBuilder, TaskOptions};
 pub use api::node;
 pub use api::object_ref::{GetFuture, ObjectRef};
 pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait};
+pub use api::placement_group::{
+    Bundle, PlacementGroup, PlacementStrategy, placement_group, remove_placement_group,
+};
 pub use error::{
-    ActorError, CancelError, Error, GetError, InitError, PutError, TaskError, TaskErrorKind,
-    WaitError,
+    ActorError, CancelError, Error, GetError, InitError, PlacementGroupError, PutError, TaskError,
+    TaskErrorKind, WaitError,
 };
 pub use object::id::{ActorId, NodeId, ObjectId, TaskId};
 pub use object::value::Value;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::args::{IntoArg, Params};
 use super::function::AppError;
 use super::object_ref::ObjectRef;
+use super::placement_group::PlacementGroup;
 use crate::cluster::actors::{ActorMethods, RemoteActor, attach};
 use crate::error::{ActorError, GetError};
 use crate::object::id::{ActorId, NodeId};
@@ -59,6 +60,8 @@ pub struct ActorOptions {
     max_pending_calls: Option<usize>,
     max_concurrency: Option<usize>,
     strategy: SchedulingStrategy,
+    #[serde(skip)]
+    placement: Option<(PlacementGroup, Option<usize>)>,
 }
 
 impl Default for ActorOptions {
@@ -76,6 +79,7 @@ impl Default for ActorOptions {
             max_pending_calls: None,
             max_concurrency: None,
             strategy: SchedulingStrategy::Default,
+            placement: None,
         }
     }
 }
@@ -168,9 +172,21 @@ impl ActorOptions {
         self
     }
 
-    /// The scheduling strategy.
+    /// Creates the actor in bundle `index` of a placement group (any bundle: `None`); it
+    /// holds its resources from the bundle's.
+    pub fn placement_group(mut self, group: &PlacementGroup, index: Option<usize>) -> Self {
+        self.placement = Some((group.clone(), index));
+        self
+    }
+
+    /// The scheduling strategy (a placement group's bundle pins the node).
     pub(crate) fn strategy(&self) -> SchedulingStrategy {
-        self.strategy
+        match &self.placement {
+            Some((group, index)) => group
+                .place(*index, &ResourceRequest::default())
+                .map_or(self.strategy, |(_, s)| s),
+            None => self.strategy,
+        }
     }
 
     /// The actor's name and namespace, if it has a name.
@@ -179,10 +195,15 @@ impl ActorOptions {
     }
 
     pub(crate) fn resolve(&self, is_async: bool) -> Result<ActorSettings, String> {
-        let hold =
+        let mut hold =
             ResourceRequest::new(self.num_cpus.unwrap_or(0.0), self.num_gpus, &self.resources)?;
-        let place =
+        let mut place =
             ResourceRequest::new(self.num_cpus.unwrap_or(1.0), self.num_gpus, &self.resources)?;
+        if let Some((group, index)) = &self.placement {
+            hold = group.place(*index, &hold)?.0;
+            // In a bundle, what it holds is what it needs to be placed.
+            place = hold.clone();
+        }
         if self.max_concurrency == Some(0) {
             return Err("max_concurrency must be at least 1".into());
         }
@@ -274,6 +295,8 @@ impl<A: ActorClass, P> ActorBuilder<A, P> {
         max_concurrency(n: usize);
         /// See [`ActorOptions::scheduling_strategy`].
         scheduling_strategy(strategy: SchedulingStrategy);
+        /// See [`ActorOptions::placement_group`].
+        placement_group(group: &PlacementGroup, index: Option<usize>);
     }
 
     /// The options as set so far.

@@ -1,6 +1,7 @@
 //! Remote functions: the trait `#[mobula::remote]` implements, task options and the builder
 //! behind `f.options()`.
 
+use super::placement_group::PlacementGroup;
 use std::fmt::Display;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
@@ -122,6 +123,7 @@ pub struct TaskOptions {
     retry_exceptions: bool,
     name: Option<String>,
     strategy: SchedulingStrategy,
+    placement: Option<(PlacementGroup, Option<usize>)>,
 }
 
 impl Default for TaskOptions {
@@ -134,6 +136,7 @@ impl Default for TaskOptions {
             retry_exceptions: false,
             name: None,
             strategy: SchedulingStrategy::Default,
+            placement: None,
         }
     }
 }
@@ -191,15 +194,31 @@ impl TaskOptions {
         self
     }
 
+    /// Runs the task in bundle `index` of a placement group (any bundle: `None`), on the
+    /// resources reserved there (Ray's `PlacementGroupSchedulingStrategy`). Its resources
+    /// must fit the bundle; it waits while the group is not ready.
+    pub fn placement_group(mut self, group: &PlacementGroup, index: Option<usize>) -> Self {
+        self.placement = Some((group.clone(), index));
+        self
+    }
+
     pub(crate) fn resolve(&self) -> ResolvedOptions {
+        let mut strategy = self.strategy;
+        let mut request = ResourceRequest::new(self.num_cpus, self.num_gpus, &self.resources);
+        if let (Some((group, index)), Ok(req)) = (&self.placement, &request) {
+            request = group.place(*index, req).map(|(req, s)| {
+                strategy = s;
+                req
+            });
+        }
         ResolvedOptions {
-            request: ResourceRequest::new(self.num_cpus, self.num_gpus, &self.resources),
+            request,
             retry: RetryPolicy {
                 max_retries: Retries::from_ray(self.max_retries),
                 retry_exceptions: self.retry_exceptions,
             },
             name: self.name.clone(),
-            strategy: self.strategy,
+            strategy,
         }
     }
 }
@@ -275,6 +294,12 @@ impl<F: RemoteFunction, P> TaskBuilder<F, P> {
     /// See [`TaskOptions::scheduling_strategy`].
     pub fn scheduling_strategy(mut self, strategy: SchedulingStrategy) -> Self {
         self.options = self.options.scheduling_strategy(strategy);
+        self
+    }
+
+    /// See [`TaskOptions::placement_group`].
+    pub fn placement_group(mut self, group: &PlacementGroup, index: Option<usize>) -> Self {
+        self.options = self.options.placement_group(group, index);
         self
     }
 

@@ -9,3 +9,4 @@ pub(crate) mod function;
 pub mod node;
 pub(crate) mod object_ref;
 pub(crate) mod ops;
+pub(crate) mod placement_group;

@@ -151,6 +151,25 @@ impl Scheduler {
         self.act(out, false);
     }
 
+    /// Custom resources are announced, or become free (a placement group's bundles).
+    pub fn add_resources(&self, amounts: &[(Arc<str>, i64)], free: bool) {
+        let mut out = Vec::new();
+        self.lock().add_resources(amounts, free, &mut out);
+        self.act(out, false);
+    }
+
+    /// Custom resources go (a removed placement group); tasks waiting for them fail.
+    pub fn remove_resources(&self, amounts: &[(Arc<str>, i64)]) {
+        let mut out = Vec::new();
+        self.lock().remove_resources(amounts, &mut out);
+        self.act(out, false);
+    }
+
+    /// The node's total CPUs, GPUs and custom resources.
+    pub fn totals(&self) -> (i64, i64, std::collections::BTreeMap<Arc<str>, i64>) {
+        self.lock().resources().totals()
+    }
+
     /// Tasks waiting, and tasks running.
     pub fn counts(&self) -> (usize, usize) {
         self.lock().counts()

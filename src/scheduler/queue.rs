@@ -7,6 +7,7 @@
 //! Inputs are events; outputs are [`Decision`]s for the scheduler actor to carry out.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use super::resources::{Grant, NodeResources, ResourceRequest};
 use crate::object::id::{IdHash, ObjectId, TaskId};
@@ -188,6 +189,51 @@ impl LocalQueue {
         }
     }
 
+    /// Custom resources are announced (`free: false`: tasks for them queue) or become free
+    /// (`free: true`: tasks waiting for them may start): a placement group's bundles.
+    pub fn add_resources(&mut self, amounts: &[(Arc<str>, i64)], free: bool) -> Vec<Decision> {
+        for (name, units) in amounts {
+            if free {
+                self.node.add_custom(name, 0, *units);
+            } else {
+                self.node.add_custom(name, *units, 0);
+            }
+        }
+        self.dispatch()
+    }
+
+    /// Custom resources go away (a removed placement group): tasks that can now never run
+    /// here, waiting or queued, are infeasible. Running ones keep what they hold.
+    pub fn remove_resources(&mut self, amounts: &[(Arc<str>, i64)]) -> Vec<Decision> {
+        for (name, units) in amounts {
+            self.node.remove_custom(name, *units);
+        }
+        let mut out = Vec::new();
+        for c in 0..self.classes.len() {
+            if self.node.feasible(&self.classes[c].request) {
+                continue;
+            }
+            for task in std::mem::take(&mut self.classes[c].queue) {
+                if matches!(self.tasks.get(&task), Some(Slot::Queued)) {
+                    self.tasks.remove(&task);
+                    out.push(Decision::Infeasible { task });
+                }
+            }
+            let waiting: Vec<TaskId> = self
+                .tasks
+                .iter()
+                .filter(|(_, slot)| matches!(slot, Slot::Waiting { class, .. } if *class == c))
+                .map(|(task, _)| *task)
+                .collect();
+            for task in waiting {
+                self.tasks.remove(&task);
+                out.push(Decision::Infeasible { task });
+            }
+        }
+        out.extend(self.dispatch());
+        out
+    }
+
     /// Tasks waiting for arguments or resources, and tasks running.
     pub fn counts(&self) -> (usize, usize) {
         let running = self
@@ -261,6 +307,49 @@ mod tests {
         assert_eq!(q.counts(), (2, 2));
         assert_eq!(dispatched(&q.finished(task(2))), vec![3]);
         assert_eq!(dispatched(&q.finished(task(1))), vec![4]);
+    }
+
+    #[test]
+    fn added_resources_start_waiting_tasks_and_removed_ones_fail_them() {
+        let mut q = LocalQueue::new(NodeResources::new(4 * UNIT, &[], &[]).unwrap());
+        let group: Arc<str> = Arc::from("CPU_group_0_pg");
+        let in_group = ResourceRequest::new(0.0, 0.0, &[("CPU_group_0_pg".into(), 1.0)]).unwrap();
+        // Unknown resource: infeasible at once.
+        assert_eq!(
+            q.submit(task(1), &in_group, &[]),
+            vec![Decision::Infeasible { task: task(1) }]
+        );
+        // Announced: a task for it waits instead of failing; freed: it starts.
+        assert!(q.add_resources(&[(group.clone(), UNIT)], false).is_empty());
+        assert!(q.submit(task(5), &in_group, &[]).is_empty());
+        assert!(matches!(
+            q.add_resources(&[(group.clone(), UNIT)], true)[..],
+            [Decision::Dispatch { .. }]
+        ));
+        assert!(q.finished(task(5)).is_empty());
+        // Two tasks for one unit: one runs, one queues; a third waits on an argument.
+        assert!(matches!(
+            q.submit(task(2), &in_group, &[])[..],
+            [Decision::Dispatch { .. }]
+        ));
+        assert!(q.submit(task(3), &in_group, &[]).is_empty());
+        assert!(q.submit(task(4), &in_group, &[obj(1)]).is_empty());
+        // The group goes: the queued and the waiting task fail, the running one keeps going.
+        let mut failed = q.remove_resources(&[(group, UNIT)]);
+        failed.sort_by_key(|d| match d {
+            Decision::Infeasible { task } => *task,
+            Decision::Dispatch { task, .. } => *task,
+        });
+        assert_eq!(
+            failed,
+            vec![
+                Decision::Infeasible { task: task(3) },
+                Decision::Infeasible { task: task(4) }
+            ]
+        );
+        assert_eq!(q.counts(), (0, 1));
+        assert!(q.dep_ready(obj(1)).is_empty());
+        assert!(q.finished(task(2)).is_empty());
     }
 
     #[test]

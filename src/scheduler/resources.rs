@@ -229,6 +229,30 @@ impl NodeResources {
         }
     }
 
+    /// Adds to a custom resource's total and to what is free of it. A placement group's
+    /// bundle is announced (total, nothing free: tasks for it wait, they do not fail), then
+    /// freed once its resources are reserved.
+    pub fn add_custom(&mut self, name: &Arc<str>, total: i64, free: i64) {
+        *self.custom_total.entry(name.clone()).or_default() += total;
+        *self.custom_free.entry(name.clone()).or_default() += free;
+    }
+
+    /// Takes an amount of a custom resource away (a removed placement group). What running
+    /// tasks hold of it is not given back to anyone; at zero it is gone.
+    pub fn remove_custom(&mut self, name: &Arc<str>, units: i64) {
+        if let Some(total) = self.custom_total.get_mut(name) {
+            *total -= units;
+            if *total <= 0 {
+                self.custom_total.remove(name);
+                self.custom_free.remove(name);
+                return;
+            }
+        }
+        if let Some(free) = self.custom_free.get_mut(name) {
+            *free -= units;
+        }
+    }
+
     /// A task blocked in `get`: its CPUs are lent to other tasks (as Ray does).
     pub fn lend_cpu(&mut self, cpu: i64) {
         self.free_cpu += cpu;
@@ -243,6 +267,15 @@ impl NodeResources {
     #[cfg(test)]
     pub fn free_cpu(&self) -> i64 {
         self.free_cpu
+    }
+
+    /// The node's totals: CPUs, GPUs (as units) and custom resources.
+    pub fn totals(&self) -> (i64, i64, BTreeMap<Arc<str>, i64>) {
+        (
+            self.total_cpu,
+            self.gpus.len() as i64 * UNIT,
+            self.custom_total.clone(),
+        )
     }
 
     pub fn describe_total(&self) -> String {

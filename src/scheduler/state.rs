@@ -225,6 +225,28 @@ impl SchedState {
         }
     }
 
+    /// A placement group's bundles appear as custom resources.
+    pub fn add_resources(
+        &mut self,
+        amounts: &[(Arc<str>, i64)],
+        free: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let decisions = self.queue.add_resources(amounts, free);
+        self.apply(decisions, out);
+    }
+
+    /// A placement group's bundles go: what waits for them fails.
+    pub fn remove_resources(&mut self, amounts: &[(Arc<str>, i64)], out: &mut Vec<Action>) {
+        let decisions = self.queue.remove_resources(amounts);
+        self.apply(decisions, out);
+    }
+
+    /// The node's resources.
+    pub fn resources(&self) -> &super::resources::NodeResources {
+        self.queue.resources()
+    }
+
     /// Tasks waiting for arguments or resources, and tasks running.
     pub fn counts(&self) -> (usize, usize) {
         self.queue.counts()
