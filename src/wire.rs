@@ -156,6 +156,10 @@ pub struct ActorCall {
     pub streamed: Vec<(u32, u64)>,
 }
 
+/// A placement group's bundle as the wire carries it: its index in the group and its
+/// resources (`CPU`, `GPU`, custom).
+pub type WireBundle = (u32, Vec<(String, f64)>);
+
 /// Every message of the protocol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -234,6 +238,19 @@ pub enum Message {
         /// How it ended.
         outcome: TaskOutcome,
     },
+    /// Reserve these bundles of a placement group here; answered with [`Message::Ack`] once
+    /// all are reserved, or refused.
+    ReserveBundles {
+        /// The group's id.
+        group: String,
+        /// Each bundle's index in the group and its resources.
+        bundles: Vec<WireBundle>,
+    },
+    /// Give back what this node reserved for a placement group.
+    ReleaseBundles {
+        /// The group's id.
+        group: String,
+    },
     /// Stops the channel's actor: kill (`kill: true`, restarting if allowed and asked) or
     /// terminate after the calls sent before this.
     ActorControl {
@@ -265,6 +282,8 @@ impl Message {
             Message::ActorCall(_) => "ActorCall",
             Message::CallDone { .. } => "CallDone",
             Message::ActorControl { .. } => "ActorControl",
+            Message::ReserveBundles { .. } => "ReserveBundles",
+            Message::ReleaseBundles { .. } => "ReleaseBundles",
         }
     }
 }

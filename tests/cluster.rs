@@ -418,3 +418,76 @@ fn an_actor_whose_node_dies_is_restarted_on_another_if_its_restarts_allow() {
         other => panic!("expected ActorDied, got {other:?}"),
     }
 }
+
+#[test]
+fn placement_groups_reserve_bundles_across_worker_processes() {
+    use mobula::{Bundle, PlacementGroupError, PlacementStrategy};
+    let _turn = turn();
+    let (_head, _workers, _) = start_cluster(2);
+    let workers: HashSet<NodeId> = workers_by_id().into_iter().collect();
+    let two = || Bundle::new().num_cpus(2);
+
+    // STRICT_SPREAD: one bundle per worker (the head has no CPUs).
+    let pg = mobula::placement_group(vec![two(), two()], PlacementStrategy::StrictSpread).unwrap();
+    pg.ready().unwrap();
+    let nodes: HashSet<NodeId> = (0..2).map(|i| pg.bundle_node(i).unwrap()).collect();
+    assert_eq!(nodes, workers);
+    // Tasks and an actor in each bundle run on its node.
+    for i in 0..2 {
+        let (_, node) = where_am_i
+            .options()
+            .placement_group(&pg, Some(i))
+            .remote(3)
+            .get()
+            .unwrap();
+        assert_eq!(Some(node), pg.bundle_node(i));
+    }
+    let tally = Tally::options()
+        .placement_group(&pg, Some(1))
+        .num_cpus(1)
+        .remote(0)
+        .unwrap();
+    assert_eq!(tally.add(5).get().unwrap().1, pg.bundle_node(1).unwrap());
+    // More than a bundle holds fails instead of waiting.
+    let too_big = where_am_i
+        .options()
+        .placement_group(&pg, Some(0))
+        .num_cpus(3)
+        .remote(1);
+    assert!(too_big.get().is_err());
+    drop(tally);
+    mobula::remove_placement_group(&pg);
+
+    // Three bundles cannot each have their own worker; STRICT_PACK keeps a group on one.
+    let err = mobula::placement_group(vec![two(), two(), two()], PlacementStrategy::StrictSpread)
+        .unwrap_err();
+    assert!(
+        matches!(&err, PlacementGroupError::Failed(why) if why.contains("STRICT_SPREAD")),
+        "{err}"
+    );
+    let packed = mobula::placement_group(
+        vec![Bundle::new().num_cpus(1), Bundle::new().num_cpus(1)],
+        PlacementStrategy::StrictPack,
+    )
+    .unwrap();
+    packed.ready().unwrap();
+    assert_eq!(packed.bundle_node(0), packed.bundle_node(1));
+    mobula::remove_placement_group(&packed);
+
+    // Everything was given back: 2-CPU tasks run on both workers again.
+    let refs: Vec<_> = (0..4)
+        .map(|i| {
+            where_am_i
+                .options()
+                .num_cpus(2)
+                .scheduling_strategy(SchedulingStrategy::Spread)
+                .remote(i)
+        })
+        .collect();
+    let ran: HashSet<NodeId> = mobula::get_all(&refs)
+        .unwrap()
+        .iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(ran, workers);
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::args::{IntoArg, Params};
 use super::function::AppError;
 use super::object_ref::ObjectRef;
-use super::placement_group::PlacementGroup;
+use super::placement_group::{BundleRef, PlacementGroup};
 use crate::cluster::actors::{ActorMethods, RemoteActor, attach};
 use crate::error::{ActorError, GetError};
 use crate::object::id::{ActorId, NodeId};
@@ -60,8 +60,7 @@ pub struct ActorOptions {
     max_pending_calls: Option<usize>,
     max_concurrency: Option<usize>,
     strategy: SchedulingStrategy,
-    #[serde(skip)]
-    placement: Option<(PlacementGroup, Option<usize>)>,
+    placement: Option<BundleRef>,
 }
 
 impl Default for ActorOptions {
@@ -175,16 +174,18 @@ impl ActorOptions {
     /// Creates the actor in bundle `index` of a placement group (any bundle: `None`); it
     /// holds its resources from the bundle's.
     pub fn placement_group(mut self, group: &PlacementGroup, index: Option<usize>) -> Self {
-        self.placement = Some((group.clone(), index));
+        self.placement = Some(group.bundle_ref(index));
         self
     }
 
     /// The scheduling strategy (a placement group's bundle pins the node).
     pub(crate) fn strategy(&self) -> SchedulingStrategy {
         match &self.placement {
-            Some((group, index)) => group
-                .place(*index, &ResourceRequest::default())
-                .map_or(self.strategy, |(_, s)| s),
+            Some(bundle) => bundle
+                .resolve(&ResourceRequest::default())
+                .map_or(self.strategy, |(_, node)| {
+                    SchedulingStrategy::NodeAffinity { node, soft: false }
+                }),
             None => self.strategy,
         }
     }
@@ -197,12 +198,11 @@ impl ActorOptions {
     pub(crate) fn resolve(&self, is_async: bool) -> Result<ActorSettings, String> {
         let mut hold =
             ResourceRequest::new(self.num_cpus.unwrap_or(0.0), self.num_gpus, &self.resources)?;
-        let mut place =
+        let place =
             ResourceRequest::new(self.num_cpus.unwrap_or(1.0), self.num_gpus, &self.resources)?;
-        if let Some((group, index)) = &self.placement {
-            hold = group.place(*index, &hold)?.0;
-            // In a bundle, what it holds is what it needs to be placed.
-            place = hold.clone();
+        if let Some(bundle) = &self.placement {
+            // It holds the bundle's resources; a node is chosen by the plain request.
+            hold = bundle.resolve(&hold)?.0;
         }
         if self.max_concurrency == Some(0) {
             return Err("max_concurrency must be at least 1".into());

@@ -1,7 +1,7 @@
 //! Remote functions: the trait `#[mobula::remote]` implements, task options and the builder
 //! behind `f.options()`.
 
-use super::placement_group::PlacementGroup;
+use super::placement_group::{BundleRef, PlacementGroup};
 use std::fmt::Display;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
@@ -123,7 +123,7 @@ pub struct TaskOptions {
     retry_exceptions: bool,
     name: Option<String>,
     strategy: SchedulingStrategy,
-    placement: Option<(PlacementGroup, Option<usize>)>,
+    placement: Option<BundleRef>,
 }
 
 impl Default for TaskOptions {
@@ -198,21 +198,25 @@ impl TaskOptions {
     /// resources reserved there (Ray's `PlacementGroupSchedulingStrategy`). Its resources
     /// must fit the bundle; it waits while the group is not ready.
     pub fn placement_group(mut self, group: &PlacementGroup, index: Option<usize>) -> Self {
-        self.placement = Some((group.clone(), index));
+        self.placement = Some(group.bundle_ref(index));
         self
     }
 
     pub(crate) fn resolve(&self) -> ResolvedOptions {
         let mut strategy = self.strategy;
         let mut request = ResourceRequest::new(self.num_cpus, self.num_gpus, &self.resources);
-        if let (Some((group, index)), Ok(req)) = (&self.placement, &request) {
-            request = group.place(*index, req).map(|(req, s)| {
-                strategy = s;
+        let mut place_request = None;
+        if let (Some(bundle), Ok(req)) = (&self.placement, &request) {
+            let plain = req.clone();
+            request = bundle.resolve(req).map(|(req, node)| {
+                strategy = SchedulingStrategy::NodeAffinity { node, soft: false };
+                place_request = Some(plain);
                 req
             });
         }
         ResolvedOptions {
             request,
+            place_request,
             retry: RetryPolicy {
                 max_retries: Retries::from_ray(self.max_retries),
                 retry_exceptions: self.retry_exceptions,
@@ -226,7 +230,11 @@ impl TaskOptions {
 /// Task options checked and converted for the scheduler.
 #[derive(Debug, Clone)]
 pub(crate) struct ResolvedOptions {
+    /// What the node's scheduler acquires.
     pub request: Result<ResourceRequest, String>,
+    /// What a node must have to be chosen in a cluster, when it differs from `request` (a
+    /// task in a placement group's bundle asks its node for the bundle's resources).
+    pub place_request: Option<ResourceRequest>,
     pub retry: RetryPolicy,
     pub name: Option<String>,
     pub strategy: SchedulingStrategy,

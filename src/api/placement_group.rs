@@ -23,13 +23,16 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cluster::node::ClusterNode;
+use crate::cluster::remote::request_list;
 use crate::error::PlacementGroupError;
 use crate::object::id::{NodeId, TaskId};
 use crate::runtime::global;
 use crate::scheduler::bundles::{self, Room};
 use crate::scheduler::handle::Scheduler;
-use crate::scheduler::placement::SchedulingStrategy;
 use crate::scheduler::resources::ResourceRequest;
+use crate::wire::WireBundle;
+use serde::{Deserialize, Serialize};
 
 pub use crate::scheduler::bundles::PlacementStrategy;
 
@@ -76,6 +79,32 @@ impl Bundle {
     }
 }
 
+/// A bundle of a group as task and actor options carry it (to other nodes too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BundleRef {
+    group: String,
+    index: Option<usize>,
+    nodes: Vec<NodeId>,
+}
+
+impl BundleRef {
+    /// What a task or actor in this bundle asks for instead of `req`, and the node it runs
+    /// on; an index out of range is an error.
+    pub fn resolve(&self, req: &ResourceRequest) -> Result<(ResourceRequest, NodeId), String> {
+        let node = match self.index {
+            Some(i) => *self.nodes.get(i).ok_or_else(|| {
+                format!(
+                    "bundle index {i} is out of range: placement group {} has {} bundles",
+                    self.group,
+                    self.nodes.len()
+                )
+            })?,
+            None => self.nodes[0],
+        };
+        Ok((bundles::in_group(&self.group, self.index, req), node))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     /// Bundles not yet reserved.
@@ -92,11 +121,14 @@ struct Group {
     bundles: Vec<ResourceRequest>,
     nodes: Vec<NodeId>,
     strategy: PlacementStrategy,
-    /// One scheduler reservation per bundle.
+    /// One scheduler reservation per bundle (used on this node).
     reservations: Vec<TaskId>,
     state: Mutex<State>,
     changed: Condvar,
     scheduler: Scheduler,
+    here: NodeId,
+    /// To reach the nodes of bundles elsewhere, in a cluster.
+    cluster: Option<(Arc<ClusterNode>, actix_rt::ArbiterHandle)>,
 }
 
 /// A placement group: bundles of resources reserved together. Cheap to clone; every clone
@@ -198,25 +230,13 @@ impl PlacementGroup {
         }
     }
 
-    /// What a task or actor placed into bundle `index` (any bundle: `None`) asks for
-    /// instead of `req`, and where it must run.
-    pub(crate) fn place(
-        &self,
-        index: Option<usize>,
-        req: &ResourceRequest,
-    ) -> Result<(ResourceRequest, SchedulingStrategy), String> {
-        if let Some(i) = index
-            && i >= self.inner.bundles.len()
-        {
-            return Err(format!(
-                "bundle index {i} is out of range: placement group {} has {} bundles",
-                self.inner.name,
-                self.inner.bundles.len()
-            ));
+    /// Bundle `index` (any: `None`) as options carry it.
+    pub(crate) fn bundle_ref(&self, index: Option<usize>) -> BundleRef {
+        BundleRef {
+            group: self.inner.name.clone(),
+            index,
+            nodes: self.inner.nodes.clone(),
         }
-        let node = self.inner.nodes[index.unwrap_or(0)];
-        let strategy = SchedulingStrategy::NodeAffinity { node, soft: false };
-        Ok((bundles::in_group(&self.inner.name, index, req), strategy))
     }
 
     fn settle(&self, result: Result<(), String>) {
@@ -228,7 +248,12 @@ impl PlacementGroup {
                     *state = State::Ready;
                 }
             }
-            (State::Pending { .. }, Err(why)) => *state = State::Failed(why),
+            (State::Pending { .. }, Err(why)) => {
+                *state = State::Failed(why);
+                drop(state);
+                // What was reserved elsewhere goes back.
+                release(self);
+            }
             _ => {}
         }
         self.inner.changed.notify_all();
@@ -250,20 +275,18 @@ pub fn placement_group(
         .collect::<Result<Vec<_>, _>>()
         .map_err(PlacementGroupError::Invalid)?;
     global::with_runtime(|rt| {
-        if rt.cluster.get().is_some() {
-            return Err(PlacementGroupError::Failed(
-                "placement groups across the nodes of a cluster are not supported yet".into(),
-            ));
-        }
-        let rooms = [local_room(rt.node_id, &rt.scheduler)];
+        let cluster = rt.cluster.get().cloned();
+        let rooms = match &cluster {
+            Some(c) => c.rooms(),
+            None => vec![local_room(rt.node_id, &rt.scheduler)],
+        };
         let nodes =
             bundles::plan(&requests, strategy, &rooms).map_err(PlacementGroupError::Failed)?;
         let id = rt.ids.task();
-        let name = format!("{id}");
         let reservations = requests.iter().map(|_| rt.ids.task()).collect();
         let group = PlacementGroup {
             inner: Arc::new(Group {
-                name,
+                name: format!("{id}"),
                 nodes,
                 strategy,
                 reservations,
@@ -272,6 +295,8 @@ pub fn placement_group(
                 }),
                 changed: Condvar::new(),
                 scheduler: rt.scheduler.clone(),
+                here: rt.node_id,
+                cluster: cluster.map(|c| (c, rt.node_arbiter.clone())),
                 bundles: requests,
             }),
         };
@@ -291,32 +316,97 @@ fn local_room(node: NodeId, scheduler: &Scheduler) -> Room {
     }
 }
 
-/// Announces each bundle's resources on its node, then reserves the bundle; once reserved,
-/// its resources become free for the tasks placed into it.
-fn reserve(group: &PlacementGroup) {
-    let g = &group.inner;
-    for (i, bundle) in g.bundles.iter().enumerate() {
-        let names = bundles::group_resources(&g.name, i, bundle);
-        g.scheduler.add_resources(&names, false);
+/// One bundle to reserve on this node: its index, resources and reservation id.
+pub(crate) type LocalBundle = (usize, ResourceRequest, TaskId);
+
+/// Announces bundles' resources on this node, then reserves each; once reserved, its
+/// resources become free for what is placed into it and `done` hears of it.
+pub(crate) fn reserve_here(
+    scheduler: &Scheduler,
+    group: &str,
+    bundles: &[LocalBundle],
+    done: Arc<dyn Fn(usize, Result<(), String>) + Send + Sync>,
+) {
+    for (i, bundle, _) in bundles {
+        scheduler.add_resources(&bundles::group_resources(group, *i, bundle), false);
     }
-    for (i, bundle) in g.bundles.iter().enumerate() {
-        let done = group.clone();
-        let names = bundles::group_resources(&g.name, i, bundle);
-        g.scheduler.place_actor(
-            g.reservations[i],
+    for (i, bundle, reservation) in bundles {
+        let (i, names, done) = (
+            *i,
+            bundles::group_resources(group, *i, bundle),
+            done.clone(),
+        );
+        let freeing = scheduler.clone();
+        scheduler.place_actor(
+            *reservation,
             bundle,
             bundle,
             Box::new(move |placed| match placed {
                 Ok(_) => {
-                    if *done.state() == State::Removed {
-                        return;
-                    }
-                    done.inner.scheduler.add_resources(&names, true);
-                    done.settle(Ok(()));
+                    freeing.add_resources(&names, true);
+                    done(i, Ok(()));
                 }
-                Err(why) => done.settle(Err(format!("bundle {i}: {why}"))),
+                Err(why) => done(i, Err(format!("bundle {i}: {why}"))),
             }),
         );
+    }
+}
+
+/// Gives bundles reserved on this node back; what waits for them fails.
+pub(crate) fn release_here(scheduler: &Scheduler, group: &str, bundles: &[LocalBundle]) {
+    for (i, bundle, reservation) in bundles {
+        scheduler.actor_gone(*reservation);
+        // Announced totals go; what was freed (reserved bundles) goes with them.
+        scheduler.remove_resources(&bundles::group_resources(group, *i, bundle));
+    }
+}
+
+impl Group {
+    fn here(&self) -> Vec<LocalBundle> {
+        (0..self.bundles.len())
+            .filter(|&i| self.nodes[i] == self.here)
+            .map(|i| (i, self.bundles[i].clone(), self.reservations[i]))
+            .collect()
+    }
+
+    /// Bundles on other nodes, by node.
+    fn elsewhere(&self) -> Vec<(NodeId, Vec<WireBundle>)> {
+        let mut out: Vec<(NodeId, Vec<WireBundle>)> = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if *node == self.here {
+                continue;
+            }
+            let bundle = (i as u32, request_list(&self.bundles[i]));
+            match out.iter_mut().find(|(n, _)| n == node) {
+                Some((_, list)) => list.push(bundle),
+                None => out.push((*node, vec![bundle])),
+            }
+        }
+        out
+    }
+}
+
+/// Reserves every bundle: those of this node here, the others through their nodes.
+fn reserve(group: &PlacementGroup) {
+    let g = &group.inner;
+    let done_group = group.clone();
+    let done: Arc<dyn Fn(usize, Result<(), String>) + Send + Sync> =
+        Arc::new(move |_, result| done_group.settle(result));
+    reserve_here(&g.scheduler, &g.name, &g.here(), done.clone());
+    let Some((cluster, arbiter)) = &g.cluster else {
+        return;
+    };
+    for (node, list) in g.elsewhere() {
+        let (cluster, done, name) = (cluster.clone(), done.clone(), g.name.clone());
+        let count = list.len();
+        arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let answer = cluster.reserve_bundles(node, name, list).await;
+                for i in 0..count {
+                    done(i, answer.clone());
+                }
+            });
+        });
     }
 }
 
@@ -324,16 +414,24 @@ fn reserve(group: &PlacementGroup) {
 /// actors waiting for its bundles fail as infeasible; those running finish. Removing twice
 /// does nothing.
 pub fn remove_placement_group(group: &PlacementGroup) {
-    let g = &group.inner;
     let was = std::mem::replace(&mut *group.state(), State::Removed);
     if was == State::Removed {
         return;
     }
     group.inner.changed.notify_all();
-    for (i, bundle) in g.bundles.iter().enumerate() {
-        g.scheduler.actor_gone(g.reservations[i]);
-        let names = bundles::group_resources(&g.name, i, bundle);
-        // Announced totals go; what was freed (reserved bundles) goes with them.
-        g.scheduler.remove_resources(&names);
+    release(group);
+}
+
+/// Releases every bundle, here and on other nodes.
+fn release(group: &PlacementGroup) {
+    let g = &group.inner;
+    release_here(&g.scheduler, &g.name, &g.here());
+    if let Some((cluster, arbiter)) = &g.cluster {
+        for (node, _) in g.elsewhere() {
+            let (cluster, name) = (cluster.clone(), g.name.clone());
+            arbiter.spawn_fn(move || {
+                actix_rt::spawn(async move { cluster.release_bundles(node, name).await });
+            });
+        }
     }
 }

@@ -25,13 +25,19 @@ use crate::runtime::global;
 /// Starts or joins the cluster for the running runtime; waits until this node is in.
 pub(crate) fn join(config: ClusterConfig, totals: Vec<(String, f64)>) -> Result<(), String> {
     let wait = config.node_timeout * 5 + Duration::from_secs(10);
-    let (arbiter, node_id, scheduler) =
-        global::with_runtime(|rt| (rt.node_arbiter.clone(), rt.node_id, rt.scheduler.clone()))
-            .ok_or("the runtime stopped")?;
+    let (arbiter, node_id, scheduler, ids) = global::with_runtime(|rt| {
+        (
+            rt.node_arbiter.clone(),
+            rt.node_id,
+            rt.scheduler.clone(),
+            rt.ids.clone(),
+        )
+    })
+    .ok_or("the runtime stopped")?;
     let (tx, rx) = std::sync::mpsc::channel();
     arbiter.spawn_fn(move || {
         actix_rt::spawn(async move {
-            let _ = tx.send(node::start(config, node_id, totals, scheduler).await);
+            let _ = tx.send(node::start(config, node_id, totals, scheduler, ids).await);
         });
     });
     let node: Arc<node::ClusterNode> = rx

@@ -14,18 +14,21 @@ use super::actors::{RemoteActor, RemoteActors};
 use super::membership::Membership;
 use super::tasks::TaskChannel;
 use crate::api::config::{ClusterConfig, ClusterRole};
+use crate::api::placement_group::{LocalBundle, release_here, reserve_here};
+use crate::object::id::IdMint;
 use crate::object::id::{ActorId, NodeId, TaskId};
 use crate::registry;
+use crate::scheduler::bundles::Room;
 use crate::scheduler::handle::Scheduler;
 use crate::scheduler::placement::{self, Candidate, Placement, SchedulingStrategy};
-use crate::scheduler::resources::ResourceRequest;
+use crate::scheduler::resources::{ResourceRequest, UNIT};
 use crate::transport::credentials::{
     ClusterCa, ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint, token_matches,
 };
 use crate::transport::endpoint::{Endpoint, Peer, reply};
 use crate::transport::link::{self, LinkError};
 use crate::transport::tls;
-use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome};
+use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome, WireBundle};
 
 /// The largest value (argument or result) accepted from another node.
 pub(crate) const VALUE_LIMIT: u64 = 64 << 30;
@@ -61,6 +64,9 @@ pub(crate) struct ClusterNode {
     remote_actors: RemoteActors,
     /// This node's task channels, by peer.
     task_channels: Mutex<HashMap<NodeId, Arc<TaskChannel>>>,
+    /// Placement group bundles this node reserved for other nodes, by group.
+    hosted_groups: Mutex<HashMap<String, Vec<LocalBundle>>>,
+    ids: Arc<IdMint>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -79,6 +85,7 @@ pub(crate) async fn start(
     node_id: NodeId,
     totals: Vec<(String, f64)>,
     scheduler: Scheduler,
+    ids: Arc<IdMint>,
 ) -> Result<Arc<ClusterNode>, String> {
     let runs_tasks = totals.iter().any(|(n, a)| n == "CPU" && *a > 0.0);
     let dir = ClusterDir::new(&config.dir);
@@ -175,6 +182,8 @@ pub(crate) async fn start(
         scheduler,
         remote_actors: RemoteActors::default(),
         task_channels: Mutex::default(),
+        hosted_groups: Mutex::default(),
+        ids,
     });
     let handler_node = node.clone();
     node.endpoint.serve(Rc::new(move |peer, message, tx, rx| {
@@ -444,6 +453,62 @@ impl ClusterNode {
         self.remote_actors.forget(id);
     }
 
+    /// Every alive node that runs tasks, with its total resources, as room for a placement
+    /// group's bundles; this node first.
+    pub fn rooms(&self) -> Vec<Room> {
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        let mut rooms: Vec<Room> = view
+            .nodes
+            .iter()
+            .filter(|n| n.alive && n.info.runs_tasks)
+            .map(|n| {
+                let units = |a: f64| (a * UNIT as f64).round() as i64;
+                let mut room = Room {
+                    node: n.info.node_id,
+                    cpu: 0,
+                    gpu: 0,
+                    custom: Default::default(),
+                };
+                for (name, amount) in &n.info.resources {
+                    match name.as_str() {
+                        "CPU" => room.cpu = units(*amount),
+                        "GPU" => room.gpu = units(*amount),
+                        other => {
+                            room.custom.insert(Arc::from(other), units(*amount));
+                        }
+                    }
+                }
+                room
+            })
+            .collect();
+        rooms.sort_by_key(|r| r.node != self.node_id);
+        rooms
+    }
+
+    /// Asks `node` to reserve bundles of placement group `group`; returns once they are.
+    pub async fn reserve_bundles(
+        &self,
+        node: NodeId,
+        group: String,
+        bundles: Vec<WireBundle>,
+    ) -> Result<(), String> {
+        let address = self.find(node).await.map_err(|e| e.to_string())?;
+        let message = Message::ReserveBundles { group, bundles };
+        match self.endpoint.request(address, &message).await {
+            Ok((Message::Ack, _)) => Ok(()),
+            Ok((other, _)) => Err(format!("node {node} answered {}", other.name())),
+            Err(e) => Err(format!("node {node}: {e}")),
+        }
+    }
+
+    /// Tells `node` to give back what it reserved for `group`.
+    pub async fn release_bundles(&self, node: NodeId, group: String) {
+        if let Ok(address) = self.find(node).await {
+            let message = Message::ReleaseBundles { group };
+            let _ = self.endpoint.request(address, &message).await;
+        }
+    }
+
     /// Leaves the cluster: the head tells every node to stop; a node just closes its links.
     pub async fn leave(self: Arc<Self>) {
         self.stopping.store(true, Ordering::Release);
@@ -544,6 +609,50 @@ async fn heartbeat(node: Arc<ClusterNode>) {
             return;
         }
     }
+}
+
+/// Reserves bundles another node's placement group put here; answers once all are reserved.
+async fn reserve_for_peer(
+    node: &Arc<ClusterNode>,
+    group: String,
+    bundles: Vec<WireBundle>,
+) -> Message {
+    let mut local = Vec::with_capacity(bundles.len());
+    for (index, resources) in bundles {
+        let mut req = ResourceRequest::default();
+        for (name, amount) in &resources {
+            let units = (amount * UNIT as f64).round() as i64;
+            match name.as_str() {
+                "CPU" => req.cpu = units,
+                "GPU" => req.gpu = units,
+                other => req.custom.push((Arc::from(other), units)),
+            }
+        }
+        req.custom.sort();
+        local.push((index as usize, req, node.ids.task()));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let count = local.len();
+    node.hosted_groups
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(group.clone(), local.clone());
+    reserve_here(
+        &node.scheduler,
+        &group,
+        &local,
+        Arc::new(move |_, result| {
+            let _ = tx.send(result);
+        }),
+    );
+    for _ in 0..count {
+        match rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(why)) => return refused(why),
+            None => return refused("the reservation was dropped"),
+        }
+    }
+    Message::Ack
 }
 
 fn refused(reason: impl Into<String>) -> Message {
@@ -655,6 +764,20 @@ async fn handle(
         (Some(from), Message::OpenTasks) => {
             super::tasks::serve(node.node_id, from, tx, rx).await;
             return;
+        }
+        (Some(_), Message::ReserveBundles { group, bundles }) => {
+            reserve_for_peer(&node, group, bundles).await
+        }
+        (Some(_), Message::ReleaseBundles { group }) => {
+            let hosted = node
+                .hosted_groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&group);
+            if let Some(bundles) = hosted {
+                release_here(&node.scheduler, &group, &bundles);
+            }
+            Message::Ack
         }
         (Some(from), Message::OpenActor(open)) => {
             super::actors::serve(node.node_id, from, open, tx, rx).await;

@@ -46,7 +46,8 @@ pub fn submit<F: RemoteFunction>(
         if let Some(cluster) = rt.cluster.get()
             && let Ok(request) = &options.request
         {
-            match cluster.place(request, options.strategy) {
+            let place = options.place_request.as_ref().unwrap_or(request);
+            match cluster.place(place, options.strategy) {
                 Placement::Local => {}
                 Placement::Remote(target) => {
                     let out = Outgoing::<F> {
