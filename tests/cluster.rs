@@ -47,7 +47,25 @@ impl Drop for Worker {
 }
 
 fn spawn_worker(head: std::net::SocketAddr, dir: &PathBuf, env: &[(&str, &str)]) -> Worker {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    spawn_worker_in(None, head, dir, env)
+}
+
+/// A worker process, in network namespace `netns` if given (`ip netns exec`).
+fn spawn_worker_in(
+    netns: Option<&str>,
+    head: std::net::SocketAddr,
+    dir: &PathBuf,
+    env: &[(&str, &str)],
+) -> Worker {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
     cmd.args(["--exact", "worker_main", "--nocapture", "--test-threads=1"])
         .env(WORKER_ENV, head.to_string())
         .env("MOBULA_DIR", dir)
@@ -490,4 +508,94 @@ fn placement_groups_reserve_bundles_across_worker_processes() {
         .map(|r| r.1)
         .collect();
     assert_eq!(ran, workers);
+}
+
+/// The namespaces `.ci/netns-setup` makes, if they exist: why not, otherwise.
+fn namespaces() -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map_err(|e| format!("no ip command: {e}"))?;
+    let list = String::from_utf8_lossy(&out.stdout);
+    if list.contains("mobula-w1") && list.contains("mobula-w2") {
+        let entered = Command::new("ip")
+            .args(["netns", "exec", "mobula-w1", "true"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if entered {
+            Ok(())
+        } else {
+            Err(
+                "the namespaces exist but this user cannot enter them (ip netns exec needs root)"
+                    .into(),
+            )
+        }
+    } else {
+        Err("network namespaces mobula-w1 and mobula-w2 are not set up (run .ci/netns-setup as root)".into())
+    }
+}
+
+#[test]
+fn nodes_on_separate_hosts_in_network_namespaces() {
+    if let Err(why) = namespaces() {
+        println!("skipped: {why}");
+        return;
+    }
+    let _turn = turn();
+    let dir = cluster_dir();
+    let _head = mobula::init(
+        Config::default()
+            .num_cpus(0)
+            .head("10.77.0.1:0")
+            .cluster_dir(&dir),
+    )
+    .expect("head on the bridge address");
+    let head = mobula::node::head_address().unwrap();
+    let _w1 = spawn_worker_in(Some("mobula-w1"), head, &dir, &[]);
+    let _w2 = spawn_worker_in(Some("mobula-w2"), head, &dir, &[]);
+    eventually("both namespaced workers joined", || {
+        workers_by_id().len() == 2
+    });
+    let mut addresses: Vec<String> = mobula::node::nodes()
+        .iter()
+        .filter(|n| n.info.runs_tasks)
+        .map(|n| n.info.address.ip().to_string())
+        .collect();
+    addresses.sort();
+    assert_eq!(addresses, vec!["10.77.0.2", "10.77.0.3"]);
+
+    // Tasks spread over the two hosts.
+    let refs: Vec<_> = (0..20)
+        .map(|i| {
+            where_am_i
+                .options()
+                .scheduling_strategy(SchedulingStrategy::Spread)
+                .remote(i)
+        })
+        .collect();
+    let results = mobula::get_all(&refs).unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..20).map(|i| i * i).collect::<Vec<_>>()
+    );
+    let ran: HashSet<NodeId> = results.iter().map(|r| r.1).collect();
+    assert_eq!(ran, workers_by_id().into_iter().collect());
+
+    // An actor on one host called from a task on the other: worker to worker, across the bridge.
+    let ids = workers_by_id();
+    let tally = Tally::options()
+        .scheduling_strategy(on(ids[0]))
+        .remote(1)
+        .unwrap();
+    let (len, actor_node, task_node) = add_from_a_task
+        .options()
+        .scheduling_strategy(on(ids[1]))
+        .remote(tally.clone(), 2)
+        .get()
+        .unwrap();
+    assert_eq!((len, actor_node, task_node), (2, ids[0], ids[1]));
+    // A value larger than a frame, from the host to a namespace and back.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    assert_eq!(tally.echo(data.clone()).get().unwrap(), data);
 }
