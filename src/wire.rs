@@ -238,6 +238,46 @@ pub enum Message {
         /// How it ended.
         outcome: TaskOutcome,
     },
+    /// To the head: the actor takes this name, cluster-wide. Answered with
+    /// [`Message::Ack`], or with [`Message::ActorFound`] naming the actor that holds it.
+    NameActor {
+        /// The name's namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+        /// The actor's class id.
+        class: String,
+        /// The actor.
+        actor: ActorId,
+        /// The node it runs on.
+        node: NodeId,
+    },
+    /// To the head: the named actor ended; its name is free.
+    UnnameActor {
+        /// The name's namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+        /// The actor that held it.
+        actor: ActorId,
+    },
+    /// To the head: which actor has this name? Answered with [`Message::ActorFound`] or
+    /// refused.
+    FindActor {
+        /// The name's namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+    },
+    /// A named actor, where it runs.
+    ActorFound {
+        /// The actor.
+        actor: ActorId,
+        /// Its class id.
+        class: String,
+        /// Its node.
+        node: NodeId,
+    },
     /// Reserve these bundles of a placement group here; answered with [`Message::Ack`] once
     /// all are reserved, or refused.
     ReserveBundles {
@@ -283,6 +323,10 @@ impl Message {
             Message::CallDone { .. } => "CallDone",
             Message::ActorControl { .. } => "ActorControl",
             Message::ReserveBundles { .. } => "ReserveBundles",
+            Message::NameActor { .. } => "NameActor",
+            Message::UnnameActor { .. } => "UnnameActor",
+            Message::FindActor { .. } => "FindActor",
+            Message::ActorFound { .. } => "ActorFound",
             Message::ReleaseBundles { .. } => "ReleaseBundles",
         }
     }

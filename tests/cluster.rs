@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{eventually, turn};
 use mobula::prelude::*;
-use mobula::{InitError, NodeId, SchedulingStrategy};
+use mobula::{ActorError, InitError, NodeId, SchedulingStrategy};
 
 const WORKER_ENV: &str = "MOBULA_TEST_WORKER";
 
@@ -598,4 +598,91 @@ fn nodes_on_separate_hosts_in_network_namespaces() {
     // A value larger than a frame, from the host to a namespace and back.
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
     assert_eq!(tally.echo(data.clone()).get().unwrap(), data);
+}
+
+/// Finds a named actor from inside a task and calls it.
+#[mobula::remote]
+fn add_to_named(name: String, x: u64) -> (usize, NodeId, NodeId) {
+    let tally: TallyHandle = mobula::get_actor::<Tally>(&name).unwrap();
+    let (len, actor_node) = tally.add(x).get().unwrap();
+    (len, actor_node, mobula::context().node_id().unwrap())
+}
+
+#[test]
+fn a_named_actor_is_found_from_any_node_and_its_name_is_freed_when_it_ends() {
+    let _turn = turn();
+    let (_head, _workers, _) = start_cluster(2);
+    let ids = workers_by_id();
+    let tally = Tally::options()
+        .name("ledger")
+        .scheduling_strategy(on(ids[0]))
+        .remote(1)
+        .unwrap();
+    assert_eq!(tally.add(2).get().unwrap(), (2, ids[0]));
+
+    // The driver (another node) finds it by name: the same actor, same state.
+    let found = mobula::get_actor::<Tally>("ledger").unwrap();
+    assert_eq!(found.node_id(), ids[0]);
+    assert_eq!(found.add(3).get().unwrap().0, 3);
+    // So does a task on the other worker.
+    let (len, actor_node, task_node) = add_to_named
+        .options()
+        .scheduling_strategy(on(ids[1]))
+        .remote("ledger".to_string(), 4)
+        .get()
+        .unwrap();
+    assert_eq!((len, actor_node, task_node), (4, ids[0], ids[1]));
+    assert_eq!(tally.log().get().unwrap(), vec![1, 2, 3, 4]);
+
+    // The name is taken cluster-wide, even for an actor placed on another node.
+    let again = Tally::options()
+        .name("ledger")
+        .scheduling_strategy(on(ids[1]))
+        .remote(9);
+    assert!(
+        matches!(again, Err(ActorError::NameTaken { .. })),
+        "{again:?}"
+    );
+    let shared = Tally::options()
+        .name("ledger")
+        .get_if_exists(true)
+        .scheduling_strategy(on(ids[1]))
+        .remote(9)
+        .unwrap();
+    assert_eq!(
+        shared.node_id(),
+        ids[0],
+        "get_if_exists gives the existing actor"
+    );
+    assert!(matches!(
+        mobula::get_actor::<Other>("ledger"),
+        Err(ActorError::WrongClass { .. })
+    ));
+    assert!(matches!(
+        mobula::get_actor::<Tally>("nobody"),
+        Err(ActorError::NotFound { .. })
+    ));
+
+    // Killed, it gives its name back.
+    mobula::kill(&tally);
+    eventually("the name was freed", || {
+        matches!(
+            mobula::get_actor::<Tally>("ledger"),
+            Err(ActorError::NotFound { .. })
+        )
+    });
+}
+
+#[mobula::actor]
+struct Other;
+
+#[mobula::actor]
+impl Other {
+    fn new() -> Self {
+        Other
+    }
+
+    fn ping(&self) -> u8 {
+        1
+    }
 }

@@ -503,13 +503,13 @@ pub fn kill<A: ActorClass>(handle: &ActorHandle<A>) {
 
 /// The actor named `name` in the default namespace, as a typed handle (Ray's
 /// `ray.get_actor`). A missing name or an actor of another class is an error.
-pub fn get_actor<A: ActorClass>(name: &str) -> Result<A::Handle, ActorError> {
+pub fn get_actor<A: ActorMethods>(name: &str) -> Result<A::Handle, ActorError> {
     get_actor_in::<A>(DEFAULT_NAMESPACE, name)
 }
 
 /// As [`get_actor`], in the given namespace.
-pub fn get_actor_in<A: ActorClass>(namespace: &str, name: &str) -> Result<A::Handle, ActorError> {
-    global::with_runtime(|rt| rt_actor::lookup::<A>(rt, namespace, name))
+pub fn get_actor_in<A: ActorMethods>(namespace: &str, name: &str) -> Result<A::Handle, ActorError> {
+    global::with_runtime(|rt| rt_actor::find::<A>(rt, namespace, name))
         .unwrap_or(Err(ActorError::NotInitialized))
         .map(A::Handle::from)
 }

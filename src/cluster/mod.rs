@@ -43,6 +43,13 @@ pub(crate) fn join(config: ClusterConfig, totals: Vec<(String, f64)>) -> Result<
     let node: Arc<node::ClusterNode> = rx
         .recv_timeout(wait)
         .map_err(|_| format!("no answer within {wait:?}"))??;
-    global::with_runtime(|rt| rt.cluster.set(node).map_err(|_| "joined twice".to_string()))
-        .ok_or("the runtime stopped")?
+    global::with_runtime(|rt| {
+        // A named actor that ends here frees its name cluster-wide.
+        let (unnamer, arbiter) = (node.clone(), rt.node_arbiter.clone());
+        rt.actors.on_name_freed(Box::new(move |key, actor| {
+            unnamer.unname_actor(&arbiter, key, actor)
+        }));
+        rt.cluster.set(node).map_err(|_| "joined twice".to_string())
+    })
+    .ok_or("the runtime stopped")?
 }

@@ -39,6 +39,8 @@ struct HeadState {
     ca: ClusterCa,
     token: String,
     started: Instant,
+    /// Named actors, cluster-wide: (namespace, name) to (actor, class, node).
+    names: HashMap<(String, String), (ActorId, String, NodeId)>,
 }
 
 /// This node in the cluster.
@@ -110,6 +112,7 @@ pub(crate) async fn start(
                 ca,
                 token,
                 started: Instant::now(),
+                names: HashMap::new(),
             };
             (identity, *listen, *listen, Some(state))
         }
@@ -509,6 +512,57 @@ impl ClusterNode {
         }
     }
 
+    /// Asks the head and waits for the answer, from a thread that may block (not the node's
+    /// event loop, which must run the request).
+    pub fn ask_head_blocking(
+        self: &Arc<Self>,
+        arbiter: &actix_rt::ArbiterHandle,
+        message: Message,
+    ) -> Result<Message, String> {
+        if crate::runtime::context::on_runtime_thread() {
+            return Err("cannot wait for the head on the node's own thread".into());
+        }
+        if let Some(why) = self.head_lost() {
+            return Err(why);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let node = self.clone();
+        let wait = self.timeout * 2;
+        arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let asked = node.endpoint.request(node.head, &message);
+                let answer = match tokio::time::timeout(wait, asked).await {
+                    Ok(Ok((answer, _))) => Ok(answer),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("the head did not answer within {wait:?}")),
+                };
+                let _ = tx.send(answer);
+            });
+        });
+        rx.recv().map_err(|_| "the node stopped".to_string())?
+    }
+
+    /// Tells the head that a named actor ended (without waiting).
+    pub fn unname_actor(
+        self: &Arc<Self>,
+        arbiter: &actix_rt::ArbiterHandle,
+        key: (String, String),
+        actor: ActorId,
+    ) {
+        let node = self.clone();
+        arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let (namespace, name) = key;
+                let message = Message::UnnameActor {
+                    namespace,
+                    name,
+                    actor,
+                };
+                let _ = node.endpoint.request(node.head, &message).await;
+            });
+        });
+    }
+
     /// Leaves the cluster: the head tells every node to stop; a node just closes its links.
     pub async fn leave(self: Arc<Self>) {
         self.stopping.store(true, Ordering::Release);
@@ -561,6 +615,10 @@ async fn watch_members(node: Arc<ClusterNode>) {
             let dead = state.membership.tick(now);
             for id in &dead {
                 tracing::warn!(node = %id, "node declared dead: no heartbeat within {:?}", node.timeout);
+            }
+            if !dead.is_empty() {
+                // Actors on dead nodes no longer hold their names.
+                state.names.retain(|_, (_, _, node)| !dead.contains(node));
             }
             state.membership.view()
         };
@@ -765,6 +823,69 @@ async fn handle(
             super::tasks::serve(node.node_id, from, tx, rx).await;
             return;
         }
+        (
+            Some(_),
+            Message::NameActor {
+                namespace,
+                name,
+                class,
+                actor,
+                node: host,
+            },
+        ) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                match state.names.get(&(namespace.clone(), name.clone())) {
+                    Some((held, class, at)) if *held != actor => Message::ActorFound {
+                        actor: *held,
+                        class: class.clone(),
+                        node: *at,
+                    },
+                    _ => {
+                        state.names.insert((namespace, name), (actor, class, host));
+                        Message::Ack
+                    }
+                }
+            }
+        },
+        (
+            Some(_),
+            Message::UnnameActor {
+                namespace,
+                name,
+                actor,
+            },
+        ) => {
+            if let Some(state) = &node.head_state {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                let key = (namespace, name);
+                if state
+                    .names
+                    .get(&key)
+                    .is_some_and(|(held, _, _)| *held == actor)
+                {
+                    state.names.remove(&key);
+                }
+            }
+            Message::Ack
+        }
+        (Some(_), Message::FindActor { namespace, name }) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                match state.names.get(&(namespace.clone(), name.clone())) {
+                    Some((actor, class, at)) => Message::ActorFound {
+                        actor: *actor,
+                        class: class.clone(),
+                        node: *at,
+                    },
+                    None => refused(format!(
+                        "no actor is named \"{name}\" in namespace \"{namespace}\""
+                    )),
+                }
+            }
+        },
         (Some(_), Message::ReserveBundles { group, bundles }) => {
             reserve_for_peer(&node, group, bundles).await
         }

@@ -69,9 +69,7 @@ pub fn run_remote<F: RemoteFunction>(
 pub(crate) fn outcome_of<R: Value>(result: Result<Arc<R>, GetError>) -> TaskOutcome {
     match result {
         Ok(value) => {
-            // Sized once: a large value is not copied again as the buffer grows.
-            let hint = crate::object::size::estimate(&*value).saturating_add(16);
-            let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+            let mut bytes = Vec::new();
             match codec::write::<R>(&value, &mut bytes) {
                 Ok(()) => TaskOutcome::Value(bytes),
                 Err(e) => TaskOutcome::Failed {

@@ -35,9 +35,13 @@ struct Inner {
     names: HashMap<(String, String), ActorId>,
 }
 
+/// Told when an actor's name is freed (the cluster frees it on the head too).
+pub(crate) type OnNameFreed = Box<dyn Fn((String, String), ActorId) + Send + Sync>;
+
 #[derive(Default)]
 pub(crate) struct ActorDirectory {
     inner: Mutex<Inner>,
+    on_name_freed: std::sync::OnceLock<OnNameFreed>,
 }
 
 impl ActorDirectory {
@@ -143,19 +147,29 @@ impl ActorDirectory {
         }
     }
 
+    /// Sets what to do when a name is freed (once: when the node joins a cluster).
+    pub fn on_name_freed(&self, f: OnNameFreed) {
+        let _ = self.on_name_freed.set(f);
+    }
+
     /// The actor is gone: its name is free again.
     pub fn remove(&self, id: ActorId) {
-        let removed = {
+        let (removed, freed) = {
             let mut inner = self.lock();
             let removed = inner.actors.remove(&id);
+            let mut freed = None;
             if let Some(key) = removed.as_ref().and_then(|e| e.name.clone())
                 && inner.names.get(&key) == Some(&id)
             {
                 inner.names.remove(&key);
+                freed = Some(key);
             }
-            removed
+            (removed, freed)
         };
         drop(removed); // outside the lock: it may hold the last reference to the actor
+        if let (Some(key), Some(f)) = (freed, self.on_name_freed.get()) {
+            f(key, id);
+        }
     }
 
     /// Forgets every actor (the runtime is stopping).

@@ -24,11 +24,12 @@ use crate::api::args::{ArgList, Params};
 use crate::api::object_ref::ObjectRef;
 use crate::cluster::{self, actors::ActorMethods};
 use crate::error::{ActorError, GetError};
-use crate::object::id::ActorId;
+use crate::object::id::{ActorId, NodeId};
 use crate::runtime::global::{self, Runtime};
 use crate::scheduler::placement::Placement;
 use crate::scheduler::resources::ResourceRequest;
 use crate::scheduler::retry::Retries;
+use crate::wire::Message;
 
 /// An actor's options, checked.
 #[derive(Debug, Clone)]
@@ -79,21 +80,39 @@ fn spawn_on<A: ActorMethods>(
             class: A::CLASS.to_string(),
             reason,
         })?;
+    // Created here for another node's owner, which placed and named it already.
+    let for_owner = id.is_some();
     let id = id.unwrap_or_else(|| rt.ids.actor());
-    if let Some(cluster) = rt.cluster.get() {
-        match cluster.place(&settings.place, options.strategy()) {
-            Placement::Local => {}
-            Placement::Remote(target) => {
-                let remote =
-                    cluster::actors::create::<A>(rt, cluster, options, settings, args, id, target);
-                return Ok(ActorHandle::remote(remote));
-            }
+    if let Some(cluster) = rt.cluster.get()
+        && !for_owner
+    {
+        let target = match cluster.place(&settings.place, options.strategy()) {
+            Placement::Local => rt.node_id,
+            Placement::Remote(target) => target,
             Placement::Infeasible(reason) => {
                 return Err(ActorError::Unschedulable {
                     class: A::CLASS.to_string(),
                     reason,
                 });
             }
+        };
+        if let Some((namespace, name)) = &settings.name
+            && let Some(existing) = claim_name::<A>(
+                rt,
+                cluster,
+                namespace,
+                name,
+                id,
+                target,
+                settings.get_if_exists,
+            )?
+        {
+            return Ok(existing);
+        }
+        if target != rt.node_id {
+            let remote =
+                cluster::actors::create::<A>(rt, cluster, options, settings, args, id, target);
+            return Ok(ActorHandle::remote(remote));
         }
     }
     let name = settings.name.clone();
@@ -162,7 +181,110 @@ fn spawn_on<A: ActorMethods>(
     Ok(ActorHandle::adopt(core))
 }
 
-/// The named actor, as a handle of class `A`.
+/// Takes `name` for actor `id` on the head, cluster-wide. `Ok(Some(handle))` when another
+/// actor holds it and `share` (get_if_exists) asks for that one; an error when it is taken
+/// otherwise. If the head cannot be asked, the name holds on its node only.
+fn claim_name<A: ActorMethods>(
+    rt: &Runtime,
+    cluster: &Arc<cluster::node::ClusterNode>,
+    namespace: &str,
+    name: &str,
+    id: ActorId,
+    target: NodeId,
+    share: bool,
+) -> Result<Option<ActorHandle<A>>, ActorError> {
+    let message = Message::NameActor {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        class: A::CLASS.to_string(),
+        actor: id,
+        node: target,
+    };
+    match cluster.ask_head_blocking(&rt.node_arbiter, message) {
+        Ok(Message::Ack) => Ok(None),
+        Ok(Message::ActorFound { actor, class, node }) => {
+            if !share {
+                return Err(ActorError::NameTaken {
+                    name: name.into(),
+                    namespace: namespace.into(),
+                    class,
+                });
+            }
+            found::<A>(rt, cluster, namespace, name, actor, &class, node).map(Some)
+        }
+        Ok(other) => {
+            tracing::warn!(
+                "the head answered {} to NameActor; the name holds on its node only",
+                other.name()
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "could not name actor \"{name}\" cluster-wide ({e}); the name holds on its node only"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// A handle to a named actor the head knows of.
+fn found<A: ActorMethods>(
+    rt: &Runtime,
+    cluster: &Arc<cluster::node::ClusterNode>,
+    namespace: &str,
+    name: &str,
+    actor: ActorId,
+    class: &str,
+    node: NodeId,
+) -> Result<ActorHandle<A>, ActorError> {
+    if class != A::CLASS {
+        return Err(ActorError::WrongClass {
+            name: name.into(),
+            namespace: namespace.into(),
+            expected: A::CLASS.to_string(),
+            found: class.to_string(),
+        });
+    }
+    if node == rt.node_id {
+        return lookup::<A>(rt, namespace, name);
+    }
+    Ok(ActorHandle::remote(cluster::actors::attach(
+        rt,
+        cluster,
+        actor,
+        A::CLASS,
+        node,
+    )))
+}
+
+/// The named actor, as a handle of class `A`: on this node, else (in a cluster) wherever
+/// the head says it runs.
+pub(crate) fn find<A: ActorMethods>(
+    rt: &Runtime,
+    namespace: &str,
+    name: &str,
+) -> Result<ActorHandle<A>, ActorError> {
+    let local = lookup::<A>(rt, namespace, name);
+    let Some(cluster) = rt.cluster.get() else {
+        return local;
+    };
+    if !matches!(local, Err(ActorError::NotFound { .. })) {
+        return local;
+    }
+    let message = Message::FindActor {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    };
+    match cluster.ask_head_blocking(&rt.node_arbiter, message) {
+        Ok(Message::ActorFound { actor, class, node }) => {
+            found::<A>(rt, cluster, namespace, name, actor, &class, node)
+        }
+        _ => local,
+    }
+}
+
+/// The named actor on this node, as a handle of class `A`.
 pub(crate) fn lookup<A: ActorClass>(
     rt: &Runtime,
     namespace: &str,
