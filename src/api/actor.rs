@@ -20,7 +20,7 @@ use crate::runtime::actor::core::ActorCore;
 use crate::runtime::actor::{self as rt_actor, ActorSettings};
 use crate::runtime::global;
 use crate::scheduler::placement::SchedulingStrategy;
-use crate::scheduler::resources::ResourceRequest;
+use crate::scheduler::resources::{ResourceRequest, set_amount};
 use crate::scheduler::retry::Retries;
 
 /// An actor class: a struct marked `#[mobula::actor]`. Implemented by the macro.
@@ -107,9 +107,7 @@ impl ActorOptions {
 
     /// An amount of a custom resource the actor holds for its whole life.
     pub fn resource(mut self, name: impl Into<String>, amount: impl Into<f64>) -> Self {
-        let name = name.into();
-        self.resources.retain(|(n, _)| *n != name);
-        self.resources.push((name, amount.into()));
+        set_amount(&mut self.resources, name.into(), amount.into());
         self
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::InitError;
-use crate::scheduler::resources::{NodeResources, UNIT, check_custom_name, to_units};
+use crate::scheduler::resources::{NodeResources, UNIT, check_custom_name, set_amount, to_units};
 
 /// Settings of the node [`init`](crate::init) starts, built with chained setters:
 ///
@@ -92,9 +92,7 @@ impl Config {
     /// An amount of a custom resource the node offers (`"fpga"`, `"ssd"`, ...). Tasks that ask
     /// for it run only while enough is free.
     pub fn resource(mut self, name: impl Into<String>, amount: impl Into<f64>) -> Self {
-        let name = name.into();
-        self.resources.retain(|(n, _)| *n != name);
-        self.resources.push((name, amount.into()));
+        set_amount(&mut self.resources, name.into(), amount.into());
         self
     }
 

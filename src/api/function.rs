@@ -12,7 +12,7 @@ use super::args::{IntoArg, Params};
 use super::object_ref::ObjectRef;
 use crate::object::value::Value;
 use crate::scheduler::placement::SchedulingStrategy;
-use crate::scheduler::resources::ResourceRequest;
+use crate::scheduler::resources::{ResourceRequest, set_amount};
 use crate::scheduler::retry::{Retries, RetryPolicy};
 
 /// Whether a function body blocks (runs on a worker thread) or is async (runs on the runtime).
@@ -161,10 +161,7 @@ impl TaskOptions {
 
     /// An amount of a custom resource the task holds while it runs.
     pub fn resource(mut self, name: impl Into<String>, amount: impl Into<f64>) -> Self {
-        let name = name.into();
-        let amount = amount.into();
-        self.resources.retain(|(n, _)| *n != name);
-        self.resources.push((name, amount));
+        set_amount(&mut self.resources, name.into(), amount.into());
         self
     }
 

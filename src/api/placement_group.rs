@@ -30,7 +30,7 @@ use crate::object::id::{NodeId, TaskId};
 use crate::runtime::global;
 use crate::scheduler::bundles::{self, Room};
 use crate::scheduler::handle::Scheduler;
-use crate::scheduler::resources::ResourceRequest;
+use crate::scheduler::resources::{ResourceRequest, set_amount};
 use crate::wire::WireBundle;
 use serde::{Deserialize, Serialize};
 
@@ -64,9 +64,7 @@ impl Bundle {
 
     /// An amount of a custom resource in the bundle.
     pub fn resource(mut self, name: impl Into<String>, amount: impl Into<f64>) -> Self {
-        let name = name.into();
-        self.resources.retain(|(n, _)| *n != name);
-        self.resources.push((name, amount.into()));
+        set_amount(&mut self.resources, name.into(), amount.into());
         self
     }
 

@@ -133,7 +133,7 @@ pub(crate) async fn serve(
     here: NodeId,
     from: NodeId,
     mut open: OpenActor,
-    mut tx: quinn::SendStream,
+    tx: quinn::SendStream,
     mut rx: quinn::RecvStream,
 ) {
     if let Some(create) = &mut open.create {
@@ -159,17 +159,8 @@ pub(crate) async fn serve(
         }
     };
     // Answers go out through one writer, in the order the calls end.
-    let (done, mut answers) = mpsc::unbounded_channel::<(u64, TaskOutcome)>();
-    let writer = actix_rt::spawn(async move {
-        while let Some((seq, outcome)) = answers.recv().await {
-            let wrap = |outcome| Message::CallDone { seq, outcome };
-            if let Err(e) = link::send_outcome(&mut tx, outcome, wrap).await {
-                tracing::debug!("an actor channel's caller went away: {e}");
-                return;
-            }
-        }
-        let _ = tx.finish();
-    });
+    let (done, writer) = link::answer_writer(tx, |seq, outcome| Message::CallDone { seq, outcome });
+    let writer = actix_rt::spawn(writer);
     loop {
         match link::recv(&mut rx).await {
             Ok(Message::ActorCall(mut call)) => {

@@ -152,20 +152,12 @@ async fn read_outcomes(mut rx: quinn::RecvStream, pending: Pending, alive: Arc<A
 pub(crate) async fn serve(
     here: NodeId,
     from: NodeId,
-    mut tx: quinn::SendStream,
+    tx: quinn::SendStream,
     mut rx: quinn::RecvStream,
 ) {
-    let (done, mut answers) = mpsc::unbounded_channel::<(TaskId, TaskOutcome)>();
-    let writer = actix_rt::spawn(async move {
-        while let Some((task, outcome)) = answers.recv().await {
-            let wrap = |outcome| Message::TaskDone { task, outcome };
-            if let Err(e) = link::send_outcome(&mut tx, outcome, wrap).await {
-                tracing::debug!("a task channel's sender went away: {e}");
-                return;
-            }
-        }
-        let _ = tx.finish();
-    });
+    let (done, writer) =
+        link::answer_writer(tx, |task, outcome| Message::TaskDone { task, outcome });
+    let writer = actix_rt::spawn(writer);
     loop {
         match link::recv(&mut rx).await {
             Ok(Message::RunTask(mut task)) => {

@@ -33,6 +33,13 @@ fn fmt_units(units: i64) -> String {
     }
 }
 
+/// Sets the amount of a named resource in a list of `(name, amount)`, replacing an earlier
+/// one: the options' and the config's `.resource(name, amount)`.
+pub(crate) fn set_amount(list: &mut Vec<(String, f64)>, name: String, amount: f64) {
+    list.retain(|(n, _)| *n != name);
+    list.push((name, amount));
+}
+
 /// What one task asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct ResourceRequest {

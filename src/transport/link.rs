@@ -137,6 +137,30 @@ pub async fn recv_large(
     Ok(())
 }
 
+/// The answering side of a channel: outcomes sent on the returned sender, keyed by what the
+/// other side matches them with, are written in the order they come (`wrap` makes each
+/// frame). The future ends, finishing the stream, when every sender is gone; or early, when
+/// the other side went away. The caller spawns it.
+pub fn answer_writer<K: 'static>(
+    mut tx: quinn::SendStream,
+    wrap: fn(K, TaskOutcome) -> Message,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<(K, TaskOutcome)>,
+    impl std::future::Future<Output = ()>,
+) {
+    let (done, mut answers) = tokio::sync::mpsc::unbounded_channel::<(K, TaskOutcome)>();
+    let writer = async move {
+        while let Some((key, outcome)) = answers.recv().await {
+            if let Err(e) = send_outcome(&mut tx, outcome, |o| wrap(key, o)).await {
+                tracing::debug!("a channel's other side went away: {e}");
+                return;
+            }
+        }
+        let _ = tx.finish();
+    };
+    (done, writer)
+}
+
 /// Writes the frame that tells how a task or call ended, `wrap` making the message from the
 /// outcome; a value too large for a frame follows it on the stream.
 pub async fn send_outcome(
