@@ -2,8 +2,9 @@
 //! node's agent (join, register, heartbeat, run tasks sent to it) and remote task dispatch.
 //!
 //! - `membership`: pure; who is in the cluster and who died.
-//! - `node`: this node's part: join, endpoint, view, heartbeat, the requests it serves, and
-//!   on the head the control plane.
+//! - `node`: this node's part: join, endpoint, view, heartbeat, placing work on peers.
+//! - `serve`: the requests a node serves (on the head, the control plane's).
+//! - `head`: the head's own state (membership, CA, token, actor names) and failure detection.
 //! - `remote`: tasks sent to and run for other nodes.
 //! - `tasks`: the task channel to each peer that carries them.
 //! - `actors`: actors created on and called across nodes.
@@ -11,9 +12,11 @@
 
 pub mod actors;
 pub mod admin;
+pub mod head;
 pub mod membership;
 pub mod node;
 pub mod remote;
+pub mod serve;
 pub mod tasks;
 
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! A node's part in a cluster: joining, its endpoint, its view of the membership, the
-//! heartbeat, and the requests it serves. On the head it also runs the control plane (the
-//! membership table, join checks and failure detection). Everything here runs on the node's
-//! event loop; other threads read the view and ask for placements.
+//! heartbeat, placing work on peers and the channels to them. The requests it serves are in
+//! `serve`, the head's own state in `head`. Everything here runs on the node's event loop;
+//! other threads read the view and ask for placements.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -11,10 +11,12 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use super::actors::{RemoteActor, RemoteActors};
+use super::head::{HeadState, watch_members};
 use super::membership::Membership;
+use super::serve::handle;
 use super::tasks::TaskChannel;
 use crate::api::config::{ClusterConfig, ClusterRole};
-use crate::api::placement_group::{LocalBundle, release_here, reserve_here};
+use crate::api::placement_group::LocalBundle;
 use crate::object::id::IdMint;
 use crate::object::id::{ActorId, NodeId, TaskId};
 use crate::registry;
@@ -22,10 +24,8 @@ use crate::scheduler::bundles::Room;
 use crate::scheduler::handle::Scheduler;
 use crate::scheduler::placement::{self, Candidate, Placement, SchedulingStrategy};
 use crate::scheduler::resources::{ResourceRequest, UNIT};
-use crate::transport::credentials::{
-    ClusterCa, ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint, token_matches,
-};
-use crate::transport::endpoint::{Endpoint, Peer, reply};
+use crate::transport::credentials::{ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint};
+use crate::transport::endpoint::Endpoint;
 use crate::transport::link::{self, LinkError};
 use crate::transport::tls;
 use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome, WireBundle};
@@ -33,42 +33,32 @@ use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome, WireBundle};
 /// The largest value (argument or result) accepted from another node.
 pub(crate) const VALUE_LIMIT: u64 = 64 << 30;
 
-/// The head's own state.
-struct HeadState {
-    membership: Membership,
-    ca: ClusterCa,
-    token: String,
-    started: Instant,
-    /// Named actors, cluster-wide: (namespace, name) to (actor, class, node).
-    names: HashMap<(String, String), (ActorId, String, NodeId)>,
-}
-
 /// This node in the cluster.
 pub(crate) struct ClusterNode {
     pub node_id: NodeId,
     pub head: SocketAddr,
     pub endpoint: Endpoint,
-    info: NodeInfo,
-    view: RwLock<ClusterView>,
+    pub(super) info: NodeInfo,
+    pub(super) view: RwLock<ClusterView>,
     /// Tasks sent to each node and not yet answered.
-    sent: Mutex<HashMap<NodeId, u32>>,
+    pub(super) sent: Mutex<HashMap<NodeId, u32>>,
     /// Nodes a link to which broke: not chosen again.
-    suspects: Mutex<HashSet<NodeId>>,
-    cursor: AtomicUsize,
-    head_lost: Mutex<Option<String>>,
-    head_state: Option<Mutex<HeadState>>,
-    timeout: Duration,
-    stopping: AtomicBool,
+    pub(super) suspects: Mutex<HashSet<NodeId>>,
+    pub(super) cursor: AtomicUsize,
+    pub(super) head_lost: Mutex<Option<String>>,
+    pub(super) head_state: Option<Mutex<HeadState>>,
+    pub(super) timeout: Duration,
+    pub(super) stopping: AtomicBool,
     /// Set when the cluster told this node to stop.
     pub shutdown: tokio::sync::Notify,
-    scheduler: Scheduler,
+    pub(super) scheduler: Scheduler,
     /// This process's channels to actors on other nodes.
-    remote_actors: RemoteActors,
+    pub(super) remote_actors: RemoteActors,
     /// This node's task channels, by peer.
-    task_channels: Mutex<HashMap<NodeId, Arc<TaskChannel>>>,
+    pub(super) task_channels: Mutex<HashMap<NodeId, Arc<TaskChannel>>>,
     /// Placement group bundles this node reserved for other nodes, by group.
-    hosted_groups: Mutex<HashMap<String, Vec<LocalBundle>>>,
-    ids: Arc<IdMint>,
+    pub(super) hosted_groups: Mutex<HashMap<String, Vec<LocalBundle>>>,
+    pub(super) ids: Arc<IdMint>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -272,7 +262,7 @@ async fn join(
 }
 
 impl ClusterNode {
-    fn set_view(&self, view: ClusterView) {
+    pub(super) fn set_view(&self, view: ClusterView) {
         let mut mine = self.view.write().unwrap_or_else(|e| e.into_inner());
         if view.version >= mine.version {
             *mine = view;
@@ -417,7 +407,7 @@ impl ClusterNode {
 
     /// Where `node` listens; a node this one has not heard of yet (it joined since the last
     /// view) is looked up in the head's current view.
-    async fn find(&self, node: NodeId) -> Result<SocketAddr, LinkError> {
+    pub(super) async fn find(&self, node: NodeId) -> Result<SocketAddr, LinkError> {
         if let Some(address) = self.address_of(node) {
             return Ok(address);
         }
@@ -584,48 +574,6 @@ impl ClusterNode {
     }
 }
 
-impl HeadState {
-    /// The membership's clock: milliseconds since the head started.
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-}
-
-/// The head: declares silent nodes dead.
-async fn watch_members(node: Arc<ClusterNode>) {
-    let period = (node.timeout / 8).max(Duration::from_millis(10));
-    let mut ticks = tokio::time::interval(period);
-    while !node.stopping.load(Ordering::Acquire) {
-        ticks.tick().await;
-        let Some(state) = &node.head_state else {
-            return;
-        };
-        let view = {
-            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-            let now = state.now_ms();
-            // The head hears itself.
-            let (queued, running) = node.scheduler.counts();
-            let _ = state.membership.heartbeat(
-                node.node_id,
-                Vec::new(),
-                (queued + running) as u32,
-                u64::MAX,
-                now,
-            );
-            let dead = state.membership.tick(now);
-            for id in &dead {
-                tracing::warn!(node = %id, "node declared dead: no heartbeat within {:?}", node.timeout);
-            }
-            if !dead.is_empty() {
-                // Actors on dead nodes no longer hold their names.
-                state.names.retain(|_, (_, _, node)| !dead.contains(node));
-            }
-            state.membership.view()
-        };
-        node.set_view(view);
-    }
-}
-
 /// A node: heartbeats to the head, takes newer views, notices when the head is gone.
 async fn heartbeat(node: Arc<ClusterNode>) {
     let period = (node.timeout / 4).max(Duration::from_millis(10));
@@ -667,247 +615,4 @@ async fn heartbeat(node: Arc<ClusterNode>) {
             return;
         }
     }
-}
-
-/// Reserves bundles another node's placement group put here; answers once all are reserved.
-async fn reserve_for_peer(
-    node: &Arc<ClusterNode>,
-    group: String,
-    bundles: Vec<WireBundle>,
-) -> Message {
-    let mut local = Vec::with_capacity(bundles.len());
-    for (index, resources) in bundles {
-        let mut req = ResourceRequest::default();
-        for (name, amount) in &resources {
-            let units = (amount * UNIT as f64).round() as i64;
-            match name.as_str() {
-                "CPU" => req.cpu = units,
-                "GPU" => req.gpu = units,
-                other => req.custom.push((Arc::from(other), units)),
-            }
-        }
-        req.custom.sort();
-        local.push((index as usize, req, node.ids.task()));
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let count = local.len();
-    node.hosted_groups
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(group.clone(), local.clone());
-    reserve_here(
-        &node.scheduler,
-        &group,
-        &local,
-        Arc::new(move |_, result| {
-            let _ = tx.send(result);
-        }),
-    );
-    for _ in 0..count {
-        match rx.recv().await {
-            Some(Ok(())) => {}
-            Some(Err(why)) => return refused(why),
-            None => return refused("the reservation was dropped"),
-        }
-    }
-    Message::Ack
-}
-
-fn refused(reason: impl Into<String>) -> Message {
-    Message::Refused {
-        reason: reason.into(),
-    }
-}
-
-/// Serves one request.
-async fn handle(
-    node: Arc<ClusterNode>,
-    peer: Peer,
-    message: Message,
-    mut tx: quinn::SendStream,
-    rx: quinn::RecvStream,
-) {
-    let name = message.name();
-    let answer = match (peer.node, message) {
-        (
-            _,
-            Message::Join {
-                node_id,
-                token,
-                csr_der,
-                registry,
-            },
-        ) => match &node.head_state {
-            None => refused("this node is not the head"),
-            Some(state) => {
-                let state = state.lock().unwrap_or_else(|e| e.into_inner());
-                if !token_matches(&state.token, &token) {
-                    tracing::warn!(from = %peer.address, "refused a join: wrong token");
-                    refused("wrong join token")
-                } else if let Err(e) = state.membership.check_join(node_id, registry) {
-                    tracing::warn!(from = %peer.address, "refused a join: {e}");
-                    refused(e.to_string())
-                } else {
-                    match state.ca.sign(&csr_der, node_id) {
-                        Ok(cert_der) => Message::JoinAccepted {
-                            node_id,
-                            cert_der,
-                            ca_der: state.ca.cert_der().to_vec(),
-                        },
-                        Err(e) => refused(format!("bad certificate request: {e}")),
-                    }
-                }
-            }
-        },
-        (None, other) => {
-            tracing::warn!(from = %peer.address, "refused {} from a peer without a certificate", other.name());
-            refused("join the cluster first")
-        }
-        (Some(from), Message::Register(mut info)) => match &node.head_state {
-            None => refused("this node is not the head"),
-            Some(_) if info.node_id != from => refused("a node registers only itself"),
-            Some(state) => {
-                if info.address.ip().is_unspecified() {
-                    info.address.set_ip(peer.address.ip());
-                }
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                let now = state.now_ms();
-                match state.membership.register(info, now) {
-                    Ok(()) => {
-                        let view = state.membership.view();
-                        node.set_view(view.clone());
-                        Message::View(view)
-                    }
-                    Err(e) => refused(e.to_string()),
-                }
-            }
-        },
-        (
-            Some(from),
-            Message::Heartbeat {
-                node_id,
-                available,
-                load,
-                view_version,
-            },
-        ) => match &node.head_state {
-            None => refused("this node is not the head"),
-            Some(_) if node_id != from => refused("a node reports only itself"),
-            Some(state) => {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                let now = state.now_ms();
-                match state
-                    .membership
-                    .heartbeat(node_id, available, load, view_version, now)
-                {
-                    Ok(true) => Message::View(state.membership.view()),
-                    Ok(false) => Message::Current,
-                    Err(e) => refused(e.to_string()),
-                }
-            }
-        },
-        (Some(_), Message::Status) => Message::View(node.view()),
-        (Some(_), Message::Shutdown { reason }) => {
-            tracing::info!("asked to stop: {reason}");
-            // Answer first, and let the answer arrive, before the links close.
-            if link::send(&mut tx, &Message::Ack).await.is_ok() && tx.finish().is_ok() {
-                let _ = tokio::time::timeout(Duration::from_millis(500), tx.stopped()).await;
-            }
-            if node.head_state.is_some() {
-                node.clone().leave().await;
-            }
-            node.shutdown.notify_one();
-            return;
-        }
-        (Some(from), Message::OpenTasks) => {
-            super::tasks::serve(node.node_id, from, tx, rx).await;
-            return;
-        }
-        (
-            Some(_),
-            Message::NameActor {
-                namespace,
-                name,
-                class,
-                actor,
-                node: host,
-            },
-        ) => match &node.head_state {
-            None => refused("this node is not the head"),
-            Some(state) => {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                match state.names.get(&(namespace.clone(), name.clone())) {
-                    Some((held, class, at)) if *held != actor => Message::ActorFound {
-                        actor: *held,
-                        class: class.clone(),
-                        node: *at,
-                    },
-                    _ => {
-                        state.names.insert((namespace, name), (actor, class, host));
-                        Message::Ack
-                    }
-                }
-            }
-        },
-        (
-            Some(_),
-            Message::UnnameActor {
-                namespace,
-                name,
-                actor,
-            },
-        ) => {
-            if let Some(state) = &node.head_state {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                let key = (namespace, name);
-                if state
-                    .names
-                    .get(&key)
-                    .is_some_and(|(held, _, _)| *held == actor)
-                {
-                    state.names.remove(&key);
-                }
-            }
-            Message::Ack
-        }
-        (Some(_), Message::FindActor { namespace, name }) => match &node.head_state {
-            None => refused("this node is not the head"),
-            Some(state) => {
-                let state = state.lock().unwrap_or_else(|e| e.into_inner());
-                match state.names.get(&(namespace.clone(), name.clone())) {
-                    Some((actor, class, at)) => Message::ActorFound {
-                        actor: *actor,
-                        class: class.clone(),
-                        node: *at,
-                    },
-                    None => refused(format!(
-                        "no actor is named \"{name}\" in namespace \"{namespace}\""
-                    )),
-                }
-            }
-        },
-        (Some(_), Message::ReserveBundles { group, bundles }) => {
-            reserve_for_peer(&node, group, bundles).await
-        }
-        (Some(_), Message::ReleaseBundles { group }) => {
-            let hosted = node
-                .hosted_groups
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&group);
-            if let Some(bundles) = hosted {
-                release_here(&node.scheduler, &group, &bundles);
-            }
-            Message::Ack
-        }
-        (Some(from), Message::OpenActor(open)) => {
-            super::actors::serve(node.node_id, from, open, tx, rx).await;
-            return;
-        }
-        (Some(from), other) => {
-            tracing::warn!(from = %from, "unexpected {} request", other.name());
-            refused(format!("{name} is not a request"))
-        }
-    };
-    reply(tx, &answer).await;
 }

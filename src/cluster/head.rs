@@ -1,0 +1,64 @@
+//! The head's own state: the membership table, the cluster's CA and join token, and the
+//! names of actors cluster-wide; and the loop that declares silent nodes dead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::membership::Membership;
+use super::node::ClusterNode;
+use crate::object::id::{ActorId, NodeId};
+use crate::transport::credentials::ClusterCa;
+
+/// The head's own state.
+pub(crate) struct HeadState {
+    pub membership: Membership,
+    pub ca: ClusterCa,
+    pub token: String,
+    pub started: Instant,
+    /// Named actors, cluster-wide: (namespace, name) to (actor, class, node).
+    pub names: HashMap<(String, String), (ActorId, String, NodeId)>,
+}
+
+impl HeadState {
+    /// The membership's clock: milliseconds since the head started.
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// The head: declares silent nodes dead.
+pub(super) async fn watch_members(node: Arc<ClusterNode>) {
+    let period = (node.timeout / 8).max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval(period);
+    while !node.stopping.load(Ordering::Acquire) {
+        ticks.tick().await;
+        let Some(state) = &node.head_state else {
+            return;
+        };
+        let view = {
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            let now = state.now_ms();
+            // The head hears itself.
+            let (queued, running) = node.scheduler.counts();
+            let _ = state.membership.heartbeat(
+                node.node_id,
+                Vec::new(),
+                (queued + running) as u32,
+                u64::MAX,
+                now,
+            );
+            let dead = state.membership.tick(now);
+            for id in &dead {
+                tracing::warn!(node = %id, "node declared dead: no heartbeat within {:?}", node.timeout);
+            }
+            if !dead.is_empty() {
+                // Actors on dead nodes no longer hold their names.
+                state.names.retain(|_, (_, _, node)| !dead.contains(node));
+            }
+            state.membership.view()
+        };
+        node.set_view(view);
+    }
+}

@@ -1,0 +1,257 @@
+//! The requests a node serves: from joining nodes and peers, and on the head the control
+//! plane's (joins, registration, heartbeats, names); long exchanges (task and actor channels)
+//! are handed to their modules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::node::ClusterNode;
+use crate::api::placement_group::{release_here, reserve_here};
+use crate::scheduler::resources::{ResourceRequest, UNIT};
+use crate::transport::credentials::token_matches;
+use crate::transport::endpoint::{Peer, reply};
+use crate::transport::link;
+use crate::wire::{Message, WireBundle};
+
+/// Reserves bundles another node's placement group put here; answers once all are reserved.
+async fn reserve_for_peer(
+    node: &Arc<ClusterNode>,
+    group: String,
+    bundles: Vec<WireBundle>,
+) -> Message {
+    let mut local = Vec::with_capacity(bundles.len());
+    for (index, resources) in bundles {
+        let mut req = ResourceRequest::default();
+        for (name, amount) in &resources {
+            let units = (amount * UNIT as f64).round() as i64;
+            match name.as_str() {
+                "CPU" => req.cpu = units,
+                "GPU" => req.gpu = units,
+                other => req.custom.push((Arc::from(other), units)),
+            }
+        }
+        req.custom.sort();
+        local.push((index as usize, req, node.ids.task()));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let count = local.len();
+    node.hosted_groups
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(group.clone(), local.clone());
+    reserve_here(
+        &node.scheduler,
+        &group,
+        &local,
+        Arc::new(move |_, result| {
+            let _ = tx.send(result);
+        }),
+    );
+    for _ in 0..count {
+        match rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(why)) => return refused(why),
+            None => return refused("the reservation was dropped"),
+        }
+    }
+    Message::Ack
+}
+
+fn refused(reason: impl Into<String>) -> Message {
+    Message::Refused {
+        reason: reason.into(),
+    }
+}
+
+/// Serves one request.
+pub(super) async fn handle(
+    node: Arc<ClusterNode>,
+    peer: Peer,
+    message: Message,
+    mut tx: quinn::SendStream,
+    rx: quinn::RecvStream,
+) {
+    let name = message.name();
+    let answer = match (peer.node, message) {
+        (
+            _,
+            Message::Join {
+                node_id,
+                token,
+                csr_der,
+                registry,
+            },
+        ) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                if !token_matches(&state.token, &token) {
+                    tracing::warn!(from = %peer.address, "refused a join: wrong token");
+                    refused("wrong join token")
+                } else if let Err(e) = state.membership.check_join(node_id, registry) {
+                    tracing::warn!(from = %peer.address, "refused a join: {e}");
+                    refused(e.to_string())
+                } else {
+                    match state.ca.sign(&csr_der, node_id) {
+                        Ok(cert_der) => Message::JoinAccepted {
+                            node_id,
+                            cert_der,
+                            ca_der: state.ca.cert_der().to_vec(),
+                        },
+                        Err(e) => refused(format!("bad certificate request: {e}")),
+                    }
+                }
+            }
+        },
+        (None, other) => {
+            tracing::warn!(from = %peer.address, "refused {} from a peer without a certificate", other.name());
+            refused("join the cluster first")
+        }
+        (Some(from), Message::Register(mut info)) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(_) if info.node_id != from => refused("a node registers only itself"),
+            Some(state) => {
+                if info.address.ip().is_unspecified() {
+                    info.address.set_ip(peer.address.ip());
+                }
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                let now = state.now_ms();
+                match state.membership.register(info, now) {
+                    Ok(()) => {
+                        let view = state.membership.view();
+                        node.set_view(view.clone());
+                        Message::View(view)
+                    }
+                    Err(e) => refused(e.to_string()),
+                }
+            }
+        },
+        (
+            Some(from),
+            Message::Heartbeat {
+                node_id,
+                available,
+                load,
+                view_version,
+            },
+        ) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(_) if node_id != from => refused("a node reports only itself"),
+            Some(state) => {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                let now = state.now_ms();
+                match state
+                    .membership
+                    .heartbeat(node_id, available, load, view_version, now)
+                {
+                    Ok(true) => Message::View(state.membership.view()),
+                    Ok(false) => Message::Current,
+                    Err(e) => refused(e.to_string()),
+                }
+            }
+        },
+        (Some(_), Message::Status) => Message::View(node.view()),
+        (Some(_), Message::Shutdown { reason }) => {
+            tracing::info!("asked to stop: {reason}");
+            // Answer first, and let the answer arrive, before the links close.
+            if link::send(&mut tx, &Message::Ack).await.is_ok() && tx.finish().is_ok() {
+                let _ = tokio::time::timeout(Duration::from_millis(500), tx.stopped()).await;
+            }
+            if node.head_state.is_some() {
+                node.clone().leave().await;
+            }
+            node.shutdown.notify_one();
+            return;
+        }
+        (Some(from), Message::OpenTasks) => {
+            super::tasks::serve(node.node_id, from, tx, rx).await;
+            return;
+        }
+        (
+            Some(_),
+            Message::NameActor {
+                namespace,
+                name,
+                class,
+                actor,
+                node: host,
+            },
+        ) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                match state.names.get(&(namespace.clone(), name.clone())) {
+                    Some((held, class, at)) if *held != actor => Message::ActorFound {
+                        actor: *held,
+                        class: class.clone(),
+                        node: *at,
+                    },
+                    _ => {
+                        state.names.insert((namespace, name), (actor, class, host));
+                        Message::Ack
+                    }
+                }
+            }
+        },
+        (
+            Some(_),
+            Message::UnnameActor {
+                namespace,
+                name,
+                actor,
+            },
+        ) => {
+            if let Some(state) = &node.head_state {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                let key = (namespace, name);
+                if state
+                    .names
+                    .get(&key)
+                    .is_some_and(|(held, _, _)| *held == actor)
+                {
+                    state.names.remove(&key);
+                }
+            }
+            Message::Ack
+        }
+        (Some(_), Message::FindActor { namespace, name }) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                match state.names.get(&(namespace.clone(), name.clone())) {
+                    Some((actor, class, at)) => Message::ActorFound {
+                        actor: *actor,
+                        class: class.clone(),
+                        node: *at,
+                    },
+                    None => refused(format!(
+                        "no actor is named \"{name}\" in namespace \"{namespace}\""
+                    )),
+                }
+            }
+        },
+        (Some(_), Message::ReserveBundles { group, bundles }) => {
+            reserve_for_peer(&node, group, bundles).await
+        }
+        (Some(_), Message::ReleaseBundles { group }) => {
+            let hosted = node
+                .hosted_groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&group);
+            if let Some(bundles) = hosted {
+                release_here(&node.scheduler, &group, &bundles);
+            }
+            Message::Ack
+        }
+        (Some(from), Message::OpenActor(open)) => {
+            super::actors::serve(node.node_id, from, open, tx, rx).await;
+            return;
+        }
+        (Some(from), other) => {
+            tracing::warn!(from = %from, "unexpected {} request", other.name());
+            refused(format!("{name} is not a request"))
+        }
+    };
+    reply(tx, &answer).await;
+}
