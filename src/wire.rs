@@ -269,7 +269,23 @@ pub enum Message {
         /// The name.
         name: String,
     },
-    /// A named actor, where it runs.
+    /// To the head, from an actor's owner: the actor now runs on `node` (created or restarted
+    /// there), so that handles in other processes can follow it.
+    ActorAt {
+        /// The actor.
+        actor: ActorId,
+        /// Its class id.
+        class: String,
+        /// Its node.
+        node: NodeId,
+    },
+    /// To the head: where does this actor run now? Answered with [`Message::ActorFound`] or
+    /// refused.
+    LocateActor {
+        /// The actor.
+        actor: ActorId,
+    },
+    /// A named or located actor, where it runs.
     ActorFound {
         /// The actor.
         actor: ActorId,
@@ -327,6 +343,8 @@ impl Message {
             Message::UnnameActor { .. } => "UnnameActor",
             Message::FindActor { .. } => "FindActor",
             Message::ActorFound { .. } => "ActorFound",
+            Message::ActorAt { .. } => "ActorAt",
+            Message::LocateActor { .. } => "LocateActor",
             Message::ReleaseBundles { .. } => "ReleaseBundles",
         }
     }

@@ -686,3 +686,59 @@ impl Other {
         1
     }
 }
+
+/// Owns a Tally it creates on another node.
+#[mobula::actor]
+struct Manager {
+    tally: Option<TallyHandle>,
+}
+
+#[mobula::actor]
+impl Manager {
+    fn new() -> Self {
+        Manager { tally: None }
+    }
+
+    fn make(&mut self, at: NodeId) -> TallyHandle {
+        let tally = Tally::options()
+            .scheduling_strategy(on(at))
+            .max_restarts(1)
+            .remote(100)
+            .unwrap();
+        self.tally = Some(tally.clone());
+        tally
+    }
+}
+
+#[test]
+fn a_handle_from_another_process_follows_its_actor_to_the_node_it_restarted_on() {
+    let _turn = turn();
+    let (_head, mut workers, _) = start_cluster(2);
+    let ids = workers_by_id();
+    let (w1, w2) = (ids[0], ids[1]);
+    // The manager on w2 owns a Tally on w1; this process only borrows a handle to it.
+    let manager = Manager::options()
+        .scheduling_strategy(on(w2))
+        .remote()
+        .unwrap();
+    let tally = manager.make(w1).get().unwrap();
+    assert_eq!(tally.node_id(), w1);
+    assert_eq!(tally.add(1).get().unwrap(), (2, w1));
+
+    let pid = tally.pid().get().unwrap();
+    let index = workers.iter().position(|w| w.0.id() == pid).unwrap();
+    drop(workers.remove(index)); // kill -9 w1
+
+    // Calls in flight when the loss is noticed fail; then the handle follows the actor to
+    // where its owner restarted it (w2, the only worker left), state new from `new(100)`.
+    let mut outcome = tally.add(2).get();
+    eventually("a call reached the restarted actor", || {
+        if outcome.is_err() {
+            outcome = tally.add(2).get();
+        }
+        outcome.is_ok()
+    });
+    assert_eq!(outcome.unwrap(), (2, w2));
+    assert_eq!(tally.node_id(), w2);
+    assert_eq!(tally.log().get().unwrap(), vec![100, 2]);
+}

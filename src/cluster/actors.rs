@@ -12,8 +12,9 @@
 //!
 //! The process that created the actor on another node owns it: when the hosting node is
 //! lost it creates the actor again elsewhere while `max_restarts` allows, and sends the calls
-//! that were not answered again while `max_task_retries` allows. Handles other processes hold
-//! (borrowers) fail their calls with [`GetError::ActorDied`] once the hosting node is lost.
+//! that were not answered again while `max_task_retries` allows, and tells the head where the
+//! actor now runs. Handles other processes hold (borrowers) ask the head and follow it; their
+//! calls caught by the loss fail with [`GetError::ActorDied`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,6 +129,10 @@ pub fn open_hosted<A: ActorMethods>(
     }
 }
 
+/// How long a channel to an actor not (yet) on this node waits for it: tries and pause.
+const ATTACH_TRIES: u32 = 100;
+const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The hosting side of a channel: runs until the caller closes it or its link breaks.
 pub(crate) async fn serve(
     here: NodeId,
@@ -148,6 +153,20 @@ pub(crate) async fn serve(
         None => Err(format!(
             "node {here} has no actor class `{class}`: every node must run the same binary"
         )),
+        Some(found) if open.create.is_none() => {
+            // A handle can reach this node before its owner's request to create the actor
+            // does (both leave the owner at once): give that request a moment.
+            let mut tries = 0;
+            loop {
+                match (found.open)(open.clone(), here) {
+                    Err(_) if tries < ATTACH_TRIES => {
+                        tries += 1;
+                        tokio::time::sleep(ATTACH_WAIT).await;
+                    }
+                    result => break result,
+                }
+            }
+        }
         Some(found) => (found.open)(open, here),
     };
     let hosted = match hosted {
@@ -564,6 +583,20 @@ impl Driver {
         };
         match opened.await {
             Ok((tx, rx)) => {
+                if self.owner.is_some() {
+                    // Where it runs now, for handles in other processes to follow.
+                    let (cluster, message) = (
+                        self.cluster.clone(),
+                        Message::ActorAt {
+                            actor: self.id,
+                            class: self.class.to_string(),
+                            node: host,
+                        },
+                    );
+                    actix_rt::spawn(async move {
+                        let _ = cluster.ask_head(&message).await;
+                    });
+                }
                 let (to_driver, inbound) = mpsc::unbounded_channel();
                 actix_rt::spawn(read_answers(rx, to_driver));
                 Some(Channel { tx, inbound })
@@ -687,8 +720,7 @@ impl Driver {
         let why = format!("node {lost} was lost: {why}");
         let actor = self.actor();
         let Some(owner) = &mut self.owner else {
-            self.die(why);
-            return None;
+            return self.follow(lost, why).await;
         };
         if !owner.settings.max_restarts.allows(owner.restarts) {
             let restarts = owner.restarts;
@@ -737,6 +769,41 @@ impl Driver {
         }
         self.in_flight = again;
         Some(channel)
+    }
+}
+
+impl Driver {
+    /// A handle from another process lost the actor's node: waits (a few node timeouts) for
+    /// its owner to restart it elsewhere, as the head reports, and follows it there. Calls
+    /// caught by the loss fail; later ones go to the new actor.
+    async fn follow(&mut self, lost: NodeId, why: String) -> Option<Channel> {
+        let deadline = tokio::time::Instant::now() + self.cluster.timeout * 3;
+        let ask = Message::LocateActor { actor: self.id };
+        let moved_to = loop {
+            match self.cluster.ask_head(&ask).await {
+                Ok(Message::ActorFound { node, .. }) if node != lost => break Some(node),
+                _ if tokio::time::Instant::now() >= deadline => break None,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        let Some(next) = moved_to else {
+            self.die(format!("{why}; its owner did not restart it elsewhere"));
+            return None;
+        };
+        let caught = std::mem::take(&mut self.in_flight);
+        for (_, sent) in caught {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            let err = GetError::ActorDied {
+                actor: self.actor(),
+                cause: format!(
+                    "{why}; the call was in flight (the actor restarted on node {next})"
+                ),
+            };
+            self.store.fail(sent.result, err);
+        }
+        tracing::warn!("{why}; following actor {} to node {next}", self.actor());
+        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = next;
+        Box::pin(self.open()).await
     }
 }
 

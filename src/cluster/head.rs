@@ -19,6 +19,8 @@ pub(crate) struct HeadState {
     pub started: Instant,
     /// Named actors, cluster-wide: (namespace, name) to (actor, class, node).
     pub names: HashMap<(String, String), (ActorId, String, NodeId)>,
+    /// Where actors created on other nodes than their owner's run: actor to (class, node).
+    pub locations: HashMap<ActorId, (String, NodeId)>,
 }
 
 impl HeadState {
@@ -56,6 +58,7 @@ pub(super) async fn watch_members(node: Arc<ClusterNode>) {
             if !dead.is_empty() {
                 // Actors on dead nodes no longer hold their names.
                 state.names.retain(|_, (_, _, node)| !dead.contains(node));
+                state.locations.retain(|_, (_, node)| !dead.contains(node));
             }
             state.membership.view()
         };

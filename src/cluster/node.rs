@@ -103,6 +103,7 @@ pub(crate) async fn start(
                 token,
                 started: Instant::now(),
                 names: HashMap::new(),
+                locations: HashMap::new(),
             };
             (identity, *listen, *listen, Some(state))
         }
@@ -301,6 +302,13 @@ impl ClusterNode {
             return Placement::Infeasible(why);
         }
         let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        // A node this one has not heard of yet (it joined since the last view): sending to it
+        // looks it up in the head's view, and fails there if it is not in the cluster.
+        if let SchedulingStrategy::NodeAffinity { node, soft: false } = strategy
+            && !view.nodes.iter().any(|n| n.info.node_id == node)
+        {
+            return Placement::Remote(node);
+        }
         let suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
         let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         let (queued, running) = self.scheduler.counts();
@@ -530,6 +538,14 @@ impl ClusterNode {
             });
         });
         rx.recv().map_err(|_| "the node stopped".to_string())?
+    }
+
+    /// Asks the head (on the node's event loop).
+    pub async fn ask_head(&self, message: &Message) -> Result<Message, LinkError> {
+        self.endpoint
+            .request(self.head, message)
+            .await
+            .map(|(answer, _)| answer)
     }
 
     /// Tells the head that a named actor ended (without waiting).

@@ -214,6 +214,35 @@ pub(super) async fn handle(
             }
             Message::Ack
         }
+        (
+            Some(_),
+            Message::ActorAt {
+                actor,
+                class,
+                node: at,
+            },
+        ) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                state.locations.insert(actor, (class, at));
+                Message::Ack
+            }
+        },
+        (Some(_), Message::LocateActor { actor }) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                match state.locations.get(&actor) {
+                    Some((class, at)) => Message::ActorFound {
+                        actor,
+                        class: class.clone(),
+                        node: *at,
+                    },
+                    None => refused(format!("the head does not know where actor {actor} runs")),
+                }
+            }
+        },
         (Some(_), Message::FindActor { namespace, name }) => match &node.head_state {
             None => refused("this node is not the head"),
             Some(state) => {
