@@ -742,3 +742,72 @@ fn a_handle_from_another_process_follows_its_actor_to_the_node_it_restarted_on()
     assert_eq!(tally.node_id(), w2);
     assert_eq!(tally.log().get().unwrap(), vec![100, 2]);
 }
+
+/// Not a test: the body of a head process. Runs only when started by the test below.
+#[test]
+fn head_main() {
+    let Ok(dir) = std::env::var("MOBULA_TEST_HEAD") else {
+        return;
+    };
+    let config = Config::default()
+        .num_cpus(0)
+        .head("127.0.0.1:0")
+        .cluster_dir(dir);
+    if let Err(e) = mobula::node::run(config) {
+        eprintln!("head failed: {e}");
+        std::process::exit(3);
+    }
+}
+
+#[test]
+fn a_driver_whose_head_dies_mid_run_gets_errors_not_hangs() {
+    let _turn = turn();
+    let dir = cluster_dir().with_extension("own-head");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut head = Worker(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "head_main", "--nocapture", "--test-threads=1"])
+            .env("MOBULA_TEST_HEAD", &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut address = None;
+    eventually("the head wrote its address", || {
+        address = std::fs::read_to_string(dir.join("head.addr")).ok();
+        address.is_some()
+    });
+    let address: std::net::SocketAddr = address.unwrap().trim().parse().unwrap();
+    let _worker = spawn_worker(address, &dir, &[]);
+    // This process is a driver: it joins, runs nothing itself.
+    let _driver = mobula::init(
+        Config::default()
+            .num_cpus(0)
+            .address(address.to_string())
+            .cluster_dir(&dir),
+    )
+    .unwrap();
+    eventually("the worker joined", || workers_by_id().len() == 1);
+    assert_eq!(where_am_i.remote(3).get().unwrap().0, 9);
+
+    // Work in flight, then the head is killed.
+    let refs: Vec<_> = (0..500).map(|i| slow_square.remote(i)).collect();
+    refs[0].get().unwrap();
+    let _ = head.0.kill();
+    let _ = head.0.wait();
+    // Every ref settles, with its value or an error: none waits forever.
+    for r in &refs {
+        let outcome = r.get_timeout(Duration::from_secs(60));
+        assert!(
+            !matches!(outcome, Err(GetError::Timeout { .. })),
+            "{outcome:?}"
+        );
+    }
+    // Once the loss is noticed, new work fails at once and says why.
+    eventually("new work fails for the lost head", || {
+        matches!(where_am_i.remote(1).get_timeout(Duration::from_secs(60)),
+            Err(GetError::Unschedulable { reason, .. }) if reason.contains("head"))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
