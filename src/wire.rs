@@ -116,6 +116,12 @@ pub enum TaskOutcome {
     Refused(String),
     /// The actor the call went to died; why.
     ActorDied(String),
+    /// The value is larger than [`INLINE_LIMIT`] and stays on the node that made it until
+    /// the sender fetches it ([`Message::FetchObject`]).
+    Held {
+        /// Its encoded size.
+        len: u64,
+    },
 }
 
 /// Opens a call channel to an actor on the receiving node. It is the first frame of a
@@ -294,6 +300,17 @@ pub enum Message {
         /// Its node.
         node: NodeId,
     },
+    /// Send the value of task `task` that this node holds for the asking node (answered with
+    /// a [`Message::TaskDone`], its value following the frame), and let it go.
+    FetchObject {
+        /// The asking node's id of the task that made it.
+        task: TaskId,
+    },
+    /// The asking node no longer wants the value of task `task`: let it go.
+    ReleaseObject {
+        /// The asking node's id of the task that made it.
+        task: TaskId,
+    },
     /// Reserve these bundles of a placement group here; answered with [`Message::Ack`] once
     /// all are reserved, or refused.
     ReserveBundles {
@@ -344,6 +361,8 @@ impl Message {
             Message::FindActor { .. } => "FindActor",
             Message::ActorFound { .. } => "ActorFound",
             Message::ActorAt { .. } => "ActorAt",
+            Message::FetchObject { .. } => "FetchObject",
+            Message::ReleaseObject { .. } => "ReleaseObject",
             Message::LocateActor { .. } => "LocateActor",
             Message::ReleaseBundles { .. } => "ReleaseBundles",
         }

@@ -811,3 +811,66 @@ fn a_driver_whose_head_dies_mid_run_gets_errors_not_hangs() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A value too large to travel with its answer (it stays on its node until wanted); marks
+/// `done` when made.
+#[mobula::remote]
+fn big_from(tag: u8, done: String) -> (Vec<u8>, NodeId) {
+    let value = vec![tag; 2 << 20];
+    std::fs::write(&done, b"made").unwrap();
+    (value, mobula::context().node_id().unwrap())
+}
+
+#[mobula::remote]
+fn pid_here() -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn a_value_lost_with_its_node_is_rebuilt_by_running_its_task_again() {
+    let _turn = turn();
+    let (_head, mut workers, dir) = start_cluster(2);
+    let ids = workers_by_id();
+    let (w1, w2) = (ids[0], ids[1]);
+    let near_w1 = SchedulingStrategy::NodeAffinity {
+        node: w1,
+        soft: true,
+    };
+    let marker = |tag: &str| dir.join(format!("made-{tag}")).display().to_string();
+    // Two large values made on w1 and left there; one task may run again, one may not.
+    let kept = big_from
+        .options()
+        .scheduling_strategy(near_w1)
+        .remote(7, marker("kept"));
+    let lost = big_from
+        .options()
+        .scheduling_strategy(near_w1)
+        .max_retries(0)
+        .remote(8, marker("lost"));
+    eventually("both values were made", || {
+        std::path::Path::new(&marker("kept")).exists()
+            && std::path::Path::new(&marker("lost")).exists()
+    });
+    // kill -9 w1 before anyone got them: their only copies go with it.
+    let pid = pid_here
+        .options()
+        .scheduling_strategy(on(w1))
+        .remote()
+        .get()
+        .unwrap();
+    let index = workers.iter().position(|w| w.0.id() == pid).unwrap();
+    drop(workers.remove(index));
+
+    // The first is made again on w2, from its lineage.
+    let (bytes, made_on) = kept.get().unwrap();
+    assert_eq!(bytes, vec![7u8; 2 << 20]);
+    assert_eq!(made_on, w2, "made again on the surviving worker");
+    // The second cannot be, and says why.
+    match lost.get() {
+        Err(GetError::ObjectLost { reason, .. }) => {
+            assert!(reason.contains("only copy"), "{reason}");
+            assert!(reason.contains("no retries left"), "{reason}");
+        }
+        other => panic!("expected ObjectLost, got {other:?}"),
+    }
+}

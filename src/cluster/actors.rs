@@ -687,9 +687,9 @@ impl Driver {
             TaskOutcome::DepFailed(message) | TaskOutcome::Refused(message) => {
                 task_error(TaskErrorKind::Failed, message)
             }
-            TaskOutcome::Streamed { .. } => task_error(
+            TaskOutcome::Streamed { .. } | TaskOutcome::Held { .. } => task_error(
                 TaskErrorKind::ResultRejected,
-                "a streamed result arrived without its payload".into(),
+                "a large result arrived without its payload".into(),
             ),
         };
         self.store.fail(sent.result, error);

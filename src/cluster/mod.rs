@@ -7,6 +7,7 @@
 //! - `head`: the head's own state (membership, CA, token, actor names) and failure detection.
 //! - `remote`: tasks sent to and run for other nodes.
 //! - `tasks`: the task channel to each peer that carries them.
+//! - `objects`: values left on the nodes that made them: fetched, let go, made again.
 //! - `actors`: actors created on and called across nodes.
 //! - `admin`: what the `mobula` CLI asks a running head (status, stop).
 
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod head;
 pub mod membership;
 pub mod node;
+pub mod objects;
 pub mod remote;
 pub mod serve;
 pub mod tasks;
@@ -47,6 +49,11 @@ pub(crate) fn join(config: ClusterConfig, totals: Vec<(String, f64)>) -> Result<
         .recv_timeout(wait)
         .map_err(|_| format!("no answer within {wait:?}"))??;
     global::with_runtime(|rt| {
+        // Values left on other nodes are fetched through the cluster.
+        rt.store.install_remote_objects(Arc::new(objects::Fetcher {
+            cluster: node.clone(),
+            arbiter: rt.node_arbiter.clone(),
+        }));
         // A named actor that ends here frees its name cluster-wide.
         let (unnamer, arbiter) = (node.clone(), rt.node_arbiter.clone());
         rt.actors.on_name_freed(Box::new(move |key, actor| {

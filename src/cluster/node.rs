@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use super::actors::{RemoteActor, RemoteActors};
 use super::head::{HeadState, watch_members};
 use super::membership::Membership;
+use super::objects::Lineage;
 use super::serve::handle;
 use super::tasks::TaskChannel;
 use crate::api::config::{ClusterConfig, ClusterRole};
 use crate::api::placement_group::LocalBundle;
 use crate::object::id::IdMint;
-use crate::object::id::{ActorId, NodeId, TaskId};
+use crate::object::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::registry;
 use crate::scheduler::bundles::Room;
 use crate::scheduler::handle::Scheduler;
@@ -56,6 +57,10 @@ pub(crate) struct ClusterNode {
     pub(super) remote_actors: RemoteActors,
     /// This node's task channels, by peer.
     pub(super) task_channels: Mutex<HashMap<NodeId, Arc<TaskChannel>>>,
+    /// Values of tasks other nodes sent here, kept until their owner fetches them.
+    pub(super) held: Mutex<HashMap<(NodeId, TaskId), Vec<u8>>>,
+    /// How to make again the values this node's tasks left on other nodes.
+    pub(super) lineage: Mutex<HashMap<ObjectId, Lineage>>,
     /// Placement group bundles this node reserved for other nodes, by group.
     pub(super) hosted_groups: Mutex<HashMap<String, Vec<LocalBundle>>>,
     pub(super) ids: Arc<IdMint>,
@@ -177,6 +182,8 @@ pub(crate) async fn start(
         remote_actors: RemoteActors::default(),
         task_channels: Mutex::default(),
         hosted_groups: Mutex::default(),
+        held: Mutex::default(),
+        lineage: Mutex::default(),
         ids,
     });
     let handler_node = node.clone();
@@ -452,6 +459,27 @@ impl ClusterNode {
 
     pub(super) fn forget_remote_actor(&self, id: ActorId) {
         self.remote_actors.forget(id);
+    }
+
+    /// Works on the lineage of values this node's tasks left elsewhere.
+    pub(super) fn lineage<R>(&self, f: impl FnOnce(&mut HashMap<ObjectId, Lineage>) -> R) -> R {
+        f(&mut self.lineage.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Keeps the encoded value of task `task` that node `owner` sent here.
+    pub fn hold(&self, owner: NodeId, task: TaskId, bytes: Vec<u8>) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((owner, task), bytes);
+    }
+
+    /// Gives up a held value (to send it, or because its owner let it go).
+    pub fn take_held(&self, owner: NodeId, task: TaskId) -> Option<Vec<u8>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(owner, task))
     }
 
     /// Every alive node that runs tasks, with its total resources, as room for a placement

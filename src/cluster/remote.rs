@@ -12,12 +12,14 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 
 use super::node::ClusterNode;
+use super::objects::Lineage;
 use crate::api::args::{ArgList, Params};
 use crate::api::function::{RemoteFunction, ResolvedOptions, TaskOptions};
 use crate::error::{GetError, TaskError, TaskErrorKind};
 use crate::object::codec;
 use crate::object::id::{NodeId, ObjectId, TaskId};
 use crate::object::store::Store;
+use crate::object::table::RemoteCopy;
 use crate::object::value::StoredValue;
 use crate::object::value::Value;
 use crate::scheduler::placement::SchedulingStrategy;
@@ -204,6 +206,27 @@ pub(crate) async fn send<F: RemoteFunction>(
                         attempts,
                     ),
                 }
+                return;
+            }
+            // Too large to send along: it stays there until wanted; how to make it again is
+            // kept in case that node goes first.
+            Ok(TaskOutcome::Held { .. }) => {
+                let lineage = Lineage {
+                    task: out.task,
+                    function: function.to_string(),
+                    frame: frame.clone(),
+                    payloads: payloads.clone(),
+                    request: request.clone(),
+                    strategy: out.options.strategy,
+                    max_retries: out.options.retry.max_retries,
+                    attempts,
+                };
+                cluster.lineage(|l| l.insert(out.result, lineage));
+                let copy = RemoteCopy {
+                    node: target,
+                    task: out.task,
+                };
+                store.seal_remote(out.result, copy);
                 return;
             }
             // `run_on` reads a streamed payload and answers with its value; never seen here.

@@ -11,7 +11,7 @@ use crate::scheduler::resources::{ResourceRequest, UNIT};
 use crate::transport::credentials::token_matches;
 use crate::transport::endpoint::{Peer, reply};
 use crate::transport::link;
-use crate::wire::{Message, WireBundle};
+use crate::wire::{Message, TaskOutcome, WireBundle};
 
 /// Reserves bundles another node's placement group put here; answers once all are reserved.
 async fn reserve_for_peer(
@@ -164,7 +164,7 @@ pub(super) async fn handle(
             return;
         }
         (Some(from), Message::OpenTasks) => {
-            super::tasks::serve(node.node_id, from, tx, rx).await;
+            super::tasks::serve(node.clone(), from, tx, rx).await;
             return;
         }
         (
@@ -259,6 +259,26 @@ pub(super) async fn handle(
                 }
             }
         },
+        (Some(from), Message::FetchObject { task }) => match node.take_held(from, task) {
+            Some(bytes) => {
+                let wrap = |outcome| Message::TaskDone { task, outcome };
+                if link::send_outcome(&mut tx, TaskOutcome::Value(bytes), wrap)
+                    .await
+                    .is_ok()
+                {
+                    let _ = tx.finish();
+                }
+                return;
+            }
+            None => refused(format!(
+                "node {} holds no value of task {task} for node {from}",
+                node.node_id
+            )),
+        },
+        (Some(from), Message::ReleaseObject { task }) => {
+            drop(node.take_held(from, task));
+            Message::Ack
+        }
         (Some(_), Message::ReserveBundles { group, bundles }) => {
             reserve_for_peer(&node, group, bundles).await
         }

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::node::VALUE_LIMIT;
+use super::node::{ClusterNode, VALUE_LIMIT};
 use crate::object::id::{NodeId, TaskId};
 use crate::registry;
 use crate::transport::link::{self, LinkError};
-use crate::wire::{Message, TaskOutcome};
+use crate::wire::{INLINE_LIMIT, Message, TaskOutcome};
 
 type Reply = oneshot::Sender<Result<TaskOutcome, LinkError>>;
 
@@ -150,11 +150,12 @@ async fn read_outcomes(mut rx: quinn::RecvStream, pending: Pending, alive: Arc<A
 /// The executing side of a channel: runs each task as it arrives, answers each as it ends,
 /// until the sender closes the channel or its link breaks.
 pub(crate) async fn serve(
-    here: NodeId,
+    node: Arc<ClusterNode>,
     from: NodeId,
     tx: quinn::SendStream,
     mut rx: quinn::RecvStream,
 ) {
+    let here = node.node_id;
     let (done, writer) =
         link::answer_writer(tx, |task, outcome| Message::TaskDone { task, outcome });
     let writer = actix_rt::spawn(writer);
@@ -180,9 +181,18 @@ pub(crate) async fn serve(
                     Some(f) => {
                         // Submitted here, in the order the tasks arrived.
                         let outcome = (f.run_remote)(task, here);
-                        let done = done.clone();
+                        let (done, node) = (done.clone(), node.clone());
                         actix_rt::spawn(async move {
-                            let _ = done.send((id, outcome.await));
+                            // A large value stays here until its owner fetches it.
+                            let outcome = match outcome.await {
+                                TaskOutcome::Value(bytes) if bytes.len() > INLINE_LIMIT => {
+                                    let len = bytes.len() as u64;
+                                    node.hold(from, id, bytes);
+                                    TaskOutcome::Held { len }
+                                }
+                                outcome => outcome,
+                            };
+                            let _ = done.send((id, outcome));
                         });
                     }
                 }

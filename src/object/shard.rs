@@ -17,7 +17,7 @@ use super::id::ObjectId;
 use super::spiller::{ReadSpill, SpillFailure, Spiller, WriteSpill};
 use super::store::Store;
 use super::supervisor::{SpillReport, StoreSupervisor};
-use super::table::{SpillFile, SpillStart};
+use super::table::{Source, SpillFile, SpillStart};
 use crate::error::GetError;
 
 pub(crate) struct ShardActor {
@@ -114,17 +114,28 @@ impl Handler<RestoreObject> for ShardActor {
     type Result = ();
 
     fn handle(&mut self, RestoreObject(id): RestoreObject, ctx: &mut Context<Self>) {
-        let path = self.store.table(self.index).spill_path(id);
-        match path {
-            Some(path) => self.spiller.do_send(ReadSpill {
+        let source = self.store.table(self.index).restore_source(id);
+        let remote = self.store.remote_objects().cloned();
+        match (source, remote) {
+            (Some(Source::File(path)), _) => self.spiller.do_send(ReadSpill {
                 id,
                 path,
                 reply: ctx.address(),
             }),
-            None => {
+            (Some(Source::Node(copy)), Some(remote)) => {
+                remote.fetch(id, copy, ctx.address().recipient());
+            }
+            (source, _) => {
+                let reason = match source {
+                    Some(Source::Node(copy)) => format!(
+                        "it is on node {} and this process is no longer in its cluster",
+                        copy.node
+                    ),
+                    _ => "its spill file is unknown".into(),
+                };
                 let err = GetError::ObjectLost {
                     object_id: id,
-                    reason: "its spill file is unknown".into(),
+                    reason,
                 };
                 let fx = self
                     .store

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use actix::Addr;
 
 use super::id::{ActorId, NodeId, ObjectId};
-use super::shard::{DeleteFiles, DropValues, RestoreObject, ShardActor};
+use super::shard::{DeleteFiles, DropValues, RestoreObject, Restored, ShardActor};
 use super::supervisor::{Reclaim, StoreSupervisor};
-use super::table::{CancelProbe, Effects, Probe, Producer, ShardTable};
+use super::table::{CancelProbe, Effects, Probe, Producer, RemoteCopy, ShardTable};
 use super::value::StoredValue;
 use super::waiter::Waiter;
 use crate::error::GetError;
@@ -59,12 +59,22 @@ pub(crate) struct StoreInner {
     closed: AtomicBool,
     actors: OnceLock<StoreActors>,
     actor_refs: OnceLock<Arc<dyn ActorRefs>>,
+    remote_objects: OnceLock<Arc<dyn RemoteObjects>>,
 }
 
 /// Counts handles of actors held inside spilled objects, so those actors stay alive.
 pub(crate) trait ActorRefs: Send + Sync {
     fn retain(&self, id: ActorId);
     fn release(&self, id: ActorId);
+}
+
+/// Values that stayed on other nodes: the cluster fetches them and lets them go.
+pub(crate) trait RemoteObjects: Send + Sync {
+    /// Fetches object `id`'s bytes from where `copy` says; answers `reply` with them (or why
+    /// not), as a spiller answers a restore.
+    fn fetch(&self, id: ObjectId, copy: RemoteCopy, reply: actix::Recipient<Restored>);
+    /// Nobody here wants the value any more: its node may drop it.
+    fn release(&self, copy: RemoteCopy);
 }
 
 /// A handle to one node's object store; cheap to clone.
@@ -104,11 +114,22 @@ impl Store {
             closed: AtomicBool::new(false),
             actors: OnceLock::new(),
             actor_refs: OnceLock::new(),
+            remote_objects: OnceLock::new(),
         }))
     }
 
     pub fn install_actors(&self, actors: StoreActors) {
         let _ = self.actors.set(actors);
+    }
+
+    /// The cluster's fetcher of values on other nodes (once, when the node joins).
+    pub fn install_remote_objects(&self, remote: Arc<dyn RemoteObjects>) {
+        let _ = self.0.remote_objects.set(remote);
+    }
+
+    /// The cluster's fetcher, in a cluster.
+    pub fn remote_objects(&self) -> Option<&Arc<dyn RemoteObjects>> {
+        self.0.remote_objects.get()
     }
 
     pub fn install_actor_refs(&self, refs: Arc<dyn ActorRefs>) {
@@ -160,6 +181,12 @@ impl Store {
     pub fn seal(&self, id: ObjectId, value: StoredValue) {
         let tick = self.next_tick();
         let fx = self.with_table(id, |t| t.seal(id, value, tick));
+        self.apply(Self::shard_index(id), fx);
+    }
+
+    /// A task's value stayed on the node that made it; it is fetched when wanted.
+    pub fn seal_remote(&self, id: ObjectId, copy: RemoteCopy) {
+        let fx = self.with_table(id, |t| t.seal_remote(id, copy));
         self.apply(Self::shard_index(id), fx);
     }
 
@@ -239,6 +266,18 @@ impl Store {
         }
         for waiter in fx.wake.drain(..) {
             waiter.fire();
+        }
+        for id in std::mem::take(&mut fx.restore) {
+            if let Some(actors) = self.actors.get() {
+                actors.shards[shard].do_send(RestoreObject(id));
+            }
+        }
+        if !fx.release_remote.is_empty()
+            && let Some(remote) = self.remote_objects.get()
+        {
+            fx.release_remote
+                .drain(..)
+                .for_each(|copy| remote.release(copy));
         }
         if !fx.delete_files.is_empty() {
             match self.actors.get() {

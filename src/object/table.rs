@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::id::{ActorId, IdHash, ObjectId, TaskId};
+use super::id::{ActorId, IdHash, NodeId, ObjectId, TaskId};
 use super::value::StoredValue;
 use super::waiter::Waiter;
 use crate::error::GetError;
@@ -23,6 +23,22 @@ pub(crate) struct SpillFile {
     pub contained: Vec<ObjectId>,
     /// Actors whose handles the file holds; they stay alive while it exists.
     pub actors: Vec<ActorId>,
+}
+
+/// A task's value that stayed on the node that made it, to be fetched when wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RemoteCopy {
+    /// The node that holds it.
+    pub node: NodeId,
+    /// The task that made it (how that node knows it).
+    pub task: TaskId,
+}
+
+/// Where an object that is not in memory can be read back from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    File(PathBuf),
+    Node(RemoteCopy),
 }
 
 #[derive(Debug)]
@@ -52,6 +68,8 @@ struct Entry {
     size: u64,
     last_used: u64,
     file: Option<SpillFile>,
+    /// The value is on another node (it stays there until fetched).
+    remote: Option<RemoteCopy>,
     /// Spilling failed for a reason that would repeat (its serialization fails).
     unspillable: bool,
     /// The task that makes it; `None` for a put.
@@ -74,6 +92,7 @@ impl Entry {
             size: 0,
             last_used: 0,
             file: None,
+            remote: None,
             unspillable: false,
             producer: None,
         }
@@ -104,6 +123,10 @@ pub(crate) struct Effects {
     pub release_actors: Vec<ActorId>,
     /// Ids whose `contained` count goes down (a spill file holding them is gone).
     pub release: Vec<ObjectId>,
+    /// Objects to read back now (waited for when their value went elsewhere).
+    pub restore: Vec<ObjectId>,
+    /// Values on other nodes nobody here wants any more.
+    pub release_remote: Vec<RemoteCopy>,
     /// Change in bytes held in memory.
     pub memory_delta: i64,
 }
@@ -117,6 +140,8 @@ impl Effects {
             && self.release.is_empty()
             && self.retain_actors.is_empty()
             && self.release_actors.is_empty()
+            && self.restore.is_empty()
+            && self.release_remote.is_empty()
             && self.memory_delta == 0
     }
 }
@@ -275,6 +300,10 @@ impl ShardTable {
         };
         let before = e.in_memory_bytes();
         self.account(&mut fx, before, 0);
+        // Not fetched yet: its node still holds it.
+        if let Some(copy) = e.remote {
+            fx.release_remote.push(copy);
+        }
         match e.state {
             State::InMemory { value, .. } => fx.drop_values.push(value),
             State::Pending { waiters, .. } | State::OnDisk { waiters, .. } => {
@@ -316,6 +345,28 @@ impl ShardTable {
             fx.wake = waiters;
         }
         self.account(&mut fx, 0, size);
+        fx
+    }
+
+    /// A task's value stayed on the node that made it: the object is ready to be read back
+    /// from there (as from disk). Read back at once if somebody already waits.
+    pub fn seal_remote(&mut self, id: ObjectId, copy: RemoteCopy) -> Effects {
+        let mut fx = Effects::default();
+        let Some(e) = self.entries.get_mut(&id) else {
+            fx.release_remote.push(copy);
+            return fx;
+        };
+        let State::Pending { waiters } = &mut e.state else {
+            fx.release_remote.push(copy);
+            return fx;
+        };
+        let waiters = std::mem::take(waiters);
+        let restoring = !waiters.is_empty();
+        if restoring {
+            fx.restore.push(id);
+        }
+        e.state = State::OnDisk { waiters, restoring };
+        e.remote = Some(copy);
         fx
     }
 
@@ -475,9 +526,14 @@ impl ShardTable {
         }
     }
 
-    /// Where a spilled object's file is.
-    pub fn spill_path(&self, id: ObjectId) -> Option<PathBuf> {
-        self.entries.get(&id)?.file.as_ref().map(|f| f.path.clone())
+    /// Where an object that is not in memory is read back from.
+    pub fn restore_source(&self, id: ObjectId) -> Option<Source> {
+        let e = self.entries.get(&id)?;
+        match (&e.remote, &e.file) {
+            (Some(copy), _) => Some(Source::Node(*copy)),
+            (None, Some(file)) => Some(Source::File(file.path.clone())),
+            (None, None) => None,
+        }
     }
 
     /// A restore of `id` finished, with its bytes or with why it failed.
@@ -493,6 +549,8 @@ impl ShardTable {
         if !matches!(e.state, State::OnDisk { .. }) {
             return fx;
         }
+        // Fetched from another node, which gave its copy up.
+        e.remote = None;
         let new = match result {
             Ok(bytes) => {
                 let n = bytes.len() as u64;
@@ -824,6 +882,56 @@ mod tests {
         let fx = t.release_contained(id);
         assert_eq!(fx.drop_values.len(), 1);
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn a_value_left_on_another_node_is_fetched_when_wanted_and_let_go_when_freed() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let copy = RemoteCopy {
+            node: NodeId::random(),
+            task: TaskId::from_parts(3, 4),
+        };
+        let woken = Arc::new(AtomicUsize::new(0));
+        // Nobody waits yet: no fetch; the first get asks for one, once.
+        let a = next();
+        t.insert_pending(a, producer());
+        assert!(fire(t.seal_remote(a, copy)).restore.is_empty());
+        assert_eq!(t.restore_source(a), Some(Source::Node(copy)));
+        let mut w = counter_waiter(&woken);
+        assert!(matches!(
+            t.probe(a, 1, &mut w),
+            Probe::NotReady { restore: true }
+        ));
+        let mut w2 = counter_waiter(&woken);
+        assert!(matches!(
+            t.probe(a, 1, &mut w2),
+            Probe::NotReady { restore: false }
+        ));
+        let _ = fire(t.finish_restore(a, Ok(Arc::new(vec![7u8; 3]))));
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+        assert!(matches!(
+            t.probe(a, 2, &mut None),
+            Probe::Ready(Ready::Bytes(_))
+        ));
+        // Fetched: freeing it releases nothing elsewhere.
+        assert!(fire(t.decref(a)).release_remote.is_empty());
+
+        // Somebody already waits: fetched at once.
+        let b = next();
+        t.insert_pending(b, producer());
+        let mut w = counter_waiter(&woken);
+        assert!(matches!(
+            t.probe(b, 1, &mut w),
+            Probe::NotReady { restore: false }
+        ));
+        assert_eq!(fire(t.seal_remote(b, copy)).restore, vec![b]);
+
+        // Freed before anyone fetched it: its node may let it go.
+        let c = next();
+        t.insert_pending(c, producer());
+        let _ = fire(t.seal_remote(c, copy));
+        assert_eq!(fire(t.decref(c)).release_remote, vec![copy]);
     }
 
     #[test]

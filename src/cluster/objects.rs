@@ -1,0 +1,179 @@
+//! Values left on the nodes that made them.
+//!
+//! A task run for another node whose value is larger than a frame keeps it on its node and
+//! answers `Held`; the submitting node's store marks the object as "on node N" and fetches
+//! it the first time somebody wants it (the node gives its copy up then), or tells the node
+//! to let it go when nobody wants it any more. If the node is gone when the value is wanted,
+//! the submitting node runs the task that made it again, on another node, while the task's
+//! `max_retries` allows (lineage reconstruction); otherwise the object is lost, and its
+//! error says why.
+
+use std::sync::Arc;
+
+use super::node::{ClusterNode, VALUE_LIMIT};
+use crate::error::{GetError, TaskError, TaskErrorKind};
+use crate::object::id::{ObjectId, TaskId};
+use crate::object::shard::Restored;
+use crate::object::store::RemoteObjects;
+use crate::object::table::RemoteCopy;
+use crate::scheduler::placement::SchedulingStrategy;
+use crate::scheduler::resources::ResourceRequest;
+use crate::scheduler::retry::Retries;
+use crate::transport::link::{self, LinkError};
+use crate::wire::{Message, TaskOutcome};
+
+/// How to make a value again: the task as it was sent.
+pub(crate) struct Lineage {
+    pub task: TaskId,
+    pub function: String,
+    pub frame: Arc<[u8]>,
+    pub payloads: Arc<Vec<Vec<u8>>>,
+    pub request: ResourceRequest,
+    pub strategy: SchedulingStrategy,
+    pub max_retries: Retries,
+    /// Runs so far.
+    pub attempts: u32,
+}
+
+/// The store's way to the values on other nodes.
+pub(crate) struct Fetcher {
+    pub cluster: Arc<ClusterNode>,
+    pub arbiter: actix_rt::ArbiterHandle,
+}
+
+impl RemoteObjects for Fetcher {
+    fn fetch(&self, id: ObjectId, copy: RemoteCopy, reply: actix::Recipient<Restored>) {
+        let cluster = self.cluster.clone();
+        self.arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let result = fetch(&cluster, id, copy).await.map(Arc::new);
+                reply.do_send(Restored { id, result });
+            });
+        });
+    }
+
+    fn release(&self, copy: RemoteCopy) {
+        let cluster = self.cluster.clone();
+        self.arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                if let Ok(address) = cluster.find(copy.node).await {
+                    let message = Message::ReleaseObject { task: copy.task };
+                    let _ = cluster.endpoint.request(address, &message).await;
+                }
+            });
+        });
+    }
+}
+
+/// The value's bytes, from the node that holds them.
+async fn fetch_from(cluster: &ClusterNode, copy: RemoteCopy) -> Result<Vec<u8>, LinkError> {
+    let address = cluster.find(copy.node).await?;
+    let message = Message::FetchObject { task: copy.task };
+    match cluster.endpoint.request(address, &message).await? {
+        (
+            Message::TaskDone {
+                outcome: TaskOutcome::Streamed { len },
+                ..
+            },
+            mut rx,
+        ) => link::recv_bytes(&mut rx, len, VALUE_LIMIT).await,
+        (
+            Message::TaskDone {
+                outcome: TaskOutcome::Value(bytes),
+                ..
+            },
+            _,
+        ) => Ok(bytes),
+        (other, _) => Err(LinkError::Unexpected {
+            request: "FetchObject",
+            got: other.name(),
+        }),
+    }
+}
+
+/// Fetches object `id`, making it again by its lineage when the node that held it is gone.
+pub(crate) async fn fetch(
+    cluster: &ClusterNode,
+    id: ObjectId,
+    copy: RemoteCopy,
+) -> Result<Vec<u8>, GetError> {
+    let lost = |reason: String| GetError::ObjectLost {
+        object_id: id,
+        reason,
+    };
+    let mut copy = copy;
+    loop {
+        let why = match fetch_from(cluster, copy).await {
+            Ok(bytes) => {
+                cluster.lineage(|l| l.remove(&id));
+                return Ok(bytes);
+            }
+            Err(e) => format!("node {} held its only copy and is lost ({e})", copy.node),
+        };
+        cluster.suspect(copy.node);
+        let Some(mut lineage) = cluster.lineage(|l| l.remove(&id)) else {
+            return Err(lost(format!(
+                "{why}; no task of this node made it, so it cannot be made again"
+            )));
+        };
+        if !lineage.max_retries.allows(lineage.attempts) {
+            return Err(lost(format!(
+                "{why}; the task that made it (`{}`) has no retries left ({} runs)",
+                lineage.function, lineage.attempts
+            )));
+        }
+        let strategy = match lineage.strategy {
+            SchedulingStrategy::NodeAffinity { soft: true, .. } => SchedulingStrategy::Default,
+            s => s,
+        };
+        let node = match cluster.place_retry(&lineage.request, strategy) {
+            Ok(node) => node,
+            Err(e) => {
+                return Err(lost(format!(
+                    "{why}; no node can run `{}` again: {e}",
+                    lineage.function
+                )));
+            }
+        };
+        lineage.attempts += 1;
+        tracing::warn!(
+            "{why}; running `{}` again on node {node} to make it",
+            lineage.function
+        );
+        let outcome = cluster
+            .run_on(
+                node,
+                lineage.task,
+                lineage.frame.clone(),
+                lineage.payloads.clone(),
+            )
+            .await;
+        let failed = |kind, message| {
+            GetError::Task(TaskError {
+                function: lineage.function.clone(),
+                task_id: lineage.task,
+                node_id: node,
+                kind,
+                message,
+                attempts: lineage.attempts,
+            })
+        };
+        match outcome {
+            Ok(TaskOutcome::Value(bytes)) => return Ok(bytes),
+            Ok(TaskOutcome::Failed { kind, message }) => return Err(failed(kind, message)),
+            Ok(
+                TaskOutcome::DepFailed(message)
+                | TaskOutcome::Refused(message)
+                | TaskOutcome::ActorDied(message),
+            ) => return Err(failed(TaskErrorKind::Failed, message)),
+            // Held there now (or the node went too): fetch from it, or try again.
+            Ok(TaskOutcome::Held { .. } | TaskOutcome::Streamed { .. }) | Err(_) => {
+                copy = RemoteCopy {
+                    node,
+                    task: lineage.task,
+                };
+                cluster.lineage(|l| l.insert(id, lineage));
+            }
+        }
+    }
+}
