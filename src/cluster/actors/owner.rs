@@ -1,20 +1,5 @@
-//! Actors across nodes.
-//!
-//! A handle to an actor on another node holds a [`RemoteActor`]: a channel to the node that
-//! hosts it, one QUIC stream carrying this process's calls in the order they were made and
-//! their answers in any order. All handles to one actor in a process share the channel, so
-//! calls through them keep Ray's per-caller order.
-//!
-//! The hosting node serves each channel ([`serve`]): it holds a handle to the actor while the
-//! channel is open, queues each call on the actor as it reads it (so in the caller's order),
-//! and writes each answer when its call ends. When the caller's node dies, its stream
-//! breaks and its handle goes, as in Ray, where an actor dies with its owner.
-//!
-//! The process that created the actor on another node owns it: when the hosting node is
-//! lost it creates the actor again elsewhere while `max_restarts` allows, and sends the calls
-//! that were not answered again while `max_task_retries` allows, and tells the head where the
-//! actor now runs. Handles other processes hold (borrowers) ask the head and follow it; their
-//! calls caught by the loss fail with [`GetError::ActorDied`].
+//! The calling side of actor channels: a process's channel to an actor on another node,
+//! shared by its handles; the owner's restarts and the borrowers' following.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,11 +8,11 @@ use std::sync::{Arc, Mutex, Weak};
 use futures::future::LocalBoxFuture;
 use tokio::sync::mpsc;
 
-use super::node::{ClusterNode, VALUE_LIMIT};
-use super::remote::outcome_of;
-use crate::api::actor::{ActorClass, ActorConstructor, ActorHandle, ActorOptions};
+use super::ActorMethods;
+use crate::api::actor::ActorOptions;
 use crate::api::args::{ArgList, Params};
 use crate::api::object_ref::ObjectRef;
+use crate::cluster::node::{ClusterNode, VALUE_LIMIT};
 use crate::error::{GetError, TaskError, TaskErrorKind};
 use crate::object::codec;
 use crate::object::id::{ActorId, NodeId, ObjectId, TaskId};
@@ -35,191 +20,10 @@ use crate::object::store::Store;
 use crate::object::table::Producer;
 use crate::object::value::{StoredValue, Value};
 use crate::runtime::actor::ActorSettings;
-use crate::runtime::actor::call::Invoke;
-use crate::runtime::actor::core::ActorCore;
 use crate::runtime::global::{self, Runtime};
 use crate::scheduler::placement::SchedulingStrategy;
-use crate::transport::endpoint::reply;
 use crate::transport::link::{self, LinkError};
 use crate::wire::{ActorCall, CreateActor, Message, OpenActor, TaskOutcome};
-
-/// How a call that another node sent ends: the outcome to send back.
-pub type CallReply = LocalBoxFuture<'static, TaskOutcome>;
-
-/// The methods of an actor class, callable by name for calls that come from other nodes.
-/// Implemented by `#[mobula::actor]` on the impl block.
-#[doc(hidden)]
-pub trait ActorMethods: ActorConstructor {
-    /// Queues the call of `method` (`Class.method`) with `args` encoded; its outcome comes
-    /// when the call ends. An unknown method or arguments that do not decode are an error.
-    fn dispatch(
-        handle: &ActorHandle<Self>,
-        method: &str,
-        args: &[Vec<u8>],
-    ) -> Result<CallReply, String>;
-}
-
-/// Queues one call that came from another node on a local actor. Used by the code
-/// `#[mobula::actor]` generates for [`ActorMethods::dispatch`].
-#[doc(hidden)]
-pub fn serve_call<A: ActorClass, P: Params, R: Value>(
-    handle: &ActorHandle<A>,
-    label: &'static str,
-    invoke: Invoke<A, P::Resolved, R>,
-    args: &[Vec<u8>],
-) -> Result<CallReply, String> {
-    let args = <P::Args as ArgList>::decode(args)
-        .map_err(|e| format!("the arguments of `{label}` do not decode: {e}"))?;
-    let result = handle.__call::<P, R>(label, invoke, args);
-    Ok(Box::pin(async move {
-        outcome_of::<R>(result.get_shared().await)
-    }))
-}
-
-/// An actor this node hosts for a channel from another node.
-pub trait HostedActor {
-    /// Queues a call.
-    fn call(&self, method: &str, args: &[Vec<u8>]) -> Result<CallReply, String>;
-    /// Kills (`kill`) or terminates the actor.
-    fn control(&self, kill: bool, allow_restart: bool);
-}
-
-impl<A: ActorMethods> HostedActor for ActorHandle<A> {
-    fn call(&self, method: &str, args: &[Vec<u8>]) -> Result<CallReply, String> {
-        A::dispatch(self, method, args)
-    }
-
-    fn control(&self, kill: bool, allow_restart: bool) {
-        if kill {
-            self.kill(allow_restart);
-        } else {
-            self.terminate();
-        }
-    }
-}
-
-/// Opens the actor a channel names on this node: creates it, or finds it. Registered for
-/// each class by `#[mobula::actor]`.
-pub type OpenHosted = fn(OpenActor, NodeId) -> Result<Box<dyn HostedActor>, String>;
-
-/// [`OpenHosted`] for class `A`.
-#[doc(hidden)]
-pub fn open_hosted<A: ActorMethods>(
-    open: OpenActor,
-    here: NodeId,
-) -> Result<Box<dyn HostedActor>, String> {
-    match open.create {
-        Some(create) => {
-            let args = <<A::Params as Params>::Args as ArgList>::decode(&create.args)
-                .map_err(|e| format!("the constructor's arguments do not decode: {e}"))?;
-            let options = create
-                .options
-                .scheduling_strategy(SchedulingStrategy::NodeAffinity {
-                    node: here,
-                    soft: false,
-                });
-            crate::runtime::actor::spawn_as::<A>(&options, args, Some(open.actor))
-                .map(|handle| Box::new(handle) as Box<dyn HostedActor>)
-                .map_err(|e| e.to_string())
-        }
-        None => global::with_runtime(|rt| rt.actors.acquire::<ActorCore<A>>(open.actor))
-            .flatten()
-            .map(|core| Box::new(ActorHandle::adopt(core)) as Box<dyn HostedActor>)
-            .ok_or_else(|| format!("actor {} is not on node {here}", open.actor)),
-    }
-}
-
-/// How long a channel to an actor not (yet) on this node waits for it: tries and pause.
-const ATTACH_TRIES: u32 = 100;
-const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// The hosting side of a channel: runs until the caller closes it or its link breaks.
-pub(crate) async fn serve(
-    here: NodeId,
-    from: NodeId,
-    mut open: OpenActor,
-    tx: quinn::SendStream,
-    mut rx: quinn::RecvStream,
-) {
-    if let Some(create) = &mut open.create {
-        let streamed = std::mem::take(&mut create.streamed);
-        if let Err(e) = link::recv_large(&mut rx, &mut create.args, streamed, VALUE_LIMIT).await {
-            tracing::warn!(from = %from, "dropped an actor whose arguments did not arrive: {e}");
-            return;
-        }
-    }
-    let class = open.class.clone();
-    let hosted = match crate::registry::find_actor(&class) {
-        None => Err(format!(
-            "node {here} has no actor class `{class}`: every node must run the same binary"
-        )),
-        Some(found) if open.create.is_none() => {
-            // A handle can reach this node before its owner's request to create the actor
-            // does (both leave the owner at once): give that request a moment.
-            let mut tries = 0;
-            loop {
-                match (found.open)(open.clone(), here) {
-                    Err(_) if tries < ATTACH_TRIES => {
-                        tries += 1;
-                        tokio::time::sleep(ATTACH_WAIT).await;
-                    }
-                    result => break result,
-                }
-            }
-        }
-        Some(found) => (found.open)(open, here),
-    };
-    let hosted = match hosted {
-        Ok(hosted) => hosted,
-        Err(reason) => {
-            tracing::warn!(from = %from, "refused an actor channel: {reason}");
-            reply(tx, &Message::Refused { reason }).await;
-            return;
-        }
-    };
-    // Answers go out through one writer, in the order the calls end.
-    let (done, writer) = link::answer_writer(tx, |seq, outcome| Message::CallDone { seq, outcome });
-    let writer = actix_rt::spawn(writer);
-    loop {
-        match link::recv(&mut rx).await {
-            Ok(Message::ActorCall(mut call)) => {
-                let streamed = std::mem::take(&mut call.streamed);
-                if let Err(e) =
-                    link::recv_large(&mut rx, &mut call.args, streamed, VALUE_LIMIT).await
-                {
-                    tracing::warn!(from = %from, "an actor channel broke: {e}");
-                    break;
-                }
-                let seq = call.seq;
-                match hosted.call(&call.method, &call.args) {
-                    Ok(reply) => {
-                        let done = done.clone();
-                        actix_rt::spawn(async move {
-                            let _ = done.send((seq, reply.await));
-                        });
-                    }
-                    Err(why) => {
-                        let _ = done.send((seq, TaskOutcome::Refused(why)));
-                    }
-                }
-            }
-            Ok(Message::ActorControl {
-                kill,
-                allow_restart,
-            }) => hosted.control(kill, allow_restart),
-            Ok(other) => {
-                tracing::warn!(from = %from, "closed an actor channel: it sent {}", other.name());
-                break;
-            }
-            // The caller finished the stream (its last handle went) or its link broke.
-            Err(_) => break,
-        }
-    }
-    // The handle goes now; calls already queued still run and are answered.
-    drop(hosted);
-    drop(done);
-    let _ = writer.await;
-}
 
 /// What a handle sends down a channel.
 enum Outgoing {

@@ -1,0 +1,101 @@
+//! The hosting side of actor channels: queues each call as it is read (so in the caller's
+//! order) and answers each when it ends.
+
+use crate::object::id::NodeId;
+use crate::transport::endpoint::reply;
+use crate::transport::link;
+use crate::wire::{Message, OpenActor, TaskOutcome};
+
+use crate::cluster::node::VALUE_LIMIT;
+
+/// How long a channel to an actor not (yet) on this node waits for it: tries and pause.
+const ATTACH_TRIES: u32 = 100;
+const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The hosting side of a channel: runs until the caller closes it or its link breaks.
+pub(crate) async fn serve(
+    here: NodeId,
+    from: NodeId,
+    mut open: OpenActor,
+    tx: quinn::SendStream,
+    mut rx: quinn::RecvStream,
+) {
+    if let Some(create) = &mut open.create {
+        let streamed = std::mem::take(&mut create.streamed);
+        if let Err(e) = link::recv_large(&mut rx, &mut create.args, streamed, VALUE_LIMIT).await {
+            tracing::warn!(from = %from, "dropped an actor whose arguments did not arrive: {e}");
+            return;
+        }
+    }
+    let class = open.class.clone();
+    let hosted = match crate::registry::find_actor(&class) {
+        None => Err(format!(
+            "node {here} has no actor class `{class}`: every node must run the same binary"
+        )),
+        Some(found) if open.create.is_none() => {
+            // A handle can reach this node before its owner's request to create the actor
+            // does (both leave the owner at once): give that request a moment.
+            let mut tries = 0;
+            loop {
+                match (found.open)(open.clone(), here) {
+                    Err(_) if tries < ATTACH_TRIES => {
+                        tries += 1;
+                        tokio::time::sleep(ATTACH_WAIT).await;
+                    }
+                    result => break result,
+                }
+            }
+        }
+        Some(found) => (found.open)(open, here),
+    };
+    let hosted = match hosted {
+        Ok(hosted) => hosted,
+        Err(reason) => {
+            tracing::warn!(from = %from, "refused an actor channel: {reason}");
+            reply(tx, &Message::Refused { reason }).await;
+            return;
+        }
+    };
+    // Answers go out through one writer, in the order the calls end.
+    let (done, writer) = link::answer_writer(tx, |seq, outcome| Message::CallDone { seq, outcome });
+    let writer = actix_rt::spawn(writer);
+    loop {
+        match link::recv(&mut rx).await {
+            Ok(Message::ActorCall(mut call)) => {
+                let streamed = std::mem::take(&mut call.streamed);
+                if let Err(e) =
+                    link::recv_large(&mut rx, &mut call.args, streamed, VALUE_LIMIT).await
+                {
+                    tracing::warn!(from = %from, "an actor channel broke: {e}");
+                    break;
+                }
+                let seq = call.seq;
+                match hosted.call(&call.method, &call.args) {
+                    Ok(reply) => {
+                        let done = done.clone();
+                        actix_rt::spawn(async move {
+                            let _ = done.send((seq, reply.await));
+                        });
+                    }
+                    Err(why) => {
+                        let _ = done.send((seq, TaskOutcome::Refused(why)));
+                    }
+                }
+            }
+            Ok(Message::ActorControl {
+                kill,
+                allow_restart,
+            }) => hosted.control(kill, allow_restart),
+            Ok(other) => {
+                tracing::warn!(from = %from, "closed an actor channel: it sent {}", other.name());
+                break;
+            }
+            // The caller finished the stream (its last handle went) or its link broke.
+            Err(_) => break,
+        }
+    }
+    // The handle goes now; calls already queued still run and are answered.
+    drop(hosted);
+    drop(done);
+    let _ = writer.await;
+}
