@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::actor::ActorOptions;
 use crate::error::TaskErrorKind;
-use crate::object::id::{ActorId, NodeId, TaskId};
+use crate::object::id::{ActorId, NodeId, ObjectId, TaskId};
 
 /// The protocol version this build speaks. A peer with another version is refused.
 pub const VERSION: u16 = 1;
@@ -306,6 +306,12 @@ pub enum Message {
         /// The asking node's id of the task that made it.
         task: TaskId,
     },
+    /// Send the value of object `object` in this node's store (a ref minted here reached the
+    /// asking node inside a value); answered like [`Message::FetchObject`].
+    FetchStored {
+        /// The object.
+        object: ObjectId,
+    },
     /// The asking node no longer wants the value of task `task`: let it go.
     ReleaseObject {
         /// The asking node's id of the task that made it.
@@ -362,6 +368,7 @@ impl Message {
             Message::ActorFound { .. } => "ActorFound",
             Message::ActorAt { .. } => "ActorAt",
             Message::FetchObject { .. } => "FetchObject",
+            Message::FetchStored { .. } => "FetchStored",
             Message::ReleaseObject { .. } => "ReleaseObject",
             Message::LocateActor { .. } => "LocateActor",
             Message::ReleaseBundles { .. } => "ReleaseBundles",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{eventually, turn};
 use mobula::prelude::*;
-use mobula::{ActorError, InitError, NodeId, SchedulingStrategy};
+use mobula::{ActorError, InitError, NodeId, ObjectRef, SchedulingStrategy};
 
 const WORKER_ENV: &str = "MOBULA_TEST_WORKER";
 
@@ -873,4 +873,30 @@ fn a_value_lost_with_its_node_is_rebuilt_by_running_its_task_again() {
         }
         other => panic!("expected ObjectLost, got {other:?}"),
     }
+}
+
+/// Gets refs that arrived inside a value (not resolved before the task ran).
+#[mobula::remote]
+fn sum_nested(parts: Vec<ObjectRef<Vec<u64>>>) -> (u64, NodeId) {
+    let total = parts
+        .iter()
+        .map(|p| p.get().unwrap().iter().sum::<u64>())
+        .sum();
+    (total, mobula::context().node_id().unwrap())
+}
+
+#[test]
+fn refs_inside_values_are_fetched_from_the_node_that_made_them() {
+    let _turn = turn();
+    let (_head, _workers, _) = start_cluster(1);
+    let big: Vec<u64> = (0..2_000_000).collect();
+    let small: Vec<u64> = vec![1, 2, 3];
+    let expected = big.iter().sum::<u64>() + 6;
+    // Put here (the head), passed inside a Vec: the worker fetches each from this node.
+    let refs = vec![mobula::put(big).unwrap(), mobula::put(small).unwrap()];
+    let (total, node) = sum_nested.remote(refs.clone()).get().unwrap();
+    assert_eq!(total, expected);
+    assert_eq!(node, workers_by_id()[0]);
+    // Twice, from a second task: still there, still the same.
+    assert_eq!(sum_nested.remote(refs).get().unwrap().0, expected);
 }

@@ -15,6 +15,7 @@ use crate::error::GetError;
 use crate::object::id::ObjectId;
 use crate::object::store::Store;
 use crate::object::table::{Probe, Ready};
+use crate::object::table::{RemoteCopy, RemoteKey};
 use crate::object::value::{self, StoredValue, Value};
 use crate::object::waiter::{Signal, Waiter};
 use crate::runtime::{context, global};
@@ -328,8 +329,21 @@ impl<'de, T> Deserialize<'de> for ObjectRef<T> {
         #[serde(rename = "mobula::ObjectRef")]
         struct Wire(ObjectId);
         let Wire(id) = Wire::deserialize(deserializer)?;
-        Ok(match global::current_store() {
-            Some(store) => {
+        let here = global::with_runtime(|rt| {
+            let owner = rt.cluster.get().and_then(|c| c.owner_of(id.node_prefix()));
+            (rt.store.clone(), owner)
+        });
+        Ok(match here {
+            // Minted by another node of the cluster: fetched from its store when wanted.
+            Some((store, Some(owner))) => {
+                let copy = RemoteCopy {
+                    node: owner,
+                    key: RemoteKey::Object(id),
+                };
+                store.adopt_remote(id, copy);
+                ObjectRef::adopt(id, store)
+            }
+            Some((store, None)) => {
                 // A ref rebuilt from bytes is one more handle. If the object is unknown here
                 // the ref dangles, and getting it says the object is lost.
                 store.incref(id);

@@ -466,6 +466,20 @@ impl ClusterNode {
         f(&mut self.lineage.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// The node that minted ids with this prefix (and owns their objects), if known.
+    pub fn owner_of(&self, prefix: u64) -> Option<NodeId> {
+        if self.node_id.prefix() == prefix {
+            return None;
+        }
+        self.view
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .nodes
+            .iter()
+            .map(|n| n.info.node_id)
+            .find(|n| n.prefix() == prefix)
+    }
+
     /// Keeps the encoded value of task `task` that node `owner` sent here.
     pub fn hold(&self, owner: NodeId, task: TaskId, bytes: Vec<u8>) {
         self.held

@@ -15,7 +15,9 @@ use crate::error::{GetError, TaskError, TaskErrorKind};
 use crate::object::id::{ObjectId, TaskId};
 use crate::object::shard::Restored;
 use crate::object::store::RemoteObjects;
-use crate::object::table::RemoteCopy;
+use crate::object::table::{Probe, Ready};
+use crate::object::table::{RemoteCopy, RemoteKey};
+use crate::object::waiter::Waiter;
 use crate::scheduler::placement::SchedulingStrategy;
 use crate::scheduler::resources::ResourceRequest;
 use crate::scheduler::retry::Retries;
@@ -53,11 +55,15 @@ impl RemoteObjects for Fetcher {
     }
 
     fn release(&self, copy: RemoteCopy) {
+        // Objects in another node's store are that node's to free.
+        let RemoteKey::Task(task) = copy.key else {
+            return;
+        };
         let cluster = self.cluster.clone();
         self.arbiter.spawn_fn(move || {
             actix_rt::spawn(async move {
                 if let Ok(address) = cluster.find(copy.node).await {
-                    let message = Message::ReleaseObject { task: copy.task };
+                    let message = Message::ReleaseObject { task };
                     let _ = cluster.endpoint.request(address, &message).await;
                 }
             });
@@ -65,10 +71,47 @@ impl RemoteObjects for Fetcher {
     }
 }
 
+/// The encoded value of an object in this node's store, for a node that got a ref to it;
+/// waits while it is being made (or read back from disk).
+pub(crate) async fn stored_bytes(id: ObjectId) -> Result<Vec<u8>, String> {
+    let Some(store) = crate::runtime::global::current_store() else {
+        return Err("this node is stopping".into());
+    };
+    loop {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut waiter = Some(Waiter::Call(Box::new(move || {
+            let _ = tx.send(());
+        })));
+        match store.probe(id, &mut waiter) {
+            Probe::Ready(Ready::Value(value)) => {
+                let mut out = Vec::new();
+                return (value.vtable.write)(&*value.data, &mut out)
+                    .map(|_| out)
+                    .map_err(|e| format!("its value could not be encoded: {e}"));
+            }
+            Probe::Ready(Ready::Bytes(bytes)) => return Ok(bytes.as_ref().clone()),
+            Probe::Ready(Ready::Failed(e)) => return Err(format!("it failed: {e}")),
+            Probe::Missing => {
+                return Err(format!(
+                    "object {id} is no longer in the store of the node that minted it (freed there)"
+                ));
+            }
+            Probe::NotReady { .. } => {
+                if rx.await.is_err() {
+                    return Err("the store stopped".into());
+                }
+            }
+        }
+    }
+}
+
 /// The value's bytes, from the node that holds them.
 async fn fetch_from(cluster: &ClusterNode, copy: RemoteCopy) -> Result<Vec<u8>, LinkError> {
     let address = cluster.find(copy.node).await?;
-    let message = Message::FetchObject { task: copy.task };
+    let message = match copy.key {
+        RemoteKey::Task(task) => Message::FetchObject { task },
+        RemoteKey::Object(object) => Message::FetchStored { object },
+    };
     match cluster.endpoint.request(address, &message).await? {
         (
             Message::TaskDone {
@@ -85,7 +128,7 @@ async fn fetch_from(cluster: &ClusterNode, copy: RemoteCopy) -> Result<Vec<u8>, 
             _,
         ) => Ok(bytes),
         (other, _) => Err(LinkError::Unexpected {
-            request: "FetchObject",
+            request: "FetchObject or FetchStored",
             got: other.name(),
         }),
     }
@@ -108,7 +151,17 @@ pub(crate) async fn fetch(
                 cluster.lineage(|l| l.remove(&id));
                 return Ok(bytes);
             }
-            Err(e) => format!("node {} held its only copy and is lost ({e})", copy.node),
+            Err(e) => match copy.key {
+                RemoteKey::Task(_) => {
+                    format!("node {} held its only copy and is lost ({e})", copy.node)
+                }
+                RemoteKey::Object(_) => {
+                    return Err(lost(format!(
+                        "it lives on node {}, which minted the ref, and could not be fetched from there: {e}",
+                        copy.node
+                    )));
+                }
+            },
         };
         cluster.suspect(copy.node);
         let Some(mut lineage) = cluster.lineage(|l| l.remove(&id)) else {
@@ -170,7 +223,7 @@ pub(crate) async fn fetch(
             Ok(TaskOutcome::Held { .. } | TaskOutcome::Streamed { .. }) | Err(_) => {
                 copy = RemoteCopy {
                     node,
-                    task: lineage.task,
+                    key: RemoteKey::Task(lineage.task),
                 };
                 cluster.lineage(|l| l.insert(id, lineage));
             }

@@ -19,7 +19,7 @@ use crate::error::{GetError, TaskError, TaskErrorKind};
 use crate::object::codec;
 use crate::object::id::{NodeId, ObjectId, TaskId};
 use crate::object::store::Store;
-use crate::object::table::RemoteCopy;
+use crate::object::table::{RemoteCopy, RemoteKey};
 use crate::object::value::StoredValue;
 use crate::object::value::Value;
 use crate::scheduler::placement::SchedulingStrategy;
@@ -224,7 +224,7 @@ pub(crate) async fn send<F: RemoteFunction>(
                 cluster.lineage(|l| l.insert(out.result, lineage));
                 let copy = RemoteCopy {
                     node: target,
-                    task: out.task,
+                    key: RemoteKey::Task(out.task),
                 };
                 store.seal_remote(out.result, copy);
                 return;

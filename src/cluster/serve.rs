@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::node::ClusterNode;
 use crate::api::placement_group::{release_here, reserve_here};
+use crate::object::id::TaskId;
 use crate::scheduler::resources::{ResourceRequest, UNIT};
 use crate::transport::credentials::token_matches;
 use crate::transport::endpoint::{Peer, reply};
@@ -275,6 +276,24 @@ pub(super) async fn handle(
                 node.node_id
             )),
         },
+        (Some(_), Message::FetchStored { object }) => {
+            match super::objects::stored_bytes(object).await {
+                Ok(bytes) => {
+                    let wrap = |outcome| Message::TaskDone {
+                        task: TaskId::NIL,
+                        outcome,
+                    };
+                    if link::send_outcome(&mut tx, TaskOutcome::Value(bytes), wrap)
+                        .await
+                        .is_ok()
+                    {
+                        let _ = tx.finish();
+                    }
+                    return;
+                }
+                Err(why) => refused(why),
+            }
+        }
         (Some(from), Message::ReleaseObject { task }) => {
             drop(node.take_held(from, task));
             Message::Ack

@@ -184,6 +184,16 @@ impl Store {
         self.apply(Self::shard_index(id), fx);
     }
 
+    /// A ref that came from another node: one more handle if the object is known here, else
+    /// an entry to fetch it from `owner` when wanted.
+    pub fn adopt_remote(&self, id: ObjectId, owner: RemoteCopy) {
+        self.with_table(id, |t| {
+            if !t.incref(id) {
+                t.insert_remote(id, owner);
+            }
+        });
+    }
+
     /// A task's value stayed on the node that made it; it is fetched when wanted.
     pub fn seal_remote(&self, id: ObjectId, copy: RemoteCopy) {
         let fx = self.with_table(id, |t| t.seal_remote(id, copy));

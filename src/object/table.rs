@@ -25,13 +25,22 @@ pub(crate) struct SpillFile {
     pub actors: Vec<ActorId>,
 }
 
-/// A task's value that stayed on the node that made it, to be fetched when wanted.
+/// A value on another node, to be fetched when wanted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RemoteCopy {
     /// The node that holds it.
     pub node: NodeId,
-    /// The task that made it (how that node knows it).
-    pub task: TaskId,
+    /// How that node knows it.
+    pub key: RemoteKey,
+}
+
+/// How the node that holds a value knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RemoteKey {
+    /// The value of a task this node sent there, held until fetched.
+    Task(TaskId),
+    /// An object in that node's store (a ref that came from there inside a value).
+    Object(ObjectId),
 }
 
 /// Where an object that is not in memory can be read back from.
@@ -368,6 +377,17 @@ impl ShardTable {
         e.state = State::OnDisk { waiters, restoring };
         e.remote = Some(copy);
         fx
+    }
+
+    /// A ref that came from another node inside a value: the object lives in that node's
+    /// store and is fetched from there when wanted. Held by one handle.
+    pub fn insert_remote(&mut self, id: ObjectId, copy: RemoteCopy) {
+        let mut e = Entry::new(State::OnDisk {
+            waiters: Vec::new(),
+            restoring: false,
+        });
+        e.remote = Some(copy);
+        self.entries.insert(id, e);
     }
 
     /// The object will never have a value. Only a pending object can fail; the return value
@@ -890,7 +910,7 @@ mod tests {
         let mut t = ShardTable::default();
         let copy = RemoteCopy {
             node: NodeId::random(),
-            task: TaskId::from_parts(3, 4),
+            key: RemoteKey::Task(TaskId::from_parts(3, 4)),
         };
         let woken = Arc::new(AtomicUsize::new(0));
         // Nobody waits yet: no fetch; the first get asks for one, once.
