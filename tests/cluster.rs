@@ -406,6 +406,7 @@ fn an_actor_whose_node_dies_is_restarted_on_another_if_its_restarts_allow() {
     let ids = workers_by_id();
     let (w1, w2) = (ids[0], ids[1]);
     let keeps = Tally::options()
+        .name("keeper")
         .scheduling_strategy(on(w1))
         .max_restarts(1)
         .max_task_retries(1)
@@ -427,6 +428,10 @@ fn an_actor_whose_node_dies_is_restarted_on_another_if_its_restarts_allow() {
     assert_eq!(keeps.add(30).get().unwrap(), (2, w2));
     assert_eq!(keeps.node_id(), w2);
     assert_eq!(keeps.log().get().unwrap(), vec![1, 30]);
+    // Its name followed it.
+    eventually("the name points at the restarted actor", || {
+        mobula::get_actor::<Tally>("keeper").is_ok_and(|t| t.node_id() == w2)
+    });
     // The other one is gone, and says why.
     match ends.add(40).get() {
         Err(GetError::ActorDied { cause, .. }) => {

@@ -387,18 +387,31 @@ impl Driver {
         };
         match opened.await {
             Ok((tx, rx)) => {
-                if self.owner.is_some() {
-                    // Where it runs now, for handles in other processes to follow.
-                    let (cluster, message) = (
-                        self.cluster.clone(),
-                        Message::ActorAt {
-                            actor: self.id,
+                if let Some(owner) = &self.owner {
+                    // Where it runs now, for handles in other processes to follow; a named
+                    // actor restarted elsewhere takes its name again (the head dropped it
+                    // with the lost node).
+                    let mut messages = vec![Message::ActorAt {
+                        actor: self.id,
+                        class: self.class.to_string(),
+                        node: host,
+                    }];
+                    if owner.restarts > 0
+                        && let Some((namespace, name)) = &owner.settings.name
+                    {
+                        messages.push(Message::NameActor {
+                            namespace: namespace.clone(),
+                            name: name.clone(),
                             class: self.class.to_string(),
+                            actor: self.id,
                             node: host,
-                        },
-                    );
+                        });
+                    }
+                    let cluster = self.cluster.clone();
                     actix_rt::spawn(async move {
-                        let _ = cluster.ask_head(&message).await;
+                        for message in &messages {
+                            let _ = cluster.ask_head(message).await;
+                        }
                     });
                 }
                 let (to_driver, inbound) = mpsc::unbounded_channel();
