@@ -133,11 +133,10 @@ fn fails(i: u64) -> Result<u64, String> {
     Err(format!("no {i}"))
 }
 
-#[test]
-fn tasks_spread_over_worker_processes_with_correct_results() {
-    let _turn = turn();
-    let (_head, _workers, _) = start_cluster(2);
-    let refs: Vec<_> = (0..40)
+/// `n` squares computed by tasks spread over the nodes: checks every value, returns them
+/// with where each ran.
+fn spread_squares(n: u64) -> Vec<(u64, NodeId)> {
+    let refs: Vec<_> = (0..n)
         .map(|i| {
             where_am_i
                 .options()
@@ -148,8 +147,16 @@ fn tasks_spread_over_worker_processes_with_correct_results() {
     let results = mobula::get_all(&refs).unwrap();
     assert_eq!(
         results.iter().map(|r| r.0).collect::<Vec<_>>(),
-        (0..40).map(|i| i * i).collect::<Vec<_>>()
+        (0..n).map(|i| i * i).collect::<Vec<_>>()
     );
+    results
+}
+
+#[test]
+fn tasks_spread_over_worker_processes_with_correct_results() {
+    let _turn = turn();
+    let (_head, _workers, _) = start_cluster(2);
+    let results = spread_squares(40);
     let nodes: HashSet<NodeId> = results.iter().map(|r| r.1).collect();
     let workers: HashSet<NodeId> = mobula::node::nodes()
         .iter()
@@ -571,19 +578,7 @@ fn nodes_on_separate_hosts_in_network_namespaces() {
     assert_eq!(addresses, vec!["10.77.0.2", "10.77.0.3"]);
 
     // Tasks spread over the two hosts.
-    let refs: Vec<_> = (0..20)
-        .map(|i| {
-            where_am_i
-                .options()
-                .scheduling_strategy(SchedulingStrategy::Spread)
-                .remote(i)
-        })
-        .collect();
-    let results = mobula::get_all(&refs).unwrap();
-    assert_eq!(
-        results.iter().map(|r| r.0).collect::<Vec<_>>(),
-        (0..20).map(|i| i * i).collect::<Vec<_>>()
-    );
+    let results = spread_squares(20);
     let ran: HashSet<NodeId> = results.iter().map(|r| r.1).collect();
     assert_eq!(ran, workers_by_id().into_iter().collect());
 

@@ -360,7 +360,7 @@ pub(crate) fn release_here(scheduler: &Scheduler, group: &str, bundles: &[LocalB
 }
 
 impl Group {
-    fn here(&self) -> Vec<LocalBundle> {
+    fn bundles_here(&self) -> Vec<LocalBundle> {
         (0..self.bundles.len())
             .filter(|&i| self.nodes[i] == self.here)
             .map(|i| (i, self.bundles[i].clone(), self.reservations[i]))
@@ -390,7 +390,7 @@ fn reserve(group: &PlacementGroup) {
     let done_group = group.clone();
     let done: Arc<dyn Fn(usize, Result<(), String>) + Send + Sync> =
         Arc::new(move |_, result| done_group.settle(result));
-    reserve_here(&g.scheduler, &g.name, &g.here(), done.clone());
+    reserve_here(&g.scheduler, &g.name, &g.bundles_here(), done.clone());
     let Some((cluster, arbiter)) = &g.cluster else {
         return;
     };
@@ -423,7 +423,7 @@ pub fn remove_placement_group(group: &PlacementGroup) {
 /// Releases every bundle, here and on other nodes.
 fn release(group: &PlacementGroup) {
     let g = &group.inner;
-    release_here(&g.scheduler, &g.name, &g.here());
+    release_here(&g.scheduler, &g.name, &g.bundles_here());
     if let Some((cluster, arbiter)) = &g.cluster {
         for (node, _) in g.elsewhere() {
             let (cluster, name) = (cluster.clone(), g.name.clone());

@@ -58,6 +58,22 @@ async fn reserve_for_peer(
     Message::Ack
 }
 
+/// Answers a fetch: a [`Message::TaskDone`] with the value (streamed when large), or why not.
+async fn answer_value(mut tx: quinn::SendStream, task: TaskId, value: Result<Vec<u8>, String>) {
+    match value {
+        Ok(bytes) => {
+            let wrap = |outcome| Message::TaskDone { task, outcome };
+            if link::send_outcome(&mut tx, TaskOutcome::Value(bytes), wrap)
+                .await
+                .is_ok()
+            {
+                let _ = tx.finish();
+            }
+        }
+        Err(why) => reply(tx, &refused(why)).await,
+    }
+}
+
 fn refused(reason: impl Into<String>) -> Message {
     Message::Refused {
         reason: reason.into(),
@@ -260,39 +276,18 @@ pub(super) async fn handle(
                 }
             }
         },
-        (Some(from), Message::FetchObject { task }) => match node.take_held(from, task) {
-            Some(bytes) => {
-                let wrap = |outcome| Message::TaskDone { task, outcome };
-                if link::send_outcome(&mut tx, TaskOutcome::Value(bytes), wrap)
-                    .await
-                    .is_ok()
-                {
-                    let _ = tx.finish();
-                }
-                return;
-            }
-            None => refused(format!(
-                "node {} holds no value of task {task} for node {from}",
-                node.node_id
-            )),
-        },
+        (Some(from), Message::FetchObject { task }) => {
+            let held = node.take_held(from, task).ok_or_else(|| {
+                format!(
+                    "node {} holds no value of task {task} for node {from}",
+                    node.node_id
+                )
+            });
+            return answer_value(tx, task, held).await;
+        }
         (Some(_), Message::FetchStored { object }) => {
-            match super::objects::stored_bytes(object).await {
-                Ok(bytes) => {
-                    let wrap = |outcome| Message::TaskDone {
-                        task: TaskId::NIL,
-                        outcome,
-                    };
-                    if link::send_outcome(&mut tx, TaskOutcome::Value(bytes), wrap)
-                        .await
-                        .is_ok()
-                    {
-                        let _ = tx.finish();
-                    }
-                    return;
-                }
-                Err(why) => refused(why),
-            }
+            let stored = super::objects::stored_bytes(object).await;
+            return answer_value(tx, TaskId::NIL, stored).await;
         }
         (Some(from), Message::ReleaseObject { task }) => {
             drop(node.take_held(from, task));

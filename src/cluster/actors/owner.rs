@@ -23,7 +23,7 @@ use crate::runtime::actor::ActorSettings;
 use crate::runtime::global::{self, Runtime};
 use crate::scheduler::placement::SchedulingStrategy;
 use crate::transport::link::{self, LinkError};
-use crate::wire::{ActorCall, CreateActor, Message, OpenActor, TaskOutcome};
+use crate::wire::{self, ActorCall, CreateActor, Message, OpenActor, TaskOutcome};
 
 /// What a handle sends down a channel.
 enum Outgoing {
@@ -49,7 +49,10 @@ struct Sent {
     label: &'static str,
     task: TaskId,
     result: ObjectId,
-    args: Vec<Vec<u8>>,
+    /// The encoded [`Message::ActorCall`], written again as is if the call is resent.
+    frame: Vec<u8>,
+    /// Arguments too large for the frame, written after it.
+    payloads: Vec<Vec<u8>>,
     decode: fn(Vec<u8>) -> Result<StoredValue, String>,
     attempts: u32,
 }
@@ -440,7 +443,7 @@ impl Driver {
             self.pending.fetch_sub(1, Ordering::Relaxed);
             return Ok(());
         }
-        let args = match (call.args)().await {
+        let mut args = match (call.args)().await {
             Ok(args) => args,
             Err(e) => {
                 self.store.fail(call.result, e);
@@ -448,18 +451,44 @@ impl Driver {
                 return Ok(());
             }
         };
+        // Encoded once, here: a call too large for a frame fails alone, not as a lost node.
         let seq = self.next_seq;
+        let (streamed, payloads) = link::split_large(&mut args);
+        let message = Message::ActorCall(ActorCall {
+            seq,
+            method: call.label.to_string(),
+            args,
+            streamed,
+        });
+        let frame = match wire::encode(&message) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let err = GetError::Task(TaskError {
+                    function: call.label.to_string(),
+                    task_id: call.task,
+                    node_id: self.host(),
+                    kind: TaskErrorKind::Failed,
+                    message: format!("the call could not be sent to another node: {e}"),
+                    attempts: 0,
+                });
+                self.store.fail(call.result, err);
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
+        drop(message);
         self.next_seq += 1;
         let sent = Sent {
             label: call.label,
             task: call.task,
             result: call.result,
-            args,
+            frame,
+            payloads,
             decode: call.decode,
             attempts: 1,
         };
         let written = match channel {
-            Some(ch) => write_call(&mut ch.tx, seq, &sent)
+            Some(ch) => write_call(&mut ch.tx, &sent)
                 .await
                 .map_err(|e| e.to_string()),
             None => Err("no channel".to_string()),
@@ -578,8 +607,8 @@ impl Driver {
             }
         }
         let mut channel = Box::pin(self.open()).await?;
-        for (seq, sent) in &again {
-            if let Err(e) = write_call(&mut channel.tx, *seq, sent).await {
+        for sent in again.values() {
+            if let Err(e) = write_call(&mut channel.tx, sent).await {
                 self.in_flight = again;
                 return Box::pin(self.recover(e.to_string())).await;
             }
@@ -636,17 +665,11 @@ async fn next_inbound(channel: &mut Option<Channel>) -> Inbound {
     }
 }
 
-async fn write_call(tx: &mut quinn::SendStream, seq: u64, sent: &Sent) -> Result<(), LinkError> {
-    let mut args = sent.args.clone();
-    let (streamed, payloads) = link::split_large(&mut args);
-    let message = Message::ActorCall(ActorCall {
-        seq,
-        method: sent.label.to_string(),
-        args,
-        streamed,
-    });
-    link::send(tx, &message).await?;
-    for payload in &payloads {
+async fn write_call(tx: &mut quinn::SendStream, sent: &Sent) -> Result<(), LinkError> {
+    tx.write_all(&sent.frame)
+        .await
+        .map_err(|e| LinkError::Lost(e.to_string()))?;
+    for payload in &sent.payloads {
         link::send_bytes(tx, payload).await?;
     }
     Ok(())
