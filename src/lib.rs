@@ -58,7 +58,7 @@ pub use api::context::{Context, context};
 pub use api::function::{TaskBuilder, TaskOptions};
 pub use api::node;
 pub use api::object_ref::{GetFuture, ObjectRef};
-pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait};
+pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait, wait_anywhere};
 pub use api::placement_group::{
     Bundle, PlacementGroup, PlacementStrategy, placement_group, remove_placement_group,
 };
@@ -156,12 +156,16 @@ pub fn init(config: Config) -> Result<InitGuard, InitError> {
     let node = config.resolve()?;
     let cluster = node.cluster.clone();
     let totals = node.totals.clone();
-    let node_id = runtime::global::install(|| runtime::node::start(node))?;
-    if let Some(cluster) = cluster
-        && let Err(e) = cluster::join(cluster, totals)
-    {
-        runtime::global::uninstall(Some(node_id));
-        return Err(InitError::Cluster(e));
+    let node_id = runtime::global::install(|| runtime::node::start(node, None))?;
+    if let Some(cluster) = cluster {
+        let joined = match runtime::global::current() {
+            Some(rt) => cluster::join(&rt, cluster, totals),
+            None => Err("the runtime stopped".into()),
+        };
+        if let Err(e) = joined {
+            runtime::global::uninstall(Some(node_id));
+            return Err(InitError::Cluster(e));
+        }
     }
     Ok(InitGuard { node_id })
 }

@@ -159,6 +159,33 @@ impl Config {
         self
     }
 
+    /// Whether the settings name a head or a cluster to join.
+    pub(crate) fn names_a_cluster(&self) -> bool {
+        self.cluster.head.is_some() || self.cluster.address.is_some()
+    }
+
+    /// Whether the settings make this node a head.
+    pub(crate) fn is_head(&self) -> bool {
+        self.cluster.head.is_some()
+    }
+
+    /// Joins the head at `join` (listening on loopback, keeping files in `dir`), wherever the
+    /// settings do not say otherwise.
+    pub(crate) fn joining_by_default(
+        mut self,
+        join: &crate::cluster::admin::JoinInfo,
+        dir: &std::path::Path,
+    ) -> Self {
+        let c = &mut self.cluster;
+        c.address.get_or_insert_with(|| join.address.to_string());
+        c.token.get_or_insert_with(|| join.token.clone());
+        c.ca_fingerprint
+            .get_or_insert_with(|| join.ca_fingerprint.clone());
+        c.listen.get_or_insert_with(|| "127.0.0.1:0".into());
+        c.dir.get_or_insert_with(|| dir.into());
+        self
+    }
+
     fn resolve_cluster(&self) -> Result<Option<ClusterConfig>, InitError> {
         let c = &self.cluster;
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());

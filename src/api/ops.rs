@@ -56,7 +56,33 @@ pub fn wait<'a, T: Value>(
     num_returns: usize,
     timeout: Option<Duration>,
 ) -> Result<ReadyAndPending<T>, WaitError> {
-    let refs = refs.into();
+    wait_for(refs.into(), num_returns, timeout, true)
+}
+
+/// As [`wait`], but a value counts as ready as soon as it exists anywhere: one left on the
+/// node that made it is not fetched here (Ray's `ray.wait(..., fetch_local=False)`). For a
+/// scheduler that only needs to know which tasks are done.
+pub fn wait_anywhere<'a, T: Value>(
+    refs: impl Into<Cow<'a, [ObjectRef<T>]>>,
+    num_returns: usize,
+    timeout: Option<Duration>,
+) -> Result<ReadyAndPending<T>, WaitError> {
+    wait_for(refs.into(), num_returns, timeout, false)
+}
+
+fn wait_for<T: Value>(
+    refs: Cow<'_, [ObjectRef<T>]>,
+    num_returns: usize,
+    timeout: Option<Duration>,
+    fetch_local: bool,
+) -> Result<ReadyAndPending<T>, WaitError> {
+    let is_ready = |r: &ObjectRef<T>| {
+        if fetch_local {
+            r.is_ready()
+        } else {
+            r.exists_anywhere()
+        }
+    };
     if num_returns > refs.len() {
         return Err(WaitError::TooManyReturns {
             num_returns,
@@ -76,7 +102,7 @@ pub fn wait<'a, T: Value>(
             if count == num_returns {
                 break;
             }
-            ready[i] = ready[i] || r.is_ready();
+            ready[i] = ready[i] || is_ready(r);
             count += usize::from(ready[i]);
         }
         if count >= num_returns || deadline.is_some_and(|d| Instant::now() >= d) {
@@ -94,7 +120,7 @@ pub fn wait<'a, T: Value>(
             .map(|(r, _)| r)
             .take(8)
             .collect();
-        if context::spin_until(|| watched.iter().any(|r| r.is_ready())) {
+        if context::spin_until(|| watched.iter().any(|r| is_ready(r))) {
             continue;
         }
         _lent.get_or_insert_with(global::BlockedInGet::enter);
@@ -105,8 +131,12 @@ pub fn wait<'a, T: Value>(
             .filter(|(_, ready)| !**ready)
             .all(|(r, _)| {
                 let Ok(store) = r.store() else { return false };
-                let mut waiter = Some(Waiter::Signal(Arc::clone(signal)));
-                matches!(store.probe(r.id(), &mut waiter), Probe::NotReady { .. })
+                if fetch_local {
+                    let mut waiter = Some(Waiter::Signal(Arc::clone(signal)));
+                    matches!(store.probe(r.id(), &mut waiter), Probe::NotReady { .. })
+                } else {
+                    !store.watch(r.id(), Waiter::Watch(Arc::clone(signal)))
+                }
             });
         if registered_all {
             // Woken by any of them, or at the deadline; either way count again.

@@ -25,22 +25,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::config::ClusterConfig;
-use crate::runtime::global;
+use crate::runtime::global::Runtime;
 
-/// Starts or joins the cluster for the running runtime; waits until this node is in.
-pub(crate) fn join(config: ClusterConfig, totals: Vec<(String, f64)>) -> Result<(), String> {
+/// Starts or joins the cluster for runtime `rt`; waits until this node is in.
+pub(crate) fn join(
+    rt: &Runtime,
+    config: ClusterConfig,
+    totals: Vec<(String, f64)>,
+) -> Result<(), String> {
     let wait = config.node_timeout * 5 + Duration::from_secs(10);
-    let (arbiter, node_id, scheduler, ids) = global::with_runtime(|rt| {
-        (
-            rt.node_arbiter.clone(),
-            rt.node_id,
-            rt.scheduler.clone(),
-            rt.ids.clone(),
-        )
-    })
-    .ok_or("the runtime stopped")?;
+    let (node_id, scheduler, ids) = (rt.node_id, rt.scheduler.clone(), rt.ids.clone());
     let (tx, rx) = std::sync::mpsc::channel();
-    arbiter.spawn_fn(move || {
+    rt.node_arbiter.spawn_fn(move || {
         actix_rt::spawn(async move {
             let _ = tx.send(node::start(config, node_id, totals, scheduler, ids).await);
         });
@@ -48,18 +44,15 @@ pub(crate) fn join(config: ClusterConfig, totals: Vec<(String, f64)>) -> Result<
     let node: Arc<node::ClusterNode> = rx
         .recv_timeout(wait)
         .map_err(|_| format!("no answer within {wait:?}"))??;
-    global::with_runtime(|rt| {
-        // Values left on other nodes are fetched through the cluster.
-        rt.store.install_remote_objects(Arc::new(objects::Fetcher {
-            cluster: node.clone(),
-            arbiter: rt.node_arbiter.clone(),
-        }));
-        // A named actor that ends here frees its name cluster-wide.
-        let (unnamer, arbiter) = (node.clone(), rt.node_arbiter.clone());
-        rt.actors.on_name_freed(Box::new(move |key, actor| {
-            unnamer.unname_actor(&arbiter, key, actor)
-        }));
-        rt.cluster.set(node).map_err(|_| "joined twice".to_string())
-    })
-    .ok_or("the runtime stopped")?
+    // Values left on other nodes are fetched through the cluster.
+    rt.store.install_remote_objects(Arc::new(objects::Fetcher {
+        cluster: node.clone(),
+        arbiter: rt.node_arbiter.clone(),
+    }));
+    // A named actor that ends here frees its name cluster-wide.
+    let (unnamer, arbiter) = (node.clone(), rt.node_arbiter.clone());
+    rt.actors.on_name_freed(Box::new(move |key, actor| {
+        unnamer.unname_actor(&arbiter, key, actor)
+    }));
+    rt.cluster.set(node).map_err(|_| "joined twice".to_string())
 }

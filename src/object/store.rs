@@ -231,6 +231,18 @@ impl Store {
         probe
     }
 
+    /// Whether the object has a value somewhere (here, on disk or on another node) or
+    /// failed; never starts reading it back.
+    pub fn exists_anywhere(&self, id: ObjectId) -> bool {
+        self.with_table(id, |t| t.exists_anywhere(id))
+    }
+
+    /// Registers `waiter` to be woken when the object's task finishes, unless it already
+    /// has (the return value), without reading anything back.
+    pub fn watch(&self, id: ObjectId, waiter: Waiter) -> bool {
+        self.with_table(id, |t| t.watch(id, waiter))
+    }
+
     /// Keeps the typed value decoded from restored bytes.
     pub fn upgrade(&self, id: ObjectId, value: StoredValue) {
         let fx = self.with_table(id, |t| t.upgrade(id, value));

@@ -369,7 +369,11 @@ impl ShardTable {
             fx.release_remote.push(copy);
             return fx;
         };
-        let waiters = std::mem::take(waiters);
+        // Those who only wanted to know that it exists are told; the others want its value.
+        let (watchers, waiters): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(waiters)
+            .into_iter()
+            .partition(|w| matches!(w, Waiter::Watch(_)));
+        fx.wake = watchers;
         let restoring = !waiters.is_empty();
         if restoring {
             fx.restore.push(id);
@@ -433,6 +437,29 @@ impl ShardTable {
                 waiters.extend(waiter.take());
                 Probe::NotReady { restore }
             }
+        }
+    }
+
+    /// Whether the object's task has finished (its value may be on disk or on another
+    /// node) or it failed. An unknown object counts as existing: a get says what happened.
+    pub fn exists_anywhere(&self, id: ObjectId) -> bool {
+        self.entries
+            .get(&id)
+            .is_none_or(|e| !matches!(e.state, State::Pending { .. }))
+    }
+
+    /// Adds `waiter` to a pending object's; returns whether the object already exists
+    /// anywhere instead (then `waiter` is dropped). Never starts a restore.
+    pub fn watch(&mut self, id: ObjectId, waiter: Waiter) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(Entry {
+                state: State::Pending { waiters },
+                ..
+            }) => {
+                waiters.push(waiter);
+                false
+            }
+            _ => true,
         }
     }
 
@@ -952,6 +979,22 @@ mod tests {
         t.insert_pending(c, producer());
         let _ = fire(t.seal_remote(c, copy));
         assert_eq!(fire(t.decref(c)).release_remote, vec![copy]);
+
+        // Watched (wait_anywhere): the watcher is told it exists, nothing is fetched.
+        let d = next();
+        t.insert_pending(d, producer());
+        assert!(!t.exists_anywhere(d));
+        let signal = Arc::new(crate::object::waiter::Signal::default());
+        assert!(!t.watch(d, Waiter::Watch(Arc::clone(&signal))));
+        let fx = t.seal_remote(d, copy);
+        assert!(fx.restore.is_empty());
+        let _ = fire(fx);
+        assert!(signal.wait_until(Some(std::time::Instant::now())));
+        assert!(t.exists_anywhere(d));
+        assert!(
+            t.watch(d, Waiter::Watch(signal)),
+            "exists: nothing to watch"
+        );
     }
 
     #[test]

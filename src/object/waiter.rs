@@ -12,13 +12,16 @@ pub(crate) enum Waiter {
     Signal(Arc<Signal>),
     /// Anything else: the scheduler's dependency tracking, `wait`.
     Call(Box<dyn FnOnce() + Send>),
+    /// A blocked thread that only needs the value to exist somewhere (`wait_anywhere`): woken
+    /// when the value is left on another node, without fetching it.
+    Watch(Arc<Signal>),
 }
 
 impl Waiter {
     pub(crate) fn fire(self) {
         match self {
             Waiter::Wake(w) => w.wake(),
-            Waiter::Signal(s) => s.notify(),
+            Waiter::Signal(s) | Waiter::Watch(s) => s.notify(),
             Waiter::Call(f) => f(),
         }
     }
@@ -30,6 +33,7 @@ impl std::fmt::Debug for Waiter {
             Waiter::Wake(_) => "Waiter::Wake",
             Waiter::Signal(_) => "Waiter::Signal",
             Waiter::Call(_) => "Waiter::Call",
+            Waiter::Watch(_) => "Waiter::Watch",
         })
     }
 }

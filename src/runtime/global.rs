@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use super::actor::directory::ActorDirectory;
 use super::context::{self, TaskContext, current_task};
@@ -40,9 +40,11 @@ impl Runtime {
     }
 
     /// Stops the node: pending objects fail with `ShutDown`, the node's thread ends, idle
-    /// workers exit (a worker still running a blocking body finishes it first).
-    fn stop(&self) {
-        if let Some(cluster) = self.cluster.get() {
+    /// workers exit (a worker still running a blocking body finishes it first). In a cluster,
+    /// the node first says it leaves if `leave`; otherwise it just goes silent, as a crashed
+    /// machine would, and the others find out from missed heartbeats.
+    pub(crate) fn stop(&self, leave: bool) {
+        if leave && let Some(cluster) = self.cluster.get() {
             let (done_tx, done_rx) = std::sync::mpsc::channel();
             let cluster = cluster.clone();
             self.node_arbiter.spawn_fn(move || {
@@ -55,9 +57,21 @@ impl Runtime {
                 let _ = done_rx.recv_timeout(std::time::Duration::from_secs(2));
             }
         }
+        if !leave {
+            // Silent first: with the event loop gone, nothing that fails below (pending
+            // objects, queued tasks) reaches another node.
+            self.workers.shutdown();
+            self.stop_event_loop();
+        }
         self.store.close();
         self.actors.clear();
         self.workers.shutdown();
+        self.stop_event_loop();
+        self.actor_pool.shutdown();
+    }
+
+    /// Stops the node's actix system and waits for its thread (unless called on it).
+    fn stop_event_loop(&self) {
         self.system.stop();
         let handle = self
             .node_thread
@@ -70,36 +84,86 @@ impl Runtime {
         {
             tracing::error!("the node thread panicked while stopping");
         }
-        self.actor_pool.shutdown();
     }
 }
 
 static SLOT: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// What a thread knows of its runtime.
+enum Cached {
+    /// The process's runtime as of a generation.
+    Global(u64, Option<Arc<Runtime>>),
+    /// The thread belongs to a node that is not the process's runtime (one node of a
+    /// [`LocalCluster`](crate::testing::LocalCluster)): it sees that node only.
+    Pinned(Pin),
+}
+
 thread_local! {
-    static CACHE: RefCell<Option<(u64, Option<Arc<Runtime>>)>> = const { RefCell::new(None) };
+    static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
 }
 
 fn slot() -> MutexGuard<'static, Option<Arc<Runtime>>> {
     SLOT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Ties a node's threads (its event loop, task workers and actor pool) to that node, for a
+/// node started beside the process's runtime. Made before the node starts, filled once its
+/// runtime exists; it does not keep the runtime alive.
+#[derive(Clone, Default)]
+pub(crate) struct Pin(Arc<OnceLock<Weak<Runtime>>>);
+
+impl Pin {
+    /// From now on this thread sees the pinned node as its runtime.
+    pub fn enter(&self) {
+        let pin = self.clone();
+        CACHE.with(|cache| {
+            if let Ok(mut cached) = cache.try_borrow_mut() {
+                *cached = Some(Cached::Pinned(pin));
+            }
+        });
+    }
+
+    /// Names the runtime the pinned threads see.
+    pub fn fill(&self, rt: &Arc<Runtime>) {
+        let _ = self.0.set(Arc::downgrade(rt));
+    }
+
+    fn runtime(&self) -> Option<Arc<Runtime>> {
+        self.0.get().and_then(Weak::upgrade)
+    }
+}
+
 /// Runs `f` with the running runtime, or returns `None` when none runs.
 pub(crate) fn with_runtime<R>(f: impl FnOnce(&Runtime) -> R) -> Option<R> {
     let generation = GENERATION.load(Ordering::Acquire);
     CACHE.with(|cache| {
-        if let Ok(cached) = cache.try_borrow()
-            && let Some((g, rt)) = &*cached
-            && *g == generation
-        {
-            return rt.as_deref().map(f);
+        if let Ok(cached) = cache.try_borrow() {
+            match &*cached {
+                Some(Cached::Global(g, rt)) if *g == generation => return rt.as_deref().map(f),
+                Some(Cached::Pinned(pin)) => {
+                    let rt = pin.runtime();
+                    drop(cached);
+                    return rt.as_deref().map(f);
+                }
+                _ => {}
+            }
         }
         let fresh = slot().clone();
         if let Ok(mut cached) = cache.try_borrow_mut() {
-            *cached = Some((generation, fresh.clone()));
+            *cached = Some(Cached::Global(generation, fresh.clone()));
         }
         fresh.as_deref().map(f)
+    })
+}
+
+/// The runtime this thread sees, if one runs.
+pub(crate) fn current() -> Option<Arc<Runtime>> {
+    let generation = GENERATION.load(Ordering::Acquire);
+    CACHE.with(|cache| match &*cache.borrow() {
+        Some(Cached::Global(g, rt)) if *g == generation => rt.clone(),
+        Some(Cached::Pinned(pin)) => pin.runtime(),
+        _ => slot().clone(),
     })
 }
 
@@ -144,7 +208,7 @@ pub(crate) fn uninstall(only: Option<NodeId>) {
         rt
     };
     if let Some(rt) = rt {
-        rt.stop();
+        rt.stop(true);
     }
 }
 

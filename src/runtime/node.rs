@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::context;
-use super::global::Runtime;
+use super::global::{Pin, Runtime};
 use super::worker_pool::WorkerPool;
 use super::workers::TaskWorkers;
 use crate::api::config::NodeConfig;
@@ -48,8 +48,9 @@ impl Actor for NodeSupervisor {
     }
 }
 
-/// Starts a node in this process.
-pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
+/// Starts a node in this process. A node started beside the process's runtime has a `pin`,
+/// which its threads enter so that API calls made on them (from its tasks and actors) reach it.
+pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, InitError> {
     let node_id = NodeId::random();
     let spill_dir = config.spill_root.join(format!("mobula-{node_id}"));
     prepare_spill_dir(&spill_dir).map_err(|source| InitError::SpillDir {
@@ -58,20 +59,24 @@ pub(crate) fn start(config: NodeConfig) -> Result<Runtime, InitError> {
     })?;
     let store = Store::new(node_id, config.object_store_memory, spill_dir);
     let cpus = ((config.cpu_units + UNIT - 1) / UNIT).max(1) as usize;
-    let actor_pool = WorkerPool::bounded(cpus.max(2));
+    let actor_pool = WorkerPool::bounded(cpus.max(2), pin.clone());
     let queue = LocalQueue::new(config.resources.clone());
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let node_store = store.clone();
+    let node_pin = pin.clone();
     let thread = std::thread::Builder::new()
         .name("mobula-node".into())
         .spawn(move || {
             context::mark_runtime_thread();
+            if let Some(pin) = &node_pin {
+                pin.enter();
+            }
             let system = actix_rt::System::new();
             system.block_on(async move {
                 let store_supervisor = StoreSupervisor::start_tree(node_store.clone());
                 let (system, arbiter) = (actix_rt::System::current(), actix_rt::Arbiter::current());
-                let workers = TaskWorkers::new(system.clone(), cpus);
+                let workers = TaskWorkers::new(system.clone(), cpus, node_pin);
                 let scheduler =
                     Scheduler::new(node_id, queue, node_store, workers, arbiter.clone());
                 NodeSupervisor {

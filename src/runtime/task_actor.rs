@@ -81,8 +81,10 @@ impl TaskActor {
             context::with_task(&task, || spec.body.run_blocking())
         }));
         let workers = TaskWorkers::current();
+        // A worker of a node that is stopping takes no next task (its thread is going away).
+        let claim = workers.as_ref().is_some_and(|w| !w.is_shut_down());
         match ran {
-            Ok(attempt) => match (self.finish(attempt, workers.is_some()), workers) {
+            Ok(attempt) => match (self.finish(attempt, claim), workers) {
                 (Some(next), _) => {
                     TaskActor::launch(self.scheduler.clone(), next);
                 }

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use super::global::Pin;
 use super::panic::WorkerKill;
 
 /// How long a thread beyond the core count stays idle before it exits.
@@ -33,6 +34,8 @@ struct Inner {
     core: usize,
     /// How many jobs may run at once (not counting blocked threads).
     bound: usize,
+    /// Entered by each thread of a node beside the process's runtime.
+    pin: Option<Pin>,
 }
 
 /// A handle to the pool; cheap to clone.
@@ -48,8 +51,9 @@ impl std::fmt::Debug for WorkerPool {
 
 impl WorkerPool {
     /// A pool running at most `bound` jobs at once.
-    pub fn bounded(bound: usize) -> Self {
+    pub fn bounded(bound: usize, pin: Option<Pin>) -> Self {
         WorkerPool(Arc::new(Inner {
+            pin,
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
             core: bound.max(1),
@@ -101,6 +105,9 @@ impl WorkerPool {
     }
 
     fn work(self) {
+        if let Some(pin) = &self.0.pin {
+            pin.enter();
+        }
         CURRENT.with(|c| *c.borrow_mut() = Some(self.clone()));
         let mut s = self.lock();
         loop {
@@ -197,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_bounded_pool_queues_beyond_its_bound_but_not_behind_a_blocked_thread() {
-        let pool = WorkerPool::bounded(1);
+        let pool = WorkerPool::bounded(1, None);
         let (started_tx, started_rx) = mpsc::channel();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let release_rx = Arc::new(Mutex::new(release_rx));
@@ -221,7 +228,7 @@ mod tests {
 
     #[test]
     fn a_killed_worker_thread_is_replaced() {
-        let pool = WorkerPool::bounded(1);
+        let pool = WorkerPool::bounded(1, None);
         let (tx, rx) = mpsc::channel();
         pool.execute(Box::new(|| std::panic::resume_unwind(Box::new(WorkerKill))))
             .unwrap();

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix_rt::{Arbiter, ArbiterHandle, System};
 
+use super::global::Pin;
+
 type Job = Box<dyn FnOnce() + Send>;
 
 struct State {
@@ -26,6 +28,8 @@ struct Inner {
     state: Mutex<State>,
     system: System,
     core: usize,
+    /// Entered by each worker thread of a node beside the process's runtime.
+    pin: Option<Pin>,
 }
 
 /// A handle to the node's task workers; cheap to clone.
@@ -39,7 +43,7 @@ thread_local! {
 
 impl TaskWorkers {
     /// Workers of `system`, keeping `core` of them when idle.
-    pub fn new(system: System, core: usize) -> Self {
+    pub fn new(system: System, core: usize, pin: Option<Pin>) -> Self {
         TaskWorkers(Arc::new(Inner {
             state: Mutex::new(State {
                 idle: Vec::new(),
@@ -48,6 +52,7 @@ impl TaskWorkers {
             }),
             system,
             core: core.max(1),
+            pin,
         }))
     }
 
@@ -103,6 +108,9 @@ impl TaskWorkers {
         };
         let workers = self.clone();
         arbiter.spawn_fn(move || {
+            if let Some(pin) = &workers.0.pin {
+                pin.enter();
+            }
             CURRENT.with(|c| *c.borrow_mut() = Some(workers));
             job();
         });
@@ -134,6 +142,11 @@ impl TaskWorkers {
     pub fn retire(&self) {
         self.lock().alive -= 1;
         Arbiter::current().stop();
+    }
+
+    /// Whether the node is stopping: no worker takes a new task.
+    pub fn is_shut_down(&self) -> bool {
+        self.lock().shutdown
     }
 
     /// Worker threads alive.

@@ -1,4 +1,8 @@
-//! Fault injection for tests of failure handling.
+//! For tests: a cluster of several nodes inside one process, and fault injection.
+
+mod local_cluster;
+
+pub use local_cluster::LocalCluster;
 
 use crate::runtime::panic::WorkerKill;
 

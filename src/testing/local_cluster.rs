@@ -1,0 +1,177 @@
+//! Several nodes of one cluster inside one process, for tests (Ray's
+//! `ray.cluster_utils.Cluster`).
+//!
+//! Each node is a whole node: its own event loop, task workers, actor threads, object store
+//! and QUIC endpoint on 127.0.0.1, joined to the head with the token and the pinned CA exactly
+//! as a separate process would be. Nodes talk to each other only over QUIC. The threads of a
+//! node see that node as their runtime, so what a task or an actor does (`get`, `put`, a
+//! nested `remote`) happens on the node it runs on.
+//!
+//! The process's own runtime (what [`init`](crate::init) starts) is the driver: start it with
+//! [`LocalCluster::driver_config`] to join the cluster.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::api::config::Config;
+use crate::cluster;
+use crate::cluster::admin::{JoinInfo, join_info};
+use crate::error::InitError;
+use crate::object::id::NodeId;
+use crate::runtime::global::{Pin, Runtime};
+
+/// A cluster of nodes inside this process: a head and any number of workers, each of which
+/// can be killed (it goes silent, as a crashed machine does) or removed (it says it leaves).
+///
+/// ```no_run
+/// # fn main() -> Result<(), mobula::InitError> {
+/// use mobula::Config;
+/// use mobula::testing::LocalCluster;
+///
+/// let mut cluster = LocalCluster::start(Config::default().num_cpus(0))?;
+/// let worker = cluster.add_node(Config::default().num_cpus(2))?;
+/// let _driver = mobula::init(cluster.driver_config())?;
+/// // ... tasks run on `worker` ...
+/// cluster.kill_node(worker);
+/// # Ok(())
+/// # }
+/// ```
+pub struct LocalCluster {
+    dir: PathBuf,
+    join: JoinInfo,
+    head: NodeId,
+    /// Running nodes, the head first.
+    nodes: Vec<Arc<Runtime>>,
+}
+
+impl std::fmt::Debug for LocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCluster")
+            .field("address", &self.join.address)
+            .field("nodes", &self.node_ids())
+            .finish()
+    }
+}
+
+impl LocalCluster {
+    /// Starts the head, with the resources `head` gives it, listening on 127.0.0.1 and keeping
+    /// its credentials in a fresh directory removed when the cluster is dropped. `head` must
+    /// not name a cluster itself (no [`Config::head`] or [`Config::address`]).
+    pub fn start(head: Config) -> Result<LocalCluster, InitError> {
+        if head.names_a_cluster() {
+            return Err(InitError::InvalidConfig(
+                "LocalCluster::start makes the head itself: do not set Config::head or Config::address".into(),
+            ));
+        }
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mobula-local-cluster-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let rt = start_node(head.head("127.0.0.1:0").cluster_dir(&dir))?;
+        let join = match join_info(&dir) {
+            Ok(join) => join,
+            Err(e) => {
+                rt.stop(true);
+                return Err(InitError::Cluster(e.to_string()));
+            }
+        };
+        Ok(LocalCluster {
+            dir,
+            join,
+            head: rt.node_id,
+            nodes: vec![rt],
+        })
+    }
+
+    /// Starts a worker node with the resources `node` gives it and joins it to the cluster;
+    /// returns once the head has it. What `node` does not set of the cluster's address, join
+    /// token and CA fingerprint is this cluster's (so a test can try a wrong token), and it
+    /// listens on loopback. A node refused at join is stopped and the error returned.
+    pub fn add_node(&mut self, node: Config) -> Result<NodeId, InitError> {
+        if node.is_head() {
+            return Err(InitError::InvalidConfig(
+                "LocalCluster::add_node starts a worker: do not set Config::head".into(),
+            ));
+        }
+        let rt = start_node(node.joining_by_default(&self.join, &self.dir))?;
+        let id = rt.node_id;
+        self.nodes.push(rt);
+        Ok(id)
+    }
+
+    /// The configuration for this process's runtime to join the cluster as a driver without
+    /// CPUs of its own (so that its tasks run on the cluster's nodes):
+    /// `mobula::init(cluster.driver_config())`.
+    pub fn driver_config(&self) -> Config {
+        Config::default()
+            .num_cpus(0)
+            .joining_by_default(&self.join, &self.dir)
+    }
+
+    /// Where the head listens, its token and CA fingerprint.
+    pub fn join_info(&self) -> &JoinInfo {
+        &self.join
+    }
+
+    /// The head's id.
+    pub fn head(&self) -> NodeId {
+        self.head
+    }
+
+    /// The nodes running, the head first (the driver is not one of them).
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|rt| rt.node_id).collect()
+    }
+
+    /// Stops node `id` without a word to the others, as a crashed machine or `kill -9` would:
+    /// its endpoint goes silent and the others declare it dead when its heartbeats stop.
+    /// Returns false if no such node runs here.
+    pub fn kill_node(&mut self, id: NodeId) -> bool {
+        self.stop_node(id, false)
+    }
+
+    /// Stops node `id` after it tells the head that it leaves. Returns false if no such node
+    /// runs here.
+    pub fn remove_node(&mut self, id: NodeId) -> bool {
+        self.stop_node(id, true)
+    }
+
+    fn stop_node(&mut self, id: NodeId, leave: bool) -> bool {
+        let Some(i) = self.nodes.iter().position(|rt| rt.node_id == id) else {
+            return false;
+        };
+        let rt = self.nodes.remove(i);
+        rt.stop(leave);
+        true
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        // Workers first, so that the head sees them leave rather than die.
+        while let Some(rt) = self.nodes.pop() {
+            rt.stop(true);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts a node beside the process's runtime, its threads pinned to it, and joins it to the
+/// cluster its configuration names.
+fn start_node(config: Config) -> Result<Arc<Runtime>, InitError> {
+    let node = config.resolve()?;
+    let (settings, totals) = (node.cluster.clone(), node.totals.clone());
+    let pin = Pin::default();
+    let rt = Arc::new(crate::runtime::node::start(node, Some(pin.clone()))?);
+    pin.fill(&rt);
+    if let Some(settings) = settings
+        && let Err(e) = cluster::join(&rt, settings, totals)
+    {
+        rt.stop(false);
+        return Err(InitError::Cluster(e));
+    }
+    Ok(rt)
+}

@@ -1,0 +1,383 @@
+//! A cluster inside this test process (`mobula::testing::LocalCluster`): a head and workers,
+//! each a whole node with its own QUIC endpoint on 127.0.0.1 and its own store, and this
+//! process's runtime joined as the driver. Nodes are killed in place.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{eventually, turn};
+use mobula::prelude::*;
+use mobula::testing::LocalCluster;
+use mobula::{InitError, NodeId, SchedulingStrategy};
+
+/// A head without CPUs, `n` workers with two each, and the driver joined.
+fn cluster(n: usize) -> (LocalCluster, Vec<NodeId>, InitGuard) {
+    let mut cluster = LocalCluster::start(Config::default().num_cpus(0)).expect("head");
+    let workers: Vec<NodeId> = (0..n)
+        .map(|_| {
+            cluster
+                .add_node(Config::default().num_cpus(2))
+                .expect("worker")
+        })
+        .collect();
+    let driver = mobula::init(cluster.driver_config()).expect("driver");
+    eventually("the driver sees every worker", || {
+        let alive: HashSet<NodeId> = mobula::node::nodes()
+            .iter()
+            .filter(|n| n.alive && n.info.runs_tasks)
+            .map(|n| n.info.node_id)
+            .collect();
+        alive == workers.iter().copied().collect()
+    });
+    (cluster, workers, driver)
+}
+
+fn on(node: NodeId) -> SchedulingStrategy {
+    SchedulingStrategy::NodeAffinity { node, soft: false }
+}
+
+#[mobula::remote]
+fn where_am_i(i: u64) -> (u64, NodeId) {
+    (i * i, mobula::context().node_id().unwrap())
+}
+
+/// Submits a task from inside a task: it runs through the node the outer task runs on.
+#[mobula::remote]
+fn nested(i: u64) -> (u64, NodeId, NodeId) {
+    let inner = where_am_i
+        .options()
+        .scheduling_strategy(on(mobula::context().node_id().unwrap()))
+        .remote(i);
+    let (square, inner_node) = inner.get().unwrap();
+    (square, inner_node, mobula::context().node_id().unwrap())
+}
+
+#[test]
+fn tasks_spread_over_in_process_nodes_and_run_on_the_node_they_were_sent_to() {
+    let _turn = turn();
+    let (cluster, workers, _driver) = cluster(2);
+    assert_eq!(cluster.node_ids().len(), 3, "head and two workers");
+    let refs: Vec<_> = (0..40)
+        .map(|i| {
+            where_am_i
+                .options()
+                .scheduling_strategy(SchedulingStrategy::Spread)
+                .remote(i)
+        })
+        .collect();
+    let results = mobula::get_all(&refs).unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..40).map(|i| i * i).collect::<Vec<_>>()
+    );
+    let ran: HashSet<NodeId> = results.iter().map(|r| r.1).collect();
+    assert_eq!(
+        ran,
+        workers.iter().copied().collect(),
+        "both workers, no head"
+    );
+
+    // A task's own API calls reach the node it runs on.
+    for &w in &workers {
+        let (square, inner, outer) = nested
+            .options()
+            .scheduling_strategy(on(w))
+            .remote(9)
+            .get()
+            .unwrap();
+        assert_eq!((square, inner, outer), (81, w, w));
+    }
+}
+
+#[mobula::actor]
+struct Tally {
+    log: Vec<u64>,
+}
+
+#[mobula::actor]
+impl Tally {
+    fn new(first: u64) -> Self {
+        Tally { log: vec![first] }
+    }
+
+    fn add(&mut self, x: u64) -> (usize, NodeId) {
+        self.log.push(x);
+        (self.log.len(), mobula::context().node_id().unwrap())
+    }
+
+    fn log(&self) -> Vec<u64> {
+        self.log.clone()
+    }
+}
+
+#[mobula::remote]
+fn add_from_a_task(tally: TallyHandle, x: u64) -> (usize, NodeId, NodeId) {
+    let (len, actor_node) = tally.add(x).get().unwrap();
+    (len, actor_node, mobula::context().node_id().unwrap())
+}
+
+#[test]
+fn an_actor_on_one_node_is_called_from_a_task_on_another() {
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(2);
+    let (w1, w2) = (workers[0], workers[1]);
+    let tally = Tally::options()
+        .scheduling_strategy(on(w1))
+        .remote(100)
+        .unwrap();
+    let refs: Vec<_> = (0..50).map(|i| tally.add(i)).collect();
+    let lens: Vec<usize> = mobula::get_all(&refs)
+        .unwrap()
+        .iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(lens, (2..52).collect::<Vec<_>>());
+    let (len, actor_node, task_node) = add_from_a_task
+        .options()
+        .scheduling_strategy(on(w2))
+        .remote(tally.clone(), 7)
+        .get()
+        .unwrap();
+    assert_eq!((len, actor_node, task_node), (52, w1, w2));
+    let log = tally.log().get().unwrap();
+    assert_eq!(log[0], 100);
+    assert_eq!(log[51], 7);
+}
+
+#[mobula::remote]
+fn checksum(data: Vec<u8>) -> (usize, u64, NodeId) {
+    (
+        data.len(),
+        data.iter().map(|&b| u64::from(b)).sum(),
+        mobula::context().node_id().unwrap(),
+    )
+}
+
+#[mobula::remote]
+fn make_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn a_64_mb_object_crosses_in_process_nodes_both_ways() {
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(2);
+    let n = 64 << 20;
+    // Made on one worker, left there, passed by ref to a task on the other.
+    let made = make_bytes
+        .options()
+        .scheduling_strategy(on(workers[0]))
+        .remote(n);
+    let (len, sum, node) = checksum
+        .options()
+        .scheduling_strategy(on(workers[1]))
+        .remote(&made)
+        .get()
+        .unwrap();
+    let expected: u64 = (0..n).map(|i| (i % 251) as u64).sum();
+    assert_eq!((len, sum, node), (n, expected, workers[1]));
+    // And fetched by the driver.
+    let back = made.get().unwrap();
+    assert_eq!(back.len(), n);
+    assert_eq!(back.iter().map(|&b| u64::from(b)).sum::<u64>(), expected);
+}
+
+#[test]
+fn a_wrong_token_or_ca_is_refused_and_garbage_is_ignored() {
+    let _turn = turn();
+    let (mut cluster, _workers, _driver) = cluster(1);
+    let err = cluster
+        .add_node(Config::default().num_cpus(1).join_token("0123"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, InitError::Cluster(why) if why.contains("wrong join token")),
+        "{err}"
+    );
+    let other_ca = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let err = cluster
+        .add_node(Config::default().num_cpus(1).ca_fingerprint(other_ca))
+        .unwrap_err();
+    assert!(
+        matches!(&err, InitError::Cluster(why) if why.contains("pinned")),
+        "{err}"
+    );
+    assert_eq!(
+        cluster.node_ids().len(),
+        2,
+        "the refused nodes are not kept"
+    );
+
+    // Garbage datagrams at the head's port are dropped; a good node still joins.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..200u32 {
+        let junk: Vec<u8> = (0..(i % 1300) + 1).map(|j| (j * 7 + i) as u8).collect();
+        socket.send_to(&junk, cluster.join_info().address).unwrap();
+    }
+    let late = cluster.add_node(Config::default().num_cpus(1)).unwrap();
+    let (_, ran) = where_am_i
+        .options()
+        .scheduling_strategy(on(late))
+        .remote(2)
+        .get()
+        .unwrap();
+    assert_eq!(ran, late);
+}
+
+#[mobula::remote]
+fn slow_square(i: u64) -> (u64, NodeId) {
+    std::thread::sleep(Duration::from_millis(1));
+    (i * i, mobula::context().node_id().unwrap())
+}
+
+#[test]
+fn killing_a_node_with_10_000_tasks_in_flight_loses_no_result() {
+    let _turn = turn();
+    let (mut cluster, workers, _driver) = cluster(2);
+    let n = 10_000;
+    let refs: Vec<_> = (0..n)
+        .map(|i| {
+            slow_square
+                .options()
+                .scheduling_strategy(SchedulingStrategy::Spread)
+                .remote(i)
+        })
+        .collect();
+    refs[20].get().unwrap();
+    assert!(cluster.kill_node(workers[0]));
+    let results = mobula::get_all(&refs).unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..n).map(|i| i * i).collect::<Vec<_>>()
+    );
+    let by_dead = results.iter().filter(|r| r.1 == workers[0]).count();
+    assert!(by_dead > 0, "the killed node ran tasks before it died");
+    assert!(by_dead < (n / 2) as usize, "the survivor ran the rest");
+    eventually("the killed node is declared dead", || {
+        mobula::node::nodes()
+            .iter()
+            .any(|n| n.info.node_id == workers[0] && !n.alive)
+    });
+}
+
+#[test]
+fn an_actor_whose_node_is_killed_is_restarted_on_another() {
+    let _turn = turn();
+    let (mut cluster, workers, _driver) = cluster(2);
+    let (w1, w2) = (workers[0], workers[1]);
+    let keeps = Tally::options()
+        .scheduling_strategy(on(w1))
+        .max_restarts(1)
+        .max_task_retries(1)
+        .remote(1)
+        .unwrap();
+    assert_eq!(keeps.add(10).get().unwrap(), (2, w1));
+    cluster.kill_node(w1);
+    assert_eq!(keeps.add(30).get().unwrap(), (2, w2));
+    assert_eq!(keeps.log().get().unwrap(), vec![1, 30]);
+}
+
+static MADE: AtomicUsize = AtomicUsize::new(0);
+
+/// Large enough to stay on the node that made it until someone wants it.
+#[mobula::remote]
+fn big(tag: u8) -> (Vec<u8>, NodeId) {
+    MADE.fetch_add(1, Ordering::SeqCst);
+    (vec![tag; 2 << 20], mobula::context().node_id().unwrap())
+}
+
+#[test]
+fn a_value_lost_with_its_node_is_rebuilt_from_its_lineage() {
+    let _turn = turn();
+    let (mut cluster, workers, _driver) = cluster(2);
+    let (w1, w2) = (workers[0], workers[1]);
+    MADE.store(0, Ordering::SeqCst);
+    let near_w1 = SchedulingStrategy::NodeAffinity {
+        node: w1,
+        soft: true,
+    };
+    let kept = big.options().scheduling_strategy(near_w1).remote(7);
+    let lost = big
+        .options()
+        .scheduling_strategy(near_w1)
+        .max_retries(0)
+        .remote(8);
+    // Both made and left on w1 (ready, not fetched).
+    let (ready, _) = mobula::wait_anywhere(vec![kept.clone(), lost.clone()], 2, None).unwrap();
+    assert_eq!(ready.len(), 2);
+    assert_eq!(MADE.load(Ordering::SeqCst), 2);
+    cluster.kill_node(w1);
+    let (bytes, made_on) = kept.get().unwrap();
+    assert_eq!(bytes, vec![7u8; 2 << 20]);
+    assert_eq!(made_on, w2);
+    assert_eq!(
+        MADE.load(Ordering::SeqCst),
+        3,
+        "made once more, not twice more"
+    );
+    match lost.get() {
+        Err(GetError::ObjectLost { reason, .. }) => {
+            assert!(reason.contains("no retries left"), "{reason}");
+        }
+        other => panic!("expected ObjectLost, got {other:?}"),
+    }
+}
+
+#[test]
+fn placement_groups_reserve_bundles_on_in_process_nodes() {
+    use mobula::{Bundle, PlacementStrategy};
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(2);
+    let two = || Bundle::new().num_cpus(2);
+    let pg = mobula::placement_group(vec![two(), two()], PlacementStrategy::StrictSpread).unwrap();
+    pg.ready().unwrap();
+    let nodes: HashSet<NodeId> = (0..2).map(|i| pg.bundle_node(i).unwrap()).collect();
+    assert_eq!(nodes, workers.iter().copied().collect());
+    for i in 0..2 {
+        let (_, node) = where_am_i
+            .options()
+            .placement_group(&pg, Some(i))
+            .remote(3)
+            .get()
+            .unwrap();
+        assert_eq!(Some(node), pg.bundle_node(i));
+    }
+    // While the group holds every CPU, a third 2-CPU bundle cannot be placed anywhere.
+    let third = mobula::placement_group(vec![two()], PlacementStrategy::Pack).unwrap();
+    assert!(
+        !third.wait(Duration::from_millis(300)).unwrap(),
+        "not while the first holds it all"
+    );
+    mobula::remove_placement_group(&pg);
+    third.ready().unwrap();
+    mobula::remove_placement_group(&third);
+}
+
+#[test]
+fn a_removed_node_leaves_and_its_work_goes_elsewhere() {
+    let _turn = turn();
+    let (mut cluster, workers, _driver) = cluster(2);
+    assert!(cluster.remove_node(workers[1]));
+    assert!(!cluster.remove_node(workers[1]), "already gone");
+    eventually("the head knows it left", || {
+        mobula::node::nodes()
+            .iter()
+            .any(|n| n.info.node_id == workers[1] && !n.alive)
+    });
+    let refs: Vec<_> = (0..10)
+        .map(|i| {
+            where_am_i
+                .options()
+                .scheduling_strategy(SchedulingStrategy::Spread)
+                .remote(i)
+        })
+        .collect();
+    assert!(
+        mobula::get_all(&refs)
+            .unwrap()
+            .iter()
+            .all(|r| r.1 == workers[0])
+    );
+}
