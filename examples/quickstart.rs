@@ -1,12 +1,14 @@
-//! The lecture's walkthrough in Mobula (sections 2 to 5 of `ray-intro-lecture.txt`): start a
+//! The lecture's walkthrough in Mobula (sections 2 to 6 of `ray-intro-lecture.txt`): start a
 //! node, run four slow tasks in parallel, keep state in an actor, share a large matrix
-//! through the object store. Each section prints its result and how long it took.
+//! through the object store, tune two hyperparameters with ASHA. Each section prints its
+//! result and how long it took.
 //!
 //! Run it with `cargo run --release --example quickstart`.
 
 use std::time::{Duration, Instant};
 
 use mobula::prelude::*;
+use mobula::tune::{self, ReportError, Session, TrialConfig};
 
 /// A slow operation: sleeps one second, returns the square.
 #[mobula::remote]
@@ -37,6 +39,18 @@ impl Counter {
 #[mobula::remote]
 fn matrix_sum(matrix: Vec<f64>) -> f64 {
     matrix.iter().sum()
+}
+
+/// The lecture's Tune objective: `score = a * step + b`, reported at each of 100 steps. The
+/// `?` ends the trial when ASHA stops it early.
+#[mobula::remote]
+fn objective(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    let a: f64 = config.get("a").expect("a is in the search space");
+    let b: f64 = config.get("b").expect("b is in the search space");
+    for step in 0..100 {
+        session.report([("score", a * step as f64 + b)])?;
+    }
+    Ok(())
 }
 
 /// A small deterministic pseudo-random generator, so the example needs no extra crate.
@@ -93,5 +107,30 @@ fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(sum, expected);
+
+    // 6. Tune: a from U(0, 1), b from U(0, 20), 10 samples, ASHA maximising the score.
+    let t = Instant::now();
+    let analysis = tune::run(
+        objective,
+        tune::SearchSpace::new()
+            .param("a", tune::uniform(0.0, 1.0))
+            .param("b", tune::uniform(0.0, 20.0)),
+        tune::TuneConfig::new()
+            .metric("score")
+            .mode(tune::Mode::Max)
+            .num_samples(10)
+            .scheduler(tune::Asha::new()),
+    )?;
+    let best = analysis
+        .best_result()
+        .ok_or_else(|| anyhow::anyhow!("no trial reported a score"))?;
+    let reports: u64 = analysis.trials().iter().map(|t| t.iterations()).sum();
+    println!(
+        "[6] tune: best config {} (score {:.3}), {} trials, {reports} of 1000 steps run, in {:.4} s",
+        best.config,
+        best.metrics()["score"],
+        analysis.len(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -46,6 +46,7 @@ mod scheduler;
 pub mod state;
 pub mod testing;
 pub mod transport;
+pub mod tune;
 pub mod util;
 pub mod wire;
 

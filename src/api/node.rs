@@ -105,3 +105,31 @@ pub fn nodes() -> Vec<NodeState> {
 pub fn head_address() -> Option<std::net::SocketAddr> {
     global::with_runtime(|rt| rt.cluster.get().map(|c| c.head)).flatten()
 }
+
+/// The resources of every live node that runs tasks, summed by name (Ray's
+/// `ray.cluster_resources()`); outside a cluster, this node's. Empty when no runtime runs.
+pub fn cluster_resources() -> std::collections::BTreeMap<String, f64> {
+    let mut sum = std::collections::BTreeMap::new();
+    let view = global::with_runtime(|rt| rt.cluster.get().map(|c| c.view()));
+    match view {
+        None => {}
+        Some(Some(view)) => {
+            for node in view.nodes.iter().filter(|n| n.alive && n.info.runs_tasks) {
+                for (name, amount) in &node.info.resources {
+                    *sum.entry(name.clone()).or_insert(0.0) += amount;
+                }
+            }
+        }
+        Some(None) => {
+            if let Some((cpu, gpu, custom)) = global::with_runtime(|rt| rt.scheduler.totals()) {
+                let unit = crate::scheduler::resources::UNIT as f64;
+                sum.insert("CPU".to_string(), cpu as f64 / unit);
+                sum.insert("GPU".to_string(), gpu as f64 / unit);
+                for (name, amount) in custom {
+                    sum.insert(name.to_string(), amount as f64 / unit);
+                }
+            }
+        }
+    }
+    sum
+}

@@ -1,0 +1,425 @@
+//! The experiment's state: its trials, their results and statuses, the scheduler and the stop
+//! criteria. Pure: the controller actor calls it for each report, the tuner's loop for each
+//! trial that starts or ends; neither I/O nor actors live here.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::schedulers::{Decision, Observation, TrialScheduler};
+use super::session::{Checkpoint, Metrics};
+use super::space::TrialConfig;
+
+/// Maximise or minimise the metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// Larger is better.
+    Max,
+    /// Smaller is better.
+    Min,
+}
+
+impl Mode {
+    /// The metric oriented so that larger is better.
+    pub(crate) fn orient(self, x: f64) -> f64 {
+        match self {
+            Mode::Max => x,
+            Mode::Min => -x,
+        }
+    }
+}
+
+/// A trial's status (Ray's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrialStatus {
+    /// Not started yet.
+    Pending,
+    /// Running (or waiting for its resources).
+    Running,
+    /// Ended: ran to its end, or stopped early by the scheduler or a stop criterion.
+    Terminated,
+    /// Failed more often than `max_failures` allows.
+    Error,
+}
+
+impl std::fmt::Display for TrialStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrialStatus::Pending => "PENDING",
+            TrialStatus::Running => "RUNNING",
+            TrialStatus::Terminated => "TERMINATED",
+            TrialStatus::Error => "ERROR",
+        })
+    }
+}
+
+/// One reported result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportedResult {
+    /// The trial's iteration: 1 for its first report.
+    pub training_iteration: u64,
+    /// Seconds since the experiment started.
+    pub time_total_s: f64,
+    /// What the trainable reported.
+    pub metrics: Metrics,
+}
+
+impl ReportedResult {
+    /// A metric, or `training_iteration` / `time_total_s`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match name {
+            "training_iteration" => Some(self.training_iteration as f64),
+            "time_total_s" => Some(self.time_total_s),
+            _ => self.metrics.get(name).copied(),
+        }
+    }
+}
+
+/// One trial: its configuration, what it reported, how it ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trial {
+    /// Its number in the experiment.
+    pub id: usize,
+    /// `<experiment>_<number>`.
+    pub name: String,
+    /// Its hyperparameters.
+    pub config: TrialConfig,
+    /// Where it stands.
+    pub status: TrialStatus,
+    /// Every result it reported, in order (across restarts).
+    pub results: Vec<ReportedResult>,
+    /// Whether the scheduler or a stop criterion ended it before its trainable returned.
+    pub stopped_early: bool,
+    /// How often it failed.
+    pub failures: u32,
+    /// The last failure's message.
+    pub error: Option<String>,
+    /// Its latest checkpoint.
+    pub checkpoint: Option<Checkpoint>,
+    /// The attempt running now (reports from an older one are told to stop).
+    pub attempt: u32,
+    /// Its iteration count now (set back to the checkpoint's on a restart).
+    pub iteration: u64,
+}
+
+impl Trial {
+    /// Its latest result.
+    pub fn last_result(&self) -> Option<&ReportedResult> {
+        self.results.last()
+    }
+}
+
+/// When trials stop regardless of the scheduler (Ray's `RunConfig(stop=...)`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StopCriteria {
+    at_least: Vec<(String, f64)>,
+    at_most: Vec<(String, f64)>,
+    max_iterations: Option<u64>,
+    time_budget: Option<Duration>,
+}
+
+impl StopCriteria {
+    /// No criteria.
+    pub fn new() -> Self {
+        StopCriteria::default()
+    }
+
+    /// Stop a trial once `metric` reaches `value` or more (Ray's `stop={"metric": value}`).
+    pub fn metric_at_least(mut self, metric: impl Into<String>, value: f64) -> Self {
+        self.at_least.push((metric.into(), value));
+        self
+    }
+
+    /// Stop a trial once `metric` falls to `value` or less.
+    pub fn metric_at_most(mut self, metric: impl Into<String>, value: f64) -> Self {
+        self.at_most.push((metric.into(), value));
+        self
+    }
+
+    /// Stop a trial after `n` iterations (reports).
+    pub fn max_iterations(mut self, n: u64) -> Self {
+        self.max_iterations = Some(n);
+        self
+    }
+
+    /// Stop every trial once the experiment has run this long.
+    pub fn time_budget(mut self, budget: Duration) -> Self {
+        self.time_budget = Some(budget);
+        self
+    }
+
+    pub(crate) fn time_budget_value(&self) -> Option<Duration> {
+        self.time_budget
+    }
+
+    fn met(&self, r: &ReportedResult) -> bool {
+        self.at_least
+            .iter()
+            .any(|(m, v)| r.get(m).is_some_and(|x| x >= *v))
+            || self
+                .at_most
+                .iter()
+                .any(|(m, v)| r.get(m).is_some_and(|x| x <= *v))
+            || self
+                .max_iterations
+                .is_some_and(|n| r.training_iteration >= n)
+            || self
+                .time_budget
+                .is_some_and(|b| r.time_total_s >= b.as_secs_f64())
+    }
+}
+
+/// The state of an experiment.
+pub(crate) struct Experiment {
+    pub name: String,
+    pub metric: Option<String>,
+    pub mode: Mode,
+    pub trials: Vec<Trial>,
+    pub scheduler: Box<dyn TrialScheduler>,
+    pub stop: StopCriteria,
+    /// Results reported since the tuner last took them (for the result files).
+    pub fresh: Vec<(usize, ReportedResult)>,
+}
+
+impl Experiment {
+    pub fn new(
+        name: String,
+        metric: Option<String>,
+        mode: Mode,
+        scheduler: Box<dyn TrialScheduler>,
+        stop: StopCriteria,
+    ) -> Self {
+        Experiment {
+            name,
+            metric,
+            mode,
+            trials: Vec::new(),
+            scheduler,
+            stop,
+            fresh: Vec::new(),
+        }
+    }
+
+    /// Adds a pending trial; returns its number.
+    pub fn add_trial(&mut self, config: TrialConfig) -> usize {
+        let id = self.trials.len();
+        self.trials.push(Trial {
+            id,
+            name: format!("{}_{id:05}", self.name),
+            config,
+            status: TrialStatus::Pending,
+            results: Vec::new(),
+            stopped_early: false,
+            failures: 0,
+            error: None,
+            checkpoint: None,
+            attempt: 0,
+            iteration: 0,
+        });
+        self.scheduler.on_trial_add(id);
+        id
+    }
+
+    /// The trial starts an attempt (its first, or a restart); returns the attempt's number
+    /// and the checkpoint to resume from.
+    pub fn start(&mut self, trial: usize) -> (u32, Option<Checkpoint>) {
+        let t = &mut self.trials[trial];
+        t.status = TrialStatus::Running;
+        t.attempt += 1;
+        t.iteration = t.checkpoint.as_ref().map_or(0, Checkpoint::iteration);
+        (t.attempt, t.checkpoint.clone())
+    }
+
+    /// The score the scheduler sees for `r`: the metric oriented to larger-is-better, NaN
+    /// without one.
+    pub fn score(&self, r: &ReportedResult) -> f64 {
+        self.metric
+            .as_deref()
+            .and_then(|m| r.get(m))
+            .map_or(f64::NAN, |x| self.mode.orient(x))
+    }
+
+    /// A trial reported: records it and decides whether it goes on.
+    pub fn report(
+        &mut self,
+        trial: usize,
+        attempt: u32,
+        metrics: Metrics,
+        checkpoint: Option<Checkpoint>,
+        elapsed: Duration,
+    ) -> Decision {
+        let Some(t) = self.trials.get_mut(trial) else {
+            return Decision::Stop;
+        };
+        if t.attempt != attempt || t.status != TrialStatus::Running || t.stopped_early {
+            return Decision::Stop; // an attempt that was replaced, or a trial already ended
+        }
+        t.iteration += 1;
+        let result = ReportedResult {
+            training_iteration: t.iteration,
+            time_total_s: elapsed.as_secs_f64(),
+            metrics,
+        };
+        if let Some(c) = checkpoint {
+            t.checkpoint = Some(c.at(t.iteration));
+        }
+        t.results.push(result.clone());
+        self.fresh.push((trial, result.clone()));
+        let mut decision = if self.stop.met(&result) {
+            Decision::Stop
+        } else {
+            Decision::Continue
+        };
+        let time = result
+            .get(self.scheduler.time_attr())
+            .unwrap_or(result.training_iteration as f64);
+        let observation = Observation {
+            time,
+            score: self.score(&result),
+        };
+        if self.scheduler.on_result(trial, observation) == Decision::Stop {
+            decision = Decision::Stop;
+        }
+        if decision == Decision::Stop {
+            self.trials[trial].stopped_early = true;
+        }
+        decision
+    }
+
+    /// The trial's trainable returned (`Ok`) or failed (`Err`). Returns true if the trial is
+    /// to run again (a failure within `max_failures`).
+    pub fn ended(&mut self, trial: usize, outcome: Result<(), String>, max_failures: u32) -> bool {
+        let t = &mut self.trials[trial];
+        match outcome {
+            Ok(()) => t.status = TrialStatus::Terminated,
+            Err(_) if t.stopped_early => t.status = TrialStatus::Terminated,
+            Err(message) => {
+                t.failures += 1;
+                t.error = Some(message);
+                if t.failures <= max_failures {
+                    t.status = TrialStatus::Pending;
+                    return true;
+                }
+                t.status = TrialStatus::Error;
+            }
+        }
+        self.scheduler.on_trial_complete(trial);
+        false
+    }
+
+    /// Counts by status.
+    pub fn counts(&self) -> [(TrialStatus, usize); 4] {
+        let n = |s| self.trials.iter().filter(|t| t.status == s).count();
+        [
+            (TrialStatus::Pending, n(TrialStatus::Pending)),
+            (TrialStatus::Running, n(TrialStatus::Running)),
+            (TrialStatus::Terminated, n(TrialStatus::Terminated)),
+            (TrialStatus::Error, n(TrialStatus::Error)),
+        ]
+    }
+
+    /// The best trial by its last result, and that result's metric.
+    pub fn best(&self) -> Option<(&Trial, f64)> {
+        let metric = self.metric.as_deref()?;
+        self.trials
+            .iter()
+            .filter_map(|t| Some((t, t.last_result()?.get(metric)?)))
+            .filter(|(_, x)| !x.is_nan())
+            .max_by(|a, b| self.mode.orient(a.1).total_cmp(&self.mode.orient(b.1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tune::schedulers::{Asha, Fifo};
+
+    fn metrics(score: f64) -> Metrics {
+        [("score".to_string(), score)].into_iter().collect()
+    }
+
+    #[test]
+    fn reports_are_recorded_and_stop_criteria_end_a_trial() {
+        let stop = StopCriteria::new().metric_at_least("score", 3.0);
+        let mut e = Experiment::new(
+            "e".into(),
+            Some("score".into()),
+            Mode::Max,
+            Box::new(Fifo),
+            stop,
+        );
+        let t = e.add_trial(TrialConfig::default());
+        assert_eq!(e.trials[t].name, "e_00000");
+        let (attempt, ckpt) = e.start(t);
+        assert_eq!((attempt, ckpt), (1, None));
+        let d = Duration::ZERO;
+        assert_eq!(e.report(t, 1, metrics(1.0), None, d), Decision::Continue);
+        assert_eq!(e.report(t, 1, metrics(2.0), None, d), Decision::Continue);
+        assert_eq!(e.report(t, 1, metrics(3.0), None, d), Decision::Stop);
+        assert!(e.trials[t].stopped_early);
+        // Further reports are told to stop and not recorded.
+        assert_eq!(e.report(t, 1, metrics(9.0), None, d), Decision::Stop);
+        assert_eq!(e.trials[t].results.len(), 3);
+        assert_eq!(e.trials[t].results[2].training_iteration, 3);
+        // The trainable returns the Stopped error: the trial ends well.
+        assert!(!e.ended(t, Err("stopped".into()), 0));
+        assert_eq!(e.trials[t].status, TrialStatus::Terminated);
+        assert_eq!(e.fresh.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_trial_restarts_from_its_checkpoint_until_max_failures() {
+        let mut e = Experiment::new(
+            "e".into(),
+            Some("loss".into()),
+            Mode::Min,
+            Box::new(Fifo),
+            StopCriteria::new(),
+        );
+        let t = e.add_trial(TrialConfig::default());
+        e.start(t);
+        let loss = |x: f64| -> Metrics { [("loss".to_string(), x)].into_iter().collect() };
+        let d = Duration::ZERO;
+        e.report(t, 1, loss(5.0), None, d);
+        let ckpt = Checkpoint::from_value(&42u32).unwrap();
+        e.report(t, 1, loss(4.0), Some(ckpt), d);
+        e.report(t, 1, loss(3.0), None, d);
+        assert!(e.ended(t, Err("boom".into()), 1), "one failure allowed");
+        let (attempt, ckpt) = e.start(t);
+        assert_eq!(attempt, 2);
+        let ckpt = ckpt.unwrap();
+        assert_eq!((ckpt.to_value::<u32>().unwrap(), ckpt.iteration()), (42, 2));
+        // A report from the old attempt is refused; the new one counts from the checkpoint.
+        assert_eq!(e.report(t, 1, loss(0.0), None, d), Decision::Stop);
+        e.report(t, 2, loss(2.0), None, d);
+        assert_eq!(e.trials[t].results.last().unwrap().training_iteration, 3);
+        assert!(!e.ended(t, Err("boom again".into()), 1));
+        assert_eq!(e.trials[t].status, TrialStatus::Error);
+        assert_eq!(e.trials[t].error.as_deref(), Some("boom again"));
+        // Minimised: the best is the lowest last loss.
+        assert_eq!(e.best().unwrap().1, 2.0);
+    }
+
+    #[test]
+    fn the_scheduler_sees_the_oriented_metric_and_can_stop_a_trial() {
+        let asha = Asha::new().max_t(10).grace_period(1).reduction_factor(2);
+        let mut e = Experiment::new(
+            "e".into(),
+            Some("loss".into()),
+            Mode::Min,
+            Box::new(asha),
+            StopCriteria::new(),
+        );
+        let (a, b) = (
+            e.add_trial(TrialConfig::default()),
+            e.add_trial(TrialConfig::default()),
+        );
+        e.start(a);
+        e.start(b);
+        let loss = |x: f64| -> Metrics { [("loss".to_string(), x)].into_iter().collect() };
+        let d = Duration::ZERO;
+        assert_eq!(e.report(a, 1, loss(1.0), None, d), Decision::Continue);
+        // Minimising: a larger loss is worse, so b is stopped at the first rung.
+        assert_eq!(e.report(b, 1, loss(2.0), None, d), Decision::Stop);
+    }
+}

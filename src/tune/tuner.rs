@@ -1,0 +1,600 @@
+//! `Tuner`: runs an experiment. Its loop, on the calling thread, draws configurations from
+//! the searcher, starts a trial task for each (with the trial's resources) as room allows,
+//! restarts failed ones from their checkpoints, writes the result files and shows the status;
+//! the controller actor answers the trials' reports.
+
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::controller::{self, Shared, TuneController, TuneControllerHandle};
+use super::experiment::{Experiment, Mode, StopCriteria};
+use super::output::{self, ResultFiles};
+use super::result::{ResultGrid, TrialResult};
+use super::rng::Rng;
+use super::schedulers::{Fifo, TrialScheduler};
+use super::search::{RandomSearch, SearchSetup, Searcher};
+use super::session::Session;
+use super::space::{SearchSpace, TrialConfig};
+use crate::api::function::{RemoteFunction, TaskBuilder};
+use crate::{ObjectRef, SchedulingStrategy};
+
+/// Why an experiment could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TuneError {
+    /// A setting is wrong (the message says which).
+    #[error("invalid tune settings: {0}")]
+    InvalidConfig(String),
+    /// `mobula::init` was not called.
+    #[error("Mobula is not running: call mobula::init first")]
+    NotInitialized,
+    /// The experiment's controller actor could not be started.
+    #[error("the experiment's controller could not start: {0}")]
+    Controller(String),
+    /// A result file could not be written.
+    #[error("cannot write the experiment's files in {path}: {source}")]
+    Storage {
+        /// The directory.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
+}
+
+/// How to search (Ray's `TuneConfig`).
+pub struct TuneConfig {
+    metric: Option<String>,
+    mode: Mode,
+    num_samples: usize,
+    max_concurrent_trials: Option<usize>,
+    scheduler: Option<Box<dyn TrialScheduler>>,
+    searcher: Option<Box<dyn Searcher>>,
+    seed: Option<u64>,
+    cpus_per_trial: f64,
+    gpus_per_trial: f64,
+}
+
+impl Default for TuneConfig {
+    fn default() -> Self {
+        TuneConfig {
+            metric: None,
+            mode: Mode::Max,
+            num_samples: 1,
+            max_concurrent_trials: None,
+            scheduler: None,
+            searcher: None,
+            seed: None,
+            cpus_per_trial: 1.0,
+            gpus_per_trial: 0.0,
+        }
+    }
+}
+
+impl std::fmt::Debug for TuneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TuneConfig")
+            .field("metric", &self.metric)
+            .field("mode", &self.mode)
+            .field("num_samples", &self.num_samples)
+            .field("max_concurrent_trials", &self.max_concurrent_trials)
+            .field("scheduler", &self.scheduler.as_ref().map(|s| s.name()))
+            .field("searcher", &self.searcher.as_ref().map(|s| s.name()))
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+impl TuneConfig {
+    /// Defaults: one sample, FIFO, random search, one CPU per trial, maximise.
+    pub fn new() -> Self {
+        TuneConfig::default()
+    }
+
+    /// The metric to optimise.
+    pub fn metric(mut self, name: impl Into<String>) -> Self {
+        self.metric = Some(name.into());
+        self
+    }
+
+    /// Maximise or minimise it.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How many trials (with grids: how many times the grid is repeated).
+    pub fn num_samples(mut self, n: usize) -> Self {
+        self.num_samples = n;
+        self
+    }
+
+    /// At most this many trials at once (default: as many as the cluster's CPUs hold).
+    pub fn max_concurrent_trials(mut self, n: usize) -> Self {
+        self.max_concurrent_trials = Some(n.max(1));
+        self
+    }
+
+    /// The trial scheduler (default FIFO).
+    pub fn scheduler(mut self, scheduler: impl TrialScheduler + 'static) -> Self {
+        self.scheduler = Some(Box::new(scheduler));
+        self
+    }
+
+    /// The search algorithm (default random and grid).
+    pub fn search_alg(mut self, searcher: impl Searcher + 'static) -> Self {
+        self.searcher = Some(Box::new(searcher));
+        self
+    }
+
+    /// Seeds the search, so that the same configurations are drawn on every run.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The CPUs each trial holds while it runs (default 1).
+    pub fn cpus_per_trial(mut self, n: f64) -> Self {
+        self.cpus_per_trial = n;
+        self
+    }
+
+    /// The GPUs each trial holds while it runs (default 0).
+    pub fn gpus_per_trial(mut self, n: f64) -> Self {
+        self.gpus_per_trial = n;
+        self
+    }
+}
+
+/// Where results go and when trials stop (Ray's `RunConfig`).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    name: Option<String>,
+    storage_path: Option<PathBuf>,
+    stop: StopCriteria,
+    max_failures: u32,
+    verbose: u8,
+    progress_interval: Duration,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            name: None,
+            storage_path: None,
+            stop: StopCriteria::new(),
+            max_failures: 0,
+            verbose: 2,
+            progress_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RunConfig {
+    /// Defaults: results under `~/mobula_results/<trainable>_<time>`, no stop criteria,
+    /// no restarts, the status table every 5 s.
+    pub fn new() -> Self {
+        RunConfig::default()
+    }
+
+    /// The experiment's name (its directory under the storage path).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Where experiments keep their files (default `~/mobula_results`).
+    pub fn storage_path(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.storage_path = Some(dir.into());
+        self
+    }
+
+    /// When trials stop regardless of the scheduler.
+    pub fn stop(mut self, criteria: StopCriteria) -> Self {
+        self.stop = criteria;
+        self
+    }
+
+    /// How often a trial may fail and run again from its latest checkpoint (default 0).
+    pub fn max_failures(mut self, n: u32) -> Self {
+        self.max_failures = n;
+        self
+    }
+
+    /// 0: silent; 1: the final table only; 2 (default): the status while it runs too.
+    pub fn verbose(mut self, level: u8) -> Self {
+        self.verbose = level;
+        self
+    }
+
+    /// How often the status is shown.
+    pub fn progress_interval(mut self, every: Duration) -> Self {
+        self.progress_interval = every;
+        self
+    }
+}
+
+/// Runs an experiment (Ray's `Tuner`): `Tuner::new(trainable).param_space(space)
+/// .tune_config(...).run_config(...).fit()`.
+///
+/// The trainable is a remote function taking the trial's config and its session:
+///
+/// ```no_run
+/// use mobula::tune::{self, ReportError, Session, TrialConfig};
+///
+/// #[mobula::remote]
+/// fn objective(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+///     let (a, b): (f64, f64) = (config.get("a").unwrap(), config.get("b").unwrap());
+///     for step in 0..100 {
+///         session.report([("score", a * step as f64 + b)])?;
+///     }
+///     Ok(())
+/// }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let _mobula = mobula::init(mobula::Config::default())?;
+/// let space = tune::SearchSpace::new()
+///     .param("a", tune::uniform(0.0, 1.0))
+///     .param("b", tune::uniform(0.0, 20.0));
+/// let results = tune::Tuner::new(objective)
+///     .param_space(space)
+///     .tune_config(
+///         tune::TuneConfig::new()
+///             .metric("score")
+///             .mode(tune::Mode::Max)
+///             .num_samples(10)
+///             .scheduler(tune::Asha::new()),
+///     )
+///     .fit()?;
+/// println!("best: {:?}", results.best_config());
+/// # Ok(())
+/// # }
+/// ```
+pub struct Tuner<F> {
+    trainable: F,
+    space: SearchSpace,
+    tune: TuneConfig,
+    run: RunConfig,
+}
+
+impl<F> Tuner<F>
+where
+    F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>,
+{
+    /// A tuner for `trainable` with default settings and an empty space.
+    pub fn new(trainable: F) -> Self {
+        Tuner {
+            trainable,
+            space: SearchSpace::new(),
+            tune: TuneConfig::new(),
+            run: RunConfig::new(),
+        }
+    }
+
+    /// The hyperparameters to search.
+    pub fn param_space(mut self, space: SearchSpace) -> Self {
+        self.space = space;
+        self
+    }
+
+    /// How to search.
+    pub fn tune_config(mut self, config: TuneConfig) -> Self {
+        self.tune = config;
+        self
+    }
+
+    /// Where results go and when trials stop.
+    pub fn run_config(mut self, config: RunConfig) -> Self {
+        self.run = config;
+        self
+    }
+
+    /// Runs the experiment to its end; returns every trial's outcome.
+    pub fn fit(self) -> Result<ResultGrid, TuneError> {
+        let _ = &self.trainable;
+        Run::start::<F>(self.space, self.tune, self.run)?.finish::<F>()
+    }
+}
+
+/// Runs `trainable` over `space` (Ray's `tune.run`), with the default run settings but quiet
+/// output (the final table only).
+pub fn run<F>(trainable: F, space: SearchSpace, config: TuneConfig) -> Result<ResultGrid, TuneError>
+where
+    F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>,
+{
+    Tuner::new(trainable)
+        .param_space(space)
+        .tune_config(config)
+        .run_config(RunConfig::new().verbose(1))
+        .fit()
+}
+
+/// A running experiment: the tuner's side.
+struct Run {
+    shared: Shared,
+    controller: TuneControllerHandle,
+    searcher: Box<dyn Searcher>,
+    files: ResultFiles,
+    tune: TuneConfig,
+    run: RunConfig,
+    max_concurrent: usize,
+    running: Vec<(usize, ObjectRef<()>)>,
+    restarts: VecDeque<usize>,
+    exhausted: bool,
+    shown_lines: usize,
+    last_shown: Instant,
+}
+
+fn storage_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TuneError + '_ {
+    move |source| TuneError::Storage {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Run {
+    fn start<F: RemoteFunction>(
+        space: SearchSpace,
+        mut tune: TuneConfig,
+        run: RunConfig,
+    ) -> Result<Run, TuneError> {
+        if !crate::is_initialized() {
+            return Err(TuneError::NotInitialized);
+        }
+        if tune.num_samples == 0 {
+            return Err(TuneError::InvalidConfig(
+                "num_samples must be at least 1".into(),
+            ));
+        }
+        if tune.scheduler.is_some() && tune.metric.is_none() {
+            return Err(TuneError::InvalidConfig(
+                "a scheduler needs TuneConfig::metric to compare trials".into(),
+            ));
+        }
+        let trainable = F::descriptor()
+            .id
+            .rsplit("::")
+            .next()
+            .unwrap_or("trainable");
+        let name = run.name.clone().unwrap_or_else(|| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("{trainable}_{secs}")
+        });
+        let storage = run.storage_path.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir)
+                .join("mobula_results")
+        });
+        let dir = storage.join(&name);
+        let files = ResultFiles::create(dir.clone()).map_err(storage_error(&dir))?;
+
+        let mut searcher = tune
+            .searcher
+            .take()
+            .unwrap_or_else(|| Box::new(RandomSearch::new()));
+        searcher
+            .setup(SearchSetup {
+                space: &space,
+                num_samples: tune.num_samples,
+                seed: tune.seed,
+            })
+            .map_err(TuneError::InvalidConfig)?;
+        let scheduler = tune.scheduler.take().unwrap_or_else(|| Box::new(Fifo));
+        scheduler.check().map_err(TuneError::InvalidConfig)?;
+        let experiment = Experiment::new(
+            name,
+            tune.metric.clone(),
+            tune.mode,
+            scheduler,
+            run.stop.clone(),
+        );
+        let shared: Shared = Arc::new((Mutex::new(experiment), Instant::now()));
+        let key = Rng::from_entropy().next_u64();
+        controller::hand_off(key, Arc::clone(&shared));
+        let mut options = TuneController::options();
+        if let Some(here) = crate::context().node_id() {
+            options = options.scheduling_strategy(SchedulingStrategy::NodeAffinity {
+                node: here,
+                soft: false,
+            });
+        }
+        let controller = options
+            .num_cpus(0)
+            .remote(key)
+            .map_err(|e| TuneError::Controller(e.to_string()))?;
+
+        let max_concurrent = tune.max_concurrent_trials.unwrap_or_else(|| {
+            let cpus = crate::node::cluster_resources()
+                .get("CPU")
+                .copied()
+                .unwrap_or(1.0);
+            if tune.cpus_per_trial > 0.0 {
+                ((cpus / tune.cpus_per_trial).floor() as usize).max(1)
+            } else {
+                usize::MAX
+            }
+        });
+        Ok(Run {
+            shared,
+            controller,
+            searcher,
+            files,
+            tune,
+            run,
+            max_concurrent,
+            running: Vec::new(),
+            restarts: VecDeque::new(),
+            exhausted: false,
+            shown_lines: 0,
+            last_shown: Instant::now(),
+        })
+    }
+
+    /// The next trial to start: a failed one first, then a new one from the searcher.
+    fn next_trial(&mut self) -> Result<Option<usize>, TuneError> {
+        if let Some(t) = self.restarts.pop_front() {
+            return Ok(Some(t));
+        }
+        let over_budget = self
+            .run
+            .stop
+            .time_budget_value()
+            .is_some_and(|b| self.shared.1.elapsed() >= b);
+        if self.exhausted || over_budget {
+            return Ok(None);
+        }
+        let Some(config) = self.searcher.suggest() else {
+            self.exhausted = true;
+            return Ok(None);
+        };
+        let mut e = controller::lock(&self.shared);
+        let id = e.add_trial(config);
+        let dir = self.files.dir().to_path_buf();
+        self.files
+            .add_trial(&e.trials[id])
+            .map_err(storage_error(&dir))?;
+        Ok(Some(id))
+    }
+
+    fn launch<F>(&mut self, trial: usize)
+    where
+        F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>,
+    {
+        let (session, config) = {
+            let mut e = controller::lock(&self.shared);
+            let (attempt, checkpoint) = e.start(trial);
+            let t = &e.trials[trial];
+            let session = Session {
+                trial,
+                name: t.name.clone(),
+                attempt,
+                controller: self.controller.clone(),
+                checkpoint,
+            };
+            (session, t.config.clone())
+        };
+        let task = TaskBuilder::<F, (TrialConfig, Session)>::new()
+            .num_cpus(self.tune.cpus_per_trial)
+            .num_gpus(self.tune.gpus_per_trial)
+            .max_retries(0)
+            .remote(config, session);
+        self.running.push((trial, task));
+    }
+
+    fn finish<F>(mut self) -> Result<ResultGrid, TuneError>
+    where
+        F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>,
+    {
+        loop {
+            while self.running.len() < self.max_concurrent {
+                match self.next_trial()? {
+                    Some(trial) => self.launch::<F>(trial),
+                    None => break,
+                }
+            }
+            if self.running.is_empty() {
+                break;
+            }
+            let refs: Vec<ObjectRef<()>> = self.running.iter().map(|r| r.1.clone()).collect();
+            let wait = self.run.progress_interval.min(Duration::from_millis(500));
+            let ready: std::collections::HashSet<_> = match crate::wait(&refs, 1, Some(wait)) {
+                Ok((ready, _)) => ready.iter().map(ObjectRef::id).collect(),
+                Err(_) => Default::default(),
+            };
+            let (ended, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.running)
+                .into_iter()
+                .partition(|(_, r)| ready.contains(&r.id()));
+            self.running = still;
+            for (trial, r) in ended {
+                let outcome = r.get().map_err(|e| e.to_string());
+                let mut e = controller::lock(&self.shared);
+                let again = e.ended(trial, outcome, self.run.max_failures);
+                let t = &e.trials[trial];
+                if again {
+                    self.restarts.push_back(trial);
+                } else {
+                    let score = t.last_result().map(|r| e.score(r));
+                    let config = t.config.clone();
+                    drop(e);
+                    self.searcher.on_trial_complete(&config, score);
+                }
+            }
+            self.flush()?;
+            if self.run.verbose >= 2 && self.last_shown.elapsed() >= self.run.progress_interval {
+                self.show_status();
+            }
+        }
+        self.flush()?;
+        let e = controller::lock(&self.shared);
+        let dir = self.files.dir().to_path_buf();
+        self.files.summary(&e).map_err(storage_error(&dir))?;
+        let grid = ResultGrid {
+            trials: e
+                .trials
+                .iter()
+                .map(|t| TrialResult::of(t, self.files.trial_dir(t)))
+                .collect(),
+            metric: e.metric.clone(),
+            mode: e.mode,
+            path: dir,
+        };
+        if self.run.verbose >= 1 {
+            let elapsed = self.shared.1.elapsed().as_secs_f64();
+            let text = output::status(&e, elapsed, 40);
+            drop(e);
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{}", self.erase());
+            let _ = writeln!(out, "{text}Results in {}", grid.path.display());
+        }
+        self.controller.terminate();
+        Ok(grid)
+    }
+
+    /// New results to the trials' files.
+    fn flush(&mut self) -> Result<(), TuneError> {
+        let mut e = controller::lock(&self.shared);
+        if e.fresh.is_empty() {
+            return Ok(());
+        }
+        let fresh = std::mem::take(&mut e.fresh);
+        let dir = self.files.dir().to_path_buf();
+        self.files
+            .append(&e.trials, &fresh)
+            .map_err(storage_error(&dir))?;
+        drop(e);
+        for (trial, r) in &fresh {
+            let e = controller::lock(&self.shared);
+            let (config, score) = (e.trials[*trial].config.clone(), e.score(r));
+            drop(e);
+            self.searcher.on_trial_result(&config, score);
+        }
+        Ok(())
+    }
+
+    /// On a terminal: the escape codes that erase the table shown last.
+    fn erase(&self) -> String {
+        if self.shown_lines > 0 && std::io::stdout().is_terminal() {
+            format!("\x1b[{}A\x1b[J", self.shown_lines)
+        } else {
+            String::new()
+        }
+    }
+
+    /// The status table: redrawn in place on a terminal, printed again otherwise.
+    fn show_status(&mut self) {
+        let text = {
+            let e = controller::lock(&self.shared);
+            output::status(&e, self.shared.1.elapsed().as_secs_f64(), 20)
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{}{text}", self.erase());
+        let _ = out.flush();
+        self.shown_lines = text.lines().count();
+        self.last_shown = Instant::now();
+    }
+}

@@ -1,0 +1,329 @@
+//! mobula::tune end to end: the lecture's experiment, early stopping, grids, stop criteria,
+//! failures resumed from checkpoints, concurrency, result files.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use common::{Concurrency, start};
+use mobula::Config;
+use mobula::tune::{
+    self, Asha, Checkpoint, Mode, ReportError, RunConfig, Scope, SearchSpace, Session,
+    StopCriteria, TrialConfig, TrialStatus, TuneConfig, Tuner,
+};
+
+fn storage(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mobula-tune-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn quiet(test: &str) -> RunConfig {
+    RunConfig::new().storage_path(storage(test)).verbose(0)
+}
+
+/// The lecture's objective: `score = a * step + b` for 100 steps.
+#[mobula::remote]
+fn objective(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    let a: f64 = config.get("a").unwrap();
+    let b: f64 = config.get("b").unwrap();
+    for step in 0..100 {
+        session.report([("score", a * step as f64 + b)])?;
+    }
+    Ok(())
+}
+
+fn lecture_space() -> SearchSpace {
+    SearchSpace::new()
+        .param("a", tune::uniform(0.0, 1.0))
+        .param("b", tune::uniform(0.0, 20.0))
+}
+
+fn final_score(config: &TrialConfig) -> f64 {
+    config.get::<f64>("a").unwrap() * 99.0 + config.get::<f64>("b").unwrap()
+}
+
+#[test]
+fn the_lecture_experiment_runs_with_asha_and_finds_the_best_config() {
+    let _node = start(Config::default().num_cpus(4));
+    let results = Tuner::new(objective)
+        .param_space(lecture_space())
+        .tune_config(
+            TuneConfig::new()
+                .metric("score")
+                .mode(Mode::Max)
+                .num_samples(10)
+                .seed(42)
+                .scheduler(Asha::new()),
+        )
+        .run_config(quiet("lecture"))
+        .fit()
+        .unwrap();
+    assert_eq!(results.len(), 10);
+    assert!(results.errors().is_empty());
+    assert!(
+        results
+            .trials()
+            .iter()
+            .all(|t| t.status == TrialStatus::Terminated)
+    );
+    // ASHA stopped some trials early; none ran past max_t = 100.
+    let iterations: Vec<u64> = results.trials().iter().map(|t| t.iterations()).collect();
+    assert!(
+        iterations.iter().all(|&i| (1..=100).contains(&i)),
+        "{iterations:?}"
+    );
+    let total: u64 = iterations.iter().sum();
+    assert!(
+        total < 1000,
+        "early stopping saved reports: {total} of 1000"
+    );
+    // The best is the trial whose last score is highest, and its score is its formula's.
+    let best = results.best_result().unwrap();
+    let best_last = best.metrics()["score"];
+    for t in results.trials() {
+        assert!(t.metrics()["score"] <= best_last);
+    }
+    assert_eq!(best.iterations(), 100, "the best ran its whole budget");
+    assert!((best_last - final_score(&best.config)).abs() < 1e-9);
+    assert_eq!(results.best_config(), Some(&best.config));
+    // Scopes: the best single result ever is at least the best last one.
+    let ever = results
+        .best_result_by("score", Mode::Max, Scope::All)
+        .unwrap();
+    assert!(ever.value("score", Mode::Max, Scope::All).unwrap() >= best_last);
+}
+
+#[test]
+fn a_seeded_experiment_with_one_trial_at_a_time_repeats_exactly() {
+    let _node = start(Config::default().num_cpus(2));
+    let once = |name: &str| {
+        let r = Tuner::new(objective)
+            .param_space(lecture_space())
+            .tune_config(
+                TuneConfig::new()
+                    .metric("score")
+                    .mode(Mode::Max)
+                    .num_samples(8)
+                    .seed(7)
+                    .max_concurrent_trials(1)
+                    .scheduler(Asha::new().grace_period(2).reduction_factor(2)),
+            )
+            .run_config(quiet(name))
+            .fit()
+            .unwrap();
+        r.trials()
+            .iter()
+            .map(|t| (t.config.clone(), t.iterations(), t.stopped_early))
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = (once("repeat1"), once("repeat2"));
+    assert_eq!(first, second);
+    assert!(first.iter().any(|t| t.2), "some trial was stopped early");
+}
+
+#[mobula::remote]
+fn count_to(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    let limit: u32 = config.get("limit").unwrap();
+    let lr: f64 = config.get("opt.lr").unwrap();
+    for i in 1..=limit {
+        session.report([("i", f64::from(i)), ("lr", lr)])?;
+    }
+    Ok(())
+}
+
+#[test]
+fn grids_nested_configs_and_stop_criteria() {
+    let _node = start(Config::default().num_cpus(4));
+    let space = SearchSpace::new()
+        .param("limit", tune::grid_search([3, 5, 50]))
+        .nested(
+            "opt",
+            SearchSpace::new().param("lr", tune::loguniform(1e-4, 1e-1)),
+        );
+    let results = Tuner::new(count_to)
+        .param_space(space)
+        .tune_config(TuneConfig::new().metric("i").num_samples(2).seed(1))
+        .run_config(quiet("grid").stop(StopCriteria::new().metric_at_least("i", 10.0)))
+        .fit()
+        .unwrap();
+    assert_eq!(results.len(), 6, "3 grid values, twice");
+    let mut limits: Vec<u32> = results
+        .trials()
+        .iter()
+        .map(|t| t.config.get("limit").unwrap())
+        .collect();
+    limits.sort();
+    assert_eq!(limits, vec![3, 3, 5, 5, 50, 50]);
+    for t in results.trials() {
+        let limit: u64 = t.config.get("limit").unwrap();
+        let lr: f64 = t.config.get("opt.lr").unwrap();
+        assert!((1e-4..1e-1).contains(&lr));
+        assert_eq!(t.metrics()["lr"], lr);
+        // The stop criterion ends the 50-step ones at 10.
+        assert_eq!(t.iterations(), limit.min(10));
+        assert_eq!(t.stopped_early, limit > 10);
+        assert_eq!(t.status, TrialStatus::Terminated);
+    }
+    let lrs: HashSet<u64> = results
+        .trials()
+        .iter()
+        .map(|t| t.config.get::<f64>("opt.lr").unwrap().to_bits())
+        .collect();
+    assert_eq!(lrs.len(), 6, "the random part is drawn for each trial");
+}
+
+/// Fails once at step 5 on its first attempt; saves a checkpoint every step.
+#[mobula::remote]
+fn flaky(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    let fail_at: u64 = config.get("fail_at").unwrap();
+    let start = match session.checkpoint() {
+        Some(c) => c.to_value::<u64>().unwrap(),
+        None => 0,
+    };
+    for step in start + 1..=10 {
+        if step == fail_at && session.attempt() == 1 {
+            panic!("lost at step {step}");
+        }
+        session.report_with_checkpoint(
+            [("step", step as f64)],
+            Checkpoint::from_value(&step).unwrap(),
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_failed_trial_resumes_from_its_checkpoint_within_max_failures() {
+    let _node = start(Config::default().num_cpus(2));
+    let space = SearchSpace::new().param("fail_at", tune::grid_search([5]));
+    let resumed = Tuner::new(flaky)
+        .param_space(space.clone())
+        .tune_config(TuneConfig::new().metric("step"))
+        .run_config(quiet("flaky1").max_failures(1))
+        .fit()
+        .unwrap();
+    let t = &resumed.trials()[0];
+    assert_eq!(t.status, TrialStatus::Terminated);
+    let steps: Vec<f64> = t.history.iter().map(|r| r.metrics["step"]).collect();
+    assert_eq!(
+        steps,
+        (1..=10).map(f64::from).collect::<Vec<_>>(),
+        "no step repeated or lost"
+    );
+    let iterations: Vec<u64> = t.history.iter().map(|r| r.training_iteration).collect();
+    assert_eq!(iterations, (1..=10).collect::<Vec<u64>>());
+    assert!(t.error.as_deref().unwrap().contains("lost at step 5"));
+    assert_eq!(
+        t.checkpoint.as_ref().unwrap().to_value::<u64>().unwrap(),
+        10
+    );
+
+    // Without restarts the trial ends in ERROR, with the panic's message.
+    let failed = Tuner::new(flaky)
+        .param_space(space)
+        .tune_config(TuneConfig::new().metric("step"))
+        .run_config(quiet("flaky2"))
+        .fit()
+        .unwrap();
+    assert_eq!(failed.errors().len(), 1);
+    assert_eq!(failed.trials()[0].iterations(), 4);
+}
+
+#[mobula::remote]
+fn reads_a_missing_key(config: TrialConfig, session: Session) -> Result<(), String> {
+    let x: f64 = config.get("x").map_err(|e| e.to_string())?;
+    session.report([("x", x)]).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_bad_config_read_fails_the_trial_with_a_clear_error_and_bad_settings_fail_fit() {
+    let _node = start(Config::default().num_cpus(2));
+    let results = Tuner::new(reads_a_missing_key)
+        .param_space(SearchSpace::new().param("y", tune::uniform(0.0, 1.0)))
+        .run_config(quiet("missing"))
+        .fit()
+        .unwrap();
+    let err = results.trials()[0].error.clone().unwrap();
+    assert!(err.contains("no `x`") && err.contains("y"), "{err}");
+
+    let bad = Tuner::new(objective)
+        .param_space(SearchSpace::new().param("a", tune::uniform(1.0, 0.0)))
+        .run_config(quiet("bad"))
+        .fit();
+    assert!(matches!(bad, Err(tune::TuneError::InvalidConfig(ref m)) if m.contains("`a`")));
+    let no_metric = Tuner::new(objective)
+        .param_space(lecture_space())
+        .tune_config(TuneConfig::new().scheduler(Asha::new()))
+        .run_config(quiet("nometric"))
+        .fit();
+    assert!(matches!(no_metric, Err(tune::TuneError::InvalidConfig(_))));
+}
+
+static RUNNING: Concurrency = Concurrency::new();
+
+#[mobula::remote]
+fn occupies(_config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    RUNNING.run(2);
+    session.report([("done", 1.0)])
+}
+
+#[test]
+fn trials_run_in_parallel_up_to_max_concurrent_trials() {
+    let _node = start(Config::default().num_cpus(4));
+    RUNNING.reset();
+    let results = Tuner::new(occupies)
+        .tune_config(TuneConfig::new().num_samples(6).max_concurrent_trials(2))
+        .run_config(quiet("concurrent"))
+        .fit()
+        .unwrap();
+    assert_eq!(results.len(), 6);
+    assert_eq!(RUNNING.max(), 2);
+}
+
+#[test]
+fn result_files_hold_every_report_and_the_summary() {
+    let _node = start(Config::default().num_cpus(2));
+    let results = tune::Tuner::new(count_to)
+        .param_space(
+            SearchSpace::new()
+                .param("limit", tune::grid_search([4, 7]))
+                .nested("opt", SearchSpace::new().constant("lr", 0.5)),
+        )
+        .tune_config(TuneConfig::new().metric("i"))
+        .run_config(quiet("files").name("files"))
+        .fit()
+        .unwrap();
+    assert!(results.path().ends_with("files"));
+    for t in results.trials() {
+        let lines = std::fs::read_to_string(t.path.join("result.json")).unwrap();
+        let rows: Vec<serde_json::Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len() as u64, t.iterations());
+        assert_eq!(
+            rows.last().unwrap()["i"],
+            serde_json::json!(t.iterations() as f64)
+        );
+        let csv = std::fs::read_to_string(t.path.join("progress.csv")).unwrap();
+        let mut csv_lines = csv.lines();
+        assert_eq!(
+            csv_lines.next().unwrap(),
+            "training_iteration,time_total_s,i,lr"
+        );
+        assert_eq!(csv_lines.count() as u64, t.iterations());
+        let params: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(t.path.join("params.json")).unwrap())
+                .unwrap();
+        assert_eq!(params["opt"]["lr"], serde_json::json!(0.5));
+    }
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(results.path().join("experiment_state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["trials"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["best"]["value"], serde_json::json!(7.0));
+    assert!(results.table().contains("TERMINATED"));
+}
