@@ -327,3 +327,121 @@ fn result_files_hold_every_report_and_the_summary() {
     assert_eq!(summary["best"]["value"], serde_json::json!(7.0));
     assert!(results.table().contains("TERMINATED"));
 }
+
+/// "Trains" a value that grows by `lr` each step for 40 steps, saving it in a checkpoint at
+/// every step.
+#[mobula::remote]
+fn grow(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    let lr: f64 = config.get("lr").unwrap();
+    let (mut value, start) = match session.checkpoint() {
+        Some(c) => (c.to_value::<f64>().unwrap(), c.iteration()),
+        None => (0.0, 0),
+    };
+    for _ in start..40 {
+        value += lr;
+        session
+            .report_with_checkpoint([("value", value)], Checkpoint::from_value(&value).unwrap())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn pbt_continues_poor_trials_from_good_ones_checkpoints_with_explored_configs() {
+    let _node = start(Config::default().num_cpus(4));
+    let pbt = tune::Pbt::new()
+        .perturbation_interval(2)
+        .mutation("lr", vec![0.1, 0.5, 1.0, 2.0])
+        .resample_probability(0.0)
+        .seed(2);
+    let results = Tuner::new(grow)
+        // The slowest grower starts last, so that others have scores when it reports.
+        .param_space(SearchSpace::new().param("lr", tune::grid_search([2.0, 1.0, 0.5, 0.1])))
+        .tune_config(
+            TuneConfig::new()
+                .metric("value")
+                .mode(Mode::Max)
+                .scheduler(pbt),
+        )
+        .run_config(quiet("pbt"))
+        .fit()
+        .unwrap();
+    assert_eq!(results.len(), 4);
+    assert!(results.errors().is_empty());
+    let exploited: Vec<_> = results
+        .trials()
+        .iter()
+        .filter(|t| !t.exploited_from.is_empty())
+        .collect();
+    assert!(!exploited.is_empty(), "some trial exploited another");
+    let names: HashSet<String> = results.trials().iter().map(|t| t.name.clone()).collect();
+    for t in &exploited {
+        assert!(
+            t.exploited_from
+                .iter()
+                .all(|d| names.contains(d) && *d != t.name)
+        );
+        // A continued trial picks up at its donor's iteration and ends at 40 like the others.
+        assert_eq!(t.checkpoint.as_ref().unwrap().iteration(), 40, "{}", t.name);
+        let lr: f64 = t.config.get("lr").unwrap();
+        assert!([0.1, 0.5, 1.0, 2.0].contains(&lr));
+    }
+    // An exploited trial went on from its donor's state: its checkpoint holds at least the
+    // value its own first iteration reached.
+    for t in &exploited {
+        let first = t.history[0].metrics["value"];
+        let saved: f64 = t.checkpoint.as_ref().unwrap().to_value().unwrap();
+        assert!(saved >= first);
+    }
+}
+
+/// Reports `level` for 10 steps.
+#[mobula::remote]
+fn constant_level(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    let level: f64 = config.get("level").unwrap();
+    for _ in 0..10 {
+        session.report([("level", level)])?;
+    }
+    Ok(())
+}
+
+#[test]
+fn the_median_stopping_rule_stops_trials_below_the_median_after_the_grace_period() {
+    let _node = start(Config::default().num_cpus(2));
+    let results = Tuner::new(constant_level)
+        .param_space(SearchSpace::new().param("level", tune::grid_search([10.0, 9.0, 1.0, 0.0])))
+        .tune_config(
+            TuneConfig::new()
+                .metric("level")
+                .mode(Mode::Max)
+                .max_concurrent_trials(1)
+                .scheduler(
+                    tune::MedianStopping::new()
+                        .grace_period(3)
+                        .min_samples_required(2),
+                ),
+        )
+        .run_config(quiet("median"))
+        .fit()
+        .unwrap();
+    let runs: Vec<(f64, u64, bool)> = results
+        .trials()
+        .iter()
+        .map(|t| {
+            (
+                t.config.get("level").unwrap(),
+                t.iterations(),
+                t.stopped_early,
+            )
+        })
+        .collect();
+    // 10 and 9 run through (fewer than 2 others, then above the median); 1 and 0 stop at 3.
+    assert_eq!(
+        runs,
+        vec![
+            (10.0, 10, false),
+            (9.0, 10, false),
+            (1.0, 3, true),
+            (0.0, 3, true)
+        ]
+    );
+}

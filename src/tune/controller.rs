@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::experiment::Experiment;
-use super::schedulers::Decision;
 use super::session::{Checkpoint, Metrics};
 
 /// The experiment's state, shared by the controller and the tuner's loop.
@@ -46,14 +45,14 @@ impl TuneController {
         Ok(TuneController { shared })
     }
 
-    /// A trial's result: recorded, and the decision whether it goes on.
+    /// A trial's result: recorded; returns whether the trial goes on.
     fn report(
         &self,
         trial: usize,
         attempt: u32,
         metrics: Metrics,
         checkpoint: Option<Checkpoint>,
-    ) -> Decision {
+    ) -> bool {
         let elapsed = self.shared.1.elapsed();
         lock(&self.shared).report(trial, attempt, metrics, checkpoint, elapsed)
     }

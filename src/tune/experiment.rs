@@ -100,6 +100,11 @@ pub struct Trial {
     pub attempt: u32,
     /// Its iteration count now (set back to the checkpoint's on a restart).
     pub iteration: u64,
+    /// The trials it continued from by PBT's exploit, in order.
+    pub exploited: Vec<usize>,
+    /// An exploit decided but not yet carried out: the donor, the new config, its checkpoint.
+    #[serde(skip)]
+    pub(crate) exploit: Option<(usize, TrialConfig, Checkpoint)>,
 }
 
 impl Trial {
@@ -169,6 +174,11 @@ impl StopCriteria {
     }
 }
 
+/// The name of trial `id` of experiment `experiment`.
+pub(crate) fn trial_name(experiment: &str, id: usize) -> String {
+    format!("{experiment}_{id:05}")
+}
+
 /// The state of an experiment.
 pub(crate) struct Experiment {
     pub name: String,
@@ -205,7 +215,7 @@ impl Experiment {
         let id = self.trials.len();
         self.trials.push(Trial {
             id,
-            name: format!("{}_{id:05}", self.name),
+            name: trial_name(&self.name, id),
             config,
             status: TrialStatus::Pending,
             results: Vec::new(),
@@ -215,8 +225,10 @@ impl Experiment {
             checkpoint: None,
             attempt: 0,
             iteration: 0,
+            exploited: Vec::new(),
+            exploit: None,
         });
-        self.scheduler.on_trial_add(id);
+        self.scheduler.on_trial_add(id, &self.trials[id].config);
         id
     }
 
@@ -239,7 +251,7 @@ impl Experiment {
             .map_or(f64::NAN, |x| self.mode.orient(x))
     }
 
-    /// A trial reported: records it and decides whether it goes on.
+    /// A trial reported: records it and decides whether it goes on (true) or ends now.
     pub fn report(
         &mut self,
         trial: usize,
@@ -247,12 +259,16 @@ impl Experiment {
         metrics: Metrics,
         checkpoint: Option<Checkpoint>,
         elapsed: Duration,
-    ) -> Decision {
+    ) -> bool {
         let Some(t) = self.trials.get_mut(trial) else {
-            return Decision::Stop;
+            return false;
         };
-        if t.attempt != attempt || t.status != TrialStatus::Running || t.stopped_early {
-            return Decision::Stop; // an attempt that was replaced, or a trial already ended
+        if t.attempt != attempt
+            || t.status != TrialStatus::Running
+            || t.stopped_early
+            || t.exploit.is_some()
+        {
+            return false; // an attempt that was replaced, or a trial already told to end
         }
         t.iteration += 1;
         let result = ReportedResult {
@@ -265,11 +281,6 @@ impl Experiment {
         }
         t.results.push(result.clone());
         self.fresh.push((trial, result.clone()));
-        let mut decision = if self.stop.met(&result) {
-            Decision::Stop
-        } else {
-            Decision::Continue
-        };
         let time = result
             .get(self.scheduler.time_attr())
             .unwrap_or(result.training_iteration as f64);
@@ -277,19 +288,39 @@ impl Experiment {
             time,
             score: self.score(&result),
         };
-        if self.scheduler.on_result(trial, observation) == Decision::Stop {
-            decision = Decision::Stop;
-        }
-        if decision == Decision::Stop {
+        let decision = self.scheduler.on_result(trial, observation);
+        let stop = self.stop.met(&result) || decision == Decision::Stop;
+        if stop {
             self.trials[trial].stopped_early = true;
+            return false;
         }
-        decision
+        match decision {
+            Decision::Exploit { donor, config } => {
+                // Only a donor with a checkpoint can be continued from.
+                match self.trials.get(donor).and_then(|d| d.checkpoint.clone()) {
+                    Some(from) => {
+                        self.trials[trial].exploit = Some((donor, config, from));
+                        false
+                    }
+                    None => true,
+                }
+            }
+            _ => true,
+        }
     }
 
     /// The trial's trainable returned (`Ok`) or failed (`Err`). Returns true if the trial is
-    /// to run again (a failure within `max_failures`).
+    /// to run again: a failure within `max_failures` (from its own latest checkpoint), or an
+    /// exploit (from its donor's, with its new config).
     pub fn ended(&mut self, trial: usize, outcome: Result<(), String>, max_failures: u32) -> bool {
         let t = &mut self.trials[trial];
+        if let Some((donor, config, from)) = t.exploit.take() {
+            t.config = config;
+            t.checkpoint = Some(from);
+            t.exploited.push(donor);
+            t.status = TrialStatus::Pending;
+            return true;
+        }
         match outcome {
             Ok(()) => t.status = TrialStatus::Terminated,
             Err(_) if t.stopped_early => t.status = TrialStatus::Terminated,
@@ -353,12 +384,12 @@ mod tests {
         let (attempt, ckpt) = e.start(t);
         assert_eq!((attempt, ckpt), (1, None));
         let d = Duration::ZERO;
-        assert_eq!(e.report(t, 1, metrics(1.0), None, d), Decision::Continue);
-        assert_eq!(e.report(t, 1, metrics(2.0), None, d), Decision::Continue);
-        assert_eq!(e.report(t, 1, metrics(3.0), None, d), Decision::Stop);
+        assert_eq!(e.report(t, 1, metrics(1.0), None, d), true);
+        assert_eq!(e.report(t, 1, metrics(2.0), None, d), true);
+        assert_eq!(e.report(t, 1, metrics(3.0), None, d), false);
         assert!(e.trials[t].stopped_early);
         // Further reports are told to stop and not recorded.
-        assert_eq!(e.report(t, 1, metrics(9.0), None, d), Decision::Stop);
+        assert_eq!(e.report(t, 1, metrics(9.0), None, d), false);
         assert_eq!(e.trials[t].results.len(), 3);
         assert_eq!(e.trials[t].results[2].training_iteration, 3);
         // The trainable returns the Stopped error: the trial ends well.
@@ -390,7 +421,7 @@ mod tests {
         let ckpt = ckpt.unwrap();
         assert_eq!((ckpt.to_value::<u32>().unwrap(), ckpt.iteration()), (42, 2));
         // A report from the old attempt is refused; the new one counts from the checkpoint.
-        assert_eq!(e.report(t, 1, loss(0.0), None, d), Decision::Stop);
+        assert_eq!(e.report(t, 1, loss(0.0), None, d), false);
         e.report(t, 2, loss(2.0), None, d);
         assert_eq!(e.trials[t].results.last().unwrap().training_iteration, 3);
         assert!(!e.ended(t, Err("boom again".into()), 1));
@@ -398,6 +429,51 @@ mod tests {
         assert_eq!(e.trials[t].error.as_deref(), Some("boom again"));
         // Minimised: the best is the lowest last loss.
         assert_eq!(e.best().unwrap().1, 2.0);
+    }
+
+    #[test]
+    fn an_exploit_continues_the_trial_from_its_donors_checkpoint_with_the_new_config() {
+        use crate::tune::schedulers::Pbt;
+        use crate::tune::space::{SearchSpace, uniform};
+        let pbt = Pbt::new()
+            .perturbation_interval(2)
+            .quantile_fraction(0.5)
+            .mutation("lr", uniform(0.0, 1.0))
+            .seed(1);
+        let mut e = Experiment::new(
+            "e".into(),
+            Some("score".into()),
+            Mode::Max,
+            Box::new(pbt),
+            StopCriteria::new(),
+        );
+        let config = |lr: f64| {
+            SearchSpace::new()
+                .constant("lr", lr)
+                .resolve(&[], &mut crate::tune::rng::Rng::seeded(0))
+        };
+        let (good, bad) = (e.add_trial(config(0.5)), e.add_trial(config(0.1)));
+        e.start(good);
+        e.start(bad);
+        let d = Duration::ZERO;
+        let ck = |i: u32| Some(Checkpoint::from_value(&i).unwrap());
+        assert!(e.report(good, 1, metrics(1.0), ck(1), d));
+        assert!(e.report(bad, 1, metrics(0.0), ck(1), d));
+        assert!(e.report(good, 1, metrics(5.0), ck(2), d));
+        // At the interval the bad trial is in the bottom half: told to end, to be continued.
+        assert!(!e.report(bad, 1, metrics(0.0), ck(2), d));
+        assert!(!e.trials[bad].stopped_early);
+        assert!(e.ended(bad, Err("stopped".into()), 0), "runs again");
+        let t = &e.trials[bad];
+        assert_eq!(t.exploited, vec![good]);
+        assert_eq!(t.failures, 0);
+        assert_ne!(t.config.get::<f64>("lr").unwrap(), 0.1);
+        let (attempt, from) = e.start(bad);
+        assert_eq!(attempt, 2);
+        let from = from.unwrap();
+        assert_eq!((from.to_value::<u32>().unwrap(), from.iteration()), (2, 2));
+        assert!(e.report(bad, 2, metrics(6.0), None, d));
+        assert_eq!(e.trials[bad].results.last().unwrap().training_iteration, 3);
     }
 
     #[test]
@@ -418,8 +494,8 @@ mod tests {
         e.start(b);
         let loss = |x: f64| -> Metrics { [("loss".to_string(), x)].into_iter().collect() };
         let d = Duration::ZERO;
-        assert_eq!(e.report(a, 1, loss(1.0), None, d), Decision::Continue);
+        assert_eq!(e.report(a, 1, loss(1.0), None, d), true);
         // Minimising: a larger loss is worse, so b is stopped at the first rung.
-        assert_eq!(e.report(b, 1, loss(2.0), None, d), Decision::Stop);
+        assert_eq!(e.report(b, 1, loss(2.0), None, d), false);
     }
 }

@@ -59,7 +59,9 @@ mod tuner;
 pub use controller::{TuneController, TuneControllerHandle};
 pub use experiment::{Mode, ReportedResult, StopCriteria, TrialStatus};
 pub use result::{ResultGrid, Scope, TrialResult};
-pub use schedulers::{Asha, Decision, Fifo, Observation, TrialScheduler};
+pub use schedulers::{
+    Asha, Decision, Fifo, MedianStopping, Mutation, Observation, Pbt, TrialScheduler,
+};
 pub use search::{RandomSearch, SearchSetup, Searcher};
 pub use session::{Checkpoint, CheckpointError, IntoMetrics, Metrics, ReportError, Session};
 pub use space::{

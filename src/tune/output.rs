@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::experiment::{Experiment, ReportedResult, Trial};
+use super::experiment::{Experiment, ReportedResult, Trial, trial_name};
 use super::result::TrialResult;
+use super::space::TrialConfig;
 
 /// Columns of the parameters: every leaf of the first trial's config, at most 6.
 fn param_keys(trials: &[&Trial]) -> Vec<String> {
@@ -158,15 +159,17 @@ pub(crate) fn results_table(trials: &[TrialResult]) -> String {
 /// `result.json` (one JSON object per line) and `progress.csv`.
 pub(crate) struct ResultFiles {
     dir: PathBuf,
+    experiment: String,
     /// Per trial: the CSV columns written so far (its header).
     csv_columns: Vec<Option<Vec<String>>>,
 }
 
 impl ResultFiles {
-    pub fn create(dir: PathBuf) -> std::io::Result<Self> {
+    pub fn create(dir: PathBuf, experiment: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         Ok(ResultFiles {
             dir,
+            experiment: experiment.to_string(),
             csv_columns: Vec::new(),
         })
     }
@@ -175,35 +178,31 @@ impl ResultFiles {
         &self.dir
     }
 
-    pub fn trial_dir(&self, trial: &Trial) -> PathBuf {
-        self.dir.join(&trial.name)
+    pub fn trial_dir(&self, trial: usize) -> PathBuf {
+        self.dir.join(trial_name(&self.experiment, trial))
     }
 
     /// A trial was added: its directory and `params.json`.
-    pub fn add_trial(&mut self, trial: &Trial) -> std::io::Result<()> {
+    pub fn add_trial(&mut self, trial: usize, config: &TrialConfig) -> std::io::Result<()> {
         let dir = self.trial_dir(trial);
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("params.json"), trial.config.as_json().to_string())?;
-        if self.csv_columns.len() <= trial.id {
-            self.csv_columns.resize(trial.id + 1, None);
+        std::fs::write(dir.join("params.json"), config.as_json().to_string())?;
+        if self.csv_columns.len() <= trial {
+            self.csv_columns.resize(trial + 1, None);
         }
         Ok(())
     }
 
     /// Appends results to their trials' files (each file opened once per call).
-    pub fn append(
-        &mut self,
-        trials: &[Trial],
-        fresh: &[(usize, ReportedResult)],
-    ) -> std::io::Result<()> {
+    pub fn append(&mut self, fresh: &[(usize, ReportedResult)]) -> std::io::Result<()> {
         let mut by_trial: std::collections::BTreeMap<usize, Vec<&ReportedResult>> =
             Default::default();
         for (id, r) in fresh {
             by_trial.entry(*id).or_default().push(r);
         }
         for (id, results) in by_trial {
-            let trial = &trials[id];
-            let dir = self.trial_dir(trial);
+            let name = trial_name(&self.experiment, id);
+            let dir = self.dir.join(&name);
             if self.csv_columns.len() <= id {
                 self.csv_columns.resize(id + 1, None);
             }
@@ -216,7 +215,7 @@ impl ResultFiles {
             let mut rows = String::new();
             for r in results {
                 let mut line = json!({
-                    "trial": trial.name,
+                    "trial": name,
                     "training_iteration": r.training_iteration,
                     "time_total_s": r.time_total_s,
                 });

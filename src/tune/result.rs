@@ -39,10 +39,12 @@ pub struct TrialResult {
     pub checkpoint: Option<Checkpoint>,
     /// Where its result files are.
     pub path: PathBuf,
+    /// The trials it continued from by PBT's exploit, in order.
+    pub exploited_from: Vec<String>,
 }
 
 impl TrialResult {
-    pub(crate) fn of(trial: &Trial, dir: PathBuf) -> Self {
+    pub(crate) fn of(trial: &Trial, experiment: &str, dir: PathBuf) -> Self {
         TrialResult {
             name: trial.name.clone(),
             config: trial.config.clone(),
@@ -52,6 +54,11 @@ impl TrialResult {
             error: trial.error.clone(),
             checkpoint: trial.checkpoint.clone(),
             path: dir,
+            exploited_from: trial
+                .exploited
+                .iter()
+                .map(|&d| super::experiment::trial_name(experiment, d))
+                .collect(),
         }
     }
 
@@ -175,6 +182,7 @@ mod tests {
             error: None,
             checkpoint: None,
             path: PathBuf::new(),
+            exploited_from: Vec::new(),
         }
     }
 

@@ -7,7 +7,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::controller::TuneControllerHandle;
-use super::schedulers::Decision;
 use crate::GetError;
 
 /// A result's metrics by name (Ray's result dictionary, numbers only).
@@ -92,7 +91,8 @@ pub struct CheckpointError(pub String);
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReportError {
-    /// The scheduler or a stop criterion ended the trial: return (the `?` does it).
+    /// The scheduler or a stop criterion ended the trial (or PBT will continue it from
+    /// another trial's checkpoint): return (the `?` does it).
     #[error("the trial was stopped (by its scheduler or a stop criterion)")]
     Stopped,
     /// The experiment's controller could not be reached.
@@ -138,13 +138,14 @@ impl Session {
     }
 
     fn send(&self, metrics: Metrics, checkpoint: Option<Checkpoint>) -> Result<(), ReportError> {
-        let decision = self
+        let go_on = self
             .controller
             .report(self.trial, self.attempt, metrics, checkpoint)
             .get()?;
-        match decision {
-            Decision::Continue => Ok(()),
-            Decision::Stop => Err(ReportError::Stopped),
+        if go_on {
+            Ok(())
+        } else {
+            Err(ReportError::Stopped)
         }
     }
 

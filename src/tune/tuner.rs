@@ -371,7 +371,7 @@ impl Run {
                 .join("mobula_results")
         });
         let dir = storage.join(&name);
-        let files = ResultFiles::create(dir.clone()).map_err(storage_error(&dir))?;
+        let files = ResultFiles::create(dir.clone(), &name).map_err(storage_error(&dir))?;
 
         let mut searcher = tune
             .searcher
@@ -452,11 +452,11 @@ impl Run {
             self.exhausted = true;
             return Ok(None);
         };
-        let mut e = controller::lock(&self.shared);
-        let id = e.add_trial(config);
+        // Files are written outside the lock: trials report meanwhile.
+        let id = controller::lock(&self.shared).add_trial(config.clone());
         let dir = self.files.dir().to_path_buf();
         self.files
-            .add_trial(&e.trials[id])
+            .add_trial(id, &config)
             .map_err(storage_error(&dir))?;
         Ok(Some(id))
     }
@@ -537,7 +537,7 @@ impl Run {
             trials: e
                 .trials
                 .iter()
-                .map(|t| TrialResult::of(t, self.files.trial_dir(t)))
+                .map(|t| TrialResult::of(t, &e.name, self.files.trial_dir(t.id)))
                 .collect(),
             metric: e.metric.clone(),
             mode: e.mode,
@@ -557,21 +557,22 @@ impl Run {
 
     /// New results to the trials' files.
     fn flush(&mut self) -> Result<(), TuneError> {
-        let mut e = controller::lock(&self.shared);
-        if e.fresh.is_empty() {
+        let fresh = std::mem::take(&mut controller::lock(&self.shared).fresh);
+        if fresh.is_empty() {
             return Ok(());
         }
-        let fresh = std::mem::take(&mut e.fresh);
+        // Written outside the lock: trials report meanwhile.
         let dir = self.files.dir().to_path_buf();
-        self.files
-            .append(&e.trials, &fresh)
-            .map_err(storage_error(&dir))?;
-        drop(e);
-        for (trial, r) in &fresh {
+        self.files.append(&fresh).map_err(storage_error(&dir))?;
+        let heard: Vec<(TrialConfig, f64)> = {
             let e = controller::lock(&self.shared);
-            let (config, score) = (e.trials[*trial].config.clone(), e.score(r));
-            drop(e);
-            self.searcher.on_trial_result(&config, score);
+            fresh
+                .iter()
+                .map(|(trial, r)| (e.trials[*trial].config.clone(), e.score(r)))
+                .collect()
+        };
+        for (config, score) in &heard {
+            self.searcher.on_trial_result(config, *score);
         }
         Ok(())
     }

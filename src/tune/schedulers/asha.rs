@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use super::{Decision, Observation, TrialId, TrialScheduler, nan_quantile};
 use crate::tune::rng::Rng;
-use crate::tune::space::lt;
+use crate::tune::space::{TrialConfig, lt};
 
 /// The ASHA scheduler. Defaults as Ray's: `max_t` 100, `grace_period` 1,
 /// `reduction_factor` 4, one bracket.
@@ -165,7 +165,7 @@ impl TrialScheduler for Asha {
         self.validate()
     }
 
-    fn on_trial_add(&mut self, trial: TrialId) {
+    fn on_trial_add(&mut self, trial: TrialId, _config: &TrialConfig) {
         let state = self.state();
         let sizes: Vec<f64> = state
             .brackets
@@ -189,7 +189,7 @@ impl TrialScheduler for Asha {
     fn on_result(&mut self, trial: TrialId, o: Observation) -> Decision {
         let (max_t, rf, promotion) = (self.max_t, self.reduction_factor, self.promotion);
         if !self.state().trial_bracket.contains_key(&trial) {
-            self.on_trial_add(trial);
+            self.on_trial_add(trial, &TrialConfig::default());
         }
         if o.time >= max_t {
             return Decision::Stop; // its whole budget is spent
@@ -301,7 +301,7 @@ mod tests {
             let mut a = Asha::new().brackets(3).seed(seed);
             (0..50)
                 .map(|t| {
-                    a.on_trial_add(t);
+                    a.on_trial_add(t, &TrialConfig::default());
                     a.state().trial_bracket[&t]
                 })
                 .collect::<Vec<_>>()

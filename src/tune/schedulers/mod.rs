@@ -3,8 +3,14 @@
 //! [`Observation`]s and carries out their [`Decision`]s.
 
 mod asha;
+mod median;
+mod pbt;
 
 pub use asha::Asha;
+pub use median::MedianStopping;
+pub use pbt::{Mutation, Pbt};
+
+use crate::tune::space::TrialConfig;
 
 /// A trial, as schedulers know it: its number in the experiment.
 pub type TrialId = usize;
@@ -21,12 +27,20 @@ pub struct Observation {
 }
 
 /// What a scheduler decides after a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// The trial goes on.
     Continue,
     /// The trial stops here (early stopping); its results so far stand.
     Stop,
+    /// The trial goes on from `donor`'s latest checkpoint with `config` (PBT's exploit and
+    /// explore). Without a checkpoint of the donor's it just goes on.
+    Exploit {
+        /// The trial whose checkpoint it continues from.
+        donor: TrialId,
+        /// Its new hyperparameters.
+        config: TrialConfig,
+    },
 }
 
 /// A trial scheduler (Ray's `TrialScheduler`).
@@ -45,8 +59,8 @@ pub trait TrialScheduler: Send {
         Ok(())
     }
 
-    /// A trial was added.
-    fn on_trial_add(&mut self, _trial: TrialId) {}
+    /// A trial was added, with its config.
+    fn on_trial_add(&mut self, _trial: TrialId, _config: &TrialConfig) {}
 
     /// A trial reported; returns what it should do.
     fn on_result(&mut self, trial: TrialId, observation: Observation) -> Decision;
