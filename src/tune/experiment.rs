@@ -384,12 +384,12 @@ mod tests {
         let (attempt, ckpt) = e.start(t);
         assert_eq!((attempt, ckpt), (1, None));
         let d = Duration::ZERO;
-        assert_eq!(e.report(t, 1, metrics(1.0), None, d), true);
-        assert_eq!(e.report(t, 1, metrics(2.0), None, d), true);
-        assert_eq!(e.report(t, 1, metrics(3.0), None, d), false);
+        assert!(e.report(t, 1, metrics(1.0), None, d));
+        assert!(e.report(t, 1, metrics(2.0), None, d));
+        assert!(!e.report(t, 1, metrics(3.0), None, d));
         assert!(e.trials[t].stopped_early);
         // Further reports are told to stop and not recorded.
-        assert_eq!(e.report(t, 1, metrics(9.0), None, d), false);
+        assert!(!e.report(t, 1, metrics(9.0), None, d));
         assert_eq!(e.trials[t].results.len(), 3);
         assert_eq!(e.trials[t].results[2].training_iteration, 3);
         // The trainable returns the Stopped error: the trial ends well.
@@ -421,7 +421,7 @@ mod tests {
         let ckpt = ckpt.unwrap();
         assert_eq!((ckpt.to_value::<u32>().unwrap(), ckpt.iteration()), (42, 2));
         // A report from the old attempt is refused; the new one counts from the checkpoint.
-        assert_eq!(e.report(t, 1, loss(0.0), None, d), false);
+        assert!(!e.report(t, 1, loss(0.0), None, d));
         e.report(t, 2, loss(2.0), None, d);
         assert_eq!(e.trials[t].results.last().unwrap().training_iteration, 3);
         assert!(!e.ended(t, Err("boom again".into()), 1));
@@ -494,8 +494,8 @@ mod tests {
         e.start(b);
         let loss = |x: f64| -> Metrics { [("loss".to_string(), x)].into_iter().collect() };
         let d = Duration::ZERO;
-        assert_eq!(e.report(a, 1, loss(1.0), None, d), true);
+        assert!(e.report(a, 1, loss(1.0), None, d));
         // Minimising: a larger loss is worse, so b is stopped at the first rung.
-        assert_eq!(e.report(b, 1, loss(2.0), None, d), false);
+        assert!(!e.report(b, 1, loss(2.0), None, d));
     }
 }
