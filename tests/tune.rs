@@ -445,3 +445,189 @@ fn the_median_stopping_rule_stops_trials_below_the_median_after_the_grace_period
         ]
     );
 }
+
+const KILL_DIR: &str = "MOBULA_TUNE_KILL_DIR";
+
+/// Ten steps, a checkpoint at each; logs each step it reports to `steps.log`. In the process
+/// the restore test starts, trial 3 kills that process (SIGKILL) at its step 5, once trials 0
+/// to 2 have ended and its own checkpoint of step 4 is on disk.
+#[mobula::remote]
+fn ten_steps(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    let root = PathBuf::from(config.get::<String>("root").unwrap());
+    let exp = root.join("killed");
+    let start = session
+        .checkpoint()
+        .map_or(0, |c| c.to_value::<u64>().unwrap());
+    for step in start + 1..=10 {
+        if std::env::var_os(KILL_DIR).is_some()
+            && session.trial_name().ends_with("_00003")
+            && step == 5
+        {
+            let ready = || {
+                exp.join("killed_00003/checkpoint_000004.bin").exists()
+                    && (0..3).all(|t| exp.join(format!("killed_{t:05}/done.json")).exists())
+            };
+            while !ready() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &std::process::id().to_string()])
+                .status();
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        session.report_with_checkpoint(
+            [("step", step as f64)],
+            Checkpoint::from_value(&step).unwrap(),
+        )?;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("steps.log"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut log,
+            format!("{} {step}\n", session.trial_name()).as_bytes(),
+        )
+        .unwrap();
+    }
+    Ok(())
+}
+
+fn killable_tune_config() -> TuneConfig {
+    TuneConfig::new()
+        .metric("step")
+        .num_samples(6)
+        .seed(5)
+        .max_concurrent_trials(2)
+}
+
+fn killable_space(root: &std::path::Path) -> SearchSpace {
+    SearchSpace::new()
+        .param("x", tune::uniform(0.0, 1.0))
+        .constant("root", root.display().to_string())
+}
+
+/// Not a test: the process the restore test kills in the middle of an experiment.
+#[test]
+fn killed_experiment_main() {
+    let Ok(root) = std::env::var(KILL_DIR) else {
+        return;
+    };
+    let _mobula = mobula::init(Config::default().num_cpus(2)).unwrap();
+    let _ = Tuner::new(ten_steps)
+        .param_space(killable_space(std::path::Path::new(&root)))
+        .tune_config(killable_tune_config())
+        .run_config(
+            RunConfig::new()
+                .storage_path(&root)
+                .name("killed")
+                .verbose(0),
+        )
+        .fit();
+    panic!("the experiment should have been killed");
+}
+
+#[test]
+fn an_experiment_killed_mid_run_is_resumed_by_restore() {
+    let _node = start(Config::default().num_cpus(2));
+    let root = storage("restore");
+    std::fs::create_dir_all(&root).unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "killed_experiment_main",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILL_DIR, &root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the first run was killed");
+    let exp = root.join("killed");
+    assert!(exp.join("killed_00002/done.json").exists());
+    assert!(!exp.join("killed_00003/done.json").exists());
+
+    let results = Tuner::restore(&exp, ten_steps)
+        .unwrap()
+        .param_space(killable_space(&root))
+        .tune_config(killable_tune_config())
+        .run_config(RunConfig::new().verbose(0))
+        .fit()
+        .unwrap();
+    assert_eq!(results.len(), 6);
+    for t in results.trials() {
+        assert_eq!(t.status, TrialStatus::Terminated, "{}", t.name);
+        let its: Vec<u64> = t.history.iter().map(|r| r.training_iteration).collect();
+        assert_eq!(its, (1..=10).collect::<Vec<_>>(), "{}", t.name);
+        let steps: Vec<f64> = t.history.iter().map(|r| r.metrics["step"]).collect();
+        assert_eq!(
+            steps,
+            (1..=10).map(|s| s as f64).collect::<Vec<_>>(),
+            "{}",
+            t.name
+        );
+    }
+    // Trials 0-2 ended before the kill and did not run again; trial 3 went on from its step-4
+    // checkpoint: each of their steps ran exactly once.
+    let log = std::fs::read_to_string(root.join("steps.log")).unwrap();
+    for t in 0..4 {
+        for step in 1..=10 {
+            let line = format!("killed_{t:05} {step}");
+            assert_eq!(log.lines().filter(|l| *l == line).count(), 1, "{line}");
+        }
+    }
+    // The same six configs as the first run drew (seeded), not new ones.
+    let first_configs: Vec<String> = (0..6)
+        .map(|t| std::fs::read_to_string(exp.join(format!("killed_{t:05}/params.json"))).unwrap())
+        .collect();
+    let configs: Vec<String> = results
+        .trials()
+        .iter()
+        .map(|t| t.config.to_string())
+        .collect();
+    assert_eq!(configs, first_configs);
+    // A directory that is not an experiment is a clear error.
+    assert!(matches!(
+        Tuner::restore(&root, ten_steps),
+        Err(tune::TuneError::Restore(_))
+    ));
+}
+
+#[test]
+fn checkpoints_on_disk_are_the_latest_and_the_best_by_the_score_attribute() {
+    let _node = start(Config::default().num_cpus(2));
+    let results = Tuner::new(flaky)
+        .param_space(SearchSpace::new().param("fail_at", tune::grid_search([0])))
+        .tune_config(TuneConfig::new().metric("step"))
+        .run_config(
+            quiet("keep").checkpoint_config(
+                tune::CheckpointConfig::new()
+                    .num_to_keep(2)
+                    .score_attribute("step", Mode::Min),
+            ),
+        )
+        .fit()
+        .unwrap();
+    let dir = &results.trials()[0].path;
+    let mut kept: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("checkpoint_"))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            "checkpoint_000001.bin",
+            "checkpoint_000002.bin",
+            "checkpoint_000010.bin"
+        ]
+    );
+    let latest = std::fs::read(dir.join("checkpoint_000010.bin")).unwrap();
+    assert_eq!(
+        Checkpoint::from_bytes(latest).to_value::<u64>().unwrap(),
+        10
+    );
+}

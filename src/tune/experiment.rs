@@ -179,6 +179,14 @@ pub(crate) fn trial_name(experiment: &str, id: usize) -> String {
     format!("{experiment}_{id:05}")
 }
 
+/// A result not yet written to the trial's files, with the checkpoint that came with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Fresh {
+    pub trial: usize,
+    pub result: ReportedResult,
+    pub checkpoint: Option<Checkpoint>,
+}
+
 /// The state of an experiment.
 pub(crate) struct Experiment {
     pub name: String,
@@ -187,8 +195,8 @@ pub(crate) struct Experiment {
     pub trials: Vec<Trial>,
     pub scheduler: Box<dyn TrialScheduler>,
     pub stop: StopCriteria,
-    /// Results reported since the tuner last took them (for the result files).
-    pub fresh: Vec<(usize, ReportedResult)>,
+    /// Results (and checkpoints) reported since the tuner last took them, for the files.
+    pub fresh: Vec<Fresh>,
 }
 
 impl Experiment {
@@ -230,6 +238,50 @@ impl Experiment {
         });
         self.scheduler.on_trial_add(id, &self.trials[id].config);
         id
+    }
+
+    /// Takes back the trials of an experiment being resumed; returns those that were cut
+    /// short, to run again. Their results after their latest checkpoint are dropped (they will
+    /// be reported again). Every result kept is replayed into the scheduler in the order it
+    /// was reported, so that its state is what it was; its decisions then are history.
+    pub fn resume(&mut self, mut trials: Vec<Trial>) -> Vec<usize> {
+        let mut again = Vec::new();
+        for t in &mut trials {
+            if !matches!(t.status, TrialStatus::Terminated | TrialStatus::Error) {
+                let kept = t.checkpoint.as_ref().map_or(0, Checkpoint::iteration);
+                t.results.retain(|r| r.training_iteration <= kept);
+                t.status = TrialStatus::Pending;
+                again.push(t.id);
+            }
+            self.scheduler.on_trial_add(t.id, &t.config);
+        }
+        let mut order: Vec<(f64, usize, usize)> = trials
+            .iter()
+            .flat_map(|t| {
+                t.results
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, r)| (r.time_total_s, t.id, i))
+            })
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        self.trials = trials;
+        for (_, id, i) in order {
+            let r = &self.trials[id].results[i];
+            let observation = Observation {
+                time: r
+                    .get(self.scheduler.time_attr())
+                    .unwrap_or(r.training_iteration as f64),
+                score: self.score(r),
+            };
+            let _ = self.scheduler.on_result(id, observation);
+        }
+        for t in &self.trials {
+            if matches!(t.status, TrialStatus::Terminated | TrialStatus::Error) {
+                self.scheduler.on_trial_complete(t.id);
+            }
+        }
+        again
     }
 
     /// The trial starts an attempt (its first, or a restart); returns the attempt's number
@@ -276,11 +328,16 @@ impl Experiment {
             time_total_s: elapsed.as_secs_f64(),
             metrics,
         };
-        if let Some(c) = checkpoint {
-            t.checkpoint = Some(c.at(t.iteration));
+        let checkpoint = checkpoint.map(|c| c.at(t.iteration));
+        if let Some(c) = &checkpoint {
+            t.checkpoint = Some(c.clone());
         }
         t.results.push(result.clone());
-        self.fresh.push((trial, result.clone()));
+        self.fresh.push(Fresh {
+            trial,
+            result: result.clone(),
+            checkpoint,
+        });
         let time = result
             .get(self.scheduler.time_attr())
             .unwrap_or(result.training_iteration as f64);

@@ -9,7 +9,8 @@
 //! - `controller`: the actor trials report to.
 //! - `tuner`: [`Tuner`] and [`run`]: the loop that starts trials and collects their ends.
 //! - `result`: [`ResultGrid`], the best trial by metric, mode and scope.
-//! - `output`: the status table and the result files.
+//! - `output`: the status table and the results table.
+//! - `storage`: the experiment's files, and reading them back to resume it.
 //!
 //! The lecture's experiment:
 //!
@@ -53,6 +54,7 @@ pub mod schedulers;
 mod search;
 mod session;
 mod space;
+mod storage;
 mod tuner;
 
 #[doc(hidden)]
@@ -68,4 +70,5 @@ pub use space::{
     ConfigError, Domain, SearchSpace, TrialConfig, choice, grid_search, lograndint, loguniform,
     qloguniform, qrandint, quniform, randint, randn, sample_from, uniform,
 };
+pub use storage::{CheckpointConfig, RestoreError};
 pub use tuner::{RunConfig, TuneConfig, TuneError, Tuner, run};

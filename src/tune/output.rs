@@ -1,17 +1,10 @@
-//! What an experiment shows and leaves behind: the status table while it runs, per-trial
-//! result files (JSON lines and CSV), the experiment's summary. Formatting is pure; the
-//! writers take a directory or a `Write`.
+//! What an experiment shows: the status table while it runs and the results table. Pure
+//! formatting; the tuner prints it.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
-use super::experiment::{Experiment, ReportedResult, Trial, trial_name};
+use super::experiment::{Experiment, Trial};
 use super::result::TrialResult;
-use super::space::TrialConfig;
 
 /// Columns of the parameters: every leaf of the first trial's config, at most 6.
 fn param_keys(trials: &[&Trial]) -> Vec<String> {
@@ -153,127 +146,4 @@ pub(crate) fn results_table(trials: &[TrialResult]) -> String {
         })
         .collect();
     render(&header, &rows)
-}
-
-/// Writes an experiment's files under its directory: for each trial `params.json`,
-/// `result.json` (one JSON object per line) and `progress.csv`.
-pub(crate) struct ResultFiles {
-    dir: PathBuf,
-    experiment: String,
-    /// Per trial: the CSV columns written so far (its header).
-    csv_columns: Vec<Option<Vec<String>>>,
-}
-
-impl ResultFiles {
-    pub fn create(dir: PathBuf, experiment: &str) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        Ok(ResultFiles {
-            dir,
-            experiment: experiment.to_string(),
-            csv_columns: Vec::new(),
-        })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn trial_dir(&self, trial: usize) -> PathBuf {
-        self.dir.join(trial_name(&self.experiment, trial))
-    }
-
-    /// A trial was added: its directory and `params.json`.
-    pub fn add_trial(&mut self, trial: usize, config: &TrialConfig) -> std::io::Result<()> {
-        let dir = self.trial_dir(trial);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("params.json"), config.as_json().to_string())?;
-        if self.csv_columns.len() <= trial {
-            self.csv_columns.resize(trial + 1, None);
-        }
-        Ok(())
-    }
-
-    /// Appends results to their trials' files (each file opened once per call).
-    pub fn append(&mut self, fresh: &[(usize, ReportedResult)]) -> std::io::Result<()> {
-        let mut by_trial: std::collections::BTreeMap<usize, Vec<&ReportedResult>> =
-            Default::default();
-        for (id, r) in fresh {
-            by_trial.entry(*id).or_default().push(r);
-        }
-        for (id, results) in by_trial {
-            let name = trial_name(&self.experiment, id);
-            let dir = self.dir.join(&name);
-            if self.csv_columns.len() <= id {
-                self.csv_columns.resize(id + 1, None);
-            }
-            let columns = self.csv_columns[id].get_or_insert_with(|| {
-                let mut c = vec!["training_iteration".to_string(), "time_total_s".to_string()];
-                c.extend(results[0].metrics.keys().cloned());
-                c
-            });
-            let mut lines = String::new();
-            let mut rows = String::new();
-            for r in results {
-                let mut line = json!({
-                    "trial": name,
-                    "training_iteration": r.training_iteration,
-                    "time_total_s": r.time_total_s,
-                });
-                for (k, v) in &r.metrics {
-                    line[k] = json!(v);
-                }
-                let _ = writeln!(lines, "{line}");
-                let values: Vec<String> = columns
-                    .iter()
-                    .map(|c| r.get(c).map_or(String::new(), |x| x.to_string()))
-                    .collect();
-                let _ = writeln!(rows, "{}", values.join(","));
-            }
-            append(&dir.join("result.json"))?.write_all(lines.as_bytes())?;
-            let mut csv = append(&dir.join("progress.csv"))?;
-            if csv.metadata()?.len() == 0 {
-                writeln!(csv, "{}", columns.join(","))?;
-            }
-            csv.write_all(rows.as_bytes())?;
-        }
-        Ok(())
-    }
-
-    /// The experiment's summary, `experiment_state.json`: every trial's config, status,
-    /// iterations, last result, failures; the best trial. Written to a temporary file and
-    /// renamed, so a reader never sees half of it.
-    pub fn summary(&self, e: &Experiment) -> std::io::Result<()> {
-        let trials: Vec<serde_json::Value> = e
-            .trials
-            .iter()
-            .map(|t| {
-                json!({
-                    "name": t.name,
-                    "status": t.status.to_string(),
-                    "config": t.config.as_json(),
-                    "iterations": t.last_result().map_or(0, |r| r.training_iteration),
-                    "last_result": t.last_result().map(|r| &r.metrics),
-                    "stopped_early": t.stopped_early,
-                    "failures": t.failures,
-                    "error": t.error,
-                })
-            })
-            .collect();
-        let best = e.best().map(|(t, v)| json!({"trial": t.name, "value": v}));
-        let doc = json!({
-            "name": e.name,
-            "metric": e.metric,
-            "mode": format!("{:?}", e.mode).to_lowercase(),
-            "scheduler": e.scheduler.name(),
-            "trials": trials,
-            "best": best,
-        });
-        let tmp = self.dir.join(".experiment_state.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&doc).unwrap_or_default())?;
-        std::fs::rename(tmp, self.dir.join("experiment_state.json"))
-    }
-}
-
-fn append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
 }

@@ -10,14 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::controller::{self, Shared, TuneController, TuneControllerHandle};
-use super::experiment::{Experiment, Mode, StopCriteria};
-use super::output::{self, ResultFiles};
+use super::experiment::{Experiment, Mode, StopCriteria, TrialStatus};
+use super::output;
 use super::result::{ResultGrid, TrialResult};
 use super::rng::Rng;
 use super::schedulers::{Fifo, TrialScheduler};
 use super::search::{RandomSearch, SearchSetup, Searcher};
 use super::session::Session;
 use super::space::{SearchSpace, TrialConfig};
+use super::storage::{CheckpointConfig, Meta, ResultFiles};
 use crate::api::function::{RemoteFunction, TaskBuilder};
 use crate::{ObjectRef, SchedulingStrategy};
 
@@ -34,6 +35,9 @@ pub enum TuneError {
     /// The experiment's controller actor could not be started.
     #[error("the experiment's controller could not start: {0}")]
     Controller(String),
+    /// The experiment to resume could not be read back.
+    #[error(transparent)]
+    Restore(#[from] super::storage::RestoreError),
     /// A result file could not be written.
     #[error("cannot write the experiment's files in {path}: {source}")]
     Storage {
@@ -151,6 +155,7 @@ impl TuneConfig {
 /// Where results go and when trials stop (Ray's `RunConfig`).
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    checkpoints: CheckpointConfig,
     name: Option<String>,
     storage_path: Option<PathBuf>,
     stop: StopCriteria,
@@ -162,6 +167,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
+            checkpoints: CheckpointConfig::new(),
             name: None,
             storage_path: None,
             stop: StopCriteria::new(),
@@ -194,6 +200,12 @@ impl RunConfig {
     /// When trials stop regardless of the scheduler.
     pub fn stop(mut self, criteria: StopCriteria) -> Self {
         self.stop = criteria;
+        self
+    }
+
+    /// Which checkpoints trials keep on disk (default: all).
+    pub fn checkpoint_config(mut self, config: CheckpointConfig) -> Self {
+        self.checkpoints = config;
         self
     }
 
@@ -257,6 +269,8 @@ pub struct Tuner<F> {
     space: SearchSpace,
     tune: TuneConfig,
     run: RunConfig,
+    /// The directory of an experiment to resume.
+    resume: Option<PathBuf>,
 }
 
 impl<F> Tuner<F>
@@ -270,7 +284,30 @@ where
             space: SearchSpace::new(),
             tune: TuneConfig::new(),
             run: RunConfig::new(),
+            resume: None,
         }
+    }
+
+    /// Resumes the experiment whose files are in `dir` (Ray's `Tuner.restore`), for instance
+    /// after its process was killed: trials that ended keep their results and are not run
+    /// again; trials cut short run again from their latest checkpoint (from the start without
+    /// one); the searcher gives the trials not yet made. Give the same trainable, and the
+    /// space, scheduler and searcher again (`param_space`, `tune_config`); the experiment's
+    /// metric, mode, number of samples and seed are read from its files.
+    pub fn restore(dir: impl Into<PathBuf>, trainable: F) -> Result<Self, TuneError> {
+        let dir: PathBuf = dir.into();
+        let saved = super::storage::load(&dir)?;
+        if saved.meta.trainable != F::descriptor().id {
+            return Err(TuneError::InvalidConfig(format!(
+                "the experiment in {} ran `{}`, not `{}`",
+                dir.display(),
+                saved.meta.trainable,
+                F::descriptor().id
+            )));
+        }
+        let mut tuner = Tuner::new(trainable);
+        tuner.resume = Some(dir);
+        Ok(tuner)
     }
 
     /// The hyperparameters to search.
@@ -294,7 +331,7 @@ where
     /// Runs the experiment to its end; returns every trial's outcome.
     pub fn fit(self) -> Result<ResultGrid, TuneError> {
         let _ = &self.trainable;
-        Run::start::<F>(self.space, self.tune, self.run)?.finish::<F>()
+        Run::start::<F>(self.space, self.tune, self.run, self.resume)?.finish::<F>()
     }
 }
 
@@ -338,10 +375,20 @@ impl Run {
     fn start<F: RemoteFunction>(
         space: SearchSpace,
         mut tune: TuneConfig,
-        run: RunConfig,
+        mut run: RunConfig,
+        resume: Option<PathBuf>,
     ) -> Result<Run, TuneError> {
         if !crate::is_initialized() {
             return Err(TuneError::NotInitialized);
+        }
+        let saved = resume.as_deref().map(super::storage::load).transpose()?;
+        if let Some(saved) = &saved {
+            // A resumed experiment keeps what it was.
+            tune.metric = saved.meta.metric.clone();
+            tune.mode = saved.meta.mode;
+            tune.num_samples = saved.meta.num_samples;
+            tune.seed = saved.meta.seed;
+            run.name = Some(saved.meta.name.clone());
         }
         if tune.num_samples == 0 {
             return Err(TuneError::InvalidConfig(
@@ -364,14 +411,34 @@ impl Run {
                 .map_or(0, |d| d.as_secs());
             format!("{trainable}_{secs}")
         });
-        let storage = run.storage_path.clone().unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir)
-                .join("mobula_results")
-        });
-        let dir = storage.join(&name);
-        let files = ResultFiles::create(dir.clone(), &name).map_err(storage_error(&dir))?;
+        let dir = match &resume {
+            Some(dir) => dir.clone(),
+            None => run
+                .storage_path
+                .clone()
+                .unwrap_or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(std::env::temp_dir)
+                        .join("mobula_results")
+                })
+                .join(&name),
+        };
+        let meta = Meta {
+            name: name.clone(),
+            trainable: F::descriptor().id.to_string(),
+            metric: tune.metric.clone(),
+            mode: tune.mode,
+            num_samples: tune.num_samples,
+            seed: tune.seed,
+        };
+        let checkpoints = run.checkpoints.clone();
+        let files = match &saved {
+            Some(saved) => ResultFiles::reopen(dir.clone(), &meta, checkpoints, &saved.trials),
+            None => {
+                ResultFiles::create(dir.clone(), &meta, checkpoints).map_err(storage_error(&dir))?
+            }
+        };
 
         let mut searcher = tune
             .searcher
@@ -386,13 +453,31 @@ impl Run {
             .map_err(TuneError::InvalidConfig)?;
         let scheduler = tune.scheduler.take().unwrap_or_else(|| Box::new(Fifo));
         scheduler.check().map_err(TuneError::InvalidConfig)?;
-        let experiment = Experiment::new(
+        let mut experiment = Experiment::new(
             name,
             tune.metric.clone(),
             tune.mode,
             scheduler,
             run.stop.clone(),
         );
+        let mut restarts = VecDeque::new();
+        let mut files = files;
+        if let Some(saved) = saved {
+            // The searcher gives again what it gave (seeded: the same configs), skipped; the
+            // ended trials tell it how they did.
+            for t in &saved.trials {
+                let _ = searcher.suggest();
+                if matches!(t.status, TrialStatus::Terminated | TrialStatus::Error) {
+                    let score = t.last_result().map(|r| experiment.score(r));
+                    searcher.on_trial_complete(&t.config, score);
+                }
+            }
+            for id in experiment.resume(saved.trials) {
+                let t = &experiment.trials[id];
+                files.rewrite_results(t).map_err(storage_error(&dir))?;
+                restarts.push_back(id);
+            }
+        }
         let shared: Shared = Arc::new((Mutex::new(experiment), Instant::now()));
         let key = Rng::from_entropy().next_u64();
         controller::hand_off(key, Arc::clone(&shared));
@@ -428,7 +513,7 @@ impl Run {
             run,
             max_concurrent,
             running: Vec::new(),
-            restarts: VecDeque::new(),
+            restarts,
             exhausted: false,
             shown_lines: 0,
             last_shown: Instant::now(),
@@ -518,6 +603,8 @@ impl Run {
                 if again {
                     self.restarts.push_back(trial);
                 } else {
+                    let dir = self.files.dir().to_path_buf();
+                    self.files.trial_done(t).map_err(storage_error(&dir))?;
                     let score = t.last_result().map(|r| e.score(r));
                     let config = t.config.clone();
                     drop(e);
@@ -568,7 +655,7 @@ impl Run {
             let e = controller::lock(&self.shared);
             fresh
                 .iter()
-                .map(|(trial, r)| (e.trials[*trial].config.clone(), e.score(r)))
+                .map(|f| (e.trials[f.trial].config.clone(), e.score(&f.result)))
                 .collect()
         };
         for (config, score) in &heard {
