@@ -381,3 +381,70 @@ fn a_removed_node_leaves_and_its_work_goes_elsewhere() {
             .all(|r| r.1 == workers[0])
     );
 }
+
+/// Reports its node for 5 steps.
+#[mobula::remote]
+fn trial_here(
+    config: mobula::tune::TrialConfig,
+    session: mobula::tune::Session,
+) -> Result<(), mobula::tune::ReportError> {
+    let x: f64 = config.get("x").unwrap();
+    // Where it ran, for the test.
+    let dir = std::path::PathBuf::from(config.get::<String>("dir").unwrap());
+    let node = mobula::context().node_id().unwrap();
+    std::fs::write(dir.join(session.trial_name()), node.to_string()).unwrap();
+    for step in 0..5 {
+        session.report([("score", x * step as f64)])?;
+    }
+    Ok(())
+}
+
+#[test]
+fn tune_trials_run_on_the_cluster_nodes_and_report_to_the_driver() {
+    use mobula::tune::{self, Mode, RunConfig, SearchSpace, TuneConfig, Tuner};
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(2);
+    let dir = std::env::temp_dir().join(format!("mobula-lc-tune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let results = Tuner::new(trial_here)
+        .param_space(
+            SearchSpace::new()
+                .param("x", tune::uniform(0.0, 1.0))
+                .constant("dir", dir.display().to_string()),
+        )
+        .tune_config(
+            TuneConfig::new()
+                .metric("score")
+                .mode(Mode::Max)
+                .num_samples(8)
+                .scheduler(
+                    tune::Asha::new()
+                        .max_t(5)
+                        .grace_period(1)
+                        .reduction_factor(2),
+                ),
+        )
+        .run_config(
+            RunConfig::new()
+                .storage_path(dir.join("results"))
+                .verbose(0),
+        )
+        .fit()
+        .unwrap();
+    assert_eq!(results.len(), 8);
+    assert!(results.errors().is_empty());
+    let ran: HashSet<String> = results
+        .trials()
+        .iter()
+        .map(|t| std::fs::read_to_string(dir.join(&t.name)).unwrap())
+        .collect();
+    let workers: HashSet<String> = workers.iter().map(|w| w.to_string()).collect();
+    assert!(ran.is_subset(&workers), "{ran:?}");
+    assert_eq!(ran.len(), 2, "trials ran on both workers");
+    assert!(
+        results.trials().iter().any(|t| t.iterations() < 5),
+        "ASHA stopped some trial early, through the controller on the driver"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
