@@ -631,3 +631,43 @@ fn checkpoints_on_disk_are_the_latest_and_the_best_by_the_score_attribute() {
         10
     );
 }
+
+#[mobula::remote]
+fn bowl(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    let x: f64 = config.get("x").unwrap();
+    session.report([("loss", (x - 0.3).powi(2))])
+}
+
+#[test]
+fn tpe_plugs_in_as_the_search_algorithm() {
+    let _node = start(Config::default().num_cpus(2));
+    let results = Tuner::new(bowl)
+        .param_space(SearchSpace::new().param("x", tune::uniform(-1.0, 1.0)))
+        .tune_config(
+            TuneConfig::new()
+                .metric("loss")
+                .mode(Mode::Min)
+                .num_samples(40)
+                .seed(4)
+                .max_concurrent_trials(1)
+                .search_alg(tune::Tpe::new()),
+        )
+        .run_config(quiet("tpe"))
+        .fit()
+        .unwrap();
+    assert_eq!(results.len(), 40);
+    let best: f64 = results.best_config().unwrap().get("x").unwrap();
+    assert!((best - 0.3).abs() < 0.05, "{best}");
+    let grid = Tuner::new(bowl)
+        .param_space(SearchSpace::new().param("x", tune::grid_search([0.0, 1.0])))
+        .tune_config(
+            TuneConfig::new()
+                .metric("loss")
+                .search_alg(tune::Tpe::new()),
+        )
+        .run_config(quiet("tpegrid"))
+        .fit();
+    assert!(
+        matches!(grid, Err(tune::TuneError::InvalidConfig(ref m)) if m.contains("grid_search"))
+    );
+}

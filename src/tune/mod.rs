@@ -2,7 +2,7 @@
 //! stop the poor ones early, keep the best.
 //!
 //! - `space`: the search space and the config a trial reads (`uniform`, `choice`, `grid_search`, ...).
-//! - `search`: where configs come from ([`RandomSearch`], the [`Searcher`] trait).
+//! - `search`: where configs come from ([`RandomSearch`], [`Tpe`], the [`Searcher`] trait).
 //! - `schedulers`: pure state machines deciding whether a trial goes on ([`Fifo`], [`Asha`]).
 //! - `experiment`: the experiment's state (trials, results, statuses), pure.
 //! - `session`: what a trainable gets: [`Session::report`], [`Checkpoint`].
@@ -64,7 +64,7 @@ pub use result::{ResultGrid, Scope, TrialResult};
 pub use schedulers::{
     Asha, Decision, Fifo, MedianStopping, Mutation, Observation, Pbt, TrialScheduler,
 };
-pub use search::{RandomSearch, SearchSetup, Searcher};
+pub use search::{RandomSearch, SearchSetup, Searcher, Tpe};
 pub use session::{Checkpoint, CheckpointError, IntoMetrics, Metrics, ReportError, Session};
 pub use space::{
     ConfigError, Domain, SearchSpace, TrialConfig, choice, grid_search, lograndint, loguniform,

@@ -312,12 +312,22 @@ impl SearchSpace {
         out
     }
 
-    /// Draws one configuration: grid parameters from `grid` (by path), the others from
-    /// `rng`, closures last.
-    pub(crate) fn resolve(&self, grid: &[(Vec<String>, Json)], rng: &mut Rng) -> TrialConfig {
+    /// Every domain by path, in name order (for searchers that model them).
+    pub(crate) fn domains(&self) -> Vec<(Vec<String>, Domain)> {
+        let mut out = Vec::new();
+        let _ = self.walk(&mut Vec::new(), &mut |path, d| {
+            out.push((path.to_vec(), d.clone()));
+            Ok(())
+        });
+        out
+    }
+
+    /// Draws one configuration: the parameters `fixed` names (by path: grid values, a
+    /// searcher's choices) take those values, the others are drawn from `rng`, closures last.
+    pub(crate) fn resolve(&self, fixed: &[(Vec<String>, Json)], rng: &mut Rng) -> TrialConfig {
         let mut config = TrialConfig(Json::Object(Default::default()));
         let mut later = Vec::new();
-        self.fill(&mut Vec::new(), grid, rng, &mut config, &mut later);
+        self.fill(&mut Vec::new(), fixed, rng, &mut config, &mut later);
         for (path, f) in later {
             let value = f(rng, &config);
             config.set(&path, value);
@@ -328,27 +338,27 @@ impl SearchSpace {
     fn fill(
         &self,
         path: &mut Vec<String>,
-        grid: &[(Vec<String>, Json)],
+        fixed: &[(Vec<String>, Json)],
         rng: &mut Rng,
         config: &mut TrialConfig,
         later: &mut Vec<(Vec<String>, SampleFn)>,
     ) {
         for (name, entry) in &self.entries {
             path.push(name.clone());
+            let given = fixed
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, v)| v.clone());
             match entry {
                 Entry::Fixed(v) => config.set(path, v.clone()),
                 Entry::Nested(s) => {
                     config.set(path, Json::Object(Default::default()));
-                    s.fill(path, grid, rng, config, later);
+                    s.fill(path, fixed, rng, config, later);
                 }
-                Entry::Domain(Domain::Grid(values)) => {
-                    let v = grid
-                        .iter()
-                        .find(|(p, _)| p == path)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_else(|| values[0].clone());
-                    config.set(path, v);
+                Entry::Domain(_) if given.is_some() => {
+                    config.set(path, given.unwrap_or(Json::Null));
                 }
+                Entry::Domain(Domain::Grid(values)) => config.set(path, values[0].clone()),
                 Entry::Domain(Domain::SampleFrom(f)) => {
                     config.set(path, Json::Null);
                     later.push((path.clone(), Arc::clone(f)));

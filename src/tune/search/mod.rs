@@ -2,6 +2,10 @@
 //! random and walks grids (Ray's `BasicVariantGenerator`); [`Searcher`] is the trait a
 //! model-based searcher implements.
 
+mod tpe;
+
+pub use tpe::Tpe;
+
 use std::collections::VecDeque;
 
 use serde_json::Value as Json;
