@@ -671,3 +671,61 @@ fn tpe_plugs_in_as_the_search_algorithm() {
         matches!(grid, Err(tune::TuneError::InvalidConfig(ref m)) if m.contains("grid_search"))
     );
 }
+
+/// Reports `level` for up to 9 steps, resuming from its checkpoint after a pause.
+#[mobula::remote]
+fn steady(config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    let level: f64 = config.get("level").unwrap();
+    let start = session.checkpoint().map_or(0, |c| c.iteration());
+    for step in start + 1..=9 {
+        session
+            .report_with_checkpoint([("level", level)], Checkpoint::from_value(&step).unwrap())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn hyperband_pauses_trials_at_milestones_and_halves_in_lockstep() {
+    let _node = start(Config::default().num_cpus(2));
+    let results = Tuner::new(steady)
+        .param_space(SearchSpace::new().param("level", tune::grid_search(1..=9)))
+        .tune_config(
+            TuneConfig::new()
+                .metric("level")
+                .mode(Mode::Max)
+                .scheduler(tune::HyperBand::new().max_t(9).reduction_factor(3)),
+        )
+        .run_config(quiet("hyperband"))
+        .fit()
+        .unwrap();
+    let mut runs: Vec<(i64, u64)> = results
+        .trials()
+        .iter()
+        .map(|t| (t.config.get("level").unwrap(), t.iterations()))
+        .collect();
+    runs.sort();
+    // All nine reach 1; the best three go on to 3; the best one to 9.
+    assert_eq!(
+        runs,
+        vec![
+            (1, 1),
+            (2, 1),
+            (3, 1),
+            (4, 1),
+            (5, 1),
+            (6, 1),
+            (7, 3),
+            (8, 3),
+            (9, 9)
+        ]
+    );
+    for t in results.trials() {
+        assert_eq!(t.status, TrialStatus::Terminated);
+        let its: Vec<u64> = t.history.iter().map(|r| r.training_iteration).collect();
+        assert_eq!(
+            its,
+            (1..=t.iterations()).collect::<Vec<_>>(),
+            "resumed, not repeated"
+        );
+    }
+}

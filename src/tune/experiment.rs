@@ -36,6 +36,8 @@ pub enum TrialStatus {
     Pending,
     /// Running (or waiting for its resources).
     Running,
+    /// Paused by its scheduler (its resources given back) until it may go on.
+    Paused,
     /// Ended: ran to its end, or stopped early by the scheduler or a stop criterion.
     Terminated,
     /// Failed more often than `max_failures` allows.
@@ -47,6 +49,7 @@ impl std::fmt::Display for TrialStatus {
         f.write_str(match self {
             TrialStatus::Pending => "PENDING",
             TrialStatus::Running => "RUNNING",
+            TrialStatus::Paused => "PAUSED",
             TrialStatus::Terminated => "TERMINATED",
             TrialStatus::Error => "ERROR",
         })
@@ -105,6 +108,9 @@ pub struct Trial {
     /// An exploit decided but not yet carried out: the donor, the new config, its checkpoint.
     #[serde(skip)]
     pub(crate) exploit: Option<(usize, TrialConfig, Checkpoint)>,
+    /// Told to pause; and, if so, whether it may already go on once its task has ended.
+    #[serde(skip)]
+    pub(crate) pausing: Option<bool>,
 }
 
 impl Trial {
@@ -179,6 +185,17 @@ pub(crate) fn trial_name(experiment: &str, id: usize) -> String {
     format!("{experiment}_{id:05}")
 }
 
+/// What becomes of a trial whose task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// It runs again (a restart, an exploit, a pause already lifted).
+    Again,
+    /// It waits, paused, until its scheduler lets it go on.
+    Paused,
+    /// It has ended for good.
+    Done,
+}
+
 /// A result not yet written to the trial's files, with the checkpoint that came with it.
 #[derive(Debug, Clone)]
 pub(crate) struct Fresh {
@@ -197,6 +214,8 @@ pub(crate) struct Experiment {
     pub stop: StopCriteria,
     /// Results (and checkpoints) reported since the tuner last took them, for the files.
     pub fresh: Vec<Fresh>,
+    /// Paused trials that may go on, for the tuner to start again.
+    pub resumable: Vec<usize>,
 }
 
 impl Experiment {
@@ -215,6 +234,7 @@ impl Experiment {
             scheduler,
             stop,
             fresh: Vec::new(),
+            resumable: Vec::new(),
         }
     }
 
@@ -235,6 +255,7 @@ impl Experiment {
             iteration: 0,
             exploited: Vec::new(),
             exploit: None,
+            pausing: None,
         });
         self.scheduler.on_trial_add(id, &self.trials[id].config);
         id
@@ -319,6 +340,7 @@ impl Experiment {
             || t.status != TrialStatus::Running
             || t.stopped_early
             || t.exploit.is_some()
+            || t.pausing.is_some()
         {
             return false; // an attempt that was replaced, or a trial already told to end
         }
@@ -346,12 +368,17 @@ impl Experiment {
             score: self.score(&result),
         };
         let decision = self.scheduler.on_result(trial, observation);
+        self.apply_paused_decisions();
         let stop = self.stop.met(&result) || decision == Decision::Stop;
         if stop {
             self.trials[trial].stopped_early = true;
             return false;
         }
         match decision {
+            Decision::Pause => {
+                self.trials[trial].pausing = Some(false);
+                false
+            }
             Decision::Exploit { donor, config } => {
                 // Only a donor with a checkpoint can be continued from.
                 match self.trials.get(donor).and_then(|d| d.checkpoint.clone()) {
@@ -366,17 +393,28 @@ impl Experiment {
         }
     }
 
-    /// The trial's trainable returned (`Ok`) or failed (`Err`). Returns true if the trial is
-    /// to run again: a failure within `max_failures` (from its own latest checkpoint), or an
-    /// exploit (from its donor's, with its new config).
-    pub fn ended(&mut self, trial: usize, outcome: Result<(), String>, max_failures: u32) -> bool {
+    /// The trial's trainable returned (`Ok`) or failed (`Err`): whether it runs again (a
+    /// failure within `max_failures`, from its own latest checkpoint; an exploit, from its
+    /// donor's with its new config; a pause already lifted), waits paused, or has ended.
+    pub fn ended(&mut self, trial: usize, outcome: Result<(), String>, max_failures: u32) -> Ended {
         let t = &mut self.trials[trial];
+        if !t.stopped_early
+            && let Some(go_on) = t.pausing.take()
+        {
+            // Paused: it runs again when (or, if already allowed, as soon as) it may go on.
+            if go_on {
+                t.status = TrialStatus::Pending;
+                return Ended::Again;
+            }
+            t.status = TrialStatus::Paused;
+            return Ended::Paused;
+        }
         if let Some((donor, config, from)) = t.exploit.take() {
             t.config = config;
             t.checkpoint = Some(from);
             t.exploited.push(donor);
             t.status = TrialStatus::Pending;
-            return true;
+            return Ended::Again;
         }
         match outcome {
             Ok(()) => t.status = TrialStatus::Terminated,
@@ -386,21 +424,59 @@ impl Experiment {
                 t.error = Some(message);
                 if t.failures <= max_failures {
                     t.status = TrialStatus::Pending;
-                    return true;
+                    return Ended::Again;
                 }
                 t.status = TrialStatus::Error;
             }
         }
         self.scheduler.on_trial_complete(trial);
-        false
+        self.apply_paused_decisions();
+        Ended::Done
+    }
+
+    /// No more trials will be added.
+    pub fn search_finished(&mut self) {
+        self.scheduler.on_search_finished();
+        self.apply_paused_decisions();
+    }
+
+    /// Carries out what the scheduler decided for paused trials: those that may go on are
+    /// started again (at once if paused, when their task ends if still pausing); those to
+    /// stop end.
+    fn apply_paused_decisions(&mut self) {
+        let (resume, stop) = self.scheduler.take_paused_decisions();
+        for id in resume {
+            let Some(t) = self.trials.get_mut(id) else {
+                continue;
+            };
+            match (t.status, t.pausing) {
+                (TrialStatus::Paused, _) => {
+                    t.status = TrialStatus::Pending;
+                    self.resumable.push(id);
+                }
+                (_, Some(_)) => t.pausing = Some(true),
+                _ => {}
+            }
+        }
+        for id in stop {
+            let Some(t) = self.trials.get_mut(id) else {
+                continue;
+            };
+            t.stopped_early = true;
+            if t.status == TrialStatus::Paused {
+                t.status = TrialStatus::Terminated;
+                t.pausing = None;
+            }
+        }
     }
 
     /// Counts by status.
-    pub fn counts(&self) -> [(TrialStatus, usize); 4] {
+    pub fn counts(&self) -> [(TrialStatus, usize); 5] {
         let n = |s| self.trials.iter().filter(|t| t.status == s).count();
         [
             (TrialStatus::Pending, n(TrialStatus::Pending)),
             (TrialStatus::Running, n(TrialStatus::Running)),
+            (TrialStatus::Paused, n(TrialStatus::Paused)),
             (TrialStatus::Terminated, n(TrialStatus::Terminated)),
             (TrialStatus::Error, n(TrialStatus::Error)),
         ]
@@ -450,7 +526,7 @@ mod tests {
         assert_eq!(e.trials[t].results.len(), 3);
         assert_eq!(e.trials[t].results[2].training_iteration, 3);
         // The trainable returns the Stopped error: the trial ends well.
-        assert!(!e.ended(t, Err("stopped".into()), 0));
+        assert_eq!(e.ended(t, Err("stopped".into()), 0), Ended::Done);
         assert_eq!(e.trials[t].status, TrialStatus::Terminated);
         assert_eq!(e.fresh.len(), 3);
     }
@@ -472,7 +548,11 @@ mod tests {
         let ckpt = Checkpoint::from_value(&42u32).unwrap();
         e.report(t, 1, loss(4.0), Some(ckpt), d);
         e.report(t, 1, loss(3.0), None, d);
-        assert!(e.ended(t, Err("boom".into()), 1), "one failure allowed");
+        assert_eq!(
+            e.ended(t, Err("boom".into()), 1),
+            Ended::Again,
+            "one failure allowed"
+        );
         let (attempt, ckpt) = e.start(t);
         assert_eq!(attempt, 2);
         let ckpt = ckpt.unwrap();
@@ -481,7 +561,7 @@ mod tests {
         assert!(!e.report(t, 1, loss(0.0), None, d));
         e.report(t, 2, loss(2.0), None, d);
         assert_eq!(e.trials[t].results.last().unwrap().training_iteration, 3);
-        assert!(!e.ended(t, Err("boom again".into()), 1));
+        assert_eq!(e.ended(t, Err("boom again".into()), 1), Ended::Done);
         assert_eq!(e.trials[t].status, TrialStatus::Error);
         assert_eq!(e.trials[t].error.as_deref(), Some("boom again"));
         // Minimised: the best is the lowest last loss.
@@ -520,7 +600,7 @@ mod tests {
         // At the interval the bad trial is in the bottom half: told to end, to be continued.
         assert!(!e.report(bad, 1, metrics(0.0), ck(2), d));
         assert!(!e.trials[bad].stopped_early);
-        assert!(e.ended(bad, Err("stopped".into()), 0), "runs again");
+        assert_eq!(e.ended(bad, Err("stopped".into()), 0), Ended::Again);
         let t = &e.trials[bad];
         assert_eq!(t.exploited, vec![good]);
         assert_eq!(t.failures, 0);

@@ -62,7 +62,7 @@ pub use controller::{TuneController, TuneControllerHandle};
 pub use experiment::{Mode, ReportedResult, StopCriteria, TrialStatus};
 pub use result::{ResultGrid, Scope, TrialResult};
 pub use schedulers::{
-    Asha, Decision, Fifo, MedianStopping, Mutation, Observation, Pbt, TrialScheduler,
+    Asha, Decision, Fifo, HyperBand, MedianStopping, Mutation, Observation, Pbt, TrialScheduler,
 };
 pub use search::{RandomSearch, SearchSetup, Searcher, Tpe};
 pub use session::{Checkpoint, CheckpointError, IntoMetrics, Metrics, ReportError, Session};

@@ -433,6 +433,7 @@ pub(crate) fn load(dir: &Path) -> Result<Saved, RestoreError> {
             iteration,
             exploited: done.map(|d| d.exploited).unwrap_or_default(),
             exploit: None,
+            pausing: None,
         });
     }
     Ok(Saved { meta, trials })

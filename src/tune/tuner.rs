@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::controller::{self, Shared, TuneController, TuneControllerHandle};
-use super::experiment::{Experiment, Mode, StopCriteria, TrialStatus};
+use super::experiment::{Ended, Experiment, Mode, StopCriteria, TrialStatus};
 use super::output;
 use super::result::{ResultGrid, TrialResult};
 use super::rng::Rng;
@@ -535,7 +535,11 @@ impl Run {
         }
         let Some(config) = self.searcher.suggest() else {
             self.exhausted = true;
-            return Ok(None);
+            let mut e = controller::lock(&self.shared);
+            e.search_finished();
+            self.restarts.extend(e.resumable.drain(..));
+            drop(e);
+            return Ok(self.restarts.pop_front());
         };
         // Files are written outside the lock: trials report meanwhile.
         let id = controller::lock(&self.shared).add_trial(config.clone());
@@ -576,6 +580,10 @@ impl Run {
         F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>,
     {
         loop {
+            // Paused trials their scheduler lets go on.
+            let resumable: Vec<usize> =
+                controller::lock(&self.shared).resumable.drain(..).collect();
+            self.restarts.extend(resumable);
             while self.running.len() < self.max_concurrent {
                 match self.next_trial()? {
                     Some(trial) => self.launch::<F>(trial),
@@ -598,11 +606,11 @@ impl Run {
             for (trial, r) in ended {
                 let outcome = r.get().map_err(|e| e.to_string());
                 let mut e = controller::lock(&self.shared);
-                let again = e.ended(trial, outcome, self.run.max_failures);
+                let ended = e.ended(trial, outcome, self.run.max_failures);
                 let t = &e.trials[trial];
-                if again {
+                if ended == Ended::Again {
                     self.restarts.push_back(trial);
-                } else {
+                } else if ended == Ended::Done {
                     let dir = self.files.dir().to_path_buf();
                     self.files.trial_done(t).map_err(storage_error(&dir))?;
                     let score = t.last_result().map(|r| e.score(r));

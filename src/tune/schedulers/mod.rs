@@ -3,10 +3,12 @@
 //! [`Observation`]s and carries out their [`Decision`]s.
 
 mod asha;
+mod hyperband;
 mod median;
 mod pbt;
 
 pub use asha::Asha;
+pub use hyperband::HyperBand;
 pub use median::MedianStopping;
 pub use pbt::{Mutation, Pbt};
 
@@ -33,6 +35,10 @@ pub enum Decision {
     Continue,
     /// The trial stops here (early stopping); its results so far stand.
     Stop,
+    /// The trial pauses (its resources freed) until the scheduler lets it go on
+    /// ([`TrialScheduler::take_paused_decisions`]); it then runs again from its latest
+    /// checkpoint.
+    Pause,
     /// The trial goes on from `donor`'s latest checkpoint with `config` (PBT's exploit and
     /// explore). Without a checkpoint of the donor's it just goes on.
     Exploit {
@@ -67,6 +73,14 @@ pub trait TrialScheduler: Send {
 
     /// A trial ended (finished, stopped or failed for good).
     fn on_trial_complete(&mut self, _trial: TrialId) {}
+
+    /// No more trials will be added.
+    fn on_search_finished(&mut self) {}
+
+    /// Paused trials to go on, and paused trials to stop, decided since the last call.
+    fn take_paused_decisions(&mut self) -> (Vec<TrialId>, Vec<TrialId>) {
+        (Vec::new(), Vec::new())
+    }
 }
 
 /// Runs every trial to its end (Ray's `FIFOScheduler`).
