@@ -729,3 +729,109 @@ fn hyperband_pauses_trials_at_milestones_and_halves_in_lockstep() {
         );
     }
 }
+
+/// A class-style trainable: a weight moving towards 1 at rate `lr`; `done` at step 30.
+struct Approach {
+    weight: f64,
+    lr: f64,
+    steps: u32,
+    fail_once_at: Option<u32>,
+}
+
+static APPROACH_SETUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static APPROACH_RESTORES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl tune::Trainable for Approach {
+    fn setup(config: &TrialConfig) -> Result<Self, String> {
+        APPROACH_SETUPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Approach {
+            weight: 0.0,
+            lr: config.get("lr").map_err(|e| e.to_string())?,
+            steps: 0,
+            fail_once_at: config.get::<u32>("fail_at").ok(),
+        })
+    }
+
+    fn step(&mut self) -> Result<tune::Metrics, String> {
+        self.steps += 1;
+        if self.fail_once_at == Some(self.steps) {
+            return Err(format!("failed at step {}", self.steps));
+        }
+        self.weight += self.lr * (1.0 - self.weight);
+        Ok([
+            ("weight".to_string(), self.weight),
+            ("done".to_string(), if self.steps >= 30 { 1.0 } else { 0.0 }),
+        ]
+        .into_iter()
+        .collect())
+    }
+
+    fn save(&self) -> Option<Checkpoint> {
+        Checkpoint::from_value(&(self.weight, self.steps)).ok()
+    }
+
+    fn restore(&mut self, checkpoint: &Checkpoint) -> Result<(), String> {
+        APPROACH_RESTORES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (self.weight, self.steps) = checkpoint.to_value().map_err(|e| e.to_string())?;
+        // A restored trial has got past its failure.
+        self.fail_once_at = None;
+        Ok(())
+    }
+}
+
+mobula::register_trainable!(Approach);
+
+#[test]
+fn a_class_trainable_is_set_up_stepped_checkpointed_and_restored() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let _node = start(Config::default().num_cpus(2));
+    APPROACH_SETUPS.store(0, SeqCst);
+    APPROACH_RESTORES.store(0, SeqCst);
+    let results = Tuner::with_class::<Approach>()
+        .param_space(SearchSpace::new().param("lr", tune::grid_search([0.05, 0.2])))
+        .tune_config(TuneConfig::new().metric("weight").mode(Mode::Max))
+        .run_config(quiet("class"))
+        .fit()
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    for t in results.trials() {
+        let lr: f64 = t.config.get("lr").unwrap();
+        assert_eq!(t.iterations(), 30, "ends at done");
+        let expected = 1.0 - (1.0 - lr).powi(30);
+        assert!((t.metrics()["weight"] - expected).abs() < 1e-12);
+    }
+    assert_eq!(APPROACH_SETUPS.load(SeqCst), 2);
+    assert_eq!(
+        results.best_config().unwrap().get::<f64>("lr").unwrap(),
+        0.2
+    );
+    assert!(
+        results
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Approach_")
+    );
+
+    // A step that fails: the trial is made again and restored from its latest checkpoint,
+    // and its weight ends where an unbroken run would have.
+    let resumed = Tuner::with_class::<Approach>()
+        .param_space(
+            SearchSpace::new()
+                .param("lr", tune::grid_search([0.1]))
+                .constant("fail_at", 12),
+        )
+        .tune_config(TuneConfig::new().metric("weight"))
+        .run_config(quiet("class2").max_failures(1))
+        .fit()
+        .unwrap();
+    let t = &resumed.trials()[0];
+    assert_eq!(t.status, TrialStatus::Terminated);
+    assert_eq!(t.failures, 1);
+    assert!((t.metrics()["weight"] - (1.0 - 0.9f64.powi(30))).abs() < 1e-12);
+    let its: Vec<u64> = t.history.iter().map(|r| r.training_iteration).collect();
+    assert_eq!(its, (1..=30).collect::<Vec<_>>());
+    assert!(APPROACH_RESTORES.load(SeqCst) >= 1);
+}

@@ -6,6 +6,7 @@
 //! - `schedulers`: pure state machines deciding whether a trial goes on ([`Fifo`], [`Asha`]).
 //! - `experiment`: the experiment's state (trials, results, statuses), pure.
 //! - `session`: what a trainable gets: [`Session::report`], [`Checkpoint`].
+//! - `trainable`: class-style trainables ([`Trainable`]: setup, step, save, restore).
 //! - `controller`: the actor trials report to.
 //! - `tuner`: [`Tuner`] and [`run`]: the loop that starts trials and collects their ends.
 //! - `result`: [`ResultGrid`], the best trial by metric, mode and scope.
@@ -55,6 +56,7 @@ mod search;
 mod session;
 mod space;
 mod storage;
+mod trainable;
 mod tuner;
 
 #[doc(hidden)]
@@ -71,4 +73,7 @@ pub use space::{
     qloguniform, qrandint, quniform, randint, randn, sample_from, uniform,
 };
 pub use storage::{CheckpointConfig, RestoreError};
+pub use trainable::Trainable;
+#[doc(hidden)]
+pub use trainable::{Stepper, TrainableClass, class_trial};
 pub use tuner::{RunConfig, TuneConfig, TuneError, Tuner, run};

@@ -35,6 +35,8 @@ pub struct TrialResult {
     pub history: Vec<ReportedResult>,
     /// The last failure's message, if it failed.
     pub error: Option<String>,
+    /// How often it failed (restarts included).
+    pub failures: u32,
     /// Its latest checkpoint.
     pub checkpoint: Option<Checkpoint>,
     /// Where its result files are.
@@ -52,6 +54,7 @@ impl TrialResult {
             stopped_early: trial.stopped_early,
             history: trial.results.clone(),
             error: trial.error.clone(),
+            failures: trial.failures,
             checkpoint: trial.checkpoint.clone(),
             path: dir,
             exploited_from: trial
@@ -180,6 +183,7 @@ mod tests {
                 })
                 .collect(),
             error: None,
+            failures: 0,
             checkpoint: None,
             path: PathBuf::new(),
             exploited_from: Vec::new(),

@@ -271,6 +271,8 @@ pub struct Tuner<F> {
     run: RunConfig,
     /// The directory of an experiment to resume.
     resume: Option<PathBuf>,
+    /// For a class-style trainable: its class and how often to checkpoint.
+    class: Option<(String, u64)>,
 }
 
 impl<F> Tuner<F>
@@ -285,6 +287,7 @@ where
             tune: TuneConfig::new(),
             run: RunConfig::new(),
             resume: None,
+            class: None,
         }
     }
 
@@ -296,15 +299,7 @@ where
     /// metric, mode, number of samples and seed are read from its files.
     pub fn restore(dir: impl Into<PathBuf>, trainable: F) -> Result<Self, TuneError> {
         let dir: PathBuf = dir.into();
-        let saved = super::storage::load(&dir)?;
-        if saved.meta.trainable != F::descriptor().id {
-            return Err(TuneError::InvalidConfig(format!(
-                "the experiment in {} ran `{}`, not `{}`",
-                dir.display(),
-                saved.meta.trainable,
-                F::descriptor().id
-            )));
-        }
+        check_saved(&dir, F::descriptor().id)?;
         let mut tuner = Tuner::new(trainable);
         tuner.resume = Some(dir);
         Ok(tuner)
@@ -331,8 +326,49 @@ where
     /// Runs the experiment to its end; returns every trial's outcome.
     pub fn fit(self) -> Result<ResultGrid, TuneError> {
         let _ = &self.trainable;
-        Run::start::<F>(self.space, self.tune, self.run, self.resume)?.finish::<F>()
+        Run::start::<F>(self.space, self.tune, self.run, self.resume, self.class)?.finish::<F>()
     }
+}
+
+impl Tuner<super::trainable::class_trial> {
+    /// A tuner for the class-style trainable `T` (registered with
+    /// [`register_trainable!`](crate::register_trainable)): each trial makes a `T` from its
+    /// config and steps it, reporting each step's metrics.
+    pub fn with_class<T: super::Trainable>() -> Self {
+        let mut tuner = Tuner::new(super::trainable::class_trial);
+        tuner.class = Some((std::any::type_name::<T>().to_string(), 1));
+        tuner
+    }
+
+    /// Resumes a killed experiment of class `T` (see [`Tuner::restore`]).
+    pub fn restore_class<T: super::Trainable>(dir: impl Into<PathBuf>) -> Result<Self, TuneError> {
+        let dir: PathBuf = dir.into();
+        check_saved(&dir, std::any::type_name::<T>())?;
+        let mut tuner = Tuner::with_class::<T>();
+        tuner.resume = Some(dir);
+        Ok(tuner)
+    }
+
+    /// Saves a checkpoint every `n` steps (default 1; 0: only at the end).
+    pub fn checkpoint_every(mut self, n: u64) -> Self {
+        if let Some(class) = &mut self.class {
+            class.1 = n;
+        }
+        self
+    }
+}
+
+/// Checks that the experiment in `dir` ran `trainable`.
+fn check_saved(dir: &std::path::Path, trainable: &str) -> Result<(), TuneError> {
+    let saved = super::storage::load(dir)?;
+    if saved.meta.trainable != trainable {
+        return Err(TuneError::InvalidConfig(format!(
+            "the experiment in {} ran `{}`, not `{trainable}`",
+            dir.display(),
+            saved.meta.trainable,
+        )));
+    }
+    Ok(())
 }
 
 /// Runs `trainable` over `space` (Ray's `tune.run`), with the default run settings but quiet
@@ -350,6 +386,7 @@ where
 
 /// A running experiment: the tuner's side.
 struct Run {
+    class: Option<(String, u64)>,
     shared: Shared,
     controller: TuneControllerHandle,
     searcher: Box<dyn Searcher>,
@@ -377,9 +414,17 @@ impl Run {
         mut tune: TuneConfig,
         mut run: RunConfig,
         resume: Option<PathBuf>,
+        class: Option<(String, u64)>,
     ) -> Result<Run, TuneError> {
         if !crate::is_initialized() {
             return Err(TuneError::NotInitialized);
+        }
+        if let Some((name, _)) = &class
+            && super::trainable::find_class(name).is_none()
+        {
+            return Err(TuneError::InvalidConfig(format!(
+                "the trainable class `{name}` is not registered: add `mobula::register_trainable!(...)` for it"
+            )));
         }
         let saved = resume.as_deref().map(super::storage::load).transpose()?;
         if let Some(saved) = &saved {
@@ -400,11 +445,12 @@ impl Run {
                 "a scheduler needs TuneConfig::metric to compare trials".into(),
             ));
         }
-        let trainable = F::descriptor()
-            .id
-            .rsplit("::")
-            .next()
-            .unwrap_or("trainable");
+        // The trainable's name: its class's, or its function's.
+        let trainable_id = class
+            .as_ref()
+            .map_or(F::descriptor().id, |(name, _)| name.as_str())
+            .to_string();
+        let trainable = trainable_id.rsplit("::").next().unwrap_or("trainable");
         let name = run.name.clone().unwrap_or_else(|| {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -426,7 +472,7 @@ impl Run {
         };
         let meta = Meta {
             name: name.clone(),
-            trainable: F::descriptor().id.to_string(),
+            trainable: trainable_id.clone(),
             metric: tune.metric.clone(),
             mode: tune.mode,
             num_samples: tune.num_samples,
@@ -505,6 +551,7 @@ impl Run {
             }
         });
         Ok(Run {
+            class,
             shared,
             controller,
             searcher,
@@ -564,6 +611,7 @@ impl Run {
                 attempt,
                 controller: self.controller.clone(),
                 checkpoint,
+                class: self.class.clone(),
             };
             (session, t.config.clone())
         };
