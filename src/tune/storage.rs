@@ -9,7 +9,7 @@
 //!         result.json         one JSON object per report
 //!         progress.csv        the same, as CSV
 //!         checkpoint_000012.bin   checkpoints (raw bytes), the latest and the best kept
-//!         done.json           how it ended, once it has
+//!     ended.jsonl             a line per trial that ended for good: how it ended
 //! ```
 //!
 //! Every file but the summary is written once or appended to, so an experiment killed at any
@@ -66,9 +66,10 @@ pub(crate) struct Meta {
     pub seed: Option<u64>,
 }
 
-/// How a trial ended, as `done.json` records it.
+/// How a trial ended, as a line of `ended.jsonl` records it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Done {
+    trial: usize,
     status: TrialStatus,
     error: Option<String>,
     stopped_early: bool,
@@ -148,11 +149,7 @@ impl ResultFiles {
         files
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn trial_dir(&self, trial: usize) -> PathBuf {
+    fn trial_dir(&self, trial: usize) -> PathBuf {
         self.dir.join(trial_name(&self.experiment, trial))
     }
 
@@ -270,55 +267,165 @@ impl ResultFiles {
         self.append(&fresh)
     }
 
-    /// A trial ended for good: `done.json`.
+    /// A trial ended for good: a line of `ended.jsonl` (one file for the experiment, not
+    /// one per trial: file creation is what costs most here).
+    fn trial_done(&self, done: &Done) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(done).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        append(&self.dir.join("ended.jsonl"))?.write_all(&line)
+    }
+
+    /// Writes the experiment's summary (see [`summary`]) to a temporary file and renames it,
+    /// so that a reader never sees half of it.
+    fn write_summary(&self, doc: &Json) -> std::io::Result<()> {
+        let tmp = self.dir.join(".experiment_state.json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(doc).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, self.dir.join("experiment_state.json"))
+    }
+
+    /// Hands the files to a thread of their own: the tuner's loop goes on while they are
+    /// written.
+    pub fn into_writer(self) -> Writer {
+        let (dir, experiment) = (self.dir.clone(), self.experiment.clone());
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let mut files = self;
+        let thread = std::thread::Builder::new()
+            .name("mobula-tune-files".into())
+            .spawn(move || {
+                // The first error is kept (and returned at the end); later jobs still run.
+                let mut first: std::io::Result<()> = Ok(());
+                for job in rx {
+                    let done = match job {
+                        Job::AddTrial(id, config) => files.add_trial(id, &config),
+                        Job::Append(fresh) => files.append(&fresh),
+                        Job::Done(done) => files.trial_done(&done),
+                        Job::Summary(doc) => files.write_summary(&doc),
+                    };
+                    if first.is_ok() {
+                        first = done;
+                    }
+                }
+                first
+            })
+            .ok();
+        Writer {
+            tx: Some(tx),
+            thread,
+            dir,
+            experiment,
+        }
+    }
+}
+
+/// What the files' thread is asked to write.
+enum Job {
+    AddTrial(usize, TrialConfig),
+    Append(Vec<Fresh>),
+    Done(Done),
+    Summary(Json),
+}
+
+/// The experiment's files, written on their own thread, in the order asked.
+pub(crate) struct Writer {
+    tx: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    dir: PathBuf,
+    experiment: String,
+}
+
+impl Writer {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn trial_dir(&self, trial: usize) -> PathBuf {
+        self.dir.join(trial_name(&self.experiment, trial))
+    }
+
+    fn send(&self, job: Job) -> std::io::Result<()> {
+        match &self.tx {
+            Some(tx) if tx.send(job).is_ok() => Ok(()),
+            _ => Err(std::io::Error::other(
+                "the thread writing the results stopped",
+            )),
+        }
+    }
+
+    /// A trial was added.
+    pub fn add_trial(&self, id: usize, config: &TrialConfig) -> std::io::Result<()> {
+        self.send(Job::AddTrial(id, config.clone()))
+    }
+
+    /// New results.
+    pub fn append(&self, fresh: Vec<Fresh>) -> std::io::Result<()> {
+        self.send(Job::Append(fresh))
+    }
+
+    /// A trial ended for good.
     pub fn trial_done(&self, trial: &Trial) -> std::io::Result<()> {
         let done = Done {
+            trial: trial.id,
             status: trial.status,
             error: trial.error.clone(),
             stopped_early: trial.stopped_early,
             failures: trial.failures,
             exploited: trial.exploited.clone(),
         };
-        let text = serde_json::to_vec(&done).map_err(std::io::Error::other)?;
-        std::fs::write(self.trial_dir(trial.id).join("done.json"), text)
+        self.send(Job::Done(done))
     }
 
-    /// The experiment's summary, `experiment_state.json`: every trial's config, status,
-    /// iterations, last result, failures; the best trial. Written to a temporary file and
-    /// renamed, so a reader never sees half of it.
+    /// The summary, as it stands.
     pub fn summary(&self, e: &Experiment) -> std::io::Result<()> {
-        let trials: Vec<Json> = e
-            .trials
-            .iter()
-            .map(|t| {
-                json!({
-                    "name": t.name,
-                    "status": t.status.to_string(),
-                    "config": t.config.as_json(),
-                    "iterations": t.last_result().map_or(0, |r| r.training_iteration),
-                    "last_result": t.last_result().map(|r| &r.metrics),
-                    "stopped_early": t.stopped_early,
-                    "failures": t.failures,
-                    "error": t.error,
-                })
-            })
-            .collect();
-        let best = e.best().map(|(t, v)| json!({"trial": t.name, "value": v}));
-        let doc = json!({
-            "name": e.name,
-            "metric": e.metric,
-            "mode": format!("{:?}", e.mode).to_lowercase(),
-            "scheduler": e.scheduler.name(),
-            "trials": trials,
-            "best": best,
-        });
-        let tmp = self.dir.join(".experiment_state.json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(tmp, self.dir.join("experiment_state.json"))
+        self.send(Job::Summary(summary(e)))
     }
+
+    /// Waits until everything asked is written; the first error, if any.
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "the thread writing the results panicked",
+                ))
+            }),
+            None => Err(std::io::Error::other(
+                "the thread writing the results did not start",
+            )),
+        }
+    }
+}
+
+/// The experiment's summary, `experiment_state.json`: every trial's config, status,
+/// iterations, last result, failures; the best trial.
+fn summary(e: &Experiment) -> Json {
+    let trials: Vec<Json> = e
+        .trials
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "status": t.status.to_string(),
+                "config": t.config.as_json(),
+                "iterations": t.last_result().map_or(0, |r| r.training_iteration),
+                "last_result": t.last_result().map(|r| &r.metrics),
+                "stopped_early": t.stopped_early,
+                "failures": t.failures,
+                "error": t.error,
+            })
+        })
+        .collect();
+    let best = e.best().map(|(t, v)| json!({"trial": t.name, "value": v}));
+    json!({
+        "name": e.name,
+        "metric": e.metric,
+        "mode": format!("{:?}", e.mode).to_lowercase(),
+        "scheduler": e.scheduler.name(),
+        "trials": trials,
+        "best": best,
+    })
 }
 
 /// The iterations of the checkpoints in a trial's directory, in order.
@@ -356,7 +463,7 @@ pub(crate) struct Saved {
 }
 
 /// Reads an experiment's files: every trial with its config, results and latest checkpoint;
-/// a trial without `done.json` was cut short and is pending again.
+/// a trial not in `ended.jsonl` was cut short and is pending again.
 pub(crate) fn load(dir: &Path) -> Result<Saved, RestoreError> {
     let fail = |reason: String| RestoreError {
         path: dir.to_path_buf(),
@@ -380,6 +487,13 @@ pub(crate) fn load(dir: &Path) -> Result<Saved, RestoreError> {
         })
         .collect();
     ids.sort_unstable();
+    // How trials ended; a line cut short by the kill is the last one, and dropped.
+    let ended: BTreeMap<usize, Done> = std::fs::read_to_string(dir.join("ended.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Done>(l).ok())
+        .map(|d| (d.trial, d))
+        .collect();
     let mut trials = Vec::new();
     for (expected, id) in ids.into_iter().enumerate() {
         if id != expected {
@@ -415,9 +529,7 @@ pub(crate) fn load(dir: &Path) -> Result<Saved, RestoreError> {
             let bytes = std::fs::read(tdir.join(checkpoint_file(i))).ok()?;
             Some(Checkpoint::from_bytes(bytes).at(i))
         });
-        let done: Option<Done> = read("done.json")
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let done: Option<Done> = ended.get(&id).cloned();
         let iteration = checkpoint.as_ref().map_or(0, Checkpoint::iteration);
         trials.push(Trial {
             id,

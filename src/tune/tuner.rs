@@ -18,7 +18,7 @@ use super::schedulers::{Fifo, TrialScheduler};
 use super::search::{RandomSearch, SearchSetup, Searcher};
 use super::session::Session;
 use super::space::{SearchSpace, TrialConfig};
-use super::storage::{CheckpointConfig, Meta, ResultFiles};
+use super::storage::{CheckpointConfig, Meta, ResultFiles, Writer};
 use crate::api::function::{RemoteFunction, TaskBuilder};
 use crate::{ObjectRef, SchedulingStrategy};
 
@@ -390,7 +390,7 @@ struct Run {
     shared: Shared,
     controller: TuneControllerHandle,
     searcher: Box<dyn Searcher>,
-    files: ResultFiles,
+    files: Writer,
     tune: TuneConfig,
     run: RunConfig,
     max_concurrent: usize,
@@ -524,6 +524,7 @@ impl Run {
                 restarts.push_back(id);
             }
         }
+        let files = files.into_writer();
         let shared: Shared = Arc::new((Mutex::new(experiment), Instant::now()));
         let key = Rng::from_entropy().next_u64();
         controller::hand_off(key, Arc::clone(&shared));
@@ -676,6 +677,8 @@ impl Run {
         let e = controller::lock(&self.shared);
         let dir = self.files.dir().to_path_buf();
         self.files.summary(&e).map_err(storage_error(&dir))?;
+        // Everything written before the results are handed back.
+        self.files.finish().map_err(storage_error(&dir))?;
         let grid = ResultGrid {
             trials: e
                 .trials
@@ -704,20 +707,21 @@ impl Run {
         if fresh.is_empty() {
             return Ok(());
         }
-        // Written outside the lock: trials report meanwhile.
-        let dir = self.files.dir().to_path_buf();
-        self.files.append(&fresh).map_err(storage_error(&dir))?;
-        let heard: Vec<(TrialConfig, f64)> = {
-            let e = controller::lock(&self.shared);
-            fresh
-                .iter()
-                .map(|f| (e.trials[f.trial].config.clone(), e.score(&f.result)))
-                .collect()
-        };
-        for (config, score) in &heard {
-            self.searcher.on_trial_result(config, *score);
+        if self.searcher.wants_results() {
+            let heard: Vec<(TrialConfig, f64)> = {
+                let e = controller::lock(&self.shared);
+                fresh
+                    .iter()
+                    .map(|f| (e.trials[f.trial].config.clone(), e.score(&f.result)))
+                    .collect()
+            };
+            for (config, score) in &heard {
+                self.searcher.on_trial_result(config, *score);
+            }
         }
-        Ok(())
+        // Written on the files' thread: trials report and start meanwhile.
+        let dir = self.files.dir().to_path_buf();
+        self.files.append(fresh).map_err(storage_error(&dir))
     }
 
     /// On a terminal: the escape codes that erase the table shown last.

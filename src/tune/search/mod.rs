@@ -37,7 +37,13 @@ pub trait Searcher: Send {
     /// The next configuration, or `None` when this searcher has no more trials to give.
     fn suggest(&mut self) -> Option<TrialConfig>;
 
-    /// A trial reported an intermediate result.
+    /// Whether it wants every intermediate result ([`on_trial_result`](Self::on_trial_result));
+    /// saying no spares the tuner a copy of each.
+    fn wants_results(&self) -> bool {
+        false
+    }
+
+    /// A trial reported an intermediate result (if [`wants_results`](Self::wants_results)).
     fn on_trial_result(&mut self, _config: &TrialConfig, _score: f64) {}
 
     /// A trial ended; `score` is its last score (`None` if it failed without one).
