@@ -2,7 +2,11 @@
 //! are this same test binary started again as separate processes (same binary, as every
 //! node must be), joined over QUIC with the token and the pinned CA.
 
+#[path = "common/cluster_work.rs"]
+mod cluster_work;
 mod common;
+
+use cluster_work::*;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -108,24 +112,8 @@ fn start_cluster(n: usize) -> (InitGuard, Vec<Worker>, PathBuf) {
 }
 
 #[mobula::remote]
-fn where_am_i(i: u64) -> (u64, NodeId) {
-    (i * i, mobula::context().node_id().unwrap())
-}
-
-#[mobula::remote]
 fn checksum(data: Vec<u8>) -> (usize, u64) {
     (data.len(), data.iter().map(|&b| u64::from(b)).sum())
-}
-
-#[mobula::remote]
-fn make_bytes(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
-}
-
-#[mobula::remote]
-fn slow_square(i: u64) -> (u64, NodeId) {
-    std::thread::sleep(Duration::from_millis(1));
-    (i * i, mobula::context().node_id().unwrap())
 }
 
 #[mobula::remote]
@@ -303,47 +291,6 @@ fn a_driver_whose_head_is_gone_gets_an_error_not_a_hang() {
     assert!(matches!(err, InitError::Cluster(_)), "{err}");
 }
 
-#[mobula::actor]
-struct Tally {
-    log: Vec<u64>,
-}
-
-#[mobula::actor]
-impl Tally {
-    fn new(first: u64) -> Self {
-        Tally { log: vec![first] }
-    }
-
-    /// Appends `x`; returns how many entries there are and where the actor runs.
-    fn add(&mut self, x: u64) -> (usize, NodeId) {
-        self.log.push(x);
-        (self.log.len(), mobula::context().node_id().unwrap())
-    }
-
-    fn log(&self) -> Vec<u64> {
-        self.log.clone()
-    }
-
-    fn echo(&self, data: Vec<u8>) -> Vec<u8> {
-        data
-    }
-
-    fn pid(&self) -> u32 {
-        std::process::id()
-    }
-
-    fn fail(&self) -> Result<u64, String> {
-        Err("refused on purpose".into())
-    }
-}
-
-/// Calls the actor from a task: returns the call's result and the task's own node.
-#[mobula::remote]
-fn add_from_a_task(tally: TallyHandle, x: u64) -> (usize, NodeId, NodeId) {
-    let (len, actor_node) = tally.add(x).get().unwrap();
-    (len, actor_node, mobula::context().node_id().unwrap())
-}
-
 fn workers_by_id() -> Vec<NodeId> {
     let mut ids: Vec<NodeId> = mobula::node::nodes()
         .iter()
@@ -352,10 +299,6 @@ fn workers_by_id() -> Vec<NodeId> {
         .collect();
     ids.sort();
     ids
-}
-
-fn on(node: NodeId) -> SchedulingStrategy {
-    SchedulingStrategy::NodeAffinity { node, soft: false }
 }
 
 #[test]

@@ -2,7 +2,11 @@
 //! each a whole node with its own QUIC endpoint on 127.0.0.1 and its own store, and this
 //! process's runtime joined as the driver. Nodes are killed in place.
 
+#[path = "common/cluster_work.rs"]
+mod cluster_work;
 mod common;
+
+use cluster_work::*;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,15 +37,6 @@ fn cluster(n: usize) -> (LocalCluster, Vec<NodeId>, InitGuard) {
         alive == workers.iter().copied().collect()
     });
     (cluster, workers, driver)
-}
-
-fn on(node: NodeId) -> SchedulingStrategy {
-    SchedulingStrategy::NodeAffinity { node, soft: false }
-}
-
-#[mobula::remote]
-fn where_am_i(i: u64) -> (u64, NodeId) {
-    (i * i, mobula::context().node_id().unwrap())
 }
 
 /// Submits a task from inside a task: it runs through the node the outer task runs on.
@@ -92,33 +87,6 @@ fn tasks_spread_over_in_process_nodes_and_run_on_the_node_they_were_sent_to() {
     }
 }
 
-#[mobula::actor]
-struct Tally {
-    log: Vec<u64>,
-}
-
-#[mobula::actor]
-impl Tally {
-    fn new(first: u64) -> Self {
-        Tally { log: vec![first] }
-    }
-
-    fn add(&mut self, x: u64) -> (usize, NodeId) {
-        self.log.push(x);
-        (self.log.len(), mobula::context().node_id().unwrap())
-    }
-
-    fn log(&self) -> Vec<u64> {
-        self.log.clone()
-    }
-}
-
-#[mobula::remote]
-fn add_from_a_task(tally: TallyHandle, x: u64) -> (usize, NodeId, NodeId) {
-    let (len, actor_node) = tally.add(x).get().unwrap();
-    (len, actor_node, mobula::context().node_id().unwrap())
-}
-
 #[test]
 fn an_actor_on_one_node_is_called_from_a_task_on_another() {
     let _turn = turn();
@@ -154,11 +122,6 @@ fn checksum(data: Vec<u8>) -> (usize, u64, NodeId) {
         data.iter().map(|&b| u64::from(b)).sum(),
         mobula::context().node_id().unwrap(),
     )
-}
-
-#[mobula::remote]
-fn make_bytes(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i % 251) as u8).collect()
 }
 
 #[test]
@@ -224,12 +187,6 @@ fn a_wrong_token_or_ca_is_refused_and_garbage_is_ignored() {
         .get()
         .unwrap();
     assert_eq!(ran, late);
-}
-
-#[mobula::remote]
-fn slow_square(i: u64) -> (u64, NodeId) {
-    std::thread::sleep(Duration::from_millis(1));
-    (i * i, mobula::context().node_id().unwrap())
 }
 
 #[test]
