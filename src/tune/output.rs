@@ -147,3 +147,52 @@ pub(crate) fn results_table(trials: &[TrialResult]) -> String {
         .collect();
     render(&header, &rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::tune::experiment::{Mode, StopCriteria};
+    use crate::tune::schedulers::Fifo;
+    use crate::tune::space::{SearchSpace, uniform};
+
+    #[test]
+    fn the_status_shows_counts_the_best_and_a_row_per_trial() {
+        let mut e = Experiment::new(
+            "exp".into(),
+            Some("score".into()),
+            Mode::Max,
+            Box::new(Fifo),
+            StopCriteria::new(),
+        );
+        let space = SearchSpace::new().param("a", uniform(0.0, 1.0));
+        let mut rng = crate::tune::rng::Rng::seeded(1);
+        for _ in 0..3 {
+            e.add_trial(space.resolve(&[], &mut rng));
+        }
+        e.start(0);
+        e.start(1);
+        let m = |x: f64| [("score".to_string(), x)].into_iter().collect();
+        e.report(0, 1, m(1.5), None, Duration::ZERO);
+        e.report(1, 1, m(2.5), None, Duration::ZERO);
+        let text = status(&e, 1.0, 2);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains("3 trials: 1 PENDING, 2 RUNNING"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("best so far: exp_00001 with score = 2.50000"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("trial")
+                && lines[2].contains(" a ")
+                && lines[2].ends_with("score")
+        );
+        assert!(lines[4].starts_with("exp_00000  RUNNING"), "{text}");
+        assert!(lines[4].ends_with("1.50000"), "{text}");
+        assert!(lines[6].contains("... and 1 more"), "{text}");
+    }
+}
