@@ -405,3 +405,67 @@ fn tune_trials_run_on_the_cluster_nodes_and_report_to_the_driver() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A class-style trainable that counts to 5 and says where it was made (its actor's node).
+struct Counting {
+    n: u32,
+}
+
+impl mobula::tune::Trainable for Counting {
+    fn setup(config: &mobula::tune::TrialConfig) -> Result<Self, String> {
+        let dir = std::path::PathBuf::from(config.get::<String>("dir").map_err(|e| e.to_string())?);
+        let id: u64 = config.get("id").map_err(|e| e.to_string())?;
+        let node = mobula::context().node_id().ok_or("no node")?;
+        std::fs::write(dir.join(format!("class-{id}")), node.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(Counting { n: 0 })
+    }
+
+    fn step(&mut self) -> Result<mobula::tune::Metrics, String> {
+        self.n += 1;
+        let done = if self.n >= 5 { 1.0 } else { 0.0 };
+        Ok([
+            ("n".to_string(), f64::from(self.n)),
+            ("done".to_string(), done),
+        ]
+        .into_iter()
+        .collect())
+    }
+}
+
+mobula::register_trainable!(Counting);
+
+#[test]
+fn class_trials_are_actors_made_by_name_on_the_cluster_nodes() {
+    use mobula::tune::{self, RunConfig, SearchSpace, TuneConfig, Tuner};
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(2);
+    let dir = std::env::temp_dir().join(format!("mobula-lc-class-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let results = Tuner::with_class::<Counting>()
+        .param_space(
+            SearchSpace::new()
+                .param("id", tune::grid_search([0, 1, 2, 3]))
+                .constant("dir", dir.display().to_string()),
+        )
+        .tune_config(TuneConfig::new().metric("n"))
+        .run_config(
+            RunConfig::new()
+                .storage_path(dir.join("results"))
+                .verbose(0),
+        )
+        .fit()
+        .unwrap();
+    assert!(results.errors().is_empty(), "{:?}", results.errors());
+    assert!(results.trials().iter().all(|t| t.iterations() == 5));
+    let made_on: HashSet<String> = (0..4)
+        .map(|i| std::fs::read_to_string(dir.join(format!("class-{i}"))).unwrap())
+        .collect();
+    let workers: HashSet<String> = workers.iter().map(|w| w.to_string()).collect();
+    assert!(
+        made_on.is_subset(&workers),
+        "made on worker nodes: {made_on:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -75,5 +75,5 @@ pub use space::{
 pub use storage::{CheckpointConfig, RestoreError};
 pub use trainable::Trainable;
 #[doc(hidden)]
-pub use trainable::{Stepper, TrainableClass, class_trial};
+pub use trainable::{ClassTrial, ClassTrialHandle, Stepper, TrainableClass, class_trial};
 pub use tuner::{RunConfig, TuneConfig, TuneError, Tuner, run};

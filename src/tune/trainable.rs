@@ -1,12 +1,13 @@
 //! Class-style trainables (Ray's `tune.Trainable`): an object set up from the trial's config,
 //! stepped by Tune one iteration at a time, saved to checkpoints and restored from them.
 //!
-//! A trial of a class lives in one task holding the trial's resources for its whole run, on
-//! any node: the object is made there by name from a registry every node of the binary shares
-//! ([`register_trainable!`](crate::register_trainable)), restored from the trial's latest
-//! checkpoint if it has one, then stepped; each step's metrics are reported, with a
-//! checkpoint every `checkpoint_every` steps (default 1). The trial ends when its scheduler or
-//! a stop criterion ends it, or when a step reports `done` >= 1.
+//! A trial of a class is an actor ([`ClassTrial`]) holding the object, placed with the trial's
+//! resources on any node: the object is made there by name from a registry every node of the
+//! binary shares ([`register_trainable!`](crate::register_trainable)), restored from the
+//! trial's latest checkpoint if it has one, then stepped; each step's metrics are reported,
+//! with a checkpoint every `checkpoint_every` steps (default 1). The trial ends when its
+//! scheduler or a stop criterion ends it, or when a step reports `done` >= 1; a restarted,
+//! resumed or exploited trial is a new actor, restored.
 
 use super::session::{Checkpoint, Metrics, ReportError, Session};
 use super::space::TrialConfig;
@@ -128,17 +129,34 @@ macro_rules! register_trainable {
     };
 }
 
-/// The task a trial of a class runs (see the module's docs).
+/// What Tuner::with_class is built on: a trainable function that runs class `class` of the
+/// session in this task. The tuner does not call it (it runs each trial of a class as a
+/// [`ClassTrial`] actor); it is kept for running one trial of a class as a plain task.
 #[crate::remote]
 pub fn class_trial(config: TrialConfig, session: Session) -> Result<(), String> {
     let (name, every) = session
         .class
         .clone()
         .ok_or("this trial has no trainable class")?;
-    let class = find_class(&name).ok_or_else(|| {
+    let mut trainable = make_by_name(&name, &config)?;
+    step_until_told(trainable.as_mut(), &session, every)
+}
+
+fn make_by_name(name: &str, config: &TrialConfig) -> Result<Box<dyn Stepper>, String> {
+    let class = find_class(name).ok_or_else(|| {
         format!("the trainable class `{name}` is not registered on this node: add `mobula::register_trainable!(...)` for it")
     })?;
-    let mut trainable = (class.make)(&config)?;
+    (class.make)(config)
+}
+
+/// Restores `trainable` from the session's checkpoint, then steps it and reports each step
+/// (with a checkpoint every `every` steps and at the end) until the trial is told to end or
+/// a step says `done`.
+fn step_until_told(
+    trainable: &mut dyn Stepper,
+    session: &Session,
+    every: u64,
+) -> Result<(), String> {
     let mut iteration = 0;
     if let Some(checkpoint) = session.checkpoint() {
         trainable.restore(checkpoint)?;
@@ -162,5 +180,28 @@ pub fn class_trial(config: TrialConfig, session: Session) -> Result<(), String> 
             Ok(()) | Err(ReportError::Stopped) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         }
+    }
+}
+
+/// A trial of a class-style trainable: an actor holding the object, placed with the trial's
+/// resources on any node (the object is made there by its class's name). Each attempt of the
+/// trial is a new actor, restored from the trial's latest checkpoint.
+#[crate::actor]
+pub struct ClassTrial {
+    trainable: std::sync::Mutex<Box<dyn Stepper>>,
+}
+
+#[crate::actor]
+impl ClassTrial {
+    fn new(class: String, config: TrialConfig) -> Result<Self, String> {
+        Ok(ClassTrial {
+            trainable: std::sync::Mutex::new(make_by_name(&class, &config)?),
+        })
+    }
+
+    /// Runs the attempt: restore, then step and report until told to end.
+    fn run(&self, session: Session, every: u64) -> Result<(), String> {
+        let mut trainable = self.trainable.lock().unwrap_or_else(|e| e.into_inner());
+        step_until_told(trainable.as_mut(), &session, every)
     }
 }

@@ -19,6 +19,7 @@ use super::search::{RandomSearch, SearchSetup, Searcher};
 use super::session::Session;
 use super::space::{SearchSpace, TrialConfig};
 use super::storage::{CheckpointConfig, Meta, ResultFiles, Writer};
+use super::trainable::{ClassTrial, ClassTrialHandle};
 use crate::api::function::{RemoteFunction, TaskBuilder};
 use crate::{ObjectRef, SchedulingStrategy};
 
@@ -394,8 +395,12 @@ struct Run {
     tune: TuneConfig,
     run: RunConfig,
     max_concurrent: usize,
-    running: Vec<(usize, ObjectRef<()>)>,
+    /// Trials running: the ref to their end, and for a class trial its actor (kept alive
+    /// until the attempt ends).
+    running: Vec<(usize, ObjectRef<()>, Option<ClassTrialHandle>)>,
     restarts: VecDeque<usize>,
+    /// Class trials whose actor could not be made, with why.
+    failed_to_start: Vec<(usize, String)>,
     exhausted: bool,
     shown_lines: usize,
     last_shown: Instant,
@@ -562,6 +567,7 @@ impl Run {
             max_concurrent,
             running: Vec::new(),
             restarts,
+            failed_to_start: Vec::new(),
             exhausted: false,
             shown_lines: 0,
             last_shown: Instant::now(),
@@ -616,12 +622,27 @@ impl Run {
             };
             (session, t.config.clone())
         };
+        if let Some((class, every)) = self.class.clone() {
+            // A class trial is an actor holding the object, with the trial's resources.
+            let made = ClassTrial::options()
+                .num_cpus(self.tune.cpus_per_trial)
+                .num_gpus(self.tune.gpus_per_trial)
+                .remote(class, config);
+            match made {
+                Ok(actor) => {
+                    let end = actor.run(session, every);
+                    self.running.push((trial, end, Some(actor)));
+                }
+                Err(e) => self.failed_to_start.push((trial, e.to_string())),
+            }
+            return;
+        }
         let task = TaskBuilder::<F, (TrialConfig, Session)>::new()
             .num_cpus(self.tune.cpus_per_trial)
             .num_gpus(self.tune.gpus_per_trial)
             .max_retries(0)
             .remote(config, session);
-        self.running.push((trial, task));
+        self.running.push((trial, task, None));
     }
 
     fn finish<F>(mut self) -> Result<ResultGrid, TuneError>
@@ -639,7 +660,7 @@ impl Run {
                     None => break,
                 }
             }
-            if self.running.is_empty() {
+            if self.running.is_empty() && self.failed_to_start.is_empty() {
                 break;
             }
             let refs: Vec<ObjectRef<()>> = self.running.iter().map(|r| r.1.clone()).collect();
@@ -650,10 +671,18 @@ impl Run {
             };
             let (ended, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.running)
                 .into_iter()
-                .partition(|(_, r)| ready.contains(&r.id()));
+                .partition(|(_, r, _)| ready.contains(&r.id()));
             self.running = still;
-            for (trial, r) in ended {
-                let outcome = r.get().map_err(|e| e.to_string());
+            let ended = ended
+                .into_iter()
+                .map(|(trial, r, _actor)| (trial, r.get().map_err(|e| e.to_string())))
+                .chain(
+                    std::mem::take(&mut self.failed_to_start)
+                        .into_iter()
+                        .map(|(trial, why)| (trial, Err(why))),
+                )
+                .collect::<Vec<_>>();
+            for (trial, outcome) in ended {
                 let mut e = controller::lock(&self.shared);
                 let ended = e.ended(trial, outcome, self.run.max_failures);
                 let t = &e.trials[trial];
