@@ -41,6 +41,9 @@ pub(crate) struct ClusterNode {
     pub endpoint: Endpoint,
     pub(super) info: NodeInfo,
     pub(super) view: RwLock<ClusterView>,
+    /// Resources this node placed on each peer since the current view (which does not show
+    /// them yet): subtracted from what the view says is free.
+    placed: Mutex<HashMap<NodeId, HashMap<String, f64>>>,
     /// Tasks sent to each node and not yet answered.
     pub(super) sent: Mutex<HashMap<NodeId, u32>>,
     /// Nodes a link to which broke: not chosen again.
@@ -170,6 +173,7 @@ pub(crate) async fn start(
         endpoint,
         info: info.clone(),
         view: RwLock::default(),
+        placed: Mutex::default(),
         sent: Mutex::default(),
         suspects: Mutex::default(),
         cursor: AtomicUsize::new(0),
@@ -274,6 +278,10 @@ impl ClusterNode {
         let mut mine = self.view.write().unwrap_or_else(|e| e.into_inner());
         if view.version >= mine.version {
             *mine = view;
+            self.placed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
         }
     }
 
@@ -318,6 +326,7 @@ impl ClusterNode {
         }
         let suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
         let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut placed = self.placed.lock().unwrap_or_else(|e| e.into_inner());
         let (queued, running) = self.scheduler.counts();
         let candidates: Vec<Candidate<'_>> = view
             .nodes
@@ -334,11 +343,33 @@ impl ClusterNode {
                     } else {
                         n.load + sent.get(&n.info.node_id).copied().unwrap_or(0)
                     },
+                    // What its last heartbeat said is free, less what was placed there since
+                    // (unknown if it never said).
+                    free: (!local && !n.available.is_empty()).then(|| {
+                        let since = placed.get(&n.info.node_id);
+                        n.available
+                            .iter()
+                            .map(|(name, free)| {
+                                let used = since.and_then(|s| s.get(name)).copied().unwrap_or(0.0);
+                                (name.clone(), free - used)
+                            })
+                            .collect()
+                    }),
                 }
             })
             .collect();
         let cursor = self.cursor.fetch_add(1, Ordering::Relaxed);
-        placement::place(req, strategy, &candidates, cursor)
+        let placement = placement::place(req, strategy, &candidates, cursor);
+        if let Placement::Remote(node) = placement {
+            let unit = crate::scheduler::resources::UNIT as f64;
+            let entry = placed.entry(node).or_default();
+            *entry.entry("CPU".into()).or_default() += req.cpu as f64 / unit;
+            *entry.entry("GPU".into()).or_default() += req.gpu as f64 / unit;
+            for (name, amount) in &req.custom {
+                *entry.entry(name.to_string()).or_default() += *amount as f64 / unit;
+            }
+        }
+        placement
     }
 
     /// A node for a task whose node was lost: any that can run it, this one included.
@@ -642,7 +673,7 @@ async fn heartbeat(node: Arc<ClusterNode>) {
         let (queued, running) = node.scheduler.counts();
         let message = Message::Heartbeat {
             node_id: node.node_id,
-            available: Vec::new(),
+            available: node.scheduler.available(),
             load: (queued + running) as u32,
             view_version: node.view().version,
         };

@@ -161,8 +161,9 @@ pub(super) async fn handle(
                     .membership
                     .heartbeat(node_id, available, load, view_version, now)
                 {
-                    Ok(true) => Message::View(state.membership.view()),
-                    Ok(false) => Message::Current,
+                    // Every answer carries the view: loads and free resources change
+                    // between membership changes, and placement reads them.
+                    Ok(_) => Message::View(state.membership.view()),
                     Err(e) => refused(e.to_string()),
                 }
             }

@@ -165,6 +165,11 @@ impl Scheduler {
         self.act(out, false);
     }
 
+    /// What the node has free now, by name.
+    pub fn available(&self) -> Vec<(String, f64)> {
+        self.lock().resources().available()
+    }
+
     /// The node's total CPUs, GPUs and custom resources.
     pub fn totals(&self) -> (i64, i64, std::collections::BTreeMap<Arc<str>, i64>) {
         self.lock().resources().totals()

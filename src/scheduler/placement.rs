@@ -41,6 +41,9 @@ pub struct Candidate<'a> {
     pub total: &'a [(String, f64)],
     /// Tasks running or queued there (last report plus what was sent since).
     pub load: u32,
+    /// What it has free now, as far as the submitter knows (its last report less what was
+    /// placed there since); `None` when unknown.
+    pub free: Option<Vec<(String, f64)>>,
 }
 
 /// The decision.
@@ -91,6 +94,13 @@ pub fn place(
         .iter()
         .filter(|c| feasible(c.total, req))
         .collect();
+    // Nodes that can run it now are preferred to nodes that would have to queue it.
+    let now: Vec<&Candidate<'_>> = fits
+        .iter()
+        .copied()
+        .filter(|c| c.free.as_deref().is_none_or(|free| feasible(free, req)))
+        .collect();
+    let pool = if now.is_empty() { &fits } else { &now };
     match strategy {
         SchedulingStrategy::NodeAffinity { node, soft } => {
             if let Some(c) = fits.iter().find(|c| c.id == node) {
@@ -103,20 +113,20 @@ pub fn place(
             }
         }
         SchedulingStrategy::Spread => {
-            if fits.is_empty() {
+            if pool.is_empty() {
                 return none_fits(candidates);
             }
-            return to(fits[cursor % fits.len()]);
+            return to(pool[cursor % pool.len()]);
         }
         SchedulingStrategy::Default => {}
     }
-    if let Some(local) = fits.iter().find(|c| c.local)
+    if let Some(local) = pool.iter().find(|c| c.local)
         && busy(local) < LOCAL_THRESHOLD
     {
         return to(local);
     }
     // Least busy; ties go to the local node, then to the earlier candidate.
-    match fits.iter().min_by(|a, b| {
+    match pool.iter().min_by(|a, b| {
         busy(a)
             .total_cmp(&busy(b))
             .then_with(|| b.local.cmp(&a.local))
@@ -170,9 +180,54 @@ mod tests {
                     local: i == 0,
                     total,
                     load: *load,
+                    free: None,
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn a_node_that_can_run_it_now_is_preferred_to_a_less_loaded_one_that_cannot() {
+        let (a, b) = (NodeId::random(), NodeId::random());
+        let total = vec![("CPU".to_string(), 2.0)];
+        let req = ResourceRequest::new(1.0, 0.0, &[]).unwrap();
+        let full = Candidate {
+            id: a,
+            local: false,
+            total: &total,
+            load: 0,
+            free: Some(vec![("CPU".to_string(), 0.0)]),
+        };
+        let roomy = Candidate {
+            id: b,
+            local: false,
+            total: &total,
+            load: 1,
+            free: Some(vec![("CPU".to_string(), 1.0)]),
+        };
+        let both = [full.clone(), roomy.clone()];
+        assert_eq!(
+            place(&req, SchedulingStrategy::Default, &both, 0),
+            Placement::Remote(b)
+        );
+        for cursor in 0..4 {
+            assert_eq!(
+                place(&req, SchedulingStrategy::Spread, &both, cursor),
+                Placement::Remote(b)
+            );
+        }
+        // When none can run it now, it queues where it fits at all: the least loaded.
+        let none_free = [
+            full,
+            Candidate {
+                free: Some(vec![]),
+                ..roomy
+            },
+        ];
+        assert_eq!(
+            place(&req, SchedulingStrategy::Default, &none_free, 0),
+            Placement::Remote(a)
+        );
     }
 
     #[test]

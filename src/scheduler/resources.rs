@@ -271,6 +271,24 @@ impl NodeResources {
         self.free_cpu -= cpu;
     }
 
+    /// What is free now, by name (`CPU`, `GPU`, custom), as amounts.
+    pub fn available(&self) -> Vec<(String, f64)> {
+        let unit = UNIT as f64;
+        let mut out = vec![
+            ("CPU".to_string(), self.free_cpu.max(0) as f64 / unit),
+            (
+                "GPU".to_string(),
+                self.gpus.iter().map(|g| g.free).sum::<i64>() as f64 / unit,
+            ),
+        ];
+        out.extend(
+            self.custom_free
+                .iter()
+                .map(|(n, a)| (n.to_string(), (*a).max(0) as f64 / unit)),
+        );
+        out
+    }
+
     #[cfg(test)]
     pub fn free_cpu(&self) -> i64 {
         self.free_cpu
