@@ -191,7 +191,6 @@ impl<T: Value> ObjectRef<T> {
         }
     }
 
-    /// Whether the value (or the error) is there now, without waiting.
     /// Whether the value exists, here or on the node that made it (or will never exist).
     pub(crate) fn exists_anywhere(&self) -> bool {
         match self.store() {
@@ -200,6 +199,7 @@ impl<T: Value> ObjectRef<T> {
         }
     }
 
+    /// Whether the value (or the error) is there now, without waiting.
     pub(crate) fn is_ready(&self) -> bool {
         match self.store() {
             Err(_) => true,

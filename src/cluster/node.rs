@@ -23,7 +23,9 @@ use crate::object::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::registry;
 use crate::scheduler::bundles::Room;
 use crate::scheduler::handle::Scheduler;
-use crate::scheduler::placement::{self, Candidate, Placement, SchedulingStrategy};
+use crate::scheduler::placement::{
+    self, Candidate, FreeNow, Placed, Placement, SchedulingStrategy,
+};
 use crate::scheduler::resources::{ResourceRequest, UNIT};
 use crate::transport::credentials::{ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint};
 use crate::transport::endpoint::Endpoint;
@@ -43,7 +45,7 @@ pub(crate) struct ClusterNode {
     pub(super) view: RwLock<ClusterView>,
     /// Resources this node placed on each peer since the current view (which does not show
     /// them yet): subtracted from what the view says is free.
-    placed: Mutex<HashMap<NodeId, HashMap<String, f64>>>,
+    placed: Mutex<HashMap<NodeId, Placed>>,
     /// Tasks sent to each node and not yet answered.
     pub(super) sent: Mutex<HashMap<NodeId, u32>>,
     /// Nodes a link to which broke: not chosen again.
@@ -345,29 +347,18 @@ impl ClusterNode {
                     },
                     // What its last heartbeat said is free, less what was placed there since
                     // (unknown if it never said).
-                    free: (!local && !n.available.is_empty()).then(|| {
-                        let since = placed.get(&n.info.node_id);
-                        n.available
-                            .iter()
-                            .map(|(name, free)| {
-                                let used = since.and_then(|s| s.get(name)).copied().unwrap_or(0.0);
-                                (name.clone(), free - used)
-                            })
-                            .collect()
+                    free: (!local && !n.available.is_empty()).then(|| FreeNow {
+                        reported: &n.available,
+                        placed: placed.get(&n.info.node_id),
                     }),
                 }
             })
             .collect();
         let cursor = self.cursor.fetch_add(1, Ordering::Relaxed);
         let placement = placement::place(req, strategy, &candidates, cursor);
+        drop(candidates);
         if let Placement::Remote(node) = placement {
-            let unit = crate::scheduler::resources::UNIT as f64;
-            let entry = placed.entry(node).or_default();
-            *entry.entry("CPU".into()).or_default() += req.cpu as f64 / unit;
-            *entry.entry("GPU".into()).or_default() += req.gpu as f64 / unit;
-            for (name, amount) in &req.custom {
-                *entry.entry(name.to_string()).or_default() += *amount as f64 / unit;
-            }
+            placed.entry(node).or_default().add(req);
         }
         placement
     }

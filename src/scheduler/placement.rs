@@ -41,9 +41,54 @@ pub struct Candidate<'a> {
     pub total: &'a [(String, f64)],
     /// Tasks running or queued there (last report plus what was sent since).
     pub load: u32,
-    /// What it has free now, as far as the submitter knows (its last report less what was
-    /// placed there since); `None` when unknown.
-    pub free: Option<Vec<(String, f64)>>,
+    /// What it has free now, as far as the submitter knows; `None` when unknown.
+    pub free: Option<FreeNow<'a>>,
+}
+
+/// What a node reported free at its last heartbeat, and what the submitter placed there
+/// since (which that report does not show yet).
+#[derive(Debug, Clone, Copy)]
+pub struct FreeNow<'a> {
+    /// The node's last report.
+    pub reported: &'a [(String, f64)],
+    /// Placed there since.
+    pub placed: Option<&'a Placed>,
+}
+
+/// Resources placed on a node, summed (in units).
+#[derive(Debug, Clone, Default)]
+pub struct Placed {
+    cpu: i64,
+    gpu: i64,
+    custom: std::collections::BTreeMap<std::sync::Arc<str>, i64>,
+}
+
+impl Placed {
+    /// Counts one more request placed there.
+    pub fn add(&mut self, req: &ResourceRequest) {
+        self.cpu += req.cpu;
+        self.gpu += req.gpu;
+        for (name, amount) in &req.custom {
+            *self.custom.entry(name.clone()).or_default() += amount;
+        }
+    }
+}
+
+impl FreeNow<'_> {
+    /// Whether the request fits in what is free now.
+    fn fits(&self, req: &ResourceRequest) -> bool {
+        let placed = |name: &str| {
+            self.placed.map_or(0, |p| match name {
+                "CPU" => p.cpu,
+                "GPU" => p.gpu,
+                _ => p.custom.get(name).copied().unwrap_or(0),
+            })
+        };
+        let free = |name: &str| amount(self.reported, name) - placed(name);
+        req.cpu <= free("CPU")
+            && req.gpu <= free("GPU")
+            && req.custom.iter().all(|(n, a)| free(n) >= *a)
+    }
 }
 
 /// The decision.
@@ -98,7 +143,7 @@ pub fn place(
     let now: Vec<&Candidate<'_>> = fits
         .iter()
         .copied()
-        .filter(|c| c.free.as_deref().is_none_or(|free| feasible(free, req)))
+        .filter(|c| c.free.is_none_or(|free| free.fits(req)))
         .collect();
     let pool = if now.is_empty() { &fits } else { &now };
     match strategy {
@@ -191,19 +236,29 @@ mod tests {
         let (a, b) = (NodeId::random(), NodeId::random());
         let total = vec![("CPU".to_string(), 2.0)];
         let req = ResourceRequest::new(1.0, 0.0, &[]).unwrap();
+        let (no_cpu, one_cpu) = (
+            vec![("CPU".to_string(), 0.0)],
+            vec![("CPU".to_string(), 1.0)],
+        );
+        let free = |reported| {
+            Some(FreeNow {
+                reported,
+                placed: None,
+            })
+        };
         let full = Candidate {
             id: a,
             local: false,
             total: &total,
             load: 0,
-            free: Some(vec![("CPU".to_string(), 0.0)]),
+            free: free(&no_cpu),
         };
         let roomy = Candidate {
             id: b,
             local: false,
             total: &total,
             load: 1,
-            free: Some(vec![("CPU".to_string(), 1.0)]),
+            free: free(&one_cpu),
         };
         let both = [full.clone(), roomy.clone()];
         assert_eq!(
@@ -216,11 +271,17 @@ mod tests {
                 Placement::Remote(b)
             );
         }
-        // When none can run it now, it queues where it fits at all: the least loaded.
+        // What was placed since the report counts: once b's one CPU is placed, neither can
+        // run it now, and it queues where it fits at all: the least loaded.
+        let mut placed = Placed::default();
+        placed.add(&req);
         let none_free = [
             full,
             Candidate {
-                free: Some(vec![]),
+                free: Some(FreeNow {
+                    reported: &one_cpu,
+                    placed: Some(&placed),
+                }),
                 ..roomy
             },
         ];

@@ -23,6 +23,13 @@ pub(crate) fn hand_off(key: u64, shared: Shared) {
         .insert(key, shared);
 }
 
+/// Takes back an experiment handed off whose controller did not start.
+pub(crate) fn take_back(key: u64) {
+    if let Some(map) = HANDOFF.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        map.remove(&key);
+    }
+}
+
 pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, Experiment> {
     shared.0.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -540,10 +540,10 @@ impl Run {
                 soft: false,
             });
         }
-        let controller = options
-            .num_cpus(0)
-            .remote(key)
-            .map_err(|e| TuneError::Controller(e.to_string()))?;
+        let controller = options.num_cpus(0).remote(key).map_err(|e| {
+            controller::take_back(key);
+            TuneError::Controller(e.to_string())
+        })?;
 
         let max_concurrent = tune.max_concurrent_trials.unwrap_or_else(|| {
             let cpus = crate::node::cluster_resources()
