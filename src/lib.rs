@@ -224,7 +224,7 @@ pub mod __private {
     };
     pub use crate::cluster::actors::{ActorMethods, CallReply, open_hosted, serve_call};
     pub use crate::cluster::remote::run_remote;
-    pub use crate::registry::{RegisteredActor, RegisteredFunction};
+    pub use crate::registry::{RegisteredActor, RegisteredFunction, call_here};
     pub use crate::runtime::actor::call::Invoke;
     pub use crate::runtime::submit::submit;
     pub use inventory;

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::api::function::FunctionDescriptor;
+use crate::api::args::{ArgList, Params};
+use crate::api::function::{AppError, Body, FunctionDescriptor, RemoteFunction};
 
 /// One registered function. Made by `#[mobula::remote]`.
 #[doc(hidden)]
@@ -17,6 +18,40 @@ pub struct RegisteredFunction {
     pub descriptor: fn() -> &'static FunctionDescriptor,
     /// Runs a call that another node sent.
     pub run_remote: crate::cluster::remote::RunRemote,
+    /// Runs the function's body on this thread, arguments and result encoded.
+    pub call_here: CallHere,
+}
+
+/// Runs a registered function's body on the calling thread: its arguments encoded as a
+/// remote call carries them (values, no refs), its result encoded the same way.
+pub type CallHere = fn(&[Vec<u8>]) -> Result<Vec<u8>, AppError>;
+
+/// The body of `F` run on this thread (see [`CallHere`]); an async body is driven to its end
+/// here. Made for each function by `#[mobula::remote]`, for callers that hold only the
+/// function's id (a Tune trial actor on another node runs its trainable this way).
+#[doc(hidden)]
+pub fn call_here<F: RemoteFunction>(buffers: &[Vec<u8>]) -> Result<Vec<u8>, AppError> {
+    let args = <<F::Params as Params>::Args as ArgList>::decode(buffers).map_err(|e| {
+        AppError(format!(
+            "the arguments of `{}` do not decode: {e}",
+            F::descriptor().id
+        ))
+    })?;
+    let resolved = args
+        .resolve_blocking()
+        .map_err(|e| AppError(e.to_string()))?;
+    let output = match F::invoke(resolved) {
+        Body::Done(result) => result?,
+        Body::Future(future) => futures::executor::block_on(future)?,
+    };
+    let mut bytes = Vec::new();
+    crate::object::codec::write::<F::Output>(&output, &mut bytes).map_err(|e| {
+        AppError(format!(
+            "the result of `{}` could not be encoded: {e}",
+            F::descriptor().id
+        ))
+    })?;
+    Ok(bytes)
 }
 
 inventory::collect!(RegisteredFunction);

@@ -231,6 +231,53 @@ fn a_failed_trial_resumes_from_its_checkpoint_within_max_failures() {
     assert_eq!(failed.trials()[0].iterations(), 4);
 }
 
+/// Every attempt of a trial seen by `in_actor`: (trial, attempt, the actor it ran in).
+static ATTEMPTS: std::sync::Mutex<Vec<(String, u32, Option<mobula::ActorId>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Notes the actor it runs in; fails on its first attempt after one report.
+#[mobula::remote]
+fn in_actor(_config: TrialConfig, session: Session) -> Result<(), ReportError> {
+    ATTEMPTS.lock().unwrap().push((
+        session.trial_name().to_string(),
+        session.attempt(),
+        mobula::context().actor_id(),
+    ));
+    session.report([("x", 1.0)])?;
+    if session.attempt() == 1 {
+        panic!("first attempt lost");
+    }
+    Ok(())
+}
+
+#[test]
+fn every_attempt_of_a_function_trial_runs_in_an_actor_of_its_own() {
+    let _node = start(Config::default().num_cpus(2));
+    let results = Tuner::new(in_actor)
+        .param_space(SearchSpace::new().param("k", tune::grid_search([1, 2, 3])))
+        .tune_config(TuneConfig::new().metric("x"))
+        .run_config(quiet("in_actor").max_failures(1))
+        .fit()
+        .unwrap();
+    assert!(results.errors().is_empty());
+    let attempts = ATTEMPTS.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 6, "3 trials, 2 attempts each: {attempts:?}");
+    let actors: HashSet<mobula::ActorId> = attempts
+        .iter()
+        .map(|(_, _, actor)| actor.expect("a trial runs in an actor"))
+        .collect();
+    assert_eq!(actors.len(), 6, "a new actor for every attempt");
+    for trial in results.trials() {
+        let mut seen: Vec<u32> = attempts
+            .iter()
+            .filter(|(name, _, _)| *name == trial.name)
+            .map(|(_, attempt, _)| *attempt)
+            .collect();
+        seen.sort();
+        assert_eq!(seen, vec![1, 2], "{}", trial.name);
+    }
+}
+
 #[mobula::remote]
 fn reads_a_missing_key(config: TrialConfig, session: Session) -> Result<(), String> {
     let x: f64 = config.get("x").map_err(|e| e.to_string())?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::object::id::{NodeId, TaskId};
+use crate::object::id::{ActorId, NodeId, TaskId};
 use crate::runtime::context::{TaskContext, current_task};
 use crate::runtime::global;
 
@@ -38,6 +38,12 @@ impl Context {
     /// The id of the remote function running, or `None` outside a task.
     pub fn function(&self) -> Option<&'static str> {
         self.task.as_ref().map(|t| t.function)
+    }
+
+    /// The actor whose method is running, or `None` outside an actor call (Ray's
+    /// `get_actor_id()`).
+    pub fn actor_id(&self) -> Option<ActorId> {
+        self.task.as_ref().and_then(|t| t.actor_id)
     }
 
     /// Which attempt this is: 1 for the first run, 2 for the first retry, ...

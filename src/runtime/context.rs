@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context as PollContext, Poll};
 
-use crate::object::id::{NodeId, TaskId};
+use crate::object::id::{ActorId, NodeId, TaskId};
 
 /// What a running task knows about itself.
 #[derive(Debug)]
@@ -16,6 +16,8 @@ pub(crate) struct TaskContext {
     pub task_id: TaskId,
     pub node_id: NodeId,
     pub function: &'static str,
+    /// The actor whose method this is, for an actor call.
+    pub actor_id: Option<ActorId>,
     pub attempt: u32,
     pub gpu_ids: Vec<u32>,
     pub cancelled: Arc<AtomicBool>,

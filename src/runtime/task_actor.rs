@@ -36,6 +36,7 @@ impl TaskActor {
             task_id: start.spec.id,
             node_id: scheduler.node_id(),
             function: start.spec.function.id,
+            actor_id: None,
             attempt: start.attempt,
             gpu_ids: start.gpu_ids,
             cancelled: start.cancelled,

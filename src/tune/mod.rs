@@ -6,7 +6,8 @@
 //! - `schedulers`: pure state machines deciding whether a trial goes on ([`Fifo`], [`Asha`]).
 //! - `experiment`: the experiment's state (trials, results, statuses), pure.
 //! - `session`: what a trainable gets: [`Session::report`], [`Checkpoint`].
-//! - `trainable`: class-style trainables ([`Trainable`]: setup, step, save, restore).
+//! - `trainable`: class-style trainables ([`Trainable`]: setup, step, save, restore), and the
+//!   actor every trial runs in.
 //! - `controller`: the actor trials report to.
 //! - `tuner`: [`Tuner`] and [`run`]: the loop that starts trials and collects their ends.
 //! - `result`: [`ResultGrid`], the best trial by metric, mode and scope.
@@ -75,5 +76,5 @@ pub use space::{
 pub use storage::{CheckpointConfig, RestoreError};
 pub use trainable::Trainable;
 #[doc(hidden)]
-pub use trainable::{ClassTrial, ClassTrialHandle, Stepper, TrainableClass, class_trial};
-pub use tuner::{RunConfig, TuneConfig, TuneError, Tuner, run};
+pub use trainable::{Stepper, TrainableClass, TrainableRef, TrialActor, TrialActorHandle};
+pub use tuner::{RunConfig, TrainableFn, TuneConfig, TuneError, Tuner, run};

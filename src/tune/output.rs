@@ -3,15 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::experiment::{Experiment, Trial};
+use super::experiment::{Experiment, ReportedResult, Trial, TrialStatus};
 use super::result::TrialResult;
-
-/// Columns of the parameters: every leaf of the first trial's config, at most 6.
-fn param_keys(trials: &[&Trial]) -> Vec<String> {
-    let mut keys = trials.first().map(|t| t.config.keys()).unwrap_or_default();
-    keys.truncate(6);
-    keys
-}
+use super::space::TrialConfig;
 
 fn cell(v: Option<&serde_json::Value>) -> String {
     match v {
@@ -53,28 +47,58 @@ fn render(header: &[String], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn trial_rows(trials: &[&Trial], metric: Option<&str>) -> (Vec<String>, Vec<Vec<String>>) {
-    let keys = param_keys(trials);
+/// What a row of a trials table shows.
+struct Row<'a> {
+    name: &'a str,
+    status: TrialStatus,
+    config: &'a TrialConfig,
+    last: Option<&'a ReportedResult>,
+}
+
+impl<'a> Row<'a> {
+    fn of_trial(t: &'a Trial) -> Self {
+        Row {
+            name: &t.name,
+            status: t.status,
+            config: &t.config,
+            last: t.last_result(),
+        }
+    }
+
+    fn of_result(t: &'a TrialResult) -> Self {
+        Row {
+            name: &t.name,
+            status: t.status,
+            config: &t.config,
+            last: t.history.last(),
+        }
+    }
+}
+
+/// A row per trial: its name, status, parameters (every leaf of the first trial's config, at
+/// most 6), iterations and the `metrics` of its latest result.
+fn trials_table(rows: &[Row], metrics: &[String]) -> String {
+    let mut keys = rows.first().map(|r| r.config.keys()).unwrap_or_default();
+    keys.truncate(6);
     let mut header = vec!["trial".to_string(), "status".to_string()];
     header.extend(keys.iter().cloned());
     header.push("iter".into());
-    header.push(metric.unwrap_or("metric").to_string());
-    let rows = trials
+    header.extend(metrics.iter().cloned());
+    let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|t| {
-            let mut row = vec![t.name.clone(), t.status.to_string()];
-            row.extend(keys.iter().map(|k| cell(t.config.lookup(k))));
-            let last = t.last_result();
-            row.push(last.map_or(0, |r| r.training_iteration).to_string());
-            row.push(
-                metric
-                    .and_then(|m| last?.get(m))
-                    .map_or(String::new(), |x| format!("{x:.5}")),
-            );
+        .map(|r| {
+            let mut row = vec![r.name.to_string(), r.status.to_string()];
+            row.extend(keys.iter().map(|k| cell(r.config.lookup(k))));
+            row.push(r.last.map_or(0, |l| l.training_iteration).to_string());
+            row.extend(metrics.iter().map(|m| {
+                r.last
+                    .and_then(|l| l.get(m))
+                    .map_or(String::new(), |x| format!("{x:.5}"))
+            }));
             row
         })
         .collect();
-    (header, rows)
+    render(&header, &cells)
 }
 
 /// The status of a running experiment: counts by status, the best so far, and a row per
@@ -103,9 +127,9 @@ pub(crate) fn status(e: &Experiment, elapsed: f64, max_rows: usize) -> String {
             best.name, best.config
         );
     }
-    let trials: Vec<&Trial> = e.trials.iter().take(max_rows).collect();
-    let (header, rows) = trial_rows(&trials, e.metric.as_deref());
-    out.push_str(&render(&header, &rows));
+    let rows: Vec<Row> = e.trials.iter().take(max_rows).map(Row::of_trial).collect();
+    let metric = e.metric.clone().unwrap_or_else(|| "metric".into());
+    out.push_str(&trials_table(&rows, &[metric]));
     if e.trials.len() > max_rows {
         let _ = writeln!(out, "... and {} more", e.trials.len() - max_rows);
     }
@@ -114,38 +138,13 @@ pub(crate) fn status(e: &Experiment, elapsed: f64, max_rows: usize) -> String {
 
 /// The final results as a table (for [`ResultGrid::table`](super::ResultGrid::table)).
 pub(crate) fn results_table(trials: &[TrialResult]) -> String {
-    let keys: Vec<String> = trials
+    let metrics: Vec<String> = trials
         .first()
-        .map(|t| {
-            let mut k = t.config.keys();
-            k.truncate(6);
-            k
-        })
+        .and_then(|t| t.history.last())
+        .map(|r| r.metrics.keys().take(4).cloned().collect())
         .unwrap_or_default();
-    let metric_names: Vec<String> = trials
-        .first()
-        .map(|t| t.metrics().keys().take(4).cloned().collect())
-        .unwrap_or_default();
-    let mut header = vec!["trial".to_string(), "status".to_string()];
-    header.extend(keys.iter().cloned());
-    header.push("iter".into());
-    header.extend(metric_names.iter().cloned());
-    let rows: Vec<Vec<String>> = trials
-        .iter()
-        .map(|t| {
-            let mut row = vec![t.name.clone(), t.status.to_string()];
-            row.extend(keys.iter().map(|k| cell(t.config.lookup(k))));
-            row.push(t.iterations().to_string());
-            let m = t.metrics();
-            row.extend(
-                metric_names
-                    .iter()
-                    .map(|k| m.get(k).map_or(String::new(), |x| format!("{x:.5}"))),
-            );
-            row
-        })
-        .collect();
-    render(&header, &rows)
+    let rows: Vec<Row> = trials.iter().map(Row::of_result).collect();
+    trials_table(&rows, &metrics)
 }
 
 #[cfg(test)]

@@ -109,8 +109,6 @@ pub struct Session {
     pub(crate) attempt: u32,
     pub(crate) controller: TuneControllerHandle,
     pub(crate) checkpoint: Option<Checkpoint>,
-    /// For a trial of a class-style trainable: the class, and how often to checkpoint.
-    pub(crate) class: Option<(String, u64)>,
 }
 
 impl std::fmt::Debug for Session {

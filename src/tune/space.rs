@@ -505,6 +505,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_config_survives_the_wire_bit_for_bit() {
+        let space = SearchSpace::new()
+            .param("lr", loguniform(1e-5, 1e-1))
+            .param("x", uniform(-1.0, 1.0));
+        let mut rng = Rng::seeded(11);
+        for _ in 0..200 {
+            let config = space.resolve(&[], &mut rng);
+            let bytes = postcard::to_allocvec(&config).unwrap();
+            let back: TrialConfig = postcard::from_bytes(&bytes).unwrap();
+            for key in ["lr", "x"] {
+                let (a, b) = (
+                    config.get::<f64>(key).unwrap(),
+                    back.get::<f64>(key).unwrap(),
+                );
+                assert_eq!(a.to_bits(), b.to_bits(), "{key}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
     fn every_domain_draws_within_its_bounds() {
         let mut rng = Rng::seeded(3);
         for _ in 0..2000 {

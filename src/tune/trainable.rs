@@ -1,15 +1,17 @@
 //! Class-style trainables (Ray's `tune.Trainable`): an object set up from the trial's config,
 //! stepped by Tune one iteration at a time, saved to checkpoints and restored from them.
 //!
-//! A trial of a class is an actor ([`ClassTrial`]) holding the object, placed with the trial's
-//! resources on any node: the object is made there by name from a registry every node of the
-//! binary shares ([`register_trainable!`](crate::register_trainable)), restored from the
-//! trial's latest checkpoint if it has one, then stepped; each step's metrics are reported,
-//! with a checkpoint every `checkpoint_every` steps (default 1). The trial ends when its
-//! scheduler or a stop criterion ends it, or when a step reports `done` >= 1; a restarted,
-//! resumed or exploited trial is a new actor, restored.
+//! Every trial, of a function or of a class, is an actor ([`TrialActor`]) placed with the
+//! trial's resources on any node. A class's object is made there by name from a registry
+//! every node of the binary shares ([`register_trainable!`](crate::register_trainable)),
+//! restored from the trial's latest checkpoint if it has one, then stepped; each step's
+//! metrics are reported, with a checkpoint every `checkpoint_every` steps (default 1). The
+//! trial ends when its scheduler or a stop criterion ends it, or when a step reports
+//! `done` >= 1; a restarted, resumed or exploited trial is a new actor, restored.
 
 use super::session::{Checkpoint, Metrics, ReportError, Session};
+use serde::{Deserialize, Serialize};
+
 use super::space::TrialConfig;
 
 /// A class-style trainable.
@@ -129,19 +131,6 @@ macro_rules! register_trainable {
     };
 }
 
-/// What Tuner::with_class is built on: a trainable function that runs class `class` of the
-/// session in this task. The tuner does not call it (it runs each trial of a class as a
-/// [`ClassTrial`] actor); it is kept for running one trial of a class as a plain task.
-#[crate::remote]
-pub fn class_trial(config: TrialConfig, session: Session) -> Result<(), String> {
-    let (name, every) = session
-        .class
-        .clone()
-        .ok_or("this trial has no trainable class")?;
-    let mut trainable = make_by_name(&name, &config)?;
-    step_until_told(trainable.as_mut(), &session, every)
-}
-
 fn make_by_name(name: &str, config: &TrialConfig) -> Result<Box<dyn Stepper>, String> {
     let class = find_class(name).ok_or_else(|| {
         format!("the trainable class `{name}` is not registered on this node: add `mobula::register_trainable!(...)` for it")
@@ -183,25 +172,107 @@ fn step_until_told(
     }
 }
 
-/// A trial of a class-style trainable: an actor holding the object, placed with the trial's
-/// resources on any node (the object is made there by its class's name). Each attempt of the
-/// trial is a new actor, restored from the trial's latest checkpoint.
+/// What a trial runs: a trainable function by its registered id, or a trainable class by
+/// its registered name with how often its trials checkpoint.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrainableRef {
+    /// A `#[mobula::remote] fn(TrialConfig, Session) -> Result<(), E>`.
+    Function(String),
+    /// A [`Trainable`] registered with [`register_trainable!`](crate::register_trainable).
+    Class {
+        /// Its name (`std::any::type_name`).
+        name: String,
+        /// A checkpoint every this many steps (0: only at the end).
+        checkpoint_every: u64,
+    },
+}
+
+impl TrainableRef {
+    /// The id the experiment's files record.
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            TrainableRef::Function(id) => id,
+            TrainableRef::Class { name, .. } => name,
+        }
+    }
+
+    /// Whether this node can run it (the same binary runs on every node of a cluster).
+    pub(crate) fn check_here(&self) -> Result<(), String> {
+        match self {
+            TrainableRef::Function(id) if crate::registry::find(id).is_none() => Err(format!(
+                "the trainable function `{id}` is not a registered remote function of this binary"
+            )),
+            TrainableRef::Class { name, .. } if find_class(name).is_none() => Err(format!(
+                "the trainable class `{name}` is not registered: add `mobula::register_trainable!(...)` for it"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a trial actor holds.
+enum Held {
+    /// A trainable function, run in place by its registered id, and the trial's config.
+    Function {
+        call: crate::registry::CallHere,
+        config: TrialConfig,
+    },
+    /// The object of a trainable class.
+    Class {
+        object: std::sync::Mutex<Box<dyn Stepper>>,
+        checkpoint_every: u64,
+    },
+}
+
+/// A trial: an actor placed with the trial's resources on any node, holding what it runs.
+/// A trainable function is found there by its registered id and a class's object is made by
+/// its class's name (every node runs the same binary). Each attempt of a trial (a restart,
+/// a resume, a PBT exploit) is a new actor, started from the trial's latest checkpoint.
 #[crate::actor]
-pub struct ClassTrial {
-    trainable: std::sync::Mutex<Box<dyn Stepper>>,
+pub struct TrialActor {
+    held: Held,
 }
 
 #[crate::actor]
-impl ClassTrial {
-    fn new(class: String, config: TrialConfig) -> Result<Self, String> {
-        Ok(ClassTrial {
-            trainable: std::sync::Mutex::new(make_by_name(&class, &config)?),
-        })
+impl TrialActor {
+    fn new(trainable: TrainableRef, config: TrialConfig) -> Result<Self, String> {
+        trainable.check_here()?;
+        let held = match trainable {
+            TrainableRef::Function(id) => Held::Function {
+                call: crate::registry::find(&id)
+                    .ok_or("the trainable function vanished")?
+                    .call_here,
+                config,
+            },
+            TrainableRef::Class {
+                name,
+                checkpoint_every,
+            } => Held::Class {
+                object: std::sync::Mutex::new(make_by_name(&name, &config)?),
+                checkpoint_every,
+            },
+        };
+        Ok(TrialActor { held })
     }
 
-    /// Runs the attempt: restore, then step and report until told to end.
-    fn run(&self, session: Session, every: u64) -> Result<(), String> {
-        let mut trainable = self.trainable.lock().unwrap_or_else(|e| e.into_inner());
-        step_until_told(trainable.as_mut(), &session, every)
+    /// Runs the attempt to its end: the function's body, or the object restored, then
+    /// stepped and reported until the trial is told to end.
+    fn run(&self, session: Session) -> Result<(), String> {
+        match &self.held {
+            Held::Function { call, config } => {
+                let mut args = vec![Vec::new(), Vec::new()];
+                crate::object::codec::write(config, &mut args[0])?;
+                crate::object::codec::write(&session, &mut args[1])?;
+                call(&args).map(drop).map_err(|e| e.0)
+            }
+            Held::Class {
+                object,
+                checkpoint_every,
+            } => {
+                let mut object = object.lock().unwrap_or_else(|e| e.into_inner());
+                step_until_told(object.as_mut(), &session, *checkpoint_every)
+            }
+        }
     }
 }

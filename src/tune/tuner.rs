@@ -1,5 +1,5 @@
 //! `Tuner`: runs an experiment. Its loop, on the calling thread, draws configurations from
-//! the searcher, starts a trial task for each (with the trial's resources) as room allows,
+//! the searcher, starts a trial actor for each (with the trial's resources) as room allows,
 //! restarts failed ones from their checkpoints, writes the result files and shows the status;
 //! the controller actor answers the trials' reports.
 
@@ -19,8 +19,8 @@ use super::search::{RandomSearch, SearchSetup, Searcher};
 use super::session::Session;
 use super::space::{SearchSpace, TrialConfig};
 use super::storage::{CheckpointConfig, Meta, ResultFiles, Writer};
-use super::trainable::{ClassTrial, ClassTrialHandle};
-use crate::api::function::{RemoteFunction, TaskBuilder};
+use super::trainable::{TrainableRef, TrialActor, TrialActorHandle};
+use crate::api::function::RemoteFunction;
 use crate::{ObjectRef, SchedulingStrategy};
 
 /// Why an experiment could not run.
@@ -265,30 +265,45 @@ impl RunConfig {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Tuner<F> {
-    trainable: F,
+pub struct Tuner {
+    trainable: TrainableRef,
     space: SearchSpace,
     tune: TuneConfig,
     run: RunConfig,
     /// The directory of an experiment to resume.
     resume: Option<PathBuf>,
-    /// For a class-style trainable: its class and how often to checkpoint.
-    class: Option<(String, u64)>,
 }
 
-impl<F> Tuner<F>
-where
-    F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>,
-{
-    /// A tuner for `trainable` with default settings and an empty space.
-    pub fn new(trainable: F) -> Self {
+/// A trainable function: `#[mobula::remote] fn(TrialConfig, Session) -> Result<(), E>`.
+pub trait TrainableFn: RemoteFunction<Params = (TrialConfig, Session), Output = ()> {}
+
+impl<F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>> TrainableFn for F {}
+
+impl Tuner {
+    /// A tuner for the trainable function `trainable` with default settings and an empty
+    /// space.
+    pub fn new<F: TrainableFn>(trainable: F) -> Self {
+        let _ = trainable;
+        Tuner::of(TrainableRef::Function(F::descriptor().id.to_string()))
+    }
+
+    /// A tuner for the class-style trainable `T` (registered with
+    /// [`register_trainable!`](crate::register_trainable)): each trial makes a `T` from its
+    /// config and steps it, reporting each step's metrics.
+    pub fn with_class<T: super::Trainable>() -> Self {
+        Tuner::of(TrainableRef::Class {
+            name: std::any::type_name::<T>().to_string(),
+            checkpoint_every: 1,
+        })
+    }
+
+    fn of(trainable: TrainableRef) -> Self {
         Tuner {
             trainable,
             space: SearchSpace::new(),
             tune: TuneConfig::new(),
             run: RunConfig::new(),
             resume: None,
-            class: None,
         }
     }
 
@@ -298,12 +313,34 @@ where
     /// one); the searcher gives the trials not yet made. Give the same trainable, and the
     /// space, scheduler and searcher again (`param_space`, `tune_config`); the experiment's
     /// metric, mode, number of samples and seed are read from its files.
-    pub fn restore(dir: impl Into<PathBuf>, trainable: F) -> Result<Self, TuneError> {
-        let dir: PathBuf = dir.into();
-        check_saved(&dir, F::descriptor().id)?;
-        let mut tuner = Tuner::new(trainable);
-        tuner.resume = Some(dir);
-        Ok(tuner)
+    pub fn restore<F: TrainableFn>(
+        dir: impl Into<PathBuf>,
+        trainable: F,
+    ) -> Result<Self, TuneError> {
+        Tuner::new(trainable).resuming(dir.into())
+    }
+
+    /// Resumes a killed experiment of class `T` (see [`Tuner::restore`]).
+    pub fn restore_class<T: super::Trainable>(dir: impl Into<PathBuf>) -> Result<Self, TuneError> {
+        Tuner::with_class::<T>().resuming(dir.into())
+    }
+
+    fn resuming(mut self, dir: PathBuf) -> Result<Self, TuneError> {
+        check_saved(&dir, self.trainable.id())?;
+        self.resume = Some(dir);
+        Ok(self)
+    }
+
+    /// For a class-style trainable: a checkpoint every `n` steps (default 1; 0: only at the
+    /// end). A trainable function checkpoints when it reports with one.
+    pub fn checkpoint_every(mut self, n: u64) -> Self {
+        if let TrainableRef::Class {
+            checkpoint_every, ..
+        } = &mut self.trainable
+        {
+            *checkpoint_every = n;
+        }
+        self
     }
 
     /// The hyperparameters to search.
@@ -326,36 +363,7 @@ where
 
     /// Runs the experiment to its end; returns every trial's outcome.
     pub fn fit(self) -> Result<ResultGrid, TuneError> {
-        let _ = &self.trainable;
-        Run::start::<F>(self.space, self.tune, self.run, self.resume, self.class)?.finish::<F>()
-    }
-}
-
-impl Tuner<super::trainable::class_trial> {
-    /// A tuner for the class-style trainable `T` (registered with
-    /// [`register_trainable!`](crate::register_trainable)): each trial makes a `T` from its
-    /// config and steps it, reporting each step's metrics.
-    pub fn with_class<T: super::Trainable>() -> Self {
-        let mut tuner = Tuner::new(super::trainable::class_trial);
-        tuner.class = Some((std::any::type_name::<T>().to_string(), 1));
-        tuner
-    }
-
-    /// Resumes a killed experiment of class `T` (see [`Tuner::restore`]).
-    pub fn restore_class<T: super::Trainable>(dir: impl Into<PathBuf>) -> Result<Self, TuneError> {
-        let dir: PathBuf = dir.into();
-        check_saved(&dir, std::any::type_name::<T>())?;
-        let mut tuner = Tuner::with_class::<T>();
-        tuner.resume = Some(dir);
-        Ok(tuner)
-    }
-
-    /// Saves a checkpoint every `n` steps (default 1; 0: only at the end).
-    pub fn checkpoint_every(mut self, n: u64) -> Self {
-        if let Some(class) = &mut self.class {
-            class.1 = n;
-        }
-        self
+        Run::start(self.trainable, self.space, self.tune, self.run, self.resume)?.finish()
     }
 }
 
@@ -374,10 +382,11 @@ fn check_saved(dir: &std::path::Path, trainable: &str) -> Result<(), TuneError> 
 
 /// Runs `trainable` over `space` (Ray's `tune.run`), with the default run settings but quiet
 /// output (the final table only).
-pub fn run<F>(trainable: F, space: SearchSpace, config: TuneConfig) -> Result<ResultGrid, TuneError>
-where
-    F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>,
-{
+pub fn run<F: TrainableFn>(
+    trainable: F,
+    space: SearchSpace,
+    config: TuneConfig,
+) -> Result<ResultGrid, TuneError> {
     Tuner::new(trainable)
         .param_space(space)
         .tune_config(config)
@@ -387,7 +396,7 @@ where
 
 /// A running experiment: the tuner's side.
 struct Run {
-    class: Option<(String, u64)>,
+    trainable: TrainableRef,
     shared: Shared,
     controller: TuneControllerHandle,
     searcher: Box<dyn Searcher>,
@@ -395,11 +404,11 @@ struct Run {
     tune: TuneConfig,
     run: RunConfig,
     max_concurrent: usize,
-    /// Trials running: the ref to their end, and for a class trial its actor (kept alive
-    /// until the attempt ends).
-    running: Vec<(usize, ObjectRef<()>, Option<ClassTrialHandle>)>,
+    /// Trials running: the ref to their attempt's end, and its actor (kept alive until the
+    /// attempt ends).
+    running: Vec<(usize, ObjectRef<()>, TrialActorHandle)>,
     restarts: VecDeque<usize>,
-    /// Class trials whose actor could not be made, with why.
+    /// Trials whose actor could not be made, with why.
     failed_to_start: Vec<(usize, String)>,
     exhausted: bool,
     shown_lines: usize,
@@ -414,23 +423,17 @@ fn storage_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TuneE
 }
 
 impl Run {
-    fn start<F: RemoteFunction>(
+    fn start(
+        trainable: TrainableRef,
         space: SearchSpace,
         mut tune: TuneConfig,
         mut run: RunConfig,
         resume: Option<PathBuf>,
-        class: Option<(String, u64)>,
     ) -> Result<Run, TuneError> {
         if !crate::is_initialized() {
             return Err(TuneError::NotInitialized);
         }
-        if let Some((name, _)) = &class
-            && super::trainable::find_class(name).is_none()
-        {
-            return Err(TuneError::InvalidConfig(format!(
-                "the trainable class `{name}` is not registered: add `mobula::register_trainable!(...)` for it"
-            )));
-        }
+        trainable.check_here().map_err(TuneError::InvalidConfig)?;
         let saved = resume.as_deref().map(super::storage::load).transpose()?;
         if let Some(saved) = &saved {
             // A resumed experiment keeps what it was.
@@ -450,17 +453,13 @@ impl Run {
                 "a scheduler needs TuneConfig::metric to compare trials".into(),
             ));
         }
-        // The trainable's name: its class's, or its function's.
-        let trainable_id = class
-            .as_ref()
-            .map_or(F::descriptor().id, |(name, _)| name.as_str())
-            .to_string();
-        let trainable = trainable_id.rsplit("::").next().unwrap_or("trainable");
+        let trainable_id = trainable.id().to_string();
+        let short = trainable_id.rsplit("::").next().unwrap_or("trainable");
         let name = run.name.clone().unwrap_or_else(|| {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            format!("{trainable}_{secs}")
+            format!("{short}_{secs}")
         });
         let dir = match &resume {
             Some(dir) => dir.clone(),
@@ -557,7 +556,7 @@ impl Run {
             }
         });
         Ok(Run {
-            class,
+            trainable,
             shared,
             controller,
             searcher,
@@ -604,10 +603,7 @@ impl Run {
         Ok(Some(id))
     }
 
-    fn launch<F>(&mut self, trial: usize)
-    where
-        F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>,
-    {
+    fn launch(&mut self, trial: usize) {
         let (session, config) = {
             let mut e = controller::lock(&self.shared);
             let (attempt, checkpoint) = e.start(trial);
@@ -618,37 +614,24 @@ impl Run {
                 attempt,
                 controller: self.controller.clone(),
                 checkpoint,
-                class: self.class.clone(),
             };
             (session, t.config.clone())
         };
-        if let Some((class, every)) = self.class.clone() {
-            // A class trial is an actor holding the object, with the trial's resources.
-            let made = ClassTrial::options()
-                .num_cpus(self.tune.cpus_per_trial)
-                .num_gpus(self.tune.gpus_per_trial)
-                .remote(class, config);
-            match made {
-                Ok(actor) => {
-                    let end = actor.run(session, every);
-                    self.running.push((trial, end, Some(actor)));
-                }
-                Err(e) => self.failed_to_start.push((trial, e.to_string())),
-            }
-            return;
-        }
-        let task = TaskBuilder::<F, (TrialConfig, Session)>::new()
+        // The trial's actor holds the trial's resources for the attempt's life.
+        let made = TrialActor::options()
             .num_cpus(self.tune.cpus_per_trial)
             .num_gpus(self.tune.gpus_per_trial)
-            .max_retries(0)
-            .remote(config, session);
-        self.running.push((trial, task, None));
+            .remote(self.trainable.clone(), config);
+        match made {
+            Ok(actor) => {
+                let end = actor.run(session);
+                self.running.push((trial, end, actor));
+            }
+            Err(e) => self.failed_to_start.push((trial, e.to_string())),
+        }
     }
 
-    fn finish<F>(mut self) -> Result<ResultGrid, TuneError>
-    where
-        F: RemoteFunction<Params = (TrialConfig, Session), Output = ()>,
-    {
+    fn finish(mut self) -> Result<ResultGrid, TuneError> {
         loop {
             // Paused trials their scheduler lets go on.
             let resumable: Vec<usize> =
@@ -656,7 +639,7 @@ impl Run {
             self.restarts.extend(resumable);
             while self.running.len() < self.max_concurrent {
                 match self.next_trial()? {
-                    Some(trial) => self.launch::<F>(trial),
+                    Some(trial) => self.launch(trial),
                     None => break,
                 }
             }

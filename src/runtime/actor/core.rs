@@ -281,6 +281,7 @@ impl<A: ActorClass> ActorCore<A> {
             task_id: call.id(),
             node_id: self.node_id,
             function: call.label(),
+            actor_id: Some(self.id),
             attempt: call.attempt(),
             gpu_ids: self
                 .gpu_ids
