@@ -8,6 +8,7 @@
 //!
 //! This module is pure: bytes in, messages out, no I/O.
 
+use crate::state::types::{NodeReport, StateQuery};
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -338,6 +339,18 @@ pub enum Message {
         /// With `kill`: count it as a failure, so the actor may restart.
         allow_restart: bool,
     },
+    /// Ask the head for the cluster's state: it asks every live node
+    /// ([`Message::NodeState`]) and answers with [`Message::StateReports`].
+    State(StateQuery),
+    /// Ask one node for its own state.
+    NodeState(StateQuery),
+    /// Nodes' answers to a state query, and the nodes that did not answer (with why).
+    StateReports {
+        /// One report per node that answered.
+        reports: Vec<NodeReport>,
+        /// Nodes that did not answer.
+        missing: Vec<(NodeId, String)>,
+    },
 }
 
 impl Message {
@@ -372,6 +385,9 @@ impl Message {
             Message::ReleaseObject { .. } => "ReleaseObject",
             Message::LocateActor { .. } => "LocateActor",
             Message::ReleaseBundles { .. } => "ReleaseBundles",
+            Message::State(_) => "State",
+            Message::NodeState(_) => "NodeState",
+            Message::StateReports { .. } => "StateReports",
         }
     }
 }

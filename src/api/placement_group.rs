@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+use crate::state::types::{PlacementGroupInfo, PlacementGroupState};
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -114,7 +115,7 @@ enum State {
     Removed,
 }
 
-struct Group {
+pub(crate) struct Group {
     name: String,
     bundles: Vec<ResourceRequest>,
     nodes: Vec<NodeId>,
@@ -299,6 +300,12 @@ pub fn placement_group(
             }),
         };
         reserve(&group);
+        let mut made = rt
+            .placement_groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        made.retain(|g| g.strong_count() > 0);
+        made.push(Arc::downgrade(&group.inner));
         Ok(group)
     })
     .unwrap_or(Err(PlacementGroupError::NotInitialized))
@@ -418,6 +425,35 @@ pub fn remove_placement_group(group: &PlacementGroup) {
     }
     group.inner.changed.notify_all();
     release(group);
+}
+
+/// Placement groups a node made, for the state API (those dropped everywhere are gone).
+pub(crate) type GroupRegistry = Mutex<Vec<std::sync::Weak<Group>>>;
+
+impl Group {
+    /// The group as the state API shows it.
+    pub(crate) fn describe(&self) -> PlacementGroupInfo {
+        let state = match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            State::Pending { .. } => PlacementGroupState::Pending,
+            State::Ready => PlacementGroupState::Created,
+            State::Failed(_) => PlacementGroupState::Failed,
+            State::Removed => PlacementGroupState::Removed,
+        };
+        PlacementGroupInfo {
+            id: self.name.clone(),
+            strategy: match self.strategy {
+                PlacementStrategy::Pack => "PACK",
+                PlacementStrategy::Spread => "SPREAD",
+                PlacementStrategy::StrictPack => "STRICT_PACK",
+                PlacementStrategy::StrictSpread => "STRICT_SPREAD",
+            }
+            .to_string(),
+            state,
+            bundles: self.bundles.iter().map(|b| b.to_string()).collect(),
+            nodes: self.nodes.clone(),
+            creator: self.here,
+        }
+    }
 }
 
 /// Releases every bundle, here and on other nodes.

@@ -2,6 +2,10 @@
 //!
 //!     mobula start --head [--listen 0.0.0.0:6380] [--num-cpus 0] [--dir DIR] [--block]
 //!     mobula status [--dir DIR]
+//!     mobula list tasks|actors|objects|nodes|placement-groups [--filter K=V] [--limit N]
+//!                 [--format table|json] [--dir DIR]
+//!     mobula summary tasks|actors|objects [--format table|json] [--dir DIR]
+//!     mobula memory [--dir DIR]
 //!     mobula stop [--dir DIR]
 //!
 //! Worker nodes and drivers are the user's own program (every node runs the same binary):
@@ -13,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use mobula::Config;
 use mobula::node::{self, ClusterView, JoinInfo};
+use mobula::state::render::{self, Render, SummaryPart};
+use mobula::state::{self, ListOptions};
 
 const USAGE: &str = "\
 usage:
@@ -23,6 +29,14 @@ usage:
       --dir       the cluster directory: CA, join token, head address (default $MOBULA_DIR,
                   else ~/.mobula/cluster)
   mobula status [--dir DIR]   nodes, their resources and load, as the head sees them
+  mobula list tasks|actors|objects|nodes|placement-groups [--filter KEY=VALUE]...
+              [--limit N] [--format table|json] [--dir DIR]
+      Every task, actor, object, node or placement group of the cluster (the head asks
+      each node). --filter keeps rows whose field equals (KEY=VALUE) or differs from
+      (KEY!=VALUE) a value, e.g. --filter state=RUNNING; --limit defaults to 100.
+  mobula summary tasks|actors|objects [--format table|json] [--dir DIR]
+      Counts: tasks by function and state, actors by class and state, objects by state.
+  mobula memory [--dir DIR]   objects in every node's store, by node, the largest first
   mobula stop [--dir DIR]     stops every node of the cluster, then the head";
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +49,11 @@ struct Options {
     listen: Option<String>,
     num_cpus: Option<f64>,
     dir: Option<PathBuf>,
+    filters: Vec<String>,
+    limit: Option<usize>,
+    json: bool,
+    /// Words that are not options (what `list` and `summary` are about).
+    words: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -65,6 +84,27 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.dir = Some(PathBuf::from(value(i)?));
                 i += 1;
             }
+            "--filter" => {
+                o.filters.push(value(i)?);
+                i += 1;
+            }
+            "--limit" => {
+                let v = value(i)?;
+                o.limit = Some(
+                    v.parse()
+                        .map_err(|_| format!("--limit takes a count, not {v:?}"))?,
+                );
+                i += 1;
+            }
+            "--format" => {
+                o.json = match value(i)?.as_str() {
+                    "json" => true,
+                    "table" => false,
+                    other => return Err(format!("--format is table or json, not {other:?}")),
+                };
+                i += 1;
+            }
+            word if !word.starts_with('-') => o.words.push(word.to_string()),
             other => return Err(format!("unknown option {other:?}")),
         }
         i += 1;
@@ -100,6 +140,9 @@ fn main() -> ExitCode {
                 .to_string(),
         ),
         "status" => status(&options),
+        "list" => list(&options),
+        "summary" => summary(&options),
+        "memory" => memory(&options),
         "stop" => stop(&options),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -268,6 +311,100 @@ fn render_status(view: &ClusterView) -> String {
     let totals: Vec<String> = totals.iter().map(|(n, a)| format!("{n}={a}")).collect();
     out += &format!("total (alive): {}\n", totals.join(" "));
     out
+}
+
+fn state_source(o: &Options) -> state::Source {
+    state::Source::ClusterDir(dir_of(o), TIMEOUT)
+}
+
+fn the_word<'a>(o: &'a Options, what: &str, choices: &[&str]) -> Result<&'a str, String> {
+    match o.words.as_slice() {
+        [word] if choices.contains(&word.as_str()) => Ok(word),
+        [word] => Err(format!("{what} {word:?}? one of: {}", choices.join(", "))),
+        [] => Err(format!("{what} what? one of: {}", choices.join(", "))),
+        more => Err(format!("one {what} at a time, not {more:?}")),
+    }
+}
+
+fn shown<T: Render>(listed: &state::Listed<T>, json: bool) -> String {
+    if json {
+        format!("{:#}\n", render::listed_json(listed))
+    } else {
+        render::listed_table(listed)
+    }
+}
+
+/// `mobula list KIND`.
+fn list(o: &Options) -> Result<(), String> {
+    let kinds = ["tasks", "actors", "objects", "nodes", "placement-groups"];
+    let kind = the_word(o, "list", &kinds)?;
+    let mut options = ListOptions::new().limit(o.limit.unwrap_or(state::DEFAULT_LIMIT));
+    for f in &o.filters {
+        options = options.parse_filter(f).map_err(|e| e.to_string())?;
+    }
+    let source = state_source(o);
+    let err = |e: state::StateError| e.to_string();
+    let text = match kind {
+        "tasks" => shown(&source.list_tasks(&options).map_err(err)?, o.json),
+        "actors" => shown(&source.list_actors(&options).map_err(err)?, o.json),
+        "objects" => shown(&source.list_objects(&options).map_err(err)?, o.json),
+        "nodes" => shown(&source.list_nodes(&options).map_err(err)?, o.json),
+        _ => shown(
+            &source.list_placement_groups(&options).map_err(err)?,
+            o.json,
+        ),
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// `mobula summary KIND`.
+fn summary(o: &Options) -> Result<(), String> {
+    let part = match the_word(o, "summary", &["tasks", "actors", "objects"])? {
+        "tasks" => SummaryPart::Tasks,
+        "actors" => SummaryPart::Actors,
+        _ => SummaryPart::Objects,
+    };
+    let summary = state_source(o).summary().map_err(|e| e.to_string())?;
+    if o.json {
+        println!("{:#}", render::summary_json(&summary, part));
+    } else {
+        print!("{}", render::summary_table(&summary, part));
+    }
+    Ok(())
+}
+
+/// `mobula memory` (Ray's `ray memory`): every node's objects, the largest first, with the
+/// store's use per node.
+fn memory(o: &Options) -> Result<(), String> {
+    let source = state_source(o);
+    let err = |e: state::StateError| e.to_string();
+    let nodes = source
+        .list_nodes(&ListOptions::new().limit(10_000))
+        .map_err(err)?;
+    let limit = o.limit.unwrap_or(state::DEFAULT_LIMIT);
+    for node in nodes.rows.iter().filter(|n| n.alive) {
+        println!(
+            "node {} ({}): {} objects, {} of {} bytes in memory, {} bytes spilled",
+            node.node_id,
+            node.address.as_deref().unwrap_or("-"),
+            node.objects,
+            node.store_used,
+            node.store_limit,
+            node.spilled_bytes
+        );
+        let objects = source
+            .list_objects(
+                &ListOptions::new()
+                    .filter("node_id", node.node_id)
+                    .limit(limit),
+            )
+            .map_err(err)?;
+        for line in render::listed_table(&objects).lines() {
+            println!("    {line}");
+        }
+    }
+    Ok(())
 }
 
 fn stop(o: &Options) -> Result<(), String> {

@@ -9,6 +9,7 @@
 //! - `tasks`: the task channel to each peer that carries them.
 //! - `objects`: values left on the nodes that made them: fetched, let go, made again.
 //! - `actors`: actors created on and called across nodes.
+//! - `state`: the cluster's state for the state API, gathered by the head.
 //! - `admin`: what the `mobula` CLI asks a running head (status, stop).
 
 pub mod actors;
@@ -19,6 +20,7 @@ pub mod node;
 pub mod objects;
 pub mod remote;
 pub mod serve;
+pub(crate) mod state;
 pub mod tasks;
 
 use std::sync::Arc;

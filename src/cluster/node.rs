@@ -68,6 +68,9 @@ pub(crate) struct ClusterNode {
     pub(super) lineage: Mutex<HashMap<ObjectId, Lineage>>,
     /// Placement group bundles this node reserved for other nodes, by group.
     pub(super) hosted_groups: Mutex<HashMap<String, Vec<LocalBundle>>>,
+    /// Tasks bound for another node that wait here for a ref argument: their function and
+    /// when they were submitted (Unix ms), for the state API.
+    pub(crate) awaiting_args: Mutex<HashMap<TaskId, (&'static str, u64)>>,
     pub(super) ids: Arc<IdMint>,
 }
 
@@ -188,6 +191,7 @@ pub(crate) async fn start(
         remote_actors: RemoteActors::default(),
         task_channels: Mutex::default(),
         hosted_groups: Mutex::default(),
+        awaiting_args: Mutex::default(),
         held: Mutex::default(),
         lineage: Mutex::default(),
         ids,
@@ -288,6 +292,11 @@ impl ClusterNode {
     }
 
     /// The membership as this node last heard it.
+    /// Where this node listens, and whether it is the head.
+    pub fn whereabouts(&self) -> (std::net::SocketAddr, bool) {
+        (self.info.address, self.head_state.is_some())
+    }
+
     pub fn view(&self) -> ClusterView {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

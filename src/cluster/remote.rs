@@ -113,6 +113,32 @@ pub(crate) struct Outgoing<F: RemoteFunction> {
     pub target: NodeId,
 }
 
+/// A task listed as waiting here for its arguments while it lives.
+struct AwaitingArgs<'a>(&'a ClusterNode, TaskId);
+
+impl<'a> AwaitingArgs<'a> {
+    fn new(node: &'a ClusterNode, task: TaskId, function: &'static str) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        node.awaiting_args
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task, (function, now));
+        AwaitingArgs(node, task)
+    }
+}
+
+impl Drop for AwaitingArgs<'_> {
+    fn drop(&mut self) {
+        self.0
+            .awaiting_args
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
 /// The submitting side: runs on the node's event loop until the result is sealed or failed.
 pub(crate) async fn send<F: RemoteFunction>(
     cluster: Arc<ClusterNode>,
@@ -133,6 +159,9 @@ pub(crate) async fn send<F: RemoteFunction>(
             }),
         );
     };
+    let mut deps = Vec::new();
+    out.args.deps(&mut deps);
+    let _awaiting = (!deps.is_empty()).then(|| AwaitingArgs::new(&cluster, out.task, function));
     let resolved = match out.args.resolve().await {
         Ok(resolved) => resolved,
         Err(e) => {

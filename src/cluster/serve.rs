@@ -308,6 +308,14 @@ pub(super) async fn handle(
             }
             Message::Ack
         }
+        (Some(_), Message::State(query)) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(_) => super::state::gather(&node, query).await,
+        },
+        (Some(_), Message::NodeState(query)) => Message::StateReports {
+            reports: vec![super::state::own(&node, &query)],
+            missing: Vec::new(),
+        },
         (Some(from), Message::OpenActor(open)) => {
             super::actors::serve(node.node_id, from, open, tx, rx).await;
             return;

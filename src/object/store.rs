@@ -253,6 +253,29 @@ impl Store {
         self.with_table(id, |t| t.cancel_probe(id))
     }
 
+    /// The objects here that pass `filters`, at most `limit`; and how many more passed.
+    pub fn list(
+        &self,
+        filters: &[crate::state::filter::Filter],
+        limit: usize,
+    ) -> (Vec<crate::state::types::ObjectInfo>, u64) {
+        let (mut out, mut more) = (Vec::new(), 0);
+        for i in 0..SHARDS {
+            self.table(i)
+                .list(self.node_id, filters, limit, &mut out, &mut more);
+        }
+        (out, more)
+    }
+
+    /// Objects by state: how many, and their bytes.
+    pub fn counts(&self) -> Vec<(crate::state::types::ObjectState, u64, u64)> {
+        let mut counts = std::collections::HashMap::new();
+        for i in 0..SHARDS {
+            self.table(i).count(&mut counts);
+        }
+        counts.into_iter().map(|(s, (n, b))| (s, n, b)).collect()
+    }
+
     /// Number of objects known to the store.
     pub fn len(&self) -> usize {
         (0..SHARDS).map(|i| self.table(i).len()).sum()

@@ -14,6 +14,8 @@ use super::id::{ActorId, IdHash, NodeId, ObjectId, TaskId};
 use super::value::StoredValue;
 use super::waiter::Waiter;
 use crate::error::GetError;
+use crate::state::filter::{Filter, passes};
+use crate::state::types::{ObjectInfo, ObjectState};
 
 /// A spilled copy of an object on disk, with the ids of the refs inside it, which stay
 /// referenced while the file exists.
@@ -83,6 +85,31 @@ struct Entry {
     unspillable: bool,
     /// The task that makes it; `None` for a put.
     producer: Option<Producer>,
+}
+
+impl Entry {
+    fn object_state(&self) -> ObjectState {
+        match &self.state {
+            State::Pending { .. } if self.remote.is_some() => ObjectState::Remote,
+            State::Pending { .. } => ObjectState::Pending,
+            State::InMemory { .. } | State::Bytes { .. } => ObjectState::InMemory,
+            State::OnDisk { .. } => ObjectState::Spilled,
+            State::Failed(_) => ObjectState::Failed,
+        }
+    }
+
+    fn info(&self, object_id: ObjectId, node_id: NodeId) -> ObjectInfo {
+        ObjectInfo {
+            object_id,
+            size: self.size,
+            state: self.object_state(),
+            node_id,
+            ref_count: self.handles,
+            contained_in: self.contained,
+            spilled: self.file.is_some(),
+            function: self.producer.map(|p| p.function.to_string()),
+        }
+    }
 }
 
 /// The task that makes an object.
@@ -216,6 +243,37 @@ pub(crate) struct ShardTable {
 impl ShardTable {
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The objects of this shard as the state API shows them, passing `filters`: pushed to
+    /// `out` while it holds fewer than `limit`, counted in `more` after.
+    pub fn list(
+        &self,
+        node_id: NodeId,
+        filters: &[Filter],
+        limit: usize,
+        out: &mut Vec<ObjectInfo>,
+        more: &mut u64,
+    ) {
+        for (id, entry) in &self.entries {
+            let info = entry.info(*id, node_id);
+            if passes(&info, filters) {
+                if out.len() < limit {
+                    out.push(info);
+                } else {
+                    *more += 1;
+                }
+            }
+        }
+    }
+
+    /// Adds this shard's objects to `counts`: by state, how many and their bytes.
+    pub fn count(&self, counts: &mut HashMap<ObjectState, (u64, u64)>) {
+        for entry in self.entries.values() {
+            let c = counts.entry(entry.object_state()).or_default();
+            c.0 += 1;
+            c.1 += entry.size;
+        }
     }
 
     /// Bytes held in memory by this shard.

@@ -27,6 +27,8 @@ pub(crate) struct Runtime {
     /// Runs blocking actor calls: as many threads as CPUs, plus those waiting in a get.
     pub actor_pool: WorkerPool,
     pub actors: Arc<ActorDirectory>,
+    /// Placement groups made here.
+    pub placement_groups: crate::api::placement_group::GroupRegistry,
     pub node_arbiter: actix_rt::ArbiterHandle,
     /// This node's part in a cluster, once joined.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::node::ClusterNode>>,

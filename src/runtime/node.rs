@@ -104,6 +104,7 @@ pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, Ini
         scheduler,
         actor_pool,
         actors,
+        placement_groups: Default::default(),
         node_arbiter,
         cluster: std::sync::OnceLock::new(),
         system,

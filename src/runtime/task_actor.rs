@@ -67,8 +67,9 @@ impl TaskActor {
                 Ended::Done
             }
             Attempt::DepFailed(err) => {
+                let message = err.to_string();
                 store.fail(self.spec.return_id, err);
-                Ended::Done
+                Ended::DepFailed(message)
             }
             Attempt::Failed { kind, message } => Ended::Failed { kind, message },
         };

@@ -67,6 +67,20 @@ impl Scheduler {
         self.0.node_id
     }
 
+    /// The tasks on this node that pass `filters` (at most `limit`), and how many more did.
+    pub fn list_tasks(
+        &self,
+        filters: &[crate::state::filter::Filter],
+        limit: usize,
+    ) -> (Vec<crate::state::types::TaskInfo>, u64) {
+        self.lock().list_tasks(filters, limit)
+    }
+
+    /// Tasks by function and state (ended ones since the node started).
+    pub fn task_counts(&self) -> Vec<(String, crate::state::types::TaskState, u64)> {
+        self.lock().task_counts()
+    }
+
     pub fn store(&self) -> &Store {
         &self.0.store
     }

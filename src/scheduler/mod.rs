@@ -6,10 +6,12 @@
 //! - [`state`]: the queue plus what is known of each task; events in, actions out (pure).
 //! - [`placement`]: which node of a cluster runs a task (pure).
 //! - [`bundles`]: where a placement group's bundles go, and what they become (pure).
+//! - [`history`]: the tasks that ended on the node, for the state API (pure).
 //! - [`handle`]: the shared scheduler every thread calls into; carries out the actions.
 
 pub(crate) mod bundles;
 pub(crate) mod handle;
+pub(crate) mod history;
 pub(crate) mod placement;
 pub(crate) mod queue;
 pub(crate) mod resources;

@@ -6,6 +6,7 @@
 //! lends its CPUs to others (as Ray does), so nested tasks cannot deadlock a full node.
 //! Inputs are events; outputs are [`Decision`]s for the scheduler actor to carry out.
 
+use crate::state::types::TaskState;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -232,6 +233,15 @@ impl LocalQueue {
         }
         out.extend(self.dispatch());
         out
+    }
+
+    /// Where a task is: waiting for arguments or resources, or running.
+    pub fn phase(&self, task: TaskId) -> Option<TaskState> {
+        self.tasks.get(&task).map(|slot| match slot {
+            Slot::Waiting { .. } => TaskState::PendingArgs,
+            Slot::Queued => TaskState::PendingResources,
+            Slot::Running { .. } => TaskState::Running,
+        })
     }
 
     /// Tasks waiting for arguments or resources, and tasks running.

@@ -16,6 +16,10 @@ use crate::error::{GetError, TaskError, TaskErrorKind};
 use crate::object::id::{IdHash, NodeId, ObjectId, TaskId};
 use crate::runtime::task_actor::TaskActor;
 use crate::runtime::task_spec::TaskSpec;
+use crate::state::filter::{Filter, passes};
+use crate::state::types::{TaskInfo, TaskState};
+
+use super::history::{Clock, KEEP_ENDED, TaskHistory, TaskLog};
 
 /// Told where (and whether) an actor was placed: its GPU ids, or why it cannot be.
 pub(crate) type PlaceReply = Box<dyn FnOnce(Result<Vec<u32>, String>) + Send>;
@@ -48,8 +52,10 @@ pub(crate) enum Action {
 /// How an attempt ended.
 #[derive(Debug)]
 pub(crate) enum Ended {
-    /// Its object has its outcome (a value, or an argument's error).
+    /// Its object has its value.
     Done,
+    /// An argument failed: its object has the argument's error (this message).
+    DepFailed(String),
     /// It failed; the task may run again.
     Failed {
         kind: TaskErrorKind,
@@ -60,6 +66,9 @@ pub(crate) enum Ended {
 struct TaskRecord {
     spec: Arc<TaskSpec>,
     attempt: u32,
+    /// When it was submitted and its latest attempt started ([`Clock`] time).
+    submitted: u64,
+    started: Option<u64>,
     cancelled: Arc<AtomicBool>,
     /// For a running async task, so that cancel can abort it.
     actor: Option<Addr<TaskActor>>,
@@ -70,6 +79,23 @@ pub(crate) struct SchedState {
     queue: LocalQueue,
     tasks: HashMap<TaskId, TaskRecord, IdHash>,
     placements: HashMap<TaskId, PlaceReply, IdHash>,
+    clock: Clock,
+    history: TaskHistory,
+}
+
+impl TaskRecord {
+    fn log(&self, ended: Option<u64>, error: Option<String>) -> TaskLog {
+        TaskLog {
+            task_id: self.spec.id,
+            function: self.spec.function.id,
+            name: self.spec.options.name.clone(),
+            attempts: self.attempt,
+            submitted: self.submitted,
+            started: self.started,
+            ended,
+            error,
+        }
+    }
 }
 
 impl SchedState {
@@ -79,6 +105,8 @@ impl SchedState {
             queue,
             tasks: HashMap::default(),
             placements: HashMap::default(),
+            clock: Clock::new(),
+            history: TaskHistory::new(KEEP_ENDED),
         }
     }
 
@@ -92,6 +120,18 @@ impl SchedState {
                     task_id: spec.id,
                     reason: reason.clone(),
                 };
+                let now = self.clock.now();
+                let log = TaskLog {
+                    task_id: spec.id,
+                    function: spec.function.id,
+                    name: spec.options.name.clone(),
+                    attempts: 1,
+                    submitted: now,
+                    started: None,
+                    ended: Some(now),
+                    error: Some(err.to_string()),
+                };
+                self.history.ended(log, TaskState::Failed);
                 out.push(Action::Fail(spec.return_id, err));
                 return;
             }
@@ -100,6 +140,8 @@ impl SchedState {
         let record = TaskRecord {
             spec: Arc::clone(&spec),
             attempt: 1,
+            submitted: self.clock.now(),
+            started: None,
             cancelled: Arc::default(),
             actor: None,
         };
@@ -120,8 +162,15 @@ impl SchedState {
         }
         let decisions = self.queue.finished(task);
         match outcome {
-            Ended::Done => {
-                self.tasks.remove(&task);
+            Ended::Done | Ended::DepFailed(_) => {
+                if let Some(rec) = self.tasks.remove(&task) {
+                    let now = Some(self.clock.now());
+                    let (state, error) = match outcome {
+                        Ended::DepFailed(why) => (TaskState::Failed, Some(why)),
+                        _ => (TaskState::Finished, None),
+                    };
+                    self.history.ended(rec.log(now, error), state);
+                }
             }
             Ended::Failed { kind, message } => {
                 let rec = self.tasks.get_mut(&task).expect("checked above");
@@ -140,6 +189,13 @@ impl SchedState {
                     return;
                 }
                 if let Some(rec) = self.tasks.remove(&task) {
+                    let state = if cancelled {
+                        TaskState::Cancelled
+                    } else {
+                        TaskState::Failed
+                    };
+                    let log = rec.log(Some(self.clock.now()), Some(message.clone()));
+                    self.history.ended(log, state);
                     let err = TaskError {
                         function: rec.spec.label(),
                         task_id: task,
@@ -181,7 +237,10 @@ impl SchedState {
         rec.cancelled.store(true, Ordering::Relaxed);
         match self.queue.cancel(task) {
             CancelOutcome::Dropped => {
-                self.tasks.remove(&task);
+                if let Some(rec) = self.tasks.remove(&task) {
+                    let log = rec.log(Some(self.clock.now()), Some("cancelled".into()));
+                    self.history.ended(log, TaskState::Cancelled);
+                }
             }
             CancelOutcome::Running => {
                 if rec.spec.function.kind == FunctionKind::Async
@@ -252,13 +311,64 @@ impl SchedState {
         self.queue.counts()
     }
 
+    /// The tasks on this node that pass `filters`, live ones first then the most recently
+    /// ended, at most `limit`; and how many more passed.
+    pub fn list_tasks(&self, filters: &[Filter], limit: usize) -> (Vec<TaskInfo>, u64) {
+        let (mut out, mut more) = (Vec::new(), 0);
+        let live = self.tasks.values().filter_map(|rec| {
+            let state = self.queue.phase(rec.spec.id)?;
+            Some(rec.log(None, None).info(state, self.node_id, &self.clock))
+        });
+        let ended = self
+            .history
+            .recent()
+            .rev()
+            .map(|(log, state)| log.info(*state, self.node_id, &self.clock));
+        for info in live.chain(ended) {
+            if passes(&info, filters) {
+                if out.len() < limit {
+                    out.push(info);
+                } else {
+                    more += 1;
+                }
+            }
+        }
+        (out, more)
+    }
+
+    /// Tasks by function and state: the live ones now, the ended ones since the start.
+    pub fn task_counts(&self) -> Vec<(String, TaskState, u64)> {
+        let mut counts: HashMap<(&'static str, TaskState), u64> = HashMap::new();
+        for rec in self.tasks.values() {
+            if let Some(state) = self.queue.phase(rec.spec.id) {
+                *counts.entry((rec.spec.function.id, state)).or_default() += 1;
+            }
+        }
+        for (function, ended) in self.history.counts() {
+            for (state, n) in [
+                (TaskState::Finished, ended.finished),
+                (TaskState::Failed, ended.failed),
+                (TaskState::Cancelled, ended.cancelled),
+            ] {
+                if n > 0 {
+                    *counts.entry((function, state)).or_default() += n;
+                }
+            }
+        }
+        counts
+            .into_iter()
+            .map(|((f, s), n)| (f.to_string(), s, n))
+            .collect()
+    }
+
     fn apply(&mut self, decisions: Vec<Decision>, out: &mut Vec<Action>) {
         for decision in decisions {
             match decision {
                 Decision::Dispatch { task, grant } => {
                     if let Some(reply) = self.placements.remove(&task) {
                         out.push(Action::Placed(reply, Ok(grant.gpu_ids())));
-                    } else if let Some(rec) = self.tasks.get(&task) {
+                    } else if let Some(rec) = self.tasks.get_mut(&task) {
+                        rec.started = Some(self.clock.now());
                         out.push(Action::Start(Start {
                             spec: Arc::clone(&rec.spec),
                             attempt: rec.attempt,
@@ -287,6 +397,8 @@ impl SchedState {
                             requested,
                             total: self.queue.resources().describe_total(),
                         };
+                        let log = rec.log(Some(self.clock.now()), Some(err.to_string()));
+                        self.history.ended(log, TaskState::Failed);
                         out.push(Action::Fail(spec.return_id, err));
                     }
                 }

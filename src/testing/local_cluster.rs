@@ -111,6 +111,12 @@ impl LocalCluster {
             .joining_by_default(&self.join, &self.dir)
     }
 
+    /// The cluster directory (the CA, the join token, the head's address): what the
+    /// `mobula` CLI takes as `--dir`.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Where the head listens, its token and CA fingerprint.
     pub fn join_info(&self) -> &JoinInfo {
         &self.join

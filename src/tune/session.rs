@@ -109,6 +109,11 @@ pub struct Session {
     pub(crate) attempt: u32,
     pub(crate) controller: TuneControllerHandle,
     pub(crate) checkpoint: Option<Checkpoint>,
+    /// The experiment's key, to report in place on the tuner's node.
+    pub(crate) key: u64,
+    /// The experiment, once found in this process (on the tuner's node).
+    #[serde(skip)]
+    pub(crate) local: std::sync::OnceLock<Option<super::controller::Shared>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -138,10 +143,18 @@ impl Session {
     }
 
     fn send(&self, metrics: Metrics, checkpoint: Option<Checkpoint>) -> Result<(), ReportError> {
-        let go_on = self
-            .controller
-            .report(self.trial, self.attempt, metrics, checkpoint)
-            .get()?;
+        let local = self
+            .local
+            .get_or_init(|| super::controller::local(self.key));
+        let go_on = match local {
+            Some(shared) => {
+                super::controller::report(shared, self.trial, self.attempt, metrics, checkpoint)
+            }
+            None => self
+                .controller
+                .report(self.trial, self.attempt, metrics, checkpoint)
+                .get()?,
+        };
         if go_on {
             Ok(())
         } else {

@@ -397,6 +397,10 @@ pub fn run<F: TrainableFn>(
 /// A running experiment: the tuner's side.
 struct Run {
     trainable: TrainableRef,
+    /// The experiment's key: its controller's, and for reports in place.
+    key: u64,
+    /// Lets trials on this node report in place while the experiment runs.
+    _local: Option<controller::LocalReports>,
     shared: Shared,
     controller: TuneControllerHandle,
     searcher: Box<dyn Searcher>,
@@ -539,6 +543,9 @@ impl Run {
                 soft: false,
             });
         }
+        let local = crate::context()
+            .node_id()
+            .map(|home| controller::LocalReports::open(key, home, &shared));
         let controller = options.num_cpus(0).remote(key).map_err(|e| {
             controller::take_back(key);
             TuneError::Controller(e.to_string())
@@ -557,6 +564,8 @@ impl Run {
         });
         Ok(Run {
             trainable,
+            key,
+            _local: local,
             shared,
             controller,
             searcher,
@@ -614,6 +623,8 @@ impl Run {
                 attempt,
                 controller: self.controller.clone(),
                 checkpoint,
+                key: self.key,
+                local: Default::default(),
             };
             (session, t.config.clone())
         };

@@ -5,7 +5,7 @@
 //! actor, as a future on the runtime thread for an async one) and stores each result
 //! directly. The host actor is told only about lifecycle: failures, kills, the last handle.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actix::Addr;
@@ -13,7 +13,7 @@ use tokio::sync::RwLock;
 
 use super::ActorSettings;
 use super::call::{CallOutcome, ErasedCall, Invoke, TypedCall};
-use super::directory::ActorDirectory;
+use super::directory::{ActorDirectory, Describe};
 use super::host::{ActorHost, Crashed, Kill, NoHandles, RunSlot, Stopped};
 use super::queue::{CallQueue, Phase, Push, Take};
 use crate::api::actor::ActorClass;
@@ -26,6 +26,7 @@ use crate::object::table::{CancelProbe, Producer};
 use crate::object::value::Value;
 use crate::runtime::context::{self, TaskContext};
 use crate::runtime::worker_pool::WorkerPool;
+use crate::state::types::{ActorInfo, ActorState};
 
 /// Calls a blocking slot runs before it gives its thread back to the pool (and queues itself
 /// again), so that busy actors share the pool fairly.
@@ -48,6 +49,40 @@ pub(crate) struct ActorCore<A: ActorClass> {
     pub pool: WorkerPool,
     pub ids: Arc<IdMint>,
     pub directory: Arc<ActorDirectory>,
+    /// Times the host restarted it.
+    pub restarts: AtomicU32,
+}
+
+impl<A: ActorClass> Describe for ActorCore<A> {
+    fn describe(&self) -> ActorInfo {
+        let (phase, calls) = {
+            let q = self.queue();
+            (q.phase().clone(), q.finished())
+        };
+        let (state, death_cause) = match phase {
+            Phase::Starting => (ActorState::PendingCreation, None),
+            Phase::Running => (ActorState::Alive, None),
+            Phase::Restarting => (ActorState::Restarting, None),
+            Phase::Dead(cause) => (ActorState::Dead, Some(cause.to_string())),
+        };
+        let name = self.settings.name.as_ref().map(|(ns, name)| {
+            if ns == crate::api::actor::DEFAULT_NAMESPACE {
+                name.clone()
+            } else {
+                format!("{ns}/{name}")
+            }
+        });
+        ActorInfo {
+            actor_id: self.id,
+            class: A::CLASS.to_string(),
+            name,
+            state,
+            node_id: self.node_id,
+            restarts: self.restarts.load(Ordering::Relaxed),
+            calls,
+            death_cause,
+        }
+    }
 }
 
 impl<A: ActorClass> ActorCore<A> {
@@ -83,6 +118,7 @@ impl<A: ActorClass> ActorCore<A> {
             pool,
             ids,
             directory,
+            restarts: AtomicU32::new(0),
         }
     }
 

@@ -5,6 +5,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::object::id::{ActorId, IdHash};
+use crate::state::filter::{Filter, passes};
+use crate::state::types::{ActorInfo, ActorState};
+
+/// What the state API reads of an actor (implemented by its core).
+pub(crate) trait Describe: Send + Sync {
+    fn describe(&self) -> ActorInfo;
+}
+
+/// An actor's core as the directory holds it: typed behind `Any`, and described.
+pub(crate) trait HostedCore: Describe + Any {
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<T: Describe + Any> HostedCore for T {
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+/// Dead actors remembered in full per node, for the state API.
+const KEEP_DEAD: usize = 1_000;
 
 /// Called when an actor's last handle is gone (none for a detached actor).
 pub(crate) type OnLast = Arc<dyn Fn() + Send + Sync>;
@@ -16,7 +37,7 @@ struct Entry {
     handles: u64,
     name: Option<(String, String)>,
     /// The actor's `Arc<ActorCore<A>>`.
-    core: Arc<dyn Any + Send + Sync>,
+    core: Arc<dyn HostedCore>,
 }
 
 /// What a name lookup found.
@@ -33,6 +54,10 @@ pub(crate) enum Named {
 struct Inner {
     actors: HashMap<ActorId, Entry, IdHash>,
     names: HashMap<(String, String), ActorId>,
+    /// The latest actors to die here, oldest first.
+    dead: std::collections::VecDeque<ActorInfo>,
+    /// Every actor that died here, by class.
+    dead_counts: HashMap<&'static str, u64>,
 }
 
 /// Told when an actor's name is freed (the cluster frees it on the head too).
@@ -56,7 +81,7 @@ impl ActorDirectory {
         id: ActorId,
         class: &'static str,
         name: Option<(String, String)>,
-        core: Arc<dyn Any + Send + Sync>,
+        core: Arc<dyn HostedCore>,
         on_last: Option<OnLast>,
         share: bool,
     ) -> Result<(), Named> {
@@ -70,7 +95,7 @@ impl ActorDirectory {
             }
             return Err(Named::Found {
                 class: entry.class,
-                core: Arc::clone(&entry.core),
+                core: Arc::clone(&entry.core).into_any(),
             });
         }
         if let Some(key) = &name {
@@ -103,7 +128,7 @@ impl ActorDirectory {
                 }
                 Named::Found {
                     class: entry.class,
-                    core: Arc::clone(&entry.core),
+                    core: Arc::clone(&entry.core).into_any(),
                 }
             }
             None => Named::Missing,
@@ -114,7 +139,7 @@ impl ActorDirectory {
     pub fn acquire<T: Any + Send + Sync>(&self, id: ActorId) -> Option<Arc<T>> {
         let mut inner = self.lock();
         let entry = inner.actors.get_mut(&id)?;
-        let core = Arc::clone(&entry.core).downcast::<T>().ok()?;
+        let core = Arc::clone(&entry.core).into_any().downcast::<T>().ok()?;
         entry.handles += 1;
         Some(core)
     }
@@ -166,6 +191,20 @@ impl ActorDirectory {
             }
             (removed, freed)
         };
+        if let Some(entry) = &removed {
+            // Described outside the directory's lock: it takes the actor's queue lock.
+            let mut info = entry.core.describe();
+            if info.state != ActorState::Dead {
+                info.state = ActorState::Dead;
+                info.death_cause = Some("it was terminated".into());
+            }
+            let mut inner = self.lock();
+            if inner.dead.len() == KEEP_DEAD {
+                inner.dead.pop_front();
+            }
+            inner.dead.push_back(info);
+            *inner.dead_counts.entry(entry.class).or_default() += 1;
+        }
         drop(removed); // outside the lock: it may hold the last reference to the actor
         if let (Some(key), Some(f)) = (freed, self.on_name_freed.get()) {
             f(key, id);
@@ -176,6 +215,60 @@ impl ActorDirectory {
     pub fn clear(&self) {
         let actors = std::mem::take(&mut *self.lock());
         drop(actors);
+    }
+
+    /// The actors here that pass `filters`, live ones first then the latest dead, at most
+    /// `limit`; and how many more passed.
+    pub fn list(&self, filters: &[Filter], limit: usize) -> (Vec<ActorInfo>, u64) {
+        let (live, dead): (Vec<Arc<dyn Describe>>, Vec<ActorInfo>) = {
+            let inner = self.lock();
+            (
+                inner
+                    .actors
+                    .values()
+                    .map(|e| Arc::clone(&e.core) as Arc<dyn Describe>)
+                    .collect(),
+                inner.dead.iter().rev().cloned().collect(),
+            )
+        };
+        // Described outside the directory's lock: each takes its actor's queue lock.
+        let (mut out, mut more) = (Vec::new(), 0);
+        for info in live.iter().map(|d| d.describe()).chain(dead) {
+            if passes(&info, filters) {
+                if out.len() < limit {
+                    out.push(info);
+                } else {
+                    more += 1;
+                }
+            }
+        }
+        (out, more)
+    }
+
+    /// Actors by class and state (dead ones since the node started).
+    pub fn counts(&self) -> Vec<(String, ActorState, u64)> {
+        type Seen = (Vec<Arc<dyn Describe>>, Vec<(&'static str, u64)>);
+        let (live, dead): Seen = {
+            let inner = self.lock();
+            (
+                inner
+                    .actors
+                    .values()
+                    .map(|e| Arc::clone(&e.core) as Arc<dyn Describe>)
+                    .collect(),
+                inner.dead_counts.iter().map(|(c, n)| (*c, *n)).collect(),
+            )
+        };
+        let mut counts: HashMap<(String, ActorState), u64> = HashMap::new();
+        for info in live.iter().map(|d| d.describe()) {
+            *counts.entry((info.class, info.state)).or_default() += 1;
+        }
+        for (class, n) in dead {
+            *counts
+                .entry((class.to_string(), ActorState::Dead))
+                .or_default() += n;
+        }
+        counts.into_iter().map(|((c, s), n)| (c, s, n)).collect()
     }
 
     /// Actors alive.

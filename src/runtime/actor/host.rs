@@ -92,6 +92,9 @@ impl<A: ActorClass> ActorHost<A> {
             return self.die(&format!("{cause}; {how}"), ctx);
         }
         self.restarts += 1;
+        self.core
+            .restarts
+            .store(self.restarts, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(actor = %self.core.label, restart = self.restarts, %cause, "restarting actor");
         for mut call in in_flight {
             if settings.max_task_retries.allows(call.attempt() - 1) {

@@ -59,6 +59,8 @@ pub(crate) struct CallQueue<C> {
     max_pending: Option<usize>,
     generation: u64,
     terminate_requested: bool,
+    /// Calls run to their end, over every generation.
+    finished: u64,
 }
 
 impl<C> CallQueue<C> {
@@ -72,7 +74,13 @@ impl<C> CallQueue<C> {
             max_pending,
             generation: 0,
             terminate_requested: false,
+            finished: 0,
         }
+    }
+
+    /// Calls run to their end so far.
+    pub fn finished(&self) -> u64 {
+        self.finished
     }
 
     pub fn phase(&self) -> &Phase {
@@ -152,6 +160,7 @@ impl<C> CallQueue<C> {
 
     /// A call taken by a slot of `generation` ended.
     pub fn done(&mut self, generation: u64) {
+        self.finished += 1;
         if generation == self.generation {
             self.running = self.running.saturating_sub(1);
         }

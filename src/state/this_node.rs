@@ -1,4 +1,4 @@
-//! The state of the running node, for monitoring and tests.
+//! Quick figures of the node this process runs, read in place (no query to the head).
 
 use std::sync::atomic::Ordering;
 

@@ -1,0 +1,242 @@
+//! Filters on state rows (`state=RUNNING`, `node_id!=...`) and the fields each kind of row
+//! can be filtered on. Pure.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{ActorInfo, NodeEntry, ObjectInfo, PlacementGroupInfo, StateKind, TaskInfo};
+
+/// How a filter compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// The field equals the value (`=`).
+    Eq,
+    /// The field differs from the value (`!=`).
+    Ne,
+}
+
+/// One condition on a field: `key=value` or `key!=value`. Values compare as text, without
+/// regard to case (`state=running` matches `RUNNING`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filter {
+    /// The field.
+    pub key: String,
+    /// How it compares.
+    pub op: Op,
+    /// The value.
+    pub value: String,
+}
+
+/// A filter that cannot apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// The text is not `key=value` or `key!=value`.
+    #[error("a filter is key=value or key!=value, not {0:?}")]
+    Syntax(String),
+    /// The kind of row has no such field.
+    #[error("{kind} have no field `{key}`; they have: {fields}")]
+    UnknownField {
+        /// The rows asked for.
+        kind: &'static str,
+        /// The field named.
+        key: String,
+        /// The fields they have.
+        fields: String,
+    },
+}
+
+impl Filter {
+    /// Parses `key=value` or `key!=value`.
+    pub fn parse(text: &str) -> Result<Filter, FilterError> {
+        let (key, op, value) = if let Some((k, v)) = text.split_once("!=") {
+            (k, Op::Ne, v)
+        } else if let Some((k, v)) = text.split_once('=') {
+            (k, Op::Eq, v)
+        } else {
+            return Err(FilterError::Syntax(text.to_string()));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(FilterError::Syntax(text.to_string()));
+        }
+        Ok(Filter {
+            key: key.to_string(),
+            op,
+            value: value.to_string(),
+        })
+    }
+
+    fn holds(&self, field: Option<String>) -> bool {
+        let equal = field.is_some_and(|f| f.eq_ignore_ascii_case(&self.value));
+        match self.op {
+            Op::Eq => equal,
+            Op::Ne => !equal,
+        }
+    }
+}
+
+/// A row that filters can read.
+pub trait Row {
+    /// The fields filters can name.
+    const FIELDS: &'static [&'static str];
+    /// A field as text (`None` when it has no value).
+    fn field(&self, key: &str) -> Option<String>;
+}
+
+/// Whether `row` passes every filter.
+pub fn passes<R: Row>(row: &R, filters: &[Filter]) -> bool {
+    filters.iter().all(|f| f.holds(row.field(&f.key)))
+}
+
+/// Checks that the filters name fields of `kind`'s rows.
+pub fn check(kind: StateKind, filters: &[Filter]) -> Result<(), FilterError> {
+    let (name, fields) = match kind {
+        StateKind::Tasks => ("tasks", TaskInfo::FIELDS),
+        StateKind::Actors => ("actors", ActorInfo::FIELDS),
+        StateKind::Objects => ("objects", ObjectInfo::FIELDS),
+        StateKind::Nodes => ("nodes", NodeEntry::FIELDS),
+        StateKind::PlacementGroups => ("placement groups", PlacementGroupInfo::FIELDS),
+        StateKind::Summary => ("summaries", &[][..]),
+    };
+    match filters.iter().find(|f| !fields.contains(&f.key.as_str())) {
+        Some(f) => Err(FilterError::UnknownField {
+            kind: name,
+            key: f.key.clone(),
+            fields: fields.join(", "),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn text<T: ToString>(v: &T) -> Option<String> {
+    Some(v.to_string())
+}
+
+impl Row for TaskInfo {
+    const FIELDS: &'static [&'static str] = &[
+        "task_id", "function", "state", "node_id", "attempts", "error",
+    ];
+    fn field(&self, key: &str) -> Option<String> {
+        match key {
+            "task_id" => text(&self.task_id),
+            "function" => text(&self.function),
+            "state" => text(&self.state),
+            "node_id" => text(&self.node_id),
+            "attempts" => text(&self.attempts),
+            "error" => self.error.clone(),
+            _ => None,
+        }
+    }
+}
+
+impl Row for ActorInfo {
+    const FIELDS: &'static [&'static str] =
+        &["actor_id", "class", "name", "state", "node_id", "restarts"];
+    fn field(&self, key: &str) -> Option<String> {
+        match key {
+            "actor_id" => text(&self.actor_id),
+            "class" => text(&self.class),
+            "name" => self.name.clone(),
+            "state" => text(&self.state),
+            "node_id" => text(&self.node_id),
+            "restarts" => text(&self.restarts),
+            _ => None,
+        }
+    }
+}
+
+impl Row for ObjectInfo {
+    const FIELDS: &'static [&'static str] = &[
+        "object_id",
+        "state",
+        "node_id",
+        "spilled",
+        "function",
+        "size",
+    ];
+    fn field(&self, key: &str) -> Option<String> {
+        match key {
+            "object_id" => text(&self.object_id),
+            "state" => text(&self.state),
+            "node_id" => text(&self.node_id),
+            "spilled" => text(&self.spilled),
+            "function" => self.function.clone(),
+            "size" => text(&self.size),
+            _ => None,
+        }
+    }
+}
+
+impl Row for NodeEntry {
+    const FIELDS: &'static [&'static str] = &["node_id", "address", "is_head", "alive"];
+    fn field(&self, key: &str) -> Option<String> {
+        match key {
+            "node_id" => text(&self.node_id),
+            "address" => self.address.clone(),
+            "is_head" => text(&self.is_head),
+            "alive" => text(&self.alive),
+            _ => None,
+        }
+    }
+}
+
+impl Row for PlacementGroupInfo {
+    const FIELDS: &'static [&'static str] = &["id", "strategy", "state", "creator"];
+    fn field(&self, key: &str) -> Option<String> {
+        match key {
+            "id" => text(&self.id),
+            "strategy" => text(&self.strategy),
+            "state" => text(&self.state),
+            "creator" => text(&self.creator),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::id::{NodeId, TaskId};
+    use crate::state::types::TaskState;
+
+    fn task(state: TaskState) -> TaskInfo {
+        TaskInfo {
+            task_id: TaskId::NIL,
+            function: "app::f".into(),
+            state,
+            node_id: NodeId::random(),
+            attempts: 1,
+            submitted_ms: 0,
+            started_ms: None,
+            ended_ms: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn filters_parse_and_compare_without_case() {
+        let running = Filter::parse("state=running").unwrap();
+        assert!(passes(
+            &task(TaskState::Running),
+            std::slice::from_ref(&running)
+        ));
+        assert!(!passes(&task(TaskState::Finished), &[running]));
+        let not_f = Filter::parse(" function != app::f ").unwrap();
+        assert_eq!(not_f.op, Op::Ne);
+        assert!(!passes(&task(TaskState::Running), &[not_f]));
+        // A field without a value equals nothing.
+        let error = Filter::parse("error=boom").unwrap();
+        assert!(!passes(&task(TaskState::Failed), &[error]));
+    }
+
+    #[test]
+    fn bad_filters_say_what_is_wrong() {
+        assert_eq!(
+            Filter::parse("state"),
+            Err(FilterError::Syntax("state".into()))
+        );
+        assert!(Filter::parse("=x").is_err());
+        let wrong = Filter::parse("colour=red").unwrap();
+        let err = check(StateKind::Tasks, &[wrong]).unwrap_err().to_string();
+        assert!(err.contains("`colour`") && err.contains("state"), "{err}");
+    }
+}
