@@ -66,11 +66,7 @@ impl Clock {
 
     /// A time from [`now`](Self::now), in milliseconds since the Unix epoch.
     pub fn unix_ms(&self, ticks: u64) -> u64 {
-        self.to_unix_ms(ticks, self.nanos_per_tick())
-    }
-
-    fn to_unix_ms(&self, ticks: u64, nanos_per_tick: f64) -> u64 {
-        let since = ticks.saturating_sub(self.start_ticks) as f64 * nanos_per_tick;
+        let since = ticks.saturating_sub(self.start_ticks) as f64 * self.nanos_per_tick();
         self.start_unix_ms + (since / 1e6) as u64
     }
 }
