@@ -160,7 +160,7 @@ fn the_state_api_and_the_cli_show_what_the_cluster_does() {
     assert!(
         finished
             .iter()
-            .all(|t| t.attempts == 1 && t.ended_ms >= t.started_ms)
+            .all(|t| t.attempts == 1 && t.ended_us >= t.started_us)
     );
     let failed = tasks_of("state::broken", TaskState::Failed);
     assert_eq!(failed.len(), 2);
@@ -274,6 +274,22 @@ fn the_state_api_and_the_cli_show_what_the_cluster_does() {
     let (ok, out, err) = cli(&cluster, &["memory"]);
     assert!(ok, "{err}");
     assert!(out.contains(&big.id().to_string()), "{out}");
+    let trace_file = cluster.dir().join("trace.json");
+    let trace_arg = trace_file.to_str().unwrap();
+    let (ok, out, err) = cli(&cluster, &["timeline", "--output", trace_arg]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Wrote"), "{out}");
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_file).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let quick_events = events
+        .iter()
+        .filter(|e| e["name"] == "state::quick")
+        .count();
+    assert_eq!(
+        quick_events, 10,
+        "every finished quick task is on the timeline"
+    );
     let (ok, _, err) = cli(&cluster, &["list", "tasks", "--filter", "colour=red"]);
     assert!(!ok && err.contains("colour"), "{err}");
     let (ok, _, err) = cli(&cluster, &["list", "things"]);

@@ -6,6 +6,7 @@
 //!                 [--format table|json] [--dir DIR]
 //!     mobula summary tasks|actors|objects [--format table|json] [--dir DIR]
 //!     mobula memory [--dir DIR]
+//!     mobula timeline [--output FILE] [--limit N] [--dir DIR]
 //!     mobula stop [--dir DIR]
 //!
 //! Worker nodes and drivers are the user's own program (every node runs the same binary):
@@ -37,6 +38,9 @@ usage:
   mobula summary tasks|actors|objects [--format table|json] [--dir DIR]
       Counts: tasks by function and state, actors by class and state, objects by state.
   mobula memory [--dir DIR]   objects in every node's store, by node, the largest first
+  mobula timeline [--output FILE] [--limit N] [--dir DIR]
+      Writes the latest tasks of every node (default 10000) as a Chrome trace: open it in
+      chrome://tracing or https://ui.perfetto.dev (default file: mobula-timeline-<time>.json)
   mobula stop [--dir DIR]     stops every node of the cluster, then the head";
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +56,7 @@ struct Options {
     filters: Vec<String>,
     limit: Option<usize>,
     json: bool,
+    output: Option<PathBuf>,
     /// Words that are not options (what `list` and `summary` are about).
     words: Vec<String>,
 }
@@ -82,6 +87,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--dir" => {
                 o.dir = Some(PathBuf::from(value(i)?));
+                i += 1;
+            }
+            "--output" => {
+                o.output = Some(PathBuf::from(value(i)?));
                 i += 1;
             }
             "--filter" => {
@@ -143,6 +152,7 @@ fn main() -> ExitCode {
         "list" => list(&options),
         "summary" => summary(&options),
         "memory" => memory(&options),
+        "timeline" => timeline(&options),
         "stop" => stop(&options),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -404,6 +414,28 @@ fn memory(o: &Options) -> Result<(), String> {
             println!("    {line}");
         }
     }
+    Ok(())
+}
+
+/// `mobula timeline`.
+fn timeline(o: &Options) -> Result<(), String> {
+    let trace = state_source(o)
+        .timeline(o.limit.unwrap_or(10_000))
+        .map_err(|e| e.to_string())?;
+    let path = o.output.clone().unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("mobula-timeline-{secs}.json"))
+    });
+    let tasks = trace["traceEvents"]
+        .as_array()
+        .map_or(0, |e| e.iter().filter(|e| e["ph"] == "X").count());
+    std::fs::write(&path, trace.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "Wrote {tasks} tasks to {}: open it in chrome://tracing or https://ui.perfetto.dev",
+        path.display()
+    );
     Ok(())
 }
 

@@ -69,7 +69,7 @@ pub(crate) struct ClusterNode {
     /// Placement group bundles this node reserved for other nodes, by group.
     pub(super) hosted_groups: Mutex<HashMap<String, Vec<LocalBundle>>>,
     /// Tasks bound for another node that wait here for a ref argument: their function and
-    /// when they were submitted (Unix ms), for the state API.
+    /// when they were submitted (Unix µs), for the state API.
     pub(crate) awaiting_args: Mutex<HashMap<TaskId, (&'static str, u64)>>,
     pub(super) ids: Arc<IdMint>,
 }

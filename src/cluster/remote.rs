@@ -120,7 +120,7 @@ impl<'a> AwaitingArgs<'a> {
     fn new(node: &'a ClusterNode, task: TaskId, function: &'static str) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+            .map_or(0, |d| d.as_micros() as u64);
         node.awaiting_args
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -13,12 +13,12 @@ pub(crate) const KEEP_ENDED: usize = 10_000;
 
 /// The node's clock for task timings, cheap enough to read three times per task: on x86-64
 /// the CPU's time-stamp counter (a few nanoseconds; a system clock read is tens), turned into
-/// wall-clock milliseconds only when reported, at the rate measured since the node started.
+/// wall-clock microseconds only when reported, at the rate measured since the node started.
 /// Elsewhere, microseconds since the start.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     start: Instant,
-    start_unix_ms: u64,
+    start_unix_us: u64,
     start_ticks: u64,
 }
 
@@ -38,13 +38,13 @@ fn ticks_now(start: Instant) -> u64 {
 
 impl Clock {
     pub fn new() -> Self {
-        let start_unix_ms = SystemTime::now()
+        let start_unix_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+            .map_or(0, |d| d.as_micros() as u64);
         let start = Instant::now();
         Clock {
             start,
-            start_unix_ms,
+            start_unix_us,
             start_ticks: ticks_now(start),
         }
     }
@@ -64,10 +64,10 @@ impl Clock {
         }
     }
 
-    /// A time from [`now`](Self::now), in milliseconds since the Unix epoch.
-    pub fn unix_ms(&self, ticks: u64) -> u64 {
+    /// A time from [`now`](Self::now), in microseconds since the Unix epoch.
+    pub fn unix_us(&self, ticks: u64) -> u64 {
         let since = ticks.saturating_sub(self.start_ticks) as f64 * self.nanos_per_tick();
-        self.start_unix_ms + (since / 1e6) as u64
+        self.start_unix_us + (since / 1e3) as u64
     }
 }
 
@@ -96,9 +96,9 @@ impl TaskLog {
             state,
             node_id,
             attempts: self.attempts,
-            submitted_ms: clock.unix_ms(self.submitted),
-            started_ms: self.started.map(|t| clock.unix_ms(t)),
-            ended_ms: self.ended.map(|t| clock.unix_ms(t)),
+            submitted_us: clock.unix_us(self.submitted),
+            started_us: self.started.map(|t| clock.unix_us(t)),
+            ended_us: self.ended.map(|t| clock.unix_us(t)),
             error: self.error.clone(),
         }
     }
@@ -201,19 +201,19 @@ mod tests {
     }
 
     #[test]
-    fn times_become_wall_clock_milliseconds() {
+    fn times_become_wall_clock_microseconds() {
         let clock = Clock::new();
         let before = clock.now();
         std::thread::sleep(std::time::Duration::from_millis(30));
         let after = clock.now();
-        let (a, b) = (clock.unix_ms(before), clock.unix_ms(after));
+        let (a, b) = (clock.unix_us(before), clock.unix_us(after));
         assert!(
-            a >= clock.start_unix_ms && a <= clock.start_unix_ms + 5,
+            a >= clock.start_unix_us && a <= clock.start_unix_us + 5_000,
             "{a}"
         );
-        assert!((25..=200).contains(&(b - a)), "{} ms", b - a);
+        assert!((25_000..=200_000).contains(&(b - a)), "{} us", b - a);
         let info = log(before, "f").info(TaskState::Finished, NodeId::random(), &clock);
         assert_eq!(info.function, "f");
-        assert_eq!(info.submitted_ms, a);
+        assert_eq!(info.submitted_us, a);
     }
 }

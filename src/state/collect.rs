@@ -92,9 +92,9 @@ fn awaiting_args(rt: &Runtime) -> Vec<TaskInfo> {
             state: TaskState::PendingArgs,
             node_id: rt.node_id,
             attempts: 0,
-            submitted_ms: *submitted,
-            started_ms: None,
-            ended_ms: None,
+            submitted_us: *submitted,
+            started_us: None,
+            ended_us: None,
             error: None,
         })
         .collect()

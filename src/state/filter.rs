@@ -205,9 +205,9 @@ mod tests {
             state,
             node_id: NodeId::random(),
             attempts: 1,
-            submitted_ms: 0,
-            started_ms: None,
-            ended_ms: None,
+            submitted_us: 0,
+            started_us: None,
+            ended_us: None,
             error: None,
         }
     }

@@ -54,7 +54,7 @@ pub(crate) fn tasks(
         limit,
         |r| r.tasks,
         |a, b| {
-            (b.submitted_ms, b.task_id.to_string()).cmp(&(a.submitted_ms, a.task_id.to_string()))
+            (b.submitted_us, b.task_id.to_string()).cmp(&(a.submitted_us, a.task_id.to_string()))
         },
     )
 }
@@ -197,16 +197,16 @@ mod tests {
     use super::*;
     use crate::object::id::TaskId;
 
-    fn task(node: NodeId, submitted_ms: u64) -> TaskInfo {
+    fn task(node: NodeId, submitted_us: u64) -> TaskInfo {
         TaskInfo {
             task_id: TaskId::NIL,
             function: "f".into(),
             state: TaskState::Finished,
             node_id: node,
             attempts: 1,
-            submitted_ms,
-            started_ms: None,
-            ended_ms: None,
+            submitted_us,
+            started_us: None,
+            ended_us: None,
             error: None,
         }
     }
@@ -220,7 +220,7 @@ mod tests {
         let mut rb = NodeReport::new(b);
         rb.tasks = vec![task(b, 3)];
         let listed = tasks(vec![ra, rb], vec![(b, "gone".into())], 2);
-        let times: Vec<u64> = listed.rows.iter().map(|t| t.submitted_ms).collect();
+        let times: Vec<u64> = listed.rows.iter().map(|t| t.submitted_us).collect();
         assert_eq!(times, vec![5, 3], "newest first, over both nodes");
         assert_eq!(listed.truncated, 3, "two left out on a node, one here");
         assert_eq!(listed.missing.len(), 1);

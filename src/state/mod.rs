@@ -25,6 +25,7 @@
 //! - `filter`: `key=value` filters (pure).
 //! - `merge`: nodes' reports into one answer (pure).
 //! - `render`: rows as text tables and JSON (pure).
+//! - `timeline`: recent tasks as a Chrome trace (pure).
 //! - `collect`: a node's report, read from its runtime.
 //! - `this_node`: quick figures of this process's node, read in place.
 
@@ -33,6 +34,7 @@ pub mod filter;
 pub mod merge;
 pub mod render;
 mod this_node;
+pub mod timeline;
 pub mod types;
 
 pub use filter::{Filter, FilterError};
@@ -219,6 +221,15 @@ impl Source {
         self.list(options, StateKind::PlacementGroups, merge::placement_groups)
     }
 
+    /// Recent tasks as a Chrome trace: see [`timeline`].
+    pub fn timeline(&self, limit: usize) -> Result<serde_json::Value, StateError> {
+        let tasks = self.list_tasks(&ListOptions::new().limit(limit))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        Ok(timeline::chrome_trace(&tasks.rows, now))
+    }
+
     /// Counts: see [`summary`].
     pub fn summary(&self) -> Result<Summary, StateError> {
         let query = ListOptions::new().query(StateKind::Summary)?;
@@ -253,6 +264,12 @@ pub fn list_placement_groups(
     options: &ListOptions,
 ) -> Result<Listed<PlacementGroupInfo>, StateError> {
     Source::Here.list_placement_groups(options)
+}
+
+/// The latest `limit` tasks of every node as a Chrome trace (Ray's `ray timeline`): write it
+/// to a file and open it in `chrome://tracing` or Perfetto.
+pub fn timeline(limit: usize) -> Result<serde_json::Value, StateError> {
+    Source::Here.timeline(limit)
 }
 
 /// The cluster in counts (Ray's `summarize_tasks`, `summarize_actors`, `summarize_objects`).

@@ -29,12 +29,12 @@ impl Render for TaskInfo {
         "state",
         "node_id",
         "attempts",
-        "submitted_ms",
-        "duration_ms",
+        "submitted_us",
+        "duration_us",
         "error",
     ];
     fn cells(&self) -> Vec<String> {
-        let duration = match (self.started_ms, self.ended_ms) {
+        let duration = match (self.started_us, self.ended_us) {
             (Some(s), Some(e)) => (e.saturating_sub(s)).to_string(),
             _ => "-".into(),
         };
@@ -44,7 +44,7 @@ impl Render for TaskInfo {
             self.state.to_string(),
             self.node_id.to_string(),
             self.attempts.to_string(),
-            self.submitted_ms.to_string(),
+            self.submitted_us.to_string(),
             duration,
             self.error.clone().unwrap_or_default(),
         ]
@@ -56,9 +56,9 @@ impl Render for TaskInfo {
             "state": self.state.name(),
             "node_id": self.node_id.to_string(),
             "attempts": self.attempts,
-            "submitted_ms": self.submitted_ms,
-            "started_ms": self.started_ms,
-            "ended_ms": self.ended_ms,
+            "submitted_us": self.submitted_us,
+            "started_us": self.started_us,
+            "ended_us": self.ended_us,
             "error": self.error,
         })
     }

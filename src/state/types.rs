@@ -77,12 +77,12 @@ pub struct TaskInfo {
     pub node_id: NodeId,
     /// Attempts so far: 1, then one more per retry.
     pub attempts: u32,
-    /// When it was submitted to its node, in milliseconds since the Unix epoch.
-    pub submitted_ms: u64,
+    /// When it was submitted to its node, in microseconds since the Unix epoch.
+    pub submitted_us: u64,
     /// When its latest attempt started.
-    pub started_ms: Option<u64>,
+    pub started_us: Option<u64>,
     /// When it ended.
-    pub ended_ms: Option<u64>,
+    pub ended_us: Option<u64>,
     /// Why it failed (for a failed or cancelled task).
     pub error: Option<String>,
 }
