@@ -39,6 +39,8 @@ extern crate self as mobula;
 mod api;
 pub(crate) mod cluster;
 mod error;
+mod http;
+pub mod metrics;
 mod object;
 pub mod registry;
 mod runtime;
@@ -157,7 +159,16 @@ pub fn init(config: Config) -> Result<InitGuard, InitError> {
     let node = config.resolve()?;
     let cluster = node.cluster.clone();
     let totals = node.totals.clone();
+    let metrics = node.metrics_address;
     let node_id = runtime::global::install(|| runtime::node::start(node, None))?;
+    let served = match runtime::global::current() {
+        Some(rt) => runtime::node::serve_http(&rt, metrics),
+        None => Ok(()),
+    };
+    if let Err(e) = served {
+        runtime::global::uninstall(Some(node_id));
+        return Err(e);
+    }
     if let Some(cluster) = cluster {
         let joined = match runtime::global::current() {
             Some(rt) => cluster::join(&rt, cluster, totals),

@@ -24,6 +24,7 @@ pub struct Config {
     resources: Vec<(String, f64)>,
     object_store_memory: Option<u64>,
     spill_dir: Option<PathBuf>,
+    metrics_address: Option<String>,
     cluster: ClusterSettings,
 }
 
@@ -74,6 +75,14 @@ impl Config {
     /// A configuration with every value taken from the machine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Serves the node's metrics at `http://ADDRESS/metrics` in Prometheus' text format
+    /// (`127.0.0.1:0` picks a free port: [`node::metrics_address`](crate::node::metrics_address)
+    /// says which). Off unless set; bind to a public address only on a trusted network.
+    pub fn metrics_address(mut self, address: impl Into<String>) -> Self {
+        self.metrics_address = Some(address.into());
+        self
     }
 
     /// CPUs the node offers to tasks. Tasks ask for 1 by default, so this many run at once.
@@ -282,6 +291,11 @@ impl Config {
                 .spill_dir
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join("mobula-spill")),
+            metrics_address: self
+                .metrics_address
+                .as_deref()
+                .map(|a| socket_addr("the metrics address", a))
+                .transpose()?,
         })
     }
 }
@@ -296,6 +310,8 @@ pub(crate) struct NodeConfig {
     pub cpu_units: i64,
     pub object_store_memory: u64,
     pub spill_root: PathBuf,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 /// The GPU ids `CUDA_VISIBLE_DEVICES` lists: numbers as given, anything else (UUIDs) by

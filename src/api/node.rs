@@ -101,6 +101,19 @@ pub fn nodes() -> Vec<NodeState> {
         .unwrap_or_default()
 }
 
+/// Where this node serves `/metrics` (see [`Config::metrics_address`](crate::Config::metrics_address)),
+/// if it does.
+pub fn metrics_address() -> Option<std::net::SocketAddr> {
+    global::with_runtime(|rt| {
+        rt.http
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|h| h.address)
+    })
+    .flatten()
+}
+
 /// Where the cluster's head listens, in a cluster.
 pub fn head_address() -> Option<std::net::SocketAddr> {
     global::with_runtime(|rt| rt.cluster.get().map(|c| c.head)).flatten()

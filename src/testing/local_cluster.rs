@@ -132,6 +132,14 @@ impl LocalCluster {
         self.nodes.iter().map(|rt| rt.node_id).collect()
     }
 
+    /// Where node `id` serves `/metrics` (started with
+    /// [`Config::metrics_address`](crate::Config::metrics_address)).
+    pub fn metrics_address(&self, id: NodeId) -> Option<std::net::SocketAddr> {
+        let rt = self.nodes.iter().find(|rt| rt.node_id == id)?;
+        let http = rt.http.lock().unwrap_or_else(|e| e.into_inner());
+        http.as_ref().map(|h| h.address)
+    }
+
     /// Stops node `id` without a word to the others, as a crashed machine or `kill -9` would:
     /// its endpoint goes silent and the others declare it dead when its heartbeats stop.
     /// Returns false if no such node runs here.
@@ -170,9 +178,14 @@ impl Drop for LocalCluster {
 fn start_node(config: Config) -> Result<Arc<Runtime>, InitError> {
     let node = config.resolve()?;
     let (settings, totals) = (node.cluster.clone(), node.totals.clone());
+    let metrics = node.metrics_address;
     let pin = Pin::default();
     let rt = Arc::new(crate::runtime::node::start(node, Some(pin.clone()))?);
     pin.fill(&rt);
+    if let Err(e) = crate::runtime::node::serve_http(&rt, metrics) {
+        rt.stop(false);
+        return Err(e);
+    }
     if let Some(settings) = settings
         && let Err(e) = cluster::join(&rt, settings, totals)
     {

@@ -35,6 +35,19 @@ pub type Handler =
 /// arrive together share one connection instead of each opening its own.
 type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 
+/// One link's figures, for the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkStats {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The latest round-trip time estimate.
+    pub rtt: std::time::Duration,
+    /// UDP payload bytes sent on it.
+    pub sent_bytes: u64,
+    /// UDP payload bytes received on it.
+    pub received_bytes: u64,
+}
+
 /// The endpoint, shared by everything on the node that talks to peers.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -141,6 +154,32 @@ impl Endpoint {
         {
             *link = Some(connection.clone());
         }
+    }
+
+    /// Every open link's peer address, round-trip time and bytes sent and received (UDP
+    /// payloads), for the metrics; a link being opened right now is left out.
+    pub fn link_stats(&self) -> Vec<LinkStats> {
+        let slots: Vec<(SocketAddr, Slot)> = self
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(a, s)| (*a, s.clone()))
+            .collect();
+        slots
+            .into_iter()
+            .filter_map(|(peer, slot)| {
+                let link = slot.try_lock().ok()?;
+                let c = link.as_ref().filter(|c| c.close_reason().is_none())?;
+                let stats = c.stats();
+                Some(LinkStats {
+                    peer,
+                    rtt: c.rtt(),
+                    sent_bytes: stats.udp_tx.bytes,
+                    received_bytes: stats.udp_rx.bytes,
+                })
+            })
+            .collect()
     }
 
     /// The link to `address`, opened if there is none yet (or the last one broke).
