@@ -159,16 +159,8 @@ pub fn init(config: Config) -> Result<InitGuard, InitError> {
     let node = config.resolve()?;
     let cluster = node.cluster.clone();
     let totals = node.totals.clone();
-    let metrics = node.metrics_address;
+    let (metrics, dashboard) = (node.metrics_address, node.dashboard_address);
     let node_id = runtime::global::install(|| runtime::node::start(node, None))?;
-    let served = match runtime::global::current() {
-        Some(rt) => runtime::node::serve_http(&rt, metrics),
-        None => Ok(()),
-    };
-    if let Err(e) = served {
-        runtime::global::uninstall(Some(node_id));
-        return Err(e);
-    }
     if let Some(cluster) = cluster {
         let joined = match runtime::global::current() {
             Some(rt) => cluster::join(&rt, cluster, totals),
@@ -178,6 +170,14 @@ pub fn init(config: Config) -> Result<InitGuard, InitError> {
             runtime::global::uninstall(Some(node_id));
             return Err(InitError::Cluster(e));
         }
+    }
+    let served = match runtime::global::current() {
+        Some(rt) => http::start(&rt, metrics, dashboard),
+        None => Ok(()),
+    };
+    if let Err(e) = served {
+        runtime::global::uninstall(Some(node_id));
+        return Err(e);
     }
     Ok(InitGuard { node_id })
 }

@@ -25,6 +25,7 @@ pub struct Config {
     object_store_memory: Option<u64>,
     spill_dir: Option<PathBuf>,
     metrics_address: Option<String>,
+    dashboard_address: Option<String>,
     cluster: ClusterSettings,
 }
 
@@ -82,6 +83,16 @@ impl Config {
     /// says which). Off unless set; bind to a public address only on a trusted network.
     pub fn metrics_address(mut self, address: impl Into<String>) -> Self {
         self.metrics_address = Some(address.into());
+        self
+    }
+
+    /// Serves the dashboard at `http://ADDRESS/` (Ray's is `127.0.0.1:8265`): nodes, actors,
+    /// tasks, objects and placement groups of the whole cluster, updated live. It asks for a
+    /// token: the cluster's join token, or on a node outside a cluster one made at start;
+    /// [`node::dashboard`](crate::node::dashboard) gives the address and the token. It
+    /// serves no endpoint that runs code; bind to a public address only on a trusted network.
+    pub fn dashboard_address(mut self, address: impl Into<String>) -> Self {
+        self.dashboard_address = Some(address.into());
         self
     }
 
@@ -296,6 +307,11 @@ impl Config {
                 .as_deref()
                 .map(|a| socket_addr("the metrics address", a))
                 .transpose()?,
+            dashboard_address: self
+                .dashboard_address
+                .as_deref()
+                .map(|a| socket_addr("the dashboard address", a))
+                .transpose()?,
         })
     }
 }
@@ -312,6 +328,8 @@ pub(crate) struct NodeConfig {
     pub spill_root: PathBuf,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_address: Option<SocketAddr>,
+    /// Where to serve the dashboard, if anywhere.
+    pub dashboard_address: Option<SocketAddr>,
 }
 
 /// The GPU ids `CUDA_VISIBLE_DEVICES` lists: numbers as given, anything else (UUIDs) by

@@ -108,8 +108,23 @@ pub fn metrics_address() -> Option<std::net::SocketAddr> {
         rt.http
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .metrics
             .as_ref()
             .map(|h| h.address)
+    })
+    .flatten()
+}
+
+/// Where this node serves the dashboard, and the token it asks for (see
+/// [`Config::dashboard_address`](crate::Config::dashboard_address)), if it does.
+pub fn dashboard() -> Option<(std::net::SocketAddr, String)> {
+    global::with_runtime(|rt| {
+        rt.http
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dashboard
+            .as_ref()
+            .map(|(h, token)| (h.address, token.clone()))
     })
     .flatten()
 }

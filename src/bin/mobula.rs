@@ -29,6 +29,8 @@ usage:
       --num-cpus  CPUs the head itself offers for tasks (default 0: it only coordinates)
       --dir       the cluster directory: CA, join token, head address (default $MOBULA_DIR,
                   else ~/.mobula/cluster)
+      --dashboard-address HOST:PORT   where the dashboard listens (default 127.0.0.1:8265;
+                  skipped with a warning when that port is busy); --no-dashboard: none
   mobula status [--dir DIR]   nodes, their resources and load, as the head sees them
   mobula list tasks|actors|objects|nodes|placement-groups [--filter KEY=VALUE]...
               [--limit N] [--format table|json] [--dir DIR]
@@ -53,6 +55,8 @@ struct Options {
     listen: Option<String>,
     num_cpus: Option<f64>,
     dir: Option<PathBuf>,
+    dashboard: Option<String>,
+    no_dashboard: bool,
     filters: Vec<String>,
     limit: Option<usize>,
     json: bool,
@@ -89,6 +93,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.dir = Some(PathBuf::from(value(i)?));
                 i += 1;
             }
+            "--dashboard-address" => {
+                o.dashboard = Some(value(i)?);
+                i += 1;
+            }
+            "--no-dashboard" => o.no_dashboard = true,
             "--output" => {
                 o.output = Some(PathBuf::from(value(i)?));
                 i += 1;
@@ -170,12 +179,43 @@ fn main() -> ExitCode {
 }
 
 /// Runs the head in this process until `mobula stop`.
+const DEFAULT_DASHBOARD: &str = "127.0.0.1:8265";
+
+/// Where the head's dashboard goes: as asked, none, or the default when its port is free.
+fn dashboard_of(o: &Options) -> Option<String> {
+    if o.no_dashboard {
+        return None;
+    }
+    if let Some(address) = &o.dashboard {
+        return Some(address.clone());
+    }
+    match std::net::TcpListener::bind(DEFAULT_DASHBOARD) {
+        Ok(_) => Some(DEFAULT_DASHBOARD.to_string()),
+        Err(e) => {
+            eprintln!(
+                "no dashboard: {DEFAULT_DASHBOARD} is busy ({e}); --dashboard-address picks another"
+            );
+            None
+        }
+    }
+}
+
 fn start_blocking(o: &Options) -> Result<(), String> {
     let config = Config::default()
         .num_cpus(o.num_cpus.unwrap_or(0.0))
         .head(o.listen.clone().unwrap_or_else(|| "0.0.0.0:6380".into()))
         .cluster_dir(dir_of(o));
-    node::run(config).map_err(|e| e.to_string())
+    let Some(address) = dashboard_of(o) else {
+        return node::run(config).map_err(|e| e.to_string());
+    };
+    match node::run(config.clone().dashboard_address(address)) {
+        // The default port was taken since it was checked: go on without a dashboard.
+        Err(e) if o.dashboard.is_none() && e.to_string().contains("dashboard") => {
+            eprintln!("no dashboard: {e}");
+            node::run(config).map_err(|e| e.to_string())
+        }
+        other => other.map_err(|e| e.to_string()),
+    }
 }
 
 /// Starts the head as a background process, waits until it answers, prints how to join.
@@ -204,6 +244,12 @@ fn start_in_background(o: &Options) -> Result<(), String> {
     if let Some(n) = o.num_cpus {
         cmd.arg("--num-cpus").arg(n.to_string());
     }
+    let dashboard = dashboard_of(o);
+    if let Some(address) = &o.dashboard {
+        cmd.arg("--dashboard-address").arg(address);
+    } else if dashboard.is_none() {
+        cmd.arg("--no-dashboard");
+    }
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -230,6 +276,12 @@ fn start_in_background(o: &Options) -> Result<(), String> {
     };
     let info = node::join_info(&dir).map_err(|e| e.to_string())?;
     print_started(&info, &dir, &view, child.id());
+    if let Some(address) = dashboard {
+        println!(
+            "Dashboard: http://{address}/ (log in with the join token above; it listens on \
+             {address} only)"
+        );
+    }
     Ok(())
 }
 

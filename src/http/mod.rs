@@ -1,11 +1,21 @@
-//! The node's HTTP server (actix-web): `/metrics` in Prometheus' text format. It runs on a
-//! thread of its own, apart from the node's event loop, and holds the runtime weakly.
+//! The node's HTTP servers (actix-web): `/metrics` in Prometheus' text format, and the
+//! dashboard. Each runs on a thread of its own, apart from the node's event loop, and holds
+//! the runtime weakly.
+//!
+//! - `metrics`: the `/metrics` route.
+//! - `dashboard`: the dashboard's page, login, JSON state and live events, behind a token.
+//! - `snapshot`: the state the dashboard shows, gathered from the cluster.
+
+mod dashboard;
+mod metrics;
+mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 
+use crate::error::InitError;
 use crate::runtime::global::Runtime;
 
 /// A running HTTP server: where it listens, and how to stop it.
@@ -25,27 +35,35 @@ impl HttpServerHandle {
     }
 }
 
-async fn metrics(rt: web::Data<Weak<Runtime>>) -> HttpResponse {
-    match rt.upgrade() {
-        Some(rt) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(crate::metrics::exposition(&rt)),
-        None => HttpResponse::ServiceUnavailable().body("the node has stopped\n"),
+/// The node's HTTP servers, once started.
+#[derive(Default)]
+pub(crate) struct Servers {
+    pub metrics: Option<HttpServerHandle>,
+    /// The dashboard, and the token it asks for.
+    pub dashboard: Option<(HttpServerHandle, String)>,
+}
+
+impl Servers {
+    pub fn stop(&mut self) {
+        if let Some(server) = self.metrics.take() {
+            server.stop();
+        }
+        if let Some((server, _)) = self.dashboard.take() {
+            server.stop();
+        }
     }
 }
 
-/// Starts serving `rt` on `address` (port 0: any free port).
-pub(crate) fn start(rt: &Arc<Runtime>, address: SocketAddr) -> std::io::Result<HttpServerHandle> {
-    let weak = web::Data::new(Arc::downgrade(rt));
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(weak.clone())
-            .route("/metrics", web::get().to(metrics))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .bind(address)?;
+/// Serves `routes` on `address` (port 0: any free port), on a thread of its own.
+fn serve(
+    address: SocketAddr,
+    routes: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+) -> std::io::Result<HttpServerHandle> {
+    let server = HttpServer::new(move || App::new().configure(routes.clone()))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(address)?;
     let address = server.addrs().first().copied().unwrap_or(address);
     let server = server.run();
     let handle = server.handle();
@@ -62,4 +80,40 @@ pub(crate) fn start(rt: &Arc<Runtime>, address: SocketAddr) -> std::io::Result<H
         handle,
         thread: Some(thread),
     })
+}
+
+/// Starts the servers a node was configured with: `/metrics` at `metrics`, the dashboard at
+/// `dashboard` (asking for the cluster's join token, or a fresh one outside a cluster).
+pub(crate) fn start(
+    rt: &Arc<Runtime>,
+    metrics: Option<SocketAddr>,
+    dashboard: Option<SocketAddr>,
+) -> Result<(), InitError> {
+    let weak: Weak<Runtime> = Arc::downgrade(rt);
+    let failed = |what: &str, address: SocketAddr, e: std::io::Error| {
+        InitError::InvalidConfig(format!("cannot serve {what} at {address}: {e}"))
+    };
+    let mut servers = rt.http.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(address) = metrics {
+        let node = weak.clone();
+        let server = serve(address, move |cfg| metrics::routes(cfg, node.clone()))
+            .map_err(|e| failed("metrics", address, e))?;
+        tracing::info!(address = %server.address, "serving /metrics");
+        servers.metrics = Some(server);
+    }
+    if let Some(address) = dashboard {
+        let token = rt
+            .cluster
+            .get()
+            .and_then(|c| c.join_token())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let (node, key) = (weak.clone(), token.clone());
+        let server = serve(address, move |cfg| {
+            dashboard::routes(cfg, node.clone(), key.clone())
+        })
+        .map_err(|e| failed("the dashboard", address, e))?;
+        tracing::info!(address = %server.address, "serving the dashboard");
+        servers.dashboard = Some((server, token));
+    }
+    Ok(())
 }

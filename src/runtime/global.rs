@@ -33,8 +33,8 @@ pub(crate) struct Runtime {
     /// This node's part in a cluster, once joined.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::node::ClusterNode>>,
     pub(crate) system: actix_rt::System,
-    /// The node's HTTP server (`/metrics`), when it serves one.
-    pub(crate) http: Mutex<Option<crate::http::HttpServerHandle>>,
+    /// The node's HTTP servers (`/metrics`, the dashboard), those it was asked for.
+    pub(crate) http: Mutex<crate::http::Servers>,
     pub(crate) node_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -48,10 +48,8 @@ impl Runtime {
     /// the node first says it leaves if `leave`; otherwise it just goes silent, as a crashed
     /// machine would, and the others find out from missed heartbeats.
     pub(crate) fn stop(&self, leave: bool) {
-        let http = self.http.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(http) = http {
-            http.stop();
-        }
+        let mut http = std::mem::take(&mut *self.http.lock().unwrap_or_else(|e| e.into_inner()));
+        http.stop();
         if leave && let Some(cluster) = self.cluster.get() {
             let (done_tx, done_rx) = std::sync::mpsc::channel();
             let cluster = cluster.clone();

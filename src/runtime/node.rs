@@ -109,23 +109,8 @@ pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, Ini
         cluster: std::sync::OnceLock::new(),
         system,
         node_thread: Mutex::new(Some(thread)),
-        http: Mutex::new(None),
+        http: Mutex::default(),
     })
-}
-
-/// Serves the node's HTTP endpoints at `address`, if given.
-pub(crate) fn serve_http(
-    rt: &Arc<Runtime>,
-    address: Option<std::net::SocketAddr>,
-) -> Result<(), InitError> {
-    let Some(address) = address else {
-        return Ok(());
-    };
-    let server = crate::http::start(rt, address)
-        .map_err(|e| InitError::InvalidConfig(format!("cannot serve metrics at {address}: {e}")))?;
-    tracing::info!(address = %server.address, "serving /metrics");
-    *rt.http.lock().unwrap_or_else(|e| e.into_inner()) = Some(server);
-    Ok(())
 }
 
 /// Makes the spill directory and checks that files can be written in it.

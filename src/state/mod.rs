@@ -145,7 +145,7 @@ pub enum Source {
     ClusterDir(std::path::PathBuf, std::time::Duration),
 }
 
-type Reports = (Vec<NodeReport>, Vec<(NodeId, String)>);
+pub(crate) type Reports = (Vec<NodeReport>, Vec<(NodeId, String)>);
 
 /// How nodes' rows of one kind become one list.
 type Merge<T> = fn(Vec<NodeReport>, Vec<(NodeId, String)>, usize) -> Listed<T>;
@@ -158,21 +158,28 @@ fn answered(answer: Message) -> Result<Reports, StateError> {
     }
 }
 
+/// Every node's report for `query`, asked by the node of `rt`: the head's gathering in a
+/// cluster, this node's alone otherwise. Blocks (not on the node's event loop).
+pub(crate) fn gather(
+    rt: &crate::runtime::global::Runtime,
+    query: StateQuery,
+) -> Result<Reports, StateError> {
+    match rt.cluster.get() {
+        Some(cluster) => cluster
+            .ask_head_blocking(&rt.node_arbiter, Message::State(query))
+            .map_err(StateError::Head)
+            .and_then(answered),
+        None => Ok((vec![collect::report(rt, &query)], Vec::new())),
+    }
+}
+
 impl Source {
     /// Every node's report for `query`: the head's gathering in a cluster, this node's
     /// alone otherwise.
     fn ask(&self, query: StateQuery) -> Result<Reports, StateError> {
         match self {
-            Source::Here => {
-                let asked = crate::runtime::global::with_runtime(|rt| match rt.cluster.get() {
-                    Some(cluster) => cluster
-                        .ask_head_blocking(&rt.node_arbiter, Message::State(query))
-                        .map_err(StateError::Head)
-                        .and_then(answered),
-                    None => Ok((vec![collect::report(rt, &query)], Vec::new())),
-                });
-                asked.unwrap_or(Err(StateError::NotInitialized))
-            }
+            Source::Here => crate::runtime::global::with_runtime(|rt| gather(rt, query))
+                .unwrap_or(Err(StateError::NotInitialized)),
             Source::ClusterDir(dir, timeout) => {
                 crate::cluster::admin::ask(dir, &Message::State(query), *timeout)
                     .map_err(|e| StateError::Head(e.to_string()))

@@ -137,7 +137,15 @@ impl LocalCluster {
     pub fn metrics_address(&self, id: NodeId) -> Option<std::net::SocketAddr> {
         let rt = self.nodes.iter().find(|rt| rt.node_id == id)?;
         let http = rt.http.lock().unwrap_or_else(|e| e.into_inner());
-        http.as_ref().map(|h| h.address)
+        http.metrics.as_ref().map(|h| h.address)
+    }
+
+    /// Where node `id` serves the dashboard and the token it asks for (started with
+    /// [`Config::dashboard_address`](crate::Config::dashboard_address)).
+    pub fn dashboard(&self, id: NodeId) -> Option<(std::net::SocketAddr, String)> {
+        let rt = self.nodes.iter().find(|rt| rt.node_id == id)?;
+        let http = rt.http.lock().unwrap_or_else(|e| e.into_inner());
+        http.dashboard.as_ref().map(|(h, t)| (h.address, t.clone()))
     }
 
     /// Stops node `id` without a word to the others, as a crashed machine or `kill -9` would:
@@ -178,19 +186,19 @@ impl Drop for LocalCluster {
 fn start_node(config: Config) -> Result<Arc<Runtime>, InitError> {
     let node = config.resolve()?;
     let (settings, totals) = (node.cluster.clone(), node.totals.clone());
-    let metrics = node.metrics_address;
+    let (metrics, dashboard) = (node.metrics_address, node.dashboard_address);
     let pin = Pin::default();
     let rt = Arc::new(crate::runtime::node::start(node, Some(pin.clone()))?);
     pin.fill(&rt);
-    if let Err(e) = crate::runtime::node::serve_http(&rt, metrics) {
-        rt.stop(false);
-        return Err(e);
-    }
     if let Some(settings) = settings
         && let Err(e) = cluster::join(&rt, settings, totals)
     {
         rt.stop(false);
         return Err(InitError::Cluster(e));
+    }
+    if let Err(e) = crate::http::start(&rt, metrics, dashboard) {
+        rt.stop(false);
+        return Err(e);
     }
     Ok(rt)
 }
