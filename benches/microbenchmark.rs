@@ -4,6 +4,8 @@
 //!     cargo bench --bench microbenchmark                  # every case, ~10 s each
 //!     cargo bench --bench microbenchmark -- --filter put  # cases whose name contains "put"
 //!     cargo bench --bench microbenchmark -- --quick       # a few hundred operations per case
+//!     cargo bench --bench microbenchmark -- --observe     # with /metrics and the dashboard on,
+//!                                                         # scraped and watched every second
 //!     cargo bench --bench microbenchmark -- --json out.json
 //!
 //! Timing (Ray's `timeit`): run the case for about 1 s to warm up, then take 4 samples of
@@ -146,6 +148,8 @@ struct Options {
     filter: Option<String>,
     quick: bool,
     json: Option<String>,
+    /// Serve /metrics and the dashboard, and watch both.
+    observe: bool,
 }
 
 struct Bench {
@@ -196,16 +200,46 @@ impl Bench {
     }
 }
 
+/// What a Prometheus scraping every second and an open dashboard page cost: a thread that
+/// gets `/metrics` and the dashboard's state (what its live page receives) once a second.
+fn watch() -> std::thread::JoinHandle<()> {
+    let metrics = mobula::node::metrics_address().expect("metrics are served");
+    let (dashboard, token) = mobula::node::dashboard().expect("the dashboard is served");
+    std::thread::spawn(move || {
+        loop {
+            for (address, path, auth) in [
+                (metrics, "/metrics", String::new()),
+                (
+                    dashboard,
+                    "/api/state",
+                    format!("Authorization: Bearer {token}\r\n"),
+                ),
+            ] {
+                if let Ok(mut s) = std::net::TcpStream::connect(address) {
+                    let _ = write!(
+                        s,
+                        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+                    );
+                    let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    })
+}
+
 fn parse_args() -> Options {
     let mut opts = Options {
         filter: None,
         quick: false,
         json: None,
+        observe: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => opts.quick = true,
+            "--observe" => opts.observe = true,
             "--filter" => opts.filter = args.next(),
             "--json" => opts.json = args.next(),
             "--bench" => {}
@@ -221,11 +255,16 @@ fn main() -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let _mobula = mobula::init(
-        Config::default()
-            .num_cpus(cpus as f64)
-            .resource("custom", 100),
-    )?;
+    let mut config = Config::default()
+        .num_cpus(cpus as f64)
+        .resource("custom", 100);
+    if opts.observe {
+        config = config
+            .metrics_address("127.0.0.1:0")
+            .dashboard_address("127.0.0.1:0");
+    }
+    let _mobula = mobula::init(config)?;
+    let _watcher = opts.observe.then(watch);
     let mut b = Bench {
         opts,
         results: Vec::new(),
