@@ -9,9 +9,8 @@ mod browser;
 mod common;
 
 use browser::{Browser, http};
-use common::{eventually, turn};
+use common::{eventually, local_cluster, turn};
 use mobula::prelude::*;
-use mobula::testing::LocalCluster;
 
 #[mobula::remote]
 fn square(x: u64) -> u64 {
@@ -46,23 +45,11 @@ fn the_dashboard_shows_the_cluster_live_in_a_real_browser() {
         return;
     };
     let _turn = turn();
-    let mut cluster = LocalCluster::start(
-        Config::default()
-            .num_cpus(0)
-            .dashboard_address("127.0.0.1:0"),
-    )
-    .unwrap();
-    let workers: Vec<_> = (0..2)
-        .map(|_| cluster.add_node(Config::default().num_cpus(2)).unwrap())
-        .collect();
-    let _driver = mobula::init(cluster.driver_config()).unwrap();
-    eventually("the driver sees both workers", || {
-        mobula::node::nodes()
-            .iter()
-            .filter(|n| n.alive && n.info.runs_tasks)
-            .count()
-            == 2
-    });
+    let head = Config::default()
+        .num_cpus(0)
+        .dashboard_address("127.0.0.1:0");
+    let (cluster, workers, _driver) =
+        local_cluster(head, || Config::default().num_cpus(2), 2, |c| c);
     let actor = Watched::options().name("watched").remote().unwrap();
     assert_eq!(actor.poke().get().unwrap(), 1);
     let (address, token) = cluster

@@ -19,24 +19,8 @@ use mobula::{InitError, NodeId, SchedulingStrategy};
 
 /// A head without CPUs, `n` workers with two each, and the driver joined.
 fn cluster(n: usize) -> (LocalCluster, Vec<NodeId>, InitGuard) {
-    let mut cluster = LocalCluster::start(Config::default().num_cpus(0)).expect("head");
-    let workers: Vec<NodeId> = (0..n)
-        .map(|_| {
-            cluster
-                .add_node(Config::default().num_cpus(2))
-                .expect("worker")
-        })
-        .collect();
-    let driver = mobula::init(cluster.driver_config()).expect("driver");
-    eventually("the driver sees every worker", || {
-        let alive: HashSet<NodeId> = mobula::node::nodes()
-            .iter()
-            .filter(|n| n.alive && n.info.runs_tasks)
-            .map(|n| n.info.node_id)
-            .collect();
-        alive == workers.iter().copied().collect()
-    });
-    (cluster, workers, driver)
+    let worker = || Config::default().num_cpus(2);
+    common::local_cluster(Config::default().num_cpus(0), worker, n, |c| c)
 }
 
 /// Submits a task from inside a task: it runs through the node the outer task runs on.

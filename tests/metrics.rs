@@ -6,10 +6,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::{eventually, turn};
+use common::{local_cluster, turn};
 use mobula::metrics::{Counter, Histogram};
 use mobula::prelude::*;
-use mobula::testing::LocalCluster;
 
 /// GETs `path`; returns the status line and the body.
 fn get(address: SocketAddr, path: &str) -> (String, String) {
@@ -128,18 +127,12 @@ fn a_node_serves_its_figures_and_the_users_metrics() {
 fn every_node_of_a_cluster_serves_its_own() {
     let _turn = turn();
     let metrics = || Config::default().metrics_address("127.0.0.1:0");
-    let mut cluster = LocalCluster::start(metrics().num_cpus(0)).unwrap();
-    let workers: Vec<_> = (0..2)
-        .map(|_| cluster.add_node(metrics().num_cpus(2)).unwrap())
-        .collect();
-    let _driver = mobula::init(cluster.driver_config().metrics_address("127.0.0.1:0")).unwrap();
-    eventually("the driver sees both workers", || {
-        mobula::node::nodes()
-            .iter()
-            .filter(|n| n.alive && n.info.runs_tasks)
-            .count()
-            == 2
-    });
+    let (cluster, workers, _driver) = local_cluster(
+        metrics().num_cpus(0),
+        || metrics().num_cpus(2),
+        2,
+        |c| c.metrics_address("127.0.0.1:0"),
+    );
     let refs: Vec<_> = (0..20).map(|_| labelled.remote("x".to_string())).collect();
     assert_eq!(mobula::get_all(&refs).unwrap().iter().sum::<u64>(), 20);
     let finished: f64 = workers

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{eventually, turn};
+use common::{eventually, local_cluster, turn};
 use mobula::prelude::*;
 use mobula::state::{self, ActorState, ListOptions, ObjectState, PlacementGroupState, TaskState};
 use mobula::testing::LocalCluster;
@@ -61,19 +61,8 @@ impl Keeper {
 }
 
 fn cluster() -> (LocalCluster, Vec<NodeId>, InitGuard) {
-    let mut cluster = LocalCluster::start(Config::default().num_cpus(0)).expect("head");
-    let workers: Vec<NodeId> = (0..2)
-        .map(|_| cluster.add_node(Config::default().num_cpus(2)).unwrap())
-        .collect();
-    let driver = mobula::init(cluster.driver_config()).expect("driver");
-    eventually("the driver sees both workers", || {
-        mobula::node::nodes()
-            .iter()
-            .filter(|n| n.alive && n.info.runs_tasks)
-            .count()
-            == 2
-    });
-    (cluster, workers, driver)
+    let worker = || Config::default().num_cpus(2);
+    local_cluster(Config::default().num_cpus(0), worker, 2, |c| c)
 }
 
 fn cli(cluster: &LocalCluster, args: &[&str]) -> (bool, String, String) {

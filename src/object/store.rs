@@ -253,18 +253,11 @@ impl Store {
         self.with_table(id, |t| t.cancel_probe(id))
     }
 
-    /// The objects here that pass `filters`, at most `limit`; and how many more passed.
-    pub fn list(
-        &self,
-        filters: &[crate::state::filter::Filter],
-        limit: usize,
-    ) -> (Vec<crate::state::types::ObjectInfo>, u64) {
-        let (mut out, mut more) = (Vec::new(), 0);
+    /// Offers the objects here to `rows`.
+    pub fn list(&self, rows: &mut crate::state::filter::Capped<crate::state::types::ObjectInfo>) {
         for i in 0..SHARDS {
-            self.table(i)
-                .list(self.node_id, filters, limit, &mut out, &mut more);
+            self.table(i).list(self.node_id, rows);
         }
-        (out, more)
     }
 
     /// Objects by state: how many, and their bytes.

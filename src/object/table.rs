@@ -14,7 +14,7 @@ use super::id::{ActorId, IdHash, NodeId, ObjectId, TaskId};
 use super::value::StoredValue;
 use super::waiter::Waiter;
 use crate::error::GetError;
-use crate::state::filter::{Filter, passes};
+use crate::state::filter::Capped;
 use crate::state::types::{ObjectInfo, ObjectState};
 
 /// A spilled copy of an object on disk, with the ids of the refs inside it, which stay
@@ -245,26 +245,9 @@ impl ShardTable {
         self.entries.len()
     }
 
-    /// The objects of this shard as the state API shows them, passing `filters`: pushed to
-    /// `out` while it holds fewer than `limit`, counted in `more` after.
-    pub fn list(
-        &self,
-        node_id: NodeId,
-        filters: &[Filter],
-        limit: usize,
-        out: &mut Vec<ObjectInfo>,
-        more: &mut u64,
-    ) {
-        for (id, entry) in &self.entries {
-            let info = entry.info(*id, node_id);
-            if passes(&info, filters) {
-                if out.len() < limit {
-                    out.push(info);
-                } else {
-                    *more += 1;
-                }
-            }
-        }
+    /// Offers the objects of this shard, as the state API shows them, to `rows`.
+    pub fn list(&self, node_id: NodeId, rows: &mut Capped<ObjectInfo>) {
+        rows.offer_all(self.entries.iter().map(|(id, e)| e.info(*id, node_id)));
     }
 
     /// Adds this shard's objects to `counts`: by state, how many and their bytes.

@@ -67,13 +67,12 @@ impl Scheduler {
         self.0.node_id
     }
 
-    /// The tasks on this node that pass `filters` (at most `limit`), and how many more did.
+    /// Offers the tasks on this node to `rows`, live ones then the most recently ended.
     pub fn list_tasks(
         &self,
-        filters: &[crate::state::filter::Filter],
-        limit: usize,
-    ) -> (Vec<crate::state::types::TaskInfo>, u64) {
-        self.lock().list_tasks(filters, limit)
+        rows: &mut crate::state::filter::Capped<crate::state::types::TaskInfo>,
+    ) {
+        self.lock().list_tasks(rows);
     }
 
     /// Tasks by function and state (ended ones since the node started).

@@ -16,7 +16,7 @@ use crate::error::{GetError, TaskError, TaskErrorKind};
 use crate::object::id::{IdHash, NodeId, ObjectId, TaskId};
 use crate::runtime::task_actor::TaskActor;
 use crate::runtime::task_spec::TaskSpec;
-use crate::state::filter::{Filter, passes};
+use crate::state::filter::Capped;
 use crate::state::types::{TaskInfo, TaskState};
 
 use super::history::{Clock, KEEP_ENDED, TaskHistory, TaskLog};
@@ -313,8 +313,7 @@ impl SchedState {
 
     /// The tasks on this node that pass `filters`, live ones first then the most recently
     /// ended, at most `limit`; and how many more passed.
-    pub fn list_tasks(&self, filters: &[Filter], limit: usize) -> (Vec<TaskInfo>, u64) {
-        let (mut out, mut more) = (Vec::new(), 0);
+    pub fn list_tasks(&self, rows: &mut Capped<TaskInfo>) {
         let live = self.tasks.values().filter_map(|rec| {
             let state = self.queue.phase(rec.spec.id)?;
             Some(rec.log(None, None).info(state, self.node_id, &self.clock))
@@ -324,16 +323,7 @@ impl SchedState {
             .recent()
             .rev()
             .map(|(log, state)| log.info(*state, self.node_id, &self.clock));
-        for info in live.chain(ended) {
-            if passes(&info, filters) {
-                if out.len() < limit {
-                    out.push(info);
-                } else {
-                    more += 1;
-                }
-            }
-        }
-        (out, more)
+        rows.offer_all(live.chain(ended));
     }
 
     /// Tasks by function and state: the live ones now, the ended ones since the start.

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::filter::passes;
+use super::filter::{Capped, passes};
 use super::types::{
     NodeEntry, NodeReport, PlacementGroupInfo, StateKind, StateQuery, TaskInfo, TaskState,
 };
@@ -20,22 +20,20 @@ pub(crate) fn report(rt: &Runtime, query: &StateQuery) -> NodeReport {
     match query.kind {
         StateKind::Tasks => {
             // Tasks bound for another node, waiting here for an argument, come first.
-            for info in awaiting_args(rt).into_iter().filter(|t| passes(t, filters)) {
-                if out.tasks.len() < limit {
-                    out.tasks.push(info);
-                } else {
-                    out.truncated += 1;
-                }
-            }
-            let (tasks, more) = rt.scheduler.list_tasks(filters, limit - out.tasks.len());
-            out.tasks.extend(tasks);
-            out.truncated += more;
+            let mut rows = Capped::new(filters, limit);
+            rows.offer_all(awaiting_args(rt));
+            rt.scheduler.list_tasks(&mut rows);
+            (out.tasks, out.truncated) = rows.finish();
         }
         StateKind::Actors => {
-            (out.actors, out.truncated) = rt.actors.list(filters, limit);
+            let mut rows = Capped::new(filters, limit);
+            rt.actors.list(&mut rows);
+            (out.actors, out.truncated) = rows.finish();
         }
         StateKind::Objects => {
-            (out.objects, out.truncated) = rt.store.list(filters, limit);
+            let mut rows = Capped::new(filters, limit);
+            rt.store.list(&mut rows);
+            (out.objects, out.truncated) = rows.finish();
         }
         StateKind::Nodes => {
             let node = node_entry(rt);
@@ -54,13 +52,9 @@ pub(crate) fn report(rt: &Runtime, query: &StateQuery) -> NodeReport {
                     .map(|g| g.describe())
                     .collect()
             };
-            for group in groups.into_iter().filter(|g| passes(g, filters)) {
-                if out.placement_groups.len() < limit {
-                    out.placement_groups.push(group);
-                } else {
-                    out.truncated += 1;
-                }
-            }
+            let mut rows = Capped::new(filters, limit);
+            rows.offer_all(groups);
+            (out.placement_groups, out.truncated) = rows.finish();
         }
         StateKind::Summary => {
             out.task_counts = rt.scheduler.task_counts();

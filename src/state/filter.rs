@@ -87,6 +87,47 @@ pub fn passes<R: Row>(row: &R, filters: &[Filter]) -> bool {
     filters.iter().all(|f| f.holds(row.field(&f.key)))
 }
 
+/// Rows that pass the filters: the first `limit` kept, the rest counted.
+pub(crate) struct Capped<'a, T> {
+    filters: &'a [Filter],
+    limit: usize,
+    rows: Vec<T>,
+    more: u64,
+}
+
+impl<'a, T: Row> Capped<'a, T> {
+    pub fn new(filters: &'a [Filter], limit: usize) -> Self {
+        Capped {
+            filters,
+            limit,
+            rows: Vec::new(),
+            more: 0,
+        }
+    }
+
+    /// Keeps `row` if it passes and there is room; counts it if it passes and there is not.
+    pub fn offer(&mut self, row: T) {
+        if passes(&row, self.filters) {
+            if self.rows.len() < self.limit {
+                self.rows.push(row);
+            } else {
+                self.more += 1;
+            }
+        }
+    }
+
+    pub fn offer_all(&mut self, rows: impl IntoIterator<Item = T>) {
+        for row in rows {
+            self.offer(row);
+        }
+    }
+
+    /// The rows kept, and how many more passed.
+    pub fn finish(self) -> (Vec<T>, u64) {
+        (self.rows, self.more)
+    }
+}
+
 /// Checks that the filters name fields of `kind`'s rows.
 pub fn check(kind: StateKind, filters: &[Filter]) -> Result<(), FilterError> {
     let (name, fields) = match kind {

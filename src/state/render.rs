@@ -3,7 +3,11 @@
 use serde_json::{Value as Json, json};
 
 use super::merge::{Listed, Summary};
-use super::types::{ActorInfo, NodeEntry, ObjectInfo, PlacementGroupInfo, TaskInfo};
+use std::collections::BTreeMap;
+
+use super::types::{
+    ActorInfo, ActorState, NodeEntry, ObjectInfo, PlacementGroupInfo, TaskInfo, TaskState,
+};
 
 /// A row that renders as a table row and as a JSON object.
 pub trait Render {
@@ -285,46 +289,50 @@ pub enum SummaryPart {
     Objects,
 }
 
+/// Counts by name and state as a table: a row per name, a column per state.
+fn by_state_table<S: Ord + Copy>(
+    first: &str,
+    counts: &BTreeMap<String, BTreeMap<S, u64>>,
+    states: &[S],
+    name: fn(S) -> &'static str,
+) -> String {
+    let mut headers = vec![first];
+    headers.extend(states.iter().map(|s| name(*s)));
+    let rows: Vec<Vec<String>> = counts
+        .iter()
+        .map(|(key, by)| {
+            let mut row = vec![key.clone()];
+            row.extend(
+                states
+                    .iter()
+                    .map(|s| by.get(s).copied().unwrap_or(0).to_string()),
+            );
+            row
+        })
+        .collect();
+    table(&headers, &rows)
+}
+
+/// Counts by name and state as JSON: `{name: {STATE: n}}`.
+fn by_state_json<S: Ord + Copy>(
+    counts: &BTreeMap<String, BTreeMap<S, u64>>,
+    name: fn(S) -> &'static str,
+) -> Json {
+    let named: BTreeMap<&str, BTreeMap<&str, u64>> = counts
+        .iter()
+        .map(|(k, by)| (k.as_str(), by.iter().map(|(s, n)| (name(*s), *n)).collect()))
+        .collect();
+    json!(named)
+}
+
 /// A part of a summary as a table: a row per function or class with a column per state.
 pub fn summary_table(summary: &Summary, part: SummaryPart) -> String {
     let mut out = match part {
         SummaryPart::Tasks => {
-            let states = super::types::TaskState::ALL;
-            let mut headers = vec!["function"];
-            headers.extend(states.iter().map(|s| s.name()));
-            let rows: Vec<Vec<String>> = summary
-                .tasks
-                .iter()
-                .map(|(f, counts)| {
-                    let mut row = vec![f.clone()];
-                    row.extend(
-                        states
-                            .iter()
-                            .map(|s| counts.get(s).copied().unwrap_or(0).to_string()),
-                    );
-                    row
-                })
-                .collect();
-            table(&headers, &rows)
+            by_state_table("function", &summary.tasks, &TaskState::ALL, TaskState::name)
         }
         SummaryPart::Actors => {
-            let states = super::types::ActorState::ALL;
-            let mut headers = vec!["class"];
-            headers.extend(states.iter().map(|s| s.name()));
-            let rows: Vec<Vec<String>> = summary
-                .actors
-                .iter()
-                .map(|(c, counts)| {
-                    let mut row = vec![c.clone()];
-                    row.extend(
-                        states
-                            .iter()
-                            .map(|s| counts.get(s).copied().unwrap_or(0).to_string()),
-                    );
-                    row
-                })
-                .collect();
-            table(&headers, &rows)
+            by_state_table("class", &summary.actors, &ActorState::ALL, ActorState::name)
         }
         SummaryPart::Objects => {
             let rows: Vec<Vec<String>> = summary
@@ -343,23 +351,9 @@ pub fn summary_table(summary: &Summary, part: SummaryPart) -> String {
 
 /// A part of a summary as JSON.
 pub fn summary_json(summary: &Summary, part: SummaryPart) -> Json {
-    type Counts = std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, u64>>;
-    let named = |m: &Counts| json!(m);
     match part {
-        SummaryPart::Tasks => named(
-            &summary
-                .tasks
-                .iter()
-                .map(|(f, c)| (f.clone(), c.iter().map(|(s, n)| (s.name(), *n)).collect()))
-                .collect(),
-        ),
-        SummaryPart::Actors => named(
-            &summary
-                .actors
-                .iter()
-                .map(|(f, c)| (f.clone(), c.iter().map(|(s, n)| (s.name(), *n)).collect()))
-                .collect(),
-        ),
+        SummaryPart::Tasks => by_state_json(&summary.tasks, TaskState::name),
+        SummaryPart::Actors => by_state_json(&summary.actors, ActorState::name),
         SummaryPart::Objects => json!(
             summary
                 .objects

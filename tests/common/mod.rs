@@ -110,3 +110,30 @@ impl Gate {
         }
     }
 }
+
+/// A `LocalCluster`: a head started with `head`, `n` workers started with `worker`, and this
+/// process joined as the driver with `driver` added to its config, once it sees every worker.
+pub fn local_cluster(
+    head: Config,
+    worker: impl Fn() -> Config,
+    n: usize,
+    driver: impl FnOnce(Config) -> Config,
+) -> (
+    mobula::testing::LocalCluster,
+    Vec<mobula::NodeId>,
+    InitGuard,
+) {
+    let mut cluster = mobula::testing::LocalCluster::start(head).expect("the head starts");
+    let workers: Vec<mobula::NodeId> = (0..n)
+        .map(|_| cluster.add_node(worker()).expect("a worker joins"))
+        .collect();
+    let guard = mobula::init(driver(cluster.driver_config())).expect("the driver joins");
+    eventually("the driver sees every worker", || {
+        mobula::node::nodes()
+            .iter()
+            .filter(|node| node.alive && node.info.runs_tasks)
+            .count()
+            == n
+    });
+    (cluster, workers, guard)
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::object::id::{ActorId, IdHash};
-use crate::state::filter::{Filter, passes};
+use crate::state::filter::Capped;
 use crate::state::types::{ActorInfo, ActorState};
 
 /// What the state API reads of an actor (implemented by its core).
@@ -217,9 +217,8 @@ impl ActorDirectory {
         drop(actors);
     }
 
-    /// The actors here that pass `filters`, live ones first then the latest dead, at most
-    /// `limit`; and how many more passed.
-    pub fn list(&self, filters: &[Filter], limit: usize) -> (Vec<ActorInfo>, u64) {
+    /// Offers the actors here to `rows`, live ones first then the latest dead.
+    pub fn list(&self, rows: &mut Capped<ActorInfo>) {
         let (live, dead): (Vec<Arc<dyn Describe>>, Vec<ActorInfo>) = {
             let inner = self.lock();
             (
@@ -232,17 +231,7 @@ impl ActorDirectory {
             )
         };
         // Described outside the directory's lock: each takes its actor's queue lock.
-        let (mut out, mut more) = (Vec::new(), 0);
-        for info in live.iter().map(|d| d.describe()).chain(dead) {
-            if passes(&info, filters) {
-                if out.len() < limit {
-                    out.push(info);
-                } else {
-                    more += 1;
-                }
-            }
-        }
-        (out, more)
+        rows.offer_all(live.iter().map(|d| d.describe()).chain(dead));
     }
 
     /// Actors by class and state (dead ones since the node started).
