@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::{local_cluster, turn};
+use common::{eventually, local_cluster, turn};
 use mobula::metrics::{Counter, Histogram};
 use mobula::prelude::*;
 
@@ -89,6 +89,12 @@ fn a_node_serves_its_figures_and_the_users_metrics() {
     }
     let _kept = mobula::put(vec![0u8; 4096]).unwrap();
 
+    // Task ends are recorded just after their results are stored.
+    eventually("the four tasks are counted as ended", || {
+        let text = get(address, "/metrics").1;
+        value(&text, "mobula_tasks_ended_total{state=\"FINISHED\"}") == Some(3.0)
+            && value(&text, "mobula_tasks_ended_total{state=\"FAILED\"}") == Some(1.0)
+    });
     let (status, text) = get(address, "/metrics");
     assert!(status.contains("200"), "{status}");
     assert_eq!(
@@ -135,17 +141,21 @@ fn every_node_of_a_cluster_serves_its_own() {
     );
     let refs: Vec<_> = (0..20).map(|_| labelled.remote("x".to_string())).collect();
     assert_eq!(mobula::get_all(&refs).unwrap().iter().sum::<u64>(), 20);
-    let finished: f64 = workers
-        .iter()
-        .map(|w| {
-            let address = cluster
-                .metrics_address(*w)
-                .expect("the worker serves metrics");
-            let (_, text) = get(address, "/metrics");
-            value(&text, "mobula_tasks_ended_total{state=\"FINISHED\"}").unwrap()
-        })
-        .sum();
-    assert_eq!(finished, 20.0, "every task counted once, where it ran");
+    let finished = || -> f64 {
+        workers
+            .iter()
+            .map(|w| {
+                let address = cluster
+                    .metrics_address(*w)
+                    .expect("the worker serves metrics");
+                let (_, text) = get(address, "/metrics");
+                value(&text, "mobula_tasks_ended_total{state=\"FINISHED\"}").unwrap()
+            })
+            .sum()
+    };
+    // Counted just after the results are stored, once each, where each ran.
+    eventually("the 20 tasks are counted", || finished() >= 20.0);
+    assert_eq!(finished(), 20.0, "every task counted once, where it ran");
     let (_, driver) = get(mobula::node::metrics_address().unwrap(), "/metrics");
     let sent: f64 = driver
         .lines()

@@ -108,6 +108,11 @@ fn the_state_api_and_the_cli_show_what_the_cluster_does() {
     for i in 0..2 {
         assert!(broken.remote(i).get().is_err());
     }
+    // Their ends are recorded just after their results are stored.
+    eventually("the quick and broken tasks are recorded as ended", || {
+        tasks_of("state::quick", TaskState::Finished).len() == 10
+            && tasks_of("state::broken", TaskState::Failed).len() == 2
+    });
     let running: Vec<_> = (0..2).map(|_| held.remote()).collect();
     let waiting = after.remote(&running[0]);
     // Each runs, or waits for a CPU where the placement group took one.
@@ -301,9 +306,11 @@ fn a_single_node_answers_for_itself() {
     let _node = mobula::init(Config::default().num_cpus(2)).unwrap();
     let r = quick.remote(1);
     assert_eq!(r.get().unwrap(), 1);
-    let tasks = state::list_tasks(&ListOptions::new()).unwrap();
-    assert_eq!(tasks.rows.len(), 1);
-    assert_eq!(tasks.rows[0].state, TaskState::Finished);
+    // The state is recorded just after the result is stored: a moment later, not before.
+    eventually("the task is listed finished", || {
+        let tasks = state::list_tasks(&ListOptions::new()).unwrap();
+        tasks.rows.len() == 1 && tasks.rows[0].state == TaskState::Finished
+    });
     let nodes = state::list_nodes(&ListOptions::new()).unwrap();
     assert_eq!(nodes.rows.len(), 1);
     assert_eq!(nodes.rows[0].address, None);
