@@ -64,9 +64,29 @@ impl Clock {
         }
     }
 
-    /// A time from [`now`](Self::now), in microseconds since the Unix epoch.
+    /// The conversion of ticks to wall-clock time, at the rate measured now: taken once per
+    /// query, not per row.
+    pub fn wall(&self) -> Wall {
+        Wall {
+            start_unix_us: self.start_unix_us,
+            start_ticks: self.start_ticks,
+            nanos_per_tick: self.nanos_per_tick(),
+        }
+    }
+}
+
+/// Ticks to wall-clock microseconds, at one measured rate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wall {
+    start_unix_us: u64,
+    start_ticks: u64,
+    nanos_per_tick: f64,
+}
+
+impl Wall {
+    /// A time from [`Clock::now`], in microseconds since the Unix epoch.
     pub fn unix_us(&self, ticks: u64) -> u64 {
-        let since = ticks.saturating_sub(self.start_ticks) as f64 * self.nanos_per_tick();
+        let since = ticks.saturating_sub(self.start_ticks) as f64 * self.nanos_per_tick;
         self.start_unix_us + (since / 1e3) as u64
     }
 }
@@ -86,7 +106,7 @@ pub(crate) struct TaskLog {
 }
 
 impl TaskLog {
-    pub fn info(&self, state: TaskState, node_id: NodeId, clock: &Clock) -> TaskInfo {
+    pub fn info(&self, state: TaskState, node_id: NodeId, clock: &Wall) -> TaskInfo {
         TaskInfo {
             task_id: self.task_id,
             function: match &self.name {
@@ -206,13 +226,14 @@ mod tests {
         let before = clock.now();
         std::thread::sleep(std::time::Duration::from_millis(30));
         let after = clock.now();
-        let (a, b) = (clock.unix_us(before), clock.unix_us(after));
+        let wall = clock.wall();
+        let (a, b) = (wall.unix_us(before), wall.unix_us(after));
         assert!(
             a >= clock.start_unix_us && a <= clock.start_unix_us + 5_000,
             "{a}"
         );
         assert!((25_000..=200_000).contains(&(b - a)), "{} us", b - a);
-        let info = log(before, "f").info(TaskState::Finished, NodeId::random(), &clock);
+        let info = log(before, "f").info(TaskState::Finished, NodeId::random(), &wall);
         assert_eq!(info.function, "f");
         assert_eq!(info.submitted_us, a);
     }

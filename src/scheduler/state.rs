@@ -314,15 +314,16 @@ impl SchedState {
     /// The tasks on this node that pass `filters`, live ones first then the most recently
     /// ended, at most `limit`; and how many more passed.
     pub fn list_tasks(&self, rows: &mut Capped<TaskInfo>) {
+        let wall = self.clock.wall();
         let live = self.tasks.values().filter_map(|rec| {
             let state = self.queue.phase(rec.spec.id)?;
-            Some(rec.log(None, None).info(state, self.node_id, &self.clock))
+            Some(rec.log(None, None).info(state, self.node_id, &wall))
         });
         let ended = self
             .history
             .recent()
             .rev()
-            .map(|(log, state)| log.info(*state, self.node_id, &self.clock));
+            .map(|(log, state)| log.info(*state, self.node_id, &wall));
         rows.offer_all(live.chain(ended));
     }
 

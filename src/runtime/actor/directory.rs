@@ -60,6 +60,17 @@ struct Inner {
     dead_counts: HashMap<&'static str, u64>,
 }
 
+impl Inner {
+    /// The live actors' cores, to describe once the directory's lock is released
+    /// (describing one takes its queue's lock).
+    fn live(&self) -> Vec<Arc<dyn Describe>> {
+        self.actors
+            .values()
+            .map(|e| Arc::clone(&e.core) as Arc<dyn Describe>)
+            .collect()
+    }
+}
+
 /// Told when an actor's name is freed (the cluster frees it on the head too).
 pub(crate) type OnNameFreed = Box<dyn Fn((String, String), ActorId) + Send + Sync>;
 
@@ -219,16 +230,10 @@ impl ActorDirectory {
 
     /// Offers the actors here to `rows`, live ones first then the latest dead.
     pub fn list(&self, rows: &mut Capped<ActorInfo>) {
-        let (live, dead): (Vec<Arc<dyn Describe>>, Vec<ActorInfo>) = {
+        let (live, dead) = {
             let inner = self.lock();
-            (
-                inner
-                    .actors
-                    .values()
-                    .map(|e| Arc::clone(&e.core) as Arc<dyn Describe>)
-                    .collect(),
-                inner.dead.iter().rev().cloned().collect(),
-            )
+            let dead: Vec<ActorInfo> = inner.dead.iter().rev().cloned().collect();
+            (inner.live(), dead)
         };
         // Described outside the directory's lock: each takes its actor's queue lock.
         rows.offer_all(live.iter().map(|d| d.describe()).chain(dead));
@@ -236,17 +241,11 @@ impl ActorDirectory {
 
     /// Actors by class and state (dead ones since the node started).
     pub fn counts(&self) -> Vec<(String, ActorState, u64)> {
-        type Seen = (Vec<Arc<dyn Describe>>, Vec<(&'static str, u64)>);
-        let (live, dead): Seen = {
+        let (live, dead) = {
             let inner = self.lock();
-            (
-                inner
-                    .actors
-                    .values()
-                    .map(|e| Arc::clone(&e.core) as Arc<dyn Describe>)
-                    .collect(),
-                inner.dead_counts.iter().map(|(c, n)| (*c, *n)).collect(),
-            )
+            let dead: Vec<(&'static str, u64)> =
+                inner.dead_counts.iter().map(|(c, n)| (*c, *n)).collect();
+            (inner.live(), dead)
         };
         let mut counts: HashMap<(String, ActorState), u64> = HashMap::new();
         for info in live.iter().map(|d| d.describe()) {
