@@ -95,7 +95,10 @@ fn the_dashboard_shows_the_cluster_live_in_a_real_browser() {
     browser.goto(&url);
     browser.type_into("#token", "wrong");
     browser.click("#login");
-    assert!(browser.text("body").contains("Wrong token"));
+    // The form posts and a new page loads: wait for it, not for the old one.
+    eventually("a wrong token is refused", || {
+        browser.text("body").contains("Wrong token")
+    });
     browser.type_into("#token", &token);
     browser.click("#login");
     eventually("the page gets live state", || {

@@ -189,12 +189,22 @@ impl Browser {
         );
     }
 
+    /// The rendered text of the first element matching `css`, or "" when
+    /// there is none. Found and read in one script, so a page that is
+    /// navigating or redrawing cannot leave a stale element in between.
     pub fn text(&self, css: &str) -> String {
-        let el = self.find(css);
-        self.call("GET", &self.path(&format!("/element/{el}/text")), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.call(
+            "POST",
+            &self.path("/execute/sync"),
+            Some(json!({
+                "script": "const e = document.querySelector(arguments[0]); \
+                           return e ? e.innerText : '';",
+                "args": [css],
+            })),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     pub fn run(&self, script: &str) -> Json {
