@@ -40,6 +40,7 @@ mod api;
 pub(crate) mod cluster;
 mod error;
 mod http;
+pub mod logs;
 pub mod metrics;
 mod object;
 pub mod registry;

@@ -112,9 +112,10 @@ pub(crate) fn find(id: &str) -> Option<&'static RegisteredFunction> {
     by_id().get(id).copied()
 }
 
-/// The fingerprint a node announces: 0 when it has no functions (the CLI's head).
+/// The fingerprint a node announces: 0 when it has no functions of its own, only the
+/// library's (the CLI's head), so that it takes on the first user program's.
 pub(crate) fn announced_fingerprint() -> u64 {
-    if function_ids().is_empty() {
+    if function_ids().iter().all(|id| id.starts_with("mobula::")) {
         0
     } else {
         fingerprint()

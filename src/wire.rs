@@ -18,7 +18,7 @@ use crate::error::TaskErrorKind;
 use crate::object::id::{ActorId, NodeId, ObjectId, TaskId};
 
 /// The protocol version this build speaks. A peer with another version is refused.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// The largest frame accepted, length prefix excluded.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -92,6 +92,8 @@ pub struct RunTask {
     pub retry_exceptions: bool,
     /// The task's name option.
     pub name: Option<String>,
+    /// The node whose terminal shows what the task prints: its driver's.
+    pub log_to: NodeId,
 }
 
 /// How a task sent to another node ended.
@@ -148,6 +150,8 @@ pub struct CreateActor {
     pub streamed: Vec<(u32, u64)>,
     /// The actor's options as the caller gave them.
     pub options: ActorOptions,
+    /// The node whose terminal shows what the actor prints: its creator's driver's.
+    pub log_to: NodeId,
 }
 
 /// One method call on a channel opened by [`OpenActor`].
@@ -351,6 +355,12 @@ pub enum Message {
         /// Nodes that did not answer.
         missing: Vec<(NodeId, String)>,
     },
+    /// Lines that tasks or actors working for the receiving node wrote elsewhere, for its
+    /// terminal; answered with [`Message::Ack`].
+    Logs {
+        /// The lines, oldest first.
+        lines: Vec<crate::logs::LogLine>,
+    },
 }
 
 impl Message {
@@ -388,6 +398,7 @@ impl Message {
             Message::State(_) => "State",
             Message::NodeState(_) => "NodeState",
             Message::StateReports { .. } => "StateReports",
+            Message::Logs { .. } => "Logs",
         }
     }
 }
@@ -546,6 +557,7 @@ mod tests {
                 view_version: 2,
             },
             Message::Current,
+            Message::Logs { lines: Vec::new() },
             Message::Status,
             Message::Shutdown { reason: "r".into() },
             Message::Ack,
@@ -558,6 +570,7 @@ mod tests {
                 max_retries: 3,
                 retry_exceptions: false,
                 name: Some("n".into()),
+                log_to: NodeId::random(),
             }),
             Message::TaskDone {
                 task: TaskId::NIL,

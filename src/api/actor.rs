@@ -231,6 +231,7 @@ impl ActorOptions {
                 .max_concurrency
                 .unwrap_or(if is_async { 1000 } else { 1 }),
             is_async,
+            log_to: None,
         })
     }
 }

@@ -26,6 +26,7 @@ pub struct Config {
     spill_dir: Option<PathBuf>,
     metrics_address: Option<String>,
     dashboard_address: Option<String>,
+    quiet_logs: bool,
     cluster: ClusterSettings,
 }
 
@@ -93,6 +94,15 @@ impl Config {
     /// serves no endpoint that runs code; bind to a public address only on a trusted network.
     pub fn dashboard_address(mut self, address: impl Into<String>) -> Self {
         self.dashboard_address = Some(address.into());
+        self
+    }
+
+    /// Whether this node's terminal shows what the tasks and actors it started print (with
+    /// `mobula::println!`) or log (with `tracing`), wherever they run, each line prefixed with
+    /// its function or class, id and node; Ray's `log_to_driver`. On by default. Off, the
+    /// lines are still kept on their nodes for `mobula logs`.
+    pub fn log_to_driver(mut self, on: bool) -> Self {
+        self.quiet_logs = !on;
         self
     }
 
@@ -312,6 +322,7 @@ impl Config {
                 .as_deref()
                 .map(|a| socket_addr("the dashboard address", a))
                 .transpose()?,
+            log_to_driver: !self.quiet_logs,
         })
     }
 }
@@ -330,6 +341,8 @@ pub(crate) struct NodeConfig {
     pub metrics_address: Option<SocketAddr>,
     /// Where to serve the dashboard, if anywhere.
     pub dashboard_address: Option<SocketAddr>,
+    /// Whether lines for this node's terminal are printed.
+    pub log_to_driver: bool,
 }
 
 /// The GPU ids `CUDA_VISIBLE_DEVICES` lists: numbers as given, anything else (UUIDs) by

@@ -7,6 +7,7 @@
 //!     mobula summary tasks|actors|objects [--format table|json] [--dir DIR]
 //!     mobula memory [--dir DIR]
 //!     mobula timeline [--output FILE] [--limit N] [--dir DIR]
+//!     mobula logs [ID] [--filter K=V] [--limit N] [--format table|json] [--dir DIR]
 //!     mobula stop [--dir DIR]
 //!
 //! Worker nodes and drivers are the user's own program (every node runs the same binary):
@@ -43,6 +44,11 @@ usage:
   mobula timeline [--output FILE] [--limit N] [--dir DIR]
       Writes the latest tasks of every node (default 10000) as a Chrome trace: open it in
       chrome://tracing or https://ui.perfetto.dev (default file: mobula-timeline-<time>.json)
+  mobula logs [ID] [--filter KEY=VALUE]... [--limit N] [--format table|json] [--dir DIR]
+      What the task or actor ID printed (mobula::println!) or logged (tracing), from the
+      node it ran on, with the prefix its driver showed; without ID, every task's and
+      actor's. The newest --limit lines (default 1000); --filter on task_id, actor_id,
+      node_id, function or stream (stdout, stderr, tracing).
   mobula stop [--dir DIR]     stops every node of the cluster, then the head";
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -162,6 +168,7 @@ fn main() -> ExitCode {
         "summary" => summary(&options),
         "memory" => memory(&options),
         "timeline" => timeline(&options),
+        "logs" => logs(&options),
         "stop" => stop(&options),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -488,6 +495,38 @@ fn timeline(o: &Options) -> Result<(), String> {
         "Wrote {tasks} tasks to {}: open it in chrome://tracing or https://ui.perfetto.dev",
         path.display()
     );
+    Ok(())
+}
+
+/// `mobula logs [ID]` (Ray's `ray logs`).
+fn logs(o: &Options) -> Result<(), String> {
+    let mut options = ListOptions::new().limit(o.limit.unwrap_or(1000));
+    match o.words.as_slice() {
+        [] => {}
+        [id] => options = options.filter("id", id),
+        more => return Err(format!("one task or actor id at a time, not {more:?}")),
+    }
+    for f in &o.filters {
+        options = options.parse_filter(f).map_err(|e| e.to_string())?;
+    }
+    let listed = state_source(o)
+        .list_logs(&options)
+        .map_err(|e| e.to_string())?;
+    if o.json {
+        println!("{:#}", render::listed_json(&listed));
+        return Ok(());
+    }
+    let (lines, notes) = render::log_lines(&listed);
+    print!("{lines}");
+    eprint!("{notes}");
+    if listed.rows.is_empty()
+        && let [id] = o.words.as_slice()
+    {
+        return Err(format!(
+            "no lines of {id}: no live node kept any (is it a task or actor id from \
+             `mobula list` or a driver's prefix?)"
+        ));
+    }
     Ok(())
 }
 

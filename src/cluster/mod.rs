@@ -10,11 +10,13 @@
 //! - `objects`: values left on the nodes that made them: fetched, let go, made again.
 //! - `actors`: actors created on and called across nodes.
 //! - `state`: the cluster's state for the state API, gathered by the head.
+//! - `logs`: task and actor log lines sent to the terminal of the driver they work for.
 //! - `admin`: what the `mobula` CLI asks a running head (status, stop).
 
 pub mod actors;
 pub mod admin;
 pub mod head;
+pub(crate) mod logs;
 pub mod membership;
 pub mod node;
 pub mod objects;

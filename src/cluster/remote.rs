@@ -63,7 +63,9 @@ pub fn run_remote<F: RemoteFunction>(
     if let Some(name) = task.name {
         options = options.name(name);
     }
-    let result = crate::runtime::submit::submit::<F>(Some(options), args);
+    let result = crate::runtime::context::on_behalf_of(task.log_to, || {
+        crate::runtime::submit::submit::<F>(Some(options), args)
+    });
     Box::pin(async move { outcome_of::<F::Output>(result.get_shared().await) })
 }
 
@@ -111,6 +113,8 @@ pub(crate) struct Outgoing<F: RemoteFunction> {
     pub args: <F::Params as Params>::Args,
     pub options: Arc<ResolvedOptions>,
     pub target: NodeId,
+    /// The node whose terminal shows what the task prints.
+    pub log_to: NodeId,
 }
 
 /// A task listed as waiting here for its arguments while it lives.
@@ -206,6 +210,7 @@ pub(crate) async fn send<F: RemoteFunction>(
         },
         retry_exceptions: out.options.retry.retry_exceptions,
         name: out.options.name.clone(),
+        log_to: out.log_to,
     });
     // Encoded once, sent again as is on a retry.
     let frame = match wire::encode(&message) {

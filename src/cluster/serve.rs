@@ -316,6 +316,10 @@ pub(super) async fn handle(
             reports: vec![super::state::own(&node, &query)],
             missing: Vec::new(),
         },
+        (Some(_), Message::Logs { lines }) => {
+            super::logs::receive(&lines);
+            Message::Ack
+        }
         (Some(from), Message::OpenActor(open)) => {
             super::actors::serve(node.node_id, from, open, tx, rx).await;
             return;

@@ -31,6 +31,7 @@ fn by(name: &str, help: &str, kind: Kind, label: &str, values: Vec<(String, f64)
 
 /// The node's own metrics, now.
 pub(crate) fn families(rt: &Runtime) -> Vec<Family> {
+    let (log_lines, evicted) = rt.logs.book.counts();
     let mut live: BTreeMap<TaskState, f64> = BTreeMap::new();
     let mut ended: BTreeMap<TaskState, f64> = BTreeMap::new();
     for state in TaskState::ALL {
@@ -140,6 +141,26 @@ pub(crate) fn families(rt: &Runtime) -> Vec<Family> {
             "Spills that failed",
             Kind::Counter,
             counter(&c.spill_failures),
+        ),
+        one(
+            "mobula_log_lines",
+            "Task and actor log lines kept on the node",
+            Kind::Gauge,
+            log_lines as f64,
+        ),
+        one(
+            "mobula_log_lines_evicted_total",
+            "Log lines let go to keep the node's log book within bounds",
+            Kind::Counter,
+            evicted as f64,
+        ),
+        one(
+            "mobula_log_lines_undelivered_total",
+            "Log lines that could not reach their driver's terminal",
+            Kind::Counter,
+            rt.logs
+                .undelivered
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
         ),
     ];
     if let Some(cluster) = rt.cluster.get() {

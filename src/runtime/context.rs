@@ -19,6 +19,8 @@ pub(crate) struct TaskContext {
     /// The actor whose method this is, for an actor call.
     pub actor_id: Option<ActorId>,
     pub attempt: u32,
+    /// The node whose terminal shows what it prints: its driver's.
+    pub log_to: NodeId,
     pub gpu_ids: Vec<u32>,
     pub cancelled: Arc<AtomicBool>,
     /// Gets and awaits in progress; while there is one, the task's CPUs are lent out.
@@ -34,6 +36,9 @@ impl TaskContext {
 thread_local! {
     static CURRENT_TASK: RefCell<Option<Arc<TaskContext>>> = const { RefCell::new(None) };
     static RUNTIME_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// Outside a task: the driver whose terminal work submitted now logs to, while this
+    /// node submits work another node sent it.
+    static ON_BEHALF: Cell<Option<NodeId>> = const { Cell::new(None) };
 }
 
 /// The task running on this thread, if any.
@@ -41,7 +46,33 @@ pub(crate) fn current_task() -> Option<Arc<TaskContext>> {
     CURRENT_TASK.with(|c| c.borrow().clone())
 }
 
-/// Runs `f` as `task`.
+/// Whether a task runs on this thread.
+pub(crate) fn in_task() -> bool {
+    CURRENT_TASK.with(|c| c.borrow().is_some())
+}
+
+/// The driver whose terminal work submitted here now logs to: the running task's, or the
+/// one given by [`on_behalf_of`]; `None` means this node's own.
+pub(crate) fn log_to() -> Option<NodeId> {
+    CURRENT_TASK
+        .with(|c| c.borrow().as_ref().map(|t| t.log_to))
+        .or_else(|| ON_BEHALF.with(Cell::get))
+}
+
+/// Runs `f`, which submits work another node sent, as work of `driver`.
+pub(crate) fn on_behalf_of<R>(driver: NodeId, f: impl FnOnce() -> R) -> R {
+    let previous = ON_BEHALF.with(|c| c.replace(Some(driver)));
+    struct Restore(Option<NodeId>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ON_BEHALF.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
+/// Runs `f` as `task`, with what it logs through `tracing` captured as the task's.
 pub(crate) fn with_task<R>(task: &Arc<TaskContext>, f: impl FnOnce() -> R) -> R {
     let previous = CURRENT_TASK.with(|c| c.borrow_mut().replace(Arc::clone(task)));
     struct Restore(Option<Arc<TaskContext>>);
@@ -52,7 +83,7 @@ pub(crate) fn with_task<R>(task: &Arc<TaskContext>, f: impl FnOnce() -> R) -> R 
         }
     }
     let _restore = Restore(previous);
-    f()
+    crate::logs::scoped(f)
 }
 
 /// Marks this thread as one of the runtime's event-loop threads, where a blocking get would

@@ -33,6 +33,8 @@ pub(crate) struct Runtime {
     /// This node's part in a cluster, once joined.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::node::ClusterNode>>,
     pub(crate) system: actix_rt::System,
+    /// What its tasks and actors printed, and lines on their way to other terminals.
+    pub logs: Arc<crate::logs::ship::NodeLogs>,
     /// The node's HTTP servers (`/metrics`, the dashboard), those it was asked for.
     pub(crate) http: Mutex<crate::http::Servers>,
     pub(crate) node_thread: Mutex<Option<std::thread::JoinHandle<()>>>,

@@ -23,6 +23,7 @@ use super::worker_pool::WorkerPool;
 use super::workers::TaskWorkers;
 use crate::api::config::NodeConfig;
 use crate::error::InitError;
+use crate::logs::ship::NodeLogs;
 use crate::object::id::{IdMint, NodeId};
 use crate::object::store::Store;
 use crate::object::supervisor::StoreSupervisor;
@@ -110,6 +111,7 @@ pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, Ini
         system,
         node_thread: Mutex::new(Some(thread)),
         http: Mutex::default(),
+        logs: Arc::new(NodeLogs::new(config.log_to_driver)),
     })
 }
 

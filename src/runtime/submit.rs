@@ -29,6 +29,7 @@ pub fn submit<F: RemoteFunction>(
         };
         let id = rt.ids.task();
         let return_id = rt.ids.object();
+        let log_to = super::context::log_to().unwrap_or(rt.node_id);
         let mut deps = Vec::new();
         args.deps(&mut deps);
         if deps.len() > 1 {
@@ -56,6 +57,7 @@ pub fn submit<F: RemoteFunction>(
                         args,
                         options,
                         target,
+                        log_to,
                     };
                     let (cluster, store) = (cluster.clone(), rt.store.clone());
                     rt.node_arbiter.spawn_fn(move || {
@@ -83,6 +85,7 @@ pub fn submit<F: RemoteFunction>(
             options,
             deps,
             body: Box::new(TypedTask::<F> { args }),
+            log_to,
         };
         if rt.store.is_closed() {
             rt.store.fail(

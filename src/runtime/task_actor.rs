@@ -38,6 +38,7 @@ impl TaskActor {
             function: start.spec.function.id,
             actor_id: None,
             attempt: start.attempt,
+            log_to: start.spec.log_to,
             gpu_ids: start.gpu_ids,
             cancelled: start.cancelled,
             waits: Default::default(),

@@ -8,7 +8,7 @@ use super::panic;
 use crate::api::args::{ArgList, Params};
 use crate::api::function::{AppError, Body, FunctionDescriptor, RemoteFunction, ResolvedOptions};
 use crate::error::{GetError, TaskErrorKind};
-use crate::object::id::{ObjectId, TaskId};
+use crate::object::id::{NodeId, ObjectId, TaskId};
 use crate::object::value::{StoredValue, Value};
 
 /// One task, shared by the scheduler (which keeps it for retries) and the task actor running
@@ -21,6 +21,8 @@ pub(crate) struct TaskSpec {
     /// The ref arguments, without repeats.
     pub deps: Vec<ObjectId>,
     pub body: Box<dyn ErasedTask>,
+    /// The node whose terminal shows what the task prints: its driver's.
+    pub log_to: NodeId,
 }
 
 impl TaskSpec {

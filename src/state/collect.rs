@@ -56,6 +56,9 @@ pub(crate) fn report(rt: &Runtime, query: &StateQuery) -> NodeReport {
             rows.offer_all(groups);
             (out.placement_groups, out.truncated) = rows.finish();
         }
+        StateKind::Logs => {
+            (out.logs, out.truncated) = rt.logs.book.latest(limit, |line| passes(line, filters));
+        }
         StateKind::Summary => {
             out.task_counts = rt.scheduler.task_counts();
             for task in awaiting_args(rt) {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::types::{ActorInfo, NodeEntry, ObjectInfo, PlacementGroupInfo, StateKind, TaskInfo};
+use crate::logs::LogLine;
 
 /// How a filter compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +138,7 @@ pub fn check(kind: StateKind, filters: &[Filter]) -> Result<(), FilterError> {
         StateKind::Nodes => ("nodes", NodeEntry::FIELDS),
         StateKind::PlacementGroups => ("placement groups", PlacementGroupInfo::FIELDS),
         StateKind::Summary => ("summaries", &[][..]),
+        StateKind::Logs => ("log lines", LogLine::FIELDS),
     };
     match filters.iter().find(|f| !fields.contains(&f.key.as_str())) {
         Some(f) => Err(FilterError::UnknownField {
@@ -164,6 +166,23 @@ impl Row for TaskInfo {
             "node_id" => text(&self.node_id),
             "attempts" => text(&self.attempts),
             "error" => self.error.clone(),
+            _ => None,
+        }
+    }
+}
+
+impl Row for LogLine {
+    const FIELDS: &'static [&'static str] =
+        &["id", "task_id", "actor_id", "node_id", "function", "stream"];
+    fn field(&self, key: &str) -> Option<String> {
+        match key {
+            // What `mobula logs <id>` names: the actor, or the task if not an actor's.
+            "id" => Some(self.owner_id()),
+            "task_id" => text(&self.task_id),
+            "actor_id" => self.actor_id.as_ref().and_then(text),
+            "node_id" => text(&self.node_id),
+            "function" => text(&self.function),
+            "stream" => text(&self.stream.name()),
             _ => None,
         }
     }

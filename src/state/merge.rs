@@ -7,6 +7,7 @@ use super::types::{
     ActorInfo, ActorState, NodeEntry, NodeReport, ObjectInfo, ObjectState, PlacementGroupInfo,
     TaskInfo, TaskState,
 };
+use crate::logs::LogLine;
 use crate::object::id::NodeId;
 
 /// Rows of one kind from every node that answered.
@@ -34,6 +35,28 @@ fn listed<T>(
     if all.len() > limit {
         truncated += (all.len() - limit) as u64;
         all.truncate(limit);
+    }
+    Listed {
+        rows: all,
+        truncated,
+        missing,
+    }
+}
+
+/// Log lines: the newest `limit` of all nodes, oldest first (by time written, then node and
+/// order on the node).
+pub(crate) fn logs(
+    reports: Vec<NodeReport>,
+    missing: Vec<(NodeId, String)>,
+    limit: usize,
+) -> Listed<LogLine> {
+    let mut truncated: u64 = reports.iter().map(|r| r.truncated).sum();
+    let mut all: Vec<LogLine> = reports.into_iter().flat_map(|r| r.logs).collect();
+    all.sort_by_key(|l| (l.time_us, l.node_id, l.seq));
+    if all.len() > limit {
+        let over = all.len() - limit;
+        truncated += over as u64;
+        all.drain(..over);
     }
     Listed {
         rows: all,

@@ -47,6 +47,7 @@ pub use types::{
     PlacementGroupState, StateKind, StateQuery, TaskInfo, TaskState,
 };
 
+use crate::logs::LogLine;
 use crate::object::id::NodeId;
 use crate::wire::Message;
 use types::NodeReport;
@@ -237,6 +238,11 @@ impl Source {
         Ok(timeline::chrome_trace(&tasks.rows, now))
     }
 
+    /// Log lines: see [`list_logs`].
+    pub fn list_logs(&self, options: &ListOptions) -> Result<Listed<LogLine>, StateError> {
+        self.list(options, StateKind::Logs, merge::logs)
+    }
+
     /// Counts: see [`summary`].
     pub fn summary(&self) -> Result<Summary, StateError> {
         let query = ListOptions::new().query(StateKind::Summary)?;
@@ -277,6 +283,14 @@ pub fn list_placement_groups(
 /// to a file and open it in `chrome://tracing` or Perfetto.
 pub fn timeline(limit: usize) -> Result<serde_json::Value, StateError> {
     Source::Here.timeline(limit)
+}
+
+/// What tasks and actors printed with `mobula::println!` or logged with `tracing` (Ray's
+/// `get_log`), the newest `limit` lines of every node, oldest first. Filter on `id` (an actor's
+/// id, or a task's) for one task or actor, as `mobula logs <id>` does; each node keeps its
+/// latest lines ([`logs::MAX_LINES`](crate::logs::MAX_LINES)).
+pub fn list_logs(options: &ListOptions) -> Result<Listed<LogLine>, StateError> {
+    Source::Here.list_logs(options)
 }
 
 /// The cluster in counts (Ray's `summarize_tasks`, `summarize_actors`, `summarize_objects`).

@@ -3,6 +3,7 @@
 use serde_json::{Value as Json, json};
 
 use super::merge::{Listed, Summary};
+use crate::logs::LogLine;
 use std::collections::BTreeMap;
 
 use super::types::{
@@ -192,6 +193,53 @@ impl Render for NodeEntry {
             "memory_rss": self.memory_rss,
         })
     }
+}
+
+impl Render for LogLine {
+    const HEADERS: &'static [&'static str] =
+        &["time_us", "node_id", "id", "function", "stream", "text"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.time_us.to_string(),
+            self.node_id.to_string(),
+            self.owner_id(),
+            self.function.clone(),
+            self.stream.name().to_string(),
+            self.text.clone(),
+        ]
+    }
+    fn json(&self) -> Json {
+        json!({
+            "time_us": self.time_us,
+            "node_id": self.node_id.to_string(),
+            "task_id": self.task_id.to_string(),
+            "actor_id": self.actor_id.map(|a| a.to_string()),
+            "function": self.function,
+            "stream": self.stream.name(),
+            "text": self.text,
+        })
+    }
+}
+
+/// Log lines as a terminal shows them, each with its prefix, and a note on what the limit
+/// left out and which nodes did not answer.
+pub fn log_lines(listed: &Listed<LogLine>) -> (String, String) {
+    let mut lines = String::new();
+    for line in &listed.rows {
+        lines += &line.render();
+        lines.push('\n');
+    }
+    let mut notes = String::new();
+    if listed.truncated > 0 {
+        notes += &format!(
+            "({} earlier lines left out by the limit: --limit N shows more)\n",
+            listed.truncated
+        );
+    }
+    for (node, why) in &listed.missing {
+        notes += &format!("node {node} did not answer: {why}\n");
+    }
+    (lines, notes)
 }
 
 impl Render for PlacementGroupInfo {

@@ -328,6 +328,8 @@ pub enum StateKind {
     PlacementGroups,
     /// Counts only: tasks by function and state, actors by class and state, objects by state.
     Summary,
+    /// Lines tasks and actors printed or logged: the newest, up to the limit.
+    Logs,
 }
 
 /// A state query: which rows, filtered how, at most how many (per node, and in all).
@@ -357,6 +359,8 @@ pub struct NodeReport {
     pub node: Option<NodeEntry>,
     /// Placement groups it made, for [`StateKind::PlacementGroups`].
     pub placement_groups: Vec<PlacementGroupInfo>,
+    /// Log lines, oldest first, for [`StateKind::Logs`].
+    pub logs: Vec<crate::logs::LogLine>,
     /// Rows that matched but were left out by the limit.
     pub truncated: u64,
     /// For [`StateKind::Summary`]: tasks by function and state, ended ones counted since
@@ -378,6 +382,7 @@ impl NodeReport {
             objects: Vec::new(),
             node: None,
             placement_groups: Vec::new(),
+            logs: Vec::new(),
             truncated: 0,
             task_counts: Vec::new(),
             actor_counts: Vec::new(),

@@ -111,9 +111,11 @@ pub fn open_hosted<A: ActorMethods>(
                     node: here,
                     soft: false,
                 });
-            crate::runtime::actor::spawn_as::<A>(&options, args, Some(open.actor))
-                .map(|handle| Box::new(handle) as Box<dyn HostedActor>)
-                .map_err(|e| e.to_string())
+            crate::runtime::context::on_behalf_of(create.log_to, || {
+                crate::runtime::actor::spawn_as::<A>(&options, args, Some(open.actor))
+            })
+            .map(|handle| Box::new(handle) as Box<dyn HostedActor>)
+            .map_err(|e| e.to_string())
         }
         None => global::with_runtime(|rt| rt.actors.acquire::<ActorCore<A>>(open.actor))
             .flatten()

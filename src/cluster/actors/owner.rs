@@ -305,6 +305,7 @@ impl Driver {
                             args,
                             streamed: Vec::new(),
                             options: options.clone(),
+                            log_to: settings.log_to.unwrap_or(self.cluster.node_id),
                         },
                         strategy: options.strategy(),
                         settings,

@@ -51,6 +51,8 @@ pub(crate) struct ActorCore<A: ActorClass> {
     pub directory: Arc<ActorDirectory>,
     /// Times the host restarted it.
     pub restarts: AtomicU32,
+    /// The node whose terminal shows what it prints: its creator's driver's.
+    pub log_to: NodeId,
 }
 
 impl<A: ActorClass> Describe for ActorCore<A> {
@@ -105,6 +107,7 @@ impl<A: ActorClass> ActorCore<A> {
             None => format!("{short} ({id})"),
         };
         let queue = CallQueue::new(settings.max_concurrency, settings.max_pending_calls);
+        let settings_log_to = settings.log_to.unwrap_or(node_id);
         ActorCore {
             id,
             label,
@@ -119,6 +122,7 @@ impl<A: ActorClass> ActorCore<A> {
             ids,
             directory,
             restarts: AtomicU32::new(0),
+            log_to: settings_log_to,
         }
     }
 
@@ -312,6 +316,25 @@ impl<A: ActorClass> ActorCore<A> {
         )
     }
 
+    /// The context a run of the constructor sees: the actor's, under a task id of its own.
+    pub fn constructor_context(&self) -> Arc<TaskContext> {
+        Arc::new(TaskContext {
+            task_id: self.ids.task(),
+            node_id: self.node_id,
+            function: A::CLASS,
+            actor_id: Some(self.id),
+            attempt: 1,
+            log_to: self.log_to,
+            gpu_ids: self
+                .gpu_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            cancelled: Arc::new(AtomicBool::new(false)),
+            waits: Default::default(),
+        })
+    }
+
     fn task_context(&self, call: &dyn ErasedCall<A>) -> Arc<TaskContext> {
         Arc::new(TaskContext {
             task_id: call.id(),
@@ -319,6 +342,7 @@ impl<A: ActorClass> ActorCore<A> {
             function: call.label(),
             actor_id: Some(self.id),
             attempt: call.attempt(),
+            log_to: self.log_to,
             gpu_ids: self
                 .gpu_ids
                 .lock()

@@ -16,6 +16,7 @@ use super::queue::Phase;
 use crate::api::actor::ActorClass;
 use crate::error::GetError;
 use crate::object::id::TaskId;
+use crate::runtime::context::with_task;
 use crate::runtime::panic;
 use crate::scheduler::handle::Scheduler;
 
@@ -57,7 +58,8 @@ impl<A: ActorClass> ActorHost<A> {
             ctx.address(),
         );
         let job = Box::new(move || {
-            let built = panic::catching(|| match construct() {
+            let context = core.constructor_context();
+            let built = panic::catching(|| match with_task(&context, || construct()) {
                 // After a restart the old state is replaced, and dropped here.
                 Ok(actor) => {
                     drop(core.install_state(actor));

@@ -47,6 +47,8 @@ pub(crate) struct ActorSettings {
     pub max_pending_calls: Option<usize>,
     pub max_concurrency: usize,
     pub is_async: bool,
+    /// The node whose terminal shows what it prints; set where it is created.
+    pub log_to: Option<NodeId>,
 }
 
 /// Creates an actor of class `A`: on this node, or in a cluster where its scheduling
@@ -74,12 +76,13 @@ fn spawn_on<A: ActorMethods>(
     args: <A::Params as Params>::Args,
     id: Option<ActorId>,
 ) -> Result<ActorHandle<A>, ActorError> {
-    let settings = options
+    let mut settings = options
         .resolve(A::ASYNC)
         .map_err(|reason| ActorError::InvalidOptions {
             class: A::CLASS.to_string(),
             reason,
         })?;
+    settings.log_to = Some(super::context::log_to().unwrap_or(rt.node_id));
     // Created here for another node's owner, which placed and named it already.
     let for_owner = id.is_some();
     let id = id.unwrap_or_else(|| rt.ids.actor());
