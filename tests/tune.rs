@@ -343,28 +343,48 @@ fn result_files_hold_every_report_and_the_summary() {
         .fit()
         .unwrap();
     assert!(results.path().ends_with("files"));
-    for t in results.trials() {
-        let lines = std::fs::read_to_string(t.path.join("result.json")).unwrap();
-        let rows: Vec<serde_json::Value> = lines
+    let read = |file: &str| std::fs::read_to_string(results.path().join(file)).unwrap();
+    let json_lines = |file: &str| -> Vec<serde_json::Value> {
+        read(file)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let reports = json_lines("result.jsonl");
+    let params = json_lines("params.jsonl");
+    let csv = read("progress.csv");
+    let mut csv_lines = csv.lines();
+    assert_eq!(
+        csv_lines.next().unwrap(),
+        "trial_id,training_iteration,time_total_s,i,lr"
+    );
+    let csv_rows: Vec<Vec<&str>> = csv_lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(params.len(), 2);
+    assert_eq!(reports.len(), 4 + 7);
+    assert_eq!(csv_rows.len(), 4 + 7);
+    for (id, t) in results.trials().iter().enumerate() {
+        let mine: Vec<&serde_json::Value> =
+            reports.iter().filter(|r| r["trial_id"] == id).collect();
+        assert_eq!(mine.len() as u64, t.iterations());
+        assert!(mine.iter().all(|r| r["trial"] == t.name.as_str()));
+        let its: Vec<u64> = mine
+            .iter()
+            .map(|r| r["training_iteration"].as_u64().unwrap())
             .collect();
-        assert_eq!(rows.len() as u64, t.iterations());
+        assert_eq!(its, (1..=t.iterations()).collect::<Vec<_>>(), "in order");
         assert_eq!(
-            rows.last().unwrap()["i"],
+            mine.last().unwrap()["i"],
             serde_json::json!(t.iterations() as f64)
         );
-        let csv = std::fs::read_to_string(t.path.join("progress.csv")).unwrap();
-        let mut csv_lines = csv.lines();
-        assert_eq!(
-            csv_lines.next().unwrap(),
-            "training_iteration,time_total_s,i,lr"
+        let rows = csv_rows.iter().filter(|r| r[0] == id.to_string()).count();
+        assert_eq!(rows as u64, t.iterations());
+        assert_eq!(params[id]["trial_id"], id);
+        assert_eq!(params[id]["trial"], t.name.as_str());
+        assert_eq!(params[id]["config"]["opt"]["lr"], serde_json::json!(0.5));
+        assert!(
+            !t.path.exists(),
+            "no directory for a trial without checkpoints"
         );
-        assert_eq!(csv_lines.count() as u64, t.iterations());
-        let params: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(t.path.join("params.json")).unwrap())
-                .unwrap();
-        assert_eq!(params["opt"]["lr"], serde_json::json!(0.5));
     }
     let summary: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(results.path().join("experiment_state.json")).unwrap(),
@@ -636,8 +656,10 @@ fn an_experiment_killed_mid_run_is_resumed_by_restore() {
         }
     }
     // The same six configs as the first run drew (seeded), not new ones.
-    let first_configs: Vec<String> = (0..6)
-        .map(|t| std::fs::read_to_string(exp.join(format!("killed_{t:05}/params.json"))).unwrap())
+    let first_configs: Vec<String> = std::fs::read_to_string(exp.join("params.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["config"].to_string())
         .collect();
     let configs: Vec<String> = results
         .trials()

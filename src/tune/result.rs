@@ -39,7 +39,8 @@ pub struct TrialResult {
     pub failures: u32,
     /// Its latest checkpoint.
     pub checkpoint: Option<Checkpoint>,
-    /// Where its result files are.
+    /// Its directory, where its checkpoints are (made only if it saved one); its results
+    /// are in the experiment's `result.jsonl` and `progress.csv`, under its name and number.
     pub path: PathBuf,
     /// The trials it continued from by PBT's exploit, in order.
     pub exploited_from: Vec<String>,

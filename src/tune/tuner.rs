@@ -488,7 +488,8 @@ impl Run {
         };
         let checkpoints = run.checkpoints.clone();
         let files = match &saved {
-            Some(saved) => ResultFiles::reopen(dir.clone(), &meta, checkpoints, &saved.trials),
+            Some(saved) => ResultFiles::reopen(dir.clone(), &meta, checkpoints, &saved.trials)
+                .map_err(storage_error(&dir))?,
             None => {
                 ResultFiles::create(dir.clone(), &meta, checkpoints).map_err(storage_error(&dir))?
             }
@@ -526,11 +527,10 @@ impl Run {
                     searcher.on_trial_complete(&t.config, score);
                 }
             }
-            for id in experiment.resume(saved.trials) {
-                let t = &experiment.trials[id];
-                files.rewrite_results(t).map_err(storage_error(&dir))?;
-                restarts.push_back(id);
-            }
+            restarts.extend(experiment.resume(saved.trials));
+            files
+                .rewrite_results(&experiment.trials)
+                .map_err(storage_error(&dir))?;
         }
         let files = files.into_writer();
         let shared: Shared = Arc::new((Mutex::new(experiment), Instant::now()));
