@@ -1,8 +1,10 @@
 // The live dashboard: one EventSource on /events; each "state" event redraws every part.
 "use strict";
 
-const STATES = ["PENDING_ARGS", "PENDING_RESOURCES", "RUNNING", "FINISHED", "FAILED", "CANCELLED"];
-const COLORS = { PENDING_ARGS: "#b0b8c4", PENDING_RESOURCES: "#e0a030", RUNNING: "#2f7ed8",
+const STATES = ["PENDING_ARGS", "PENDING_RESOURCES", "SUBMITTED_TO_ACTOR", "RUNNING", "FINISHED",
+  "FAILED", "CANCELLED"];
+const COLORS = { PENDING_ARGS: "#b0b8c4", PENDING_RESOURCES: "#e0a030",
+  SUBMITTED_TO_ACTOR: "#9b7fd0", RUNNING: "#2f7ed8",
   FINISHED: "#3a9a5b", FAILED: "#c0392b", CANCELLED: "#7f8c8d" };
 const history = [];
 window.mobulaUpdates = 0;

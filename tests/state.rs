@@ -58,6 +58,14 @@ impl Keeper {
         self.n += 1;
         self.n
     }
+
+    /// Runs until the test releases it.
+    fn hold(&mut self) -> u64 {
+        while !RELEASE.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.n
+    }
 }
 
 fn cluster() -> (LocalCluster, Vec<NodeId>, InitGuard) {
@@ -193,6 +201,35 @@ fn the_state_api_and_the_cli_show_what_the_cluster_does() {
     assert_eq!(named[0].name.as_deref(), Some("keeper"));
     assert!(named[0].class.ends_with("Keeper"));
     assert_eq!(named[0].calls, 3);
+    // Its method calls are tasks of the actor, as Ray lists them.
+    let of_keeper = ListOptions::new().filter("actor_id", keeper.id());
+    eventually("the keeper's calls are listed as ended tasks", || {
+        let rows = state::list_tasks(&of_keeper).unwrap().rows;
+        rows.len() == 3 && rows.iter().all(|t| t.state == TaskState::Finished)
+    });
+    let calls = state::list_tasks(&of_keeper).unwrap().rows;
+    assert!(
+        calls.iter().all(|t| t.function.ends_with("Keeper.bump")),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|t| t.ended_us >= t.started_us && t.started_us.is_some())
+    );
+    let doomed_calls = ListOptions::new().filter("actor_id", doomed.id());
+    assert_eq!(state::list_tasks(&doomed_calls).unwrap().rows.len(), 1);
+    let bumps = &state::summary().unwrap().tasks;
+    let bump = bumps
+        .iter()
+        .find(|(f, _)| f.ends_with("Keeper.bump"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        bump[&TaskState::Finished],
+        4,
+        "the keeper's three and the doomed one's"
+    );
     eventually("the killed actor is listed dead", || {
         state::list_actors(&ListOptions::new().filter("state", ActorState::Dead))
             .unwrap()
@@ -252,8 +289,9 @@ fn the_state_api_and_the_cli_show_what_the_cluster_does() {
         .find(|l| l.starts_with("state::quick"))
         .unwrap_or_else(|| panic!("{out}"));
     let cells: Vec<&str> = quick_row.split_whitespace().collect();
-    // function, PENDING_ARGS, PENDING_RESOURCES, RUNNING, FINISHED, FAILED, CANCELLED
-    assert_eq!(cells, ["state::quick", "0", "0", "0", "10", "0", "0"]);
+    // function, PENDING_ARGS, PENDING_RESOURCES, SUBMITTED_TO_ACTOR, RUNNING, FINISHED,
+    // FAILED, CANCELLED
+    assert_eq!(cells, ["state::quick", "0", "0", "0", "0", "10", "0", "0"]);
     let (ok, out, err) = cli(&cluster, &["list", "actors", "--filter", "name=keeper"]);
     assert!(ok, "{err}");
     assert!(
@@ -289,8 +327,17 @@ fn the_state_api_and_the_cli_show_what_the_cluster_does() {
     let (ok, _, err) = cli(&cluster, &["list", "things"]);
     assert!(!ok && err.contains("placement-groups"), "{err}");
 
-    // Released, the held tasks and the one waiting on them finish.
+    // Of two calls to one actor, one runs and the other waits in the actor's queue.
+    let holds: Vec<_> = (0..2).map(|_| keeper.hold()).collect();
+    eventually("one call runs and one is queued at the actor", || {
+        let rows = state::list_tasks(&of_keeper).unwrap().rows;
+        let count = |s| rows.iter().filter(|t| t.state == s).count();
+        count(TaskState::Running) == 1 && count(TaskState::SubmittedToActor) == 1
+    });
+
+    // Released, the held tasks and calls, and the task waiting on one, finish.
     RELEASE.store(true, Ordering::Release);
+    assert_eq!(mobula::get_all(&holds).unwrap(), vec![3, 3]);
     assert_eq!(waiting.get().unwrap(), 2);
     eventually("every task has ended", || {
         let s = state::summary().unwrap();

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::object::id::{NodeId, TaskId};
+use crate::object::id::{ActorId, NodeId, TaskId};
 use crate::state::types::{EndedCounts, TaskInfo, TaskState};
 
 /// Ended tasks kept in full per node; older ones live on only in the counts.
@@ -98,6 +98,8 @@ pub(crate) struct TaskLog {
     pub function: &'static str,
     /// The task's name option, if it has one.
     pub name: Option<String>,
+    /// For an actor's method call: the actor.
+    pub actor_id: Option<ActorId>,
     pub attempts: u32,
     pub submitted: u64,
     pub started: Option<u64>,
@@ -115,6 +117,7 @@ impl TaskLog {
             },
             state,
             node_id,
+            actor_id: self.actor_id,
             attempts: self.attempts,
             submitted_us: clock.unix_us(self.submitted),
             started_us: self.started.map(|t| clock.unix_us(t)),
@@ -192,6 +195,7 @@ mod tests {
             task_id: TaskId::NIL,
             function,
             name: None,
+            actor_id: None,
             attempts: 1,
             submitted: n,
             started: Some(n + 1),

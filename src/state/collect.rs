@@ -23,6 +23,7 @@ pub(crate) fn report(rt: &Runtime, query: &StateQuery) -> NodeReport {
             let mut rows = Capped::new(filters, limit);
             rows.offer_all(awaiting_args(rt));
             rt.scheduler.list_tasks(&mut rows);
+            rt.actors.list_calls(rt.node_id, &mut rows);
             (out.tasks, out.truncated) = rows.finish();
         }
         StateKind::Actors => {
@@ -61,6 +62,7 @@ pub(crate) fn report(rt: &Runtime, query: &StateQuery) -> NodeReport {
         }
         StateKind::Summary => {
             out.task_counts = rt.scheduler.task_counts();
+            out.task_counts.extend(rt.actors.call_counts());
             for task in awaiting_args(rt) {
                 out.task_counts
                     .push((task.function, TaskState::PendingArgs, 1));
@@ -88,6 +90,7 @@ fn awaiting_args(rt: &Runtime) -> Vec<TaskInfo> {
             function: function.to_string(),
             state: TaskState::PendingArgs,
             node_id: rt.node_id,
+            actor_id: None,
             attempts: 0,
             submitted_us: *submitted,
             started_us: None,

@@ -156,11 +156,12 @@ fn text<T: ToString>(v: &T) -> Option<String> {
 
 impl Row for TaskInfo {
     const FIELDS: &'static [&'static str] = &[
-        "task_id", "function", "state", "node_id", "attempts", "error",
+        "task_id", "function", "state", "node_id", "actor_id", "attempts", "error",
     ];
     fn field(&self, key: &str) -> Option<String> {
         match key {
             "task_id" => text(&self.task_id),
+            "actor_id" => self.actor_id.as_ref().and_then(text),
             "function" => text(&self.function),
             "state" => text(&self.state),
             "node_id" => text(&self.node_id),
@@ -264,6 +265,7 @@ mod tests {
             function: "app::f".into(),
             state,
             node_id: NodeId::random(),
+            actor_id: None,
             attempts: 1,
             submitted_us: 0,
             started_us: None,

@@ -226,6 +226,7 @@ mod tests {
             function: "f".into(),
             state: TaskState::Finished,
             node_id: node,
+            actor_id: None,
             attempts: 1,
             submitted_us,
             started_us: None,

@@ -251,8 +251,9 @@ impl Source {
     }
 }
 
-/// Tasks (Ray's `list_tasks`): live ones and the latest ended, newest first. Tasks run by
-/// actors (method calls) are counted on their actor ([`ActorInfo::calls`]), not listed.
+/// Tasks (Ray's `list_tasks`): live ones and the latest ended, newest first. An actor's
+/// method calls are tasks too, with the actor's id in [`TaskInfo::actor_id`]; one waiting in
+/// its actor's queue is [`TaskState::SubmittedToActor`].
 pub fn list_tasks(options: &ListOptions) -> Result<Listed<TaskInfo>, StateError> {
     Source::Here.list_tasks(options)
 }

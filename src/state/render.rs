@@ -60,6 +60,7 @@ impl Render for TaskInfo {
             "function": self.function,
             "state": self.state.name(),
             "node_id": self.node_id.to_string(),
+            "actor_id": self.actor_id.map(|a| a.to_string()),
             "attempts": self.attempts,
             "submitted_us": self.submitted_us,
             "started_us": self.started_us,

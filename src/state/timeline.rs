@@ -69,6 +69,7 @@ mod tests {
                 TaskState::Running
             },
             node_id: node,
+            actor_id: None,
             attempts: 1,
             submitted_us: start,
             started_us: Some(start),

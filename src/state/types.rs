@@ -15,6 +15,9 @@ pub enum TaskState {
     PendingArgs,
     /// Its arguments are ready; waiting for resources.
     PendingResources,
+    /// An actor's method call, queued at its actor until the calls before it have run (Ray's
+    /// `SUBMITTED_TO_WORKER`).
+    SubmittedToActor,
     /// Running (or blocked in a get).
     Running,
     /// Returned a value.
@@ -27,9 +30,10 @@ pub enum TaskState {
 
 impl TaskState {
     /// Every state, in the order of a task's life.
-    pub const ALL: [TaskState; 6] = [
+    pub const ALL: [TaskState; 7] = [
         TaskState::PendingArgs,
         TaskState::PendingResources,
+        TaskState::SubmittedToActor,
         TaskState::Running,
         TaskState::Finished,
         TaskState::Failed,
@@ -41,6 +45,7 @@ impl TaskState {
         match self {
             TaskState::PendingArgs => "PENDING_ARGS",
             TaskState::PendingResources => "PENDING_RESOURCES",
+            TaskState::SubmittedToActor => "SUBMITTED_TO_ACTOR",
             TaskState::Running => "RUNNING",
             TaskState::Finished => "FINISHED",
             TaskState::Failed => "FAILED",
@@ -75,6 +80,8 @@ pub struct TaskInfo {
     pub state: TaskState,
     /// The node it runs (or ran) on.
     pub node_id: NodeId,
+    /// For an actor's method call: the actor.
+    pub actor_id: Option<ActorId>,
     /// Attempts so far: 1, then one more per retry.
     pub attempts: u32,
     /// When it was submitted to its node, in microseconds since the Unix epoch.

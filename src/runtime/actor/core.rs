@@ -13,6 +13,7 @@ use tokio::sync::RwLock;
 
 use super::ActorSettings;
 use super::call::{CallOutcome, ErasedCall, Invoke, TypedCall};
+use super::calls::LiveCalls;
 use super::directory::{ActorDirectory, Describe};
 use super::host::{ActorHost, Crashed, Kill, NoHandles, RunSlot, Stopped};
 use super::queue::{CallQueue, Phase, Push, Take};
@@ -20,13 +21,14 @@ use crate::api::actor::ActorClass;
 use crate::api::args::ArgList;
 use crate::api::object_ref::ObjectRef;
 use crate::error::{GetError, TaskError, TaskErrorKind};
-use crate::object::id::{ActorId, IdMint, NodeId, ObjectId};
+use crate::object::id::{ActorId, IdMint, NodeId, ObjectId, TaskId};
 use crate::object::store::Store;
 use crate::object::table::{CancelProbe, Producer};
 use crate::object::value::Value;
 use crate::runtime::context::{self, TaskContext};
 use crate::runtime::worker_pool::WorkerPool;
-use crate::state::types::{ActorInfo, ActorState};
+use crate::scheduler::history::Wall;
+use crate::state::types::{ActorInfo, ActorState, TaskInfo, TaskState};
 
 /// Calls a blocking slot runs before it gives its thread back to the pool (and queues itself
 /// again), so that busy actors share the pool fairly.
@@ -51,11 +53,21 @@ pub(crate) struct ActorCore<A: ActorClass> {
     pub directory: Arc<ActorDirectory>,
     /// Times the host restarted it.
     pub restarts: AtomicU32,
+    /// Its calls that have not ended, for the state API.
+    pub live_calls: LiveCalls,
     /// The node whose terminal shows what it prints: its creator's driver's.
     pub log_to: NodeId,
 }
 
 impl<A: ActorClass> Describe for ActorCore<A> {
+    fn calls(&self, wall: &Wall) -> Vec<TaskInfo> {
+        self.live_calls.rows(self.node_id, wall)
+    }
+
+    fn count_calls(&self, counts: &mut std::collections::HashMap<(&'static str, TaskState), u64>) {
+        self.live_calls.count(counts);
+    }
+
     fn describe(&self) -> ActorInfo {
         let (phase, calls) = {
             let q = self.queue();
@@ -122,6 +134,7 @@ impl<A: ActorClass> ActorCore<A> {
             ids,
             directory,
             restarts: AtomicU32::new(0),
+            live_calls: LiveCalls::default(),
             log_to: settings_log_to,
         }
     }
@@ -196,6 +209,9 @@ impl<A: ActorClass> ActorCore<A> {
             args,
             invoke,
         });
+        // Listed before it is queued: it may run and end at once.
+        self.live_calls
+            .submitted(&self.directory.calls.clock, id, label, self.id);
         let pushed = self.queue().push(call);
         match pushed {
             Push::Queued {
@@ -203,16 +219,14 @@ impl<A: ActorClass> ActorCore<A> {
             } => self.start_slot(generation),
             Push::Queued { slot: None } => {}
             Push::Dead(cause) => {
-                self.store.fail(return_id, self.died(&cause));
+                self.fail_call(id, return_id, self.died(&cause));
             }
             Push::Full { limit } => {
-                self.store.fail(
-                    return_id,
-                    GetError::Backpressure {
-                        actor: self.label.clone(),
-                        limit,
-                    },
-                );
+                let err = GetError::Backpressure {
+                    actor: self.label.clone(),
+                    limit,
+                };
+                self.fail_call(id, return_id, err);
             }
         }
         result
@@ -247,8 +261,11 @@ impl<A: ActorClass> ActorCore<A> {
                 Take::Run(call) => {
                     if !self.wanted(&*call) {
                         self.queue().done(generation);
+                        self.call_ended(call.id(), TaskState::Cancelled, None);
                         continue;
                     }
+                    self.live_calls
+                        .started(&self.directory.calls.clock, call.id(), call.attempt());
                     let task = self.task_context(&*call);
                     let outcome = context::with_task(&task, || call.run_blocking(&state));
                     if self.complete(generation, call, outcome) {
@@ -281,8 +298,11 @@ impl<A: ActorClass> ActorCore<A> {
                 Take::Run(call) => {
                     if !self.wanted(&*call) {
                         self.queue().done(generation);
+                        self.call_ended(call.id(), TaskState::Cancelled, None);
                         continue;
                     }
+                    self.live_calls
+                        .started(&self.directory.calls.clock, call.id(), call.attempt());
                     let task = self.task_context(&*call);
                     let body = context::WithTask {
                         task,
@@ -295,6 +315,7 @@ impl<A: ActorClass> ActorCore<A> {
                     // the call's result then says why.
                     let mut unfinished = Unfinished {
                         core: &*self,
+                        id: call.id(),
                         return_id: call.return_id(),
                         armed: true,
                     };
@@ -377,7 +398,7 @@ impl<A: ActorClass> ActorCore<A> {
                     cause: "the actor failed while this call ran".into(),
                 },
             };
-            self.store.fail(return_id, err);
+            self.fail_call(call.id(), return_id, err);
             return true;
         }
         let task_error = |kind, message| {
@@ -391,13 +412,19 @@ impl<A: ActorClass> ActorCore<A> {
             })
         };
         match outcome {
-            CallOutcome::Value(v) => self.store.seal(return_id, v),
+            CallOutcome::Value(v) => {
+                self.store.seal(return_id, v);
+                self.call_ended(call.id(), TaskState::Finished, None);
+            }
             CallOutcome::Failed(message) => {
-                self.store
-                    .fail(return_id, task_error(TaskErrorKind::Failed, message));
+                self.fail_call(
+                    call.id(),
+                    return_id,
+                    task_error(TaskErrorKind::Failed, message),
+                );
             }
             CallOutcome::DepFailed(err) => {
-                self.store.fail(return_id, err);
+                self.fail_call(call.id(), return_id, err);
             }
             CallOutcome::Panicked(message) => {
                 let cause = format!("`{}` panicked: {message}", call.label());
@@ -407,19 +434,36 @@ impl<A: ActorClass> ActorCore<A> {
                         in_flight: in_flight.unwrap_or_default(),
                     });
                 }
-                self.store
-                    .fail(return_id, task_error(TaskErrorKind::Panicked, message));
+                self.fail_call(
+                    call.id(),
+                    return_id,
+                    task_error(TaskErrorKind::Panicked, message),
+                );
                 return true;
             }
         }
         false
     }
 
+    /// Fails call `id`'s result with `err`, and lists the call as failed.
+    pub fn fail_call(&self, id: TaskId, return_id: ObjectId, err: GetError) {
+        let message = err.to_string();
+        self.store.fail(return_id, err);
+        self.call_ended(id, TaskState::Failed, Some(message));
+    }
+
+    /// Call `id` ended: it moves from the actor's live calls to the node's ended ones.
+    pub fn call_ended(&self, id: TaskId, state: TaskState, error: Option<String>) {
+        if let Some(log) = self.live_calls.take(id) {
+            self.directory.calls.ended(log, state, error);
+        }
+    }
+
     /// A slot reached a terminate marker: the actor is dead; later calls fail.
     fn terminated(&self, rest: Vec<Call<A>>) {
         let err = self.died("it was terminated");
         for call in rest {
-            self.store.fail(call.return_id(), err.clone());
+            self.fail_call(call.id(), call.return_id(), err.clone());
         }
         if let Some(host) = self.host.get() {
             host.do_send(Stopped);
@@ -450,7 +494,7 @@ impl<A: ActorClass> ActorCore<A> {
             };
             let err = self.died(cause);
             for call in queued {
-                self.store.fail(call.return_id(), err.clone());
+                self.fail_call(call.id(), call.return_id(), err.clone());
             }
         }
         if let Some(host) = self.host.get() {
@@ -475,6 +519,7 @@ impl<A: ActorClass> ActorCore<A> {
 /// Fails a call's result if its future is dropped before the call ends.
 struct Unfinished<'a, A: ActorClass> {
     core: &'a ActorCore<A>,
+    id: TaskId,
     return_id: ObjectId,
     armed: bool,
 }
@@ -482,10 +527,8 @@ struct Unfinished<'a, A: ActorClass> {
 impl<A: ActorClass> Drop for Unfinished<'_, A> {
     fn drop(&mut self) {
         if self.armed {
-            self.core.store.fail(
-                self.return_id,
-                self.core.died("it stopped while this call ran"),
-            );
+            let err = self.core.died("it stopped while this call ran");
+            self.core.fail_call(self.id, self.return_id, err);
         }
     }
 }

@@ -4,13 +4,20 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::calls::EndedCalls;
+use crate::object::id::NodeId;
 use crate::object::id::{ActorId, IdHash};
+use crate::scheduler::history::Wall;
 use crate::state::filter::Capped;
-use crate::state::types::{ActorInfo, ActorState};
+use crate::state::types::{ActorInfo, ActorState, TaskInfo, TaskState};
 
 /// What the state API reads of an actor (implemented by its core).
 pub(crate) trait Describe: Send + Sync {
     fn describe(&self) -> ActorInfo;
+    /// Its calls that have not ended, as task rows.
+    fn calls(&self, wall: &Wall) -> Vec<TaskInfo>;
+    /// Its calls that have not ended, counted by method and state.
+    fn count_calls(&self, counts: &mut HashMap<(&'static str, TaskState), u64>);
 }
 
 /// An actor's core as the directory holds it: typed behind `Any`, and described.
@@ -77,6 +84,8 @@ pub(crate) type OnNameFreed = Box<dyn Fn((String, String), ActorId) + Send + Syn
 #[derive(Default)]
 pub(crate) struct ActorDirectory {
     inner: Mutex<Inner>,
+    /// Method calls of this node's actors that ended, and the clock their calls are timed by.
+    pub calls: EndedCalls,
     on_name_freed: std::sync::OnceLock<OnNameFreed>,
 }
 
@@ -257,6 +266,32 @@ impl ActorDirectory {
                 .or_default() += n;
         }
         counts.into_iter().map(|((c, s), n)| (c, s, n)).collect()
+    }
+
+    /// Offers the method calls of the actors here to `rows`: those not ended, then the
+    /// latest ended, newest first.
+    pub fn list_calls(&self, node: NodeId, rows: &mut Capped<TaskInfo>) {
+        let live = self.lock().live();
+        let wall = self.calls.clock.wall();
+        // Read outside the directory's lock: each takes its actor's lock of calls.
+        for core in &live {
+            rows.offer_all(core.calls(&wall));
+        }
+        rows.offer_all(self.calls.rows(node, &wall));
+    }
+
+    /// Method calls by method and state (ended ones since the node started).
+    pub fn call_counts(&self) -> Vec<(String, TaskState, u64)> {
+        let live = self.lock().live();
+        let mut counts = HashMap::new();
+        for core in &live {
+            core.count_calls(&mut counts);
+        }
+        self.calls.count(&mut counts);
+        counts
+            .into_iter()
+            .map(|((f, s), n)| (f.to_string(), s, n))
+            .collect()
     }
 
     /// Actors alive.

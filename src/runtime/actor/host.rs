@@ -101,13 +101,14 @@ impl<A: ActorClass> ActorHost<A> {
         for mut call in in_flight {
             if settings.max_task_retries.allows(call.attempt() - 1) {
                 call.next_attempt();
+                self.core.live_calls.requeued(call.id());
                 self.retrying.push(call);
             } else {
                 let err = GetError::ActorRestarting {
                     actor: self.core.label.clone(),
                     cause: cause.clone(),
                 };
-                self.core.store.fail(call.return_id(), err);
+                self.core.fail_call(call.id(), call.return_id(), err);
             }
         }
         self.construct(ctx);
@@ -118,7 +119,8 @@ impl<A: ActorClass> ActorHost<A> {
         let err = self.core.died(cause);
         let queued = self.core.queue().die(cause.into());
         for call in queued.into_iter().chain(self.retrying.drain(..)) {
-            self.core.store.fail(call.return_id(), err.clone());
+            self.core
+                .fail_call(call.id(), call.return_id(), err.clone());
         }
         self.finish(ctx);
     }

@@ -5,8 +5,10 @@
 //! - [`core`]: what all handles of an actor share; the slots that run calls.
 //! - [`host`]: the actix actor that places, constructs, restarts and stops the actor.
 //! - [`directory`]: the node's actors, their names and handle counts.
+//! - [`calls`]: method calls as the state API lists them.
 
 pub(crate) mod call;
+pub(crate) mod calls;
 pub(crate) mod core;
 pub(crate) mod directory;
 pub(crate) mod host;
