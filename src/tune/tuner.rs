@@ -676,6 +676,9 @@ impl Run {
                         .map(|(trial, why)| (trial, Err(why))),
                 )
                 .collect::<Vec<_>>();
+            // A trial's results go to the files before the line saying it ended: killed in
+            // between, the experiment must not resume a trial as ended without its results.
+            self.flush()?;
             for (trial, outcome) in ended {
                 let mut e = controller::lock(&self.shared);
                 let ended = e.ended(trial, outcome, self.run.max_failures);
