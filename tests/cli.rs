@@ -1,12 +1,13 @@
 //! The `mobula` command against real processes: a head started in the background, a worker
 //! that joins with exactly the variables the head printed, `status`, and `stop`.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const CLI: &str = env!("CARGO_BIN_EXE_mobula");
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::cli::{join_variables, mobula, text};
+use std::time::{Duration, Instant};
 
 /// Not a test: a worker node started the way `#[mobula::main]` starts one.
 #[test]
@@ -15,30 +16,6 @@ fn cli_worker() {
         mobula::node::run_worker_if_asked();
         unreachable!("run_worker_if_asked exits the process");
     }
-}
-
-fn mobula(args: &[&str]) -> Output {
-    Command::new(CLI).args(args).output().expect("run mobula")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The `NAME=value` words of the printed join command.
-fn join_variables(printed: &str) -> HashMap<String, String> {
-    let line = printed
-        .lines()
-        .find(|l| l.contains("MOBULA_WORKER=1"))
-        .expect("a join command");
-    line.split_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {

@@ -6,15 +6,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use common::cli::{join_variables, mobula as cli, text as all_text};
 use common::{eventually, local_cluster, turn};
 use mobula::logs::{LogLine, LogStream};
 use mobula::prelude::*;
 use mobula::state::{self, ListOptions};
-
-const CLI: &str = env!("CARGO_BIN_EXE_mobula");
 
 /// Prints `n` lines, one to standard error and one `tracing` event; answers with its own
 /// task id and node id.
@@ -221,18 +220,6 @@ fn lines_of_tasks_and_actors_are_kept_with_their_ids_and_read_back() {
     drop(cluster);
 }
 
-fn cli(args: &[&str]) -> Output {
-    Command::new(CLI).args(args).output().expect("run mobula")
-}
-
-fn all_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Not a test: a worker node, when the test below starts this binary as one.
 #[test]
 fn logs_worker() {
@@ -262,18 +249,6 @@ fn logs_driver() {
     mobula::println!("ids task={task} node={node} actor={actor}");
     let mut rest = String::new();
     let _ = std::io::stdin().read_to_string(&mut rest);
-}
-
-/// The `NAME=value` words of the join command `mobula start --head` printed.
-fn join_variables(printed: &str) -> HashMap<String, String> {
-    let line = printed
-        .lines()
-        .find(|l| l.contains("MOBULA_WORKER=1"))
-        .expect("a join command");
-    line.split_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 /// Collects what a child writes on a stream, line by line.

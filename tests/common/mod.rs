@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use mobula::{Config, InitGuard};
 
+pub mod cli;
+
 /// One Mobula runtime per process: tests that start one take turns.
 static TURN: Mutex<()> = Mutex::new(());
 

@@ -339,30 +339,20 @@ impl<A: ActorClass> ActorCore<A> {
 
     /// The context a run of the constructor sees: the actor's, under a task id of its own.
     pub fn constructor_context(&self) -> Arc<TaskContext> {
-        Arc::new(TaskContext {
-            task_id: self.ids.task(),
-            node_id: self.node_id,
-            function: A::CLASS,
-            actor_id: Some(self.id),
-            attempt: 1,
-            log_to: self.log_to,
-            gpu_ids: self
-                .gpu_ids
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            cancelled: Arc::new(AtomicBool::new(false)),
-            waits: Default::default(),
-        })
+        self.context(self.ids.task(), A::CLASS, 1)
     }
 
     fn task_context(&self, call: &dyn ErasedCall<A>) -> Arc<TaskContext> {
+        self.context(call.id(), call.label(), call.attempt())
+    }
+
+    fn context(&self, task_id: TaskId, function: &'static str, attempt: u32) -> Arc<TaskContext> {
         Arc::new(TaskContext {
-            task_id: call.id(),
+            task_id,
             node_id: self.node_id,
-            function: call.label(),
+            function,
             actor_id: Some(self.id),
-            attempt: call.attempt(),
+            attempt,
             log_to: self.log_to,
             gpu_ids: self
                 .gpu_ids

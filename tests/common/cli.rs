@@ -1,0 +1,33 @@
+//! Running the `mobula` command, and reading what it printed.
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+/// The `mobula` binary of this build.
+pub const CLI: &str = env!("CARGO_BIN_EXE_mobula");
+
+/// Runs `mobula ARGS...` to its end.
+pub fn mobula(args: &[&str]) -> Output {
+    Command::new(CLI).args(args).output().expect("run mobula")
+}
+
+/// What a command printed, standard output then standard error.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The `NAME=value` words of the join command `mobula start --head` printed.
+pub fn join_variables(printed: &str) -> HashMap<String, String> {
+    let line = printed
+        .lines()
+        .find(|l| l.contains("MOBULA_WORKER=1"))
+        .expect("a join command");
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
