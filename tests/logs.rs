@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use common::cli::{join_variables, mobula as cli, text as all_text};
-use common::{eventually, local_cluster, turn};
+use common::{eventually, eventually_or, local_cluster, turn};
 use mobula::logs::{LogLine, LogStream};
 use mobula::prelude::*;
 use mobula::state::{self, ListOptions};
@@ -312,18 +312,21 @@ fn a_driver_process_shows_what_its_work_prints_on_other_nodes() {
             .find(|l| l.starts_with("ids "))
             .cloned()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while ids_line().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline && driver.try_wait().unwrap().is_none(),
-            "the driver printed no ids; it wrote {:?} and {:?}",
+    let show = || {
+        format!(
+            "stdout {:?}\nstderr {:?} worker {:?}",
             out.lock().unwrap(),
-            err.lock().unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+            err.lock().unwrap(),
+            worker_err.lock().unwrap()
+        )
+    };
+    eventually_or(
+        "the driver prints the ids",
+        || ids_line().is_some() || driver.try_wait().unwrap().is_some(),
+        show,
+    );
     let ids: HashMap<String, String> = ids_line()
-        .unwrap()
+        .unwrap_or_else(|| panic!("the driver ended without printing its ids: {}", show()))
         .split_whitespace()
         .filter_map(|w| w.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -351,32 +354,22 @@ fn a_driver_process_shows_what_its_work_prints_on_other_nodes() {
             .cloned()
             .collect()
     };
-    let show = || {
-        format!(
-            "stdout {:?}\nstderr {:?} worker {:?}",
-            out.lock().unwrap(),
-            err.lock().unwrap(),
-            worker_err.lock().unwrap()
-        )
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while prefixed(&out).len() < expected_out.len() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the work's lines on the driver's stdout: {}",
-            show()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    eventually_or(
+        "the work's lines on the driver's stdout",
+        || prefixed(&out).len() >= expected_out.len(),
+        show,
+    );
     assert_eq!(prefixed(&out), expected_out);
     // ...standard error and tracing on its standard error.
     let expected_err = [
         format!("{task_prefix} a warning from the task"),
         format!("{task_prefix} INFO logs: traced n=3"),
     ];
-    eventually("the work's lines on the driver's stderr", || {
-        prefixed(&err).len() >= expected_err.len()
-    });
+    eventually_or(
+        "the work's lines on the driver's stderr",
+        || prefixed(&err).len() >= expected_err.len(),
+        show,
+    );
     assert_eq!(prefixed(&err), expected_err);
 
     // `mobula logs` reads them from the worker, after the fact.

@@ -117,10 +117,23 @@ impl<'a, T: Row> Capped<'a, T> {
         }
     }
 
+    /// Offers every row of `rows`. Without filters, the rows past the limit are only counted:
+    /// a lazy iterator (`ended.iter().map(to_row)`) does not build them, which matters when
+    /// a node keeps 10,000 ended tasks and a query wants 100.
     pub fn offer_all(&mut self, rows: impl IntoIterator<Item = T>) {
-        for row in rows {
-            self.offer(row);
+        let mut rows = rows.into_iter();
+        if !self.filters.is_empty() {
+            for row in rows {
+                self.offer(row);
+            }
+            return;
         }
+        let room = self.limit.saturating_sub(self.rows.len());
+        self.rows.extend(rows.by_ref().take(room));
+        self.more += match rows.size_hint() {
+            (low, Some(high)) if low == high => low as u64,
+            _ => rows.count() as u64,
+        };
     }
 
     /// The rows kept, and how many more passed.
@@ -258,6 +271,35 @@ mod tests {
     use super::*;
     use crate::object::id::{NodeId, TaskId};
     use crate::state::types::TaskState;
+
+    #[test]
+    fn rows_past_the_limit_are_counted_and_without_filters_not_built() {
+        let built = std::cell::Cell::new(0);
+        let make = |i: usize| {
+            built.set(built.get() + 1);
+            task(if i % 2 == 0 {
+                TaskState::Finished
+            } else {
+                TaskState::Failed
+            })
+        };
+        let mut rows = Capped::new(&[], 3);
+        rows.offer_all((0..1000).map(make));
+        let (kept, more) = rows.finish();
+        assert_eq!((kept.len(), more), (3, 997));
+        assert_eq!(built.get(), 3, "only the kept rows were built");
+
+        let failed = [Filter::parse("state=FAILED").unwrap()];
+        let mut rows = Capped::new(&failed, 3);
+        rows.offer_all((0..1000).map(make));
+        let (kept, more) = rows.finish();
+        assert_eq!((kept.len(), more), (3, 497));
+        assert!(kept.iter().all(|t| t.state == TaskState::Failed));
+        // A filter needs every row; so does an iterator whose length is not known.
+        let mut rows = Capped::new(&[], 3);
+        rows.offer_all((0..10).filter(|i| i % 3 == 0).map(make));
+        assert_eq!(rows.finish().1, 1);
+    }
 
     fn task(state: TaskState) -> TaskInfo {
         TaskInfo {

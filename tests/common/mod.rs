@@ -43,10 +43,19 @@ pub fn turn() -> MutexGuard<'static, ()> {
 
 /// Polls `cond` until it holds; panics with `what` after a generous bound. For effects that
 /// happen asynchronously (a spill, a restart), never to assert on speed.
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    eventually_or(what, cond, String::new);
+}
+
+/// [`eventually`], saying `show()` too if it never happens (what a child process wrote).
+pub fn eventually_or(what: &str, mut cond: impl FnMut() -> bool, show: impl Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !cond() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "never happened: {what} {}",
+            show()
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::object::id::{ActorId, IdHash, NodeId, TaskId};
 use crate::scheduler::history::{Clock, TaskHistory, TaskLog, Wall};
+use crate::state::filter::Capped;
 use crate::state::types::{TaskInfo, TaskState};
 
 /// Ended calls kept in full per node.
@@ -109,13 +110,15 @@ impl EndedCalls {
         self.lock().ended(log, state);
     }
 
-    /// The ended calls kept, newest first.
-    pub fn rows(&self, node: NodeId, wall: &Wall) -> Vec<TaskInfo> {
-        self.lock()
-            .recent()
-            .rev()
-            .map(|(log, state)| log.info(*state, node, wall))
-            .collect()
+    /// Offers the ended calls kept to `rows`, newest first.
+    pub fn offer(&self, node: NodeId, wall: &Wall, rows: &mut Capped<'_, TaskInfo>) {
+        let history = self.lock();
+        rows.offer_all(
+            history
+                .recent()
+                .rev()
+                .map(|(log, state)| log.info(*state, node, wall)),
+        );
     }
 
     /// Every ended call counted, by method and how it ended.
@@ -164,7 +167,10 @@ mod tests {
         );
         assert!(live.take(a).is_none(), "ended once");
         assert!(live.rows(node, &wall).is_empty());
-        let rows = ended.rows(node, &ended.clock.wall());
+        let mut capped = Capped::new(&[], 10);
+        ended.offer(node, &ended.clock.wall(), &mut capped);
+        let (rows, more) = capped.finish();
+        assert_eq!(more, 0);
         assert_eq!(rows[0].task_id, b, "newest first");
         assert_eq!(rows[0].error.as_deref(), Some("it was killed"));
         assert!(rows[1].ended_us >= rows[1].started_us);

@@ -277,7 +277,7 @@ impl ActorDirectory {
         for core in &live {
             rows.offer_all(core.calls(&wall));
         }
-        rows.offer_all(self.calls.rows(node, &wall));
+        self.calls.offer(node, &wall, rows);
     }
 
     /// Method calls by method and state (ended ones since the node started).
