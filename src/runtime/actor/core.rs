@@ -55,8 +55,6 @@ pub(crate) struct ActorCore<A: ActorClass> {
     pub restarts: AtomicU32,
     /// Its calls that have not ended, for the state API.
     pub live_calls: LiveCalls,
-    /// The node whose terminal shows what it prints: its creator's driver's.
-    pub log_to: NodeId,
 }
 
 impl<A: ActorClass> Describe for ActorCore<A> {
@@ -119,7 +117,6 @@ impl<A: ActorClass> ActorCore<A> {
             None => format!("{short} ({id})"),
         };
         let queue = CallQueue::new(settings.max_concurrency, settings.max_pending_calls);
-        let settings_log_to = settings.log_to.unwrap_or(node_id);
         ActorCore {
             id,
             label,
@@ -135,7 +132,6 @@ impl<A: ActorClass> ActorCore<A> {
             directory,
             restarts: AtomicU32::new(0),
             live_calls: LiveCalls::default(),
-            log_to: settings_log_to,
         }
     }
 
@@ -353,7 +349,7 @@ impl<A: ActorClass> ActorCore<A> {
             function,
             actor_id: Some(self.id),
             attempt,
-            log_to: self.log_to,
+            log_to: self.settings.log_to.unwrap_or(self.node_id),
             gpu_ids: self
                 .gpu_ids
                 .lock()
