@@ -37,15 +37,14 @@
 extern crate self as mobula;
 
 mod api;
+mod base;
 pub(crate) mod cluster;
-mod error;
 mod http;
 pub mod logs;
 pub mod metrics;
 mod object;
 pub mod registry;
 mod runtime;
-mod scheduler;
 pub mod state;
 pub mod testing;
 pub mod transport;
@@ -66,13 +65,13 @@ pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait, wait_anywhere};
 pub use api::placement_group::{
     Bundle, PlacementGroup, PlacementStrategy, placement_group, remove_placement_group,
 };
-pub use error::{
+pub use base::error::{
     ActorError, CancelError, Error, GetError, InitError, PlacementGroupError, PutError, TaskError,
     TaskErrorKind, WaitError,
 };
-pub use object::id::{ActorId, NodeId, ObjectId, TaskId};
+pub use base::id::{ActorId, NodeId, ObjectId, TaskId};
+pub use base::scheduling::placement::SchedulingStrategy;
 pub use object::value::Value;
-pub use scheduler::placement::SchedulingStrategy;
 
 /// Makes a function remote. See the [crate documentation](crate) and [`TaskOptions`] for
 /// the options it takes: `#[mobula::remote(num_cpus = 2, max_retries = 0)]`.

@@ -8,14 +8,14 @@
 //!
 //! This module is pure: bytes in, messages out, no I/O.
 
-use crate::state::types::{NodeReport, StateQuery};
+use crate::base::rows::{NodeReport, StateQuery};
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::actor::ActorOptions;
-use crate::error::TaskErrorKind;
-use crate::object::id::{ActorId, NodeId, ObjectId, TaskId};
+use crate::base::error::TaskErrorKind;
+use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 
 /// The protocol version this build speaks. A peer with another version is refused.
 pub const VERSION: u16 = 2;
@@ -359,7 +359,7 @@ pub enum Message {
     /// terminal; answered with [`Message::Ack`].
     Logs {
         /// The lines, oldest first.
-        lines: Vec<crate::logs::LogLine>,
+        lines: Vec<crate::base::log_line::LogLine>,
     },
 }
 

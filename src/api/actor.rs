@@ -11,17 +11,17 @@ use super::args::{IntoArg, Params};
 use super::function::AppError;
 use super::object_ref::ObjectRef;
 use super::placement_group::{BundleRef, PlacementGroup};
+use crate::base::error::{ActorError, GetError};
+use crate::base::id::{ActorId, NodeId};
+use crate::base::scheduling::placement::SchedulingStrategy;
+use crate::base::scheduling::resources::{ResourceRequest, set_amount};
+use crate::base::scheduling::retry::Retries;
 use crate::cluster::actors::{ActorMethods, RemoteActor, attach};
-use crate::error::{ActorError, GetError};
-use crate::object::id::{ActorId, NodeId};
 use crate::object::value::Value;
 use crate::runtime::actor::call::Invoke;
 use crate::runtime::actor::core::ActorCore;
 use crate::runtime::actor::{self as rt_actor, ActorSettings};
 use crate::runtime::global;
-use crate::scheduler::placement::SchedulingStrategy;
-use crate::scheduler::resources::{ResourceRequest, set_amount};
-use crate::scheduler::retry::Retries;
 
 /// An actor class: a struct marked `#[mobula::actor]`. Implemented by the macro.
 #[doc(hidden)]

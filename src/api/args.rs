@@ -6,8 +6,8 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 
 use super::object_ref::ObjectRef;
-use crate::error::GetError;
-use crate::object::id::ObjectId;
+use crate::base::error::GetError;
+use crate::base::id::ObjectId;
 use crate::object::value::Value;
 
 /// One argument of a remote call, as given by the caller: a value, or a ref whose value the

@@ -4,8 +4,10 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::InitError;
-use crate::scheduler::resources::{NodeResources, UNIT, check_custom_name, set_amount, to_units};
+use crate::base::error::InitError;
+use crate::base::scheduling::resources::{
+    NodeResources, UNIT, check_custom_name, set_amount, to_units,
+};
 
 /// Settings of the node [`init`](crate::init) starts, built with chained setters:
 ///

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::object::id::{ActorId, NodeId, TaskId};
+use crate::base::id::{ActorId, NodeId, TaskId};
 use crate::runtime::context::{TaskContext, current_task};
 use crate::runtime::global;
 

@@ -10,10 +10,10 @@ use futures::future::LocalBoxFuture;
 
 use super::args::{IntoArg, Params};
 use super::object_ref::ObjectRef;
+use crate::base::scheduling::placement::SchedulingStrategy;
+use crate::base::scheduling::resources::{ResourceRequest, set_amount};
+use crate::base::scheduling::retry::{Retries, RetryPolicy};
 use crate::object::value::Value;
-use crate::scheduler::placement::SchedulingStrategy;
-use crate::scheduler::resources::{ResourceRequest, set_amount};
-use crate::scheduler::retry::{Retries, RetryPolicy};
 
 /// Whether a function body blocks (runs on a worker thread) or is async (runs on the runtime).
 #[doc(hidden)]

@@ -1,7 +1,7 @@
 //! Running this process as a node of a cluster, and looking at the cluster.
 
 use crate::api::config::Config;
-use crate::error::InitError;
+use crate::base::error::InitError;
 use crate::runtime::global;
 
 pub use crate::cluster::admin::{
@@ -150,7 +150,7 @@ pub fn cluster_resources() -> std::collections::BTreeMap<String, f64> {
         }
         Some(None) => {
             if let Some((cpu, gpu, custom)) = global::with_runtime(|rt| rt.scheduler.totals()) {
-                let unit = crate::scheduler::resources::UNIT as f64;
+                let unit = crate::base::scheduling::resources::UNIT as f64;
                 sum.insert("CPU".to_string(), cpu as f64 / unit);
                 sum.insert("GPU".to_string(), gpu as f64 / unit);
                 for (name, amount) in custom {

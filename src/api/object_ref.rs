@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::GetError;
-use crate::object::id::ObjectId;
+use crate::base::error::GetError;
+use crate::base::id::ObjectId;
 use crate::object::store::Store;
 use crate::object::table::{Probe, Ready};
 use crate::object::table::{RemoteCopy, RemoteKey};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::object_ref::ObjectRef;
-use crate::error::{CancelError, GetError, PutError, WaitError};
+use crate::base::error::{CancelError, GetError, PutError, WaitError};
 use crate::object::table::{CancelProbe, Probe};
 use crate::object::value::{StoredValue, Value};
 use crate::object::waiter::{Signal, Waiter};

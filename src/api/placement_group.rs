@@ -19,23 +19,23 @@
 //! # }
 //! ```
 
-use crate::state::types::{PlacementGroupInfo, PlacementGroupState};
+use crate::base::rows::{PlacementGroupInfo, PlacementGroupState};
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::base::error::PlacementGroupError;
+use crate::base::id::{NodeId, TaskId};
+use crate::base::scheduling::bundles::{self, Room};
+use crate::base::scheduling::resources::{ResourceRequest, set_amount};
 use crate::cluster::node::ClusterNode;
 use crate::cluster::remote::request_list;
-use crate::error::PlacementGroupError;
-use crate::object::id::{NodeId, TaskId};
 use crate::runtime::global;
-use crate::scheduler::bundles::{self, Room};
-use crate::scheduler::handle::Scheduler;
-use crate::scheduler::resources::{ResourceRequest, set_amount};
+use crate::runtime::scheduler::Scheduler;
 use crate::wire::WireBundle;
 use serde::{Deserialize, Serialize};
 
-pub use crate::scheduler::bundles::PlacementStrategy;
+pub use crate::base::scheduling::bundles::PlacementStrategy;
 
 /// Resources reserved together: one bundle of a placement group (Ray's `{"CPU": 1}`).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
 use crate::transport::credentials::{ClusterCa, ClusterDir, NodeIdentity, NodeKey, fingerprint};
 use crate::transport::endpoint::Endpoint;
 use crate::wire::{ClusterView, Message};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::membership::Membership;
 use super::node::ClusterNode;
-use crate::object::id::{ActorId, NodeId};
+use crate::base::id::{ActorId, NodeId};
 use crate::transport::credentials::ClusterCa;
 
 /// The head's own state.

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::node::ClusterNode;
-use crate::logs::LogLine;
+use crate::base::id::NodeId;
+use crate::base::log_line::LogLine;
 use crate::logs::ship::Undelivered;
-use crate::object::id::NodeId;
 use crate::wire::Message;
 
 /// Sends `lines` to the node `driver` and waits for its acknowledgement; hands them back

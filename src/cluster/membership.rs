@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
 use crate::wire::{ClusterView, NodeInfo, NodeState};
 
 /// Why a node may not join or register.

@@ -18,15 +18,15 @@ use super::serve::handle;
 use super::tasks::TaskChannel;
 use crate::api::config::{ClusterConfig, ClusterRole};
 use crate::api::placement_group::LocalBundle;
-use crate::object::id::IdMint;
-use crate::object::id::{ActorId, NodeId, ObjectId, TaskId};
-use crate::registry;
-use crate::scheduler::bundles::Room;
-use crate::scheduler::handle::Scheduler;
-use crate::scheduler::placement::{
+use crate::base::id::IdMint;
+use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
+use crate::base::scheduling::bundles::Room;
+use crate::base::scheduling::placement::{
     self, Candidate, FreeNow, Placed, Placement, SchedulingStrategy,
 };
-use crate::scheduler::resources::{ResourceRequest, UNIT};
+use crate::base::scheduling::resources::{ResourceRequest, UNIT};
+use crate::registry;
+use crate::runtime::scheduler::Scheduler;
 use crate::transport::credentials::{ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::link::{self, LinkError};

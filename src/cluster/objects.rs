@@ -11,16 +11,16 @@
 use std::sync::Arc;
 
 use super::node::{ClusterNode, VALUE_LIMIT};
-use crate::error::{GetError, TaskError, TaskErrorKind};
-use crate::object::id::{ObjectId, TaskId};
+use crate::base::error::{GetError, TaskError, TaskErrorKind};
+use crate::base::id::{ObjectId, TaskId};
+use crate::base::scheduling::placement::SchedulingStrategy;
+use crate::base::scheduling::resources::ResourceRequest;
+use crate::base::scheduling::retry::Retries;
 use crate::object::shard::Restored;
 use crate::object::store::RemoteObjects;
 use crate::object::table::{Probe, Ready};
 use crate::object::table::{RemoteCopy, RemoteKey};
 use crate::object::waiter::Waiter;
-use crate::scheduler::placement::SchedulingStrategy;
-use crate::scheduler::resources::ResourceRequest;
-use crate::scheduler::retry::Retries;
 use crate::transport::link::{self, LinkError};
 use crate::wire::{Message, TaskOutcome};
 

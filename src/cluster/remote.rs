@@ -15,15 +15,15 @@ use super::node::ClusterNode;
 use super::objects::Lineage;
 use crate::api::args::{ArgList, Params};
 use crate::api::function::{RemoteFunction, ResolvedOptions, TaskOptions};
-use crate::error::{GetError, TaskError, TaskErrorKind};
+use crate::base::error::{GetError, TaskError, TaskErrorKind};
+use crate::base::id::{NodeId, ObjectId, TaskId};
+use crate::base::scheduling::placement::SchedulingStrategy;
+use crate::base::scheduling::resources::{ResourceRequest, UNIT};
 use crate::object::codec;
-use crate::object::id::{NodeId, ObjectId, TaskId};
 use crate::object::store::Store;
 use crate::object::table::{RemoteCopy, RemoteKey};
 use crate::object::value::StoredValue;
 use crate::object::value::Value;
-use crate::scheduler::placement::SchedulingStrategy;
-use crate::scheduler::resources::{ResourceRequest, UNIT};
 use crate::transport::link;
 use crate::wire::{self, Message, RunTask, TaskOutcome};
 
@@ -205,8 +205,8 @@ pub(crate) async fn send<F: RemoteFunction>(
         streamed,
         resources: request_list(&request),
         max_retries: match out.options.retry.max_retries {
-            crate::scheduler::retry::Retries::Unlimited => -1,
-            crate::scheduler::retry::Retries::Limited(n) => i64::from(n),
+            crate::base::scheduling::retry::Retries::Unlimited => -1,
+            crate::base::scheduling::retry::Retries::Limited(n) => i64::from(n),
         },
         retry_exceptions: out.options.retry.retry_exceptions,
         name: out.options.name.clone(),

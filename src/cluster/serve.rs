@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::node::ClusterNode;
 use crate::api::placement_group::{release_here, reserve_here};
-use crate::object::id::TaskId;
-use crate::scheduler::resources::{ResourceRequest, UNIT};
+use crate::base::id::TaskId;
+use crate::base::scheduling::resources::{ResourceRequest, UNIT};
 use crate::transport::credentials::token_matches;
 use crate::transport::endpoint::{Peer, reply};
 use crate::transport::link;

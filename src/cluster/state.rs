@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::node::ClusterNode;
+use crate::base::rows::{NodeEntry, NodeReport, StateKind, StateQuery};
 use crate::state::collect;
-use crate::state::types::{NodeEntry, NodeReport, StateKind, StateQuery};
 use crate::wire::Message;
 
 /// This node's own report.
@@ -69,7 +69,7 @@ pub(super) async fn gather(node: &Arc<ClusterNode>, query: StateQuery) -> Messag
                 cpu_percent: 0.0,
                 memory_rss: 0,
             };
-            if crate::state::filter::passes(&entry, &query.filters) {
+            if crate::base::filter::passes(&entry, &query.filters) {
                 report.node = Some(entry);
             }
             reports.push(report);

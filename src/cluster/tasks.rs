@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use super::node::{ClusterNode, VALUE_LIMIT};
-use crate::object::id::{NodeId, TaskId};
+use crate::base::id::{NodeId, TaskId};
 use crate::registry;
 use crate::transport::link::{self, LinkError};
 use crate::wire::{INLINE_LIMIT, Message, TaskOutcome};

@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 
 use actix_web::{App, HttpServer, web};
 
-use crate::error::InitError;
+use crate::base::error::InitError;
 use crate::runtime::global::Runtime;
 
 /// A running HTTP server: where it listens, and how to stop it.

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use super::line::LogLine;
+use crate::base::log_line::LogLine;
 
 /// Lines a node keeps at most.
 pub const MAX_LINES: usize = 20_000;
@@ -111,8 +111,8 @@ fn cut(text: &mut String, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::line::LogStream;
-    use crate::object::id::{NodeId, TaskId};
+    use crate::base::id::{NodeId, TaskId};
+    use crate::base::log_line::LogStream;
 
     fn line(task: u64, text: &str) -> LogLine {
         LogLine {

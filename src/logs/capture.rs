@@ -12,7 +12,7 @@ use tracing::{Dispatch, Event, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
-use super::line::{LogLine, LogStream};
+use crate::base::log_line::{LogLine, LogStream};
 use crate::runtime::context::current_task;
 use crate::runtime::global;
 

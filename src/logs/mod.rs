@@ -16,20 +16,18 @@
 //! A plain `println!` cannot be told apart from other threads' output in stable Rust; it
 //! still prints on the terminal of the process that runs it, without a prefix.
 //!
-//! - `line`: one captured line and its prefix (pure).
 //! - `book`: a node's bounded store of the latest lines (pure).
 //! - `capture`: turning prints and `tracing` events inside tasks into lines.
 //! - `ship`: keeping a line and sending it to its driver's terminal.
 
 mod book;
 mod capture;
-mod line;
 pub(crate) mod ship;
 
+pub use crate::base::log_line::{LogLine, LogStream};
 pub use book::{MAX_BYTES, MAX_LINE, MAX_LINES};
 pub(crate) use capture::scoped;
 pub use capture::{TaskLogLayer, layer, print_line};
-pub use line::{LogLine, LogStream};
 
 /// Prints a line as `println!` does; inside a task or an actor call, the line is captured
 /// as the task's or actor's (see [the module](crate::logs)).

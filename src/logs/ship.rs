@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::book::LogBook;
-use super::line::{LogLine, LogStream};
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
+use crate::base::log_line::{LogLine, LogStream};
 use crate::runtime::global::Runtime;
 
 /// How long lines bound for another node gather before they go, so that a loop of prints

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use super::text::{Family, Kind, Sample};
+use crate::base::rows::TaskState;
 use crate::runtime::global::Runtime;
-use crate::state::types::TaskState;
 
 fn one(name: &str, help: &str, kind: Kind, value: f64) -> Family {
     Family {

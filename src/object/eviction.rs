@@ -32,7 +32,7 @@ pub(crate) fn choose_victims(mut candidates: Vec<Candidate>, need: u64) -> Vec<C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::id::ObjectId;
+    use crate::base::id::ObjectId;
 
     fn cand(last_used: u64, seq: u64, size: u64) -> Candidate {
         Candidate {

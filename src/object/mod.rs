@@ -1,6 +1,5 @@
 //! The object store: ids, stored values and the store's actor tree.
 //!
-//! - [`id`]: node, task and object ids (pure).
 //! - [`value`], [`size`]: what can be stored, type-erased values, size estimates (pure).
 //! - [`table`], [`eviction`]: the per-shard object table and the choice of spill victims,
 //!   state machines with no I/O (pure).
@@ -8,8 +7,6 @@
 //! - [`store`]: the shared hot paths (put, seal, get, reference counts) over the tables.
 //! - [`supervisor`], [`shard`], [`spiller`]: the actors (store supervisor -> shards ->
 //!   spillers) that own lifecycle: dropping freed values, spilling, restoring, deleting files.
-
-pub mod id;
 
 pub(crate) mod codec;
 pub(crate) mod eviction;

@@ -13,12 +13,12 @@ use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
 
-use super::id::ObjectId;
 use super::spiller::{ReadSpill, SpillFailure, Spiller, WriteSpill};
 use super::store::Store;
 use super::supervisor::{SpillReport, StoreSupervisor};
 use super::table::{Source, SpillFile, SpillStart};
-use crate::error::GetError;
+use crate::base::error::GetError;
+use crate::base::id::ObjectId;
 
 pub(crate) struct ShardActor {
     index: usize,

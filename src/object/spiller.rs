@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::id::ObjectId;
 use super::shard::{DeleteFiles, Restored, ShardActor, SpillWritten};
 use super::table::SpillFile;
 use super::value::{Contained, StoredValue};
-use crate::error::GetError;
-use crate::runtime::panic::panic_message;
+use crate::base::error::GetError;
+use crate::base::id::ObjectId;
+use crate::base::panic::panic_message;
 
 /// File header: magic and format version.
 const MAGIC: &[u8; 8] = b"MOBSPL01";

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actix::Addr;
 
-use super::id::{ActorId, NodeId, ObjectId};
 use super::shard::{DeleteFiles, DropValues, RestoreObject, Restored, ShardActor};
 use super::supervisor::{Reclaim, StoreSupervisor};
 use super::table::{CancelProbe, Effects, Probe, Producer, RemoteCopy, ShardTable};
 use super::value::StoredValue;
 use super::waiter::Waiter;
-use crate::error::GetError;
+use crate::base::error::GetError;
+use crate::base::id::{ActorId, NodeId, ObjectId};
 
 /// Number of shards; a power of two so that the shard of an id is a mask.
 pub(crate) const SHARDS: usize = 16;
@@ -254,14 +254,14 @@ impl Store {
     }
 
     /// Offers the objects here to `rows`.
-    pub fn list(&self, rows: &mut crate::state::filter::Capped<crate::state::types::ObjectInfo>) {
+    pub fn list(&self, rows: &mut crate::base::filter::Capped<crate::base::rows::ObjectInfo>) {
         for i in 0..SHARDS {
             self.table(i).list(self.node_id, rows);
         }
     }
 
     /// Objects by state: how many, and their bytes.
-    pub fn counts(&self) -> Vec<(crate::state::types::ObjectState, u64, u64)> {
+    pub fn counts(&self) -> Vec<(crate::base::rows::ObjectState, u64, u64)> {
         let mut counts = std::collections::HashMap::new();
         for i in 0..SHARDS {
             self.table(i).count(&mut counts);

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::id::{ActorId, IdHash, NodeId, ObjectId, TaskId};
 use super::value::StoredValue;
 use super::waiter::Waiter;
-use crate::error::GetError;
-use crate::state::filter::Capped;
-use crate::state::types::{ObjectInfo, ObjectState};
+use crate::base::error::GetError;
+use crate::base::filter::Capped;
+use crate::base::id::{ActorId, IdHash, NodeId, ObjectId, TaskId};
+use crate::base::rows::{ObjectInfo, ObjectState};
 
 /// A spilled copy of an object on disk, with the ids of the refs inside it, which stay
 /// referenced while the file exists.
@@ -708,7 +708,7 @@ impl ShardTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::id::NodeId;
+    use crate::base::id::NodeId;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn ids() -> impl FnMut() -> ObjectId {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::id::{ActorId, ObjectId};
 use super::{codec, size};
+use crate::base::id::{ActorId, ObjectId};
 
 /// A type that Mobula can store, pass to a task and return from one.
 ///

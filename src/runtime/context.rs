@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context as PollContext, Poll};
 
-use crate::object::id::{ActorId, NodeId, TaskId};
+use crate::base::id::{ActorId, NodeId, TaskId};
 
 /// What a running task knows about itself.
 #[derive(Debug)]

@@ -11,10 +11,10 @@ use super::actor::directory::ActorDirectory;
 use super::context::{self, TaskContext, current_task};
 use super::worker_pool::WorkerPool;
 use super::workers::TaskWorkers;
-use crate::object::id::{IdMint, NodeId, TaskId};
+use crate::base::id::{IdMint, NodeId, TaskId};
 
 use crate::object::store::Store;
-use crate::scheduler::handle::Scheduler;
+use crate::runtime::scheduler::Scheduler;
 
 /// A running node, as the API sees it.
 pub(crate) struct Runtime {

@@ -8,10 +8,12 @@
 //! - [`context`], [`panic`]: what the current task is; panics turned into errors.
 
 pub(crate) mod actor;
+pub(crate) mod clock;
 pub(crate) mod context;
 pub(crate) mod global;
 pub(crate) mod node;
 pub(crate) mod panic;
+pub(crate) mod scheduler;
 pub(crate) mod submit;
 pub(crate) mod task_actor;
 pub(crate) mod task_spec;

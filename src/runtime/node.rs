@@ -22,14 +22,14 @@ use super::global::{Pin, Runtime};
 use super::worker_pool::WorkerPool;
 use super::workers::TaskWorkers;
 use crate::api::config::NodeConfig;
-use crate::error::InitError;
+use crate::base::error::InitError;
+use crate::base::id::{IdMint, NodeId};
+use crate::base::scheduling::queue::LocalQueue;
+use crate::base::scheduling::resources::UNIT;
 use crate::logs::ship::NodeLogs;
-use crate::object::id::{IdMint, NodeId};
 use crate::object::store::Store;
 use crate::object::supervisor::StoreSupervisor;
-use crate::scheduler::handle::Scheduler;
-use crate::scheduler::queue::LocalQueue;
-use crate::scheduler::resources::UNIT;
+use crate::runtime::scheduler::Scheduler;
 
 /// The root of a node's supervision tree.
 pub(crate) struct NodeSupervisor {

@@ -6,6 +6,8 @@
 //! panics anywhere else are reported as before.
 
 use std::any::Any;
+
+pub(crate) use crate::base::panic::panic_message;
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
@@ -57,17 +59,6 @@ pub(crate) fn describe(payload: &(dyn Any + Send)) -> String {
     match LOCATION.with(|slot| slot.borrow_mut().take()) {
         Some(at) => format!("{msg} (panicked at {at})"),
         None => msg,
-    }
-}
-
-/// The text a panic was raised with.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_string()
     }
 }
 

@@ -11,10 +11,10 @@ use crate::api::args::ArgList;
 use crate::api::args::Params;
 use crate::api::function::{RemoteFunction, TaskOptions};
 use crate::api::object_ref::ObjectRef;
+use crate::base::error::GetError;
+use crate::base::scheduling::placement::Placement;
 use crate::cluster::remote::{self, Outgoing};
-use crate::error::GetError;
 use crate::object::table::Producer;
-use crate::scheduler::placement::Placement;
 
 /// Submits a call of `F`; `options` are the builder's, or `None` for the attribute's.
 pub fn submit<F: RemoteFunction>(

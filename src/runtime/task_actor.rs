@@ -18,9 +18,9 @@ use super::panic::{CatchPanic, WorkerKill};
 use super::task_spec::{Attempt, TaskSpec};
 use super::workers::TaskWorkers;
 use crate::api::function::FunctionKind;
-use crate::error::TaskErrorKind;
-use crate::scheduler::handle::Scheduler;
-use crate::scheduler::state::{Ended, Start};
+use crate::base::error::TaskErrorKind;
+use crate::runtime::scheduler::Scheduler;
+use crate::runtime::scheduler::state::{Ended, Start};
 
 pub(crate) struct TaskActor {
     spec: Arc<TaskSpec>,

@@ -7,8 +7,8 @@ use futures::future::LocalBoxFuture;
 use super::panic;
 use crate::api::args::{ArgList, Params};
 use crate::api::function::{AppError, Body, FunctionDescriptor, RemoteFunction, ResolvedOptions};
-use crate::error::{GetError, TaskErrorKind};
-use crate::object::id::{NodeId, ObjectId, TaskId};
+use crate::base::error::{GetError, TaskErrorKind};
+use crate::base::id::{NodeId, ObjectId, TaskId};
 use crate::object::value::{StoredValue, Value};
 
 /// One task, shared by the scheduler (which keeps it for retries) and the task actor running

@@ -10,8 +10,8 @@ use super::filter::{Capped, passes};
 use super::types::{
     NodeEntry, NodeReport, PlacementGroupInfo, StateKind, StateQuery, TaskInfo, TaskState,
 };
+use crate::base::scheduling::resources::UNIT;
 use crate::runtime::global::Runtime;
-use crate::scheduler::resources::UNIT;
 
 /// This node's rows for `query`.
 pub(crate) fn report(rt: &Runtime, query: &StateQuery) -> NodeReport {

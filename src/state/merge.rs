@@ -7,8 +7,8 @@ use super::types::{
     ActorInfo, ActorState, NodeEntry, NodeReport, ObjectInfo, ObjectState, PlacementGroupInfo,
     TaskInfo, TaskState,
 };
-use crate::logs::LogLine;
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
+use crate::base::log_line::LogLine;
 
 /// Rows of one kind from every node that answered.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,7 +218,7 @@ pub(crate) fn summary(reports: Vec<NodeReport>, missing: Vec<(NodeId, String)>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::id::TaskId;
+    use crate::base::id::TaskId;
 
     fn task(node: NodeId, submitted_us: u64) -> TaskInfo {
         TaskInfo {

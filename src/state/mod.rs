@@ -21,8 +21,7 @@
 //! its live tasks and actors and the latest 10,000 ended tasks and 1,000 dead actors in full,
 //! and counts of all of them, so a long-running cluster does not grow.
 //!
-//! - `types`: the rows and states (pure).
-//! - `filter`: `key=value` filters (pure).
+//! - `types`, `filter`: the rows and states, `key=value` filters (pure; from the bottom layer).
 //! - `merge`: nodes' reports into one answer (pure).
 //! - `render`: rows as text tables and JSON (pure).
 //! - `timeline`: recent tasks as a Chrome trace (pure).
@@ -30,12 +29,12 @@
 //! - `this_node`: quick figures of this process's node, read in place.
 
 pub(crate) mod collect;
-pub mod filter;
+pub use crate::base::filter;
 pub mod merge;
 pub mod render;
 mod this_node;
 pub mod timeline;
-pub mod types;
+pub use crate::base::rows as types;
 
 pub use filter::{Filter, FilterError};
 pub use merge::{Listed, Summary};
@@ -47,8 +46,8 @@ pub use types::{
     PlacementGroupState, StateKind, StateQuery, TaskInfo, TaskState,
 };
 
-use crate::logs::LogLine;
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
+use crate::base::log_line::LogLine;
 use crate::wire::Message;
 use types::NodeReport;
 

@@ -3,7 +3,7 @@
 use serde_json::{Value as Json, json};
 
 use super::merge::{Listed, Summary};
-use crate::logs::LogLine;
+use crate::base::log_line::LogLine;
 use std::collections::BTreeMap;
 
 use super::types::{

@@ -56,8 +56,8 @@ pub fn chrome_trace(tasks: &[TaskInfo], now_us: u64) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::id::{NodeId, TaskId};
-    use crate::state::types::TaskState;
+    use crate::base::id::{NodeId, TaskId};
+    use crate::base::rows::TaskState;
 
     fn task(node: NodeId, start: u64, end: Option<u64>) -> TaskInfo {
         TaskInfo {

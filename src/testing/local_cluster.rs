@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::api::config::Config;
+use crate::base::error::InitError;
+use crate::base::id::NodeId;
 use crate::cluster;
 use crate::cluster::admin::{JoinInfo, join_info};
-use crate::error::InitError;
-use crate::object::id::NodeId;
 use crate::runtime::global::{Pin, Runtime};
 
 /// A cluster of nodes inside this process: a head and any number of workers, each of which

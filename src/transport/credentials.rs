@@ -15,7 +15,7 @@ use rcgen::{
 };
 use ring::rand::SecureRandom;
 
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
 
 /// The DNS name every node certificate carries and every client expects.
 pub const NODE_NAME: &str = "node.mobula.cluster";

@@ -13,7 +13,7 @@ use futures::future::LocalBoxFuture;
 use super::credentials::{NODE_NAME, NodeIdentity, node_id_of};
 use super::link::{self, LinkError};
 use super::tls;
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
 use crate::wire::Message;
 
 /// Who sent a request.

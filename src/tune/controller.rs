@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::experiment::Experiment;
 use super::session::{Checkpoint, Metrics};
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
 
 /// The experiment's state, shared by the controller and the tuner's loop.
 pub(crate) type Shared = Arc<(Mutex<Experiment>, Instant)>;

@@ -1,7 +1,7 @@
 //! The hosting side of actor channels: queues each call as it is read (so in the caller's
 //! order) and answers each when it ends.
 
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
 use crate::transport::endpoint::reply;
 use crate::transport::link;
 use crate::wire::{Message, OpenActor, TaskOutcome};

@@ -28,12 +28,12 @@ use futures::future::LocalBoxFuture;
 use super::remote::outcome_of;
 use crate::api::actor::{ActorClass, ActorConstructor, ActorHandle};
 use crate::api::args::{ArgList, Params};
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
+use crate::base::scheduling::placement::SchedulingStrategy;
 use crate::object::value::Value;
 use crate::runtime::actor::call::Invoke;
 use crate::runtime::actor::core::ActorCore;
 use crate::runtime::global;
-use crate::scheduler::placement::SchedulingStrategy;
 use crate::wire::{OpenActor, TaskOutcome};
 
 /// How a call that another node sent ends: the outcome to send back.

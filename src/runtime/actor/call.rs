@@ -8,8 +8,8 @@ use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::api::args::ArgList;
 use crate::api::function::AppError;
-use crate::error::GetError;
-use crate::object::id::{ObjectId, TaskId};
+use crate::base::error::GetError;
+use crate::base::id::{ObjectId, TaskId};
 use crate::object::value::{StoredValue, Value};
 use crate::runtime::panic;
 

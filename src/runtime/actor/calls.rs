@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::object::id::{ActorId, IdHash, NodeId, TaskId};
-use crate::scheduler::history::{Clock, TaskHistory, TaskLog, Wall};
-use crate::state::filter::Capped;
-use crate::state::types::{TaskInfo, TaskState};
+use crate::base::filter::Capped;
+use crate::base::id::{ActorId, IdHash, NodeId, TaskId};
+use crate::base::rows::{TaskInfo, TaskState};
+use crate::base::scheduling::history::{TaskHistory, TaskLog, Wall};
+use crate::runtime::clock::Clock;
 
 /// Ended calls kept in full per node.
 pub(crate) const KEEP_ENDED_CALLS: usize = 10_000;

@@ -20,15 +20,15 @@ use super::queue::{CallQueue, Phase, Push, Take};
 use crate::api::actor::ActorClass;
 use crate::api::args::ArgList;
 use crate::api::object_ref::ObjectRef;
-use crate::error::{GetError, TaskError, TaskErrorKind};
-use crate::object::id::{ActorId, IdMint, NodeId, ObjectId, TaskId};
+use crate::base::error::{GetError, TaskError, TaskErrorKind};
+use crate::base::id::{ActorId, IdMint, NodeId, ObjectId, TaskId};
+use crate::base::rows::{ActorInfo, ActorState, TaskInfo, TaskState};
+use crate::base::scheduling::history::Wall;
 use crate::object::store::Store;
 use crate::object::table::{CancelProbe, Producer};
 use crate::object::value::Value;
 use crate::runtime::context::{self, TaskContext};
 use crate::runtime::worker_pool::WorkerPool;
-use crate::scheduler::history::Wall;
-use crate::state::types::{ActorInfo, ActorState, TaskInfo, TaskState};
 
 /// Calls a blocking slot runs before it gives its thread back to the pool (and queues itself
 /// again), so that busy actors share the pool fairly.

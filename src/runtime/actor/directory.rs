@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::calls::EndedCalls;
-use crate::object::id::NodeId;
-use crate::object::id::{ActorId, IdHash};
-use crate::scheduler::history::Wall;
-use crate::state::filter::Capped;
-use crate::state::types::{ActorInfo, ActorState, TaskInfo, TaskState};
+use crate::base::filter::Capped;
+use crate::base::id::NodeId;
+use crate::base::id::{ActorId, IdHash};
+use crate::base::rows::{ActorInfo, ActorState, TaskInfo, TaskState};
+use crate::base::scheduling::history::Wall;
 
 /// What the state API reads of an actor (implemented by its core).
 pub(crate) trait Describe: Send + Sync {

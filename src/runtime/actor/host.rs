@@ -14,11 +14,11 @@ use actix::prelude::*;
 use super::core::{ActorCore, Call};
 use super::queue::Phase;
 use crate::api::actor::ActorClass;
-use crate::error::GetError;
-use crate::object::id::TaskId;
+use crate::base::error::GetError;
+use crate::base::id::TaskId;
 use crate::runtime::context::with_task;
 use crate::runtime::panic;
-use crate::scheduler::handle::Scheduler;
+use crate::runtime::scheduler::Scheduler;
 
 /// Runs the actor's constructor (with the arguments it was created with).
 pub(crate) type Constructor<A> = Arc<dyn Fn() -> Result<A, String> + Send + Sync>;
@@ -82,7 +82,7 @@ impl<A: ActorClass> ActorHost<A> {
         let settings = &self.core.settings;
         if !settings.max_restarts.allows(self.restarts) {
             let how = match settings.max_restarts {
-                crate::scheduler::retry::Retries::Limited(0) => {
+                crate::base::scheduling::retry::Retries::Limited(0) => {
                     "it may not restart (max_restarts = 0)".to_string()
                 }
                 _ => format!(

@@ -24,13 +24,13 @@ use self::host::ActorHost;
 use crate::api::actor::{ActorClass, ActorHandle, ActorOptions};
 use crate::api::args::{ArgList, Params};
 use crate::api::object_ref::ObjectRef;
+use crate::base::error::{ActorError, GetError};
+use crate::base::id::{ActorId, NodeId};
+use crate::base::scheduling::placement::Placement;
+use crate::base::scheduling::resources::ResourceRequest;
+use crate::base::scheduling::retry::Retries;
 use crate::cluster::{self, actors::ActorMethods};
-use crate::error::{ActorError, GetError};
-use crate::object::id::{ActorId, NodeId};
 use crate::runtime::global::{self, Runtime};
-use crate::scheduler::placement::Placement;
-use crate::scheduler::resources::ResourceRequest;
-use crate::scheduler::retry::Retries;
 use crate::wire::Message;
 
 /// An actor's options, checked.

@@ -4,7 +4,7 @@
 //! `max_retries` times (3 by default, negative for no limit). An application error (in Rust: a
 //! panic or an `Err`) is retried only when `retry_exceptions` is set, from the same budget.
 
-use crate::error::TaskErrorKind;
+use crate::base::error::TaskErrorKind;
 
 /// How many times a task may run again after failing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,88 +3,26 @@
 //! function and outcome of every one since the node started. Pure.
 
 use std::collections::VecDeque;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::object::id::{ActorId, NodeId, TaskId};
-use crate::state::types::{EndedCounts, TaskInfo, TaskState};
+use crate::base::id::{ActorId, NodeId, TaskId};
+use crate::base::rows::{EndedCounts, TaskInfo, TaskState};
 
 /// Ended tasks kept in full per node; older ones live on only in the counts.
 pub(crate) const KEEP_ENDED: usize = 10_000;
 
-/// The node's clock for task timings, cheap enough to read three times per task: on x86-64
-/// the CPU's time-stamp counter (a few nanoseconds; a system clock read is tens), turned into
-/// wall-clock microseconds only when reported, at the rate measured since the node started.
-/// Elsewhere, microseconds since the start.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    start: Instant,
-    start_unix_us: u64,
-    start_ticks: u64,
-}
-
-#[cfg(target_arch = "x86_64")]
-fn ticks_now(_start: Instant) -> u64 {
-    // SAFETY: reading the time-stamp counter has no preconditions; every x86-64 CPU has it.
-    #[allow(unused_unsafe)]
-    unsafe {
-        core::arch::x86_64::_rdtsc()
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn ticks_now(start: Instant) -> u64 {
-    start.elapsed().as_micros() as u64
-}
-
-impl Clock {
-    pub fn new() -> Self {
-        let start_unix_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
-        let start = Instant::now();
-        Clock {
-            start,
-            start_unix_us,
-            start_ticks: ticks_now(start),
-        }
-    }
-
-    /// Now, in ticks.
-    pub fn now(&self) -> u64 {
-        ticks_now(self.start)
-    }
-
-    /// Nanoseconds per tick, as measured since the start.
-    fn nanos_per_tick(&self) -> f64 {
-        if cfg!(target_arch = "x86_64") {
-            let ticks = self.now().saturating_sub(self.start_ticks).max(1);
-            self.start.elapsed().as_nanos() as f64 / ticks as f64
-        } else {
-            1000.0
-        }
-    }
-
-    /// The conversion of ticks to wall-clock time, at the rate measured now: taken once per
-    /// query, not per row.
-    pub fn wall(&self) -> Wall {
-        Wall {
-            start_unix_us: self.start_unix_us,
-            start_ticks: self.start_ticks,
-            nanos_per_tick: self.nanos_per_tick(),
-        }
-    }
-}
-
 /// Ticks to wall-clock microseconds, at one measured rate.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Wall {
-    start_unix_us: u64,
-    start_ticks: u64,
-    nanos_per_tick: f64,
+    /// The clock's start, in microseconds since the Unix epoch.
+    pub start_unix_us: u64,
+    /// The clock's start, in ticks.
+    pub start_ticks: u64,
+    /// The measured rate.
+    pub nanos_per_tick: f64,
 }
 
 impl Wall {
-    /// A time from [`Clock::now`], in microseconds since the Unix epoch.
+    /// A time in ticks of the node's clock, in microseconds since the Unix epoch.
     pub fn unix_us(&self, ticks: u64) -> u64 {
         let since = ticks.saturating_sub(self.start_ticks) as f64 * self.nanos_per_tick;
         self.start_unix_us + (since / 1e3) as u64
@@ -225,20 +163,18 @@ mod tests {
     }
 
     #[test]
-    fn times_become_wall_clock_microseconds() {
-        let clock = Clock::new();
-        let before = clock.now();
-        std::thread::sleep(std::time::Duration::from_millis(30));
-        let after = clock.now();
-        let wall = clock.wall();
-        let (a, b) = (wall.unix_us(before), wall.unix_us(after));
-        assert!(
-            a >= clock.start_unix_us && a <= clock.start_unix_us + 5_000,
-            "{a}"
-        );
-        assert!((25_000..=200_000).contains(&(b - a)), "{} us", b - a);
-        let info = log(before, "f").info(TaskState::Finished, NodeId::random(), &wall);
+    fn ticks_become_wall_clock_microseconds_at_the_measured_rate() {
+        let wall = Wall {
+            start_unix_us: 1_000_000,
+            start_ticks: 500,
+            nanos_per_tick: 0.5,
+        };
+        assert_eq!(wall.unix_us(500), 1_000_000);
+        assert_eq!(wall.unix_us(4_500), 1_000_002);
+        // A time before the clock's start is its start.
+        assert_eq!(wall.unix_us(0), 1_000_000);
+        let info = log(4_500, "f").info(TaskState::Finished, NodeId::random(), &wall);
         assert_eq!(info.function, "f");
-        assert_eq!(info.submitted_us, a);
+        assert_eq!(info.submitted_us, 1_000_002);
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::object::id::{NodeId, ObjectId, TaskId};
+use crate::base::id::{NodeId, ObjectId, TaskId};
 
 /// How a task attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::resources::ResourceRequest;
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
 
 /// How a placement group's bundles are spread over nodes (Ray's `strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -204,7 +204,7 @@ pub(crate) fn in_group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::resources::UNIT;
+    use crate::base::scheduling::resources::UNIT;
 
     fn cpus(n: i64) -> ResourceRequest {
         ResourceRequest {

@@ -7,15 +7,17 @@
 //! actor finishing on a worker may keep the next blocking task its resources were given to and
 //! start it right there, which is what lets a backlog of tasks run without thread switches.
 
+pub(crate) mod state;
+
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::Actor;
 use actix_rt::ArbiterHandle;
 
-use super::queue::LocalQueue;
-use super::resources::ResourceRequest;
-use super::state::{Action, Ended, PlaceReply, SchedState, Start};
-use crate::object::id::{NodeId, ObjectId, TaskId};
+use self::state::{Action, Ended, PlaceReply, SchedState, Start};
+use crate::base::id::{NodeId, ObjectId, TaskId};
+use crate::base::scheduling::queue::LocalQueue;
+use crate::base::scheduling::resources::ResourceRequest;
 use crate::object::store::Store;
 use crate::object::table::Probe;
 use crate::object::waiter::Waiter;
@@ -68,15 +70,12 @@ impl Scheduler {
     }
 
     /// Offers the tasks on this node to `rows`, live ones then the most recently ended.
-    pub fn list_tasks(
-        &self,
-        rows: &mut crate::state::filter::Capped<crate::state::types::TaskInfo>,
-    ) {
+    pub fn list_tasks(&self, rows: &mut crate::base::filter::Capped<crate::base::rows::TaskInfo>) {
         self.lock().list_tasks(rows);
     }
 
     /// Tasks by function and state (ended ones since the node started).
-    pub fn task_counts(&self) -> Vec<(String, crate::state::types::TaskState, u64)> {
+    pub fn task_counts(&self) -> Vec<(String, crate::base::rows::TaskState, u64)> {
         self.lock().task_counts()
     }
 

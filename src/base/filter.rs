@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{ActorInfo, NodeEntry, ObjectInfo, PlacementGroupInfo, StateKind, TaskInfo};
-use crate::logs::LogLine;
+use super::rows::{ActorInfo, NodeEntry, ObjectInfo, PlacementGroupInfo, StateKind, TaskInfo};
+use crate::base::log_line::LogLine;
 
 /// How a filter compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,8 +269,8 @@ impl Row for PlacementGroupInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::id::{NodeId, TaskId};
-    use crate::state::types::TaskState;
+    use crate::base::id::{NodeId, TaskId};
+    use crate::base::rows::TaskState;
 
     #[test]
     fn rows_past_the_limit_are_counted_and_without_filters_not_built() {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::object::id::{ActorId, NodeId, ObjectId, TaskId};
+use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -367,7 +367,7 @@ pub struct NodeReport {
     /// Placement groups it made, for [`StateKind::PlacementGroups`].
     pub placement_groups: Vec<PlacementGroupInfo>,
     /// Log lines, oldest first, for [`StateKind::Logs`].
-    pub logs: Vec<crate::logs::LogLine>,
+    pub logs: Vec<crate::base::log_line::LogLine>,
     /// Rows that matched but were left out by the limit.
     pub truncated: u64,
     /// For [`StateKind::Summary`]: tasks by function and state, ended ones counted since

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::object::id::{ActorId, NodeId, TaskId};
+use crate::base::id::{ActorId, NodeId, TaskId};
 
 /// Where a line came from: [`mobula::println!`](crate::println),
 /// [`mobula::eprintln!`](crate::eprintln), or a `tracing` event.

@@ -9,17 +9,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::Addr;
 
-use super::queue::{CancelOutcome, Decision, LocalQueue};
-use super::resources::ResourceRequest;
 use crate::api::function::FunctionKind;
-use crate::error::{GetError, TaskError, TaskErrorKind};
-use crate::object::id::{IdHash, NodeId, ObjectId, TaskId};
+use crate::base::error::{GetError, TaskError, TaskErrorKind};
+use crate::base::filter::Capped;
+use crate::base::id::{IdHash, NodeId, ObjectId, TaskId};
+use crate::base::rows::{TaskInfo, TaskState};
+use crate::base::scheduling::queue::{CancelOutcome, Decision, LocalQueue};
+use crate::base::scheduling::resources::ResourceRequest;
 use crate::runtime::task_actor::TaskActor;
 use crate::runtime::task_spec::TaskSpec;
-use crate::state::filter::Capped;
-use crate::state::types::{TaskInfo, TaskState};
 
-use super::history::{Clock, KEEP_ENDED, TaskHistory, TaskLog};
+use crate::base::scheduling::history::{KEEP_ENDED, TaskHistory, TaskLog};
+use crate::runtime::clock::Clock;
 
 /// Told where (and whether) an actor was placed: its GPU ids, or why it cannot be.
 pub(crate) type PlaceReply = Box<dyn FnOnce(Result<Vec<u32>, String>) + Send>;
@@ -304,7 +305,7 @@ impl SchedState {
     }
 
     /// The node's resources.
-    pub fn resources(&self) -> &super::resources::NodeResources {
+    pub fn resources(&self) -> &crate::base::scheduling::resources::NodeResources {
         self.queue.resources()
     }
 

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::resources::{ResourceRequest, UNIT};
-use crate::object::id::NodeId;
+use crate::base::id::NodeId;
 
 /// Where tasks of a call may run (Ray's `scheduling_strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

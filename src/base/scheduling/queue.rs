@@ -6,12 +6,12 @@
 //! lends its CPUs to others (as Ray does), so nested tasks cannot deadlock a full node.
 //! Inputs are events; outputs are [`Decision`]s for the scheduler actor to carry out.
 
-use crate::state::types::TaskState;
+use crate::base::rows::TaskState;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::resources::{Grant, NodeResources, ResourceRequest};
-use crate::object::id::{IdHash, ObjectId, TaskId};
+use crate::base::id::{IdHash, ObjectId, TaskId};
 
 /// What the scheduler actor must do.
 #[derive(Debug, PartialEq, Eq)]
@@ -280,7 +280,7 @@ impl LocalQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::resources::UNIT;
+    use crate::base::scheduling::resources::UNIT;
 
     fn task(n: u64) -> TaskId {
         TaskId::from_parts(9, n)

@@ -1,0 +1,20 @@
+//! The bottom layer: the vocabulary every other layer speaks, and the pure decisions.
+//!
+//! Nothing here does I/O, reads a clock, starts a thread or names actix, tokio or quinn
+//! (`tests/layers.rs` checks it); time comes in as a number. Every other module may import
+//! from here; nothing here imports from them.
+//!
+//! - [`id`]: node, task, actor and object ids.
+//! - [`error`]: the library's typed errors.
+//! - [`rows`], [`filter`]: the state API's rows and `key=value` filters.
+//! - [`log_line`]: one captured log line and its prefix.
+//! - [`panic`]: a panic's message.
+//! - [`scheduling`]: resources, the task queue, retries, placement, bundles, task history.
+
+pub mod error;
+pub mod filter;
+pub mod id;
+pub mod log_line;
+pub(crate) mod panic;
+pub mod rows;
+pub(crate) mod scheduling;
