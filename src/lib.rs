@@ -52,13 +52,11 @@ pub mod tune;
 pub mod util;
 pub mod wire;
 
-pub use api::actor::{
-    ActorBuilder, ActorHandle, ActorOptions, DEFAULT_NAMESPACE, get_actor, get_actor_in, kill,
-};
+pub use api::actor::{ActorBuilder, ActorHandle, get_actor, get_actor_in, kill};
 pub use api::args::{Arg, Gathered, IntoArg, gather};
 pub use api::config::Config;
 pub use api::context::{Context, context};
-pub use api::function::{TaskBuilder, TaskOptions};
+pub use api::function::TaskBuilder;
 pub use api::node;
 pub use api::object_ref::{GetFuture, ObjectRef};
 pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait, wait_anywhere};
@@ -70,6 +68,7 @@ pub use base::error::{
     TaskErrorKind, WaitError,
 };
 pub use base::id::{ActorId, NodeId, ObjectId, TaskId};
+pub use base::options::{ActorOptions, DEFAULT_NAMESPACE, TaskOptions};
 pub use base::scheduling::placement::SchedulingStrategy;
 pub use object::value::Value;
 
@@ -229,8 +228,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::api::actor::{ActorClass, ActorConstructor};
-    pub use crate::api::args::{ArgList, Params, Resolved};
-    pub use crate::api::function::{
+    pub use crate::api::args::Resolved;
+    pub use crate::base::args::{ArgList, Params};
+    pub use crate::base::function::{
         AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction,
     };
     pub use crate::cluster::actors::{ActorMethods, CallReply, open_hosted, serve_call};

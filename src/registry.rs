@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::api::args::{ArgList, Params};
-use crate::api::function::{AppError, Body, FunctionDescriptor, RemoteFunction};
+use crate::base::args::{ArgList, Params};
+use crate::base::function::{AppError, Body, FunctionDescriptor, RemoteFunction};
 
 /// One registered function. Made by `#[mobula::remote]`.
 #[doc(hidden)]

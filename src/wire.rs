@@ -13,9 +13,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::actor::ActorOptions;
 use crate::base::error::TaskErrorKind;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
+use crate::base::options::ActorOptions;
 
 /// The protocol version this build speaks. A peer with another version is refused.
 pub const VERSION: u16 = 2;

@@ -7,20 +7,20 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::args::{IntoArg, Params};
-use super::function::AppError;
+use super::args::IntoArg;
 use super::object_ref::ObjectRef;
-use super::placement_group::{BundleRef, PlacementGroup};
+use super::placement_group::PlacementGroup;
+use crate::base::args::Params;
 use crate::base::error::{ActorError, GetError};
+use crate::base::function::AppError;
 use crate::base::id::{ActorId, NodeId};
+use crate::base::options::{ActorOptions, DEFAULT_NAMESPACE};
 use crate::base::scheduling::placement::SchedulingStrategy;
-use crate::base::scheduling::resources::{ResourceRequest, set_amount};
-use crate::base::scheduling::retry::Retries;
+use crate::base::value::Value;
 use crate::cluster::actors::{ActorMethods, RemoteActor, attach};
-use crate::object::value::Value;
+use crate::runtime::actor as rt_actor;
 use crate::runtime::actor::call::Invoke;
 use crate::runtime::actor::core::ActorCore;
-use crate::runtime::actor::{self as rt_actor, ActorSettings};
 use crate::runtime::global;
 
 /// An actor class: a struct marked `#[mobula::actor]`. Implemented by the macro.
@@ -43,197 +43,6 @@ pub trait ActorConstructor: ActorClass {
     const ASYNC: bool;
     /// Runs `new`.
     fn construct(args: <Self::Params as Params>::Resolved) -> Result<Self, AppError>;
-}
-
-/// Options of an actor: Ray's `@ray.remote(...)` on a class and `.options(...)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActorOptions {
-    num_cpus: Option<f64>,
-    num_gpus: f64,
-    resources: Vec<(String, f64)>,
-    name: Option<String>,
-    namespace: Option<String>,
-    get_if_exists: bool,
-    detached: bool,
-    max_restarts: i64,
-    max_task_retries: i64,
-    max_pending_calls: Option<usize>,
-    max_concurrency: Option<usize>,
-    strategy: SchedulingStrategy,
-    placement: Option<BundleRef>,
-}
-
-impl Default for ActorOptions {
-    fn default() -> Self {
-        ActorOptions {
-            num_cpus: None,
-            num_gpus: 0.0,
-            resources: Vec::new(),
-            name: None,
-            namespace: None,
-            get_if_exists: false,
-            detached: false,
-            max_restarts: 0,
-            max_task_retries: 0,
-            max_pending_calls: None,
-            max_concurrency: None,
-            strategy: SchedulingStrategy::Default,
-            placement: None,
-        }
-    }
-}
-
-/// The namespace of named actors when none is given.
-pub const DEFAULT_NAMESPACE: &str = "default";
-
-impl ActorOptions {
-    /// Ray's defaults: no restarts, no call retries, no name, ended with its last handle.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// CPUs the actor holds for its whole life. Unset, it holds none (Ray: 1 CPU to place,
-    /// 0 while running), but still needs a node with at least one CPU.
-    pub fn num_cpus(mut self, n: impl Into<f64>) -> Self {
-        self.num_cpus = Some(n.into());
-        self
-    }
-
-    /// GPUs the actor holds for its whole life.
-    pub fn num_gpus(mut self, n: impl Into<f64>) -> Self {
-        self.num_gpus = n.into();
-        self
-    }
-
-    /// An amount of a custom resource the actor holds for its whole life.
-    pub fn resource(mut self, name: impl Into<String>, amount: impl Into<f64>) -> Self {
-        set_amount(&mut self.resources, name.into(), amount.into());
-        self
-    }
-
-    /// A name to find the actor by with [`get_actor`](crate::get_actor).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// The namespace of the name (default: `"default"`).
-    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = Some(namespace.into());
-        self
-    }
-
-    /// With a name: return the actor of that name if it exists instead of failing.
-    pub fn get_if_exists(mut self, yes: bool) -> Self {
-        self.get_if_exists = yes;
-        self
-    }
-
-    /// Keep the actor alive after its last handle is dropped, until it is killed or the
-    /// runtime shuts down (Ray's `lifetime="detached"`).
-    pub fn detached(mut self, yes: bool) -> Self {
-        self.detached = yes;
-        self
-    }
-
-    /// How many times the actor is restarted after a failure (negative: no limit).
-    pub fn max_restarts(mut self, n: i64) -> Self {
-        self.max_restarts = n;
-        self
-    }
-
-    /// How many times a call caught by a failure is run again on the restarted actor
-    /// (negative: no limit).
-    pub fn max_task_retries(mut self, n: i64) -> Self {
-        self.max_task_retries = n;
-        self
-    }
-
-    /// How many calls may wait or run at once; a call beyond fails with
-    /// [`GetError::Backpressure`].
-    pub fn max_pending_calls(mut self, n: usize) -> Self {
-        self.max_pending_calls = Some(n);
-        self
-    }
-
-    /// How many calls may run at once (default 1; 1000 for async actors).
-    pub fn max_concurrency(mut self, n: usize) -> Self {
-        self.max_concurrency = Some(n);
-        self
-    }
-
-    /// Where in a cluster the actor is created (Ray's `scheduling_strategy`). Outside a
-    /// cluster every strategy creates it on the one node.
-    pub fn scheduling_strategy(mut self, strategy: SchedulingStrategy) -> Self {
-        self.strategy = strategy;
-        self
-    }
-
-    /// Creates the actor in bundle `index` of a placement group (any bundle: `None`); it
-    /// holds its resources from the bundle's.
-    pub fn placement_group(mut self, group: &PlacementGroup, index: Option<usize>) -> Self {
-        self.placement = Some(group.bundle_ref(index));
-        self
-    }
-
-    /// The scheduling strategy (a placement group's bundle pins the node).
-    pub(crate) fn strategy(&self) -> SchedulingStrategy {
-        match &self.placement {
-            Some(bundle) => bundle
-                .resolve(&ResourceRequest::default())
-                .map_or(self.strategy, |(_, node)| {
-                    SchedulingStrategy::NodeAffinity { node, soft: false }
-                }),
-            None => self.strategy,
-        }
-    }
-
-    /// The actor's name and namespace, if it has a name.
-    pub(crate) fn name_option(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-
-    pub(crate) fn resolve(&self, is_async: bool) -> Result<ActorSettings, String> {
-        let mut hold =
-            ResourceRequest::new(self.num_cpus.unwrap_or(0.0), self.num_gpus, &self.resources)?;
-        let place =
-            ResourceRequest::new(self.num_cpus.unwrap_or(1.0), self.num_gpus, &self.resources)?;
-        if let Some(bundle) = &self.placement {
-            // It holds the bundle's resources; a node is chosen by the plain request.
-            hold = bundle.resolve(&hold)?.0;
-        }
-        if self.max_concurrency == Some(0) {
-            return Err("max_concurrency must be at least 1".into());
-        }
-        if self.max_pending_calls == Some(0) {
-            return Err("max_pending_calls must be at least 1".into());
-        }
-        if self.name.as_deref() == Some("") {
-            return Err("an actor name cannot be empty".into());
-        }
-        Ok(ActorSettings {
-            hold,
-            place,
-            name: self.name.clone().map(|n| {
-                (
-                    self.namespace
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
-                    n,
-                )
-            }),
-            get_if_exists: self.get_if_exists,
-            detached: self.detached,
-            max_restarts: Retries::from_ray(self.max_restarts),
-            max_task_retries: Retries::from_ray(self.max_task_retries),
-            max_pending_calls: self.max_pending_calls,
-            max_concurrency: self
-                .max_concurrency
-                .unwrap_or(if is_async { 1000 } else { 1 }),
-            is_async,
-            log_to: None,
-        })
-    }
 }
 
 /// Creating an actor with options: `Counter::options().name("c").remote(args...)`.

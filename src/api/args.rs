@@ -6,9 +6,10 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 
 use super::object_ref::ObjectRef;
+use crate::base::args::{ArgList, Params};
 use crate::base::error::GetError;
 use crate::base::id::ObjectId;
-use crate::object::value::Value;
+use crate::base::value::Value;
 
 /// One argument of a remote call, as given by the caller: a value, or a ref whose value the
 /// task receives once it is ready (Ray's rule for top-level ref arguments).
@@ -169,32 +170,6 @@ impl<T: Value> Arg<T> {
             Arg::Gather(g) => g.resolve().await.map(Resolved::Owned),
         }
     }
-}
-
-/// The arguments of one call, as a tuple of [`Arg`]s.
-#[doc(hidden)]
-pub trait ArgList: Clone + Send + Sync + 'static {
-    /// The tuple of [`Resolved`] arguments the body receives.
-    type Resolved: Send + 'static;
-    /// The ids of the ref arguments.
-    fn deps(&self, out: &mut Vec<ObjectId>);
-    /// Resolves on a thread that may block.
-    fn resolve_blocking(&self) -> Result<Self::Resolved, GetError>;
-    /// Resolves without blocking.
-    fn resolve(&self) -> LocalBoxFuture<'static, Result<Self::Resolved, GetError>>;
-    /// Encodes resolved arguments for another node, one buffer each.
-    fn encode(resolved: &Self::Resolved) -> Result<Vec<Vec<u8>>, String>;
-    /// Decodes arguments another node encoded, as values.
-    fn decode(buffers: &[Vec<u8>]) -> Result<Self, String>;
-}
-
-/// The parameter types of a remote function, as a tuple.
-#[doc(hidden)]
-pub trait Params: 'static {
-    /// The tuple of [`Arg`]s.
-    type Args: ArgList<Resolved = Self::Resolved>;
-    /// The tuple of [`Resolved`] arguments.
-    type Resolved: Send + 'static;
 }
 
 macro_rules! tuples {

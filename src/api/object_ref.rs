@@ -13,10 +13,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::base::error::GetError;
 use crate::base::id::ObjectId;
+use crate::base::value::Value;
 use crate::object::store::Store;
 use crate::object::table::{Probe, Ready};
 use crate::object::table::{RemoteCopy, RemoteKey};
-use crate::object::value::{self, StoredValue, Value};
+use crate::object::value::{self, StoredValue};
 use crate::object::waiter::{Signal, Waiter};
 use crate::runtime::{context, global};
 

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::object_ref::ObjectRef;
 use crate::base::error::{CancelError, GetError, PutError, WaitError};
+use crate::base::value::Value;
 use crate::object::table::{CancelProbe, Probe};
-use crate::object::value::{StoredValue, Value};
+use crate::object::value::StoredValue;
 use crate::object::waiter::{Signal, Waiter};
 use crate::runtime::{context, global};
 

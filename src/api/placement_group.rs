@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::base::error::PlacementGroupError;
 use crate::base::id::{NodeId, TaskId};
+use crate::base::options::{ActorOptions, BundleRef, TaskOptions};
 use crate::base::scheduling::bundles::{self, Room};
 use crate::base::scheduling::resources::{ResourceRequest, set_amount};
 use crate::cluster::node::ClusterNode;
@@ -33,9 +34,27 @@ use crate::cluster::remote::request_list;
 use crate::runtime::global;
 use crate::runtime::scheduler::Scheduler;
 use crate::wire::WireBundle;
-use serde::{Deserialize, Serialize};
 
 pub use crate::base::scheduling::bundles::PlacementStrategy;
+
+impl TaskOptions {
+    /// Runs the task in bundle `index` of a placement group (any bundle: `None`), on the
+    /// resources reserved there (Ray's `PlacementGroupSchedulingStrategy`). Its resources
+    /// must fit the bundle; it waits while the group is not ready.
+    pub fn placement_group(mut self, group: &PlacementGroup, index: Option<usize>) -> Self {
+        self.placement = Some(group.bundle_ref(index));
+        self
+    }
+}
+
+impl ActorOptions {
+    /// Creates the actor in bundle `index` of a placement group (any bundle: `None`); it
+    /// holds its resources from the bundle's.
+    pub fn placement_group(mut self, group: &PlacementGroup, index: Option<usize>) -> Self {
+        self.placement = Some(group.bundle_ref(index));
+        self
+    }
+}
 
 /// Resources reserved together: one bundle of a placement group (Ray's `{"CPU": 1}`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,32 +94,6 @@ impl Bundle {
             return Err("a bundle must hold some resource".into());
         }
         Ok(req)
-    }
-}
-
-/// A bundle of a group as task and actor options carry it (to other nodes too).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct BundleRef {
-    group: String,
-    index: Option<usize>,
-    nodes: Vec<NodeId>,
-}
-
-impl BundleRef {
-    /// What a task or actor in this bundle asks for instead of `req`, and the node it runs
-    /// on; an index out of range is an error.
-    pub fn resolve(&self, req: &ResourceRequest) -> Result<(ResourceRequest, NodeId), String> {
-        let node = match self.index {
-            Some(i) => *self.nodes.get(i).ok_or_else(|| {
-                format!(
-                    "bundle index {i} is out of range: placement group {} has {} bundles",
-                    self.group,
-                    self.nodes.len()
-                )
-            })?,
-            None => self.nodes[0],
-        };
-        Ok((bundles::in_group(&self.group, self.index, req), node))
     }
 }
 

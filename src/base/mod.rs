@@ -7,14 +7,20 @@
 //! - [`id`]: node, task, actor and object ids.
 //! - [`error`]: the library's typed errors.
 //! - [`rows`], [`filter`]: the state API's rows and `key=value` filters.
+//! - [`value`], [`args`], [`function`], [`options`]: what a remote function is, takes and
+//!   returns, and the options of tasks and actors as plain data.
 //! - [`log_line`]: one captured log line and its prefix.
 //! - [`panic`]: a panic's message.
 //! - [`scheduling`]: resources, the task queue, retries, placement, bundles, task history.
 
+pub(crate) mod args;
 pub mod error;
 pub mod filter;
+pub(crate) mod function;
 pub mod id;
 pub mod log_line;
+pub(crate) mod options;
 pub(crate) mod panic;
 pub mod rows;
 pub(crate) mod scheduling;
+pub(crate) mod value;

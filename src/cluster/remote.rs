@@ -13,17 +13,18 @@ use futures::future::LocalBoxFuture;
 
 use super::node::ClusterNode;
 use super::objects::Lineage;
-use crate::api::args::{ArgList, Params};
-use crate::api::function::{RemoteFunction, ResolvedOptions, TaskOptions};
+use crate::base::args::{ArgList, Params};
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
+use crate::base::function::RemoteFunction;
 use crate::base::id::{NodeId, ObjectId, TaskId};
+use crate::base::options::{ResolvedOptions, TaskOptions};
 use crate::base::scheduling::placement::SchedulingStrategy;
 use crate::base::scheduling::resources::{ResourceRequest, UNIT};
+use crate::base::value::Value;
 use crate::object::codec;
 use crate::object::store::Store;
 use crate::object::table::{RemoteCopy, RemoteKey};
 use crate::object::value::StoredValue;
-use crate::object::value::Value;
 use crate::transport::link;
 use crate::wire::{self, Message, RunTask, TaskOutcome};
 

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use super::global;
 use super::task_spec::{TaskSpec, TypedTask};
-use crate::api::args::ArgList;
-use crate::api::args::Params;
-use crate::api::function::{RemoteFunction, TaskOptions};
 use crate::api::object_ref::ObjectRef;
+use crate::base::args::ArgList;
+use crate::base::args::Params;
 use crate::base::error::GetError;
+use crate::base::function::RemoteFunction;
+use crate::base::options::TaskOptions;
 use crate::base::scheduling::placement::Placement;
-use crate::cluster::remote::{self, Outgoing};
+use crate::cluster::remote;
+use crate::cluster::remote::Outgoing;
 use crate::object::table::Producer;
 
 /// Submits a call of `F`; `options` are the builder's, or `None` for the attribute's.

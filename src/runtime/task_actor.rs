@@ -17,8 +17,8 @@ use super::context::{self, TaskContext, WithTask};
 use super::panic::{CatchPanic, WorkerKill};
 use super::task_spec::{Attempt, TaskSpec};
 use super::workers::TaskWorkers;
-use crate::api::function::FunctionKind;
 use crate::base::error::TaskErrorKind;
+use crate::base::function::FunctionKind;
 use crate::runtime::scheduler::Scheduler;
 use crate::runtime::scheduler::state::{Ended, Start};
 

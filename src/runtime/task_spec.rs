@@ -5,11 +5,13 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 
 use super::panic;
-use crate::api::args::{ArgList, Params};
-use crate::api::function::{AppError, Body, FunctionDescriptor, RemoteFunction, ResolvedOptions};
+use crate::base::args::{ArgList, Params};
 use crate::base::error::{GetError, TaskErrorKind};
+use crate::base::function::{AppError, Body, FunctionDescriptor, RemoteFunction};
 use crate::base::id::{NodeId, ObjectId, TaskId};
-use crate::object::value::{StoredValue, Value};
+use crate::base::options::ResolvedOptions;
+use crate::base::value::Value;
+use crate::object::value::StoredValue;
 
 /// One task, shared by the scheduler (which keeps it for retries) and the task actor running
 /// an attempt of it.

@@ -20,7 +20,7 @@ use super::session::Session;
 use super::space::{SearchSpace, TrialConfig};
 use super::storage::{CheckpointConfig, Meta, ResultFiles, Writer};
 use super::trainable::{TrainableRef, TrialActor, TrialActorHandle};
-use crate::api::function::RemoteFunction;
+use crate::base::function::RemoteFunction;
 use crate::{ObjectRef, SchedulingStrategy};
 
 /// Why an experiment could not run.

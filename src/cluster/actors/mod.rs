@@ -27,10 +27,10 @@ use futures::future::LocalBoxFuture;
 
 use super::remote::outcome_of;
 use crate::api::actor::{ActorClass, ActorConstructor, ActorHandle};
-use crate::api::args::{ArgList, Params};
+use crate::base::args::{ArgList, Params};
 use crate::base::id::NodeId;
 use crate::base::scheduling::placement::SchedulingStrategy;
-use crate::object::value::Value;
+use crate::base::value::Value;
 use crate::runtime::actor::call::Invoke;
 use crate::runtime::actor::core::ActorCore;
 use crate::runtime::global;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use futures::future::LocalBoxFuture;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
-use crate::api::args::ArgList;
-use crate::api::function::AppError;
+use crate::base::args::ArgList;
 use crate::base::error::GetError;
+use crate::base::function::AppError;
 use crate::base::id::{ObjectId, TaskId};
-use crate::object::value::{StoredValue, Value};
+use crate::base::value::Value;
+use crate::object::value::StoredValue;
 use crate::runtime::panic;
 
 /// How a method reaches the actor's state: `&mut self` runs alone, `&self` may share it with

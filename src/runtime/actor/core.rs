@@ -11,22 +11,22 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use actix::Addr;
 use tokio::sync::RwLock;
 
-use super::ActorSettings;
 use super::call::{CallOutcome, ErasedCall, Invoke, TypedCall};
 use super::calls::LiveCalls;
 use super::directory::{ActorDirectory, Describe};
 use super::host::{ActorHost, Crashed, Kill, NoHandles, RunSlot, Stopped};
 use super::queue::{CallQueue, Phase, Push, Take};
 use crate::api::actor::ActorClass;
-use crate::api::args::ArgList;
 use crate::api::object_ref::ObjectRef;
+use crate::base::args::ArgList;
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::id::{ActorId, IdMint, NodeId, ObjectId, TaskId};
+use crate::base::options::ActorSettings;
 use crate::base::rows::{ActorInfo, ActorState, TaskInfo, TaskState};
 use crate::base::scheduling::history::Wall;
+use crate::base::value::Value;
 use crate::object::store::Store;
 use crate::object::table::{CancelProbe, Producer};
-use crate::object::value::Value;
 use crate::runtime::context::{self, TaskContext};
 use crate::runtime::worker_pool::WorkerPool;
 
@@ -78,7 +78,7 @@ impl<A: ActorClass> Describe for ActorCore<A> {
             Phase::Dead(cause) => (ActorState::Dead, Some(cause.to_string())),
         };
         let name = self.settings.name.as_ref().map(|(ns, name)| {
-            if ns == crate::api::actor::DEFAULT_NAMESPACE {
+            if ns == crate::base::options::DEFAULT_NAMESPACE {
                 name.clone()
             } else {
                 format!("{ns}/{name}")
@@ -110,7 +110,7 @@ impl<A: ActorClass> ActorCore<A> {
     ) -> Self {
         let short = A::CLASS.rsplit("::").next().unwrap_or(A::CLASS);
         let label = match &settings.name {
-            Some((ns, name)) if ns == crate::api::actor::DEFAULT_NAMESPACE => {
+            Some((ns, name)) if ns == crate::base::options::DEFAULT_NAMESPACE => {
                 format!("{short} \"{name}\" ({id})")
             }
             Some((ns, name)) => format!("{short} \"{ns}/{name}\" ({id})"),

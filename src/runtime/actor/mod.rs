@@ -21,37 +21,17 @@ use actix::Actor;
 use self::core::ActorCore;
 use self::directory::Named;
 use self::host::ActorHost;
-use crate::api::actor::{ActorClass, ActorHandle, ActorOptions};
-use crate::api::args::{ArgList, Params};
+use crate::api::actor::{ActorClass, ActorHandle};
 use crate::api::object_ref::ObjectRef;
+use crate::base::args::{ArgList, Params};
 use crate::base::error::{ActorError, GetError};
 use crate::base::id::{ActorId, NodeId};
+use crate::base::options::ActorOptions;
 use crate::base::scheduling::placement::Placement;
-use crate::base::scheduling::resources::ResourceRequest;
-use crate::base::scheduling::retry::Retries;
-use crate::cluster::{self, actors::ActorMethods};
+use crate::cluster;
+use crate::cluster::actors::ActorMethods;
 use crate::runtime::global::{self, Runtime};
 use crate::wire::Message;
-
-/// An actor's options, checked.
-#[derive(Debug, Clone)]
-pub(crate) struct ActorSettings {
-    /// What it holds while alive.
-    pub hold: ResourceRequest,
-    /// What a node must have to place it.
-    pub place: ResourceRequest,
-    /// (namespace, name).
-    pub name: Option<(String, String)>,
-    pub get_if_exists: bool,
-    pub detached: bool,
-    pub max_restarts: Retries,
-    pub max_task_retries: Retries,
-    pub max_pending_calls: Option<usize>,
-    pub max_concurrency: usize,
-    pub is_async: bool,
-    /// The node whose terminal shows what it prints; set where it is created.
-    pub log_to: Option<NodeId>,
-}
 
 /// Creates an actor of class `A`: on this node, or in a cluster where its scheduling
 /// strategy places it.

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::Addr;
 
-use crate::api::function::FunctionKind;
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::filter::Capped;
+use crate::base::function::FunctionKind;
 use crate::base::id::{IdHash, NodeId, ObjectId, TaskId};
 use crate::base::rows::{TaskInfo, TaskState};
 use crate::base::scheduling::queue::{CancelOutcome, Decision, LocalQueue};
