@@ -41,9 +41,9 @@ mod base;
 pub(crate) mod cluster;
 mod http;
 pub mod logs;
+pub use runtime::registry;
 pub mod metrics;
 mod object;
-pub mod registry;
 mod runtime;
 pub mod state;
 pub mod testing;
@@ -52,13 +52,11 @@ pub mod tune;
 pub mod util;
 pub mod wire;
 
-pub use api::actor::{ActorBuilder, ActorHandle, get_actor, get_actor_in, kill};
-pub use api::args::{Arg, Gathered, IntoArg, gather};
+pub use api::actor::{ActorBuilder, get_actor, get_actor_in, kill};
 pub use api::config::Config;
 pub use api::context::{Context, context};
 pub use api::function::TaskBuilder;
 pub use api::node;
-pub use api::object_ref::{GetFuture, ObjectRef};
 pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait, wait_anywhere};
 pub use api::placement_group::{
     Bundle, PlacementGroup, PlacementStrategy, placement_group, remove_placement_group,
@@ -71,6 +69,9 @@ pub use base::id::{ActorId, NodeId, ObjectId, TaskId};
 pub use base::options::{ActorOptions, DEFAULT_NAMESPACE, TaskOptions};
 pub use base::scheduling::placement::SchedulingStrategy;
 pub use object::value::Value;
+pub use runtime::actor::handle::ActorHandle;
+pub use runtime::args::{Arg, Gathered, IntoArg, gather};
+pub use runtime::object_ref::{GetFuture, ObjectRef};
 
 /// Makes a function remote. See the [crate documentation](crate) and [`TaskOptions`] for
 /// the options it takes: `#[mobula::remote(num_cpus = 2, max_retries = 0)]`.
@@ -227,16 +228,16 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::api::actor::{ActorClass, ActorConstructor};
-    pub use crate::api::args::Resolved;
     pub use crate::base::args::{ArgList, Params};
     pub use crate::base::function::{
         AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction,
     };
-    pub use crate::cluster::actors::{ActorMethods, CallReply, open_hosted, serve_call};
-    pub use crate::cluster::remote::run_remote;
-    pub use crate::registry::{RegisteredActor, RegisteredFunction, call_here};
     pub use crate::runtime::actor::call::Invoke;
+    pub use crate::runtime::actor::handle::{ActorClass, ActorConstructor};
+    pub use crate::runtime::args::Resolved;
+    pub use crate::runtime::hosted::run_remote;
+    pub use crate::runtime::hosted::{ActorMethods, CallReply, open_hosted, serve_call};
+    pub use crate::runtime::registry::{RegisteredActor, RegisteredFunction, call_here};
     pub use crate::runtime::submit::submit;
     pub use inventory;
     pub use serde;

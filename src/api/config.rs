@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::base::error::InitError;
+use crate::base::node_config::{ClusterConfig, ClusterRole, NodeConfig};
 use crate::base::scheduling::resources::{
     NodeResources, UNIT, check_custom_name, set_amount, to_units,
 };
@@ -42,28 +43,6 @@ struct ClusterSettings {
     ca_fingerprint: Option<String>,
     dir: Option<PathBuf>,
     node_timeout: Option<Duration>,
-}
-
-/// How this process takes part in a cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ClusterRole {
-    /// It is the head, listening here.
-    Head { listen: SocketAddr },
-    /// It joins the head at `head`, listening on `listen`.
-    Join {
-        head: SocketAddr,
-        listen: SocketAddr,
-        token: Option<String>,
-        ca_fingerprint: Option<String>,
-    },
-}
-
-/// The cluster settings, checked.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ClusterConfig {
-    pub role: ClusterRole,
-    pub dir: PathBuf,
-    pub node_timeout: Duration,
 }
 
 fn socket_addr(what: &str, text: &str) -> Result<SocketAddr, InitError> {
@@ -327,24 +306,6 @@ impl Config {
             log_to_driver: !self.quiet_logs,
         })
     }
-}
-
-/// A configuration checked and completed with the machine's values.
-#[derive(Debug, Clone)]
-pub(crate) struct NodeConfig {
-    pub resources: NodeResources,
-    /// What the node offers, by name (`CPU`, `GPU`, custom), as other nodes see it.
-    pub totals: Vec<(String, f64)>,
-    pub cluster: Option<ClusterConfig>,
-    pub cpu_units: i64,
-    pub object_store_memory: u64,
-    pub spill_root: PathBuf,
-    /// Where to serve `/metrics`, if anywhere.
-    pub metrics_address: Option<SocketAddr>,
-    /// Where to serve the dashboard, if anywhere.
-    pub dashboard_address: Option<SocketAddr>,
-    /// Whether lines for this node's terminal are printed.
-    pub log_to_driver: bool,
 }
 
 /// The GPU ids `CUDA_VISIBLE_DEVICES` lists: numbers as given, anything else (UUIDs) by

@@ -3,12 +3,12 @@
 use super::placement_group::PlacementGroup;
 use std::marker::PhantomData;
 
-use super::args::IntoArg;
-use super::object_ref::ObjectRef;
 use crate::base::function::RemoteFunction;
 use crate::base::options::TaskOptions;
 use crate::base::scheduling::placement::SchedulingStrategy;
 use crate::base::value::Value;
+use crate::runtime::args::IntoArg;
+use crate::runtime::object_ref::ObjectRef;
 
 /// A remote call with options: `f.options().num_cpus(2).remote(args...)`.
 #[must_use = "nothing runs until .remote(...) is called"]

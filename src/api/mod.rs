@@ -2,11 +2,9 @@
 //! functions (`put`, `get_all`, `wait`, `cancel`, `context`).
 
 pub(crate) mod actor;
-pub(crate) mod args;
 pub(crate) mod config;
 pub(crate) mod context;
 pub(crate) mod function;
 pub mod node;
-pub(crate) mod object_ref;
 pub(crate) mod ops;
 pub(crate) mod placement_group;

@@ -73,7 +73,7 @@ pub fn run_worker_if_asked() {
 /// ```
 pub fn run(config: Config) -> Result<(), InitError> {
     let guard = crate::init(config)?;
-    let cluster = global::with_runtime(|rt| rt.cluster.get().cloned()).flatten();
+    let cluster = global::with_runtime(|rt| crate::cluster::node_of(rt)).flatten();
     let Some(cluster) = cluster else {
         return Err(InitError::InvalidConfig(
             "mobula::node::run needs a cluster: set Config::address or Config::head".into(),
@@ -96,7 +96,7 @@ pub fn run(config: Config) -> Result<(), InitError> {
 /// The nodes of the cluster as this node last heard of them (Ray's `ray.nodes()`); empty
 /// outside a cluster.
 pub fn nodes() -> Vec<NodeState> {
-    global::with_runtime(|rt| rt.cluster.get().map(|c| c.view().nodes))
+    global::with_runtime(|rt| crate::cluster::node_of(rt).map(|c| c.view().nodes))
         .flatten()
         .unwrap_or_default()
 }
@@ -104,41 +104,25 @@ pub fn nodes() -> Vec<NodeState> {
 /// Where this node serves `/metrics` (see [`Config::metrics_address`](crate::Config::metrics_address)),
 /// if it does.
 pub fn metrics_address() -> Option<std::net::SocketAddr> {
-    global::with_runtime(|rt| {
-        rt.http
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .metrics
-            .as_ref()
-            .map(|h| h.address)
-    })
-    .flatten()
+    global::with_runtime(crate::http::metrics_address).flatten()
 }
 
 /// Where this node serves the dashboard, and the token it asks for (see
 /// [`Config::dashboard_address`](crate::Config::dashboard_address)), if it does.
 pub fn dashboard() -> Option<(std::net::SocketAddr, String)> {
-    global::with_runtime(|rt| {
-        rt.http
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .dashboard
-            .as_ref()
-            .map(|(h, token)| (h.address, token.clone()))
-    })
-    .flatten()
+    global::with_runtime(crate::http::dashboard_address).flatten()
 }
 
 /// Where the cluster's head listens, in a cluster.
 pub fn head_address() -> Option<std::net::SocketAddr> {
-    global::with_runtime(|rt| rt.cluster.get().map(|c| c.head)).flatten()
+    global::with_runtime(|rt| crate::cluster::node_of(rt).map(|c| c.head)).flatten()
 }
 
 /// The resources of every live node that runs tasks, summed by name (Ray's
 /// `ray.cluster_resources()`); outside a cluster, this node's. Empty when no runtime runs.
 pub fn cluster_resources() -> std::collections::BTreeMap<String, f64> {
     let mut sum = std::collections::BTreeMap::new();
-    let view = global::with_runtime(|rt| rt.cluster.get().map(|c| c.view()));
+    let view = global::with_runtime(|rt| crate::cluster::node_of(rt).map(|c| c.view()));
     match view {
         None => {}
         Some(Some(view)) => {

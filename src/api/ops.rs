@@ -4,12 +4,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::object_ref::ObjectRef;
 use crate::base::error::{CancelError, GetError, PutError, WaitError};
 use crate::base::value::Value;
 use crate::object::table::{CancelProbe, Probe};
 use crate::object::value::StoredValue;
 use crate::object::waiter::{Signal, Waiter};
+use crate::runtime::object_ref::ObjectRef;
 use crate::runtime::{context, global};
 
 /// Stores a value in the object store and returns a ref to it (Ray's `ray.put`).

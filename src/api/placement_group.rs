@@ -31,7 +31,7 @@ use crate::base::scheduling::bundles::{self, Room};
 use crate::base::scheduling::resources::{ResourceRequest, set_amount};
 use crate::cluster::node::ClusterNode;
 use crate::cluster::remote::request_list;
-use crate::runtime::global;
+use crate::runtime::global::{self, PlacementGroupRecord};
 use crate::runtime::scheduler::Scheduler;
 use crate::wire::WireBundle;
 
@@ -267,7 +267,7 @@ pub fn placement_group(
         .collect::<Result<Vec<_>, _>>()
         .map_err(PlacementGroupError::Invalid)?;
     global::with_runtime(|rt| {
-        let cluster = rt.cluster.get().cloned();
+        let cluster = crate::cluster::node_of(rt);
         let rooms = match &cluster {
             Some(c) => c.rooms(),
             None => vec![local_room(rt.node_id, &rt.scheduler)],
@@ -298,7 +298,8 @@ pub fn placement_group(
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         made.retain(|g| g.strong_count() > 0);
-        made.push(Arc::downgrade(&group.inner));
+        let record: Arc<dyn PlacementGroupRecord> = group.inner.clone();
+        made.push(Arc::downgrade(&record));
         Ok(group)
     })
     .unwrap_or(Err(PlacementGroupError::NotInitialized))
@@ -420,12 +421,9 @@ pub fn remove_placement_group(group: &PlacementGroup) {
     release(group);
 }
 
-/// Placement groups a node made, for the state API (those dropped everywhere are gone).
-pub(crate) type GroupRegistry = Mutex<Vec<std::sync::Weak<Group>>>;
-
-impl Group {
+impl PlacementGroupRecord for Group {
     /// The group as the state API shows it.
-    pub(crate) fn describe(&self) -> PlacementGroupInfo {
+    fn describe(&self) -> PlacementGroupInfo {
         let state = match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
             State::Pending { .. } => PlacementGroupState::Pending,
             State::Ready => PlacementGroupState::Created,

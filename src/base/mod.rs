@@ -9,6 +9,7 @@
 //! - [`rows`], [`filter`]: the state API's rows and `key=value` filters.
 //! - [`value`], [`args`], [`function`], [`options`]: what a remote function is, takes and
 //!   returns, and the options of tasks and actors as plain data.
+//! - [`node_config`]: a node's configuration, checked.
 //! - [`log_line`]: one captured log line and its prefix.
 //! - [`panic`]: a panic's message.
 //! - [`scheduling`]: resources, the task queue, retries, placement, bundles, task history.
@@ -19,6 +20,7 @@ pub mod filter;
 pub(crate) mod function;
 pub mod id;
 pub mod log_line;
+pub(crate) mod node_config;
 pub(crate) mod options;
 pub(crate) mod panic;
 pub mod rows;

@@ -1,13 +1,73 @@
 //! Log lines between nodes: a node sends the lines of tasks working for a driver elsewhere
 //! to that driver, which prints them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::node::ClusterNode;
 use crate::base::id::NodeId;
 use crate::base::log_line::LogLine;
-use crate::logs::ship::Undelivered;
+use crate::runtime::logs::NodeLogs;
 use crate::wire::Message;
+
+/// How long lines bound for another node gather before they go, so that a loop of prints
+/// travels as a few messages rather than one per line.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// Sends what gathered, driver by driver, until nothing is left. Lines for a driver this node
+/// does not know yet (it joined a moment ago) wait for it, up to [`UNKNOWN_WAIT`].
+pub(crate) async fn flush(cluster: Arc<ClusterNode>, logs: Arc<NodeLogs>) {
+    let mut unknown_since: HashMap<NodeId, Instant> = HashMap::new();
+    tokio::time::sleep(GATHER).await;
+    loop {
+        let Some(batch) = logs.take_pending() else {
+            return;
+        };
+        let mut waiting = Vec::new();
+        for (driver, lines) in batch {
+            let count = lines.len() as u64;
+            match send(&cluster, driver, lines).await {
+                Ok(()) => {
+                    unknown_since.remove(&driver);
+                }
+                Err(Undelivered::Unknown(lines))
+                    if unknown_since
+                        .entry(driver)
+                        .or_insert_with(Instant::now)
+                        .elapsed()
+                        < UNKNOWN_WAIT =>
+                {
+                    waiting.push((driver, lines));
+                }
+                Err(why) => {
+                    unknown_since.remove(&driver);
+                    logs.undelivered.fetch_add(count, Ordering::Relaxed);
+                    tracing::debug!(%driver, "{count} log lines did not reach their driver: {why}");
+                }
+            }
+        }
+        if !waiting.is_empty() {
+            logs.put_back(waiting);
+            tokio::time::sleep(GATHER * 5).await;
+        }
+    }
+}
+
+/// How long lines wait for a driver this node has not heard of.
+const UNKNOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// Why lines did not reach their driver.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Undelivered {
+    /// The node is not (yet) a live member in this node's view; the lines come back.
+    #[error("it is not a live member of the cluster")]
+    Unknown(Vec<LogLine>),
+    /// It could not be reached, or did not take them.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// Sends `lines` to the node `driver` and waits for its acknowledgement; hands them back
 /// when this node does not know `driver` as a live member.

@@ -11,6 +11,7 @@
 //! - `actors`: actors created on and called across nodes.
 //! - `state`: the cluster's state for the state API, gathered by the head.
 //! - `logs`: task and actor log lines sent to the terminal of the driver they work for.
+//! - `port`: the node as its runtime uses it (the runtime's `ClusterPort`).
 //! - `admin`: what the `mobula` CLI asks a running head (status, stop).
 
 pub mod actors;
@@ -20,6 +21,7 @@ pub(crate) mod logs;
 pub mod membership;
 pub mod node;
 pub mod objects;
+pub(crate) mod port;
 pub mod remote;
 pub mod serve;
 pub(crate) mod state;
@@ -28,8 +30,10 @@ pub mod tasks;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::config::ClusterConfig;
+use crate::base::node_config::ClusterConfig;
 use crate::runtime::global::Runtime;
+
+pub(crate) use port::node_of;
 
 /// Starts or joins the cluster for runtime `rt`; waits until this node is in.
 pub(crate) fn join(

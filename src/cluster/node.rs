@@ -16,16 +16,16 @@ use super::membership::Membership;
 use super::objects::Lineage;
 use super::serve::handle;
 use super::tasks::TaskChannel;
-use crate::api::config::{ClusterConfig, ClusterRole};
 use crate::api::placement_group::LocalBundle;
 use crate::base::id::IdMint;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
+use crate::base::node_config::{ClusterConfig, ClusterRole};
 use crate::base::scheduling::bundles::Room;
 use crate::base::scheduling::placement::{
     self, Candidate, FreeNow, Placed, Placement, SchedulingStrategy,
 };
 use crate::base::scheduling::resources::{ResourceRequest, UNIT};
-use crate::registry;
+use crate::runtime::registry;
 use crate::runtime::scheduler::Scheduler;
 use crate::transport::credentials::{ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint};
 use crate::transport::endpoint::Endpoint;

@@ -1,96 +1,24 @@
-//! Tasks that run on another node: sending one (the submitting side) and running one (the
-//! executing side).
+//! Tasks that run on another node, the submitting side (the executing side is
+//! `runtime::hosted`, which hands the task to its node's scheduler as an ordinary local task,
+//! so resources, retries of errors and panics work as on one node).
 //!
 //! The submitting node keeps the task's result ref pending, resolves the ref arguments where
 //! they live, sends the function's id and the encoded arguments, and seals the result with
 //! the value that comes back. A node that dies under a task makes it run again on another
-//! node while `max_retries` allows. The executing node submits the call to itself as an
-//! ordinary local task, so resources, retries of errors and panics work as on one node.
+//! node while `max_retries` allows.
 
 use std::sync::Arc;
 
-use futures::future::LocalBoxFuture;
-
 use super::node::ClusterNode;
 use super::objects::Lineage;
-use crate::base::args::{ArgList, Params};
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
-use crate::base::function::RemoteFunction;
-use crate::base::id::{NodeId, ObjectId, TaskId};
-use crate::base::options::{ResolvedOptions, TaskOptions};
-use crate::base::scheduling::placement::SchedulingStrategy;
+use crate::base::id::{NodeId, TaskId};
 use crate::base::scheduling::resources::{ResourceRequest, UNIT};
-use crate::base::value::Value;
-use crate::object::codec;
 use crate::object::store::Store;
 use crate::object::table::{RemoteCopy, RemoteKey};
-use crate::object::value::StoredValue;
+use crate::runtime::cluster_port::RemoteTask;
 use crate::transport::link;
 use crate::wire::{self, Message, RunTask, TaskOutcome};
-
-/// Runs a call sent by another node; made for each function by `#[mobula::remote]`.
-pub type RunRemote = fn(RunTask, NodeId) -> LocalBoxFuture<'static, TaskOutcome>;
-
-/// The executing side: decodes the arguments, runs the call here as a local task, encodes
-/// what it returns.
-pub fn run_remote<F: RemoteFunction>(
-    task: RunTask,
-    here: NodeId,
-) -> LocalBoxFuture<'static, TaskOutcome> {
-    let args = match <<F::Params as Params>::Args as ArgList>::decode(&task.args) {
-        Ok(args) => args,
-        Err(e) => {
-            let why = format!("the arguments of `{}` do not decode: {e}", task.function);
-            return Box::pin(async move { TaskOutcome::Refused(why) });
-        }
-    };
-    let mut options = TaskOptions::new()
-        .max_retries(task.max_retries)
-        .retry_exceptions(task.retry_exceptions)
-        .scheduling_strategy(SchedulingStrategy::NodeAffinity {
-            node: here,
-            soft: false,
-        });
-    for (name, amount) in &task.resources {
-        options = match name.as_str() {
-            "CPU" => options.num_cpus(*amount),
-            "GPU" => options.num_gpus(*amount),
-            _ => options.resource(name.clone(), *amount),
-        };
-    }
-    if task.resources.iter().all(|(n, _)| n != "CPU") {
-        options = options.num_cpus(0.0);
-    }
-    if let Some(name) = task.name {
-        options = options.name(name);
-    }
-    let result = crate::runtime::context::on_behalf_of(task.log_to, || {
-        crate::runtime::submit::submit::<F>(Some(options), args)
-    });
-    Box::pin(async move { outcome_of::<F::Output>(result.get_shared().await) })
-}
-
-/// How a task or call that ran here ended, for the node that asked for it.
-pub(crate) fn outcome_of<R: Value>(result: Result<Arc<R>, GetError>) -> TaskOutcome {
-    match result {
-        Ok(value) => {
-            let mut bytes = Vec::new();
-            match codec::write::<R>(&value, &mut bytes) {
-                Ok(()) => TaskOutcome::Value(bytes),
-                Err(e) => TaskOutcome::Failed {
-                    kind: TaskErrorKind::ResultRejected,
-                    message: format!("the result could not be encoded: {e}"),
-                },
-            }
-        }
-        Err(GetError::Task(e)) => TaskOutcome::Failed {
-            kind: e.kind,
-            message: e.message,
-        },
-        Err(GetError::ActorDied { cause, .. }) => TaskOutcome::ActorDied(cause),
-        Err(e) => TaskOutcome::DepFailed(e.to_string()),
-    }
-}
 
 /// A request as the wire carries it: `CPU`, `GPU`, then custom resources.
 pub(crate) fn request_list(req: &ResourceRequest) -> Vec<(String, f64)> {
@@ -105,17 +33,6 @@ pub(crate) fn request_list(req: &ResourceRequest) -> Vec<(String, f64)> {
         out.push((name.to_string(), *amount as f64 / UNIT as f64));
     }
     out
-}
-
-/// What the submitting side needs to send one task.
-pub(crate) struct Outgoing<F: RemoteFunction> {
-    pub task: TaskId,
-    pub result: ObjectId,
-    pub args: <F::Params as Params>::Args,
-    pub options: Arc<ResolvedOptions>,
-    pub target: NodeId,
-    /// The node whose terminal shows what the task prints.
-    pub log_to: NodeId,
 }
 
 /// A task listed as waiting here for its arguments while it lives.
@@ -145,12 +62,8 @@ impl Drop for AwaitingArgs<'_> {
 }
 
 /// The submitting side: runs on the node's event loop until the result is sealed or failed.
-pub(crate) async fn send<F: RemoteFunction>(
-    cluster: Arc<ClusterNode>,
-    store: Store,
-    out: Outgoing<F>,
-) {
-    let function = F::descriptor().id;
+pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTask) {
+    let function = out.function;
     let fail = |kind: TaskErrorKind, node: NodeId, message: String, attempts: u32| {
         store.fail(
             out.result,
@@ -164,25 +77,16 @@ pub(crate) async fn send<F: RemoteFunction>(
             }),
         );
     };
-    let mut deps = Vec::new();
-    out.args.deps(&mut deps);
-    let _awaiting = (!deps.is_empty()).then(|| AwaitingArgs::new(&cluster, out.task, function));
-    let resolved = match out.args.resolve().await {
-        Ok(resolved) => resolved,
+    let _awaiting = out
+        .has_deps
+        .then(|| AwaitingArgs::new(&cluster, out.task, function));
+    let mut args = match (out.args)().await {
+        Ok(args) => args,
         Err(e) => {
             store.fail(out.result, e);
             return;
         }
     };
-    let mut args = match <<F::Params as Params>::Args as ArgList>::encode(&resolved) {
-        Ok(args) => args,
-        Err(e) => {
-            let message = format!("an argument could not be encoded for another node: {e}");
-            fail(TaskErrorKind::Failed, cluster.node_id, message, 0);
-            return;
-        }
-    };
-    drop(resolved);
     let request = match &out.options.request {
         Ok(req) => req.clone(),
         Err(e) => {
@@ -232,8 +136,8 @@ pub(crate) async fn send<F: RemoteFunction>(
         let sent = cluster.run_on(target, out.task, frame.clone(), payloads.clone());
         match sent.await {
             Ok(TaskOutcome::Value(bytes)) => {
-                match codec::read_owned::<F::Output>(bytes) {
-                    Ok(value) => store.seal(out.result, StoredValue::new(value)),
+                match (out.decode)(bytes) {
+                    Ok(value) => store.seal(out.result, value),
                     Err(e) => fail(
                         TaskErrorKind::ResultRejected,
                         target,

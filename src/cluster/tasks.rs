@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::node::{ClusterNode, VALUE_LIMIT};
 use crate::base::id::{NodeId, TaskId};
-use crate::registry;
+use crate::runtime::registry;
 use crate::transport::link::{self, LinkError};
 use crate::wire::{INLINE_LIMIT, Message, TaskOutcome};
 

@@ -11,7 +11,7 @@ mod metrics;
 mod snapshot;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use actix_web::{App, HttpServer, web};
 
@@ -93,7 +93,7 @@ pub(crate) fn start(
     let failed = |what: &str, address: SocketAddr, e: std::io::Error| {
         InitError::InvalidConfig(format!("cannot serve {what} at {address}: {e}"))
     };
-    let mut servers = rt.http.lock().unwrap_or_else(|e| e.into_inner());
+    let mut servers = Servers::default();
     if let Some(address) = metrics {
         let node = weak.clone();
         let server = serve(address, move |cfg| metrics::routes(cfg, node.clone()))
@@ -102,9 +102,7 @@ pub(crate) fn start(
         servers.metrics = Some(server);
     }
     if let Some(address) = dashboard {
-        let token = rt
-            .cluster
-            .get()
+        let token = crate::cluster::node_of(rt)
             .and_then(|c| c.join_token())
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let (node, key) = (weak.clone(), token.clone());
@@ -115,5 +113,25 @@ pub(crate) fn start(
         tracing::info!(address = %server.address, "serving the dashboard");
         servers.dashboard = Some((server, token));
     }
+    let servers = Arc::new(Mutex::new(servers));
+    rt.set_extension(Arc::clone(&servers));
+    rt.on_stop(move || servers.lock().unwrap_or_else(|e| e.into_inner()).stop());
     Ok(())
+}
+
+/// Where node `rt` serves `/metrics`, if it does.
+pub(crate) fn metrics_address(rt: &Runtime) -> Option<SocketAddr> {
+    let servers = rt.extension::<Mutex<Servers>>()?;
+    let servers = servers.lock().unwrap_or_else(|e| e.into_inner());
+    servers.metrics.as_ref().map(|h| h.address)
+}
+
+/// Where node `rt` serves the dashboard, and the token it asks for, if it does.
+pub(crate) fn dashboard_address(rt: &Runtime) -> Option<(SocketAddr, String)> {
+    let servers = rt.extension::<Mutex<Servers>>()?;
+    let servers = servers.lock().unwrap_or_else(|e| e.into_inner());
+    servers
+        .dashboard
+        .as_ref()
+        .map(|(h, token)| (h.address, token.clone()))
 }

@@ -16,18 +16,13 @@
 //! A plain `println!` cannot be told apart from other threads' output in stable Rust; it
 //! still prints on the terminal of the process that runs it, without a prefix.
 //!
-//! - `book`: a node's bounded store of the latest lines (pure).
-//! - `capture`: turning prints and `tracing` events inside tasks into lines.
-//! - `ship`: keeping a line and sending it to its driver's terminal.
-
-mod book;
-mod capture;
-pub(crate) mod ship;
+//! This module is the public face; the machinery is the runtime's (`runtime::logs`: capture,
+//! the node's bounded book, the outbox) and the cluster's (`cluster::logs`: lines sent to a
+//! driver on another node).
 
 pub use crate::base::log_line::{LogLine, LogStream};
-pub use book::{MAX_BYTES, MAX_LINE, MAX_LINES};
-pub(crate) use capture::scoped;
-pub use capture::{TaskLogLayer, layer, print_line};
+pub use crate::runtime::logs::book::{MAX_BYTES, MAX_LINE, MAX_LINES};
+pub use crate::runtime::logs::capture::{TaskLogLayer, layer, print_line};
 
 /// Prints a line as `println!` does; inside a task or an actor call, the line is captured
 /// as the task's or actor's (see [the module](crate::logs)).

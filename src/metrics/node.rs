@@ -163,7 +163,7 @@ pub(crate) fn families(rt: &Runtime) -> Vec<Family> {
                 .load(std::sync::atomic::Ordering::Relaxed) as f64,
         ),
     ];
-    if let Some(cluster) = rt.cluster.get() {
+    if let Some(cluster) = crate::cluster::node_of(rt) {
         let links = cluster.endpoint.link_stats();
         let per = |f: &dyn Fn(&crate::transport::endpoint::LinkStats) -> f64| {
             links

@@ -83,7 +83,7 @@ pub(crate) fn with_task<R>(task: &Arc<TaskContext>, f: impl FnOnce() -> R) -> R 
         }
     }
     let _restore = Restore(previous);
-    crate::logs::scoped(f)
+    crate::runtime::logs::capture::scoped(f)
 }
 
 /// Marks this thread as one of the runtime's event-loop threads, where a blocking get would

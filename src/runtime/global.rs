@@ -3,6 +3,7 @@
 //! API calls reach the runtime through a per-thread cache checked against a global generation
 //! number: one atomic load on the hot path, no lock and no shared reference count.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -13,6 +14,9 @@ use super::worker_pool::WorkerPool;
 use super::workers::TaskWorkers;
 use crate::base::id::{IdMint, NodeId, TaskId};
 
+use super::cluster_port::ClusterPort;
+use super::logs::NodeLogs;
+use crate::base::rows::PlacementGroupInfo;
 use crate::object::store::Store;
 use crate::runtime::scheduler::Scheduler;
 
@@ -28,19 +32,43 @@ pub(crate) struct Runtime {
     pub actor_pool: WorkerPool,
     pub actors: Arc<ActorDirectory>,
     /// Placement groups made here.
-    pub placement_groups: crate::api::placement_group::GroupRegistry,
+    pub placement_groups: GroupRegistry,
     pub node_arbiter: actix_rt::ArbiterHandle,
     /// This node's part in a cluster, once joined.
-    pub cluster: std::sync::OnceLock<Arc<crate::cluster::node::ClusterNode>>,
+    pub cluster: std::sync::OnceLock<Arc<dyn ClusterPort>>,
     pub(crate) system: actix_rt::System,
     /// What its tasks and actors printed, and lines on their way to other terminals.
-    pub logs: Arc<crate::logs::ship::NodeLogs>,
-    /// The node's HTTP servers (`/metrics`, the dashboard), those it was asked for.
-    pub(crate) http: Mutex<crate::http::Servers>,
+    pub logs: Arc<NodeLogs>,
+    /// What stops with the node, first (the HTTP servers the layers above started).
+    pub(crate) on_stop: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    /// State the layers above keep per node (their servers, say), one value per type.
+    pub(crate) extensions: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
     pub(crate) node_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Runtime {
+    /// The value of type `T` a layer above keeps for this node, if it keeps one.
+    pub fn extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let extensions = self.extensions.lock().unwrap_or_else(|e| e.into_inner());
+        extensions
+            .iter()
+            .find_map(|e| Arc::clone(e).downcast::<T>().ok())
+    }
+
+    /// Keeps `value` for this node (in place of another value of its type); it is let go
+    /// with the node.
+    pub fn set_extension<T: Any + Send + Sync>(&self, value: Arc<T>) {
+        let mut extensions = self.extensions.lock().unwrap_or_else(|e| e.into_inner());
+        extensions.retain(|e| !e.is::<T>());
+        extensions.push(value);
+    }
+
+    /// Runs `stop` when the node stops, before anything else stops.
+    pub fn on_stop(&self, stop: impl FnOnce() + Send + 'static) {
+        let mut on_stop = self.on_stop.lock().unwrap_or_else(|e| e.into_inner());
+        on_stop.push(Box::new(stop));
+    }
+
     pub fn cancel_task(&self, task: TaskId) {
         self.scheduler.cancel(task);
     }
@@ -50,8 +78,10 @@ impl Runtime {
     /// the node first says it leaves if `leave`; otherwise it just goes silent, as a crashed
     /// machine would, and the others find out from missed heartbeats.
     pub(crate) fn stop(&self, leave: bool) {
-        let mut http = std::mem::take(&mut *self.http.lock().unwrap_or_else(|e| e.into_inner()));
-        http.stop();
+        let on_stop = std::mem::take(&mut *self.on_stop.lock().unwrap_or_else(|e| e.into_inner()));
+        for stop in on_stop {
+            stop();
+        }
         if leave && let Some(cluster) = self.cluster.get() {
             let (done_tx, done_rx) = std::sync::mpsc::channel();
             let cluster = cluster.clone();
@@ -94,6 +124,15 @@ impl Runtime {
         }
     }
 }
+
+/// A placement group made on this node, as the state API lists it; the groups themselves
+/// are the layers' above.
+pub(crate) trait PlacementGroupRecord: Send + Sync {
+    fn describe(&self) -> PlacementGroupInfo;
+}
+
+/// The placement groups made on a node, while they live.
+pub(crate) type GroupRegistry = Mutex<Vec<Weak<dyn PlacementGroupRecord>>>;
 
 static SLOT: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
 static GENERATION: AtomicU64 = AtomicU64::new(0);

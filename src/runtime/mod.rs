@@ -8,11 +8,17 @@
 //! - [`context`], [`panic`]: what the current task is; panics turned into errors.
 
 pub(crate) mod actor;
+pub(crate) mod args;
 pub(crate) mod clock;
+pub(crate) mod cluster_port;
 pub(crate) mod context;
 pub(crate) mod global;
+pub(crate) mod hosted;
+pub(crate) mod logs;
 pub(crate) mod node;
+pub(crate) mod object_ref;
 pub(crate) mod panic;
+pub mod registry;
 pub(crate) mod scheduler;
 pub(crate) mod submit;
 pub(crate) mod task_actor;

@@ -21,14 +21,14 @@ use super::context;
 use super::global::{Pin, Runtime};
 use super::worker_pool::WorkerPool;
 use super::workers::TaskWorkers;
-use crate::api::config::NodeConfig;
 use crate::base::error::InitError;
 use crate::base::id::{IdMint, NodeId};
+use crate::base::node_config::NodeConfig;
 use crate::base::scheduling::queue::LocalQueue;
 use crate::base::scheduling::resources::UNIT;
-use crate::logs::ship::NodeLogs;
 use crate::object::store::Store;
 use crate::object::supervisor::StoreSupervisor;
+use crate::runtime::logs::NodeLogs;
 use crate::runtime::scheduler::Scheduler;
 
 /// The root of a node's supervision tree.
@@ -110,7 +110,8 @@ pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, Ini
         cluster: std::sync::OnceLock::new(),
         system,
         node_thread: Mutex::new(Some(thread)),
-        http: Mutex::default(),
+        on_stop: Mutex::default(),
+        extensions: Mutex::default(),
         logs: Arc::new(NodeLogs::new(config.log_to_driver)),
     })
 }

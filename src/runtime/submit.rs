@@ -1,22 +1,65 @@
 //! Submitting a task: the hot path behind `f.remote(args...)`.
 //!
-//! Minting ids, registering the pending result and handing the task to the scheduler: no
-//! lock beyond one shard of the object table, no serialization, one message.
+//! Every call starts the same way ([`begin`]: ids minted, the result registered as pending,
+//! the caller's ref to it); then one placement step ([`where_to_run`]) decides local or
+//! remote, and the caller follows its answer. No lock beyond one shard of the object table,
+//! no serialization, one message.
 
 use std::sync::Arc;
 
-use super::global;
+use super::actor::handle::decode_value;
+use super::cluster_port::{EncodeArgs, RemoteTask};
+use super::global::{self, Runtime};
+use super::object_ref::ObjectRef;
 use super::task_spec::{TaskSpec, TypedTask};
-use crate::api::object_ref::ObjectRef;
-use crate::base::args::ArgList;
-use crate::base::args::Params;
-use crate::base::error::GetError;
+use crate::base::args::{ArgList, Params};
+use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::function::RemoteFunction;
-use crate::base::options::TaskOptions;
-use crate::base::scheduling::placement::Placement;
-use crate::cluster::remote;
-use crate::cluster::remote::Outgoing;
+use crate::base::id::{IdMint, NodeId, ObjectId, TaskId};
+use crate::base::options::{ResolvedOptions, TaskOptions};
+use crate::base::scheduling::placement::{Placement, SchedulingStrategy};
+use crate::base::scheduling::resources::ResourceRequest;
+use crate::object::store::Store;
 use crate::object::table::Producer;
+
+/// A call just begun: its ids, and the caller's ref to its pending result.
+pub(crate) struct Begun<R> {
+    pub task: TaskId,
+    pub result: ObjectId,
+    pub out: ObjectRef<R>,
+}
+
+/// The first steps of every call (a task, an actor call, here or on another node): a task
+/// id and a result id minted, the result registered as pending (produced by `label`), and
+/// the caller's ref to it.
+pub(crate) fn begin<R>(ids: &IdMint, store: &Store, label: &'static str) -> Begun<R> {
+    let (task, result) = (ids.task(), ids.object());
+    store.create_pending(
+        result,
+        Producer {
+            task,
+            function: label,
+        },
+    );
+    Begun {
+        task,
+        result,
+        out: ObjectRef::adopt(result, store.clone()),
+    }
+}
+
+/// Where work asking `request` with `strategy` runs: here outside a cluster, else where the
+/// cluster places it. The one placement step of tasks and actors.
+pub(crate) fn where_to_run(
+    rt: &Runtime,
+    request: &ResourceRequest,
+    strategy: SchedulingStrategy,
+) -> Placement {
+    match rt.cluster.get() {
+        Some(cluster) => cluster.place(request, strategy),
+        None => Placement::Local,
+    }
+}
 
 /// Submits a call of `F`; `options` are the builder's, or `None` for the attribute's.
 pub fn submit<F: RemoteFunction>(
@@ -29,77 +72,130 @@ pub fn submit<F: RemoteFunction>(
             None => Arc::clone(function.default_options()),
             Some(o) => Arc::new(o.resolve()),
         };
-        let id = rt.ids.task();
-        let return_id = rt.ids.object();
         let log_to = super::context::log_to().unwrap_or(rt.node_id);
-        let mut deps = Vec::new();
-        args.deps(&mut deps);
-        if deps.len() > 1 {
-            deps.sort_unstable();
-            deps.dedup();
-        }
-        rt.store.create_pending(
-            return_id,
-            Producer {
-                task: id,
-                function: function.id,
-            },
-        );
-        let result = ObjectRef::adopt(return_id, rt.store.clone());
-        if let Some(cluster) = rt.cluster.get()
-            && let Ok(request) = &options.request
-        {
-            let place = options.place_request.as_ref().unwrap_or(request);
-            match cluster.place(place, options.strategy) {
-                Placement::Local => {}
-                Placement::Remote(target) => {
-                    let out = Outgoing::<F> {
-                        task: id,
-                        result: return_id,
-                        args,
-                        options,
-                        target,
-                        log_to,
-                    };
-                    let (cluster, store) = (cluster.clone(), rt.store.clone());
-                    rt.node_arbiter.spawn_fn(move || {
-                        actix_rt::spawn(remote::send(cluster, store, out));
-                    });
-                    return result;
-                }
-                Placement::Infeasible(reason) => {
-                    rt.store.fail(
-                        return_id,
-                        GetError::Unschedulable {
-                            function: function.id.to_string(),
-                            task_id: id,
-                            reason,
-                        },
-                    );
-                    return result;
-                }
+        let call = begin::<F::Output>(&rt.ids, &rt.store, function.id);
+        let placement = match &options.request {
+            Ok(request) => {
+                let place = options.place_request.as_ref().unwrap_or(request);
+                where_to_run(rt, place, options.strategy)
+            }
+            // The scheduler reports invalid options as the task's error.
+            Err(_) => Placement::Local,
+        };
+        match placement {
+            Placement::Local => enqueue::<F>(rt, call, options, args, log_to),
+            Placement::Remote(target) => send::<F>(rt, call, options, args, target, log_to),
+            Placement::Infeasible(reason) => {
+                rt.store.fail(
+                    call.result,
+                    GetError::Unschedulable {
+                        function: function.id.to_string(),
+                        task_id: call.task,
+                        reason,
+                    },
+                );
+                call.out
             }
         }
-        let spec = TaskSpec {
-            id,
-            return_id,
-            function,
-            options,
-            deps,
-            body: Box::new(TypedTask::<F> { args }),
-            log_to,
-        };
-        if rt.store.is_closed() {
-            rt.store.fail(
-                return_id,
-                GetError::ShutDown {
-                    object_id: return_id,
-                },
-            );
-        } else {
-            rt.scheduler.submit(Arc::new(spec));
-        }
-        result
     })
     .unwrap_or_else(ObjectRef::detached)
+}
+
+/// Submits a call of `F` that another node placed here: to this node's scheduler, with no
+/// second placement.
+pub(crate) fn submit_here<F: RemoteFunction>(
+    options: Arc<ResolvedOptions>,
+    args: <F::Params as Params>::Args,
+    log_to: NodeId,
+) -> ObjectRef<F::Output> {
+    global::with_runtime(|rt| {
+        let call = begin::<F::Output>(&rt.ids, &rt.store, F::descriptor().id);
+        enqueue::<F>(rt, call, options, args, log_to)
+    })
+    .unwrap_or_else(ObjectRef::detached)
+}
+
+/// Hands a begun call to this node's scheduler.
+fn enqueue<F: RemoteFunction>(
+    rt: &Runtime,
+    call: Begun<F::Output>,
+    options: Arc<ResolvedOptions>,
+    args: <F::Params as Params>::Args,
+    log_to: NodeId,
+) -> ObjectRef<F::Output> {
+    if rt.store.is_closed() {
+        rt.store.fail(
+            call.result,
+            GetError::ShutDown {
+                object_id: call.result,
+            },
+        );
+        return call.out;
+    }
+    let mut deps = Vec::new();
+    args.deps(&mut deps);
+    if deps.len() > 1 {
+        deps.sort_unstable();
+        deps.dedup();
+    }
+    let spec = TaskSpec {
+        id: call.task,
+        return_id: call.result,
+        function: F::descriptor(),
+        options,
+        deps,
+        body: Box::new(TypedTask::<F> { args }),
+        log_to,
+    };
+    rt.scheduler.submit(Arc::new(spec));
+    call.out
+}
+
+/// Hands a begun call to the cluster, for node `target`: its arguments are resolved and
+/// encoded on the event loop, its result decoded as `F::Output` when it comes back.
+fn send<F: RemoteFunction>(
+    rt: &Runtime,
+    call: Begun<F::Output>,
+    options: Arc<ResolvedOptions>,
+    args: <F::Params as Params>::Args,
+    target: NodeId,
+    log_to: NodeId,
+) -> ObjectRef<F::Output> {
+    let Some(cluster) = rt.cluster.get() else {
+        return call.out;
+    };
+    let function = F::descriptor().id;
+    let mut deps = Vec::new();
+    args.deps(&mut deps);
+    let (task, here) = (call.task, rt.node_id);
+    let encode: EncodeArgs = Box::new(move || {
+        Box::pin(async move {
+            let resolved = args.resolve().await?;
+            <<F::Params as Params>::Args as ArgList>::encode(&resolved).map_err(|e| {
+                GetError::Task(TaskError {
+                    function: function.to_string(),
+                    task_id: task,
+                    node_id: here,
+                    kind: TaskErrorKind::Failed,
+                    message: format!("an argument could not be encoded for another node: {e}"),
+                    attempts: 0,
+                })
+            })
+        })
+    });
+    Arc::clone(cluster).send_task(
+        rt,
+        RemoteTask {
+            task: call.task,
+            result: call.result,
+            function,
+            has_deps: !deps.is_empty(),
+            args: encode,
+            decode: decode_value::<F::Output>,
+            options,
+            target,
+            log_to,
+        },
+    );
+    call.out
 }

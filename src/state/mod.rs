@@ -164,7 +164,7 @@ pub(crate) fn gather(
     rt: &crate::runtime::global::Runtime,
     query: StateQuery,
 ) -> Result<Reports, StateError> {
-    match rt.cluster.get() {
+    match crate::cluster::node_of(rt) {
         Some(cluster) => cluster
             .ask_head_blocking(&rt.node_arbiter, Message::State(query))
             .map_err(StateError::Head)

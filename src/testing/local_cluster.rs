@@ -136,16 +136,14 @@ impl LocalCluster {
     /// [`Config::metrics_address`](crate::Config::metrics_address)).
     pub fn metrics_address(&self, id: NodeId) -> Option<std::net::SocketAddr> {
         let rt = self.nodes.iter().find(|rt| rt.node_id == id)?;
-        let http = rt.http.lock().unwrap_or_else(|e| e.into_inner());
-        http.metrics.as_ref().map(|h| h.address)
+        crate::http::metrics_address(rt)
     }
 
     /// Where node `id` serves the dashboard and the token it asks for (started with
     /// [`Config::dashboard_address`](crate::Config::dashboard_address)).
     pub fn dashboard(&self, id: NodeId) -> Option<(std::net::SocketAddr, String)> {
         let rt = self.nodes.iter().find(|rt| rt.node_id == id)?;
-        let http = rt.http.lock().unwrap_or_else(|e| e.into_inner());
-        http.dashboard.as_ref().map(|(h, t)| (h.address, t.clone()))
+        crate::http::dashboard_address(rt)
     }
 
     /// Stops node `id` without a word to the others, as a crashed machine or `kill -9` would:

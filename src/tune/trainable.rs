@@ -200,9 +200,11 @@ impl TrainableRef {
     /// Whether this node can run it (the same binary runs on every node of a cluster).
     pub(crate) fn check_here(&self) -> Result<(), String> {
         match self {
-            TrainableRef::Function(id) if crate::registry::find(id).is_none() => Err(format!(
-                "the trainable function `{id}` is not a registered remote function of this binary"
-            )),
+            TrainableRef::Function(id) if crate::runtime::registry::find(id).is_none() => {
+                Err(format!(
+                    "the trainable function `{id}` is not a registered remote function of this binary"
+                ))
+            }
             TrainableRef::Class { name, .. } if find_class(name).is_none() => Err(format!(
                 "the trainable class `{name}` is not registered: add `mobula::register_trainable!(...)` for it"
             )),
@@ -215,7 +217,7 @@ impl TrainableRef {
 enum Held {
     /// A trainable function, run in place by its registered id, and the trial's config.
     Function {
-        call: crate::registry::CallHere,
+        call: crate::runtime::registry::CallHere,
         config: TrialConfig,
     },
     /// The object of a trainable class.
@@ -240,7 +242,7 @@ impl TrialActor {
         trainable.check_here()?;
         let held = match trainable {
             TrainableRef::Function(id) => Held::Function {
-                call: crate::registry::find(&id)
+                call: crate::runtime::registry::find(&id)
                     .ok_or("the trainable function vanished")?
                     .call_here,
                 config,

@@ -28,7 +28,7 @@ pub(crate) async fn serve(
         }
     }
     let class = open.class.clone();
-    let hosted = match crate::registry::find_actor(&class) {
+    let hosted = match crate::runtime::registry::find_actor(&class) {
         None => Err(format!(
             "node {here} has no actor class `{class}`: every node must run the same binary"
         )),

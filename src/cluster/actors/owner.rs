@@ -5,44 +5,25 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use futures::future::LocalBoxFuture;
 use tokio::sync::mpsc;
 
-use super::ActorMethods;
-use crate::api::object_ref::ObjectRef;
-use crate::base::args::{ArgList, Params};
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::options::ActorOptions;
 use crate::base::options::ActorSettings;
 use crate::base::scheduling::placement::SchedulingStrategy;
-use crate::base::value::Value;
 use crate::cluster::node::{ClusterNode, VALUE_LIMIT};
-use crate::object::codec;
 use crate::object::store::Store;
-use crate::object::table::Producer;
 use crate::object::value::StoredValue;
-use crate::runtime::global::{self, Runtime};
+use crate::runtime::cluster_port::{EncodeArgs, RemoteActorPort, RemoteCall};
+use crate::runtime::global::Runtime;
 use crate::transport::link::{self, LinkError};
 use crate::wire::{self, ActorCall, CreateActor, Message, OpenActor, TaskOutcome};
 
 /// What a handle sends down a channel.
 enum Outgoing {
-    Call(Box<PendingCall>),
+    Call(Box<RemoteCall>),
     Control { kill: bool, allow_restart: bool },
-}
-
-/// Resolves and encodes a call's arguments, on the node's event loop.
-type EncodeArgs =
-    Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<Vec<Vec<u8>>, GetError>> + Send>;
-
-/// A call not yet sent.
-struct PendingCall {
-    label: &'static str,
-    task: TaskId,
-    result: ObjectId,
-    args: EncodeArgs,
-    decode: fn(Vec<u8>) -> Result<StoredValue, String>,
 }
 
 /// A call sent and not yet answered.
@@ -56,10 +37,6 @@ struct Sent {
     payloads: Vec<Vec<u8>>,
     decode: fn(Vec<u8>) -> Result<StoredValue, String>,
     attempts: u32,
-}
-
-fn decode_value<R: Value>(bytes: Vec<u8>) -> Result<StoredValue, String> {
-    codec::read_owned::<R>(bytes).map(StoredValue::new)
 }
 
 /// This process's channel to an actor on another node; shared by all its handles to it.
@@ -96,43 +73,9 @@ impl RemoteActor {
         self.pending.load(Ordering::Relaxed)
     }
 
-    /// Sends a call; returns the ref to its result at once.
-    pub fn call<L: ArgList, R: Value>(&self, label: &'static str, args: L) -> ObjectRef<R> {
-        let Some((task, result)) = global::with_runtime(|rt| (rt.ids.task(), rt.ids.object()))
-        else {
-            return ObjectRef::detached();
-        };
-        self.store.create_pending(
-            result,
-            Producer {
-                task,
-                function: label,
-            },
-        );
-        let out = ObjectRef::adopt(result, self.store.clone());
-        let node = self.host();
-        let encode: EncodeArgs = Box::new(move || {
-            Box::pin(async move {
-                let resolved = args.resolve().await?;
-                L::encode(&resolved).map_err(|e| {
-                    GetError::Task(TaskError {
-                        function: label.to_string(),
-                        task_id: task,
-                        node_id: node,
-                        kind: TaskErrorKind::Failed,
-                        message: format!("an argument could not be encoded for another node: {e}"),
-                        attempts: 0,
-                    })
-                })
-            })
-        });
-        let call = PendingCall {
-            label,
-            task,
-            result,
-            args: encode,
-            decode: decode_value::<R>,
-        };
+    /// Sends a call; its result is sealed or failed when the answer comes.
+    pub fn send(&self, call: RemoteCall) {
+        let result = call.result;
         self.pending.fetch_add(1, Ordering::Relaxed);
         if self.outbox.send(Outgoing::Call(Box::new(call))).is_err() {
             self.pending.fetch_sub(1, Ordering::Relaxed);
@@ -144,7 +87,6 @@ impl RemoteActor {
                 },
             );
         }
-        out
     }
 
     /// Kills or terminates the actor (see [`ActorHandle::kill`]).
@@ -164,38 +106,24 @@ struct Ownership {
     restarts: u32,
 }
 
-/// Creates an actor of class `A` on node `target`; the handle is usable at once, calls wait
+/// Creates an actor of `class` on node `target`; the handle is usable at once, calls wait
 /// for the actor.
-pub(crate) fn create<A: ActorMethods>(
+pub(crate) fn create(
     rt: &Runtime,
     cluster: &Arc<ClusterNode>,
+    class: &'static str,
     options: &ActorOptions,
     settings: ActorSettings,
-    args: <A::Params as Params>::Args,
+    ctor: EncodeArgs,
     id: ActorId,
     target: NodeId,
 ) -> Arc<RemoteActor> {
-    let ctor: EncodeArgs = Box::new(move || {
-        Box::pin(async move {
-            let resolved = args.resolve().await?;
-            <<A::Params as Params>::Args as ArgList>::encode(&resolved).map_err(|e| {
-                GetError::Task(TaskError {
-                    function: format!("{}.new", A::CLASS),
-                    task_id: TaskId::NIL,
-                    node_id: target,
-                    kind: TaskErrorKind::Failed,
-                    message: format!("an argument could not be encoded for another node: {e}"),
-                    attempts: 0,
-                })
-            })
-        })
-    });
     let owner = (ctor, options.clone(), settings);
     start(
         rt,
         cluster,
         id,
-        A::CLASS,
+        class,
         options.name_option(),
         target,
         Some(owner),
@@ -434,7 +362,7 @@ impl Driver {
     async fn send(
         &mut self,
         channel: &mut Option<Channel>,
-        call: PendingCall,
+        call: RemoteCall,
     ) -> Result<(), String> {
         if let Some(why) = &self.dead {
             let err = GetError::ActorDied {
@@ -725,5 +653,31 @@ impl RemoteActors {
         if map.get(&id).is_some_and(|w| w.strong_count() == 0) {
             map.remove(&id);
         }
+    }
+}
+
+impl RemoteActorPort for RemoteActor {
+    fn id(&self) -> ActorId {
+        self.id
+    }
+
+    fn name(&self) -> Option<&str> {
+        RemoteActor::name(self)
+    }
+
+    fn host(&self) -> NodeId {
+        RemoteActor::host(self)
+    }
+
+    fn pending_calls(&self) -> usize {
+        RemoteActor::pending_calls(self)
+    }
+
+    fn send(&self, call: RemoteCall) {
+        RemoteActor::send(self, call);
+    }
+
+    fn control(&self, kill: bool, allow_restart: bool) {
+        RemoteActor::control(self, kill, allow_restart);
     }
 }

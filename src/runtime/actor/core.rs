@@ -16,8 +16,6 @@ use super::calls::LiveCalls;
 use super::directory::{ActorDirectory, Describe};
 use super::host::{ActorHost, Crashed, Kill, NoHandles, RunSlot, Stopped};
 use super::queue::{CallQueue, Phase, Push, Take};
-use crate::api::actor::ActorClass;
-use crate::api::object_ref::ObjectRef;
 use crate::base::args::ArgList;
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::id::{ActorId, IdMint, NodeId, ObjectId, TaskId};
@@ -27,7 +25,9 @@ use crate::base::scheduling::history::Wall;
 use crate::base::value::Value;
 use crate::object::store::Store;
 use crate::object::table::{CancelProbe, Producer};
+use crate::runtime::actor::handle::ActorClass;
 use crate::runtime::context::{self, TaskContext};
+use crate::runtime::object_ref::ObjectRef;
 use crate::runtime::worker_pool::WorkerPool;
 
 /// Calls a blocking slot runs before it gives its thread back to the pool (and queues itself

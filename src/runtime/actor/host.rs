@@ -13,9 +13,9 @@ use actix::prelude::*;
 
 use super::core::{ActorCore, Call};
 use super::queue::Phase;
-use crate::api::actor::ActorClass;
 use crate::base::error::GetError;
 use crate::base::id::TaskId;
+use crate::runtime::actor::handle::ActorClass;
 use crate::runtime::context::with_task;
 use crate::runtime::panic;
 use crate::runtime::scheduler::Scheduler;

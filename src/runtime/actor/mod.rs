@@ -11,6 +11,7 @@ pub(crate) mod call;
 pub(crate) mod calls;
 pub(crate) mod core;
 pub(crate) mod directory;
+pub(crate) mod handle;
 pub(crate) mod host;
 pub(crate) mod queue;
 
@@ -21,16 +22,16 @@ use actix::Actor;
 use self::core::ActorCore;
 use self::directory::Named;
 use self::host::ActorHost;
-use crate::api::actor::{ActorClass, ActorHandle};
-use crate::api::object_ref::ObjectRef;
 use crate::base::args::{ArgList, Params};
-use crate::base::error::{ActorError, GetError};
-use crate::base::id::{ActorId, NodeId};
+use crate::base::error::{ActorError, GetError, TaskError, TaskErrorKind};
+use crate::base::id::{ActorId, NodeId, TaskId};
 use crate::base::options::ActorOptions;
 use crate::base::scheduling::placement::Placement;
-use crate::cluster;
-use crate::cluster::actors::ActorMethods;
+use crate::runtime::actor::handle::{ActorClass, ActorHandle};
+use crate::runtime::cluster_port::{ClusterPort, EncodeArgs};
 use crate::runtime::global::{self, Runtime};
+use crate::runtime::hosted::ActorMethods;
+use crate::runtime::object_ref::ObjectRef;
 use crate::wire::Message;
 
 /// Creates an actor of class `A`: on this node, or in a cluster where its scheduling
@@ -95,8 +96,25 @@ fn spawn_on<A: ActorMethods>(
             return Ok(existing);
         }
         if target != rt.node_id {
+            let ctor: EncodeArgs = Box::new(move || {
+                Box::pin(async move {
+                    let resolved = args.resolve().await?;
+                    <<A::Params as Params>::Args as ArgList>::encode(&resolved).map_err(|e| {
+                        GetError::Task(TaskError {
+                            function: format!("{}.new", A::CLASS),
+                            task_id: TaskId::NIL,
+                            node_id: target,
+                            kind: TaskErrorKind::Failed,
+                            message: format!(
+                                "an argument could not be encoded for another node: {e}"
+                            ),
+                            attempts: 0,
+                        })
+                    })
+                })
+            });
             let remote =
-                cluster::actors::create::<A>(rt, cluster, options, settings, args, id, target);
+                Arc::clone(cluster).create_actor(rt, A::CLASS, options, settings, ctor, id, target);
             return Ok(ActorHandle::remote(remote));
         }
     }
@@ -171,7 +189,7 @@ fn spawn_on<A: ActorMethods>(
 /// otherwise. If the head cannot be asked, the name holds on its node only.
 fn claim_name<A: ActorMethods>(
     rt: &Runtime,
-    cluster: &Arc<cluster::node::ClusterNode>,
+    cluster: &Arc<dyn ClusterPort>,
     namespace: &str,
     name: &str,
     id: ActorId,
@@ -185,7 +203,7 @@ fn claim_name<A: ActorMethods>(
         actor: id,
         node: target,
     };
-    match cluster.ask_head_blocking(&rt.node_arbiter, message) {
+    match Arc::clone(cluster).ask_head_blocking(&rt.node_arbiter, message) {
         Ok(Message::Ack) => Ok(None),
         Ok(Message::ActorFound { actor, class, node }) => {
             if !share {
@@ -216,7 +234,7 @@ fn claim_name<A: ActorMethods>(
 /// A handle to a named actor the head knows of.
 fn found<A: ActorMethods>(
     rt: &Runtime,
-    cluster: &Arc<cluster::node::ClusterNode>,
+    cluster: &Arc<dyn ClusterPort>,
     namespace: &str,
     name: &str,
     actor: ActorId,
@@ -234,9 +252,8 @@ fn found<A: ActorMethods>(
     if node == rt.node_id {
         return lookup::<A>(rt, namespace, name);
     }
-    Ok(ActorHandle::remote(cluster::actors::attach(
+    Ok(ActorHandle::remote(Arc::clone(cluster).attach_actor(
         rt,
-        cluster,
         actor,
         A::CLASS,
         node,
@@ -261,7 +278,7 @@ pub(crate) fn find<A: ActorMethods>(
         namespace: namespace.to_string(),
         name: name.to_string(),
     };
-    match cluster.ask_head_blocking(&rt.node_arbiter, message) {
+    match Arc::clone(cluster).ask_head_blocking(&rt.node_arbiter, message) {
         Ok(Message::ActorFound { actor, class, node }) => {
             found::<A>(rt, cluster, namespace, name, actor, &class, node)
         }

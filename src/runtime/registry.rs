@@ -17,7 +17,7 @@ pub struct RegisteredFunction {
     /// Returns the function's descriptor.
     pub descriptor: fn() -> &'static FunctionDescriptor,
     /// Runs a call that another node sent.
-    pub run_remote: crate::cluster::remote::RunRemote,
+    pub run_remote: crate::runtime::hosted::RunRemote,
     /// Runs the function's body on this thread, arguments and result encoded.
     pub call_here: CallHere,
 }
@@ -62,7 +62,7 @@ pub struct RegisteredActor {
     /// The class's id (`crate::module::Name`).
     pub class: &'static str,
     /// Creates or finds an actor of the class for a channel from another node.
-    pub open: crate::cluster::actors::OpenHosted,
+    pub open: crate::runtime::hosted::OpenHosted,
 }
 
 inventory::collect!(RegisteredActor);

@@ -1,0 +1,48 @@
+//! A node's configuration once checked and completed with the machine's values: what
+//! `Config` (in `api`) resolves to, and what the runtime and the cluster start from.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::scheduling::resources::NodeResources;
+
+/// How this process takes part in a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ClusterRole {
+    /// It is the head, listening here.
+    Head { listen: SocketAddr },
+    /// It joins the head at `head`, listening on `listen`.
+    Join {
+        head: SocketAddr,
+        listen: SocketAddr,
+        token: Option<String>,
+        ca_fingerprint: Option<String>,
+    },
+}
+
+/// The cluster settings, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClusterConfig {
+    pub role: ClusterRole,
+    pub dir: PathBuf,
+    pub node_timeout: Duration,
+}
+
+/// A configuration checked and completed with the machine's values.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeConfig {
+    pub resources: NodeResources,
+    /// What the node offers, by name (`CPU`, `GPU`, custom), as other nodes see it.
+    pub totals: Vec<(String, f64)>,
+    pub cluster: Option<ClusterConfig>,
+    pub cpu_units: i64,
+    pub object_store_memory: u64,
+    pub spill_root: PathBuf,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_address: Option<SocketAddr>,
+    /// Where to serve the dashboard, if anywhere.
+    pub dashboard_address: Option<SocketAddr>,
+    /// Whether lines for this node's terminal are printed.
+    pub log_to_driver: bool,
+}
