@@ -9,6 +9,7 @@
 //! - `tasks`: the task channel to each peer that carries them.
 //! - `objects`: values left on the nodes that made them: fetched, let go, made again.
 //! - `actors`: actors created on and called across nodes.
+//! - `report`: this node's report for the state API, read from its runtime.
 //! - `state`: the cluster's state for the state API, gathered by the head.
 //! - `logs`: task and actor log lines sent to the terminal of the driver they work for.
 //! - `port`: the node as its runtime uses it (the runtime's `ClusterPort`).
@@ -23,6 +24,7 @@ pub mod node;
 pub mod objects;
 pub(crate) mod port;
 pub mod remote;
+pub(crate) mod report;
 pub mod serve;
 pub(crate) mod state;
 pub mod tasks;

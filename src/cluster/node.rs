@@ -16,7 +16,6 @@ use super::membership::Membership;
 use super::objects::Lineage;
 use super::serve::handle;
 use super::tasks::TaskChannel;
-use crate::api::placement_group::LocalBundle;
 use crate::base::id::IdMint;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::node_config::{ClusterConfig, ClusterRole};
@@ -27,6 +26,7 @@ use crate::base::scheduling::placement::{
 use crate::base::scheduling::resources::{ResourceRequest, UNIT};
 use crate::runtime::registry;
 use crate::runtime::scheduler::Scheduler;
+use crate::runtime::scheduler::bundles::LocalBundle;
 use crate::transport::credentials::{ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint};
 use crate::transport::endpoint::Endpoint;
 use crate::transport::link::{self, LinkError};

@@ -80,8 +80,10 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
     let _awaiting = out
         .has_deps
         .then(|| AwaitingArgs::new(&cluster, out.task, function));
-    let mut args = match (out.args)().await {
-        Ok(args) => args,
+    // The arguments as given live until the task ends: the other node may still fetch the
+    // refs held inside them.
+    let (mut args, _keep) = match (out.args)().await {
+        Ok(encoded) => (encoded.buffers, encoded.keep),
         Err(e) => {
             store.fail(out.result, e);
             return;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::node::ClusterNode;
-use crate::api::placement_group::{release_here, reserve_here};
 use crate::base::id::TaskId;
 use crate::base::scheduling::resources::{ResourceRequest, UNIT};
+use crate::runtime::scheduler::bundles::{release_here, reserve_here};
 use crate::transport::credentials::token_matches;
 use crate::transport::endpoint::{Peer, reply};
 use crate::transport::link;

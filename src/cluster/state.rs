@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use super::node::ClusterNode;
+use super::report;
 use crate::base::rows::{NodeEntry, NodeReport, StateKind, StateQuery};
-use crate::state::collect;
 use crate::wire::Message;
 
 /// This node's own report.
 pub(super) fn own(node: &ClusterNode, query: &StateQuery) -> NodeReport {
-    crate::runtime::global::with_runtime(|rt| collect::report(rt, query))
+    crate::runtime::global::with_runtime(|rt| report::report(rt, query))
         .unwrap_or_else(|| NodeReport::new(node.node_id))
 }
 

@@ -20,7 +20,17 @@ use crate::wire::Message;
 
 /// Resolves and encodes a call's arguments, on the node's event loop.
 pub(crate) type EncodeArgs =
-    Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<Vec<Vec<u8>>, GetError>> + Send>;
+    Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<Encoded, GetError>> + Send>;
+
+/// A call's arguments encoded for another node.
+pub(crate) struct Encoded {
+    /// One buffer per argument.
+    pub buffers: Vec<Vec<u8>>,
+    /// The arguments as given: refs held inside values are kept alive while this lives (a
+    /// task's sender keeps it until the task ends, since the other node may still fetch
+    /// them).
+    pub keep: Box<dyn Any + Send>,
+}
 
 /// Decodes a result that came back from another node into a stored value.
 pub(crate) type DecodeValue = fn(Vec<u8>) -> Result<StoredValue, String>;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::actor::handle::decode_value;
-use super::cluster_port::{EncodeArgs, RemoteTask};
+use super::cluster_port::{EncodeArgs, Encoded, RemoteTask};
 use super::global::{self, Runtime};
 use super::object_ref::ObjectRef;
 use super::task_spec::{TaskSpec, TypedTask};
@@ -171,16 +171,23 @@ fn send<F: RemoteFunction>(
     let encode: EncodeArgs = Box::new(move || {
         Box::pin(async move {
             let resolved = args.resolve().await?;
-            <<F::Params as Params>::Args as ArgList>::encode(&resolved).map_err(|e| {
-                GetError::Task(TaskError {
-                    function: function.to_string(),
-                    task_id: task,
-                    node_id: here,
-                    kind: TaskErrorKind::Failed,
-                    message: format!("an argument could not be encoded for another node: {e}"),
-                    attempts: 0,
+            let encoded = <<F::Params as Params>::Args as ArgList>::encode(&resolved);
+            drop(resolved);
+            encoded
+                .map(|buffers| Encoded {
+                    buffers,
+                    keep: Box::new(args),
                 })
-            })
+                .map_err(|e| {
+                    GetError::Task(TaskError {
+                        function: function.to_string(),
+                        task_id: task,
+                        node_id: here,
+                        kind: TaskErrorKind::Failed,
+                        message: format!("an argument could not be encoded for another node: {e}"),
+                        attempts: 0,
+                    })
+                })
         })
     });
     Arc::clone(cluster).send_task(

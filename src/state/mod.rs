@@ -25,10 +25,8 @@
 //! - `merge`: nodes' reports into one answer (pure).
 //! - `render`: rows as text tables and JSON (pure).
 //! - `timeline`: recent tasks as a Chrome trace (pure).
-//! - `collect`: a node's report, read from its runtime.
 //! - `this_node`: quick figures of this process's node, read in place.
 
-pub(crate) mod collect;
 pub use crate::base::filter;
 pub mod merge;
 pub mod render;
@@ -169,7 +167,7 @@ pub(crate) fn gather(
             .ask_head_blocking(&rt.node_arbiter, Message::State(query))
             .map_err(StateError::Head)
             .and_then(answered),
-        None => Ok((vec![collect::report(rt, &query)], Vec::new())),
+        None => Ok((vec![crate::cluster::report::report(rt, &query)], Vec::new())),
     }
 }
 

@@ -228,7 +228,8 @@ impl Driver {
     ) {
         if let Some((ctor, options, settings)) = owner {
             match ctor().await {
-                Ok(args) => {
+                Ok(encoded) => {
+                    let args = encoded.buffers;
                     self.owner = Some(Ownership {
                         create: CreateActor {
                             args,
@@ -374,7 +375,7 @@ impl Driver {
             return Ok(());
         }
         let mut args = match (call.args)().await {
-            Ok(args) => args,
+            Ok(encoded) => encoded.buffers,
             Err(e) => {
                 self.store.fail(call.result, e);
                 self.pending.fetch_sub(1, Ordering::Relaxed);

@@ -16,7 +16,7 @@ use crate::base::value::Value;
 use crate::object::codec;
 use crate::object::table::Producer;
 use crate::object::value::StoredValue;
-use crate::runtime::cluster_port::{EncodeArgs, RemoteActorPort, RemoteCall};
+use crate::runtime::cluster_port::{EncodeArgs, Encoded, RemoteActorPort, RemoteCall};
 use crate::runtime::global;
 use crate::runtime::object_ref::ObjectRef;
 
@@ -265,16 +265,23 @@ fn call_remote<L: ArgList, R: Value>(
     let encode: EncodeArgs = Box::new(move || {
         Box::pin(async move {
             let resolved = args.resolve().await?;
-            L::encode(&resolved).map_err(|e| {
-                GetError::Task(TaskError {
-                    function: label.to_string(),
-                    task_id: task,
-                    node_id: node,
-                    kind: TaskErrorKind::Failed,
-                    message: format!("an argument could not be encoded for another node: {e}"),
-                    attempts: 0,
+            let encoded = L::encode(&resolved);
+            drop(resolved);
+            encoded
+                .map(|buffers| Encoded {
+                    buffers,
+                    keep: Box::new(args),
                 })
-            })
+                .map_err(|e| {
+                    GetError::Task(TaskError {
+                        function: label.to_string(),
+                        task_id: task,
+                        node_id: node,
+                        kind: TaskErrorKind::Failed,
+                        message: format!("an argument could not be encoded for another node: {e}"),
+                        attempts: 0,
+                    })
+                })
         })
     });
     remote.send(RemoteCall {

@@ -28,7 +28,7 @@ use crate::base::id::{ActorId, NodeId, TaskId};
 use crate::base::options::ActorOptions;
 use crate::base::scheduling::placement::Placement;
 use crate::runtime::actor::handle::{ActorClass, ActorHandle};
-use crate::runtime::cluster_port::{ClusterPort, EncodeArgs};
+use crate::runtime::cluster_port::{ClusterPort, EncodeArgs, Encoded};
 use crate::runtime::global::{self, Runtime};
 use crate::runtime::hosted::ActorMethods;
 use crate::runtime::object_ref::ObjectRef;
@@ -99,18 +99,25 @@ fn spawn_on<A: ActorMethods>(
             let ctor: EncodeArgs = Box::new(move || {
                 Box::pin(async move {
                     let resolved = args.resolve().await?;
-                    <<A::Params as Params>::Args as ArgList>::encode(&resolved).map_err(|e| {
-                        GetError::Task(TaskError {
-                            function: format!("{}.new", A::CLASS),
-                            task_id: TaskId::NIL,
-                            node_id: target,
-                            kind: TaskErrorKind::Failed,
-                            message: format!(
-                                "an argument could not be encoded for another node: {e}"
-                            ),
-                            attempts: 0,
+                    let encoded = <<A::Params as Params>::Args as ArgList>::encode(&resolved);
+                    drop(resolved);
+                    encoded
+                        .map(|buffers| Encoded {
+                            buffers,
+                            keep: Box::new(args),
                         })
-                    })
+                        .map_err(|e| {
+                            GetError::Task(TaskError {
+                                function: format!("{}.new", A::CLASS),
+                                task_id: TaskId::NIL,
+                                node_id: target,
+                                kind: TaskErrorKind::Failed,
+                                message: format!(
+                                    "an argument could not be encoded for another node: {e}"
+                                ),
+                                attempts: 0,
+                            })
+                        })
                 })
             });
             let remote =

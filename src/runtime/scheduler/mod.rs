@@ -7,6 +7,7 @@
 //! actor finishing on a worker may keep the next blocking task its resources were given to and
 //! start it right there, which is what lets a backlog of tasks run without thread switches.
 
+pub(crate) mod bundles;
 pub(crate) mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::filter::{Capped, passes};
-use super::types::{
+use crate::base::filter::{Capped, passes};
+use crate::base::rows::{
     NodeEntry, NodeReport, PlacementGroupInfo, StateKind, StateQuery, TaskInfo, TaskState,
 };
 use crate::base::scheduling::resources::UNIT;
@@ -76,7 +76,7 @@ pub(crate) fn report(rt: &Runtime, query: &StateQuery) -> NodeReport {
 
 /// Tasks bound for another node that wait here for a ref argument.
 fn awaiting_args(rt: &Runtime) -> Vec<TaskInfo> {
-    let Some(cluster) = crate::cluster::node_of(rt) else {
+    let Some(cluster) = super::node_of(rt) else {
         return Vec::new();
     };
     let awaiting = cluster
@@ -114,7 +114,7 @@ pub(crate) fn node_entry(rt: &Runtime) -> NodeEntry {
             .map(|(n, a)| (n.to_string(), *a as f64 / unit)),
     );
     let (waiting, running) = rt.scheduler.counts();
-    let (address, is_head) = match crate::cluster::node_of(rt) {
+    let (address, is_head) = match super::node_of(rt) {
         Some(c) => {
             let (address, is_head) = c.whereabouts();
             (Some(address.to_string()), is_head)
