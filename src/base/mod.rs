@@ -12,14 +12,18 @@
 //! - [`node_config`]: a node's configuration, checked.
 //! - [`log_line`]: one captured log line and its prefix.
 //! - [`panic`]: a panic's message.
+//! - [`call_queue`]: an actor's call queue and phase.
+//! - [`membership`]: who is in the cluster and who died, as the head decides it.
 //! - [`scheduling`]: resources, the task queue, retries, placement, bundles, task history.
 
 pub(crate) mod args;
+pub(crate) mod call_queue;
 pub mod error;
 pub mod filter;
 pub(crate) mod function;
 pub mod id;
 pub mod log_line;
+pub mod membership;
 pub(crate) mod node_config;
 pub(crate) mod options;
 pub(crate) mod panic;

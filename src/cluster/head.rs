@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::membership::Membership;
 use super::node::ClusterNode;
 use crate::base::id::{ActorId, NodeId};
+use crate::base::membership::Membership;
 use crate::transport::credentials::ClusterCa;
 
 /// The head's own state.

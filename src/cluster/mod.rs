@@ -1,7 +1,6 @@
 //! The cluster: the head's control plane (membership, heartbeats, failure detection), each
 //! node's agent (join, register, heartbeat, run tasks sent to it) and remote task dispatch.
 //!
-//! - `membership`: pure; who is in the cluster and who died.
 //! - `node`: this node's part: join, endpoint, view, heartbeat, placing work on peers.
 //! - `serve`: the requests a node serves (on the head, the control plane's).
 //! - `head`: the head's own state (membership, CA, token, actor names) and failure detection.
@@ -19,7 +18,6 @@ pub mod actors;
 pub mod admin;
 pub mod head;
 pub(crate) mod logs;
-pub mod membership;
 pub mod node;
 pub mod objects;
 pub(crate) mod port;

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use super::actors::{RemoteActor, RemoteActors};
 use super::head::{HeadState, watch_members};
-use super::membership::Membership;
 use super::objects::Lineage;
 use super::serve::handle;
 use super::tasks::TaskChannel;
 use crate::base::id::IdMint;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
+use crate::base::membership::Membership;
 use crate::base::node_config::{ClusterConfig, ClusterRole};
 use crate::base::scheduling::bundles::Room;
 use crate::base::scheduling::placement::{

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::core::{ActorCore, Call};
-use super::queue::Phase;
+use crate::base::call_queue::Phase;
 use crate::base::error::GetError;
 use crate::base::id::TaskId;
 use crate::runtime::actor::handle::ActorClass;

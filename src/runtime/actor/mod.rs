@@ -1,6 +1,5 @@
 //! User actors: a host actor per actor owns its lifecycle; calls go through a shared queue.
 //!
-//! - [`queue`]: the call queue and the actor's phase (pure).
 //! - [`call`]: one method call, type-erased.
 //! - [`core`]: what all handles of an actor share; the slots that run calls.
 //! - [`host`]: the actix actor that places, constructs, restarts and stops the actor.
@@ -13,7 +12,6 @@ pub(crate) mod core;
 pub(crate) mod directory;
 pub(crate) mod handle;
 pub(crate) mod host;
-pub(crate) mod queue;
 
 use std::sync::Arc;
 

@@ -6,8 +6,48 @@
 
 use std::collections::BTreeMap;
 
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
 use crate::base::id::NodeId;
-use crate::wire::{ClusterView, NodeInfo, NodeState};
+
+/// A node as the control plane knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's id, as in its certificate.
+    pub node_id: NodeId,
+    /// Where its QUIC endpoint listens.
+    pub address: SocketAddr,
+    /// Total resources: `CPU`, `GPU`, `memory` and custom ones.
+    pub resources: Vec<(String, f64)>,
+    /// Fingerprint of the node's function registry (0 for a node without functions).
+    pub registry: u64,
+    /// Whether the node runs tasks (a driver or a head started without CPUs does not).
+    pub runs_tasks: bool,
+}
+
+/// A node and what it has free, as last reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// The node.
+    pub info: NodeInfo,
+    /// Resources free at its last heartbeat.
+    pub available: Vec<(String, f64)>,
+    /// Tasks running or queued there at its last heartbeat.
+    pub load: u32,
+    /// False once the head declared it dead.
+    pub alive: bool,
+}
+
+/// The cluster's membership, versioned: a newer version replaces an older one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// Bumped on every change of membership.
+    pub version: u64,
+    /// Every node that joined, dead ones included (marked).
+    pub nodes: Vec<NodeState>,
+}
 
 /// Why a node may not join or register.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
