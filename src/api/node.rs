@@ -73,7 +73,7 @@ pub fn run_worker_if_asked() {
 /// ```
 pub fn run(config: Config) -> Result<(), InitError> {
     let guard = crate::init(config)?;
-    let cluster = global::with_runtime(|rt| crate::cluster::node_of(rt)).flatten();
+    let cluster = global::with_runtime(crate::cluster::node_of).flatten();
     let Some(cluster) = cluster else {
         return Err(InitError::InvalidConfig(
             "mobula::node::run needs a cluster: set Config::address or Config::head".into(),

@@ -27,16 +27,6 @@ pub(crate) struct TaskSpec {
     pub log_to: NodeId,
 }
 
-impl TaskSpec {
-    /// How the task is named in errors: its name option, else its function's id.
-    pub fn label(&self) -> String {
-        match &self.options.name {
-            Some(name) => format!("{name} ({})", self.function.id),
-            None => self.function.id.to_string(),
-        }
-    }
-}
-
 /// How one attempt ended.
 pub(crate) enum Attempt {
     /// The body produced a value.

@@ -3,6 +3,7 @@
 //! - [`resources`]: amounts, requests and a node's accounting.
 //! - [`queue`]: the node's task queue: dependencies, classes, dispatch.
 //! - [`retry`]: whether a failed task runs again.
+//! - [`tasks`]: the queue plus what is known of each task; events in, actions out.
 //! - [`placement`]: which node of a cluster runs a task.
 //! - [`bundles`]: where a placement group's bundles go, and what they become.
 //! - [`history`]: the tasks that ended on the node, for the state API.
@@ -13,3 +14,4 @@ pub(crate) mod placement;
 pub(crate) mod queue;
 pub(crate) mod resources;
 pub(crate) mod retry;
+pub(crate) mod tasks;

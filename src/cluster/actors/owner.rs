@@ -108,6 +108,7 @@ struct Ownership {
 
 /// Creates an actor of `class` on node `target`; the handle is usable at once, calls wait
 /// for the actor.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn create(
     rt: &Runtime,
     cluster: &Arc<ClusterNode>,

@@ -22,6 +22,7 @@ use crate::base::scheduling::resources::ResourceRequest;
 use crate::object::store::Store;
 use crate::object::table::Probe;
 use crate::object::waiter::Waiter;
+use crate::runtime::clock::Clock;
 use crate::runtime::context;
 use crate::runtime::task_actor::{Abort, TaskActor};
 use crate::runtime::task_spec::TaskSpec;
@@ -29,6 +30,8 @@ use crate::runtime::workers::TaskWorkers;
 
 struct Inner {
     state: Mutex<SchedState>,
+    /// Times the task records; the state takes them as numbers.
+    clock: Clock,
     node_id: NodeId,
     store: Store,
     workers: TaskWorkers,
@@ -55,11 +58,17 @@ impl Scheduler {
     ) -> Self {
         Scheduler(Arc::new(Inner {
             state: Mutex::new(SchedState::new(node_id, queue)),
+            clock: Clock::new(),
             node_id,
             store,
             workers,
             node_arbiter,
         }))
+    }
+
+    /// Now, on the node's clock.
+    fn now(&self) -> u64 {
+        self.0.clock.now()
     }
 
     fn lock(&self) -> MutexGuard<'_, SchedState> {
@@ -72,7 +81,7 @@ impl Scheduler {
 
     /// Offers the tasks on this node to `rows`, live ones then the most recently ended.
     pub fn list_tasks(&self, rows: &mut crate::base::filter::Capped<crate::base::rows::TaskInfo>) {
-        self.lock().list_tasks(rows);
+        self.lock().list_tasks(&self.0.clock.wall(), rows);
     }
 
     /// Tasks by function and state (ended ones since the node started).
@@ -105,14 +114,14 @@ impl Scheduler {
                     missing.push(dep);
                 }
             }
-            state.submit(spec, &missing, &mut out);
+            state.submit(spec, &missing, self.now(), &mut out);
         }
         self.act(out, false);
     }
 
     fn dep_ready(&self, object: ObjectId) {
         let mut out = Vec::new();
-        self.lock().dep_ready(object, &mut out);
+        self.lock().dep_ready(object, self.now(), &mut out);
         self.act(out, false);
     }
 
@@ -126,13 +135,14 @@ impl Scheduler {
         claim: bool,
     ) -> Option<Start> {
         let mut out = Vec::new();
-        self.lock().ended(task, attempt, outcome, &mut out);
+        self.lock()
+            .ended(task, attempt, outcome, self.now(), &mut out);
         self.act(out, claim)
     }
 
     pub fn blocked(&self, task: TaskId) {
         let mut out = Vec::new();
-        self.lock().blocked(task, &mut out);
+        self.lock().blocked(task, self.now(), &mut out);
         self.act(out, false);
     }
 
@@ -142,7 +152,7 @@ impl Scheduler {
 
     pub fn cancel(&self, task: TaskId) {
         let mut out = Vec::new();
-        self.lock().cancel(task, &mut out);
+        self.lock().cancel(task, self.now(), &mut out);
         self.act(out, false);
     }
 
@@ -154,27 +164,29 @@ impl Scheduler {
         reply: PlaceReply,
     ) {
         let mut out = Vec::new();
-        self.lock().place_actor(id, place, hold, reply, &mut out);
+        self.lock()
+            .place_actor(id, place, hold, reply, self.now(), &mut out);
         self.act(out, false);
     }
 
     pub fn actor_gone(&self, id: TaskId) {
         let mut out = Vec::new();
-        self.lock().actor_gone(id, &mut out);
+        self.lock().actor_gone(id, self.now(), &mut out);
         self.act(out, false);
     }
 
     /// Custom resources are announced, or become free (a placement group's bundles).
     pub fn add_resources(&self, amounts: &[(Arc<str>, i64)], free: bool) {
         let mut out = Vec::new();
-        self.lock().add_resources(amounts, free, &mut out);
+        self.lock()
+            .add_resources(amounts, free, self.now(), &mut out);
         self.act(out, false);
     }
 
     /// Custom resources go (a removed placement group); tasks waiting for them fail.
     pub fn remove_resources(&self, amounts: &[(Arc<str>, i64)]) {
         let mut out = Vec::new();
-        self.lock().remove_resources(amounts, &mut out);
+        self.lock().remove_resources(amounts, self.now(), &mut out);
         self.act(out, false);
     }
 
@@ -209,6 +221,15 @@ impl Scheduler {
                 }
                 Action::Placed(reply, placed) => reply(placed),
                 Action::Abort(actor) => actor.do_send(Abort),
+                Action::Retrying {
+                    task,
+                    function,
+                    attempt,
+                    kind,
+                    message,
+                } => {
+                    tracing::warn!(%task, function, attempt, %kind, %message, "task failed; retrying");
+                }
             }
         }
         claimed
