@@ -160,7 +160,7 @@ pub fn init(config: Config) -> Result<InitGuard, InitError> {
     let cluster = node.cluster.clone();
     let totals = node.totals.clone();
     let (metrics, dashboard) = (node.metrics_address, node.dashboard_address);
-    let node_id = runtime::global::install(|| runtime::node::start(node, None))?;
+    let node_id = runtime::global::install(|| runtime::start::start(node, None))?;
     if let Some(cluster) = cluster {
         let joined = match runtime::global::current() {
             Some(rt) => cluster::join(&rt, cluster, totals),

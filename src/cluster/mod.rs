@@ -1,7 +1,9 @@
 //! The cluster: the head's control plane (membership, heartbeats, failure detection), each
 //! node's agent (join, register, heartbeat, run tasks sent to it) and remote task dispatch.
 //!
-//! - `node`: this node's part: join, endpoint, view, heartbeat, placing work on peers.
+//! - `node`: this node's part: join, endpoint, view, heartbeat, the channels to peers.
+//! - `placing`: which node runs a task or an actor, from this node's view.
+//! - `placement_groups`: room for bundles on each node; reserving bundles on another.
 //! - `serve`: the requests a node serves (on the head, the control plane's).
 //! - `head`: the head's own state (membership, CA, token, actor names) and failure detection.
 //! - `remote`: tasks sent to and run for other nodes.
@@ -20,6 +22,8 @@ pub mod head;
 pub(crate) mod logs;
 pub mod node;
 pub mod objects;
+pub(crate) mod placement_groups;
+pub(crate) mod placing;
 pub(crate) mod port;
 pub mod remote;
 pub(crate) mod report;

@@ -19,11 +19,7 @@ use crate::base::id::IdMint;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::membership::Membership;
 use crate::base::node_config::{ClusterConfig, ClusterRole};
-use crate::base::scheduling::bundles::Room;
-use crate::base::scheduling::placement::{
-    self, Candidate, FreeNow, Placed, Placement, SchedulingStrategy,
-};
-use crate::base::scheduling::resources::{ResourceRequest, UNIT};
+use crate::base::scheduling::placement::Placed;
 use crate::runtime::registry;
 use crate::runtime::scheduler::Scheduler;
 use crate::runtime::scheduler::bundles::LocalBundle;
@@ -31,7 +27,7 @@ use crate::transport::credentials::{ClusterDir, NODE_NAME, NodeIdentity, NodeKey
 use crate::transport::endpoint::Endpoint;
 use crate::transport::link::{self, LinkError};
 use crate::transport::tls;
-use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome, WireBundle};
+use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome};
 
 /// The largest value (argument or result) accepted from another node.
 pub(crate) const VALUE_LIMIT: u64 = 64 << 30;
@@ -45,7 +41,7 @@ pub(crate) struct ClusterNode {
     pub(super) view: RwLock<ClusterView>,
     /// Resources this node placed on each peer since the current view (which does not show
     /// them yet): subtracted from what the view says is free.
-    placed: Mutex<HashMap<NodeId, Placed>>,
+    pub(super) placed: Mutex<HashMap<NodeId, Placed>>,
     /// Tasks sent to each node and not yet answered.
     pub(super) sent: Mutex<HashMap<NodeId, u32>>,
     /// Nodes a link to which broke: not chosen again.
@@ -321,86 +317,6 @@ impl ClusterNode {
             .clone()
     }
 
-    /// Marks a node whose link broke; it is not chosen again.
-    pub fn suspect(&self, node: NodeId) {
-        self.suspects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(node);
-    }
-
-    /// Where a task goes.
-    pub fn place(&self, req: &ResourceRequest, strategy: SchedulingStrategy) -> Placement {
-        if let SchedulingStrategy::NodeAffinity { node, .. } = strategy
-            && node == self.node_id
-        {
-            return Placement::Local;
-        }
-        if let Some(why) = self.head_lost() {
-            return Placement::Infeasible(why);
-        }
-        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
-        // A node this one has not heard of yet (it joined since the last view): sending to it
-        // looks it up in the head's view, and fails there if it is not in the cluster.
-        if let SchedulingStrategy::NodeAffinity { node, soft: false } = strategy
-            && !view.nodes.iter().any(|n| n.info.node_id == node)
-        {
-            return Placement::Remote(node);
-        }
-        let suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
-        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        let mut placed = self.placed.lock().unwrap_or_else(|e| e.into_inner());
-        let (queued, running) = self.scheduler.counts();
-        let candidates: Vec<Candidate<'_>> = view
-            .nodes
-            .iter()
-            .filter(|n| n.alive && n.info.runs_tasks && !suspects.contains(&n.info.node_id))
-            .map(|n| {
-                let local = n.info.node_id == self.node_id;
-                Candidate {
-                    id: n.info.node_id,
-                    local,
-                    total: &n.info.resources,
-                    load: if local {
-                        (queued + running) as u32
-                    } else {
-                        n.load + sent.get(&n.info.node_id).copied().unwrap_or(0)
-                    },
-                    // What its last heartbeat said is free, less what was placed there since
-                    // (unknown if it never said).
-                    free: (!local && !n.available.is_empty()).then(|| FreeNow {
-                        reported: &n.available,
-                        placed: placed.get(&n.info.node_id),
-                    }),
-                }
-            })
-            .collect();
-        let cursor = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let placement = placement::place(req, strategy, &candidates, cursor);
-        drop(candidates);
-        if let Placement::Remote(node) = placement {
-            placed.entry(node).or_default().add(req);
-        }
-        placement
-    }
-
-    /// A node for a task whose node was lost: any that can run it, this one included.
-    pub fn place_retry(
-        &self,
-        req: &ResourceRequest,
-        strategy: SchedulingStrategy,
-    ) -> Result<NodeId, String> {
-        let strategy = match strategy {
-            SchedulingStrategy::NodeAffinity { soft: true, .. } => SchedulingStrategy::Default,
-            s => s,
-        };
-        match self.place(req, strategy) {
-            Placement::Local => Ok(self.node_id),
-            Placement::Remote(node) => Ok(node),
-            Placement::Infeasible(why) => Err(why),
-        }
-    }
-
     fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
         self.view
             .read()
@@ -504,11 +420,6 @@ impl ClusterNode {
         self.remote_actors.forget(id);
     }
 
-    /// Works on the lineage of values this node's tasks left elsewhere.
-    pub(super) fn lineage<R>(&self, f: impl FnOnce(&mut HashMap<ObjectId, Lineage>) -> R) -> R {
-        f(&mut self.lineage.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
     /// The node that minted ids with this prefix (and owns their objects), if known.
     pub fn owner_of(&self, prefix: u64) -> Option<NodeId> {
         if self.node_id.prefix() == prefix {
@@ -521,78 +432,6 @@ impl ClusterNode {
             .iter()
             .map(|n| n.info.node_id)
             .find(|n| n.prefix() == prefix)
-    }
-
-    /// Keeps the encoded value of task `task` that node `owner` sent here.
-    pub fn hold(&self, owner: NodeId, task: TaskId, bytes: Vec<u8>) {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((owner, task), bytes);
-    }
-
-    /// Gives up a held value (to send it, or because its owner let it go).
-    pub fn take_held(&self, owner: NodeId, task: TaskId) -> Option<Vec<u8>> {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(owner, task))
-    }
-
-    /// Every alive node that runs tasks, with its total resources, as room for a placement
-    /// group's bundles; this node first.
-    pub fn rooms(&self) -> Vec<Room> {
-        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
-        let mut rooms: Vec<Room> = view
-            .nodes
-            .iter()
-            .filter(|n| n.alive && n.info.runs_tasks)
-            .map(|n| {
-                let units = |a: f64| (a * UNIT as f64).round() as i64;
-                let mut room = Room {
-                    node: n.info.node_id,
-                    cpu: 0,
-                    gpu: 0,
-                    custom: Default::default(),
-                };
-                for (name, amount) in &n.info.resources {
-                    match name.as_str() {
-                        "CPU" => room.cpu = units(*amount),
-                        "GPU" => room.gpu = units(*amount),
-                        other => {
-                            room.custom.insert(Arc::from(other), units(*amount));
-                        }
-                    }
-                }
-                room
-            })
-            .collect();
-        rooms.sort_by_key(|r| r.node != self.node_id);
-        rooms
-    }
-
-    /// Asks `node` to reserve bundles of placement group `group`; returns once they are.
-    pub async fn reserve_bundles(
-        &self,
-        node: NodeId,
-        group: String,
-        bundles: Vec<WireBundle>,
-    ) -> Result<(), String> {
-        let address = self.find(node).await.map_err(|e| e.to_string())?;
-        let message = Message::ReserveBundles { group, bundles };
-        match self.endpoint.request(address, &message).await {
-            Ok((Message::Ack, _)) => Ok(()),
-            Ok((other, _)) => Err(format!("node {node} answered {}", other.name())),
-            Err(e) => Err(format!("node {node}: {e}")),
-        }
-    }
-
-    /// Tells `node` to give back what it reserved for `group`.
-    pub async fn release_bundles(&self, node: NodeId, group: String) {
-        if let Ok(address) = self.find(node).await {
-            let message = Message::ReleaseBundles { group };
-            let _ = self.endpoint.request(address, &message).await;
-        }
     }
 
     /// Asks the head and waits for the answer, from a thread that may block (not the node's

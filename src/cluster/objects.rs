@@ -8,11 +8,12 @@
 //! `max_retries` allows (lineage reconstruction); otherwise the object is lost, and its
 //! error says why.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::node::{ClusterNode, VALUE_LIMIT};
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
-use crate::base::id::{ObjectId, TaskId};
+use crate::base::id::{NodeId, ObjectId, TaskId};
 use crate::base::scheduling::placement::SchedulingStrategy;
 use crate::base::scheduling::resources::ResourceRequest;
 use crate::base::scheduling::retry::Retries;
@@ -228,5 +229,28 @@ pub(crate) async fn fetch(
                 cluster.lineage(|l| l.insert(id, lineage));
             }
         }
+    }
+}
+
+impl ClusterNode {
+    /// Works on the lineage of values this node's tasks left elsewhere.
+    pub(super) fn lineage<R>(&self, f: impl FnOnce(&mut HashMap<ObjectId, Lineage>) -> R) -> R {
+        f(&mut self.lineage.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Keeps the encoded value of task `task` that node `owner` sent here.
+    pub fn hold(&self, owner: NodeId, task: TaskId, bytes: Vec<u8>) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((owner, task), bytes);
+    }
+
+    /// Gives up a held value (to send it, or because its owner let it go).
+    pub fn take_held(&self, owner: NodeId, task: TaskId) -> Option<Vec<u8>> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(owner, task))
     }
 }

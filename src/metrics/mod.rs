@@ -5,9 +5,9 @@
 //!
 //! - `text`: the exposition format (pure).
 //! - `user`: user-defined metrics, registered by name in the process.
-//! - `node`: the node's own, read from its runtime.
+//! - `node_metrics`: the node's own, read from its runtime.
 
-mod node;
+mod node_metrics;
 pub mod text;
 mod user;
 
@@ -17,7 +17,7 @@ use crate::runtime::global::Runtime;
 
 /// Everything a node exports at `/metrics`: its own metrics, then the process's user metrics.
 pub(crate) fn exposition(rt: &Runtime) -> String {
-    let mut families = node::families(rt);
+    let mut families = node_metrics::families(rt);
     families.extend(user::families());
     text::render(&families)
 }

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use super::actor::directory::ActorDirectory;
+use super::actor_threads::WorkerPool;
 use super::context::{self, TaskContext, current_task};
-use super::worker_pool::WorkerPool;
-use super::workers::TaskWorkers;
+use super::task_threads::TaskWorkers;
 use crate::base::id::{IdMint, NodeId, TaskId};
 
 use super::cluster_port::ClusterPort;
@@ -265,12 +265,12 @@ pub(crate) fn uninstall(only: Option<NodeId>) {
 /// waits of one task lend once.
 pub(crate) struct BlockedInGet {
     lent: Option<(Arc<TaskContext>, Scheduler)>,
-    _pool: Option<super::worker_pool::Blocked>,
+    _pool: Option<super::actor_threads::Blocked>,
 }
 
 impl BlockedInGet {
     pub fn enter() -> Self {
-        let pool = super::worker_pool::blocked();
+        let pool = super::actor_threads::blocked();
         let Some(task) = current_task() else {
             return BlockedInGet {
                 lent: None,

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use super::context::{self, TaskContext, WithTask};
 use super::panic::{CatchPanic, WorkerKill};
 use super::task_spec::{Attempt, TaskSpec};
-use super::workers::TaskWorkers;
+use super::task_threads::TaskWorkers;
 use crate::base::error::TaskErrorKind;
 use crate::base::function::FunctionKind;
 use crate::runtime::scheduler::Scheduler;

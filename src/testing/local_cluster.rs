@@ -186,7 +186,7 @@ fn start_node(config: Config) -> Result<Arc<Runtime>, InitError> {
     let (settings, totals) = (node.cluster.clone(), node.totals.clone());
     let (metrics, dashboard) = (node.metrics_address, node.dashboard_address);
     let pin = Pin::default();
-    let rt = Arc::new(crate::runtime::node::start(node, Some(pin.clone()))?);
+    let rt = Arc::new(crate::runtime::start::start(node, Some(pin.clone()))?);
     pin.fill(&rt);
     if let Some(settings) = settings
         && let Err(e) = cluster::join(&rt, settings, totals)

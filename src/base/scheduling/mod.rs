@@ -1,7 +1,7 @@
 //! Deciding where and when tasks run, as pure state machines.
 //!
 //! - [`resources`]: amounts, requests and a node's accounting.
-//! - [`queue`]: the node's task queue: dependencies, classes, dispatch.
+//! - [`task_queue`]: the node's task queue: dependencies, classes, dispatch.
 //! - [`retry`]: whether a failed task runs again.
 //! - [`tasks`]: the queue plus what is known of each task; events in, actions out.
 //! - [`placement`]: which node of a cluster runs a task.
@@ -11,7 +11,7 @@
 pub(crate) mod bundles;
 pub(crate) mod history;
 pub(crate) mod placement;
-pub(crate) mod queue;
 pub(crate) mod resources;
 pub(crate) mod retry;
+pub(crate) mod task_queue;
 pub(crate) mod tasks;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::history::{KEEP_ENDED, TaskHistory, TaskLog, Wall};
-use super::queue::{CancelOutcome, Decision, LocalQueue};
 use super::resources::ResourceRequest;
+use super::task_queue::{CancelOutcome, Decision, LocalQueue};
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::filter::Capped;
 use crate::base::function::FunctionDescriptor;

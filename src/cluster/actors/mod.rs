@@ -19,6 +19,7 @@
 
 mod host;
 mod owner;
+mod recovery;
 
 pub(crate) use host::serve;
 pub(crate) use owner::{RemoteActor, RemoteActors, attach, create};

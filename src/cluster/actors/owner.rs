@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::mpsc;
 
+use super::recovery::{self, AfterLoss, Settled};
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::options::ActorOptions;
@@ -446,8 +447,8 @@ impl Driver {
                 attempts: sent.attempts,
             })
         };
-        let error = match outcome {
-            TaskOutcome::Value(bytes) => match (sent.decode)(bytes) {
+        let error = match recovery::settle(outcome) {
+            Settled::Value(bytes) => match (sent.decode)(bytes) {
                 Ok(value) => {
                     self.store.seal(sent.result, value);
                     return;
@@ -457,18 +458,11 @@ impl Driver {
                     format!("the result does not decode: {e}"),
                 ),
             },
-            TaskOutcome::Failed { kind, message } => task_error(kind, message),
-            TaskOutcome::ActorDied(cause) => GetError::ActorDied {
+            Settled::Failed(kind, message) => task_error(kind, message),
+            Settled::ActorDied(cause) => GetError::ActorDied {
                 actor: self.actor(),
                 cause,
             },
-            TaskOutcome::DepFailed(message) | TaskOutcome::Refused(message) => {
-                task_error(TaskErrorKind::Failed, message)
-            }
-            TaskOutcome::Streamed { .. } | TaskOutcome::Held { .. } => task_error(
-                TaskErrorKind::ResultRejected,
-                "a large result arrived without its payload".into(),
-            ),
         };
         self.store.fail(sent.result, error);
     }
@@ -500,16 +494,16 @@ impl Driver {
         let Some(owner) = &mut self.owner else {
             return self.follow(lost, why).await;
         };
-        if !owner.settings.max_restarts.allows(owner.restarts) {
-            let restarts = owner.restarts;
-            self.die(format!("{why}; no restarts left ({restarts} used)"));
-            return None;
-        }
+        let strategy =
+            match recovery::after_loss(owner.settings.max_restarts, owner.restarts, owner.strategy)
+            {
+                AfterLoss::Restart(strategy) => strategy,
+                AfterLoss::Die(reason) => {
+                    self.die(format!("{why}; {reason}"));
+                    return None;
+                }
+            };
         owner.restarts += 1;
-        let strategy = match owner.strategy {
-            SchedulingStrategy::NodeAffinity { .. } => SchedulingStrategy::Default,
-            s => s,
-        };
         let next = match self.cluster.place_retry(&owner.settings.place, strategy) {
             Ok(next) => next,
             Err(e) => {
@@ -524,7 +518,7 @@ impl Driver {
         let caught = std::mem::take(&mut self.in_flight);
         let mut again = BTreeMap::new();
         for (seq, mut sent) in caught {
-            if retries.allows(sent.attempts - 1) {
+            if recovery::resend(retries, sent.attempts) {
                 sent.attempts += 1;
                 again.insert(seq, sent);
             } else {

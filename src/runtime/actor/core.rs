@@ -26,9 +26,9 @@ use crate::base::value::Value;
 use crate::object::store::Store;
 use crate::object::table::{CancelProbe, Producer};
 use crate::runtime::actor::handle::ActorClass;
+use crate::runtime::actor_threads::WorkerPool;
 use crate::runtime::context::{self, TaskContext};
 use crate::runtime::object_ref::ObjectRef;
-use crate::runtime::worker_pool::WorkerPool;
 
 /// Calls a blocking slot runs before it gives its thread back to the pool (and queues itself
 /// again), so that busy actors share the pool fairly.

@@ -17,8 +17,8 @@ use actix_rt::ArbiterHandle;
 
 use self::state::{Action, Ended, PlaceReply, SchedState, Start};
 use crate::base::id::{NodeId, ObjectId, TaskId};
-use crate::base::scheduling::queue::LocalQueue;
 use crate::base::scheduling::resources::ResourceRequest;
+use crate::base::scheduling::task_queue::LocalQueue;
 use crate::object::store::Store;
 use crate::object::table::Probe;
 use crate::object::waiter::Waiter;
@@ -26,7 +26,7 @@ use crate::runtime::clock::Clock;
 use crate::runtime::context;
 use crate::runtime::task_actor::{Abort, TaskActor};
 use crate::runtime::task_spec::TaskSpec;
-use crate::runtime::workers::TaskWorkers;
+use crate::runtime::task_threads::TaskWorkers;
 
 struct Inner {
     state: Mutex<SchedState>,

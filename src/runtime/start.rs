@@ -17,15 +17,15 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use super::actor_threads::WorkerPool;
 use super::context;
 use super::global::{Pin, Runtime};
-use super::worker_pool::WorkerPool;
-use super::workers::TaskWorkers;
+use super::task_threads::TaskWorkers;
 use crate::base::error::InitError;
 use crate::base::id::{IdMint, NodeId};
 use crate::base::node_config::NodeConfig;
-use crate::base::scheduling::queue::LocalQueue;
 use crate::base::scheduling::resources::UNIT;
+use crate::base::scheduling::task_queue::LocalQueue;
 use crate::object::store::Store;
 use crate::object::supervisor::StoreSupervisor;
 use crate::runtime::logs::NodeLogs;

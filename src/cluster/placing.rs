@@ -1,0 +1,92 @@
+//! Placing work on the cluster's nodes: the candidates this node knows of (its view, what
+//! it sent and placed since the last heartbeat, the peers whose link broke) handed to the
+//! pure decision in `base::scheduling::placement`.
+
+use std::sync::atomic::Ordering;
+
+use super::node::ClusterNode;
+use crate::base::id::NodeId;
+use crate::base::scheduling::placement::{self, Candidate, FreeNow, Placement, SchedulingStrategy};
+use crate::base::scheduling::resources::ResourceRequest;
+
+impl ClusterNode {
+    /// Marks a node whose link broke; it is not chosen again.
+    pub fn suspect(&self, node: NodeId) {
+        self.suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node);
+    }
+
+    /// Where a task goes.
+    pub fn place(&self, req: &ResourceRequest, strategy: SchedulingStrategy) -> Placement {
+        if let SchedulingStrategy::NodeAffinity { node, .. } = strategy
+            && node == self.node_id
+        {
+            return Placement::Local;
+        }
+        if let Some(why) = self.head_lost() {
+            return Placement::Infeasible(why);
+        }
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        // A node this one has not heard of yet (it joined since the last view): sending to it
+        // looks it up in the head's view, and fails there if it is not in the cluster.
+        if let SchedulingStrategy::NodeAffinity { node, soft: false } = strategy
+            && !view.nodes.iter().any(|n| n.info.node_id == node)
+        {
+            return Placement::Remote(node);
+        }
+        let suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut placed = self.placed.lock().unwrap_or_else(|e| e.into_inner());
+        let (queued, running) = self.scheduler.counts();
+        let candidates: Vec<Candidate<'_>> = view
+            .nodes
+            .iter()
+            .filter(|n| n.alive && n.info.runs_tasks && !suspects.contains(&n.info.node_id))
+            .map(|n| {
+                let local = n.info.node_id == self.node_id;
+                Candidate {
+                    id: n.info.node_id,
+                    local,
+                    total: &n.info.resources,
+                    load: if local {
+                        (queued + running) as u32
+                    } else {
+                        n.load + sent.get(&n.info.node_id).copied().unwrap_or(0)
+                    },
+                    // What its last heartbeat said is free, less what was placed there since
+                    // (unknown if it never said).
+                    free: (!local && !n.available.is_empty()).then(|| FreeNow {
+                        reported: &n.available,
+                        placed: placed.get(&n.info.node_id),
+                    }),
+                }
+            })
+            .collect();
+        let cursor = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let placement = placement::place(req, strategy, &candidates, cursor);
+        drop(candidates);
+        if let Placement::Remote(node) = placement {
+            placed.entry(node).or_default().add(req);
+        }
+        placement
+    }
+
+    /// A node for a task whose node was lost: any that can run it, this one included.
+    pub fn place_retry(
+        &self,
+        req: &ResourceRequest,
+        strategy: SchedulingStrategy,
+    ) -> Result<NodeId, String> {
+        let strategy = match strategy {
+            SchedulingStrategy::NodeAffinity { soft: true, .. } => SchedulingStrategy::Default,
+            s => s,
+        };
+        match self.place(req, strategy) {
+            Placement::Local => Ok(self.node_id),
+            Placement::Remote(node) => Ok(node),
+            Placement::Infeasible(why) => Err(why),
+        }
+    }
+}
