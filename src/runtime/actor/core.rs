@@ -1,38 +1,35 @@
-//! What all handles of one actor share: its call queue, its state, its host's address.
+//! What all handles of one actor share: its call queue, its state, its host's address; and
+//! queueing a call (the mailbox). Running the queued calls is `runner`, the actor's end and
+//! its calls' ends are `lifecycle`.
 //!
 //! Calls take the hot path: a caller queues a call under the queue's lock and, when a slot is
 //! free, starts one; a slot drains the queue in order (on a worker thread for a blocking
 //! actor, as a future on the runtime thread for an async one) and stores each result
 //! directly. The host actor is told only about lifecycle: failures, kills, the last handle.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actix::Addr;
 use tokio::sync::RwLock;
 
-use super::call::{CallOutcome, ErasedCall, Invoke, TypedCall};
+use super::call::{ErasedCall, Invoke, TypedCall};
 use super::calls::LiveCalls;
 use super::directory::{ActorDirectory, Describe};
-use super::host::{ActorHost, Crashed, Kill, NoHandles, RunSlot, Stopped};
+use super::host::ActorHost;
 use crate::base::args::ArgList;
-use crate::base::call_queue::{CallQueue, Phase, Push, Take};
-use crate::base::error::{GetError, TaskError, TaskErrorKind};
-use crate::base::id::{ActorId, IdMint, NodeId, ObjectId, TaskId};
+use crate::base::call_queue::{CallQueue, Phase, Push};
+use crate::base::error::GetError;
+use crate::base::id::{ActorId, IdMint, NodeId};
 use crate::base::options::ActorSettings;
 use crate::base::rows::{ActorInfo, ActorState, TaskInfo, TaskState};
 use crate::base::scheduling::history::Wall;
 use crate::base::value::Value;
 use crate::object::store::Store;
-use crate::object::table::{CancelProbe, Producer};
+use crate::object::table::Producer;
 use crate::runtime::actor::handle::ActorClass;
 use crate::runtime::actor_threads::WorkerPool;
-use crate::runtime::context::{self, TaskContext};
 use crate::runtime::object_ref::ObjectRef;
-
-/// Calls a blocking slot runs before it gives its thread back to the pool (and queues itself
-/// again), so that busy actors share the pool fairly.
-const SLOT_BATCH: usize = 256;
 
 pub(crate) type Call<A> = Box<dyn ErasedCall<A>>;
 
@@ -42,9 +39,9 @@ pub(crate) struct ActorCore<A: ActorClass> {
     pub label: String,
     pub settings: ActorSettings,
     pub node_id: NodeId,
-    queue: Mutex<CallQueue<Call<A>>>,
+    pub(super) queue: Mutex<CallQueue<Call<A>>>,
     /// The user's actor, once constructed; taken away when the actor dies.
-    state: Mutex<Option<Arc<RwLock<A>>>>,
+    pub(super) state: Mutex<Option<Arc<RwLock<A>>>>,
     pub host: OnceLock<Addr<ActorHost<A>>>,
     pub gpu_ids: Mutex<Vec<u32>>,
     pub store: Store,
@@ -226,295 +223,5 @@ impl<A: ActorClass> ActorCore<A> {
             }
         }
         result
-    }
-
-    /// Starts a slot of `generation`: a worker draining the queue (blocking actor) or a
-    /// future on the runtime thread (async actor).
-    pub fn start_slot(self: &Arc<Self>, generation: u64) {
-        if self.settings.is_async {
-            if let Some(host) = self.host.get() {
-                host.do_send(RunSlot(generation));
-            }
-            return;
-        }
-        let core = Arc::clone(self);
-        if let Err(reason) = self.pool.execute(Box::new(move || core.drain(generation))) {
-            tracing::error!(actor = %self.label, %reason, "cannot run the actor's calls");
-        }
-    }
-
-    /// A blocking slot: runs queued calls in order on this worker thread.
-    fn drain(self: Arc<Self>, generation: u64) {
-        let Some(state) = self.state() else {
-            self.queue().release_slot(generation);
-            return;
-        };
-        for _ in 0..SLOT_BATCH {
-            let next = self.queue().take(generation);
-            match next {
-                Take::Stop => return,
-                Take::Terminate(rest) => return self.terminated(rest),
-                Take::Run(call) => {
-                    if !self.wanted(&*call) {
-                        self.queue().done(generation);
-                        self.call_ended(call.id(), TaskState::Cancelled, None);
-                        continue;
-                    }
-                    self.live_calls
-                        .started(&self.directory.calls.clock, call.id(), call.attempt());
-                    let task = self.task_context(&*call);
-                    let outcome = context::with_task(&task, || call.run_blocking(&state));
-                    if self.complete(generation, call, outcome) {
-                        return;
-                    }
-                }
-            }
-        }
-        let core = Arc::clone(&self);
-        if self
-            .pool
-            .execute(Box::new(move || core.drain(generation)))
-            .is_err()
-        {
-            self.queue().release_slot(generation);
-        }
-    }
-
-    /// An async slot: the same loop, awaiting each call on the runtime thread.
-    pub async fn drain_async(self: Arc<Self>, generation: u64) {
-        let Some(state) = self.state() else {
-            self.queue().release_slot(generation);
-            return;
-        };
-        loop {
-            let next = self.queue().take(generation);
-            match next {
-                Take::Stop => return,
-                Take::Terminate(rest) => return self.terminated(rest),
-                Take::Run(call) => {
-                    if !self.wanted(&*call) {
-                        self.queue().done(generation);
-                        self.call_ended(call.id(), TaskState::Cancelled, None);
-                        continue;
-                    }
-                    self.live_calls
-                        .started(&self.directory.calls.clock, call.id(), call.attempt());
-                    let task = self.task_context(&*call);
-                    let body = context::WithTask {
-                        task,
-                        inner: Box::pin(call.run_async(Arc::clone(&state))),
-                    };
-                    let guarded = crate::runtime::panic::CatchPanic {
-                        inner: Box::pin(body),
-                    };
-                    // If the host stops (a kill) while the call runs, this future is dropped:
-                    // the call's result then says why.
-                    let mut unfinished = Unfinished {
-                        core: &*self,
-                        id: call.id(),
-                        return_id: call.return_id(),
-                        armed: true,
-                    };
-                    let outcome = guarded.await.unwrap_or_else(CallOutcome::Panicked);
-                    unfinished.armed = false;
-                    if self.complete(generation, call, outcome) {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// A call whose result nobody can get any more (cancelled) is skipped.
-    fn wanted(&self, call: &dyn ErasedCall<A>) -> bool {
-        matches!(
-            self.store.cancel_probe(call.return_id()),
-            CancelProbe::Pending(_)
-        )
-    }
-
-    /// The context a run of the constructor sees: the actor's, under a task id of its own.
-    pub fn constructor_context(&self) -> Arc<TaskContext> {
-        self.context(self.ids.task(), A::CLASS, 1)
-    }
-
-    fn task_context(&self, call: &dyn ErasedCall<A>) -> Arc<TaskContext> {
-        self.context(call.id(), call.label(), call.attempt())
-    }
-
-    fn context(&self, task_id: TaskId, function: &'static str, attempt: u32) -> Arc<TaskContext> {
-        Arc::new(TaskContext {
-            task_id,
-            node_id: self.node_id,
-            function,
-            actor_id: Some(self.id),
-            attempt,
-            log_to: self.settings.log_to.unwrap_or(self.node_id),
-            gpu_ids: self
-                .gpu_ids
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            cancelled: Arc::new(AtomicBool::new(false)),
-            waits: Default::default(),
-        })
-    }
-
-    /// Stores a call's outcome. Returns true when the slot must stop: the call panicked (the
-    /// actor is failing) or the actor failed while the call ran.
-    fn complete(&self, generation: u64, call: Call<A>, outcome: CallOutcome) -> bool {
-        let panicked = matches!(outcome, CallOutcome::Panicked(_));
-        let (current, phase, in_flight) = {
-            let mut q = self.queue();
-            q.done(generation);
-            let current = q.generation();
-            // A panic fails the actor at once, under the queue's lock: a call made after the
-            // caller sees this call's error waits for the restart instead of being caught in
-            // the failure.
-            let in_flight = (panicked && current == generation).then(|| q.crash());
-            (current, q.phase().clone(), in_flight)
-        };
-        let return_id = call.return_id();
-        if current != generation {
-            // The actor failed or was killed while this call ran: its result is void.
-            let err = match phase {
-                Phase::Dead(cause) => self.died(&cause),
-                _ => GetError::ActorRestarting {
-                    actor: self.label.clone(),
-                    cause: "the actor failed while this call ran".into(),
-                },
-            };
-            self.fail_call(call.id(), return_id, err);
-            return true;
-        }
-        let task_error = |kind, message| {
-            GetError::Task(TaskError {
-                function: call.label().to_string(),
-                task_id: call.id(),
-                node_id: self.node_id,
-                kind,
-                message,
-                attempts: call.attempt(),
-            })
-        };
-        match outcome {
-            CallOutcome::Value(v) => {
-                self.store.seal(return_id, v);
-                self.call_ended(call.id(), TaskState::Finished, None);
-            }
-            CallOutcome::Failed(message) => {
-                self.fail_call(
-                    call.id(),
-                    return_id,
-                    task_error(TaskErrorKind::Failed, message),
-                );
-            }
-            CallOutcome::DepFailed(err) => {
-                self.fail_call(call.id(), return_id, err);
-            }
-            CallOutcome::Panicked(message) => {
-                let cause = format!("`{}` panicked: {message}", call.label());
-                if let Some(host) = self.host.get() {
-                    host.do_send(Crashed {
-                        cause,
-                        in_flight: in_flight.unwrap_or_default(),
-                    });
-                }
-                self.fail_call(
-                    call.id(),
-                    return_id,
-                    task_error(TaskErrorKind::Panicked, message),
-                );
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Fails call `id`'s result with `err`, and lists the call as failed.
-    pub fn fail_call(&self, id: TaskId, return_id: ObjectId, err: GetError) {
-        let message = err.to_string();
-        self.store.fail(return_id, err);
-        self.call_ended(id, TaskState::Failed, Some(message));
-    }
-
-    /// Call `id` ended: it moves from the actor's live calls to the node's ended ones.
-    pub fn call_ended(&self, id: TaskId, state: TaskState, error: Option<String>) {
-        if let Some(log) = self.live_calls.take(id) {
-            self.directory.calls.ended(log, state, error);
-        }
-    }
-
-    /// A slot reached a terminate marker: the actor is dead; later calls fail.
-    fn terminated(&self, rest: Vec<Call<A>>) {
-        let err = self.died("it was terminated");
-        for call in rest {
-            self.fail_call(call.id(), call.return_id(), err.clone());
-        }
-        if let Some(host) = self.host.get() {
-            host.do_send(Stopped);
-        }
-    }
-
-    pub fn terminate(self: &Arc<Self>) {
-        let pushed = self.queue().push_terminate();
-        if let Push::Queued {
-            slot: Some(generation),
-        } = pushed
-        {
-            self.start_slot(generation);
-        }
-    }
-
-    /// Kills the actor. For good, it takes effect at once: when this returns, every queued
-    /// and later call fails; the host then releases what the actor held.
-    pub fn kill(&self, allow_restart: bool) {
-        if !allow_restart {
-            let cause = "it was killed with mobula::kill";
-            let queued = {
-                let mut queue = self.queue();
-                if matches!(queue.phase(), Phase::Dead(_)) {
-                    return;
-                }
-                queue.die(cause.into())
-            };
-            let err = self.died(cause);
-            for call in queued {
-                self.fail_call(call.id(), call.return_id(), err.clone());
-            }
-        }
-        if let Some(host) = self.host.get() {
-            host.do_send(Kill { allow_restart });
-        }
-    }
-
-    /// One handle fewer.
-    pub fn release_handle(&self) {
-        self.directory.release(self.id);
-    }
-
-    /// The last handle is gone: stop after the pending calls (Ray's reference counting of
-    /// actor handles).
-    pub fn no_handles(&self) {
-        if let Some(host) = self.host.get() {
-            host.do_send(NoHandles);
-        }
-    }
-}
-
-/// Fails a call's result if its future is dropped before the call ends.
-struct Unfinished<'a, A: ActorClass> {
-    core: &'a ActorCore<A>,
-    id: TaskId,
-    return_id: ObjectId,
-    armed: bool,
-}
-
-impl<A: ActorClass> Drop for Unfinished<'_, A> {
-    fn drop(&mut self) {
-        if self.armed {
-            let err = self.core.died("it stopped while this call ran");
-            self.core.fail_call(self.id, self.return_id, err);
-        }
     }
 }

@@ -1,7 +1,8 @@
 //! User actors: a host actor per actor owns its lifecycle; calls go through a shared queue.
 //!
 //! - [`call`]: one method call, type-erased.
-//! - [`core`]: what all handles of an actor share; the slots that run calls.
+//! - [`core`]: what all handles of an actor share, and queueing a call.
+//! - [`runner`]: the slots that run calls; [`lifecycle`]: calls and the actor ending.
 //! - [`host`]: the actix actor that places, constructs, restarts and stops the actor.
 //! - [`directory`]: the node's actors, their names and handle counts.
 //! - [`calls`]: method calls as the state API lists them.
@@ -12,6 +13,8 @@ pub(crate) mod core;
 pub(crate) mod directory;
 pub(crate) mod handle;
 pub(crate) mod host;
+pub(crate) mod lifecycle;
+pub(crate) mod runner;
 
 use std::sync::Arc;
 
