@@ -47,6 +47,7 @@
 //! # }
 //! ```
 
+mod config;
 mod controller;
 mod experiment;
 mod output;
@@ -60,6 +61,7 @@ mod storage;
 mod trainable;
 mod tuner;
 
+pub use config::{RunConfig, TuneConfig, TuneError};
 #[doc(hidden)]
 pub use controller::{TuneController, TuneControllerHandle};
 pub use experiment::{Mode, ReportedResult, StopCriteria, TrialStatus};
@@ -77,4 +79,4 @@ pub use storage::{CheckpointConfig, RestoreError};
 pub use trainable::Trainable;
 #[doc(hidden)]
 pub use trainable::{Stepper, TrainableClass, TrainableRef, TrialActor, TrialActorHandle};
-pub use tuner::{RunConfig, TrainableFn, TuneConfig, TuneError, Tuner, run};
+pub use tuner::{TrainableFn, Tuner, run};
