@@ -96,6 +96,15 @@ impl<T> ObjectRef<T> {
         }
     }
 
+    /// The same ref, typed as `S`: for the runtime's own paths that make a ref before its type
+    /// is named (a call through an actor's sink).
+    pub(crate) fn cast<S>(self) -> ObjectRef<S> {
+        ObjectRef {
+            handle: self.handle,
+            _marker: PhantomData,
+        }
+    }
+
     /// A ref made while no runtime runs: getting it reports that.
     pub(crate) fn detached() -> Self {
         ObjectRef {

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::actor::handle::decode_value;
+use super::actor::call::decode_value;
 use super::cluster_port::{EncodeArgs, Encoded, RemoteTask};
 use super::global::{self, Runtime};
 use super::object_ref::ObjectRef;

@@ -7,11 +7,13 @@ use futures::future::LocalBoxFuture;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::base::args::ArgList;
-use crate::base::error::GetError;
+use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::function::AppError;
-use crate::base::id::{ObjectId, TaskId};
+use crate::base::id::{NodeId, ObjectId, TaskId};
 use crate::base::value::Value;
+use crate::object::codec;
 use crate::object::value::StoredValue;
+use crate::runtime::cluster_port::{DecodeValue, EncodeArgs, Encoded};
 use crate::runtime::panic;
 
 /// How a method reaches the actor's state: `&mut self` runs alone, `&self` may share it with
@@ -59,6 +61,9 @@ pub(crate) trait ErasedCall<A>: Send {
     fn run_blocking(&self, state: &RwLock<A>) -> CallOutcome;
     /// Resolves the arguments and runs the method, without blocking.
     fn run_async(&self, state: Arc<RwLock<A>>) -> LocalBoxFuture<'static, CallOutcome>;
+    /// The call as it goes to the actor on node `host`: its arguments to resolve and encode,
+    /// and how its answer decodes.
+    fn into_remote(self: Box<Self>, host: NodeId) -> (EncodeArgs, DecodeValue);
 }
 
 pub(crate) struct TypedCall<A, L: ArgList, R> {
@@ -122,6 +127,37 @@ where
         ran.unwrap_or_else(CallOutcome::Panicked)
     }
 
+    fn into_remote(self: Box<Self>, host: NodeId) -> (EncodeArgs, DecodeValue) {
+        let TypedCall {
+            id, label, args, ..
+        } = *self;
+        let encode: EncodeArgs = Box::new(move || {
+            Box::pin(async move {
+                let resolved = args.resolve().await?;
+                let encoded = L::encode(&resolved);
+                drop(resolved);
+                encoded
+                    .map(|buffers| Encoded {
+                        buffers,
+                        keep: Box::new(args),
+                    })
+                    .map_err(|e| {
+                        GetError::Task(TaskError {
+                            function: label.to_string(),
+                            task_id: id,
+                            node_id: host,
+                            kind: TaskErrorKind::Failed,
+                            message: format!(
+                                "an argument could not be encoded for another node: {e}"
+                            ),
+                            attempts: 0,
+                        })
+                    })
+            })
+        });
+        (encode, decode_value::<R>)
+    }
+
     fn run_async(&self, state: Arc<RwLock<A>>) -> LocalBoxFuture<'static, CallOutcome> {
         let args = self.args.resolve();
         let invoke = self.invoke;
@@ -139,4 +175,9 @@ where
             }
         })
     }
+}
+
+/// Decodes a value another node sent as `R`.
+pub(crate) fn decode_value<R: Value>(bytes: Vec<u8>) -> Result<StoredValue, String> {
+    codec::read_owned::<R>(bytes).map(StoredValue::new)
 }

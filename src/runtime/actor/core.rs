@@ -13,23 +13,22 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use actix::Addr;
 use tokio::sync::RwLock;
 
-use super::call::{ErasedCall, Invoke, TypedCall};
+use super::call::ErasedCall;
 use super::calls::LiveCalls;
 use super::directory::{ActorDirectory, Describe};
 use super::host::ActorHost;
-use crate::base::args::ArgList;
+use super::sink::{CallSink, MakeCall};
 use crate::base::call_queue::{CallQueue, Phase, Push};
 use crate::base::error::GetError;
 use crate::base::id::{ActorId, IdMint, NodeId};
 use crate::base::options::ActorSettings;
 use crate::base::rows::{ActorInfo, ActorState, TaskInfo, TaskState};
 use crate::base::scheduling::history::Wall;
-use crate::base::value::Value;
 use crate::object::store::Store;
-use crate::object::table::Producer;
 use crate::runtime::actor::handle::ActorClass;
 use crate::runtime::actor_threads::WorkerPool;
 use crate::runtime::object_ref::ObjectRef;
+use crate::runtime::submit::begin;
 
 pub(crate) type Call<A> = Box<dyn ErasedCall<A>>;
 
@@ -169,22 +168,10 @@ impl<A: ActorClass> ActorCore<A> {
         }
     }
 
-    /// Queues a call; returns the ref to its result.
-    pub fn call<L: ArgList, R: Value>(
-        self: &Arc<Self>,
-        label: &'static str,
-        invoke: Invoke<A, L::Resolved, R>,
-        args: L,
-    ) -> ObjectRef<R> {
-        let (id, return_id) = (self.ids.task(), self.ids.object());
-        self.store.create_pending(
-            return_id,
-            Producer {
-                task: id,
-                function: label,
-            },
-        );
-        let result = ObjectRef::adopt(return_id, self.store.clone());
+    /// Begins a call and queues what `make` builds; returns the ref to its result.
+    fn queue_call(self: &Arc<Self>, label: &'static str, make: MakeCall<'_, A>) -> ObjectRef<()> {
+        let begun = begin::<()>(&self.ids, &self.store, label);
+        let (id, return_id) = (begun.task, begun.result);
         if self.store.is_closed() {
             self.store.fail(
                 return_id,
@@ -192,16 +179,9 @@ impl<A: ActorClass> ActorCore<A> {
                     object_id: return_id,
                 },
             );
-            return result;
+            return begun.out;
         }
-        let call: Call<A> = Box::new(TypedCall {
-            id,
-            return_id,
-            label,
-            attempt: 1,
-            args,
-            invoke,
-        });
+        let call = make(id, return_id);
         // Listed before it is queued: it may run and end at once.
         self.live_calls
             .submitted(&self.directory.calls.clock, id, label, self.id);
@@ -222,6 +202,37 @@ impl<A: ActorClass> ActorCore<A> {
                 self.fail_call(id, return_id, err);
             }
         }
-        result
+        begun.out
+    }
+}
+
+/// A handle's calls to an actor on this node go straight to its core.
+impl<A: ActorClass> CallSink<A> for Arc<ActorCore<A>> {
+    fn name(&self) -> Option<&str> {
+        self.settings.name.as_ref().map(|(_, n)| n.as_str())
+    }
+
+    fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    fn pending_calls(&self) -> usize {
+        ActorCore::pending_calls(self)
+    }
+
+    fn terminate(&self) {
+        ActorCore::terminate(self);
+    }
+
+    fn kill(&self, allow_restart: bool) {
+        ActorCore::kill(self, allow_restart);
+    }
+
+    fn release_handle(&self) {
+        ActorCore::release_handle(self);
+    }
+
+    fn call(&self, label: &'static str, make: MakeCall<'_, A>) -> ObjectRef<()> {
+        self.queue_call(label, make)
     }
 }

@@ -5,18 +5,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::call::Invoke;
-use super::core::ActorCore;
-use crate::base::args::{ArgList, Params};
-use crate::base::error::{GetError, TaskError, TaskErrorKind};
+use super::call::{Invoke, TypedCall};
+use super::core::{ActorCore, Call};
+use super::sink::{CallSink, Remote, Unreachable};
+use crate::base::args::Params;
 use crate::base::function::AppError;
 use crate::base::id::{ActorId, NodeId};
 use crate::base::options::ActorOptions;
 use crate::base::value::Value;
-use crate::object::codec;
-use crate::object::table::Producer;
-use crate::object::value::StoredValue;
-use crate::runtime::cluster_port::{EncodeArgs, Encoded, RemoteActorPort, RemoteCall};
+use crate::runtime::cluster_port::RemoteActorPort;
 use crate::runtime::global;
 use crate::runtime::object_ref::ObjectRef;
 
@@ -54,25 +51,13 @@ pub struct ActorHandle<A: ActorClass> {
 
 pub(crate) struct HandleInner<A: ActorClass> {
     id: ActorId,
-    target: Target<A>,
-}
-
-/// Where a handle's calls go.
-enum Target<A: ActorClass> {
-    /// An actor on this node.
-    Local(Arc<ActorCore<A>>),
-    /// An actor on another node of the cluster.
-    Remote(Arc<dyn RemoteActorPort>),
-    /// An actor not known here (rebuilt from bytes without a runtime or a cluster, on the
-    /// node it names): its calls fail.
-    Unknown(NodeId),
+    /// Where its calls go.
+    sink: Arc<dyn CallSink<A>>,
 }
 
 impl<A: ActorClass> Drop for HandleInner<A> {
     fn drop(&mut self) {
-        if let Target::Local(core) = &self.target {
-            core.release_handle();
-        }
+        self.sink.release_handle();
     }
 }
 
@@ -101,30 +86,22 @@ impl<A: ActorClass> Eq for ActorHandle<A> {}
 impl<A: ActorClass> ActorHandle<A> {
     /// A new handle to `core` (its handle count was already taken).
     pub(crate) fn adopt(core: Arc<ActorCore<A>>) -> Self {
-        ActorHandle {
-            inner: Arc::new(HandleInner {
-                id: core.id,
-                target: Target::Local(core),
-            }),
-        }
+        let id = core.id;
+        Self::with_sink(id, Arc::new(core))
     }
 
     /// A handle to an actor on another node.
     pub(crate) fn remote(remote: Arc<dyn RemoteActorPort>) -> Self {
-        ActorHandle {
-            inner: Arc::new(HandleInner {
-                id: remote.id(),
-                target: Target::Remote(remote),
-            }),
-        }
+        Self::with_sink(remote.id(), Arc::new(Remote(remote)))
     }
 
-    fn unknown(id: ActorId, node: NodeId) -> Self {
+    fn unknown(actor: ActorId, node: NodeId) -> Self {
+        Self::with_sink(actor, Arc::new(Unreachable { actor, node }))
+    }
+
+    fn with_sink(id: ActorId, sink: Arc<dyn CallSink<A>>) -> Self {
         ActorHandle {
-            inner: Arc::new(HandleInner {
-                id,
-                target: Target::Unknown(node),
-            }),
+            inner: Arc::new(HandleInner { id, sink }),
         }
     }
 
@@ -136,40 +113,24 @@ impl<A: ActorClass> ActorHandle<A> {
     /// The actor's name, if it has one (known to the process that created it and on its
     /// node).
     pub fn name(&self) -> Option<&str> {
-        match &self.inner.target {
-            Target::Local(c) => c.settings.name.as_ref().map(|(_, n)| n.as_str()),
-            Target::Remote(r) => r.name(),
-            Target::Unknown(_) => None,
-        }
+        self.inner.sink.name()
     }
 
     /// The node the actor runs on.
     pub fn node_id(&self) -> NodeId {
-        match &self.inner.target {
-            Target::Local(c) => c.node_id,
-            Target::Remote(r) => r.host(),
-            Target::Unknown(node) => *node,
-        }
+        self.inner.sink.node_id()
     }
 
     /// Calls waiting or running on the actor now; for an actor on another node, the calls
     /// made through this process's handles and not yet answered.
     pub fn pending_calls(&self) -> usize {
-        match &self.inner.target {
-            Target::Local(c) => c.pending_calls(),
-            Target::Remote(r) => r.pending_calls(),
-            Target::Unknown(_) => 0,
-        }
+        self.inner.sink.pending_calls()
     }
 
     /// Stops the actor gracefully: the calls made before this one run, later ones fail with
     /// [`GetError::ActorDied`] (Ray's `actor.__ray_terminate__`).
     pub fn terminate(&self) {
-        match &self.inner.target {
-            Target::Local(core) => core.terminate(),
-            Target::Remote(r) => r.control(false, false),
-            Target::Unknown(_) => {}
-        }
+        self.inner.sink.terminate();
     }
 
     /// Kills the actor now: queued calls fail with [`GetError::ActorDied`]; a blocking method
@@ -177,11 +138,7 @@ impl<A: ActorClass> ActorHandle<A> {
     /// methods are dropped. With `allow_restart`, this counts as a failure and the actor is
     /// restarted if its `max_restarts` allows (Ray's `ray.kill(actor, no_restart=False)`).
     pub fn kill(&self, allow_restart: bool) {
-        match &self.inner.target {
-            Target::Local(core) => core.kill(allow_restart),
-            Target::Remote(r) => r.control(true, allow_restart),
-            Target::Unknown(_) => {}
-        }
+        self.inner.sink.kill(allow_restart);
     }
 
     /// Calls a method. Used by generated handles.
@@ -192,16 +149,18 @@ impl<A: ActorClass> ActorHandle<A> {
         invoke: Invoke<A, P::Resolved, R>,
         args: P::Args,
     ) -> ObjectRef<R> {
-        match &self.inner.target {
-            Target::Local(core) => core.call::<P::Args, R>(label, invoke, args),
-            Target::Remote(remote) => call_remote::<P::Args, R>(&**remote, label, args),
-            Target::Unknown(node) => super::failed_call(GetError::ActorDied {
-                actor: format!("{} {}", A::CLASS, self.inner.id),
-                cause: format!(
-                    "this process does not know the actor (it runs on node {node}, and this process is not in its cluster)"
-                ),
-            }),
-        }
+        let mut args = Some(args);
+        let mut make = |id, return_id| -> Call<A> {
+            Box::new(TypedCall {
+                id,
+                return_id,
+                label,
+                attempt: 1,
+                args: args.take().expect("a call is made once"),
+                invoke,
+            })
+        };
+        self.inner.sink.call(label, &mut make).cast()
     }
 }
 
@@ -239,62 +198,4 @@ impl<'de, A: ActorClass> Deserialize<'de> for ActorHandle<A> {
         .flatten();
         Ok(found.unwrap_or_else(|| ActorHandle::unknown(id, node)))
     }
-}
-
-/// Sends a call to an actor on another node; returns the ref to its result at once. The
-/// arguments are resolved and encoded on the node's event loop, the answer decoded as `R`.
-fn call_remote<L: ArgList, R: Value>(
-    remote: &dyn RemoteActorPort,
-    label: &'static str,
-    args: L,
-) -> ObjectRef<R> {
-    let Some((task, result, store)) =
-        global::with_runtime(|rt| (rt.ids.task(), rt.ids.object(), rt.store.clone()))
-    else {
-        return ObjectRef::detached();
-    };
-    store.create_pending(
-        result,
-        Producer {
-            task,
-            function: label,
-        },
-    );
-    let out = ObjectRef::adopt(result, store);
-    let node = remote.host();
-    let encode: EncodeArgs = Box::new(move || {
-        Box::pin(async move {
-            let resolved = args.resolve().await?;
-            let encoded = L::encode(&resolved);
-            drop(resolved);
-            encoded
-                .map(|buffers| Encoded {
-                    buffers,
-                    keep: Box::new(args),
-                })
-                .map_err(|e| {
-                    GetError::Task(TaskError {
-                        function: label.to_string(),
-                        task_id: task,
-                        node_id: node,
-                        kind: TaskErrorKind::Failed,
-                        message: format!("an argument could not be encoded for another node: {e}"),
-                        attempts: 0,
-                    })
-                })
-        })
-    });
-    remote.send(RemoteCall {
-        label,
-        task,
-        result,
-        args: encode,
-        decode: decode_value::<R>,
-    });
-    out
-}
-
-/// Decodes a value another node sent as `R`.
-pub(crate) fn decode_value<R: Value>(bytes: Vec<u8>) -> Result<StoredValue, String> {
-    codec::read_owned::<R>(bytes).map(StoredValue::new)
 }

@@ -3,6 +3,7 @@
 //! - [`call`]: one method call, type-erased.
 //! - [`core`]: what all handles of an actor share, and queueing a call.
 //! - [`runner`]: the slots that run calls; [`lifecycle`]: calls and the actor ending.
+//! - [`sink`]: where a handle's calls go (here, another node, nowhere), as one trait.
 //! - [`host`]: the actix actor that places, constructs, restarts and stops the actor.
 //! - [`directory`]: the node's actors, their names and handle counts.
 //! - [`calls`]: method calls as the state API lists them.
@@ -15,6 +16,7 @@ pub(crate) mod handle;
 pub(crate) mod host;
 pub(crate) mod lifecycle;
 pub(crate) mod runner;
+pub(crate) mod sink;
 
 use std::sync::Arc;
 
@@ -32,7 +34,6 @@ use crate::runtime::actor::handle::{ActorClass, ActorHandle};
 use crate::runtime::cluster_port::{ClusterPort, EncodeArgs, Encoded};
 use crate::runtime::global::{self, Runtime};
 use crate::runtime::hosted::ActorMethods;
-use crate::runtime::object_ref::ObjectRef;
 use crate::wire::Message;
 
 /// Creates an actor of class `A`: on this node, or in a cluster where its scheduling
@@ -315,21 +316,4 @@ pub(crate) fn lookup<A: ActorClass>(
             }),
         },
     }
-}
-
-/// A ref that already holds an error (a call on a handle to an unknown actor).
-pub(crate) fn failed_call<R>(err: GetError) -> ObjectRef<R> {
-    global::with_runtime(|rt| {
-        let id = rt.ids.object();
-        rt.store.create_pending(
-            id,
-            crate::object::table::Producer {
-                task: rt.ids.task(),
-                function: "actor call",
-            },
-        );
-        rt.store.fail(id, err);
-        ObjectRef::adopt(id, rt.store.clone())
-    })
-    .unwrap_or_else(ObjectRef::detached)
 }
