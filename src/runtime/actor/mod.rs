@@ -34,6 +34,7 @@ use crate::runtime::actor::handle::{ActorClass, ActorHandle};
 use crate::runtime::cluster_port::{ClusterPort, EncodeArgs, Encoded};
 use crate::runtime::global::{self, Runtime};
 use crate::runtime::hosted::ActorMethods;
+use crate::runtime::submit::where_to_run;
 use crate::wire::Message;
 
 /// Creates an actor of class `A`: on this node, or in a cluster where its scheduling
@@ -74,7 +75,7 @@ fn spawn_on<A: ActorMethods>(
     if let Some(cluster) = rt.cluster.get()
         && !for_owner
     {
-        let target = match cluster.place(&settings.place, options.strategy()) {
+        let target = match where_to_run(rt, &settings.place, options.strategy()) {
             Placement::Local => rt.node_id,
             Placement::Remote(target) => target,
             Placement::Infeasible(reason) => {
