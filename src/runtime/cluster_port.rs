@@ -4,13 +4,15 @@
 //! cluster's types; `cluster::node_of` gives the layers above the concrete node.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix_rt::ArbiterHandle;
 use futures::future::LocalBoxFuture;
 
 use super::global::Runtime;
-use crate::base::error::GetError;
+use crate::base::args::ArgList;
+use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::options::{ActorOptions, ActorSettings, ResolvedOptions};
 use crate::base::scheduling::placement::{Placement, SchedulingStrategy};
@@ -30,6 +32,38 @@ pub(crate) struct Encoded {
     /// task's sender keeps it until the task ends, since the other node may still fetch
     /// them).
     pub keep: Box<dyn Any + Send>,
+}
+
+/// Resolves `args` and encodes them for another node, keeping them as given beside the
+/// bytes; an argument that does not encode fails the call, named `function` (task `task`,
+/// made on node `node`).
+pub(crate) fn encoder<L: ArgList>(
+    args: L,
+    function: Cow<'static, str>,
+    task: TaskId,
+    node: NodeId,
+) -> EncodeArgs {
+    Box::new(move || {
+        Box::pin(async move {
+            let resolved = args.resolve().await?;
+            let encoded = L::encode(&resolved);
+            drop(resolved);
+            match encoded {
+                Ok(buffers) => Ok(Encoded {
+                    buffers,
+                    keep: Box::new(args),
+                }),
+                Err(e) => Err(GetError::Task(TaskError {
+                    function: function.into_owned(),
+                    task_id: task,
+                    node_id: node,
+                    kind: TaskErrorKind::Failed,
+                    message: format!("an argument could not be encoded for another node: {e}"),
+                    attempts: 0,
+                })),
+            }
+        })
+    })
 }
 
 /// Decodes a result that came back from another node into a stored value.

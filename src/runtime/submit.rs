@@ -5,15 +5,16 @@
 //! remote, and the caller follows its answer. No lock beyond one shard of the object table,
 //! no serialization, one message.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::actor::call::decode_value;
-use super::cluster_port::{EncodeArgs, Encoded, RemoteTask};
+use super::cluster_port::{RemoteTask, encoder};
 use super::global::{self, Runtime};
 use super::object_ref::ObjectRef;
 use super::task_spec::{TaskSpec, TypedTask};
 use crate::base::args::{ArgList, Params};
-use crate::base::error::{GetError, TaskError, TaskErrorKind};
+use crate::base::error::GetError;
 use crate::base::function::RemoteFunction;
 use crate::base::id::{IdMint, NodeId, ObjectId, TaskId};
 use crate::base::options::{ResolvedOptions, TaskOptions};
@@ -167,29 +168,7 @@ fn send<F: RemoteFunction>(
     let function = F::descriptor().id;
     let mut deps = Vec::new();
     args.deps(&mut deps);
-    let (task, here) = (call.task, rt.node_id);
-    let encode: EncodeArgs = Box::new(move || {
-        Box::pin(async move {
-            let resolved = args.resolve().await?;
-            let encoded = <<F::Params as Params>::Args as ArgList>::encode(&resolved);
-            drop(resolved);
-            encoded
-                .map(|buffers| Encoded {
-                    buffers,
-                    keep: Box::new(args),
-                })
-                .map_err(|e| {
-                    GetError::Task(TaskError {
-                        function: function.to_string(),
-                        task_id: task,
-                        node_id: here,
-                        kind: TaskErrorKind::Failed,
-                        message: format!("an argument could not be encoded for another node: {e}"),
-                        attempts: 0,
-                    })
-                })
-        })
-    });
+    let encode = encoder(args, Cow::Borrowed(function), call.task, rt.node_id);
     Arc::clone(cluster).send_task(
         rt,
         RemoteTask {

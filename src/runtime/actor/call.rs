@@ -1,19 +1,20 @@
 //! One method call on an actor: its arguments, how to run it on the actor's state, and its
 //! result's object.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::base::args::ArgList;
-use crate::base::error::{GetError, TaskError, TaskErrorKind};
+use crate::base::error::GetError;
 use crate::base::function::AppError;
 use crate::base::id::{NodeId, ObjectId, TaskId};
 use crate::base::value::Value;
 use crate::object::codec;
 use crate::object::value::StoredValue;
-use crate::runtime::cluster_port::{DecodeValue, EncodeArgs, Encoded};
+use crate::runtime::cluster_port::{DecodeValue, EncodeArgs, encoder};
 use crate::runtime::panic;
 
 /// How a method reaches the actor's state: `&mut self` runs alone, `&self` may share it with
@@ -131,30 +132,7 @@ where
         let TypedCall {
             id, label, args, ..
         } = *self;
-        let encode: EncodeArgs = Box::new(move || {
-            Box::pin(async move {
-                let resolved = args.resolve().await?;
-                let encoded = L::encode(&resolved);
-                drop(resolved);
-                encoded
-                    .map(|buffers| Encoded {
-                        buffers,
-                        keep: Box::new(args),
-                    })
-                    .map_err(|e| {
-                        GetError::Task(TaskError {
-                            function: label.to_string(),
-                            task_id: id,
-                            node_id: host,
-                            kind: TaskErrorKind::Failed,
-                            message: format!(
-                                "an argument could not be encoded for another node: {e}"
-                            ),
-                            attempts: 0,
-                        })
-                    })
-            })
-        });
+        let encode = encoder(args, Cow::Borrowed(label), id, host);
         (encode, decode_value::<R>)
     }
 

@@ -18,6 +18,7 @@ pub(crate) mod lifecycle;
 pub(crate) mod runner;
 pub(crate) mod sink;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix::Actor;
@@ -26,12 +27,12 @@ use self::core::ActorCore;
 use self::directory::Named;
 use self::host::ActorHost;
 use crate::base::args::{ArgList, Params};
-use crate::base::error::{ActorError, GetError, TaskError, TaskErrorKind};
+use crate::base::error::ActorError;
 use crate::base::id::{ActorId, NodeId, TaskId};
 use crate::base::options::ActorOptions;
 use crate::base::scheduling::placement::Placement;
 use crate::runtime::actor::handle::{ActorClass, ActorHandle};
-use crate::runtime::cluster_port::{ClusterPort, EncodeArgs, Encoded};
+use crate::runtime::cluster_port::{ClusterPort, encoder};
 use crate::runtime::global::{self, Runtime};
 use crate::runtime::hosted::ActorMethods;
 use crate::runtime::submit::where_to_run;
@@ -99,30 +100,8 @@ fn spawn_on<A: ActorMethods>(
             return Ok(existing);
         }
         if target != rt.node_id {
-            let ctor: EncodeArgs = Box::new(move || {
-                Box::pin(async move {
-                    let resolved = args.resolve().await?;
-                    let encoded = <<A::Params as Params>::Args as ArgList>::encode(&resolved);
-                    drop(resolved);
-                    encoded
-                        .map(|buffers| Encoded {
-                            buffers,
-                            keep: Box::new(args),
-                        })
-                        .map_err(|e| {
-                            GetError::Task(TaskError {
-                                function: format!("{}.new", A::CLASS),
-                                task_id: TaskId::NIL,
-                                node_id: target,
-                                kind: TaskErrorKind::Failed,
-                                message: format!(
-                                    "an argument could not be encoded for another node: {e}"
-                                ),
-                                attempts: 0,
-                            })
-                        })
-                })
-            });
+            let function = Cow::Owned(format!("{}.new", A::CLASS));
+            let ctor = encoder(args, function, TaskId::NIL, target);
             let remote =
                 Arc::clone(cluster).create_actor(rt, A::CLASS, options, settings, ctor, id, target);
             return Ok(ActorHandle::remote(remote));
