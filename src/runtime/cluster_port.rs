@@ -17,6 +17,7 @@ use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::options::{ActorOptions, ActorSettings, ResolvedOptions};
 use crate::base::scheduling::placement::{Placement, SchedulingStrategy};
 use crate::base::scheduling::resources::ResourceRequest;
+use crate::object::store::Store;
 use crate::object::value::StoredValue;
 use crate::wire::Message;
 
@@ -147,6 +148,8 @@ pub(crate) trait RemoteActorPort: Send + Sync {
     fn host(&self) -> NodeId;
     /// Calls sent through this process's handles and not yet answered.
     fn pending_calls(&self) -> usize;
+    /// The store its calls' results are sealed in.
+    fn store(&self) -> &Store;
     /// Sends a call; its result is sealed or failed when the answer comes.
     fn send(&self, call: RemoteCall);
     /// Kills (`kill`) or terminates the actor.

@@ -669,6 +669,10 @@ impl RemoteActorPort for RemoteActor {
         RemoteActor::pending_calls(self)
     }
 
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
     fn send(&self, call: RemoteCall) {
         RemoteActor::send(self, call);
     }

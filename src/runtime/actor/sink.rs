@@ -59,7 +59,9 @@ impl<A: ActorClass> CallSink<A> for Remote {
     }
 
     fn call(&self, label: &'static str, make: MakeCall<'_, A>) -> ObjectRef<()> {
-        let Some(call) = global::with_runtime(|rt| begin::<()>(&rt.ids, &rt.store, label)) else {
+        // Sealed by the channel's driver in the store of the node that opened it.
+        let store = self.0.store();
+        let Some(call) = global::with_runtime(|rt| begin::<()>(&rt.ids, store, label)) else {
             return ObjectRef::detached();
         };
         let (args, decode) = make(call.task, call.result).into_remote(self.0.host());
