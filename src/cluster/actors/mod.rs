@@ -1,5 +1,6 @@
-//! Actors across nodes: the traits `#[mobula::actor]` implements for them here; the
-//! hosting side in `host`, the calling (and owning) side in `owner`.
+//! Actors across nodes: the hosting side in `host`, the calling (and owning) side in
+//! `owner`, the owner's pure decisions in `recovery`. (What `#[mobula::actor]` implements so
+//! that a node can open and call its actors for others is in `runtime::hosted`.)
 //!
 //! A handle to an actor on another node holds a [`RemoteActor`]: a channel to the node that
 //! hosts it, one QUIC stream carrying this process's calls in the order they were made and
