@@ -41,7 +41,6 @@ mod base;
 pub(crate) mod cluster;
 mod http;
 pub mod logs;
-pub use runtime::registry;
 pub mod metrics;
 mod object;
 mod runtime;
@@ -68,10 +67,11 @@ pub use base::error::{
 pub use base::id::{ActorId, NodeId, ObjectId, TaskId};
 pub use base::options::{ActorOptions, DEFAULT_NAMESPACE, TaskOptions};
 pub use base::scheduling::placement::SchedulingStrategy;
-pub use object::value::Value;
+pub use base::value::Value;
 pub use runtime::actor::handle::ActorHandle;
 pub use runtime::args::{Arg, Gathered, IntoArg, gather};
 pub use runtime::object_ref::{GetFuture, ObjectRef};
+pub use runtime::registry;
 
 /// Makes a function remote. See the [crate documentation](crate) and [`TaskOptions`] for
 /// the options it takes: `#[mobula::remote(num_cpus = 2, max_retries = 0)]`.
