@@ -442,16 +442,18 @@ pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
 }
 
 /// Decodes the envelope of one frame (the bytes after its length prefix).
+/// The version is read first: a peer speaking another version is refused as such, before
+/// anything else of its frame is decoded.
 pub fn decode_body(body: &[u8]) -> Result<Message, WireError> {
-    let envelope: Envelope =
-        postcard::from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
-    if envelope.version != VERSION {
+    let (version, rest) =
+        postcard::take_from_bytes::<u16>(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if version != VERSION {
         return Err(WireError::Version {
-            theirs: envelope.version,
+            theirs: version,
             ours: VERSION,
         });
     }
-    Ok(envelope.message)
+    postcard::from_bytes(rest).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
 /// Decodes one whole frame, prefix included.
@@ -623,6 +625,16 @@ mod tests {
         .unwrap();
         assert_eq!(
             decode(&other),
+            Err(WireError::Version {
+                theirs: VERSION + 1,
+                ours: VERSION
+            })
+        );
+        // Another version is named as such even when the rest is not a message of this one.
+        let mut later = postcard::to_allocvec(&(VERSION + 1)).unwrap();
+        later.extend_from_slice(&[0xff; 7]);
+        assert_eq!(
+            decode_body(&later),
             Err(WireError::Version {
                 theirs: VERSION + 1,
                 ours: VERSION

@@ -139,6 +139,23 @@ fn past_the_memory_limit_objects_spill_and_come_back() {
     assert!(stats.spilled_bytes >= 15 * 200_000, "{stats:?}");
     let files = spill_files(&dir);
     assert!(files >= 15, "spill files are on disk: {files}");
+    #[cfg(unix)]
+    {
+        // The node's directory and its files are this user's alone.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for node_dir in std::fs::read_dir(&dir).unwrap().flatten() {
+            assert_eq!(
+                mode(&node_dir.path()),
+                0o700,
+                "{}",
+                node_dir.path().display()
+            );
+            for file in std::fs::read_dir(node_dir.path()).unwrap().flatten() {
+                assert_eq!(mode(&file.path()), 0o600, "{}", file.path().display());
+            }
+        }
+    }
     // Every value comes back, by get and as a task argument.
     for (r, v) in refs.iter().zip(&values) {
         assert_eq!(&r.get().unwrap(), v);

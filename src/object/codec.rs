@@ -62,7 +62,8 @@ macro_rules! floats {
         fn $read(bytes: &[u8]) -> Result<Vec<$t>, String> {
             let (n, used) = read_varint(bytes)?;
             let body = &bytes[used..];
-            if body.len() as u64 != n * $w {
+            // `n` comes from the bytes: a count whose size overflows cannot match them.
+            if n.checked_mul($w) != Some(body.len() as u64) {
                 return Err(format!(
                     "expected {} elements, found {} bytes",
                     n,
@@ -184,5 +185,18 @@ mod tests {
                 .contains("cannot decode")
         );
         assert!(read::<Vec<u8>>(&[0x80]).is_err());
+    }
+
+    #[test]
+    fn a_count_whose_size_overflows_is_an_error() {
+        // 2^61 elements of 8 bytes is 2^64 bytes: it wraps to 0 without checked arithmetic,
+        // which would match an empty body.
+        let mut bytes = Vec::new();
+        write_varint(&mut bytes, 1u64 << 61).unwrap();
+        assert!(read::<Vec<f64>>(&bytes).is_err());
+        let mut bytes = Vec::new();
+        write_varint(&mut bytes, (1u64 << 62) + 1).unwrap();
+        bytes.extend_from_slice(&[0; 4]);
+        assert!(read::<Vec<f32>>(&bytes).is_err());
     }
 }

@@ -131,7 +131,12 @@ fn write_file(path: &Path, value: &StoredValue) -> Result<(Contained, u64), Spil
         reason: format!("writing {}: {e}", path.display()),
         permanent: false,
     };
-    let file = File::create(path).map_err(disk)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // Readable by this user only: a spilled value is the program's data.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(disk)?;
     let mut out = SpillOut {
         file: BufWriter::with_capacity(1 << 20, file),
         written: 0,

@@ -116,9 +116,23 @@ pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, Ini
     })
 }
 
-/// Makes the spill directory and checks that files can be written in it.
+/// Makes the node's spill directory, readable by this user only (0700, inside the shared
+/// spill root), and checks that files can be written in it.
 fn prepare_spill_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    if let Some(root) = dir.parent() {
+        std::fs::create_dir_all(root)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    // One that was there already (a node id seen before) is made private too.
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let probe = dir.join(".probe");
     std::fs::write(&probe, b"ok")?;
     std::fs::remove_file(probe)

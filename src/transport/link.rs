@@ -72,8 +72,29 @@ pub async fn recv_bytes(
         }));
     }
     let len = usize::try_from(len).map_err(lost)?;
-    let mut out = vec![0u8; len];
-    stream.read_exact(&mut out).await.map_err(lost)?;
+    // Reserved without being touched, and refused as an error if it cannot be: memory is
+    // committed as the bytes arrive, not as they are announced.
+    let mut out = Vec::new();
+    out.try_reserve_exact(len).map_err(|e| {
+        LinkError::Lost(format!(
+            "cannot make room for a payload of {len} bytes: {e}"
+        ))
+    })?;
+    while out.len() < len {
+        match stream
+            .read_chunk(len - out.len(), true)
+            .await
+            .map_err(lost)?
+        {
+            Some(chunk) => out.extend_from_slice(&chunk.bytes),
+            None => {
+                return Err(LinkError::Lost(format!(
+                    "the stream ended after {} of {len} bytes",
+                    out.len()
+                )));
+            }
+        }
+    }
     Ok(out)
 }
 
