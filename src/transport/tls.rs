@@ -25,8 +25,15 @@ fn tls_err(e: impl std::fmt::Display) -> TlsError {
     TlsError(e.to_string())
 }
 
+/// The cryptography under every link: *ring*'s provider, named explicitly so that the
+/// process-wide default (which a user's program may set) does not matter. rustls 0.23.48
+/// deprecates it for lacking post-quantum key exchange; the alternative (aws-lc-rs) adds a
+/// C library to every build. The cluster's links run under its own CA and certificates, so
+/// the choice is kept, and the deprecation allowed here, in this one place.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
 
 fn roots(ca_der: &[u8]) -> Result<Arc<RootCertStore>, TlsError> {
