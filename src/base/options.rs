@@ -231,7 +231,7 @@ impl ActorOptions {
     }
 
     /// How many calls may wait or run at once; a call beyond fails with
-    /// [`GetError::Backpressure`].
+    /// [`GetError::Backpressure`](crate::GetError::Backpressure).
     pub fn max_pending_calls(mut self, n: usize) -> Self {
         self.max_pending_calls = Some(n);
         self

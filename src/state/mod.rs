@@ -226,7 +226,7 @@ impl Source {
         self.list(options, StateKind::PlacementGroups, merge::placement_groups)
     }
 
-    /// Recent tasks as a Chrome trace: see [`timeline`].
+    /// Recent tasks as a Chrome trace: see [`timeline()`].
     pub fn timeline(&self, limit: usize) -> Result<serde_json::Value, StateError> {
         let tasks = self.list_tasks(&ListOptions::new().limit(limit))?;
         let now = std::time::SystemTime::now()

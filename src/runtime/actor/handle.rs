@@ -128,12 +128,12 @@ impl<A: ActorClass> ActorHandle<A> {
     }
 
     /// Stops the actor gracefully: the calls made before this one run, later ones fail with
-    /// [`GetError::ActorDied`] (Ray's `actor.__ray_terminate__`).
+    /// [`GetError::ActorDied`](crate::GetError::ActorDied) (Ray's `actor.__ray_terminate__`).
     pub fn terminate(&self) {
         self.inner.sink.terminate();
     }
 
-    /// Kills the actor now: queued calls fail with [`GetError::ActorDied`]; a blocking method
+    /// Kills the actor now: queued calls fail with [`GetError::ActorDied`](crate::GetError::ActorDied); a blocking method
     /// that is running finishes on its thread but its result is discarded; running async
     /// methods are dropped. With `allow_restart`, this counts as a failure and the actor is
     /// restarted if its `max_restarts` allows (Ray's `ray.kill(actor, no_restart=False)`).
