@@ -22,6 +22,10 @@ pub const VERSION: u16 = 2;
 /// The largest frame accepted, length prefix excluded.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
+/// The largest frame a peer without a certificate may send: its one request, a
+/// [`Message::Join`] (a token, a certificate request, a fingerprint).
+pub const JOIN_FRAME_LIMIT: usize = 8 * 1024;
+
 /// Values up to this size travel inside a frame; larger ones follow it on its stream.
 pub const INLINE_LIMIT: usize = 1024 * 1024;
 
@@ -431,12 +435,15 @@ fn encode_frame(envelope: &impl Serialize) -> Result<Vec<u8>, WireError> {
 
 /// Reads a length prefix: how many bytes of envelope follow. Refuses oversized frames.
 pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    frame_len_within(prefix, MAX_FRAME)
+}
+
+/// [`frame_len`] with a lower limit (a peer without a certificate gets
+/// [`JOIN_FRAME_LIMIT`]).
+pub fn frame_len_within(prefix: [u8; 4], limit: usize) -> Result<usize, WireError> {
     let len = u32::from_le_bytes(prefix) as usize;
-    if len > MAX_FRAME {
-        return Err(WireError::TooLarge {
-            len,
-            limit: MAX_FRAME,
-        });
+    if len > limit {
+        return Err(WireError::TooLarge { len, limit });
     }
     Ok(len)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::base::id::NodeId;
 use crate::transport::credentials::{ClusterCa, ClusterDir, NodeIdentity, NodeKey, fingerprint};
-use crate::transport::endpoint::Endpoint;
+use crate::transport::endpoint::{Endpoint, Joins};
 use crate::wire::{ClusterView, Message};
 
 /// Why the CLI could not do what it was asked.
@@ -113,8 +113,13 @@ pub fn ask(dir: &Path, message: &Message, timeout: Duration) -> Result<Message, 
         } else {
             "[::]:0"
         };
-        let endpoint = Endpoint::bind(local.parse().expect("an address"), &identity, timeout)
-            .map_err(|e| failed(e.to_string()))?;
+        let endpoint = Endpoint::bind(
+            local.parse().expect("an address"),
+            &identity,
+            timeout,
+            Joins::Refused,
+        )
+        .map_err(|e| failed(e.to_string()))?;
         let answer = tokio::time::timeout(timeout, endpoint.request(head, message)).await;
         endpoint.close();
         match answer {

@@ -24,7 +24,7 @@ use crate::runtime::registry;
 use crate::runtime::scheduler::Scheduler;
 use crate::runtime::scheduler::bundles::LocalBundle;
 use crate::transport::credentials::{ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint};
-use crate::transport::endpoint::Endpoint;
+use crate::transport::endpoint::{Endpoint, Joins};
 use crate::transport::link::{self, LinkError};
 use crate::transport::tls;
 use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome};
@@ -158,7 +158,12 @@ pub(crate) async fn start(
             (identity, *head, *listen, None)
         }
     };
-    let endpoint = Endpoint::bind(listen, &identity, config.node_timeout).map_err(err)?;
+    let joins = if head_state.is_some() {
+        Joins::Accepted
+    } else {
+        Joins::Refused
+    };
+    let endpoint = Endpoint::bind(listen, &identity, config.node_timeout, joins).map_err(err)?;
     let address = endpoint.local_addr();
     let head = if head_state.is_some() { address } else { head };
     let info = NodeInfo {

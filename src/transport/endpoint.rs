@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use super::credentials::{NODE_NAME, NodeIdentity, node_id_of};
 use super::link::{self, LinkError};
 use super::tls;
 use crate::base::id::NodeId;
-use crate::wire::Message;
+use crate::wire::{self, Message};
 
 /// Who sent a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,24 @@ pub struct Endpoint {
     /// requests on them.
     opened: tokio::sync::mpsc::UnboundedSender<quinn::Connection>,
     opened_rx: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<quinn::Connection>>>>,
+    /// Whether peers without a certificate may connect to join (the head only), and how
+    /// many are connected now.
+    joins: Option<Arc<AtomicUsize>>,
+}
+
+/// Peers without a certificate connected at once to a head; more are closed at once.
+pub const MAX_JOINING: usize = 16;
+
+/// How long a peer without a certificate has to ask to join, and then to go.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether an endpoint takes peers without a certificate (to let them join).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joins {
+    /// A head: a peer without a certificate may ask to join, and nothing else.
+    Accepted,
+    /// Every peer must present a certificate signed by the cluster CA.
+    Refused,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -73,11 +92,14 @@ impl Endpoint {
         address: SocketAddr,
         identity: &NodeIdentity,
         idle: Duration,
+        joins: Joins,
     ) -> Result<Self, LinkError> {
-        let server = tls::server_config(identity, idle).map_err(|e| LinkError::Connect {
-            address: address.to_string(),
-            reason: e.to_string(),
-        })?;
+        let accept_joins = joins == Joins::Accepted;
+        let server =
+            tls::server_config(identity, idle, accept_joins).map_err(|e| LinkError::Connect {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?;
         let client = tls::client_config(identity, idle).map_err(|e| LinkError::Connect {
             address: address.to_string(),
             reason: e.to_string(),
@@ -93,6 +115,7 @@ impl Endpoint {
             links: Arc::default(),
             opened,
             opened_rx: Arc::new(Mutex::new(Some(opened_rx))),
+            joins: accept_joins.then(Arc::default),
         })
     }
 
@@ -115,7 +138,7 @@ impl Endpoint {
             let handler = handler.clone();
             actix_rt::spawn(async move {
                 while let Some(connection) = opened.recv().await {
-                    actix_rt::spawn(serve_link(connection, handler.clone()));
+                    actix_rt::spawn(serve_link(connection, handler.clone(), None));
                 }
             });
         }
@@ -128,7 +151,7 @@ impl Endpoint {
                     match incoming.await {
                         Ok(connection) => {
                             endpoint.adopt(&connection);
-                            serve_link(connection, handler).await
+                            serve_link(connection, handler, endpoint.joins.clone()).await
                         }
                         Err(e) => tracing::warn!("refused a link from {remote}: {e}"),
                     }
@@ -241,19 +264,29 @@ async fn connect(
     })
 }
 
-async fn serve_link(connection: quinn::Connection, handler: Handler) {
+async fn serve_link(
+    connection: quinn::Connection,
+    handler: Handler,
+    joins: Option<Arc<AtomicUsize>>,
+) {
     let node = match tls::peer_chain(&connection) {
         Some(chain) => match chain.first().and_then(|c| node_id_of(c)) {
-            Some(node) => Some(node),
+            Some(node) => node,
             None => {
                 connection.close(quinn::VarInt::from_u32(1), b"certificate names no node");
                 return;
             }
         },
-        None => None,
+        None => {
+            match joins {
+                Some(joining) => serve_join(connection, handler, &joining).await,
+                None => connection.close(CLOSED_UNAUTHENTICATED, b"a certificate is required"),
+            }
+            return;
+        }
     };
     let peer = Peer {
-        node,
+        node: Some(node),
         address: connection.remote_address(),
     };
     loop {
@@ -269,6 +302,52 @@ async fn serve_link(connection: quinn::Connection, handler: Handler) {
             }
         });
     }
+}
+
+/// How a head closes a link from a peer without a certificate that did anything but join.
+pub const CLOSED_UNAUTHENTICATED: quinn::VarInt = quinn::VarInt::from_u32(2);
+
+/// A peer without a certificate, on a head: it may ask to join, once, in a small frame, and
+/// nothing else; its link is closed after the answer (once the peer goes, or after
+/// [`JOIN_WAIT`]) or at the first other request. At most [`MAX_JOINING`] at once.
+async fn serve_join(connection: quinn::Connection, handler: Handler, joining: &AtomicUsize) {
+    let address = connection.remote_address();
+    if joining.fetch_add(1, Ordering::AcqRel) >= MAX_JOINING {
+        joining.fetch_sub(1, Ordering::AcqRel);
+        tracing::warn!(%address, "closed a link without a certificate: {MAX_JOINING} are joining already");
+        connection.close(CLOSED_UNAUTHENTICATED, b"too many peers joining");
+        return;
+    }
+    let peer = Peer {
+        node: None,
+        address,
+    };
+    let request = async {
+        let (tx, mut rx) = connection.accept_bi().await.map_err(|e| e.to_string())?;
+        let message = link::recv_within(&mut rx, wire::JOIN_FRAME_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((message, tx, rx))
+    };
+    match tokio::time::timeout(JOIN_WAIT, request).await {
+        Ok(Ok((message @ Message::Join { .. }, tx, rx))) => {
+            handler(peer, message, tx, rx).await;
+            // The answer is on its way; the peer closes once it has it.
+            let _ = tokio::time::timeout(JOIN_WAIT, connection.closed()).await;
+        }
+        Ok(Ok((other, _, _))) => {
+            tracing::warn!(%address, "closed a link without a certificate: it sent {}", other.name());
+        }
+        Ok(Err(e)) => tracing::warn!(%address, "closed a link without a certificate: {e}"),
+        Err(_) => {
+            tracing::warn!(%address, "closed a link without a certificate: no join within {JOIN_WAIT:?}")
+        }
+    }
+    connection.close(
+        CLOSED_UNAUTHENTICATED,
+        b"a peer without a certificate may only join",
+    );
+    joining.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Answers a request with one frame and finishes the stream.

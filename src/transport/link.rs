@@ -46,9 +46,17 @@ pub async fn send(stream: &mut quinn::SendStream, message: &Message) -> Result<(
 
 /// Reads one frame; an oversized prefix is refused before its body is read.
 pub async fn recv(stream: &mut quinn::RecvStream) -> Result<Message, LinkError> {
+    recv_within(stream, wire::MAX_FRAME).await
+}
+
+/// [`recv`] with a lower frame limit.
+pub async fn recv_within(
+    stream: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<Message, LinkError> {
     let mut prefix = [0u8; 4];
     stream.read_exact(&mut prefix).await.map_err(lost)?;
-    let len = wire::frame_len(prefix)?;
+    let len = wire::frame_len_within(prefix, limit)?;
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).await.map_err(lost)?;
     Ok(wire::decode_body(&body)?)

@@ -75,17 +75,21 @@ pub fn transport_config(idle: Duration) -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-/// The server side of a node: presents its certificate; a client may present one signed by
-/// the cluster CA (every link but a join) or none (a join, which may do nothing else).
+/// The server side of a node: presents its certificate; a client must present one signed by
+/// the cluster CA, except, on a head (`accept_joins`), a client that comes to join, which
+/// presents none and may do nothing else.
 pub fn server_config(
     identity: &NodeIdentity,
     idle: Duration,
+    accept_joins: bool,
 ) -> Result<quinn::ServerConfig, TlsError> {
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(roots(&identity.ca_der)?, provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(tls_err)?;
+    let builder = WebPkiClientVerifier::builder_with_provider(roots(&identity.ca_der)?, provider());
+    let builder = if accept_joins {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    let verifier = builder.build().map_err(tls_err)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
