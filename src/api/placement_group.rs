@@ -30,7 +30,6 @@ use crate::base::options::{ActorOptions, BundleRef, TaskOptions};
 use crate::base::scheduling::bundles::{self, Room};
 use crate::base::scheduling::resources::{ResourceRequest, set_amount};
 use crate::cluster::node::ClusterNode;
-use crate::cluster::remote::request_list;
 use crate::runtime::global::{self, PlacementGroupRecord};
 use crate::runtime::scheduler::Scheduler;
 use crate::runtime::scheduler::bundles::{LocalBundle, release_here, reserve_here};
@@ -331,7 +330,7 @@ impl Group {
             if *node == self.here {
                 continue;
             }
-            let bundle = (i as u32, request_list(&self.bundles[i]));
+            let bundle = (i as u32, self.bundles[i].to_list());
             match out.iter_mut().find(|(n, _)| n == node) {
                 Some((_, list)) => list.push(bundle),
                 None => out.push((*node, vec![bundle])),

@@ -13,27 +13,11 @@ use super::node::ClusterNode;
 use super::objects::Lineage;
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::id::{NodeId, TaskId};
-use crate::base::scheduling::resources::{ResourceRequest, UNIT};
 use crate::object::store::Store;
 use crate::object::table::{RemoteCopy, RemoteKey};
 use crate::runtime::cluster_port::RemoteTask;
 use crate::transport::link;
 use crate::wire::{self, Message, RunTask, TaskOutcome};
-
-/// A request as the wire carries it: `CPU`, `GPU`, then custom resources.
-pub(crate) fn request_list(req: &ResourceRequest) -> Vec<(String, f64)> {
-    let mut out = Vec::with_capacity(2 + req.custom.len());
-    if req.cpu > 0 {
-        out.push(("CPU".to_string(), req.cpu as f64 / UNIT as f64));
-    }
-    if req.gpu > 0 {
-        out.push(("GPU".to_string(), req.gpu as f64 / UNIT as f64));
-    }
-    for (name, amount) in &req.custom {
-        out.push((name.to_string(), *amount as f64 / UNIT as f64));
-    }
-    out
-}
 
 /// A task listed as waiting here for its arguments while it lives.
 struct AwaitingArgs<'a>(&'a ClusterNode, TaskId);
@@ -110,7 +94,7 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
         function: function.to_string(),
         args,
         streamed,
-        resources: request_list(&request),
+        resources: request.to_list(),
         max_retries: match out.options.retry.max_retries {
             crate::base::scheduling::retry::Retries::Unlimited => -1,
             crate::base::scheduling::retry::Retries::Limited(n) => i64::from(n),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::node::ClusterNode;
 use crate::base::id::TaskId;
-use crate::base::scheduling::resources::{ResourceRequest, UNIT};
+use crate::base::scheduling::resources::ResourceRequest;
 use crate::runtime::scheduler::bundles::{release_here, reserve_here};
 use crate::transport::credentials::token_matches;
 use crate::transport::endpoint::{Peer, reply};
@@ -22,17 +22,10 @@ async fn reserve_for_peer(
 ) -> Message {
     let mut local = Vec::with_capacity(bundles.len());
     for (index, resources) in bundles {
-        let mut req = ResourceRequest::default();
-        for (name, amount) in &resources {
-            let units = (amount * UNIT as f64).round() as i64;
-            match name.as_str() {
-                "CPU" => req.cpu = units,
-                "GPU" => req.gpu = units,
-                other => req.custom.push((Arc::from(other), units)),
-            }
+        match ResourceRequest::from_list(&resources) {
+            Ok(req) => local.push((index as usize, req, node.ids.task())),
+            Err(why) => return refused(format!("bundle {index}: {why}")),
         }
-        req.custom.sort();
-        local.push((index as usize, req, node.ids.task()));
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let count = local.len();

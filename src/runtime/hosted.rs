@@ -49,16 +49,8 @@ pub fn run_remote<F: RemoteFunction>(
 /// The options of a task another node placed here, as its scheduler takes them: pinned to
 /// this node, holding what the sender asked for.
 fn options_of(task: &RunTask, here: NodeId) -> ResolvedOptions {
-    let (mut cpus, mut gpus, mut custom) = (0.0, 0.0, Vec::new());
-    for (name, amount) in &task.resources {
-        match name.as_str() {
-            "CPU" => cpus = *amount,
-            "GPU" => gpus = *amount,
-            _ => custom.push((name.clone(), *amount)),
-        }
-    }
     ResolvedOptions {
-        request: ResourceRequest::new(cpus, gpus, &custom),
+        request: ResourceRequest::from_list(&task.resources),
         place_request: None,
         retry: RetryPolicy {
             max_retries: Retries::from_ray(task.max_retries),

@@ -50,6 +50,35 @@ pub(crate) struct ResourceRequest {
 }
 
 impl ResourceRequest {
+    /// The request as the wire carries it: `CPU`, `GPU`, then custom resources, in amounts.
+    pub fn to_list(&self) -> Vec<(String, f64)> {
+        let mut out = Vec::with_capacity(2 + self.custom.len());
+        if self.cpu > 0 {
+            out.push(("CPU".to_string(), self.cpu as f64 / UNIT as f64));
+        }
+        if self.gpu > 0 {
+            out.push(("GPU".to_string(), self.gpu as f64 / UNIT as f64));
+        }
+        for (name, amount) in &self.custom {
+            out.push((name.to_string(), *amount as f64 / UNIT as f64));
+        }
+        out
+    }
+
+    /// A request from the wire's list ([`to_list`](Self::to_list)), checked as any request
+    /// is: what another node sends is not trusted to be a valid amount.
+    pub fn from_list(list: &[(String, f64)]) -> Result<Self, String> {
+        let (mut cpus, mut gpus, mut custom) = (0.0, 0.0, Vec::new());
+        for (name, amount) in list {
+            match name.as_str() {
+                "CPU" => cpus = *amount,
+                "GPU" => gpus = *amount,
+                _ => custom.push((name.clone(), *amount)),
+            }
+        }
+        ResourceRequest::new(cpus, gpus, &custom)
+    }
+
     pub fn new(num_cpus: f64, num_gpus: f64, custom: &[(String, f64)]) -> Result<Self, String> {
         let cpu = to_units("num_cpus", num_cpus)?;
         let gpu = to_units("num_gpus", num_gpus)?;
@@ -316,6 +345,22 @@ impl NodeResources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_crosses_the_wire_and_bad_amounts_from_it_are_refused() {
+        let req = ResourceRequest::new(1.5, 1.0, &[("disk".into(), 2.0)]).unwrap();
+        assert_eq!(ResourceRequest::from_list(&req.to_list()).unwrap(), req);
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e300] {
+            assert!(
+                ResourceRequest::from_list(&[("CPU".into(), bad)]).is_err(),
+                "{bad}"
+            );
+            assert!(
+                ResourceRequest::from_list(&[("disk".into(), bad)]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     fn req(cpu: f64, gpu: f64, custom: &[(&str, f64)]) -> ResourceRequest {
         let custom: Vec<_> = custom.iter().map(|(n, a)| (n.to_string(), *a)).collect();
