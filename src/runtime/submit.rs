@@ -162,10 +162,20 @@ fn send<F: RemoteFunction>(
     target: NodeId,
     log_to: NodeId,
 ) -> ObjectRef<F::Output> {
+    let function = F::descriptor().id;
     let Some(cluster) = rt.cluster.get() else {
+        // Placed on another node by a cluster this node has left: the ref says so rather
+        // than stay pending.
+        rt.store.fail(
+            call.result,
+            GetError::Unschedulable {
+                function: function.to_string(),
+                task_id: call.task,
+                reason: format!("node {target} is in a cluster this node is not in"),
+            },
+        );
         return call.out;
     };
-    let function = F::descriptor().id;
     let mut deps = Vec::new();
     args.deps(&mut deps);
     let encode = encoder(args, Cow::Borrowed(function), call.task, rt.node_id);
