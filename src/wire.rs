@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::base::error::TaskErrorKind;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::options::ActorOptions;
+pub use crate::base::role::Role;
 
 /// The protocol version this build speaks. A peer with another version is refused.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 
 /// The largest frame accepted, length prefix excluded.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -153,6 +154,14 @@ pub enum Message {
         csr_der: Vec<u8>,
         /// The node's registry fingerprint.
         registry: u64,
+        /// What it joins as: a worker node or a driver (the token grants nothing more).
+        role: Role,
+    },
+    /// A member renews its certificate before it expires (on its mutual-TLS link to the
+    /// head): a request for a new key; answered with [`Message::JoinAccepted`].
+    Renew {
+        /// DER of a CSR for the node's new key pair.
+        csr_der: Vec<u8>,
     },
     /// The join was accepted: the node's id and certificate, signed by the cluster CA.
     JoinAccepted {
@@ -337,6 +346,7 @@ impl Message {
         match self {
             Message::Join { .. } => "Join",
             Message::JoinAccepted { .. } => "JoinAccepted",
+            Message::Renew { .. } => "Renew",
             Message::Refused { .. } => "Refused",
             Message::Register(_) => "Register",
             Message::View(_) => "View",
@@ -505,6 +515,10 @@ mod tests {
                 token: "t".into(),
                 csr_der: vec![1, 2, 3],
                 registry: 9,
+                role: Role::Driver,
+            },
+            Message::Renew {
+                csr_der: vec![6, 7],
             },
             Message::JoinAccepted {
                 node_id: NodeId::random(),

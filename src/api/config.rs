@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::base::error::InitError;
 use crate::base::node_config::{ClusterConfig, ClusterRole, NodeConfig};
+use crate::base::role::Role;
 use crate::base::scheduling::resources::{
     NodeResources, UNIT, check_custom_name, set_amount, to_units,
 };
@@ -43,6 +44,9 @@ struct ClusterSettings {
     ca_fingerprint: Option<String>,
     dir: Option<PathBuf>,
     node_timeout: Option<Duration>,
+    certificate_lifetime: Option<Duration>,
+    /// Joins as a worker node rather than a driver (the role its certificate carries).
+    worker: bool,
 }
 
 fn socket_addr(what: &str, text: &str) -> Result<SocketAddr, InitError> {
@@ -170,6 +174,20 @@ impl Config {
         self
     }
 
+    /// On a head: how long the certificates it signs live (default 24 h, at least 2 s).
+    /// Nodes renew theirs at half its life while they are members; a dead or removed node's
+    /// certificate is refused at once, and expires by then.
+    pub fn certificate_lifetime(mut self, lifetime: Duration) -> Self {
+        self.cluster.certificate_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Joins as a worker node (its certificate says so) rather than as a driver.
+    pub(crate) fn as_worker(mut self) -> Self {
+        self.cluster.worker = true;
+        self
+    }
+
     /// Whether the settings name a head or a cluster to join.
     pub(crate) fn names_a_cluster(&self) -> bool {
         self.cluster.head.is_some() || self.cluster.address.is_some()
@@ -232,8 +250,18 @@ impl Config {
                 "node_timeout must be at least 100 ms, got {node_timeout:?}"
             )));
         }
+        let certificate_lifetime = c
+            .certificate_lifetime
+            .unwrap_or(crate::transport::credentials::NODE_CERT_LIFETIME);
+        if certificate_lifetime < Duration::from_secs(2) {
+            return Err(InitError::InvalidConfig(format!(
+                "certificate_lifetime must be at least 2 s, got {certificate_lifetime:?}"
+            )));
+        }
         Ok(Some(ClusterConfig {
             role,
+            certificate_lifetime,
+            member: if c.worker { Role::Node } else { Role::Driver },
             dir: c
                 .dir
                 .clone()

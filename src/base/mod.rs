@@ -14,6 +14,7 @@
 //! - [`panic`]: a panic's message.
 //! - [`call_queue`]: an actor's call queue and phase.
 //! - [`membership`]: who is in the cluster and who died, as the head decides it.
+//! - [`role`]: the roles certificates carry and who may ask what.
 //! - [`scheduling`]: resources, the task queue, retries, placement, bundles, task history.
 
 pub(crate) mod args;
@@ -27,6 +28,7 @@ pub mod membership;
 pub(crate) mod node_config;
 pub(crate) mod options;
 pub(crate) mod panic;
+pub mod role;
 pub mod rows;
 pub(crate) mod scheduling;
 pub(crate) mod value;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::role::Role;
 use super::scheduling::resources::NodeResources;
 
 /// How this process takes part in a cluster.
@@ -27,6 +28,11 @@ pub(crate) struct ClusterConfig {
     pub role: ClusterRole,
     pub dir: PathBuf,
     pub node_timeout: Duration,
+    /// On a head: how long the certificates it signs live.
+    pub certificate_lifetime: Duration,
+    /// On a joining node: the role it asks for, a worker [`Role::Node`] or a
+    /// [`Role::Driver`].
+    pub member: Role,
 }
 
 /// A configuration checked and completed with the machine's values.

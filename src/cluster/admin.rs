@@ -1,15 +1,19 @@
 //! The operator's side of a cluster: what the `mobula` CLI asks a running head.
 //!
 //! Whoever can read the cluster directory (its owner: the files are 0600) holds the cluster's
-//! CA, so the CLI signs itself a short-lived client certificate with it and talks to the head
-//! over the same mutual TLS as any node. It never joins: it asks and leaves.
+//! CA, so the CLI signs itself a client certificate with it, in the admin role and living a
+//! few minutes, and talks to the head over the same mutual TLS as any node. It never joins:
+//! it asks and leaves. Only this certificate may stop the cluster.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::base::id::NodeId;
-use crate::transport::credentials::{ClusterCa, ClusterDir, NodeIdentity, NodeKey, fingerprint};
+use crate::base::role::Role;
+use crate::transport::credentials::{
+    ADMIN_CERT_LIFETIME, ClusterCa, ClusterDir, Grant, fingerprint,
+};
 use crate::transport::endpoint::{Endpoint, Joins};
 use crate::wire::{ClusterView, Message};
 
@@ -88,16 +92,14 @@ pub fn ask(dir: &Path, message: &Message, timeout: Duration) -> Result<Message, 
         ));
     };
     let ca = ClusterCa::load(ca_der, &ca_key).map_err(credentials)?;
-    let key = NodeKey::generate().map_err(credentials)?;
-    let me = NodeId::random();
-    let identity = NodeIdentity {
-        node_id: me,
-        cert_der: ca
-            .sign(&key.csr_der().map_err(credentials)?, me)
-            .map_err(credentials)?,
-        key_der: key.pkcs8_der(),
-        ca_der: ca.cert_der().to_vec(),
-    };
+    // An admin certificate for this one request: it lives minutes and is never a member.
+    let grant = Grant::new(
+        NodeId::random(),
+        Role::Admin,
+        SystemTime::now(),
+        ADMIN_CERT_LIFETIME,
+    );
+    let identity = ca.issue(&grant).map_err(credentials)?;
     let head = info.address;
     let failed = |reason: String| AdminError::Head {
         address: head,

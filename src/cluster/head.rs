@@ -21,6 +21,8 @@ pub(crate) struct HeadState {
     pub names: HashMap<(String, String), (ActorId, String, NodeId)>,
     /// Where actors created on other nodes than their owner's run: actor to (class, node).
     pub locations: HashMap<ActorId, (String, NodeId)>,
+    /// How long the certificates the head signs live.
+    pub certificate_lifetime: Duration,
 }
 
 impl HeadState {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::actors::{RemoteActor, RemoteActors};
 use super::head::{HeadState, watch_members};
@@ -19,11 +19,14 @@ use crate::base::id::IdMint;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::membership::Membership;
 use crate::base::node_config::{ClusterConfig, ClusterRole};
+use crate::base::role::{Role, Standing};
 use crate::base::scheduling::placement::Placed;
 use crate::runtime::registry;
 use crate::runtime::scheduler::Scheduler;
 use crate::runtime::scheduler::bundles::LocalBundle;
-use crate::transport::credentials::{ClusterDir, NODE_NAME, NodeIdentity, NodeKey, fingerprint};
+use crate::transport::credentials::{
+    ClusterDir, Grant, NODE_NAME, NodeIdentity, NodeKey, expiry_of, fingerprint,
+};
 use crate::transport::endpoint::{Endpoint, Joins};
 use crate::transport::link::{self, LinkError};
 use crate::transport::tls;
@@ -62,8 +65,9 @@ pub(crate) struct ClusterNode {
     pub(super) held: Mutex<HashMap<(NodeId, TaskId), Vec<u8>>>,
     /// How to make again the values this node's tasks left on other nodes.
     pub(super) lineage: Mutex<HashMap<ObjectId, Lineage>>,
-    /// Placement group bundles this node reserved for other nodes, by group.
-    pub(super) hosted_groups: Mutex<HashMap<String, Vec<LocalBundle>>>,
+    /// Placement group bundles this node reserved for other nodes: by group, the node that
+    /// asked (its owner, which alone may release them) and the bundles.
+    pub(super) hosted_groups: Mutex<HashMap<String, (NodeId, Vec<LocalBundle>)>>,
     /// Tasks bound for another node that wait here for a ref argument: their function and
     /// when they were submitted (Unix µs), for the state API.
     pub(crate) awaiting_args: Mutex<HashMap<TaskId, (&'static str, u64)>>,
@@ -95,15 +99,13 @@ pub(crate) async fn start(
     let (identity, head, listen, head_state) = match &config.role {
         ClusterRole::Head { listen } => {
             let (ca, token) = dir.load_or_create().map_err(err)?;
-            let cert_der = ca
-                .sign(&key.csr_der().map_err(err)?, node_id)
-                .map_err(err)?;
-            let identity = NodeIdentity {
+            let grant = Grant::new(
                 node_id,
-                cert_der,
-                key_der: key.pkcs8_der(),
-                ca_der: ca.cert_der().to_vec(),
-            };
+                Role::Head,
+                SystemTime::now(),
+                config.certificate_lifetime,
+            );
+            let identity = ca.issue(&grant).map_err(err)?;
             let timeout_ms = config.node_timeout.as_millis() as u64;
             let membership = Membership::new(timeout_ms, (registry != 0).then_some(registry));
             let state = HeadState {
@@ -113,6 +115,7 @@ pub(crate) async fn start(
                 started: Instant::now(),
                 names: HashMap::new(),
                 locations: HashMap::new(),
+                certificate_lifetime: config.certificate_lifetime,
             };
             (identity, *listen, *listen, Some(state))
         }
@@ -145,16 +148,12 @@ pub(crate) async fn start(
                         "no CA fingerprint: pass Config::ca_fingerprint (printed by `mobula start --head`)".to_string()
                     })?,
             };
-            let identity = join(
-                *head,
-                &token,
-                &pin,
-                &key,
+            let asking = Asking {
                 node_id,
+                role: config.member,
                 registry,
-                config.node_timeout,
-            )
-            .await?;
+            };
+            let identity = join(*head, &token, &pin, &key, asking, config.node_timeout).await?;
             (identity, *head, *listen, None)
         }
     };
@@ -197,6 +196,9 @@ pub(crate) async fn start(
         lineage: Mutex::default(),
         ids,
     });
+    if let Some(expiry) = expiry_of(&identity.cert_der) {
+        actix_rt::spawn(renew_certificate(node.clone(), expiry));
+    }
     let handler_node = node.clone();
     node.endpoint.serve(Rc::new(move |peer, message, tx, rx| {
         Box::pin(handle(handler_node.clone(), peer, message, tx, rx))
@@ -224,6 +226,13 @@ pub(crate) async fn start(
     Ok(node)
 }
 
+/// Who a joining node says it is.
+struct Asking {
+    node_id: NodeId,
+    role: Role,
+    registry: u64,
+}
+
 /// Joins through a one-off link that pins the CA and presents no certificate; returns the
 /// node's signed identity.
 async fn join(
@@ -231,10 +240,10 @@ async fn join(
     token: &str,
     pin: &str,
     key: &NodeKey,
-    node_id: NodeId,
-    registry: u64,
+    asking: Asking,
     timeout: Duration,
 ) -> Result<NodeIdentity, String> {
+    let node_id = asking.node_id;
     let bind: SocketAddr = if head.is_ipv6() {
         "[::]:0".parse().expect("an address")
     } else {
@@ -253,7 +262,8 @@ async fn join(
         node_id,
         token: token.to_string(),
         csr_der: key.csr_der().map_err(err)?,
-        registry,
+        registry: asking.registry,
+        role: asking.role,
     };
     let answer = link::request(&connection, &request).await;
     connection.close(quinn::VarInt::from_u32(0), b"joined");
@@ -308,6 +318,16 @@ impl ClusterNode {
     /// Where this node listens, and whether it is the head.
     pub fn whereabouts(&self) -> (std::net::SocketAddr, bool) {
         (self.info.address, self.head_state.is_some())
+    }
+
+    /// What this node's view says of `node`: a live member, dead, or not known.
+    pub(super) fn standing_of(&self, node: NodeId) -> Standing {
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        match view.nodes.iter().find(|n| n.info.node_id == node) {
+            Some(n) if n.alive => Standing::Member,
+            Some(_) => Standing::Dead,
+            None => Standing::Unknown,
+        }
     }
 
     pub fn view(&self) -> ClusterView {
@@ -558,6 +578,100 @@ async fn heartbeat(node: Arc<ClusterNode>) {
             *node.head_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
             node.shutdown.notify_one();
             return;
+        }
+    }
+}
+
+/// Keeps this node's certificate valid while it is a member: at half its remaining life, a new
+/// key and a certificate for it (the head signs its own; a node asks the head, which signs
+/// only for a live member). New links present the new one; links open already go on.
+async fn renew_certificate(node: Arc<ClusterNode>, mut expiry: SystemTime) {
+    let mut renew_at = halfway(expiry);
+    while !node.stopping.load(Ordering::Acquire) {
+        let wait = renew_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+            continue;
+        }
+        match node.fresh_identity().await {
+            Ok(identity) => match (
+                node.endpoint.renew(&identity),
+                expiry_of(&identity.cert_der),
+            ) {
+                (Ok(()), Some(new_expiry)) => {
+                    tracing::debug!("renewed this node's certificate");
+                    expiry = new_expiry;
+                    renew_at = halfway(expiry);
+                }
+                (Err(e), _) => tracing::warn!("could not use the renewed certificate: {e}"),
+                (_, None) => tracing::warn!("the renewed certificate has no expiry"),
+            },
+            Err(RenewError::Refused(why)) => {
+                // Not a member any more: the heartbeat reports it; nothing to renew.
+                tracing::warn!("the head refused to renew this node's certificate: {why}");
+                return;
+            }
+            Err(RenewError::Failed(why)) => {
+                tracing::warn!("renewing this node's certificate failed, trying again: {why}");
+                renew_at = halfway(expiry).max(SystemTime::now() + Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// Halfway from now to `expiry`.
+fn halfway(expiry: SystemTime) -> SystemTime {
+    let now = SystemTime::now();
+    now + expiry.duration_since(now).unwrap_or_default() / 2
+}
+
+enum RenewError {
+    Refused(String),
+    Failed(String),
+}
+
+impl ClusterNode {
+    /// A new key and a certificate for it, as this node's grant stands.
+    async fn fresh_identity(&self) -> Result<NodeIdentity, RenewError> {
+        let failed = |e: &dyn std::fmt::Display| RenewError::Failed(e.to_string());
+        if let Some(state) = &self.head_state {
+            let state = state.lock().unwrap_or_else(|e| e.into_inner());
+            let grant = Grant::new(
+                self.node_id,
+                Role::Head,
+                SystemTime::now(),
+                state.certificate_lifetime,
+            );
+            return state.ca.issue(&grant).map_err(|e| failed(&e));
+        }
+        let key = NodeKey::generate().map_err(|e| failed(&e))?;
+        let csr_der = key.csr_der().map_err(|e| failed(&e))?;
+        let answer = self
+            .endpoint
+            .request(self.head, &Message::Renew { csr_der })
+            .await;
+        match answer {
+            Ok((
+                Message::JoinAccepted {
+                    node_id,
+                    cert_der,
+                    ca_der,
+                },
+                _,
+            )) if node_id == self.node_id => Ok(NodeIdentity {
+                node_id,
+                cert_der,
+                key_der: key.pkcs8_der(),
+                ca_der,
+            }),
+            Ok((other, _)) => Err(RenewError::Failed(format!(
+                "the head answered {} to Renew",
+                other.name()
+            ))),
+            Err(LinkError::Refused(why)) => Err(RenewError::Refused(why)),
+            Err(e) => Err(failed(&e)),
         }
     }
 }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::node::ClusterNode;
-use crate::base::id::TaskId;
+use crate::base::id::{NodeId, TaskId};
+use crate::base::role::{Ask, Role, Standing, admit};
 use crate::base::scheduling::resources::ResourceRequest;
 use crate::runtime::scheduler::bundles::{release_here, reserve_here};
-use crate::transport::credentials::token_matches;
+use crate::transport::credentials::{Grant, token_matches};
 use crate::transport::endpoint::{Peer, reply};
 use crate::transport::link;
 use crate::wire::{Message, TaskOutcome, WireBundle};
@@ -17,6 +18,7 @@ use crate::wire::{Message, TaskOutcome, WireBundle};
 /// Reserves bundles another node's placement group put here; answers once all are reserved.
 async fn reserve_for_peer(
     node: &Arc<ClusterNode>,
+    owner: NodeId,
     group: String,
     bundles: Vec<WireBundle>,
 ) -> Message {
@@ -27,12 +29,20 @@ async fn reserve_for_peer(
             Err(why) => return refused(format!("bundle {index}: {why}")),
         }
     }
+    {
+        let mut hosted = node.hosted_groups.lock().unwrap_or_else(|e| e.into_inner());
+        if hosted
+            .get(&group)
+            .is_some_and(|(held_by, _)| *held_by != owner)
+        {
+            return refused(format!(
+                "placement group {group} has bundles here for another node"
+            ));
+        }
+        hosted.insert(group.clone(), (owner, local.clone()));
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let count = local.len();
-    node.hosted_groups
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(group.clone(), local.clone());
     reserve_here(
         &node.scheduler,
         &group,
@@ -73,8 +83,45 @@ fn refused(reason: impl Into<String>) -> Message {
     }
 }
 
-/// Serves one request.
+/// What a request asks for, as far as permissions go.
+fn ask_of(node: &ClusterNode, from: NodeId, message: &Message) -> Ask {
+    match message {
+        Message::Register(_) | Message::Heartbeat { .. } | Message::Renew { .. } => Ask::Membership,
+        Message::Status | Message::State(_) | Message::NodeState(_) => Ask::Read,
+        Message::Shutdown { .. } => Ask::Stop,
+        Message::ReleaseBundles { group } => Ask::ReleaseGroup {
+            by_owner: node
+                .hosted_groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(group)
+                .is_none_or(|(owner, _)| *owner == from),
+        },
+        _ => Ask::Work,
+    }
+}
+
+/// Serves one request: a join from a peer without a certificate; anything else from a peer
+/// whose certificate's role and standing in the membership allow it.
 pub(super) async fn handle(
+    node: Arc<ClusterNode>,
+    peer: Peer,
+    message: Message,
+    tx: quinn::SendStream,
+    rx: quinn::RecvStream,
+) {
+    if let (Some(from), Some(role)) = (peer.node, peer.role) {
+        let standing = node.standing_of(from);
+        let ask = ask_of(&node, from, &message);
+        if let Err(denied) = admit(role, standing, node.head_state.is_some(), ask) {
+            tracing::warn!(from = %from, role = role.as_str(), "refused {}: {denied}", message.name());
+            return reply(tx, &refused(format!("{}: {denied}", message.name()))).await;
+        }
+    }
+    serve(node, peer, message, tx, rx).await
+}
+
+async fn serve(
     node: Arc<ClusterNode>,
     peer: Peer,
     message: Message,
@@ -90,6 +137,7 @@ pub(super) async fn handle(
                 token,
                 csr_der,
                 registry,
+                role,
             },
         ) => match &node.head_state {
             None => refused("this node is not the head"),
@@ -98,11 +146,23 @@ pub(super) async fn handle(
                 if !token_matches(&state.token, &token) {
                     tracing::warn!(from = %peer.address, "refused a join: wrong token");
                     refused("wrong join token")
+                } else if !role.granted_by_token() {
+                    tracing::warn!(from = %peer.address, "refused a join as {}", role.as_str());
+                    refused(format!(
+                        "the join token grants a node or a driver, not {}",
+                        role.as_str()
+                    ))
                 } else if let Err(e) = state.membership.check_join(node_id, registry) {
                     tracing::warn!(from = %peer.address, "refused a join: {e}");
                     refused(e.to_string())
                 } else {
-                    match state.ca.sign(&csr_der, node_id) {
+                    let grant = Grant::new(
+                        node_id,
+                        role,
+                        std::time::SystemTime::now(),
+                        state.certificate_lifetime,
+                    );
+                    match state.ca.sign(&csr_der, &grant) {
                         Ok(cert_der) => Message::JoinAccepted {
                             node_id,
                             cert_der,
@@ -158,6 +218,31 @@ pub(super) async fn handle(
                     // between membership changes, and placement reads them.
                     Ok(_) => Message::View(state.membership.view()),
                     Err(e) => refused(e.to_string()),
+                }
+            }
+        },
+        (Some(from), Message::Renew { csr_der }) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(_) if node.standing_of(from) != Standing::Member => {
+                refused("only a live member renews its certificate")
+            }
+            Some(state) => {
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                // The role stays what the member joined as.
+                let role = peer.role.unwrap_or(Role::Driver);
+                let grant = Grant::new(
+                    from,
+                    role,
+                    std::time::SystemTime::now(),
+                    state.certificate_lifetime,
+                );
+                match state.ca.sign(&csr_der, &grant) {
+                    Ok(cert_der) => Message::JoinAccepted {
+                        node_id: from,
+                        cert_der,
+                        ca_der: state.ca.cert_der().to_vec(),
+                    },
+                    Err(e) => refused(format!("bad certificate request: {e}")),
                 }
             }
         },
@@ -287,16 +372,17 @@ pub(super) async fn handle(
             drop(node.take_held(from, task));
             Message::Ack
         }
-        (Some(_), Message::ReserveBundles { group, bundles }) => {
-            reserve_for_peer(&node, group, bundles).await
+        (Some(from), Message::ReserveBundles { group, bundles }) => {
+            reserve_for_peer(&node, from, group, bundles).await
         }
         (Some(_), Message::ReleaseBundles { group }) => {
+            // Who may release was checked in `handle`.
             let hosted = node
                 .hosted_groups
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&group);
-            if let Some(bundles) = hosted {
+            if let Some((_, bundles)) = hosted {
                 release_here(&node.scheduler, &group, &bundles);
             }
             Message::Ack

@@ -8,6 +8,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer,
@@ -16,6 +17,7 @@ use rcgen::{
 use ring::rand::SecureRandom;
 
 use crate::base::id::NodeId;
+use crate::base::role::Role;
 
 /// The DNS name every node certificate carries and every client expects.
 pub const NODE_NAME: &str = "node.mobula.cluster";
@@ -122,15 +124,21 @@ impl ClusterCa {
         self.issuer.key().serialize_der()
     }
 
-    /// Signs a node's certificate request: whatever names it asks for, the certificate
-    /// names the node by its id and carries [`NODE_NAME`].
-    pub fn sign(&self, csr_der: &[u8], node_id: NodeId) -> Result<Vec<u8>, CredentialError> {
+    /// Signs a certificate request as `grant` says: whatever names the request asks for, the
+    /// certificate names the node by its id, carries [`NODE_NAME`] and the role, and is valid
+    /// for the grant's time only.
+    pub fn sign(&self, csr_der: &[u8], grant: &Grant) -> Result<Vec<u8>, CredentialError> {
         let csr = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
             .map_err(cert_err)?;
         let mut params = CertificateParams::new(vec![NODE_NAME.to_string()]).map_err(cert_err)?;
         params
             .distinguished_name
-            .push(DnType::CommonName, node_id.to_string());
+            .push(DnType::CommonName, grant.node_id.to_string());
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, grant.role.as_str());
+        params.not_before = grant.not_before.into();
+        params.not_after = grant.not_after.into();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
@@ -140,6 +148,54 @@ impl ClusterCa {
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(cert_err)?;
         Ok(cert.der().to_vec())
+    }
+
+    /// A whole identity (a fresh key, its certificate as `grant` says): what the head makes
+    /// for itself and the CLI for its one request.
+    pub fn issue(&self, grant: &Grant) -> Result<NodeIdentity, CredentialError> {
+        let key = NodeKey::generate()?;
+        Ok(NodeIdentity {
+            node_id: grant.node_id,
+            cert_der: self.sign(&key.csr_der()?, grant)?,
+            key_der: key.pkcs8_der(),
+            ca_der: self.cert_der.clone(),
+        })
+    }
+}
+
+/// How far another host's clock may be behind: a certificate is valid from this long before
+/// it was signed.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// How long a node's certificate lives unless configured otherwise; a node renews it at half
+/// its life while it is a member.
+pub const NODE_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// How long the CLI's own certificate lives: one request's time, with room.
+pub const ADMIN_CERT_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// What a certificate is to say: who, in which role, from when to when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The node it names.
+    pub node_id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Valid from.
+    pub not_before: SystemTime,
+    /// Valid until.
+    pub not_after: SystemTime,
+}
+
+impl Grant {
+    /// A grant valid from `now` (less [`CLOCK_SKEW`]) for `lifetime`.
+    pub fn new(node_id: NodeId, role: Role, now: SystemTime, lifetime: Duration) -> Self {
+        Grant {
+            node_id,
+            role,
+            not_before: now.checked_sub(CLOCK_SKEW).unwrap_or(now),
+            not_after: now + lifetime,
+        }
     }
 }
 
@@ -193,6 +249,27 @@ pub fn node_id_of(cert_der: &[u8]) -> Option<NodeId> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
     cn.parse().ok()
+}
+
+/// The node id and the role a certificate names (common name, organizational unit); `None`
+/// when it names either not as the cluster's CA writes them.
+pub fn identity_of(cert_der: &[u8]) -> Option<(NodeId, Role)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    let ou = cert
+        .subject()
+        .iter_organizational_unit()
+        .next()?
+        .as_str()
+        .ok()?;
+    Some((cn.parse().ok()?, Role::parse(ou)?))
+}
+
+/// Until when a certificate is valid.
+pub fn expiry_of(cert_der: &[u8]) -> Option<SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let secs = cert.validity().not_after.timestamp();
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
 /// The head's secrets on disk.
@@ -296,9 +373,15 @@ mod tests {
         let ca = ClusterCa::generate().unwrap();
         let key = NodeKey::generate().unwrap();
         let node = NodeId::random();
-        let cert = ca.sign(&key.csr_der().unwrap(), node).unwrap();
+        let now = SystemTime::now();
+        let grant = Grant::new(node, Role::Driver, now, Duration::from_secs(3600));
+        let cert = ca.sign(&key.csr_der().unwrap(), &grant).unwrap();
         assert_eq!(node_id_of(&cert), Some(node));
-        assert!(ca.sign(b"not a request", node).is_err());
+        assert_eq!(identity_of(&cert), Some((node, Role::Driver)));
+        let expiry = expiry_of(&cert).unwrap();
+        let lifetime = expiry.duration_since(now).unwrap_or_default();
+        assert!(lifetime > Duration::from_secs(3590) && lifetime <= Duration::from_secs(3600));
+        assert!(ca.sign(b"not a request", &grant).is_err());
     }
 
     #[test]
@@ -320,11 +403,11 @@ mod tests {
         assert_eq!(ca.cert_der(), again.cert_der());
         assert_eq!(token, token_again);
         // The reloaded CA signs certificates under the same name.
-        let key = NodeKey::generate().unwrap();
         let node = NodeId::random();
+        let grant = Grant::new(node, Role::Node, SystemTime::now(), NODE_CERT_LIFETIME);
         assert_eq!(
-            node_id_of(&again.sign(&key.csr_der().unwrap(), node).unwrap()),
-            Some(node)
+            identity_of(&again.issue(&grant).unwrap().cert_der),
+            Some((node, Role::Node))
         );
         #[cfg(unix)]
         {

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 
-use super::credentials::{NODE_NAME, NodeIdentity, node_id_of};
+use super::credentials::{NODE_NAME, NodeIdentity, identity_of};
 use super::link::{self, LinkError};
 use super::tls;
 use crate::base::id::NodeId;
+use crate::base::role::Role;
 use crate::wire::{self, Message};
 
 /// Who sent a request.
@@ -23,6 +24,8 @@ pub struct Peer {
     /// The node its certificate (signed by the cluster CA) names; `None` for a client without
     /// a certificate, which may only ask to join.
     pub node: Option<NodeId>,
+    /// The role its certificate names; `None` without a certificate.
+    pub role: Option<Role>,
     /// Where the link comes from.
     pub address: SocketAddr,
 }
@@ -53,7 +56,10 @@ pub struct LinkStats {
 #[derive(Clone)]
 pub struct Endpoint {
     inner: quinn::Endpoint,
-    client: quinn::ClientConfig,
+    /// How this node presents itself on links it opens: replaced when its certificate is
+    /// renewed (links open already keep the one they began with).
+    client: Arc<Mutex<quinn::ClientConfig>>,
+    idle: Duration,
     links: Arc<Mutex<HashMap<SocketAddr, Slot>>>,
     /// Links this node opened: served like accepted ones, since a peer may send its own
     /// requests on them.
@@ -95,15 +101,11 @@ impl Endpoint {
         joins: Joins,
     ) -> Result<Self, LinkError> {
         let accept_joins = joins == Joins::Accepted;
-        let server =
-            tls::server_config(identity, idle, accept_joins).map_err(|e| LinkError::Connect {
+        let (server, client) =
+            configs(identity, idle, accept_joins).map_err(|reason| LinkError::Connect {
                 address: address.to_string(),
-                reason: e.to_string(),
+                reason,
             })?;
-        let client = tls::client_config(identity, idle).map_err(|e| LinkError::Connect {
-            address: address.to_string(),
-            reason: e.to_string(),
-        })?;
         let inner = quinn::Endpoint::server(server, address).map_err(|e| LinkError::Connect {
             address: address.to_string(),
             reason: format!("cannot listen: {e}"),
@@ -111,12 +113,28 @@ impl Endpoint {
         let (opened, opened_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Endpoint {
             inner,
-            client,
+            client: Arc::new(Mutex::new(client)),
+            idle,
             links: Arc::default(),
             opened,
             opened_rx: Arc::new(Mutex::new(Some(opened_rx))),
             joins: accept_joins.then(Arc::default),
         })
+    }
+
+    /// Presents `identity` (a renewed certificate) from now on: to peers that connect and on
+    /// links this node opens. Links open already go on as they are.
+    pub fn renew(&self, identity: &NodeIdentity) -> Result<(), LinkError> {
+        let (server, client) =
+            configs(identity, self.idle, self.joins.is_some()).map_err(|reason| {
+                LinkError::Connect {
+                    address: self.local_addr().to_string(),
+                    reason,
+                }
+            })?;
+        self.inner.set_server_config(Some(server));
+        *self.client.lock().unwrap_or_else(|e| e.into_inner()) = client;
+        Ok(())
     }
 
     /// Where it listens.
@@ -214,7 +232,12 @@ impl Endpoint {
         {
             return Ok(c.clone());
         }
-        let connection = connect(&self.inner, self.client.clone(), address).await?;
+        let client = self
+            .client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let connection = connect(&self.inner, client, address).await?;
         *link = Some(connection.clone());
         let _ = self.opened.send(connection.clone());
         Ok(connection)
@@ -247,6 +270,16 @@ impl Endpoint {
     }
 }
 
+fn configs(
+    identity: &NodeIdentity,
+    idle: Duration,
+    accept_joins: bool,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
+    let server = tls::server_config(identity, idle, accept_joins).map_err(|e| e.to_string())?;
+    let client = tls::client_config(identity, idle).map_err(|e| e.to_string())?;
+    Ok((server, client))
+}
+
 async fn connect(
     endpoint: &quinn::Endpoint,
     client: quinn::ClientConfig,
@@ -269,11 +302,14 @@ async fn serve_link(
     handler: Handler,
     joins: Option<Arc<AtomicUsize>>,
 ) {
-    let node = match tls::peer_chain(&connection) {
-        Some(chain) => match chain.first().and_then(|c| node_id_of(c)) {
-            Some(node) => node,
+    let (node, role) = match tls::peer_chain(&connection) {
+        Some(chain) => match chain.first().and_then(|c| identity_of(c)) {
+            Some(identity) => identity,
             None => {
-                connection.close(quinn::VarInt::from_u32(1), b"certificate names no node");
+                connection.close(
+                    quinn::VarInt::from_u32(1),
+                    b"certificate names no node and role",
+                );
                 return;
             }
         },
@@ -285,8 +321,12 @@ async fn serve_link(
             return;
         }
     };
+    // A member: now it may open as many streams, and have as many bytes in flight, as the
+    // cluster's work needs.
+    tls::admit(&connection);
     let peer = Peer {
         node: Some(node),
+        role: Some(role),
         address: connection.remote_address(),
     };
     loop {
@@ -320,6 +360,7 @@ async fn serve_join(connection: quinn::Connection, handler: Handler, joining: &A
     }
     let peer = Peer {
         node: None,
+        role: None,
         address,
     };
     let request = async {

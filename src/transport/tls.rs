@@ -55,12 +55,24 @@ fn key(identity: &NodeIdentity) -> PrivateKeyDer<'static> {
     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()))
 }
 
-/// Streams a peer may have open on a link at once.
+/// Streams an authenticated peer may have open on a link at once.
 pub const MAX_STREAMS: u32 = 8192;
 
-/// QUIC timing: keep-alives well inside the idle timeout, so a silent peer is noticed within
-/// `idle` and a live one never times out.
-pub fn transport_config(idle: Duration) -> Arc<quinn::TransportConfig> {
+/// Bytes an authenticated peer may have in flight on a link, unread, over all its streams
+/// (each stream has quinn's own window, 1.25 MB, under this).
+pub const LINK_WINDOW: u32 = 64 << 20;
+
+/// What a peer gets on a link it opened before its certificate is checked: one stream at a
+/// time, and this many bytes in flight over the whole link. Enough for a join request
+/// ([`crate::wire::JOIN_FRAME_LIMIT`]); raised to [`MAX_STREAMS`] and [`LINK_WINDOW`] once
+/// the peer proves to be a member.
+pub const UNAUTHENTICATED_STREAMS: u32 = 1;
+/// See [`UNAUTHENTICATED_STREAMS`].
+pub const UNAUTHENTICATED_WINDOW: u32 = 16 << 10;
+
+/// QUIC timing and limits: keep-alives well inside the idle timeout, so that a silent peer
+/// is noticed within `idle` and a live one never times out; `streams` and `window` as above.
+fn transport_config(idle: Duration, streams: u32, window: u32) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(
         idle.try_into()
@@ -70,9 +82,19 @@ pub fn transport_config(idle: Duration) -> Arc<quinn::TransportConfig> {
     // quinn sets up state for every stream a peer may open at once, when the link opens:
     // 65,536 took about 100 ms per link. A link carries one task channel, one stream per
     // actor this process calls there, and short requests.
-    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_STREAMS));
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(streams));
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    // quinn's default lets a peer have unbounded bytes in flight over a link's streams
+    // (about 10 GB with 8,192 streams) and 1.25 MB of datagrams; links use no datagrams.
+    t.receive_window(quinn::VarInt::from_u32(window));
+    t.datagram_receive_buffer_size(None);
     Arc::new(t)
+}
+
+/// Raises a link's limits to an authenticated peer's ([`MAX_STREAMS`], [`LINK_WINDOW`]).
+pub fn admit(connection: &quinn::Connection) {
+    connection.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(MAX_STREAMS));
+    connection.set_receive_window(quinn::VarInt::from_u32(LINK_WINDOW));
 }
 
 /// The server side of a node: presents its certificate; a client must present one signed by
@@ -99,7 +121,12 @@ pub fn server_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicServerConfig::try_from(tls).map_err(tls_err)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport_config(idle));
+    // Every peer starts small; `admit` raises the limits once its certificate is checked.
+    config.transport_config(transport_config(
+        idle,
+        UNAUTHENTICATED_STREAMS,
+        UNAUTHENTICATED_WINDOW,
+    ));
     Ok(config)
 }
 
@@ -141,7 +168,8 @@ fn finish_client(
 ) -> Result<quinn::ClientConfig, TlsError> {
     let crypto = QuicClientConfig::try_from(tls).map_err(tls_err)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport_config(idle));
+    // The server proved to hold the cluster's CA (or the pinned one) in the handshake.
+    config.transport_config(transport_config(idle, MAX_STREAMS, LINK_WINDOW));
     Ok(config)
 }
 
