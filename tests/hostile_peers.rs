@@ -1,6 +1,9 @@
 //! Peers that are not what they should be, over real QUIC on loopback: a host without a
-//! certificate may only ask a head to join, once, in a small frame; anything else closes its
-//! link, and a worker node does not take it at all. The cluster keeps serving.
+//! certificate may only ask a head to join, once, in a small frame, on a link held to one
+//! stream and a few kilobytes; anything else closes its link, and a worker node does not take
+//! it at all. A certificate gets what its role and its holder's membership allow: a driver
+//! does not stop the cluster or release another's group, a dead node and an expired
+//! certificate are refused, and members renew theirs. The cluster keeps serving.
 
 mod common;
 
@@ -9,10 +12,13 @@ use std::time::Duration;
 
 use common::*;
 use mobula::Config;
-use mobula::transport::credentials::NODE_NAME;
-use mobula::transport::endpoint::{CLOSED_UNAUTHENTICATED, MAX_JOINING};
-use mobula::transport::tls;
-use mobula::wire::{self, Message};
+use mobula::node::JoinInfo;
+use mobula::transport::credentials::{
+    ClusterCa, Grant, NODE_NAME, NodeIdentity, NodeKey, expiry_of, identity_of,
+};
+use mobula::transport::endpoint::{CLOSED_UNAUTHENTICATED, Endpoint, Joins, MAX_JOINING};
+use mobula::transport::{link, tls};
+use mobula::wire::{self, Message, NodeInfo, Role};
 
 #[mobula::remote]
 fn double(x: u64) -> u64 {
@@ -206,4 +212,367 @@ fn a_host_without_a_certificate_may_only_ask_a_head_to_join() {
             .iter()
             .any(|n| n.info.node_id == late && n.alive)
     });
+}
+
+/// The resident memory of this process (all of the test's nodes live in it), in bytes.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+fn a_flood_from_hosts_without_a_certificate_is_held_to_a_few_kilobytes() {
+    let _turn = turn();
+    let (cluster, workers, _driver) = local_cluster(
+        Config::default().num_cpus(0),
+        || Config::default().num_cpus(1),
+        1,
+        |c| c.num_cpus(0),
+    );
+    let join = cluster.join_info().clone();
+    let rt = runtime();
+
+    // As many hosts as may wait to join, each starting a join it never finishes (so the head
+    // keeps its link open) and then opening stream after stream of a megabyte each: what
+    // quinn's defaults would have buffered is about 10 GB per link.
+    let before = resident_bytes();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                peak.fetch_max(resident_bytes(), std::sync::atomic::Ordering::AcqRel);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let outcomes = rt.block_on(async {
+        let mut floods = Vec::new();
+        for _ in 0..MAX_JOINING {
+            let link = uncertified_link(join.address, &join.ca_fingerprint).await;
+            floods.push(tokio::spawn(async move {
+                let megabyte = vec![0u8; 1 << 20];
+                let mut opened = 0u32;
+                if let Ok((mut tx, _rx)) = link.open_bi().await {
+                    opened += 1;
+                    let mut start = (wire::JOIN_FRAME_LIMIT as u32).to_le_bytes().to_vec();
+                    start.extend_from_slice(&[0u8; 100]);
+                    let _ = tx.write_all(&start).await;
+                    for _ in 0..200 {
+                        let Ok((mut tx, _rx)) = link.open_bi().await else {
+                            break;
+                        };
+                        opened += 1;
+                        if tx.write_all(&megabyte).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                let why = closed(&link).await;
+                (opened, link.stats().udp_tx.bytes, why)
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for flood in floods {
+            outcomes.push(flood.await.unwrap());
+        }
+        outcomes
+    });
+    done.store(true, std::sync::atomic::Ordering::Release);
+    sampler.join().unwrap();
+    let grew = peak
+        .load(std::sync::atomic::Ordering::Acquire)
+        .saturating_sub(before);
+    eprintln!(
+        "flood of {MAX_JOINING} links: resident memory grew {} KiB at most; sent per link: {:?} bytes",
+        grew >> 10,
+        outcomes.iter().map(|o| o.1).collect::<Vec<_>>()
+    );
+    for (opened, sent, why) in &outcomes {
+        assert!(closed_for_being_uncertified(why), "{why}");
+        assert_eq!(
+            *opened, 1,
+            "a host without a certificate opened a second stream"
+        );
+        // The handshake, the 16 KiB the link lets in, and retransmissions: far below the
+        // hundreds of megabytes the flood tried.
+        assert!(*sent < 256 << 10, "{sent} bytes went out on one link");
+    }
+    assert!(grew < 64 << 20, "resident memory grew {grew} bytes");
+
+    // The cluster still runs work.
+    assert_eq!(
+        double
+            .options()
+            .scheduling_strategy(mobula::SchedulingStrategy::NodeAffinity {
+                node: workers[0],
+                soft: false,
+            })
+            .remote(5)
+            .get()
+            .unwrap(),
+        10
+    );
+}
+
+/// The cluster's CA, from the cluster directory (as the CLI reads it).
+fn cluster_ca(cluster: &mobula::testing::LocalCluster) -> ClusterCa {
+    let read = |name: &str| std::fs::read(cluster.dir().join(name)).unwrap();
+    ClusterCa::load(read("ca.der"), &read("ca.key")).unwrap()
+}
+
+/// An endpoint presenting `identity`, to send requests as its holder.
+fn endpoint_of(identity: &NodeIdentity) -> Endpoint {
+    Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        identity,
+        BOUND,
+        Joins::Refused,
+    )
+    .unwrap()
+}
+
+/// Joins the cluster for real, as a host with the token would, asking for `role`.
+async fn join_as(join: &JoinInfo, role: Role) -> Result<NodeIdentity, String> {
+    let key = NodeKey::generate().unwrap();
+    let node_id = mobula::NodeId::random();
+    let link = uncertified_link(join.address, &join.ca_fingerprint).await;
+    let request = Message::Join {
+        node_id,
+        token: join.token.clone(),
+        csr_der: key.csr_der().unwrap(),
+        registry: 0,
+        role,
+    };
+    let answer = link::request(&link, &request).await;
+    link.close(quinn::VarInt::from_u32(0), b"done");
+    match answer {
+        Ok((
+            Message::JoinAccepted {
+                cert_der, ca_der, ..
+            },
+            _,
+        )) => Ok(NodeIdentity {
+            node_id,
+            cert_der,
+            key_der: key.pkcs8_der(),
+            ca_der,
+        }),
+        Ok((other, _)) => Err(format!("answered {}", other.name())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What `address` answers `message` from `endpoint`: the answer's name, or the refusal.
+async fn ask(endpoint: &Endpoint, address: SocketAddr, message: &Message) -> String {
+    match endpoint.request(address, message).await {
+        Ok((Message::Refused { reason }, _)) => format!("refused: {reason}"),
+        Ok((answer, _)) => answer.name().to_string(),
+        Err(e) => format!("failed: {e}"),
+    }
+}
+
+#[test]
+fn a_certificate_gets_what_its_role_and_membership_allow_and_no_more() {
+    let _turn = turn();
+    let (cluster, workers, _driver) = local_cluster(
+        Config::default().num_cpus(0),
+        || Config::default().num_cpus(2),
+        1,
+        |c| c.num_cpus(0),
+    );
+    let join = cluster.join_info().clone();
+    let worker_address = mobula::node::nodes()
+        .iter()
+        .find(|n| n.info.node_id == workers[0])
+        .map(|n| n.info.address)
+        .expect("the worker is listed");
+    let rt = runtime();
+
+    // The token grants a node or a driver, never an admin or a head.
+    for role in [Role::Admin, Role::Head] {
+        let refused = rt.block_on(join_as(&join, role)).unwrap_err();
+        assert!(refused.contains("grants a node or a driver"), "{refused}");
+    }
+
+    // A driver that joined and registered: a member, not an admin.
+    let identity = rt.block_on(join_as(&join, Role::Driver)).unwrap();
+    let driver = rt.block_on(async { endpoint_of(&identity) });
+    let info = NodeInfo {
+        node_id: identity.node_id,
+        address: driver.local_addr(),
+        resources: Vec::new(),
+        registry: 0,
+        runs_tasks: false,
+    };
+    // Before it registers, the head serves it nothing but membership.
+    let early = rt.block_on(ask(&driver, join.address, &Message::Status));
+    assert!(early.contains("not a member"), "{early}");
+    assert_eq!(
+        rt.block_on(ask(&driver, join.address, &Message::Register(info))),
+        "View"
+    );
+    assert_eq!(
+        rt.block_on(ask(&driver, join.address, &Message::Status)),
+        "View"
+    );
+
+    // It may not stop the cluster, at the head or at a worker.
+    let stop = Message::Shutdown {
+        reason: "a driver tries".into(),
+    };
+    for address in [join.address, worker_address] {
+        let answer = rt.block_on(ask(&driver, address, &stop));
+        assert!(answer.contains("only an admin"), "{answer}");
+    }
+
+    // It may not release another driver's placement group.
+    let group = mobula::placement_group(
+        vec![mobula::Bundle::new().num_cpus(1)],
+        mobula::PlacementStrategy::Pack,
+    )
+    .unwrap();
+    group.ready().unwrap();
+    let host = group.bundle_node(0).expect("the bundle has a node");
+    let host_address = mobula::node::nodes()
+        .iter()
+        .find(|n| n.info.node_id == host)
+        .map(|n| n.info.address)
+        .unwrap();
+    let release = Message::ReleaseBundles {
+        group: group.id().to_string(),
+    };
+    let answer = rt.block_on(ask(&driver, host_address, &release));
+    assert!(answer.contains("owner"), "{answer}");
+    // The group still holds its bundle: a task in it runs.
+    assert_eq!(
+        double
+            .options()
+            .placement_group(&group, Some(0))
+            .remote(4)
+            .get()
+            .unwrap(),
+        8
+    );
+
+    // An expired certificate, signed by the cluster's own CA, is refused in the handshake.
+    let ca = cluster_ca(&cluster);
+    let now = std::time::SystemTime::now();
+    let expired = ca
+        .issue(&Grant {
+            node_id: identity.node_id,
+            role: Role::Driver,
+            not_before: now - Duration::from_secs(7200),
+            not_after: now - Duration::from_secs(3600),
+        })
+        .unwrap();
+    let stale = rt.block_on(async { endpoint_of(&expired) });
+    let answer = rt.block_on(ask(&stale, join.address, &Message::Status));
+    assert!(answer.starts_with("failed"), "{answer}");
+
+    // The driver stops heartbeating: once the head declares it dead, its certificate, still
+    // valid, is refused by the head and, once their view says so, by the other nodes.
+    eventually("the silent driver is declared dead", || {
+        mobula::node::nodes()
+            .iter()
+            .any(|n| n.info.node_id == identity.node_id && !n.alive)
+    });
+    let answer = rt.block_on(ask(&driver, join.address, &Message::Status));
+    assert!(answer.contains("declared dead"), "{answer}");
+    eventually("the worker refuses the dead driver", || {
+        rt.block_on(ask(&driver, worker_address, &Message::Status))
+            .contains("declared dead")
+    });
+
+    // An admin certificate (the CLI's) reads, and is no member.
+    let admin = ca
+        .issue(&Grant::new(
+            mobula::NodeId::random(),
+            Role::Admin,
+            now,
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+    let admin = rt.block_on(async { endpoint_of(&admin) });
+    assert_eq!(
+        rt.block_on(ask(&admin, join.address, &Message::Status)),
+        "View"
+    );
+    let answer = rt.block_on(ask(&admin, worker_address, &Message::OpenTasks));
+    assert!(answer.contains("admin certificate may only"), "{answer}");
+    mobula::remove_placement_group(&group);
+}
+
+#[test]
+fn members_renew_their_certificates_and_new_links_keep_working_after_the_first_expire() {
+    let _turn = turn();
+    let lifetime = Duration::from_secs(3);
+    let (mut cluster, workers, _driver) = local_cluster(
+        Config::default().num_cpus(0).certificate_lifetime(lifetime),
+        || Config::default().num_cpus(1),
+        1,
+        |c| c.num_cpus(0),
+    );
+    let worker_address = mobula::node::nodes()
+        .iter()
+        .find(|n| n.info.node_id == workers[0])
+        .map(|n| n.info.address)
+        .unwrap();
+    let ca = cluster_ca(&cluster);
+    let rt = runtime();
+    // What the worker presents to a new link: we connect with an admin certificate.
+    let presented = || {
+        let admin = ca
+            .issue(&Grant::new(
+                mobula::NodeId::random(),
+                Role::Admin,
+                std::time::SystemTime::now(),
+                Duration::from_secs(60),
+            ))
+            .unwrap();
+        rt.block_on(async {
+            let endpoint = endpoint_of(&admin);
+            let link = endpoint.link(worker_address).await.ok()?;
+            let chain = tls::peer_chain(&link)?;
+            endpoint.close();
+            chain.first().map(|c| c.to_vec())
+        })
+    };
+    let first = presented().expect("the worker presents a certificate");
+    assert_eq!(identity_of(&first), Some((workers[0], Role::Node)));
+    let first_expiry = expiry_of(&first).unwrap();
+    // Until the first certificate has expired, and the worker presents another, valid one
+    // (the handshake checks it).
+    eventually(
+        "the worker's first certificate expires and it presents a new one",
+        || {
+            std::time::SystemTime::now() > first_expiry
+                && presented().is_some_and(|c| c != first && identity_of(&c) == identity_of(&first))
+        },
+    );
+    // A node that joins now links to the others with the certificates they renewed, both
+    // ways: the driver runs a task there, and the worker is still reached.
+    let late = cluster.add_node(Config::default().num_cpus(1)).unwrap();
+    eventually("the driver sees the late node", || {
+        mobula::node::nodes()
+            .iter()
+            .any(|n| n.info.node_id == late && n.alive)
+    });
+    for node in [late, workers[0]] {
+        let on = |node| {
+            double
+                .options()
+                .scheduling_strategy(mobula::SchedulingStrategy::NodeAffinity { node, soft: false })
+                .remote(7)
+                .get()
+        };
+        assert_eq!(on(node).unwrap(), 14);
+    }
+    // Every node is still a member: none was refused a renewal.
+    assert!(mobula::node::nodes().iter().all(|n| n.alive));
 }

@@ -76,7 +76,8 @@ counter_id!(
 pub struct NodeId(uuid::Uuid);
 
 impl NodeId {
-    pub(crate) fn random() -> Self {
+    /// A new random id (what a node takes when it starts).
+    pub fn random() -> Self {
         NodeId(uuid::Uuid::new_v4())
     }
 
