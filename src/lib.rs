@@ -159,7 +159,7 @@ pub fn init(config: Config) -> Result<InitGuard, InitError> {
     let node = config.resolve()?;
     let cluster = node.cluster.clone();
     let totals = node.totals.clone();
-    let (metrics, dashboard) = (node.metrics_address, node.dashboard_address);
+    let http_settings = node.http_settings();
     let node_id = runtime::global::install(|| runtime::start::start(node, None))?;
     if let Some(cluster) = cluster {
         let joined = match runtime::global::current() {
@@ -172,7 +172,7 @@ pub fn init(config: Config) -> Result<InitGuard, InitError> {
         }
     }
     let served = match runtime::global::current() {
-        Some(rt) => http::start(&rt, metrics, dashboard),
+        Some(rt) => http::start(&rt, http_settings),
         None => Ok(()),
     };
     if let Err(e) = served {

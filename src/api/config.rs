@@ -30,6 +30,7 @@ pub struct Config {
     spill_dir: Option<PathBuf>,
     metrics_address: Option<String>,
     dashboard_address: Option<String>,
+    dashboard_https: bool,
     quiet_logs: bool,
     cluster: ClusterSettings,
 }
@@ -74,11 +75,22 @@ impl Config {
 
     /// Serves the dashboard at `http://ADDRESS/` (Ray's is `127.0.0.1:8265`): nodes, actors,
     /// tasks, objects and placement groups of the whole cluster, updated live. It asks for a
-    /// token: the cluster's join token, or on a node outside a cluster one made at start;
+    /// read-only token of its own, never the join token: in a cluster the one kept in the
+    /// cluster directory (`dashboard-token`), outside one a token made at start;
     /// [`node::dashboard`](crate::node::dashboard) gives the address and the token. It
-    /// serves no endpoint that runs code; bind to a public address only on a trusted network.
+    /// serves no endpoint that runs code or changes anything. Beyond loopback, serve it over
+    /// HTTPS ([`dashboard_https`](Self::dashboard_https)).
     pub fn dashboard_address(mut self, address: impl Into<String>) -> Self {
         self.dashboard_address = Some(address.into());
+        self
+    }
+
+    /// Serves the dashboard over HTTPS, under a certificate the cluster CA signs (for
+    /// `localhost` and the address it listens on; renewed before it expires), and marks its
+    /// login cookie `Secure`. Needs the CA in the cluster directory: the head's machine.
+    /// Browsers trust it once `ca.pem` from the cluster directory is imported.
+    pub fn dashboard_https(mut self, on: bool) -> Self {
+        self.dashboard_https = on;
         self
     }
 
@@ -331,6 +343,7 @@ impl Config {
                 .as_deref()
                 .map(|a| socket_addr("the dashboard address", a))
                 .transpose()?,
+            dashboard_https: self.dashboard_https,
             log_to_driver: !self.quiet_logs,
         })
     }

@@ -49,6 +49,33 @@ pub(crate) struct NodeConfig {
     pub metrics_address: Option<SocketAddr>,
     /// Where to serve the dashboard, if anywhere.
     pub dashboard_address: Option<SocketAddr>,
+    /// Whether the dashboard is served over HTTPS, under a certificate from the cluster CA.
+    pub dashboard_https: bool,
     /// Whether lines for this node's terminal are printed.
     pub log_to_driver: bool,
+}
+
+/// What a node's HTTP servers need to start.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HttpSettings {
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// Where to serve the dashboard, if anywhere.
+    pub dashboard: Option<SocketAddr>,
+    /// Whether the dashboard is served over HTTPS.
+    pub dashboard_https: bool,
+    /// The cluster directory (its dashboard token, and the CA for HTTPS), in a cluster.
+    pub cluster_dir: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    /// What the HTTP servers need.
+    pub fn http_settings(&self) -> HttpSettings {
+        HttpSettings {
+            metrics: self.metrics_address,
+            dashboard: self.dashboard_address,
+            dashboard_https: self.dashboard_https,
+            cluster_dir: self.cluster.as_ref().map(|c| c.dir.clone()),
+        }
+    }
 }

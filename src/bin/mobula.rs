@@ -31,7 +31,8 @@ usage:
       --dir       the cluster directory: CA, join token, head address (default $MOBULA_DIR,
                   else ~/.mobula/cluster)
       --dashboard-address HOST:PORT   where the dashboard listens (default 127.0.0.1:8265;
-                  skipped with a warning when that port is busy); --no-dashboard: none
+                  skipped with a warning when that port is busy); --no-dashboard: none;
+                  --dashboard-https: over HTTPS, under the cluster CA (ca.pem in DIR)
   mobula status [--dir DIR]   nodes, their resources and load, as the head sees them
   mobula list tasks|actors|objects|nodes|placement-groups [--filter KEY=VALUE]...
               [--limit N] [--format table|json] [--dir DIR]
@@ -63,6 +64,7 @@ struct Options {
     dir: Option<PathBuf>,
     dashboard: Option<String>,
     no_dashboard: bool,
+    dashboard_https: bool,
     filters: Vec<String>,
     limit: Option<usize>,
     json: bool,
@@ -104,6 +106,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 i += 1;
             }
             "--no-dashboard" => o.no_dashboard = true,
+            "--dashboard-https" => o.dashboard_https = true,
             "--output" => {
                 o.output = Some(PathBuf::from(value(i)?));
                 i += 1;
@@ -215,7 +218,11 @@ fn start_blocking(o: &Options) -> Result<(), String> {
     let Some(address) = dashboard_of(o) else {
         return node::run(config).map_err(|e| e.to_string());
     };
-    match node::run(config.clone().dashboard_address(address)) {
+    let with_dashboard = config
+        .clone()
+        .dashboard_address(address)
+        .dashboard_https(o.dashboard_https);
+    match node::run(with_dashboard) {
         // The default port was taken since it was checked: go on without a dashboard.
         Err(e) if o.dashboard.is_none() && e.to_string().contains("dashboard") => {
             eprintln!("no dashboard: {e}");
@@ -236,6 +243,10 @@ fn start_in_background(o: &Options) -> Result<(), String> {
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _ = std::fs::remove_file(dir.join("head.addr"));
+    // The dashboard's token, made before the head starts (which reads the same file).
+    let token = mobula::transport::credentials::ClusterDir::new(&dir)
+        .dashboard_token()
+        .map_err(|e| e.to_string())?;
     let log_path = dir.join("head.log");
     let log =
         std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
@@ -252,6 +263,9 @@ fn start_in_background(o: &Options) -> Result<(), String> {
         cmd.arg("--num-cpus").arg(n.to_string());
     }
     let dashboard = dashboard_of(o);
+    if o.dashboard_https {
+        cmd.arg("--dashboard-https");
+    }
     if let Some(address) = &o.dashboard {
         cmd.arg("--dashboard-address").arg(address);
     } else if dashboard.is_none() {
@@ -284,9 +298,12 @@ fn start_in_background(o: &Options) -> Result<(), String> {
     let info = node::join_info(&dir).map_err(|e| e.to_string())?;
     print_started(&info, &dir, &view, child.id());
     if let Some(address) = dashboard {
+        let scheme = if o.dashboard_https { "https" } else { "http" };
         println!(
-            "Dashboard: http://{address}/ (log in with the join token above; it listens on \
-             {address} only)"
+            "Dashboard: {scheme}://{address}/ (it listens on {address} only; log in with its \
+             read-only token {}, kept in {})",
+            token.trim(),
+            dir.join("dashboard-token").display()
         );
     }
     Ok(())

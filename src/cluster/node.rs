@@ -302,19 +302,6 @@ impl ClusterNode {
         }
     }
 
-    /// The membership as this node last heard it.
-    /// The cluster's join token, on the head.
-    pub fn join_token(&self) -> Option<String> {
-        let state = self.head_state.as_ref()?;
-        Some(
-            state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .token
-                .clone(),
-        )
-    }
-
     /// Where this node listens, and whether it is the head.
     pub fn whereabouts(&self) -> (std::net::SocketAddr, bool) {
         (self.info.address, self.head_state.is_some())
@@ -330,6 +317,7 @@ impl ClusterNode {
         }
     }
 
+    /// The membership as this node last heard it.
     pub fn view(&self) -> ClusterView {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

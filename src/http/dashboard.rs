@@ -1,7 +1,8 @@
 //! The dashboard: a page (from `dashboard/` in the repository, built in), a login form that
-//! sets a cookie holding the token, the cluster's state as JSON, and the same state pushed
-//! every second as server-sent events. Every data route asks for the token (the cookie, or
-//! `Authorization: Bearer TOKEN`); nothing here runs code.
+//! sets a cookie holding the token (`Secure` over HTTPS), the cluster's state as JSON, and
+//! the same state pushed every second as server-sent events. Every data route asks for the
+//! dashboard's own token (the cookie, or `Authorization: Bearer TOKEN`), which grants
+//! reading and nothing else: nothing here runs code or changes the cluster.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -29,10 +30,21 @@ const EVERY: Duration = Duration::from_secs(1);
 struct Dashboard {
     node: Weak<Runtime>,
     token: String,
+    /// Served over HTTPS: the cookie is marked `Secure`.
+    secure: bool,
 }
 
-pub(super) fn routes(cfg: &mut web::ServiceConfig, node: Weak<Runtime>, token: String) {
-    cfg.app_data(web::Data::new(Dashboard { node, token }))
+pub(super) fn routes(
+    cfg: &mut web::ServiceConfig,
+    node: Weak<Runtime>,
+    token: String,
+    secure: bool,
+) {
+    cfg.app_data(web::Data::new(Dashboard {
+        node,
+        token,
+        secure,
+    }))
         .route("/", web::get().to(index))
         .route("/login", web::post().to(login))
         .route("/logout", web::post().to(logout))
@@ -77,7 +89,7 @@ fn authorized(req: &HttpRequest, token: &str) -> bool {
 fn refused() -> HttpResponse {
     HttpResponse::Unauthorized()
         .content_type("text/plain; charset=utf-8")
-        .body("the dashboard needs the cluster's token: log in at / or send Authorization: Bearer TOKEN\n")
+        .body("the dashboard needs its token (dashboard-token in the cluster directory): log in at / or send Authorization: Bearer TOKEN\n")
 }
 
 async fn index(req: HttpRequest, d: web::Data<Dashboard>) -> HttpResponse {
@@ -103,21 +115,27 @@ async fn login(form: web::Form<LoginForm>, d: web::Data<Dashboard>) -> HttpRespo
         .insert_header((header::LOCATION, "/"))
         .insert_header((
             header::SET_COOKIE,
-            format!(
-                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-                form.token.trim()
-            ),
+            cookie_value(form.token.trim(), d.secure, false),
         ))
         .finish()
 }
 
-async fn logout() -> HttpResponse {
+/// The `Set-Cookie` value that keeps the token (or, `clear`, forgets it).
+fn cookie_value(token: &str, secure: bool, clear: bool) -> String {
+    let mut value = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    if secure {
+        value += "; Secure";
+    }
+    if clear {
+        value += "; Max-Age=0";
+    }
+    value
+}
+
+async fn logout(d: web::Data<Dashboard>) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/"))
-        .insert_header((
-            header::SET_COOKIE,
-            format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-        ))
+        .insert_header((header::SET_COOKIE, cookie_value("", d.secure, true)))
         .finish()
 }
 
@@ -172,6 +190,14 @@ async fn events(req: HttpRequest, d: web::Data<Dashboard>) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cookie_is_secure_over_https_and_cleared_on_logout() {
+        let plain = cookie_value("t", false, false);
+        assert_eq!(plain, "mobula_token=t; Path=/; HttpOnly; SameSite=Strict");
+        assert!(cookie_value("t", true, false).ends_with("; Secure"));
+        assert!(cookie_value("", true, true).ends_with("; Secure; Max-Age=0"));
+    }
 
     #[test]
     fn the_token_cookie_is_found_among_others() {

@@ -4,8 +4,10 @@
 //!
 //! - `metrics`: the `/metrics` route.
 //! - `dashboard`: the dashboard's page, login, JSON state and live events, behind a token.
+//! - `certificate`: the dashboard's HTTPS certificate, from the cluster CA.
 //! - `snapshot`: the state the dashboard shows, gathered from the cluster.
 
+mod certificate;
 mod dashboard;
 mod metrics;
 mod snapshot;
@@ -16,7 +18,9 @@ use std::sync::{Arc, Mutex, Weak};
 use actix_web::{App, HttpServer, web};
 
 use crate::base::error::InitError;
+use crate::base::node_config::HttpSettings;
 use crate::runtime::global::Runtime;
+use crate::transport::credentials::{ClusterDir, new_token};
 
 /// A running HTTP server: where it listens, and how to stop it.
 pub(crate) struct HttpServerHandle {
@@ -41,6 +45,8 @@ pub(crate) struct Servers {
     pub metrics: Option<HttpServerHandle>,
     /// The dashboard, and the token it asks for.
     pub dashboard: Option<(HttpServerHandle, String)>,
+    /// Whether the dashboard is served over HTTPS.
+    pub dashboard_https: bool,
 }
 
 impl Servers {
@@ -54,16 +60,21 @@ impl Servers {
     }
 }
 
-/// Serves `routes` on `address` (port 0: any free port), on a thread of its own.
+/// Serves `routes` on `address` (port 0: any free port), over TLS when `tls` is given, on a
+/// thread of its own.
 fn serve(
     address: SocketAddr,
+    tls: Option<rustls::ServerConfig>,
     routes: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 ) -> std::io::Result<HttpServerHandle> {
     let server = HttpServer::new(move || App::new().configure(routes.clone()))
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(1)
-        .bind(address)?;
+        .shutdown_timeout(1);
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(address, tls)?,
+        None => server.bind(address)?,
+    };
     let address = server.addrs().first().copied().unwrap_or(address);
     let server = server.run();
     let handle = server.handle();
@@ -82,36 +93,58 @@ fn serve(
     })
 }
 
-/// Starts the servers a node was configured with: `/metrics` at `metrics`, the dashboard at
-/// `dashboard` (asking for the cluster's join token, or a fresh one outside a cluster).
-pub(crate) fn start(
-    rt: &Arc<Runtime>,
-    metrics: Option<SocketAddr>,
-    dashboard: Option<SocketAddr>,
-) -> Result<(), InitError> {
+/// Starts the servers a node was configured with: `/metrics`, and the dashboard (asking for
+/// the cluster's dashboard token, or a fresh one outside a cluster; over HTTPS if asked).
+pub(crate) fn start(rt: &Arc<Runtime>, settings: HttpSettings) -> Result<(), InitError> {
     let weak: Weak<Runtime> = Arc::downgrade(rt);
-    let failed = |what: &str, address: SocketAddr, e: std::io::Error| {
+    let failed = |what: &str, address: SocketAddr, e: &dyn std::fmt::Display| {
         InitError::InvalidConfig(format!("cannot serve {what} at {address}: {e}"))
     };
     let mut servers = Servers::default();
-    if let Some(address) = metrics {
+    if let Some(address) = settings.metrics {
         let node = weak.clone();
-        let server = serve(address, move |cfg| metrics::routes(cfg, node.clone()))
-            .map_err(|e| failed("metrics", address, e))?;
+        let server = serve(address, None, move |cfg| metrics::routes(cfg, node.clone()))
+            .map_err(|e| failed("metrics", address, &e))?;
         tracing::info!(address = %server.address, "serving /metrics");
         servers.metrics = Some(server);
     }
-    if let Some(address) = dashboard {
-        let token = crate::cluster::node_of(rt)
-            .and_then(|c| c.join_token())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    if let Some(address) = settings.dashboard {
+        let dir = settings.cluster_dir.as_ref().map(ClusterDir::new);
+        let token = match &dir {
+            Some(dir) => dir.dashboard_token(),
+            None => new_token(),
+        }
+        .map_err(|e| failed("the dashboard", address, &e))?;
+        let tls = if settings.dashboard_https {
+            let ca = dir
+                .as_ref()
+                .map(|d| d.load_ca())
+                .transpose()
+                .map_err(|e| failed("the dashboard", address, &e))?
+                .flatten()
+                .ok_or_else(|| {
+                    failed(
+                        "the dashboard",
+                        address,
+                        &"HTTPS needs the cluster CA in the cluster directory (serve it on the head's machine)",
+                    )
+                })?;
+            let tls = certificate::DashboardCertificate::new(ca, address)
+                .and_then(|c| c.server_config())
+                .map_err(|e| failed("the dashboard", address, &e))?;
+            Some(tls)
+        } else {
+            None
+        };
+        let secure = tls.is_some();
         let (node, key) = (weak.clone(), token.clone());
-        let server = serve(address, move |cfg| {
-            dashboard::routes(cfg, node.clone(), key.clone())
+        let server = serve(address, tls, move |cfg| {
+            dashboard::routes(cfg, node.clone(), key.clone(), secure)
         })
-        .map_err(|e| failed("the dashboard", address, e))?;
-        tracing::info!(address = %server.address, "serving the dashboard");
+        .map_err(|e| failed("the dashboard", address, &e))?;
+        tracing::info!(address = %server.address, https = secure, "serving the dashboard");
         servers.dashboard = Some((server, token));
+        servers.dashboard_https = secure;
     }
     let servers = Arc::new(Mutex::new(servers));
     rt.set_extension(Arc::clone(&servers));

@@ -184,7 +184,7 @@ impl Drop for LocalCluster {
 fn start_node(config: Config) -> Result<Arc<Runtime>, InitError> {
     let node = config.resolve()?;
     let (settings, totals) = (node.cluster.clone(), node.totals.clone());
-    let (metrics, dashboard) = (node.metrics_address, node.dashboard_address);
+    let http_settings = node.http_settings();
     let pin = Pin::default();
     let rt = Arc::new(crate::runtime::start::start(node, Some(pin.clone()))?);
     pin.fill(&rt);
@@ -194,7 +194,7 @@ fn start_node(config: Config) -> Result<Arc<Runtime>, InitError> {
         rt.stop(false);
         return Err(InitError::Cluster(e));
     }
-    if let Err(e) = crate::http::start(&rt, metrics, dashboard) {
+    if let Err(e) = crate::http::start(&rt, http_settings) {
         rt.stop(false);
         return Err(e);
     }

@@ -150,6 +150,27 @@ impl ClusterCa {
         Ok(cert.der().to_vec())
     }
 
+    /// A server certificate for `names` (DNS names or IP addresses) and its fresh key
+    /// (PKCS#8), valid from `now` for `lifetime`: the dashboard's, for HTTPS.
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        now: SystemTime,
+        lifetime: Duration,
+    ) -> Result<(Vec<u8>, Vec<u8>), CredentialError> {
+        let key = KeyPair::generate().map_err(cert_err)?;
+        let mut params = CertificateParams::new(names.to_vec()).map_err(cert_err)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Mobula dashboard");
+        params.not_before = now.checked_sub(CLOCK_SKEW).unwrap_or(now).into();
+        params.not_after = (now + lifetime).into();
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer).map_err(cert_err)?;
+        Ok((cert.der().to_vec(), key.serialize_der()))
+    }
+
     /// A whole identity (a fresh key, its certificate as `grant` says): what the head makes
     /// for itself and the CLI for its one request.
     pub fn issue(&self, grant: &Grant) -> Result<NodeIdentity, CredentialError> {
@@ -348,8 +369,30 @@ impl ClusterDir {
         let token = new_token()?;
         self.write_private("ca.key", &ca.key_der())?;
         self.write_private("ca.der", ca.cert_der())?;
+        // The same certificate for browsers and other tools to import (it is public).
+        let pem = pem::encode(&pem::Pem::new("CERTIFICATE", ca.cert_der().to_vec()));
+        self.write_private("ca.pem", pem.as_bytes())?;
         self.write_private("token", token.as_bytes())?;
         Ok((ca, token))
+    }
+
+    /// The CA, when this directory holds its key (the head's machine).
+    pub fn load_ca(&self) -> Result<Option<ClusterCa>, CredentialError> {
+        match (self.read("ca.der")?, self.read("ca.key")?) {
+            (Some(cert), Some(key)) => Ok(Some(ClusterCa::load(cert, &key)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The dashboard's token: read-only, apart from the join token, made the first time.
+    pub fn dashboard_token(&self) -> Result<String, CredentialError> {
+        if let Some(token) = self.read("dashboard-token")? {
+            let token = String::from_utf8(token).map_err(cert_err)?;
+            return Ok(token.trim().to_string());
+        }
+        let token = new_token()?;
+        self.write_private("dashboard-token", token.as_bytes())?;
+        Ok(token)
     }
 }
 
@@ -402,6 +445,11 @@ mod tests {
         let (again, token_again) = cluster.load_or_create().unwrap();
         assert_eq!(ca.cert_der(), again.cert_der());
         assert_eq!(token, token_again);
+        // The dashboard's token is its own, and kept.
+        let dashboard = cluster.dashboard_token().unwrap();
+        assert_ne!(dashboard, token);
+        assert_eq!(cluster.dashboard_token().unwrap(), dashboard);
+        assert_eq!(cluster.load_ca().unwrap().unwrap().cert_der(), ca.cert_der());
         // The reloaded CA signs certificates under the same name.
         let node = NodeId::random();
         let grant = Grant::new(node, Role::Node, SystemTime::now(), NODE_CERT_LIFETIME);
@@ -416,6 +464,7 @@ mod tests {
             assert_eq!(mode(&dir), 0o700);
             assert_eq!(mode(&dir.join("ca.key")), 0o600);
             assert_eq!(mode(&dir.join("token")), 0o600);
+            assert_eq!(mode(&dir.join("dashboard-token")), 0o600);
         }
         fs::remove_dir_all(dir).unwrap();
     }

@@ -30,7 +30,7 @@ fn tls_err(e: impl std::fmt::Display) -> TlsError {
 /// deprecates it for lacking post-quantum key exchange; the alternative (aws-lc-rs) adds a
 /// C library to every build. The cluster's links run under its own CA and certificates, so
 /// the choice is kept, and the deprecation allowed here, in this one place.
-fn provider() -> Arc<CryptoProvider> {
+pub fn provider() -> Arc<CryptoProvider> {
     #[allow(deprecated)]
     let provider = rustls::crypto::ring::default_provider();
     Arc::new(provider)

@@ -19,8 +19,57 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(address)?;
+    let stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    exchange(stream, address, method, path, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// One HTTPS request, trusting only the CA `ca_der` and checking the server's name is
+/// `name`; returns the status code, the head (lowercase) and the body.
+#[allow(dead_code)]
+pub fn https(
+    address: &str,
+    name: &str,
+    ca_der: &[u8],
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<(u16, String, String)> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca_der.to_vec()))
+        .map_err(std::io::Error::other)?;
+    let config = rustls::ClientConfig::builder_with_provider(mobula::transport::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(std::io::Error::other)?;
+    let tls = rustls::ClientConnection::new(std::sync::Arc::new(config), server_name)
+        .map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect(address)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+    exchange(
+        rustls::StreamOwned::new(tls, tcp),
+        address,
+        method,
+        path,
+        headers,
+        body,
+    )
+}
+
+/// Writes one request on `stream` and reads the answer: status, head (lowercase), body.
+fn exchange(
+    mut stream: impl Read + Write,
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> std::io::Result<(u16, String, String)> {
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -71,7 +120,7 @@ pub fn http(
         bytes.extend_from_slice(&buf[..n]);
     }
     let body = String::from_utf8_lossy(&bytes[head_end..]).into_owned();
-    Ok((status, if chunked { dechunk(&body) } else { body }))
+    Ok((status, head, if chunked { dechunk(&body) } else { body }))
 }
 
 fn dechunk(mut text: &str) -> String {
