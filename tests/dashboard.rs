@@ -174,7 +174,11 @@ fn the_dashboard_takes_only_its_own_token_over_http_and_https() {
     // Over HTTPS, on the head.
     let (address, token) = cluster.dashboard(cluster.head()).unwrap();
     assert!(address.ip().is_loopback());
-    assert_eq!(token, kept.trim(), "the token kept in the cluster directory");
+    assert_eq!(
+        token,
+        kept.trim(),
+        "the token kept in the cluster directory"
+    );
     assert_ne!(token, join_token);
     let address = address.to_string();
     let get = |path: &str, headers: &[(&str, &str)]| {
@@ -217,13 +221,22 @@ fn the_dashboard_takes_only_its_own_token_over_http_and_https() {
         .lines()
         .find(|l| l.starts_with("set-cookie:"))
         .expect("a cookie is set");
-    assert!(set_cookie.contains("httponly") && set_cookie.contains("; secure"), "{set_cookie}");
+    assert!(
+        set_cookie.contains("httponly") && set_cookie.contains("; secure"),
+        "{set_cookie}"
+    );
     let cookie = format!("mobula_token={token}");
     assert_eq!(get("/api/state", &[("Cookie", &cookie)]).0, 200);
     // Plain HTTP on the HTTPS port gets nothing.
     assert!(
-        http(&address, "GET", "/api/state", &[("Authorization", &bearer)], None)
-            .map_or(true, |(status, _)| status != 200)
+        http(
+            &address,
+            "GET",
+            "/api/state",
+            &[("Authorization", &bearer)],
+            None
+        )
+        .map_or(true, |(status, _)| status != 200)
     );
     // A certificate for another name, or from another CA, is not accepted by the client.
     assert!(https(&address, "example.com", &ca_der, "GET", "/", &[], None).is_err());
@@ -232,18 +245,33 @@ fn the_dashboard_takes_only_its_own_token_over_http_and_https() {
     let (address, worker_token) = cluster.dashboard(plain).unwrap();
     assert_eq!(worker_token, token);
     let address = address.to_string();
-    assert_eq!(http(&address, "GET", "/api/state", &[], None).unwrap().0, 401);
+    assert_eq!(
+        http(&address, "GET", "/api/state", &[], None).unwrap().0,
+        401
+    );
     let join = format!("Bearer {join_token}");
     assert_eq!(
-        http(&address, "GET", "/api/state", &[("Authorization", &join)], None)
-            .unwrap()
-            .0,
+        http(
+            &address,
+            "GET",
+            "/api/state",
+            &[("Authorization", &join)],
+            None
+        )
+        .unwrap()
+        .0,
         401
     );
     assert_eq!(
-        http(&address, "GET", "/api/state", &[("Authorization", &bearer)], None)
-            .unwrap()
-            .0,
+        http(
+            &address,
+            "GET",
+            "/api/state",
+            &[("Authorization", &bearer)],
+            None
+        )
+        .unwrap()
+        .0,
         200
     );
 }

@@ -195,7 +195,7 @@ impl Config {
     }
 
     /// Joins as a worker node (its certificate says so) rather than as a driver.
-    pub(crate) fn as_worker(mut self) -> Self {
+    pub(crate) fn joining_as_worker(mut self) -> Self {
         self.cluster.worker = true;
         self
     }

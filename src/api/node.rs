@@ -72,7 +72,7 @@ pub fn run_worker_if_asked() {
 /// # }
 /// ```
 pub fn run(config: Config) -> Result<(), InitError> {
-    let guard = crate::init(config.as_worker())?;
+    let guard = crate::init(config.joining_as_worker())?;
     let cluster = global::with_runtime(crate::cluster::node_of).flatten();
     let Some(cluster) = cluster else {
         return Err(InitError::InvalidConfig(

@@ -45,19 +45,19 @@ pub(super) fn routes(
         token,
         secure,
     }))
-        .route("/", web::get().to(index))
-        .route("/login", web::post().to(login))
-        .route("/logout", web::post().to(logout))
-        .route(
-            "/app.js",
-            web::get().to(|| async { file(SCRIPT, "text/javascript") }),
-        )
-        .route(
-            "/style.css",
-            web::get().to(|| async { file(STYLE, "text/css") }),
-        )
-        .route("/api/state", web::get().to(api_state))
-        .route("/events", web::get().to(events));
+    .route("/", web::get().to(index))
+    .route("/login", web::post().to(login))
+    .route("/logout", web::post().to(logout))
+    .route(
+        "/app.js",
+        web::get().to(|| async { file(SCRIPT, "text/javascript") }),
+    )
+    .route(
+        "/style.css",
+        web::get().to(|| async { file(STYLE, "text/css") }),
+    )
+    .route("/api/state", web::get().to(api_state))
+    .route("/events", web::get().to(events));
 }
 
 fn file(body: &'static str, kind: &str) -> HttpResponse {

@@ -96,7 +96,10 @@ impl LocalCluster {
                 "LocalCluster::add_node starts a worker: do not set Config::head".into(),
             ));
         }
-        let rt = start_node(node.joining_by_default(&self.join, &self.dir).as_worker())?;
+        let rt = start_node(
+            node.joining_by_default(&self.join, &self.dir)
+                .joining_as_worker(),
+        )?;
         let id = rt.node_id;
         self.nodes.push(rt);
         Ok(id)

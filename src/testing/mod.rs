@@ -1,5 +1,7 @@
-//! For tests: a cluster of several nodes inside one process, and fault injection.
+//! For tests: a cluster of several nodes inside one process, fault injection, and the object
+//! codec for fuzzing.
 
+pub mod codec;
 mod local_cluster;
 
 pub use local_cluster::LocalCluster;

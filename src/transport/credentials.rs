@@ -449,7 +449,10 @@ mod tests {
         let dashboard = cluster.dashboard_token().unwrap();
         assert_ne!(dashboard, token);
         assert_eq!(cluster.dashboard_token().unwrap(), dashboard);
-        assert_eq!(cluster.load_ca().unwrap().unwrap().cert_der(), ca.cert_der());
+        assert_eq!(
+            cluster.load_ca().unwrap().unwrap().cert_der(),
+            ca.cert_der()
+        );
         // The reloaded CA signs certificates under the same name.
         let node = NodeId::random();
         let grant = Grant::new(node, Role::Node, SystemTime::now(), NODE_CERT_LIFETIME);

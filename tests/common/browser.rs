@@ -45,8 +45,8 @@ pub fn https(
         .map_err(std::io::Error::other)?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
-        .map_err(std::io::Error::other)?;
+    let server_name =
+        rustls::pki_types::ServerName::try_from(name.to_string()).map_err(std::io::Error::other)?;
     let tls = rustls::ClientConnection::new(std::sync::Arc::new(config), server_name)
         .map_err(std::io::Error::other)?;
     let tcp = TcpStream::connect(address)?;
