@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use crate::base::id::NodeId;
 use crate::base::role::Role;
 use crate::transport::credentials::{
-    ADMIN_CERT_LIFETIME, ClusterCa, ClusterDir, Grant, fingerprint,
+    ADMIN_CERT_LIFETIME, ClusterCa, ClusterDir, CredentialError, Grant, NodeIdentity, fingerprint,
 };
 use crate::transport::endpoint::{Endpoint, Joins};
 use crate::wire::{ClusterView, Message};
@@ -92,14 +92,7 @@ pub fn ask(dir: &Path, message: &Message, timeout: Duration) -> Result<Message, 
         ));
     };
     let ca = ClusterCa::load(ca_der, &ca_key).map_err(credentials)?;
-    // An admin certificate for this one request: it lives minutes and is never a member.
-    let grant = Grant::new(
-        NodeId::random(),
-        Role::Admin,
-        SystemTime::now(),
-        ADMIN_CERT_LIFETIME,
-    );
-    let identity = ca.issue(&grant).map_err(credentials)?;
+    let identity = admin_identity(&ca, SystemTime::now()).map_err(credentials)?;
     let head = info.address;
     let failed = |reason: String| AdminError::Head {
         address: head,
@@ -132,6 +125,13 @@ pub fn ask(dir: &Path, message: &Message, timeout: Duration) -> Result<Message, 
     })
 }
 
+/// An admin certificate for one request, signed at `now`: it lives minutes
+/// ([`ADMIN_CERT_LIFETIME`]) and names a fresh id that is never a member.
+fn admin_identity(ca: &ClusterCa, now: SystemTime) -> Result<NodeIdentity, CredentialError> {
+    let grant = Grant::new(NodeId::random(), Role::Admin, now, ADMIN_CERT_LIFETIME);
+    ca.issue(&grant)
+}
+
 /// The head's view of the cluster.
 pub fn status(dir: &Path, timeout: Duration) -> Result<ClusterView, AdminError> {
     match ask(dir, &Message::Status, timeout)? {
@@ -154,5 +154,26 @@ pub fn stop(dir: &Path, timeout: Duration) -> Result<(), AdminError> {
             address: join_info(dir)?.address,
             reason: format!("answered {} to Shutdown", other.name()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::credentials::{expiry_of, identity_of};
+
+    #[test]
+    fn the_cli_signs_itself_an_admin_certificate_that_lives_minutes() {
+        let ca = ClusterCa::generate().unwrap();
+        let now = SystemTime::now();
+        let identity = admin_identity(&ca, now).unwrap();
+        let (_, role) = identity_of(&identity.cert_der).unwrap();
+        assert_eq!(role, Role::Admin);
+        let lives = expiry_of(&identity.cert_der)
+            .unwrap()
+            .duration_since(now)
+            .unwrap();
+        assert!(lives <= Duration::from_secs(5 * 60), "{lives:?}");
+        assert!(lives > Duration::from_secs(4 * 60), "{lives:?}");
     }
 }
