@@ -60,6 +60,32 @@ async fn send_raw(connection: &quinn::Connection, bytes: &[u8]) {
     }
 }
 
+/// A head (`head`, without CPUs), one worker with `cpus`, and this process as the driver.
+fn one_worker(
+    head: Config,
+    cpus: u32,
+) -> (
+    mobula::testing::LocalCluster,
+    Vec<mobula::NodeId>,
+    mobula::InitGuard,
+) {
+    local_cluster(
+        head.num_cpus(0),
+        move || Config::default().num_cpus(cpus),
+        1,
+        |c| c.num_cpus(0),
+    )
+}
+
+/// Where a node listens, as the driver's view says.
+fn address_of(node: mobula::NodeId) -> SocketAddr {
+    mobula::node::nodes()
+        .iter()
+        .find(|n| n.info.node_id == node)
+        .map(|n| n.info.address)
+        .expect("the node is listed")
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -70,18 +96,9 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn a_host_without_a_certificate_may_only_ask_a_head_to_join() {
     let _turn = turn();
-    let (cluster, workers, _driver) = local_cluster(
-        Config::default().num_cpus(0),
-        || Config::default().num_cpus(1),
-        1,
-        |c| c.num_cpus(0),
-    );
+    let (cluster, workers, _driver) = one_worker(Config::default(), 1);
     let join = cluster.join_info().clone();
-    let worker_address = mobula::node::nodes()
-        .iter()
-        .find(|n| n.info.node_id == workers[0])
-        .map(|n| n.info.address)
-        .expect("the worker is listed");
+    let worker_address = address_of(workers[0]);
     let rt = runtime();
 
     // A request other than a join, well formed: the link is closed, not answered.
@@ -227,12 +244,7 @@ fn resident_bytes() -> u64 {
 #[test]
 fn a_flood_from_hosts_without_a_certificate_is_held_to_a_few_kilobytes() {
     let _turn = turn();
-    let (cluster, workers, _driver) = local_cluster(
-        Config::default().num_cpus(0),
-        || Config::default().num_cpus(1),
-        1,
-        |c| c.num_cpus(0),
-    );
+    let (cluster, workers, _driver) = one_worker(Config::default(), 1);
     let join = cluster.join_info().clone();
     let rt = runtime();
 
@@ -380,18 +392,9 @@ async fn ask(endpoint: &Endpoint, address: SocketAddr, message: &Message) -> Str
 #[test]
 fn a_certificate_gets_what_its_role_and_membership_allow_and_no_more() {
     let _turn = turn();
-    let (cluster, workers, _driver) = local_cluster(
-        Config::default().num_cpus(0),
-        || Config::default().num_cpus(2),
-        1,
-        |c| c.num_cpus(0),
-    );
+    let (cluster, workers, _driver) = one_worker(Config::default(), 2);
     let join = cluster.join_info().clone();
-    let worker_address = mobula::node::nodes()
-        .iter()
-        .find(|n| n.info.node_id == workers[0])
-        .map(|n| n.info.address)
-        .expect("the worker is listed");
+    let worker_address = address_of(workers[0]);
     let rt = runtime();
 
     // The token grants a node or a driver, never an admin or a head.
@@ -438,12 +441,7 @@ fn a_certificate_gets_what_its_role_and_membership_allow_and_no_more() {
     )
     .unwrap();
     group.ready().unwrap();
-    let host = group.bundle_node(0).expect("the bundle has a node");
-    let host_address = mobula::node::nodes()
-        .iter()
-        .find(|n| n.info.node_id == host)
-        .map(|n| n.info.address)
-        .unwrap();
+    let host_address = address_of(group.bundle_node(0).expect("the bundle has a node"));
     let release = Message::ReleaseBundles {
         group: group.id().to_string(),
     };
@@ -512,17 +510,9 @@ fn a_certificate_gets_what_its_role_and_membership_allow_and_no_more() {
 fn members_renew_their_certificates_and_new_links_keep_working_after_the_first_expire() {
     let _turn = turn();
     let lifetime = Duration::from_secs(3);
-    let (mut cluster, workers, _driver) = local_cluster(
-        Config::default().num_cpus(0).certificate_lifetime(lifetime),
-        || Config::default().num_cpus(1),
-        1,
-        |c| c.num_cpus(0),
-    );
-    let worker_address = mobula::node::nodes()
-        .iter()
-        .find(|n| n.info.node_id == workers[0])
-        .map(|n| n.info.address)
-        .unwrap();
+    let (mut cluster, workers, _driver) =
+        one_worker(Config::default().certificate_lifetime(lifetime), 1);
+    let worker_address = address_of(workers[0]);
     let ca = cluster_ca(&cluster);
     let rt = runtime();
     // What the worker presents to a new link: we connect with an admin certificate.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::head::HeadState;
 use super::node::ClusterNode;
 use crate::base::id::{NodeId, TaskId};
 use crate::base::role::{Ask, Role, Standing, admit};
@@ -74,6 +75,24 @@ async fn answer_value(mut tx: quinn::SendStream, task: TaskId, value: Result<Vec
             }
         }
         Err(why) => reply(tx, &refused(why)).await,
+    }
+}
+
+/// The head signs a certificate request for `node` in `role`, for its certificates' lifetime.
+fn certify(state: &HeadState, csr_der: &[u8], node: NodeId, role: Role) -> Message {
+    let grant = Grant::new(
+        node,
+        role,
+        std::time::SystemTime::now(),
+        state.certificate_lifetime,
+    );
+    match state.ca.sign(csr_der, &grant) {
+        Ok(cert_der) => Message::JoinAccepted {
+            node_id: node,
+            cert_der,
+            ca_der: state.ca.cert_der().to_vec(),
+        },
+        Err(e) => refused(format!("bad certificate request: {e}")),
     }
 }
 
@@ -156,20 +175,7 @@ async fn serve(
                     tracing::warn!(from = %peer.address, "refused a join: {e}");
                     refused(e.to_string())
                 } else {
-                    let grant = Grant::new(
-                        node_id,
-                        role,
-                        std::time::SystemTime::now(),
-                        state.certificate_lifetime,
-                    );
-                    match state.ca.sign(&csr_der, &grant) {
-                        Ok(cert_der) => Message::JoinAccepted {
-                            node_id,
-                            cert_der,
-                            ca_der: state.ca.cert_der().to_vec(),
-                        },
-                        Err(e) => refused(format!("bad certificate request: {e}")),
-                    }
+                    certify(&state, &csr_der, node_id, role)
                 }
             }
         },
@@ -229,21 +235,7 @@ async fn serve(
             Some(state) => {
                 let state = state.lock().unwrap_or_else(|e| e.into_inner());
                 // The role stays what the member joined as.
-                let role = peer.role.unwrap_or(Role::Driver);
-                let grant = Grant::new(
-                    from,
-                    role,
-                    std::time::SystemTime::now(),
-                    state.certificate_lifetime,
-                );
-                match state.ca.sign(&csr_der, &grant) {
-                    Ok(cert_der) => Message::JoinAccepted {
-                        node_id: from,
-                        cert_der,
-                        ca_der: state.ca.cert_der().to_vec(),
-                    },
-                    Err(e) => refused(format!("bad certificate request: {e}")),
-                }
+                certify(&state, &csr_der, from, peer.role.unwrap_or(Role::Driver))
             }
         },
         (Some(_), Message::Status) => Message::View(node.view()),
