@@ -155,6 +155,7 @@ impl<T: Value> ObjectRef<T> {
         &self,
         deadline: Option<Instant>,
     ) -> Result<Arc<T>, GetError> {
+        let started = Instant::now();
         let store = self.store()?;
         let id = self.handle.id;
         match store.probe(id, &mut None) {
@@ -182,12 +183,10 @@ impl<T: Value> ObjectRef<T> {
                 Probe::NotReady { .. } => {}
             }
             if !signal.wait_until(deadline) {
-                let timeout = deadline
-                    .map(|d| d.saturating_duration_since(Instant::now()))
-                    .unwrap_or_default();
+                // How long this get waited, not what was left of it.
                 return Err(GetError::Timeout {
                     object_id: id,
-                    timeout,
+                    timeout: started.elapsed(),
                 });
             }
         }

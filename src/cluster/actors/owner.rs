@@ -27,6 +27,70 @@ enum Outgoing {
     Control { kill: bool, allow_restart: bool },
 }
 
+/// What the driver gets, in the order handles sent it: a call with its arguments resolved
+/// and encoded (or why they could not be), or a control.
+enum Prepared {
+    Call {
+        label: &'static str,
+        task: TaskId,
+        result: ObjectId,
+        decode: fn(Vec<u8>) -> Result<StoredValue, String>,
+        args: Result<Vec<Vec<u8>>, GetError>,
+    },
+    Control {
+        kill: bool,
+        allow_restart: bool,
+    },
+}
+
+/// Resolves each call's ref arguments and encodes them, one call after another, and passes
+/// them on in order. Apart from the driver: an argument may be the answer to an earlier
+/// call on this very channel, which only the driver, still settling answers meanwhile, can
+/// deliver.
+async fn prepare(
+    mut outbox: mpsc::UnboundedReceiver<Outgoing>,
+    ready: mpsc::UnboundedSender<Prepared>,
+) {
+    while let Some(item) = outbox.recv().await {
+        let prepared = match item {
+            Outgoing::Call(call) => {
+                let RemoteCall {
+                    label,
+                    task,
+                    result,
+                    args,
+                    decode,
+                } = *call;
+                Prepared::Call {
+                    label,
+                    task,
+                    result,
+                    decode,
+                    args: args().await.map(|encoded| encoded.buffers),
+                }
+            }
+            Outgoing::Control {
+                kill,
+                allow_restart,
+            } => Prepared::Control {
+                kill,
+                allow_restart,
+            },
+        };
+        if ready.send(prepared).is_err() {
+            return;
+        }
+    }
+}
+
+/// A call about to be sent: what its answer needs.
+struct Call {
+    label: &'static str,
+    task: TaskId,
+    result: ObjectId,
+    decode: fn(Vec<u8>) -> Result<StoredValue, String>,
+}
+
 /// A call sent and not yet answered.
 struct Sent {
     label: &'static str,
@@ -225,9 +289,11 @@ impl Driver {
 
     async fn run(
         mut self,
-        mut outbox: mpsc::UnboundedReceiver<Outgoing>,
+        outbox: mpsc::UnboundedReceiver<Outgoing>,
         owner: Option<(EncodeArgs, ActorOptions, ActorSettings)>,
     ) {
+        let (to_driver, mut ready) = mpsc::unbounded_channel();
+        actix_rt::spawn(prepare(outbox, to_driver));
         if let Some((ctor, options, settings)) = owner {
             match ctor().await {
                 Ok(encoded) => {
@@ -258,19 +324,20 @@ impl Driver {
                 break;
             }
             tokio::select! {
-                item = outbox.recv(), if !closed => match item {
+                item = ready.recv(), if !closed => match item {
                     None => {
                         closed = true;
                         if let Some(channel) = &mut channel {
                             let _ = channel.tx.finish();
                         }
                     }
-                    Some(Outgoing::Call(call)) => {
-                        if let Err(why) = self.send(&mut channel, *call).await {
+                    Some(Prepared::Call { label, task, result, decode, args }) => {
+                        let call = Call { label, task, result, decode };
+                        if let Err(why) = self.send(&mut channel, call, args).await {
                             channel = self.recover(why).await;
                         }
                     }
-                    Some(Outgoing::Control { kill, allow_restart }) => {
+                    Some(Prepared::Control { kill, allow_restart }) => {
                         if let Some(ch) = &mut channel {
                             let message = Message::ActorControl { kill, allow_restart };
                             if let Err(e) = link::send(&mut ch.tx, &message).await {
@@ -361,11 +428,12 @@ impl Driver {
         }
     }
 
-    /// Resolves, encodes and writes one call.
+    /// Writes one call whose arguments are ready.
     async fn send(
         &mut self,
         channel: &mut Option<Channel>,
-        call: RemoteCall,
+        call: Call,
+        args: Result<Vec<Vec<u8>>, GetError>,
     ) -> Result<(), String> {
         if let Some(why) = &self.dead {
             let err = GetError::ActorDied {
@@ -376,8 +444,8 @@ impl Driver {
             self.pending.fetch_sub(1, Ordering::Relaxed);
             return Ok(());
         }
-        let mut args = match (call.args)().await {
-            Ok(encoded) => encoded.buffers,
+        let mut args = match args {
+            Ok(buffers) => buffers,
             Err(e) => {
                 self.store.fail(call.result, e);
                 self.pending.fetch_sub(1, Ordering::Relaxed);
