@@ -112,7 +112,7 @@ fn chained_calls_on_an_actor_on_another_node_finish_in_order() {
         .remote(0)
         .unwrap();
     assert_eq!(acc2.add(&five).get_timeout(BOUND).unwrap(), 5);
-    assert_eq!(other.add(&acc2.value()).get_timeout(BOUND).unwrap(), 10);
+    assert_eq!(other.add(acc2.value()).get_timeout(BOUND).unwrap(), 10);
 
     // A call that waits for an argument does not hold back the answers of calls sent before
     // it, nor does it let calls made after it run first.
