@@ -469,3 +469,64 @@ fn class_trials_are_actors_made_by_name_on_the_cluster_nodes() {
     assert_eq!(made_on, workers);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn hard_affinity_to_a_node_not_in_the_cluster_fails_at_once_whatever_the_retries() {
+    let _turn = turn();
+    let (mut cluster, workers, _driver) = cluster(2);
+    let stranger = NodeId::random();
+    // A task pinned to a node that never joined, with unlimited retries.
+    let task = where_am_i
+        .options()
+        .scheduling_strategy(on(stranger))
+        .max_retries(-1)
+        .remote(3);
+    match task.get_timeout(Duration::from_secs(30)) {
+        Err(GetError::Unschedulable { reason, .. }) => {
+            assert!(reason.contains(&stranger.to_string()), "{reason}")
+        }
+        other => panic!("expected Unschedulable, got {other:?}"),
+    }
+    // An actor pinned to it, with unlimited restarts: dead, naming the node.
+    let tally = Tally::options()
+        .scheduling_strategy(on(stranger))
+        .max_restarts(-1)
+        .remote(0);
+    let call = tally.map(|t| t.add(1));
+    match call.map(|c| c.get_timeout(Duration::from_secs(30))) {
+        Err(e) => assert!(e.to_string().contains(&stranger.to_string()), "{e}"),
+        Ok(Err(GetError::ActorDied { cause, .. })) => {
+            assert!(cause.contains(&stranger.to_string()), "{cause}")
+        }
+        other => panic!("expected the actor to be dead, got {other:?}"),
+    }
+    // A node that died: pinned work fails at once too, once the driver's view says so.
+    let dead = workers[1];
+    assert!(cluster.kill_node(dead));
+    eventually("the killed worker is declared dead", || {
+        mobula::node::nodes()
+            .iter()
+            .any(|n| n.info.node_id == dead && !n.alive)
+    });
+    let task = where_am_i
+        .options()
+        .scheduling_strategy(on(dead))
+        .max_retries(-1)
+        .remote(4);
+    match task.get_timeout(Duration::from_secs(30)) {
+        Err(GetError::Unschedulable { reason, .. }) => {
+            assert!(reason.contains(&dead.to_string()), "{reason}")
+        }
+        other => panic!("expected Unschedulable, got {other:?}"),
+    }
+    // The live worker still runs pinned work.
+    assert_eq!(
+        where_am_i
+            .options()
+            .scheduling_strategy(on(workers[0]))
+            .remote(5)
+            .get()
+            .unwrap(),
+        (25, workers[0])
+    );
+}

@@ -404,7 +404,7 @@ impl ClusterNode {
             self.set_view(view);
         }
         self.address_of(node)
-            .ok_or_else(|| LinkError::Lost(format!("node {node} is not alive")))
+            .ok_or_else(|| LinkError::NoSuchNode(node.to_string()))
     }
 
     /// Opens a stream to `node` for a long exchange (an actor channel).

@@ -13,10 +13,11 @@ use super::node::ClusterNode;
 use super::objects::Lineage;
 use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::id::{NodeId, TaskId};
+use crate::base::scheduling::placement::SchedulingStrategy;
 use crate::object::store::Store;
 use crate::object::table::{RemoteCopy, RemoteKey};
 use crate::runtime::cluster_port::RemoteTask;
-use crate::transport::link;
+use crate::transport::link::{self, LinkError};
 use crate::wire::{self, Message, RunTask, TaskOutcome};
 
 /// A task listed as waiting here for its arguments while it lives.
@@ -170,6 +171,20 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
                 fail(TaskErrorKind::Failed, target, message, attempts);
                 return;
             }
+            // Pinned to a node that is not (or no longer) in the cluster: no retry can help.
+            Err(LinkError::NoSuchNode(node)) if pinned_to(out.options.strategy, target) => {
+                store.fail(
+                    out.result,
+                    GetError::Unschedulable {
+                        function: function.to_string(),
+                        task_id: out.task,
+                        reason: format!(
+                            "node {node} is not a live member of the cluster (hard node affinity)"
+                        ),
+                    },
+                );
+                return;
+            }
             Err(e) => {
                 let lost = format!("node {target} was lost while running the task: {e}");
                 cluster.suspect(target);
@@ -195,4 +210,9 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
             }
         }
     }
+}
+
+/// Whether `strategy` pins work to `node` and nowhere else.
+pub(super) fn pinned_to(strategy: SchedulingStrategy, node: NodeId) -> bool {
+    matches!(strategy, SchedulingStrategy::NodeAffinity { node: n, soft: false } if n == node)
 }

@@ -32,6 +32,9 @@ pub enum LinkError {
     /// The peer refused the request.
     #[error("refused: {0}")]
     Refused(String),
+    /// The node asked for is not a live member of the cluster (as the head says).
+    #[error("node {0} is not a live member of the cluster")]
+    NoSuchNode(String),
 }
 
 fn lost(e: impl std::fmt::Display) -> LinkError {

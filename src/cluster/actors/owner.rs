@@ -421,6 +421,18 @@ impl Driver {
                 actix_rt::spawn(read_answers(rx, to_driver));
                 Some(Channel { tx, inbound })
             }
+            // Created pinned to a node that is not in the cluster: it cannot start anywhere.
+            Err(LinkError::NoSuchNode(node))
+                if self.owner.as_ref().is_some_and(|o| {
+                    o.restarts == 0 && crate::cluster::remote::pinned_to(o.strategy, host)
+                }) =>
+            {
+                self.owner = None;
+                self.die(format!(
+                    "node {node} is not a live member of the cluster (hard node affinity)"
+                ));
+                None
+            }
             Err(e) => {
                 let why = format!("could not reach node {host}: {e}");
                 Box::pin(self.recover(why)).await
