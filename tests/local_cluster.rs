@@ -530,3 +530,78 @@ fn hard_affinity_to_a_node_not_in_the_cluster_fails_at_once_whatever_the_retries
         (25, workers[0])
     );
 }
+
+/// Constructions of `Survivor` in this process (every node of the cluster lives in it).
+static SURVIVORS_BUILT: AtomicUsize = AtomicUsize::new(0);
+
+#[mobula::actor]
+struct Survivor {
+    calls: u64,
+}
+
+#[mobula::actor]
+impl Survivor {
+    fn new() -> Self {
+        SURVIVORS_BUILT.fetch_add(1, Ordering::SeqCst);
+        Survivor { calls: 0 }
+    }
+
+    fn bump(&mut self) -> (u64, NodeId) {
+        self.calls += 1;
+        (self.calls, mobula::context().node_id().unwrap())
+    }
+}
+
+#[test]
+fn a_broken_link_alone_neither_restarts_an_actor_nor_bars_its_node() {
+    let _turn = turn();
+    let (cluster, workers, _driver) = cluster(2);
+    SURVIVORS_BUILT.store(0, Ordering::SeqCst);
+    let host = workers[0];
+    let actor = Survivor::options()
+        .scheduling_strategy(on(host))
+        .max_restarts(-1)
+        .remote()
+        .unwrap();
+    for i in 1..=3 {
+        assert_eq!(actor.bump().get().unwrap(), (i, host));
+    }
+    // The network drops every link of the actor's node; the node itself runs on, and the
+    // head keeps it a member.
+    assert!(cluster.break_links(host));
+    let mut last = 3;
+    let mut unavailable = 0;
+    for _ in 0..20 {
+        match actor.bump().get_timeout(Duration::from_secs(30)) {
+            Ok((n, node)) => {
+                assert_eq!(node, host, "the actor moved");
+                assert!(n > last, "the actor lost its state: {n} after {last}");
+                last = n;
+            }
+            // A call in flight when the link broke may or may not have run.
+            Err(GetError::ActorUnavailable { .. }) => unavailable += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        unavailable <= 1,
+        "{unavailable} calls were caught by one break"
+    );
+    assert_eq!(SURVIVORS_BUILT.load(Ordering::SeqCst), 1, "built once");
+    assert!(mobula::node::nodes().iter().all(|n| n.alive));
+    // Tasks go to the node again: a broken link kept it out for a node timeout at most.
+    eventually("spread tasks reach the node whose links broke", || {
+        let refs: Vec<_> = (0..8)
+            .map(|i| {
+                where_am_i
+                    .options()
+                    .scheduling_strategy(SchedulingStrategy::Spread)
+                    .remote(i)
+            })
+            .collect();
+        mobula::get_all(&refs)
+            .unwrap()
+            .iter()
+            .any(|(_, node)| *node == host)
+    });
+}

@@ -183,6 +183,18 @@ pub enum GetError {
         /// Why it failed.
         cause: String,
     },
+    /// The call was in flight when the link to its actor's node broke; the node stayed a
+    /// member and the actor runs on, but whether the call ran is unknown (Ray's
+    /// `ActorUnavailableError`).
+    #[error(
+        "actor {actor} could not be reached while this call was in flight ({cause}); the actor runs on, and the call may or may not have run; raise max_task_retries to send such calls again"
+    )]
+    ActorUnavailable {
+        /// The actor.
+        actor: String,
+        /// What broke.
+        cause: String,
+    },
     /// The actor already had `max_pending_calls` calls waiting or running; this one was
     /// refused without running.
     #[error(

@@ -3,7 +3,7 @@
 //! `serve`, the head's own state in `head`. Everything here runs on the node's event loop;
 //! other threads read the view and ask for placements.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,8 +47,9 @@ pub(crate) struct ClusterNode {
     pub(super) placed: Mutex<HashMap<NodeId, Placed>>,
     /// Tasks sent to each node and not yet answered.
     pub(super) sent: Mutex<HashMap<NodeId, u32>>,
-    /// Nodes a link to which broke: not chosen again.
-    pub(super) suspects: Mutex<HashSet<NodeId>>,
+    /// Nodes a link to which broke, and when: not chosen for `timeout` after that (by then
+    /// the head has declared them dead, or they are fine).
+    pub(super) suspects: Mutex<HashMap<NodeId, Instant>>,
     pub(super) cursor: AtomicUsize,
     pub(super) head_lost: Mutex<Option<String>>,
     pub(super) head_state: Option<Mutex<HeadState>>,
@@ -398,13 +399,21 @@ impl ClusterNode {
         if let Some(address) = self.address_of(node) {
             return Ok(address);
         }
+        self.refresh_view().await;
+        self.address_of(node)
+            .ok_or_else(|| LinkError::NoSuchNode(node.to_string()))
+    }
+
+    /// Asks the head for its view now, rather than waiting for the next heartbeat.
+    pub(super) async fn refresh_view(&self) {
+        if self.head_state.is_some() {
+            return; // the head's view is the membership itself
+        }
         if let Ok((Message::View(view), _)) =
             self.endpoint.request(self.head, &Message::Status).await
         {
             self.set_view(view);
         }
-        self.address_of(node)
-            .ok_or_else(|| LinkError::NoSuchNode(node.to_string()))
     }
 
     /// Opens a stream to `node` for a long exchange (an actor channel).

@@ -2,7 +2,9 @@
 //! it sent and placed since the last heartbeat, the peers whose link broke) handed to the
 //! pure decision in `base::scheduling::placement`.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::node::ClusterNode;
 use crate::base::id::NodeId;
@@ -10,12 +12,21 @@ use crate::base::scheduling::placement::{self, Candidate, FreeNow, Placement, Sc
 use crate::base::scheduling::resources::ResourceRequest;
 
 impl ClusterNode {
-    /// Marks a node whose link broke; it is not chosen again.
+    /// Marks a node whose link broke: it is not chosen for a node timeout. Only the
+    /// membership declares a node dead; a broken link only keeps work away from it until the
+    /// head has had time to decide.
     pub fn suspect(&self, node: NodeId) {
         self.suspects
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(node);
+            .insert(node, Instant::now());
+    }
+
+    /// Nodes suspected within the last node timeout; older suspicions are dropped.
+    fn suspects_now(&self) -> HashSet<NodeId> {
+        let mut suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        suspects.retain(|_, since| since.elapsed() < self.timeout);
+        suspects.keys().copied().collect()
     }
 
     /// Where a task goes.
@@ -36,7 +47,7 @@ impl ClusterNode {
         {
             return Placement::Remote(node);
         }
-        let suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        let suspects = self.suspects_now();
         let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         let mut placed = self.placed.lock().unwrap_or_else(|e| e.into_inner());
         let (queued, running) = self.scheduler.counts();

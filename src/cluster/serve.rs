@@ -392,7 +392,8 @@ async fn serve(
             Message::Ack
         }
         (Some(from), Message::OpenActor(open)) => {
-            super::actors::serve(node.node_id, from, open, tx, rx).await;
+            let grace = node.timeout * 3;
+            super::actors::serve(node.node_id, from, open, tx, rx, grace).await;
             return;
         }
         (Some(from), other) => {

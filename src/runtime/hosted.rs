@@ -151,7 +151,15 @@ pub fn open_hosted<A: ActorMethods>(
     open: OpenActor,
     here: NodeId,
 ) -> Result<Box<dyn HostedActor>, String> {
+    // A channel opened again after its link broke: the actor runs here already, and is
+    // attached to rather than created twice.
+    let running = || {
+        global::with_runtime(|rt| rt.actors.acquire::<ActorCore<A>>(open.actor))
+            .flatten()
+            .map(|core| Box::new(ActorHandle::adopt(core)) as Box<dyn HostedActor>)
+    };
     match open.create {
+        Some(_) if let Some(attached) = running() => Ok(attached),
         Some(create) => {
             let args = <<A::Params as Params>::Args as ArgList>::decode(&create.args)
                 .map_err(|e| format!("the constructor's arguments do not decode: {e}"))?;
@@ -167,9 +175,6 @@ pub fn open_hosted<A: ActorMethods>(
             .map(|handle| Box::new(handle) as Box<dyn HostedActor>)
             .map_err(|e| e.to_string())
         }
-        None => global::with_runtime(|rt| rt.actors.acquire::<ActorCore<A>>(open.actor))
-            .flatten()
-            .map(|core| Box::new(ActorHandle::adopt(core)) as Box<dyn HostedActor>)
-            .ok_or_else(|| format!("actor {} is not on node {here}", open.actor)),
+        None => running().ok_or_else(|| format!("actor {} is not on node {here}", open.actor)),
     }
 }

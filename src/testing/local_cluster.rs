@@ -149,6 +149,22 @@ impl LocalCluster {
         crate::http::dashboard_address(rt)
     }
 
+    /// Closes every QUIC link node `id` has open, as a network fault would, while the node
+    /// runs on: its peers see their streams to it break, and links are opened again on the
+    /// next request. Returns false if no such node runs here.
+    pub fn break_links(&self, id: NodeId) -> bool {
+        let Some(rt) = self.nodes.iter().find(|rt| rt.node_id == id) else {
+            return false;
+        };
+        match cluster::node_of(rt) {
+            Some(node) => {
+                node.endpoint.break_links();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops node `id` without a word to the others, as a crashed machine or `kill -9` would:
     /// its endpoint goes silent and the others declare it dead when its heartbeats stop.
     /// Returns false if no such node runs here.

@@ -262,6 +262,25 @@ impl Endpoint {
         connect(&self.inner, client, address).await
     }
 
+    /// Closes every link open now, as a network fault would; the endpoint goes on listening
+    /// and opens links again on the next request. For fault injection.
+    pub fn break_links(&self) {
+        let slots: Vec<Slot> = self
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            if let Ok(mut link) = slot.try_lock()
+                && let Some(connection) = link.take()
+            {
+                connection.close(LINK_BROKEN, b"link broken on purpose");
+            }
+        }
+    }
+
     /// Closes every link and stops listening.
     pub fn close(&self) {
         self.inner
@@ -343,6 +362,9 @@ async fn serve_link(
         });
     }
 }
+
+/// How [`Endpoint::break_links`] closes a link.
+pub const LINK_BROKEN: quinn::VarInt = quinn::VarInt::from_u32(3);
 
 /// How a head closes a link from a peer without a certificate that did anything but join.
 pub const CLOSED_UNAUTHENTICATED: quinn::VarInt = quinn::VarInt::from_u32(2);

@@ -32,6 +32,9 @@ pub enum LinkError {
     /// The peer refused the request.
     #[error("refused: {0}")]
     Refused(String),
+    /// The peer finished the stream, between frames: it has nothing more to say.
+    #[error("the peer finished the stream")]
+    Finished,
     /// The node asked for is not a live member of the cluster (as the head says).
     #[error("node {0} is not a live member of the cluster")]
     NoSuchNode(String),
@@ -58,7 +61,11 @@ pub async fn recv_within(
     limit: usize,
 ) -> Result<Message, LinkError> {
     let mut prefix = [0u8; 4];
-    stream.read_exact(&mut prefix).await.map_err(lost)?;
+    match stream.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Err(LinkError::Finished),
+        Err(e) => return Err(lost(e)),
+    }
     let len = wire::frame_len_within(prefix, limit)?;
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).await.map_err(lost)?;

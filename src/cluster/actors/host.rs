@@ -3,7 +3,7 @@
 
 use crate::base::id::NodeId;
 use crate::transport::endpoint::reply;
-use crate::transport::link;
+use crate::transport::link::{self, LinkError};
 use crate::wire::{Message, OpenActor, TaskOutcome};
 
 use crate::cluster::node::VALUE_LIMIT;
@@ -12,13 +12,16 @@ use crate::cluster::node::VALUE_LIMIT;
 const ATTACH_TRIES: u32 = 100;
 const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// The hosting side of a channel: runs until the caller closes it or its link breaks.
+/// The hosting side of a channel: runs until the caller closes it or its link breaks. When
+/// the link breaks, the channel's hold on the actor is kept for `grace` (a few node timeouts):
+/// the caller reconnects if its node is alive, and only the membership decides it is not.
 pub(crate) async fn serve(
     here: NodeId,
     from: NodeId,
     mut open: OpenActor,
     tx: quinn::SendStream,
     mut rx: quinn::RecvStream,
+    grace: std::time::Duration,
 ) {
     if let Some(create) = &mut open.create {
         let streamed = std::mem::take(&mut create.streamed);
@@ -59,6 +62,7 @@ pub(crate) async fn serve(
     // Answers go out through one writer, in the order the calls end.
     let (done, writer) = link::answer_writer(tx, |seq, outcome| Message::CallDone { seq, outcome });
     let writer = actix_rt::spawn(writer);
+    let mut broke = false;
     loop {
         match link::recv(&mut rx).await {
             Ok(Message::ActorCall(mut call)) => {
@@ -67,6 +71,7 @@ pub(crate) async fn serve(
                     link::recv_large(&mut rx, &mut call.args, streamed, VALUE_LIMIT).await
                 {
                     tracing::warn!(from = %from, "an actor channel broke: {e}");
+                    broke = true;
                     break;
                 }
                 let seq = call.seq;
@@ -90,12 +95,26 @@ pub(crate) async fn serve(
                 tracing::warn!(from = %from, "closed an actor channel: it sent {}", other.name());
                 break;
             }
-            // The caller finished the stream (its last handle went) or its link broke.
-            Err(_) => break,
+            // The caller finished the stream: its last handle went.
+            Err(LinkError::Finished) => break,
+            // Its link broke: it may come back.
+            Err(e) => {
+                tracing::debug!(from = %from, "an actor channel broke: {e}");
+                broke = true;
+                break;
+            }
         }
     }
-    // The handle goes now; calls already queued still run and are answered.
-    drop(hosted);
+    // The handle goes (after the grace, if the link broke); calls already queued still run
+    // and are answered.
+    if broke {
+        actix_rt::spawn(async move {
+            tokio::time::sleep(grace).await;
+            drop(hosted);
+        });
+    } else {
+        drop(hosted);
+    }
     drop(done);
     let _ = writer.await;
 }

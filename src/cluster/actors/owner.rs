@@ -12,6 +12,7 @@ use crate::base::error::{GetError, TaskError, TaskErrorKind};
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::options::ActorOptions;
 use crate::base::options::ActorSettings;
+use crate::base::role::Standing;
 use crate::base::scheduling::placement::SchedulingStrategy;
 use crate::cluster::node::{ClusterNode, VALUE_LIMIT};
 use crate::object::store::Store;
@@ -248,6 +249,16 @@ fn start(
     remote
 }
 
+/// What the membership says of an actor's node after a link to it broke.
+enum Verdict {
+    /// Still a member, and reachable again: a new channel to the actor there.
+    Back(Channel),
+    /// Declared dead, or no longer in the cluster.
+    Dead,
+    /// Still a member, but not reachable from here within the bound.
+    Unreachable,
+}
+
 /// Something the channel's reader passes to its driver.
 enum Inbound {
     Done(u64, TaskOutcome),
@@ -367,6 +378,31 @@ impl Driver {
     /// Opens a stream to the host and writes the channel's first frame.
     async fn open(&mut self) -> Option<Channel> {
         let host = self.host();
+        match self.try_open(host).await {
+            Ok(channel) => Some(channel),
+            // Created pinned to a node that is not in the cluster: it cannot start anywhere.
+            Err(LinkError::NoSuchNode(node))
+                if self.owner.as_ref().is_some_and(|o| {
+                    o.restarts == 0 && crate::cluster::remote::pinned_to(o.strategy, host)
+                }) =>
+            {
+                self.owner = None;
+                self.die(format!(
+                    "node {node} is not a live member of the cluster (hard node affinity)"
+                ));
+                None
+            }
+            Err(e) => {
+                let why = format!("could not reach node {host}: {e}");
+                Box::pin(self.recover(why)).await
+            }
+        }
+    }
+
+    /// Opens a stream to `host` and writes the channel's first frame: on the owner's side
+    /// the actor's creation, which the host takes as attaching when the actor runs there
+    /// already (a channel opened again after its link broke).
+    async fn try_open(&mut self, host: NodeId) -> Result<Channel, LinkError> {
         let mut create = self.owner.as_ref().map(|o| o.create.clone());
         let (streamed, payloads) = match &mut create {
             Some(c) => link::split_large(&mut c.args),
@@ -388,8 +424,9 @@ impl Driver {
             }
             Ok::<_, LinkError>((tx, rx))
         };
-        match opened.await {
-            Ok((tx, rx)) => {
+        let (tx, rx) = opened.await?;
+        {
+            {
                 if let Some(owner) = &self.owner {
                     // Where it runs now, for handles in other processes to follow; a named
                     // actor restarted elsewhere takes its name again (the head dropped it
@@ -417,27 +454,63 @@ impl Driver {
                         }
                     });
                 }
-                let (to_driver, inbound) = mpsc::unbounded_channel();
-                actix_rt::spawn(read_answers(rx, to_driver));
-                Some(Channel { tx, inbound })
-            }
-            // Created pinned to a node that is not in the cluster: it cannot start anywhere.
-            Err(LinkError::NoSuchNode(node))
-                if self.owner.as_ref().is_some_and(|o| {
-                    o.restarts == 0 && crate::cluster::remote::pinned_to(o.strategy, host)
-                }) =>
-            {
-                self.owner = None;
-                self.die(format!(
-                    "node {node} is not a live member of the cluster (hard node affinity)"
-                ));
-                None
-            }
-            Err(e) => {
-                let why = format!("could not reach node {host}: {e}");
-                Box::pin(self.recover(why)).await
             }
         }
+        let (to_driver, inbound) = mpsc::unbounded_channel();
+        actix_rt::spawn(read_answers(rx, to_driver));
+        Ok(Channel { tx, inbound })
+    }
+
+    /// The link to the actor's node broke: the membership decides what that means. While
+    /// the head counts the node a member, the channel is opened to it again (the actor runs
+    /// on there); once the head declares it dead, the caller goes on to restart or follow.
+    /// Bounded: a member that stays unreachable from here for three node timeouts is given up.
+    async fn verdict(&mut self, host: NodeId) -> Verdict {
+        let deadline = tokio::time::Instant::now() + self.cluster.timeout * 3;
+        let pause = (self.cluster.timeout / 8).max(std::time::Duration::from_millis(10));
+        loop {
+            self.cluster.refresh_view().await;
+            if self.cluster.standing_of(host) != Standing::Member {
+                return Verdict::Dead;
+            }
+            if let Ok(channel) = self.try_open(host).await {
+                return Verdict::Back(channel);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Verdict::Unreachable;
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Back on a channel to the same actor after its link broke: calls caught in flight are
+    /// sent again where `max_task_retries` allows (they may have run), and fail with
+    /// [`GetError::ActorUnavailable`] otherwise.
+    async fn resume(&mut self, mut channel: Channel, why: &str) -> Option<Channel> {
+        let retries = self.owner.as_ref().map(|o| o.settings.max_task_retries);
+        let caught = std::mem::take(&mut self.in_flight);
+        let mut again = BTreeMap::new();
+        for (seq, mut sent) in caught {
+            if retries.is_some_and(|r| recovery::resend(r, sent.attempts)) {
+                sent.attempts += 1;
+                again.insert(seq, sent);
+            } else {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+                let err = GetError::ActorUnavailable {
+                    actor: self.actor(),
+                    cause: why.to_string(),
+                };
+                self.store.fail(sent.result, err);
+            }
+        }
+        for sent in again.values() {
+            if let Err(e) = write_call(&mut channel.tx, sent).await {
+                self.in_flight = again;
+                return Box::pin(self.recover(e.to_string())).await;
+            }
+        }
+        self.in_flight = again;
+        Some(channel)
     }
 
     /// Writes one call whose arguments are ready.
@@ -569,6 +642,28 @@ impl Driver {
         }
         let lost = self.host();
         self.cluster.suspect(lost);
+        match self.verdict(lost).await {
+            Verdict::Back(channel) => {
+                tracing::warn!(
+                    "the link to node {lost} broke ({why}); node {lost} is still a member, reconnected to actor {}",
+                    self.actor()
+                );
+                let why = format!("the link to node {lost} broke: {why}");
+                return self.resume(channel, &why).await;
+            }
+            Verdict::Unreachable => {
+                // Not restarted elsewhere: it may well run on there, and one instance at a
+                // time is the promise.
+                self.owner = None;
+                let bound = self.cluster.timeout * 3;
+                self.die(format!(
+                    "node {lost} stayed a member of the cluster but could not be reached from node {} for {bound:?}: {why}",
+                    self.cluster.node_id
+                ));
+                return None;
+            }
+            Verdict::Dead => {}
+        }
         let why = format!("node {lost} was lost: {why}");
         let actor = self.actor();
         let Some(owner) = &mut self.owner else {
