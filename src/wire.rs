@@ -267,6 +267,12 @@ pub enum Message {
         /// Its node.
         node: NodeId,
     },
+    /// To the head, from an actor's owner: the owner's last handle went, nothing will restart
+    /// the actor; its location may be forgotten.
+    ActorGone {
+        /// The actor.
+        actor: ActorId,
+    },
     /// To the head: where does this actor run now? Answered with [`Message::ActorFound`] or
     /// refused.
     LocateActor {
@@ -347,6 +353,7 @@ impl Message {
             Message::Join { .. } => "Join",
             Message::JoinAccepted { .. } => "JoinAccepted",
             Message::Renew { .. } => "Renew",
+            Message::ActorGone { .. } => "ActorGone",
             Message::Refused { .. } => "Refused",
             Message::Register(_) => "Register",
             Message::View(_) => "View",

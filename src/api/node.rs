@@ -101,6 +101,17 @@ pub fn nodes() -> Vec<NodeState> {
         .unwrap_or_default()
 }
 
+/// How many entries each of this node's cluster tables that grow with use holds now (values
+/// held for other nodes, lineage, bundles reserved for others, task channels, links,
+/// suspected nodes, remote actor channels; on the head also members, dead members, actor
+/// names and locations), by name; empty outside a cluster. The same figures are the metric
+/// `mobula_cluster_table_entries`.
+pub fn table_sizes() -> Vec<(&'static str, usize)> {
+    global::with_runtime(|rt| crate::cluster::node_of(rt).map(|c| c.table_sizes()))
+        .flatten()
+        .unwrap_or_default()
+}
+
 /// Where this node serves `/metrics` (see [`Config::metrics_address`](crate::Config::metrics_address)),
 /// if it does.
 pub fn metrics_address() -> Option<std::net::SocketAddr> {

@@ -76,6 +76,8 @@ pub enum Refusal {
 struct Member {
     state: NodeState,
     last_seen_ms: u64,
+    /// When it was declared dead.
+    dead_since_ms: Option<u64>,
 }
 
 /// The membership table.
@@ -86,6 +88,9 @@ pub struct Membership {
     /// functions, such as the CLI's) the first node's that has functions.
     registry: Option<u64>,
     timeout_ms: u64,
+    /// How long a dead member stays listed (as dead, so that its certificate is refused):
+    /// as long as that certificate can still be valid.
+    forget_after_ms: u64,
 }
 
 impl Membership {
@@ -97,7 +102,20 @@ impl Membership {
             members: BTreeMap::new(),
             registry,
             timeout_ms,
+            forget_after_ms: u64::MAX,
         }
+    }
+
+    /// Dead members are forgotten `ms` after they died (when their certificates have expired).
+    pub fn forget_dead_after(mut self, ms: u64) -> Self {
+        self.forget_after_ms = ms;
+        self
+    }
+
+    /// Live and dead members listed now.
+    pub fn counts(&self) -> (usize, usize) {
+        let alive = self.members.values().filter(|m| m.state.alive).count();
+        (alive, self.members.len() - alive)
     }
 
     /// Whether a node with this registry may join.
@@ -140,6 +158,7 @@ impl Membership {
                     alive: true,
                 },
                 last_seen_ms: now_ms,
+                dead_since_ms: None,
             },
         );
         self.version += 1;
@@ -169,16 +188,25 @@ impl Membership {
         Ok(view_version < self.version)
     }
 
-    /// Declares dead every live node not heard from within the timeout; returns them.
+    /// Declares dead every live node not heard from within the timeout, and forgets those
+    /// dead for longer than [`forget_dead_after`](Self::forget_dead_after); returns the newly
+    /// dead.
     pub fn tick(&mut self, now_ms: u64) -> Vec<NodeId> {
         let mut dead = Vec::new();
         for (id, m) in &mut self.members {
             if m.state.alive && now_ms.saturating_sub(m.last_seen_ms) > self.timeout_ms {
                 m.state.alive = false;
+                m.dead_since_ms = Some(now_ms);
                 dead.push(*id);
             }
         }
-        if !dead.is_empty() {
+        let listed = self.members.len();
+        let forget_after = self.forget_after_ms;
+        self.members.retain(|_, m| {
+            m.dead_since_ms
+                .is_none_or(|since| now_ms.saturating_sub(since) < forget_after)
+        });
+        if !dead.is_empty() || self.members.len() != listed {
             self.version += 1;
         }
         dead
@@ -303,5 +331,32 @@ mod tests {
         );
         assert!(m.remove(id));
         assert!(!m.remove(id));
+    }
+
+    #[test]
+    fn dead_members_are_listed_until_their_certificates_expire_then_forgotten() {
+        let mut m = Membership::new(1000, None).forget_dead_after(60_000);
+        let (a, b) = (info(0), info(0));
+        let (silent, alive) = (a.node_id, b.node_id);
+        m.register(a, 0).unwrap();
+        m.register(b, 0).unwrap();
+        m.heartbeat(alive, Vec::new(), 0, 0, 1_400).unwrap();
+        assert_eq!(m.tick(1_500), vec![silent]);
+        assert_eq!(m.counts(), (1, 1));
+        // Listed as dead (its certificate refused) while the certificate can be valid.
+        for now in [2_000, 30_000, 61_499] {
+            m.heartbeat(alive, Vec::new(), 0, 0, now).unwrap();
+            assert!(m.tick(now).is_empty());
+            assert_eq!(m.counts(), (1, 1), "at {now}");
+        }
+        let before = m.version();
+        m.heartbeat(alive, Vec::new(), 0, 0, 61_500).unwrap();
+        assert!(m.tick(61_500).is_empty());
+        assert_eq!(m.counts(), (1, 0), "forgotten");
+        assert!(
+            m.version() > before,
+            "the view changes when a member is forgotten"
+        );
+        assert!(m.view().nodes.iter().all(|n| n.info.node_id != silent));
     }
 }

@@ -108,7 +108,12 @@ pub(crate) async fn start(
             );
             let identity = ca.issue(&grant).map_err(err)?;
             let timeout_ms = config.node_timeout.as_millis() as u64;
-            let membership = Membership::new(timeout_ms, (registry != 0).then_some(registry));
+            // A dead member stays listed (its certificate refused) while that certificate
+            // can still be valid: its lifetime, and a clock running late by as much.
+            let lifetime = config.certificate_lifetime;
+            let forget_after = lifetime + lifetime.min(crate::transport::credentials::CLOCK_SKEW);
+            let membership = Membership::new(timeout_ms, (registry != 0).then_some(registry))
+                .forget_dead_after(forget_after.as_millis() as u64);
             let state = HeadState {
                 membership,
                 ca,
@@ -295,12 +300,122 @@ impl ClusterNode {
     pub(super) fn set_view(&self, view: ClusterView) {
         let mut mine = self.view.write().unwrap_or_else(|e| e.into_inner());
         if view.version >= mine.version {
+            let changed = view.version > mine.version;
             *mine = view;
             self.placed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
+            if changed {
+                let dead: Vec<(NodeId, SocketAddr)> = mine
+                    .nodes
+                    .iter()
+                    .filter(|n| !n.alive)
+                    .map(|n| (n.info.node_id, n.info.address))
+                    .collect();
+                drop(mine);
+                self.forget_dead(&dead);
+            }
         }
+    }
+
+    /// Lets go of everything kept for or about nodes the head declared dead: values held for
+    /// them, bundles they reserved here, the task channel and the link to them, and the
+    /// suspicion. What a dead node asked for ends with it.
+    fn forget_dead(&self, dead: &[(NodeId, SocketAddr)]) {
+        if dead.is_empty() {
+            return;
+        }
+        let is_dead = |id: &NodeId| dead.iter().any(|(d, _)| d == id);
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(owner, _), _| !is_dead(owner));
+        let orphaned: Vec<(String, Vec<LocalBundle>)> = {
+            let mut hosted = self.hosted_groups.lock().unwrap_or_else(|e| e.into_inner());
+            let groups: Vec<String> = hosted
+                .iter()
+                .filter(|(_, (owner, _))| is_dead(owner))
+                .map(|(group, _)| group.clone())
+                .collect();
+            groups
+                .into_iter()
+                .filter_map(|g| hosted.remove(&g).map(|(_, bundles)| (g, bundles)))
+                .collect()
+        };
+        for (group, bundles) in orphaned {
+            tracing::info!(%group, "released a placement group's bundles: its owner died");
+            crate::runtime::scheduler::bundles::release_here(&self.scheduler, &group, &bundles);
+        }
+        self.task_channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|node, _| !is_dead(node));
+        self.suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|node, _| !is_dead(node));
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|node, _| !is_dead(node));
+        for (_, address) in dead {
+            self.endpoint.forget(*address);
+        }
+    }
+
+    /// How many entries each of this node's tables that grow with use holds now, by name:
+    /// for the metrics, and for tests that check they come back down.
+    pub fn table_sizes(&self) -> Vec<(&'static str, usize)> {
+        let mut sizes = vec![
+            (
+                "held_values",
+                self.held.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            ),
+            (
+                "lineage",
+                self.lineage.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            ),
+            (
+                "hosted_groups",
+                self.hosted_groups
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .len(),
+            ),
+            (
+                "task_channels",
+                self.task_channels
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .len(),
+            ),
+            (
+                "suspects",
+                self.suspects
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .len(),
+            ),
+            ("remote_actors", self.remote_actors.len()),
+            ("links", self.endpoint.link_count()),
+            (
+                "awaiting_args",
+                self.awaiting_args
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .len(),
+            ),
+        ];
+        if let Some(state) = &self.head_state {
+            let state = state.lock().unwrap_or_else(|e| e.into_inner());
+            let (alive, dead) = state.membership.counts();
+            sizes.push(("members", alive));
+            sizes.push(("dead_members", dead));
+            sizes.push(("actor_names", state.names.len()));
+            sizes.push(("actor_locations", state.locations.len()));
+        }
+        sizes
     }
 
     /// Where this node listens, and whether it is the head.

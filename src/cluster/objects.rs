@@ -55,7 +55,9 @@ impl RemoteObjects for Fetcher {
         });
     }
 
-    fn release(&self, copy: RemoteCopy) {
+    fn release(&self, id: ObjectId, copy: RemoteCopy) {
+        // Nobody wants it any more: nor how to make it again.
+        drop(self.cluster.lineage(|l| l.remove(&id)));
         // Objects in another node's store are that node's to free.
         let RemoteKey::Task(task) = copy.key else {
             return;

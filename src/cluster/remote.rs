@@ -188,6 +188,15 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
             Err(e) => {
                 let lost = format!("node {target} was lost while running the task: {e}");
                 cluster.suspect(target);
+                // If that node is alive after all and kept the value for an answer that was
+                // lost on the way, it may let the value go: the task runs again.
+                let (node, task) = (cluster.clone(), out.task);
+                actix_rt::spawn(async move {
+                    if let Ok(address) = node.find(target).await {
+                        let message = Message::ReleaseObject { task };
+                        let _ = node.endpoint.request(address, &message).await;
+                    }
+                });
                 if !out.options.retry.max_retries.allows(attempts - 1) {
                     fail(TaskErrorKind::WorkerDied, target, lost, attempts);
                     return;

@@ -317,6 +317,13 @@ async fn serve(
                 Message::Ack
             }
         },
+        (Some(_), Message::ActorGone { actor }) => {
+            if let Some(state) = &node.head_state {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                state.locations.remove(&actor);
+            }
+            Message::Ack
+        }
         (Some(_), Message::LocateActor { actor }) => match &node.head_state {
             None => refused("this node is not the head"),
             Some(state) => {

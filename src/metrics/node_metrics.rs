@@ -185,6 +185,18 @@ pub(crate) fn families(rt: &Runtime) -> Vec<Family> {
             "peer",
             per(&|l| l.received_bytes as f64),
         ));
+        let tables = cluster
+            .table_sizes()
+            .into_iter()
+            .map(|(name, n)| (name.to_string(), n as f64))
+            .collect();
+        out.push(by(
+            "mobula_cluster_table_entries",
+            "Entries in the node's cluster tables that grow with use (held values, lineage, hosted bundles, links, members...)",
+            Kind::Gauge,
+            "table",
+            tables,
+        ));
         out.push(by(
             "mobula_transport_rtt_seconds",
             "Round-trip time to a peer (QUIC's estimate)",

@@ -74,7 +74,7 @@ pub(crate) trait RemoteObjects: Send + Sync {
     /// not), as a spiller answers a restore.
     fn fetch(&self, id: ObjectId, copy: RemoteCopy, reply: actix::Recipient<Restored>);
     /// Nobody here wants the value any more: its node may drop it.
-    fn release(&self, copy: RemoteCopy);
+    fn release(&self, id: ObjectId, copy: RemoteCopy);
 }
 
 /// A handle to one node's object store; cheap to clone.
@@ -315,7 +315,7 @@ impl Store {
         {
             fx.release_remote
                 .drain(..)
-                .for_each(|copy| remote.release(copy));
+                .for_each(|(id, copy)| remote.release(id, copy));
         }
         if !fx.delete_files.is_empty() {
             match self.actors.get() {

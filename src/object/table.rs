@@ -161,8 +161,8 @@ pub(crate) struct Effects {
     pub release: Vec<ObjectId>,
     /// Objects to read back now (waited for when their value went elsewhere).
     pub restore: Vec<ObjectId>,
-    /// Values on other nodes nobody here wants any more.
-    pub release_remote: Vec<RemoteCopy>,
+    /// Values on other nodes nobody here wants any more (the object, and where it is).
+    pub release_remote: Vec<(ObjectId, RemoteCopy)>,
     /// Change in bytes held in memory.
     pub memory_delta: i64,
 }
@@ -352,7 +352,7 @@ impl ShardTable {
         self.account(&mut fx, before, 0);
         // Not fetched yet: its node still holds it.
         if let Some(copy) = e.remote {
-            fx.release_remote.push(copy);
+            fx.release_remote.push((id, copy));
         }
         match e.state {
             State::InMemory { value, .. } => fx.drop_values.push(value),
@@ -403,11 +403,11 @@ impl ShardTable {
     pub fn seal_remote(&mut self, id: ObjectId, copy: RemoteCopy) -> Effects {
         let mut fx = Effects::default();
         let Some(e) = self.entries.get_mut(&id) else {
-            fx.release_remote.push(copy);
+            fx.release_remote.push((id, copy));
             return fx;
         };
         let State::Pending { waiters } = &mut e.state else {
-            fx.release_remote.push(copy);
+            fx.release_remote.push((id, copy));
             return fx;
         };
         // Those who only wanted to know that it exists are told; the others want its value.
@@ -1019,7 +1019,7 @@ mod tests {
         let c = next();
         t.insert_pending(c, producer());
         let _ = fire(t.seal_remote(c, copy));
-        assert_eq!(fire(t.decref(c)).release_remote, vec![copy]);
+        assert_eq!(fire(t.decref(c)).release_remote, vec![(c, copy)]);
 
         // Watched (wait_anywhere): the watcher is told it exists, nothing is fetched.
         let d = next();

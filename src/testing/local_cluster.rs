@@ -149,6 +149,17 @@ impl LocalCluster {
         crate::http::dashboard_address(rt)
     }
 
+    /// Node `id`'s cluster tables and their sizes (see
+    /// [`node::table_sizes`](crate::node::table_sizes)).
+    pub fn table_sizes(&self, id: NodeId) -> Vec<(&'static str, usize)> {
+        self.nodes
+            .iter()
+            .find(|rt| rt.node_id == id)
+            .and_then(|rt| cluster::node_of(rt))
+            .map(|c| c.table_sizes())
+            .unwrap_or_default()
+    }
+
     /// Closes every QUIC link node `id` has open, as a network fault would, while the node
     /// runs on: its peers see their streams to it break, and links are opened again on the
     /// next request. Returns false if no such node runs here.

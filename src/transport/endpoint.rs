@@ -262,6 +262,26 @@ impl Endpoint {
         connect(&self.inner, client, address).await
     }
 
+    /// Lets go of the link to `address` (its node died): closed, and its slot removed.
+    pub fn forget(&self, address: SocketAddr) {
+        let slot = self
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address);
+        if let Some(slot) = slot
+            && let Ok(mut link) = slot.try_lock()
+            && let Some(connection) = link.take()
+        {
+            connection.close(quinn::VarInt::from_u32(0), b"the node was declared dead");
+        }
+    }
+
+    /// Peer addresses with a link slot (open, being opened, or closed and not yet reopened).
+    pub fn link_count(&self) -> usize {
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Closes every link open now, as a network fault would; the endpoint goes on listening
     /// and opens links again on the next request. For fault injection.
     pub fn break_links(&self) {

@@ -242,6 +242,7 @@ fn start(
         next_seq: 0,
         dead: None,
         owner: None,
+        announced: None,
     };
     rt.node_arbiter.spawn_fn(move || {
         actix_rt::spawn(driver.run(inbox, owner));
@@ -286,6 +287,9 @@ struct Driver {
     /// Set once the actor is gone for good: why.
     dead: Option<String>,
     owner: Option<Ownership>,
+    /// The latest word to the head of where the actor runs (to be forgotten at the end,
+    /// after that word has arrived).
+    announced: Option<actix_rt::task::JoinHandle<()>>,
 }
 
 impl Driver {
@@ -373,6 +377,15 @@ impl Driver {
             }
         }
         self.cluster.forget_remote_actor(self.id);
+        if let Some(announced) = self.announced.take() {
+            // The owner's last handle went: nothing will restart it, and the head may forget
+            // where it ran (once it has heard where).
+            let _ = announced.await;
+            let _ = self
+                .cluster
+                .ask_head(&Message::ActorGone { actor: self.id })
+                .await;
+        }
     }
 
     /// Opens a stream to the host and writes the channel's first frame.
@@ -448,11 +461,11 @@ impl Driver {
                         });
                     }
                     let cluster = self.cluster.clone();
-                    actix_rt::spawn(async move {
+                    self.announced = Some(actix_rt::spawn(async move {
                         for message in &messages {
                             let _ = cluster.ask_head(message).await;
                         }
-                    });
+                    }));
                 }
             }
         }
@@ -817,6 +830,11 @@ impl RemoteActors {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, remote);
+    }
+
+    /// Channels listed (some may be going).
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn forget(&self, id: ActorId) {
