@@ -486,11 +486,13 @@ impl Driver {
             if self.cluster.standing_of(host) != Standing::Member {
                 return Verdict::Dead;
             }
-            if let Ok(channel) = self.try_open(host).await {
-                return Verdict::Back(channel);
-            }
             if tokio::time::Instant::now() >= deadline {
                 return Verdict::Unreachable;
+            }
+            // A dead host's address takes up to a node timeout to give up on.
+            let attempt = tokio::time::timeout(self.cluster.timeout, self.try_open(host));
+            if let Ok(Ok(channel)) = attempt.await {
+                return Verdict::Back(channel);
             }
             tokio::time::sleep(pause).await;
         }
