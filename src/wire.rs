@@ -16,6 +16,8 @@ use crate::base::error::TaskErrorKind;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::options::ActorOptions;
 pub use crate::base::role::Role;
+/// How many times a task or an actor may be passed on (see [`RunTask::spill`]).
+pub use crate::base::scheduling::placement::MAX_SPILL_HOPS;
 
 /// The protocol version this build speaks. A peer with another version is refused.
 pub const VERSION: u16 = 3;
@@ -63,6 +65,9 @@ pub struct RunTask {
     pub name: Option<String>,
     /// The node whose terminal shows what the task prints: its driver's.
     pub log_to: NodeId,
+    /// How many times nodes that could not start it passed it on; `None` when it is pinned
+    /// to the receiving node and may not be passed on.
+    pub spill: Option<u8>,
 }
 
 /// How a task sent to another node ended.
@@ -94,6 +99,9 @@ pub enum TaskOutcome {
         /// Its encoded size.
         len: u64,
     },
+    /// The node could not start it now and a peer has room: send it there instead
+    /// (spill-back). It did not run.
+    Moved(NodeId),
 }
 
 /// Opens a call channel to an actor on the receiving node. It is the first frame of a
@@ -121,6 +129,8 @@ pub struct CreateActor {
     pub options: ActorOptions,
     /// The node whose terminal shows what the actor prints: its creator's driver's.
     pub log_to: NodeId,
+    /// How many times nodes that could not start it passed it on; `None` when it is pinned.
+    pub spill: Option<u8>,
 }
 
 /// One method call on a channel opened by [`OpenActor`].
@@ -267,6 +277,12 @@ pub enum Message {
         /// Its node.
         node: NodeId,
     },
+    /// On an actor channel, from the node asked to create the actor: it cannot start it now
+    /// and `node` has room; open the channel there instead (spill-back). Nothing ran.
+    ActorMoved {
+        /// Where to create it.
+        node: NodeId,
+    },
     /// To the head, from an actor's owner: the owner's last handle went, nothing will restart
     /// the actor; its location may be forgotten.
     ActorGone {
@@ -354,6 +370,7 @@ impl Message {
             Message::JoinAccepted { .. } => "JoinAccepted",
             Message::Renew { .. } => "Renew",
             Message::ActorGone { .. } => "ActorGone",
+            Message::ActorMoved { .. } => "ActorMoved",
             Message::Refused { .. } => "Refused",
             Message::Register(_) => "Register",
             Message::View(_) => "View",
@@ -566,10 +583,21 @@ mod tests {
                 retry_exceptions: false,
                 name: Some("n".into()),
                 log_to: NodeId::random(),
+                spill: Some(1),
             }),
             Message::TaskDone {
                 task: TaskId::NIL,
                 outcome: TaskOutcome::Value(vec![9, 9]),
+            },
+            Message::TaskDone {
+                task: TaskId::NIL,
+                outcome: TaskOutcome::Moved(NodeId::random()),
+            },
+            Message::ActorMoved {
+                node: NodeId::random(),
+            },
+            Message::ActorGone {
+                actor: ActorId::from_parts(2, 3),
             },
             Message::TaskDone {
                 task: TaskId::NIL,

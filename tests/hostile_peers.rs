@@ -6,38 +6,22 @@
 //! certificate are refused, and members renew theirs. The cluster keeps serving.
 
 mod common;
+#[path = "common/peers.rs"]
+mod peers;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 use mobula::Config;
-use mobula::node::JoinInfo;
-use mobula::transport::credentials::{
-    ClusterCa, Grant, NODE_NAME, NodeIdentity, NodeKey, expiry_of, identity_of,
-};
-use mobula::transport::endpoint::{CLOSED_UNAUTHENTICATED, Endpoint, Joins, MAX_JOINING};
-use mobula::transport::{link, tls};
+use mobula::transport::credentials::{Grant, NODE_NAME, expiry_of, identity_of};
+use mobula::transport::endpoint::{CLOSED_UNAUTHENTICATED, MAX_JOINING};
+use mobula::transport::tls;
 use mobula::wire::{self, Message, NodeInfo, Role};
+use peers::*;
 
 #[mobula::remote]
 fn double(x: u64) -> u64 {
     x * 2
-}
-
-/// How long a link may take to be closed; a bound on the wait, not a sleep.
-const BOUND: Duration = Duration::from_secs(20);
-
-/// A link to `address` from a host without a certificate (it pins the cluster's CA, as a
-/// joining node does).
-async fn uncertified_link(address: SocketAddr, ca_fingerprint: &str) -> quinn::Connection {
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(tls::join_config(ca_fingerprint, BOUND).unwrap());
-    endpoint
-        .connect(address, NODE_NAME)
-        .unwrap()
-        .await
-        .expect("the TLS handshake completes on the client's side")
 }
 
 /// Waits for the link to be closed and says how.
@@ -75,22 +59,6 @@ fn one_worker(
         1,
         |c| c.num_cpus(0),
     )
-}
-
-/// Where a node listens, as the driver's view says.
-fn address_of(node: mobula::NodeId) -> SocketAddr {
-    mobula::node::nodes()
-        .iter()
-        .find(|n| n.info.node_id == node)
-        .map(|n| n.info.address)
-        .expect("the node is listed")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -332,63 +300,6 @@ fn a_flood_from_hosts_without_a_certificate_is_held_to_a_few_kilobytes() {
     );
 }
 
-/// The cluster's CA, from the cluster directory (as the CLI reads it).
-fn cluster_ca(cluster: &mobula::testing::LocalCluster) -> ClusterCa {
-    let read = |name: &str| std::fs::read(cluster.dir().join(name)).unwrap();
-    ClusterCa::load(read("ca.der"), &read("ca.key")).unwrap()
-}
-
-/// An endpoint presenting `identity`, to send requests as its holder.
-fn endpoint_of(identity: &NodeIdentity) -> Endpoint {
-    Endpoint::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        identity,
-        BOUND,
-        Joins::Refused,
-    )
-    .unwrap()
-}
-
-/// Joins the cluster for real, as a host with the token would, asking for `role`.
-async fn join_as(join: &JoinInfo, role: Role) -> Result<NodeIdentity, String> {
-    let key = NodeKey::generate().unwrap();
-    let node_id = mobula::NodeId::random();
-    let link = uncertified_link(join.address, &join.ca_fingerprint).await;
-    let request = Message::Join {
-        node_id,
-        token: join.token.clone(),
-        csr_der: key.csr_der().unwrap(),
-        registry: 0,
-        role,
-    };
-    let answer = link::request(&link, &request).await;
-    link.close(quinn::VarInt::from_u32(0), b"done");
-    match answer {
-        Ok((
-            Message::JoinAccepted {
-                cert_der, ca_der, ..
-            },
-            _,
-        )) => Ok(NodeIdentity {
-            node_id,
-            cert_der,
-            key_der: key.pkcs8_der(),
-            ca_der,
-        }),
-        Ok((other, _)) => Err(format!("answered {}", other.name())),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// What `address` answers `message` from `endpoint`: the answer's name, or the refusal.
-async fn ask(endpoint: &Endpoint, address: SocketAddr, message: &Message) -> String {
-    match endpoint.request(address, message).await {
-        Ok((Message::Refused { reason }, _)) => format!("refused: {reason}"),
-        Ok((answer, _)) => answer.name().to_string(),
-        Err(e) => format!("failed: {e}"),
-    }
-}
-
 #[test]
 fn a_certificate_gets_what_its_role_and_membership_allow_and_no_more() {
     let _turn = turn();
@@ -480,8 +391,12 @@ fn a_certificate_gets_what_its_role_and_membership_allow_and_no_more() {
             .iter()
             .any(|n| n.info.node_id == identity.node_id && !n.alive)
     });
-    let answer = rt.block_on(ask(&driver, join.address, &Message::Status));
-    assert!(answer.contains("declared dead"), "{answer}");
+    // (The head also closes its link to a node it declares dead: a request on that link
+    // fails, and one on a new link is refused.)
+    eventually("the head refuses the dead driver", || {
+        rt.block_on(ask(&driver, join.address, &Message::Status))
+            .contains("declared dead")
+    });
     eventually("the worker refuses the dead driver", || {
         rt.block_on(ask(&driver, worker_address, &Message::Status))
             .contains("declared dead")

@@ -196,7 +196,8 @@ pub(crate) async fn fetch(
             "{why}; running `{}` again on node {node} to make it",
             lineage.function
         );
-        let outcome = cluster
+        let mut node = node;
+        let mut outcome = cluster
             .run_on(
                 node,
                 lineage.task,
@@ -204,6 +205,22 @@ pub(crate) async fn fetch(
                 lineage.payloads.clone(),
             )
             .await;
+        // Passed on by a node that could not start it (a bounded number of times).
+        while let Ok(TaskOutcome::Moved(next)) = outcome {
+            match super::remote::passed_on(&lineage.frame) {
+                Ok(frame) => lineage.frame = frame,
+                Err(e) => return Err(lost(format!("{why}; {e}"))),
+            }
+            node = next;
+            outcome = cluster
+                .run_on(
+                    node,
+                    lineage.task,
+                    lineage.frame.clone(),
+                    lineage.payloads.clone(),
+                )
+                .await;
+        }
         let failed = |kind, message| {
             GetError::Task(TaskError {
                 function: lineage.function.clone(),
@@ -223,7 +240,8 @@ pub(crate) async fn fetch(
                 | TaskOutcome::ActorDied(message),
             ) => return Err(failed(TaskErrorKind::Failed, message)),
             // Held there now (or the node went too): fetch from it, or try again.
-            Ok(TaskOutcome::Held { .. } | TaskOutcome::Streamed { .. }) | Err(_) => {
+            Ok(TaskOutcome::Held { .. } | TaskOutcome::Streamed { .. } | TaskOutcome::Moved(_))
+            | Err(_) => {
                 copy = RemoteCopy {
                     node,
                     key: RemoteKey::Task(lineage.task),

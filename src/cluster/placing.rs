@@ -84,6 +84,58 @@ impl ClusterNode {
         placement
     }
 
+    /// Counts `req` as placed on `node` until the next view (work passed on to it).
+    pub fn placed_on(&self, node: NodeId, req: &ResourceRequest) {
+        self.placed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(node)
+            .or_default()
+            .add(req);
+    }
+
+    /// Spill-back: where to pass work handed to this node that it cannot start now (a peer
+    /// with room, as this node's view says), or `None` to start or queue it here. `hops`:
+    /// how many times it was passed on already.
+    pub fn spill_target(&self, req: &ResourceRequest, hops: u8) -> Option<NodeId> {
+        let free_here = self.scheduler.available();
+        let (waiting, _) = self.scheduler.counts();
+        let here = placement::Here {
+            free: &free_here,
+            waiting,
+        };
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        let suspects = self.suspects_now();
+        let placed = self.placed.lock().unwrap_or_else(|e| e.into_inner());
+        let peers: Vec<Candidate<'_>> = view
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.alive
+                    && n.info.runs_tasks
+                    && n.info.node_id != self.node_id
+                    && !suspects.contains(&n.info.node_id)
+            })
+            .map(|n| Candidate {
+                id: n.info.node_id,
+                local: false,
+                total: &n.info.resources,
+                load: n.load,
+                free: (!n.available.is_empty()).then(|| FreeNow {
+                    reported: &n.available,
+                    placed: placed.get(&n.info.node_id),
+                }),
+            })
+            .collect();
+        let target = placement::spill_back(req, here, hops, &peers);
+        drop(peers);
+        drop(placed);
+        if let Some(node) = target {
+            self.placed_on(node, req);
+        }
+        target
+    }
+
     /// A node for a task whose node was lost: any that can run it, this one included.
     pub fn place_retry(
         &self,

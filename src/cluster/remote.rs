@@ -103,6 +103,13 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
         retry_exceptions: out.options.retry.retry_exceptions,
         name: out.options.name.clone(),
         log_to: out.log_to,
+        // Work placed by policy may be passed on by a node that cannot start it; work
+        // pinned to a node (by affinity or a placement group's bundle) may not.
+        spill: (!matches!(
+            out.options.strategy,
+            SchedulingStrategy::NodeAffinity { .. }
+        ))
+        .then_some(0),
     });
     // Encoded once, sent again as is on a retry.
     let frame = match wire::encode(&message) {
@@ -114,7 +121,7 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
         }
     };
     drop(message);
-    let frame: Arc<[u8]> = frame.into();
+    let mut frame: Arc<[u8]> = frame.into();
     let payloads = Arc::new(payloads);
     let mut target = out.target;
     let mut attempts = 0u32;
@@ -165,6 +172,19 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
                 fail(kind, target, message, attempts);
                 return;
             }
+            // Spill-back: that node could not start it and passed it on; it did not run.
+            Ok(TaskOutcome::Moved(next)) => match passed_on(&frame) {
+                Ok(again) => {
+                    frame = again;
+                    target = next;
+                    attempts -= 1;
+                    cluster.placed_on(next, &request);
+                }
+                Err(e) => {
+                    fail(TaskErrorKind::Failed, target, e, attempts);
+                    return;
+                }
+            },
             Ok(TaskOutcome::DepFailed(message))
             | Ok(TaskOutcome::Refused(message))
             | Ok(TaskOutcome::ActorDied(message)) => {
@@ -224,4 +244,14 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
 /// Whether `strategy` pins work to `node` and nowhere else.
 pub(super) fn pinned_to(strategy: SchedulingStrategy, node: NodeId) -> bool {
     matches!(strategy, SchedulingStrategy::NodeAffinity { node: n, soft: false } if n == node)
+}
+
+/// A task's frame as sent again after a node passed it on: its count of hops one higher.
+pub(super) fn passed_on(frame: &[u8]) -> Result<Arc<[u8]>, String> {
+    let bad = |e: wire::WireError| format!("the task could not be passed on: {e}");
+    let Message::RunTask(mut task) = wire::decode(frame).map_err(bad)? else {
+        return Err("the task could not be passed on: its frame holds no task".into());
+    };
+    task.spill = task.spill.map(|hops| hops.saturating_add(1));
+    Ok(wire::encode(&Message::RunTask(task)).map_err(bad)?.into())
 }

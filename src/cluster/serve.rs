@@ -399,8 +399,7 @@ async fn serve(
             Message::Ack
         }
         (Some(from), Message::OpenActor(open)) => {
-            let grace = node.timeout * 3;
-            super::actors::serve(node.node_id, from, open, tx, rx, grace).await;
+            super::actors::serve(node.clone(), from, open, tx, rx).await;
             return;
         }
         (Some(from), other) => {

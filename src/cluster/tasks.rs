@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::node::{ClusterNode, VALUE_LIMIT};
 use crate::base::id::{NodeId, TaskId};
+use crate::base::scheduling::resources::ResourceRequest;
 use crate::runtime::registry;
 use crate::transport::link::{self, LinkError};
 use crate::wire::{INLINE_LIMIT, Message, TaskOutcome};
@@ -170,6 +171,14 @@ pub(crate) async fn serve(
                     break;
                 }
                 let id = task.task;
+                // Spill-back: it cannot start here now and a peer has room.
+                if let Some(hops) = task.spill
+                    && let Ok(req) = ResourceRequest::from_list(&task.resources)
+                    && let Some(peer) = node.spill_target(&req, hops)
+                {
+                    let _ = done.send((id, TaskOutcome::Moved(peer)));
+                    continue;
+                }
                 match registry::find(&task.function) {
                     None => {
                         let why = format!(

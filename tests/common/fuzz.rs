@@ -269,6 +269,7 @@ pub fn message() -> impl Strategy<Value = Message> {
                         retry_exceptions,
                         name,
                         log_to: NodeId::random(),
+                        spill: (max_retries % 2 == 0).then_some((max_retries & 3) as u8),
                     })
                 }
             ),

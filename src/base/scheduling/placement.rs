@@ -121,6 +121,45 @@ fn busy(c: &Candidate<'_>) -> f64 {
     f64::from(c.load) / cpus
 }
 
+/// How many times work may be passed on from a node that cannot start it (Ray's raylet
+/// spills back likewise, a bounded number of times).
+pub const MAX_SPILL_HOPS: u8 = 3;
+
+/// What a node that was handed work knows of itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Here<'a> {
+    /// What it has free now.
+    pub free: &'a [(String, f64)],
+    /// Work queued here and not started.
+    pub waiting: usize,
+}
+
+/// Spill-back: a node handed work it cannot start now (the resources are taken, or work
+/// waits before it) passes it on to a peer that has room, as far as its view says, the
+/// least loaded first; `None` when it starts here (or waits here: no peer has room, or it
+/// was passed on `hops` times already). `peers` are the other live nodes.
+pub fn spill_back(
+    req: &ResourceRequest,
+    here: Here<'_>,
+    hops: u8,
+    peers: &[Candidate<'_>],
+) -> Option<NodeId> {
+    let fits_here = FreeNow {
+        reported: here.free,
+        placed: None,
+    }
+    .fits(req);
+    if hops >= MAX_SPILL_HOPS || (fits_here && here.waiting == 0) {
+        return None;
+    }
+    peers
+        .iter()
+        .filter(|c| !c.local && feasible(c.total, req))
+        .filter(|c| c.free.is_some_and(|free| free.fits(req)))
+        .min_by(|a, b| busy(a).total_cmp(&busy(b)))
+        .map(|c| c.id)
+}
+
 /// Chooses a node. `cursor` advances `Spread` (the caller increments it per task).
 pub fn place(
     req: &ResourceRequest,
@@ -390,5 +429,61 @@ mod tests {
             ),
             Placement::Infeasible(_)
         ));
+    }
+
+    #[test]
+    fn a_node_that_cannot_start_work_passes_it_to_a_peer_with_room() {
+        let one = ResourceRequest::new(1.0, 0.0, &[]).unwrap();
+        let total = [("CPU".to_string(), 2.0)];
+        let none_free = [("CPU".to_string(), 0.0)];
+        let two_free = [("CPU".to_string(), 2.0)];
+        let (full, roomy) = (NodeId::random(), NodeId::random());
+        fn peer<'a>(
+            id: NodeId,
+            total: &'a [(String, f64)],
+            free: &'a [(String, f64)],
+            load: u32,
+        ) -> Candidate<'a> {
+            Candidate {
+                id,
+                local: false,
+                total,
+                load,
+                free: Some(FreeNow {
+                    reported: free,
+                    placed: None,
+                }),
+            }
+        }
+        let peers = [
+            peer(full, &total, &none_free, 2),
+            peer(roomy, &total, &two_free, 0),
+        ];
+        let busy_here = Here {
+            free: &none_free,
+            waiting: 0,
+        };
+        assert_eq!(spill_back(&one, busy_here, 0, &peers), Some(roomy));
+        // Room here, and nothing waiting: it starts here.
+        let idle_here = Here {
+            free: &two_free,
+            waiting: 0,
+        };
+        assert_eq!(spill_back(&one, idle_here, 0, &peers), None);
+        // Room here, but work waits before it: passed on all the same.
+        let queue_here = Here {
+            free: &two_free,
+            waiting: 3,
+        };
+        assert_eq!(spill_back(&one, queue_here, 0, &peers), Some(roomy));
+        // Passed on enough times already, or no peer has room: it waits here.
+        assert_eq!(spill_back(&one, busy_here, MAX_SPILL_HOPS, &peers), None);
+        assert_eq!(spill_back(&one, busy_here, 0, &peers[..1]), None);
+        // A peer whose room is unknown is not guessed at.
+        let unknown = [Candidate {
+            free: None,
+            ..peer(roomy, &total, &two_free, 0)
+        }];
+        assert_eq!(spill_back(&one, busy_here, 0, &unknown), None);
     }
 }

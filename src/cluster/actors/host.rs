@@ -1,7 +1,10 @@
 //! The hosting side of actor channels: queues each call as it is read (so in the caller's
 //! order) and answers each when it ends.
 
+use std::sync::Arc;
+
 use crate::base::id::NodeId;
+use crate::cluster::node::ClusterNode;
 use crate::transport::endpoint::reply;
 use crate::transport::link::{self, LinkError};
 use crate::wire::{Message, OpenActor, TaskOutcome};
@@ -14,21 +17,35 @@ const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The hosting side of a channel: runs until the caller closes it or its link breaks. When
 /// the link breaks, the channel's hold on the actor is kept for `grace` (a few node timeouts):
-/// the caller reconnects if its node is alive, and only the membership decides it is not.
+/// the caller reconnects if its node is alive, and only the membership decides it is not
+/// (the grace: three node timeouts).
 pub(crate) async fn serve(
-    here: NodeId,
+    node: Arc<ClusterNode>,
     from: NodeId,
     mut open: OpenActor,
     tx: quinn::SendStream,
     mut rx: quinn::RecvStream,
-    grace: std::time::Duration,
 ) {
+    let here = node.node_id;
+    let grace = node.timeout * 3;
     if let Some(create) = &mut open.create {
         let streamed = std::mem::take(&mut create.streamed);
         if let Err(e) = link::recv_large(&mut rx, &mut create.args, streamed, VALUE_LIMIT).await {
             tracing::warn!(from = %from, "dropped an actor whose arguments did not arrive: {e}");
             return;
         }
+    }
+    // Spill-back: an actor placed by policy that cannot start here now goes to a peer with
+    // room (never one that runs here already: a channel opened again attaches to it).
+    if let Some(create) = &open.create
+        && let Some(hops) = create.spill
+        && !crate::runtime::global::with_runtime(|rt| rt.actors.contains(open.actor))
+            .unwrap_or(false)
+        && let Ok(settings) = create.options.resolve(false)
+        && let Some(peer) = node.spill_target(&settings.hold, hops)
+    {
+        reply(tx, &Message::ActorMoved { node: peer }).await;
+        return;
     }
     let class = open.class.clone();
     let hosted = match crate::runtime::registry::find_actor(&class) {

@@ -263,6 +263,8 @@ enum Verdict {
 /// Something the channel's reader passes to its driver.
 enum Inbound {
     Done(u64, TaskOutcome),
+    /// The node could not start the actor and passed it on (spill-back).
+    Moved(NodeId),
     Lost(String),
     Refused(String),
 }
@@ -319,6 +321,12 @@ impl Driver {
                             streamed: Vec::new(),
                             options: options.clone(),
                             log_to: settings.log_to.unwrap_or(self.cluster.node_id),
+                            // Placed by policy: a node that cannot start it may pass it on.
+                            spill: (!matches!(
+                                options.strategy(),
+                                SchedulingStrategy::NodeAffinity { .. }
+                            ))
+                            .then_some(0),
                         },
                         strategy: options.strategy(),
                         settings,
@@ -367,6 +375,7 @@ impl Driver {
                 },
                 inbound = next_inbound(&mut channel) => match inbound {
                     Inbound::Done(seq, outcome) => self.settle(seq, outcome),
+                    Inbound::Moved(node) => channel = self.moved(node).await,
                     Inbound::Lost(why) => channel = self.recover(why).await,
                     Inbound::Refused(why) => {
                         channel = None;
@@ -525,6 +534,35 @@ impl Driver {
             }
         }
         self.in_flight = again;
+        Some(channel)
+    }
+
+    /// Spill-back: the node asked to create the actor could not start it and named `node`,
+    /// which has room. Nothing ran there: the actor is created on `node`, and the calls sent
+    /// meanwhile go there, none counted as an attempt.
+    async fn moved(&mut self, node: NodeId) -> Option<Channel> {
+        let Some(owner) = &mut self.owner else {
+            return Box::pin(self.recover(format!(
+                "told to move to node {node} by a node it did not create the actor on"
+            )))
+            .await;
+        };
+        owner.create.spill = owner.create.spill.map(|hops| hops.saturating_add(1));
+        let from = self.host();
+        tracing::debug!(
+            "actor {} passed on from node {from} to node {node}",
+            self.actor()
+        );
+        *self.host.lock().unwrap_or_else(|e| e.into_inner()) = node;
+        let mut channel = Box::pin(self.open()).await?;
+        let waiting = std::mem::take(&mut self.in_flight);
+        for sent in waiting.values() {
+            if let Err(e) = write_call(&mut channel.tx, sent).await {
+                self.in_flight = waiting;
+                return Box::pin(self.recover(e.to_string())).await;
+            }
+        }
+        self.in_flight = waiting;
         Some(channel)
     }
 
@@ -804,6 +842,7 @@ async fn read_answers(mut rx: quinn::RecvStream, to_driver: mpsc::UnboundedSende
             },
             Ok(Message::CallDone { seq, outcome }) => Inbound::Done(seq, outcome),
             Ok(Message::Refused { reason }) => Inbound::Refused(reason),
+            Ok(Message::ActorMoved { node }) => Inbound::Moved(node),
             Ok(other) => Inbound::Lost(format!("the host sent {}", other.name())),
             Err(e) => Inbound::Lost(e.to_string()),
         };

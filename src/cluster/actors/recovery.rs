@@ -30,6 +30,10 @@ pub(super) fn settle(outcome: TaskOutcome) -> Settled {
             TaskErrorKind::ResultRejected,
             "a large result arrived without its payload".into(),
         ),
+        TaskOutcome::Moved(node) => Settled::Failed(
+            TaskErrorKind::ResultRejected,
+            format!("an actor call was answered as a task passed on to node {node}"),
+        ),
     }
 }
 

@@ -155,6 +155,11 @@ impl ActorDirectory {
         }
     }
 
+    /// Whether actor `id` is on this node.
+    pub fn contains(&self, id: ActorId) -> bool {
+        self.lock().actors.contains_key(&id)
+    }
+
     /// The actor's core as `T`, with one more handle; `None` if unknown or of another type.
     pub fn acquire<T: Any + Send + Sync>(&self, id: ActorId) -> Option<Arc<T>> {
         let mut inner = self.lock();
