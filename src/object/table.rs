@@ -526,22 +526,26 @@ impl ShardTable {
         fx
     }
 
-    /// Objects that could spill now: in memory, not being read by anyone, not known to fail.
+    /// Objects that could spill now: in memory, not being read by anyone, not known to fail;
+    /// and bytes read back from a spill file that no typed get has decoded yet (they go back
+    /// to that file).
     pub fn spill_candidates(&self, out: &mut Vec<Candidate>) {
         for (id, e) in &self.entries {
-            if let State::InMemory {
-                value,
-                spilling: false,
-            } = &e.state
-                && !e.unspillable
-                && value.is_unshared()
-            {
-                out.push(Candidate {
-                    last_used: e.last_used,
-                    id: *id,
-                    size: e.size,
-                });
-            }
+            let size = match &e.state {
+                State::InMemory {
+                    value,
+                    spilling: false,
+                } if !e.unspillable && value.is_unshared() => e.size,
+                State::Bytes { bytes } if e.file.is_some() && Arc::strong_count(bytes) == 1 => {
+                    bytes.len() as u64
+                }
+                _ => continue,
+            };
+            out.push(Candidate {
+                last_used: e.last_used,
+                id: *id,
+                size,
+            });
         }
     }
 
@@ -549,6 +553,20 @@ impl ShardTable {
         let Some(e) = self.entries.get_mut(&id) else {
             return SpillStart::Skip;
         };
+        // Restored bytes nobody reads now, whose file is still there: back to disk at once.
+        if let State::Bytes { bytes } = &e.state
+            && e.file.is_some()
+            && Arc::strong_count(bytes) == 1
+        {
+            let before = bytes.len() as u64;
+            e.state = State::OnDisk {
+                waiters: Vec::new(),
+                restoring: false,
+            };
+            let mut fx = Effects::default();
+            self.account(&mut fx, before, 0);
+            return SpillStart::Done(fx);
+        }
         let State::InMemory { value, spilling } = &mut e.state else {
             return SpillStart::Skip;
         };
@@ -880,6 +898,36 @@ mod tests {
         let fx = fire(t.finish_restore(id, Ok(Arc::new(vec![9u8; 5]))));
         assert_eq!(woken.load(Ordering::SeqCst), 2);
         assert_eq!(fx.memory_delta, 5);
+        assert_eq!(
+            t.memory(),
+            5,
+            "restored bytes count against the store's memory"
+        );
+        // Restored bytes no typed get has decoded can spill again (back to their file),
+        // unless someone reads them now.
+        let Probe::Ready(Ready::Bytes(reading)) = t.probe(id, 5, &mut None) else {
+            panic!("restored bytes are ready")
+        };
+        let mut cands = Vec::new();
+        t.spill_candidates(&mut cands);
+        assert!(cands.is_empty(), "being read");
+        assert!(matches!(t.begin_spill(id), SpillStart::Skip));
+        drop(reading);
+        t.spill_candidates(&mut cands);
+        assert_eq!(
+            cands.iter().map(|c| (c.id, c.size)).collect::<Vec<_>>(),
+            vec![(id, 5)]
+        );
+        let SpillStart::Done(fx) = t.begin_spill(id) else {
+            panic!("restored bytes go back to their file")
+        };
+        assert_eq!((fx.memory_delta, t.memory()), (-5, 0));
+        let mut w3 = counter_waiter(&woken);
+        assert!(matches!(
+            t.probe(id, 5, &mut w3),
+            Probe::NotReady { restore: true }
+        ));
+        let _ = fire(t.finish_restore(id, Ok(Arc::new(vec![9u8; 5]))));
         assert!(matches!(
             t.probe(id, 5, &mut None),
             Probe::Ready(Ready::Bytes(_))
