@@ -9,13 +9,17 @@ use std::process::{Command, Stdio};
 use common::cli::{join_variables, mobula, text};
 use std::time::{Duration, Instant};
 
-/// Not a test: a worker node started the way `#[mobula::main]` starts one.
+/// Not a test: a worker node started the way `#[mobula::main]` starts one, by the test
+/// below (with `--ignored`). Run any other way it fails.
 #[test]
+#[ignore = "child-process entry point: a worker node that the CLI test starts"]
 fn cli_worker() {
-    if std::env::var_os("MOBULA_WORKER").is_some() {
-        mobula::node::run_worker_if_asked();
-        unreachable!("run_worker_if_asked exits the process");
-    }
+    assert!(
+        std::env::var_os("MOBULA_WORKER").is_some(),
+        "not a test: a worker node, started by the CLI test"
+    );
+    mobula::node::run_worker_if_asked();
+    unreachable!("run_worker_if_asked exits the process");
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -66,7 +70,7 @@ fn start_a_head_join_a_worker_with_the_printed_command_look_and_stop() {
     // A worker joins with the printed variables only (its own, empty cluster directory).
     let worker_dir = dir.join("elsewhere");
     let mut worker = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "cli_worker", "--nocapture"])
+        .args(["--ignored", "--exact", "cli_worker", "--nocapture"])
         .envs(&vars)
         .env("MOBULA_NUM_CPUS", "1")
         .env("MOBULA_DIR", &worker_dir)

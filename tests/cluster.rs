@@ -19,11 +19,13 @@ use mobula::{ActorError, InitError, NodeId, ObjectRef, SchedulingStrategy};
 
 const WORKER_ENV: &str = "MOBULA_TEST_WORKER";
 
-/// Not a test: the body of a worker process. Runs only when started by `spawn_worker`.
+/// Not a test: the body of a worker process, which `spawn_worker` starts (with
+/// `--ignored`). Run any other way it fails.
 #[test]
+#[ignore = "child-process entry point: the body of a worker process that spawn_worker starts"]
 fn worker_main() {
     let Ok(head) = std::env::var(WORKER_ENV) else {
-        return;
+        panic!("not a test: the body of a worker process, started by spawn_worker");
     };
     let mut config = Config::default()
         .num_cpus(2)
@@ -70,15 +72,21 @@ fn spawn_worker_in(
         }
         None => Command::new(&exe),
     };
-    cmd.args(["--exact", "worker_main", "--nocapture", "--test-threads=1"])
-        .env(WORKER_ENV, head.to_string())
-        .env("MOBULA_DIR", dir)
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("MOBULA_TEST_VERBOSE").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::piped()
-        });
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "worker_main",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(WORKER_ENV, head.to_string())
+    .env("MOBULA_DIR", dir)
+    .stdout(Stdio::null())
+    .stderr(if std::env::var_os("MOBULA_TEST_VERBOSE").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::piped()
+    });
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -686,11 +694,13 @@ fn a_handle_from_another_process_follows_its_actor_to_the_node_it_restarted_on()
     assert_eq!(tally.log().get().unwrap(), vec![100, 2]);
 }
 
-/// Not a test: the body of a head process. Runs only when started by the test below.
+/// Not a test: the body of a head process, which the test below starts (with `--ignored`).
+/// Run any other way it fails.
 #[test]
+#[ignore = "child-process entry point: the body of a head process that the next test starts"]
 fn head_main() {
     let Ok(dir) = std::env::var("MOBULA_TEST_HEAD") else {
-        return;
+        panic!("not a test: the body of a head process, started by the test after it");
     };
     let config = Config::default()
         .num_cpus(0)
@@ -709,7 +719,13 @@ fn a_driver_whose_head_dies_mid_run_gets_errors_not_hangs() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut head = Worker(
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "head_main", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "head_main",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("MOBULA_TEST_HEAD", &dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -842,4 +858,38 @@ fn refs_inside_values_are_fetched_from_the_node_that_made_them() {
     assert_eq!(node, workers_by_id()[0]);
     // Twice, from a second task: still there, still the same.
     assert_eq!(sum_nested.remote(refs).get().unwrap().0, expected);
+}
+
+#[mobula::actor]
+struct Doubler {
+    total: u64,
+}
+
+#[mobula::actor]
+impl Doubler {
+    fn new(start: u64) -> Self {
+        Doubler { total: start }
+    }
+
+    fn value(&self) -> u64 {
+        self.total
+    }
+
+    fn add(&mut self, n: u64) -> u64 {
+        self.total += n;
+        self.total
+    }
+}
+
+#[test]
+fn chained_calls_on_an_actor_in_another_process_finish() {
+    let _turn = turn();
+    let (_guard, _workers, _dir) = start_cluster(1);
+    // The head has no CPUs: the actor runs in the worker process.
+    let acc = Doubler::remote(1).unwrap();
+    let mut last = acc.value();
+    for _ in 0..10 {
+        last = acc.add(&last);
+    }
+    assert_eq!(last.get_timeout(Duration::from_secs(60)).unwrap(), 1 << 10);
 }

@@ -220,22 +220,29 @@ fn lines_of_tasks_and_actors_are_kept_with_their_ids_and_read_back() {
     drop(cluster);
 }
 
-/// Not a test: a worker node, when the test below starts this binary as one.
+/// Not a test: a worker node, when the test below starts this binary as one (with
+/// `--ignored`). Run any other way it fails.
 #[test]
+#[ignore = "child-process entry point: a worker node that the logs test starts"]
 fn logs_worker() {
-    if std::env::var_os("MOBULA_WORKER").is_some() {
-        mobula::node::run_worker_if_asked();
-        unreachable!("run_worker_if_asked exits the process");
-    }
+    assert!(
+        std::env::var_os("MOBULA_WORKER").is_some(),
+        "not a test: a worker node, started by the logs test"
+    );
+    mobula::node::run_worker_if_asked();
+    unreachable!("run_worker_if_asked exits the process");
 }
 
-/// Not a test: the driver of the test below. It runs a task and an actor call on the
-/// worker, prints their ids, and stays until its standard input closes.
+/// Not a test: the driver of the test below (started with `--ignored`). It runs a task and
+/// an actor call on the worker, prints their ids, and stays until its standard input closes.
+/// Run any other way it fails.
 #[test]
+#[ignore = "child-process entry point: the driver that the logs test starts"]
 fn logs_driver() {
-    if std::env::var_os("MOBULA_LOGS_DRIVER").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("MOBULA_LOGS_DRIVER").is_some(),
+        "not a test: the driver of the logs test, started by it"
+    );
     let _mobula = mobula::init(Config::default().num_cpus(0)).expect("the driver joins");
     eventually("the driver sees the worker", || {
         mobula::node::nodes()
@@ -281,7 +288,7 @@ fn a_driver_process_shows_what_its_work_prints_on_other_nodes() {
     let vars = join_variables(&all_text(&started));
     let exe = std::env::current_exe().unwrap();
     let mut worker = Command::new(&exe)
-        .args(["--exact", "logs_worker", "--nocapture"])
+        .args(["--ignored", "--exact", "logs_worker", "--nocapture"])
         .envs(&vars)
         .env("MOBULA_NUM_CPUS", "2")
         .env("MOBULA_DIR", dir.join("worker"))
@@ -292,7 +299,7 @@ fn a_driver_process_shows_what_its_work_prints_on_other_nodes() {
     let worker_out = collect(worker.stdout.take().unwrap());
     let worker_err = collect(worker.stderr.take().unwrap());
     let mut driver = Command::new(&exe)
-        .args(["--exact", "logs_driver", "--nocapture"])
+        .args(["--ignored", "--exact", "logs_driver", "--nocapture"])
         .envs(vars.iter().filter(|(k, _)| k.as_str() != "MOBULA_WORKER"))
         .env("MOBULA_LOGS_DRIVER", "1")
         .env("MOBULA_DIR", dir.join("driver"))
