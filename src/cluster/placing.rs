@@ -98,24 +98,24 @@ impl ClusterNode {
     /// with room, as this node's view says), or `None` to start or queue it here. `hops`:
     /// how many times it was passed on already.
     pub fn spill_target(&self, req: &ResourceRequest, hops: u8) -> Option<NodeId> {
-        let free_here = self.scheduler.available();
-        let (waiting, _) = self.scheduler.counts();
-        let here = placement::Here {
-            free: &free_here,
-            waiting,
-        };
+        // The common case, on every task that arrives: it starts here; nothing more to see.
+        if !placement::may_spill(self.scheduler.would_start_now(req), hops) {
+            return None;
+        }
         let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        let peer = |n: &&crate::wire::NodeState| {
+            n.alive && n.info.runs_tasks && n.info.node_id != self.node_id
+        };
+        // No peer runs work at all: nothing to look at.
+        if !view.nodes.iter().any(|n| peer(&n)) {
+            return None;
+        }
         let suspects = self.suspects_now();
         let placed = self.placed.lock().unwrap_or_else(|e| e.into_inner());
         let peers: Vec<Candidate<'_>> = view
             .nodes
             .iter()
-            .filter(|n| {
-                n.alive
-                    && n.info.runs_tasks
-                    && n.info.node_id != self.node_id
-                    && !suspects.contains(&n.info.node_id)
-            })
+            .filter(|n| peer(n) && !suspects.contains(&n.info.node_id))
             .map(|n| Candidate {
                 id: n.info.node_id,
                 local: false,
@@ -127,7 +127,7 @@ impl ClusterNode {
                 }),
             })
             .collect();
-        let target = placement::spill_back(req, here, hops, &peers);
+        let target = placement::spill_back(req, &peers);
         drop(peers);
         drop(placed);
         if let Some(node) = target {

@@ -125,33 +125,17 @@ fn busy(c: &Candidate<'_>) -> f64 {
 /// spills back likewise, a bounded number of times).
 pub const MAX_SPILL_HOPS: u8 = 3;
 
-/// What a node that was handed work knows of itself.
-#[derive(Debug, Clone, Copy)]
-pub struct Here<'a> {
-    /// What it has free now.
-    pub free: &'a [(String, f64)],
-    /// Work queued here and not started.
-    pub waiting: usize,
+/// Whether a node handed work passes it on, before looking at its peers: not when it would
+/// start the work at once (its resources are free and nothing waits before it), nor when
+/// the work was passed on `hops` times already.
+pub fn may_spill(starts_here_now: bool, hops: u8) -> bool {
+    !starts_here_now && hops < MAX_SPILL_HOPS
 }
 
-/// Spill-back: a node handed work it cannot start now (the resources are taken, or work
-/// waits before it) passes it on to a peer that has room, as far as its view says, the
-/// least loaded first; `None` when it starts here (or waits here: no peer has room, or it
-/// was passed on `hops` times already). `peers` are the other live nodes.
-pub fn spill_back(
-    req: &ResourceRequest,
-    here: Here<'_>,
-    hops: u8,
-    peers: &[Candidate<'_>],
-) -> Option<NodeId> {
-    let fits_here = FreeNow {
-        reported: here.free,
-        placed: None,
-    }
-    .fits(req);
-    if hops >= MAX_SPILL_HOPS || (fits_here && here.waiting == 0) {
-        return None;
-    }
+/// Spill-back: where a node that may pass work on ([`may_spill`]) sends it: the least loaded
+/// peer that has room for it, as far as the node's view says; `None` when no peer has (it
+/// waits here). `peers` are the other live nodes.
+pub fn spill_back(req: &ResourceRequest, peers: &[Candidate<'_>]) -> Option<NodeId> {
     peers
         .iter()
         .filter(|c| !c.local && feasible(c.total, req))
@@ -455,35 +439,22 @@ mod tests {
                 }),
             }
         }
+        // It would start here at once, or was passed on enough times already: it stays.
+        assert!(!may_spill(true, 0));
+        assert!(!may_spill(false, MAX_SPILL_HOPS));
+        assert!(may_spill(false, MAX_SPILL_HOPS - 1));
         let peers = [
             peer(full, &total, &none_free, 2),
             peer(roomy, &total, &two_free, 0),
         ];
-        let busy_here = Here {
-            free: &none_free,
-            waiting: 0,
-        };
-        assert_eq!(spill_back(&one, busy_here, 0, &peers), Some(roomy));
-        // Room here, and nothing waiting: it starts here.
-        let idle_here = Here {
-            free: &two_free,
-            waiting: 0,
-        };
-        assert_eq!(spill_back(&one, idle_here, 0, &peers), None);
-        // Room here, but work waits before it: passed on all the same.
-        let queue_here = Here {
-            free: &two_free,
-            waiting: 3,
-        };
-        assert_eq!(spill_back(&one, queue_here, 0, &peers), Some(roomy));
-        // Passed on enough times already, or no peer has room: it waits here.
-        assert_eq!(spill_back(&one, busy_here, MAX_SPILL_HOPS, &peers), None);
-        assert_eq!(spill_back(&one, busy_here, 0, &peers[..1]), None);
+        assert_eq!(spill_back(&one, &peers), Some(roomy));
+        // No peer has room: it waits here.
+        assert_eq!(spill_back(&one, &peers[..1]), None);
         // A peer whose room is unknown is not guessed at.
         let unknown = [Candidate {
             free: None,
             ..peer(roomy, &total, &two_free, 0)
         }];
-        assert_eq!(spill_back(&one, busy_here, 0, &unknown), None);
+        assert_eq!(spill_back(&one, &unknown), None);
     }
 }

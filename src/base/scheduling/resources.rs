@@ -192,6 +192,16 @@ impl NodeResources {
                 .all(|(n, a)| self.custom_total.get(n).copied().unwrap_or(0) >= *a)
     }
 
+    /// Whether the request would be granted now (nothing is taken).
+    pub fn fits_now(&self, req: &ResourceRequest) -> bool {
+        req.cpu <= self.free_cpu
+            && req
+                .custom
+                .iter()
+                .all(|(n, a)| self.custom_free.get(n).copied().unwrap_or(0) >= *a)
+            && (req.gpu == 0 || self.pick_gpus(req.gpu).is_some())
+    }
+
     /// Takes the resources if they are free now.
     pub fn try_acquire(&mut self, req: &ResourceRequest) -> Option<Grant> {
         if req.cpu > self.free_cpu {

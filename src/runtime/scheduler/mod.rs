@@ -201,6 +201,13 @@ impl Scheduler {
     }
 
     /// Tasks waiting, and tasks running.
+    /// Whether work asking `req` would start at once: nothing waits before it and its
+    /// resources are free.
+    pub fn would_start_now(&self, req: &ResourceRequest) -> bool {
+        let state = self.lock();
+        state.counts().0 == 0 && state.resources().fits_now(req)
+    }
+
     pub fn counts(&self) -> (usize, usize) {
         self.lock().counts()
     }
