@@ -389,8 +389,15 @@ fn an_actor_stops_with_its_last_handle_unless_detached() {
         .remote(2)
         .unwrap();
     assert_eq!(detached.id().get().unwrap(), 2);
+    // Dropped together with an ordinary actor's last handle: once that one has stopped,
+    // the detached one would have too, were it not detached.
+    let control = Mortal::remote(3).unwrap();
+    assert_eq!(control.id().get().unwrap(), 3);
     drop(detached);
-    std::thread::sleep(Duration::from_millis(30));
+    drop(control);
+    eventually("the ordinary actor dropped with it stopped", || {
+        DROPPED.load(Ordering::SeqCst) == 2
+    });
     let again = mobula::get_actor::<Mortal>("keeper").unwrap();
     assert_eq!(
         again.id().get().unwrap(),
@@ -399,7 +406,7 @@ fn an_actor_stops_with_its_last_handle_unless_detached() {
     );
     mobula::kill(&again);
     eventually("a killed actor is dropped", || {
-        DROPPED.load(Ordering::SeqCst) == 2
+        DROPPED.load(Ordering::SeqCst) == 3
     });
     assert!(matches!(
         mobula::get_actor::<Mortal>("keeper"),
@@ -537,8 +544,8 @@ fn max_pending_calls_refuses_calls_beyond_it() {
     let _node = start(Config::default().num_cpus(1));
     GATE.close();
     let actor = Slow::options().max_pending_calls(3).remote().unwrap();
-    let blocked = actor.wait_then_panic(); // occupies the actor
-    std::thread::sleep(Duration::from_millis(20));
+    // Occupies the actor; running or waiting, it counts as pending either way.
+    let blocked = actor.wait_then_panic();
     let ok: Vec<_> = (0..2).map(|_| actor.step()).collect();
     let refused = actor.step();
     match refused.get() {

@@ -392,8 +392,11 @@ fn a_running_async_task_is_aborted_by_cancel() {
     assert_eq!(square.remote(3).get().unwrap(), 9);
 }
 
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
 #[mobula::remote]
 fn until_cancelled() -> u32 {
+    SPINNING.fetch_add(1, Ordering::SeqCst);
     let mut spins = 0;
     while !mobula::context().is_cancelled() {
         std::thread::sleep(Duration::from_millis(1));
@@ -407,8 +410,11 @@ fn until_cancelled() -> u32 {
 fn a_running_blocking_task_sees_its_cancellation() {
     let _node = start(Config::default().num_cpus(1));
     RAN.store(0, Ordering::SeqCst);
+    SPINNING.store(0, Ordering::SeqCst);
     let r = until_cancelled.remote();
-    std::thread::sleep(Duration::from_millis(20));
+    eventually("the task is running", || {
+        SPINNING.load(Ordering::SeqCst) == 1
+    });
     mobula::cancel(&r).unwrap();
     assert!(matches!(r.get(), Err(GetError::Cancelled { .. })));
     eventually("the body noticed and returned", || {
