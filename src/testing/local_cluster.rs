@@ -149,6 +149,16 @@ impl LocalCluster {
         crate::http::dashboard_address(rt)
     }
 
+    /// The cluster as node `id` last heard it (its view); empty if no such node runs here.
+    pub fn view_of(&self, id: NodeId) -> Vec<crate::wire::NodeState> {
+        self.nodes
+            .iter()
+            .find(|rt| rt.node_id == id)
+            .and_then(|rt| cluster::node_of(rt))
+            .map(|c| c.view().nodes)
+            .unwrap_or_default()
+    }
+
     /// Node `id`'s cluster tables and their sizes (see
     /// [`node::table_sizes`](crate::node::table_sizes)).
     pub fn table_sizes(&self, id: NodeId) -> Vec<(&'static str, usize)> {

@@ -254,11 +254,18 @@ pub fn churn(soak: &mut Soak, rounds: u64) -> ChurnReport {
         if round % 2 == 0 {
             let old = soak.replace_a_worker();
             replaced += 1;
-            // Churn is not chaos: the next round starts once the driver knows.
-            crate::common::eventually("the driver sees the killed worker dead", || {
-                mobula::node::nodes()
-                    .iter()
-                    .any(|n| n.info.node_id == old && !n.alive)
+            // Churn is not chaos: the next round starts once every node knows.
+            // Listed dead, or already forgotten (its certificates expired).
+            let dead = |nodes: Vec<mobula::node::NodeState>| {
+                !nodes.iter().any(|n| n.info.node_id == old && n.alive)
+            };
+            crate::common::eventually("every node sees the killed worker dead", || {
+                dead(mobula::node::nodes())
+                    && soak
+                        .cluster
+                        .node_ids()
+                        .into_iter()
+                        .all(|id| dead(soak.cluster.view_of(id)))
             });
         }
     }
