@@ -27,27 +27,31 @@ fn main() {
     };
     let _turn = common::turn();
 
-    let started = Instant::now();
-    let mut cluster = soak::start(2);
-    let churn = soak::churn(&mut cluster, churn_rounds);
-    drop(cluster);
-    println!(
-        "churn: {} rounds, {} workers replaced, {:.1} s",
-        churn.rounds,
-        churn.nodes_replaced,
-        started.elapsed().as_secs_f64()
-    );
-    println!("  tables at baseline: {:?}", churn.baseline);
-    println!("  tables after:       {:?}", churn.after);
-    println!(
-        "  links or task channels on the widest node: {}",
-        churn.widest_after
-    );
-    println!(
-        "  resident memory: {:.1} MB at baseline, {:.1} MB after",
-        churn.rss_baseline as f64 / 1e6,
-        churn.rss_after as f64 / 1e6
-    );
+    // With the same workers throughout, then with a worker replaced every other round (each
+    // new worker is a new in-process node: its threads and store come on top).
+    for replace in [false, true] {
+        let started = Instant::now();
+        let mut cluster = soak::start(2);
+        let churn = soak::churn(&mut cluster, churn_rounds, replace);
+        drop(cluster);
+        println!(
+            "churn: {} rounds, {} workers replaced, {:.1} s",
+            churn.rounds,
+            churn.nodes_replaced,
+            started.elapsed().as_secs_f64()
+        );
+        println!("  tables at baseline: {:?}", churn.baseline);
+        println!("  tables after:       {:?}", churn.after);
+        println!(
+            "  links or task channels on the widest node: {}",
+            churn.widest_after
+        );
+        println!(
+            "  resident memory: {:.1} MB at baseline, {:.1} MB after",
+            churn.rss_baseline as f64 / 1e6,
+            churn.rss_after as f64 / 1e6
+        );
+    }
 
     let started = Instant::now();
     let mut cluster = soak::start(3);

@@ -11,7 +11,7 @@ use common::turn;
 fn churn_leaves_every_table_at_its_baseline() {
     let _turn = turn();
     let mut cluster = soak::start(2);
-    let report = soak::churn(&mut cluster, 4);
+    let report = soak::churn(&mut cluster, 4, true);
     eprintln!("{report:#?}");
     assert_eq!(report.nodes_replaced, 2);
     // Everything made in the rounds is gone again: no value held, no lineage, no group,

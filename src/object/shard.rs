@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use actix::prelude::*;
 
-use super::spiller::{ReadSpill, SpillFailure, Spiller, WriteSpill};
+use super::spiller::{Payload, ReadSpill, SpillFailure, Spiller, WriteSpill};
 use super::store::Store;
 use super::supervisor::{SpillReport, StoreSupervisor};
 use super::table::{Source, SpillFile, SpillStart};
@@ -188,7 +188,14 @@ impl Handler<SpillObjects> for ShardActor {
                 SpillStart::Write(value) => {
                     self.spiller.do_send(WriteSpill {
                         id,
-                        value,
+                        value: Payload::Value(value),
+                        reply: ctx.address(),
+                    });
+                }
+                SpillStart::WriteBytes(bytes) => {
+                    self.spiller.do_send(WriteSpill {
+                        id,
+                        value: Payload::Bytes(bytes),
                         reply: ctx.address(),
                     });
                 }

@@ -56,8 +56,15 @@ pub(crate) struct SpillFailure {
 #[rtype(result = "()")]
 pub(crate) struct WriteSpill {
     pub id: ObjectId,
-    pub value: StoredValue,
+    pub value: Payload,
     pub reply: Addr<ShardActor>,
+}
+
+/// What a spill writes: a typed value (encoded on the way), or bytes already encoded (read
+/// from another node and not decoded yet).
+pub(crate) enum Payload {
+    Value(StoredValue),
+    Bytes(Arc<Vec<u8>>),
 }
 
 impl Handler<WriteSpill> for Spiller {
@@ -66,18 +73,21 @@ impl Handler<WriteSpill> for Spiller {
     fn handle(&mut self, msg: WriteSpill, _: &mut Context<Self>) {
         let WriteSpill { id, value, reply } = msg;
         let path = self.path_of(id);
-        let written =
-            catch_unwind(AssertUnwindSafe(|| write_file(&path, &value))).unwrap_or_else(|panic| {
-                let reason = format!(
-                    "encoding a {} panicked: {}",
-                    (value.vtable.type_name)(),
-                    panic_message(&*panic)
-                );
-                Err(SpillFailure {
-                    reason,
-                    permanent: true,
-                })
-            });
+        let written = match &value {
+            Payload::Value(value) => catch_unwind(AssertUnwindSafe(|| write_file(&path, value)))
+                .unwrap_or_else(|panic| {
+                    let reason = format!(
+                        "encoding a {} panicked: {}",
+                        (value.vtable.type_name)(),
+                        panic_message(&*panic)
+                    );
+                    Err(SpillFailure {
+                        reason,
+                        permanent: true,
+                    })
+                }),
+            Payload::Bytes(bytes) => write_bytes(&path, bytes),
+        };
         drop(value);
         let result = match written {
             Ok((found, bytes)) => Ok((
@@ -156,6 +166,24 @@ fn write_file(path: &Path, value: &StoredValue) -> Result<(Contained, u64), Spil
             },
         }),
     }
+}
+
+/// Writes bytes already encoded to a new spill file, after its header; they hold no refs
+/// this node tracks (they were never decoded here).
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(Contained, u64), SpillFailure> {
+    let disk = |e: std::io::Error| SpillFailure {
+        reason: format!("writing {}: {e}", path.display()),
+        permanent: false,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = BufWriter::with_capacity(1 << 20, options.open(path).map_err(disk)?);
+    file.write_all(MAGIC).map_err(disk)?;
+    file.write_all(bytes).map_err(disk)?;
+    file.flush().map_err(disk)?;
+    Ok((Contained::default(), (MAGIC.len() + bytes.len()) as u64))
 }
 
 /// Reads a spill file's payload (after its header) without copying it again.

@@ -63,8 +63,9 @@ enum State {
         waiters: Vec<Waiter>,
         restoring: bool,
     },
-    /// Read back from disk, not yet decoded by a typed get.
-    Bytes { bytes: Arc<Vec<u8>> },
+    /// Read back from disk or fetched from another node, not yet decoded by a typed get.
+    /// `spilling` while they are being written to disk.
+    Bytes { bytes: Arc<Vec<u8>>, spilling: bool },
     /// Will never have a value.
     Failed(Arc<GetError>),
 }
@@ -137,7 +138,7 @@ impl Entry {
     fn in_memory_bytes(&self) -> u64 {
         match &self.state {
             State::InMemory { .. } => self.size,
-            State::Bytes { bytes } => bytes.len() as u64,
+            State::Bytes { bytes, .. } => bytes.len() as u64,
             _ => 0,
         }
     }
@@ -208,6 +209,8 @@ pub(crate) enum Probe {
 pub(crate) enum SpillStart {
     /// Write this value out.
     Write(StoredValue),
+    /// Write these bytes out as they are (already encoded).
+    WriteBytes(Arc<Vec<u8>>),
     /// A file from an earlier spill is still valid: the object went to disk at once.
     Done(Effects),
     /// No longer spillable (freed, read meanwhile, or not in memory).
@@ -464,7 +467,7 @@ impl ShardTable {
                 e.last_used = tick;
                 Probe::Ready(Ready::Value(value.clone()))
             }
-            State::Bytes { bytes } => Probe::Ready(Ready::Bytes(Arc::clone(bytes))),
+            State::Bytes { bytes, .. } => Probe::Ready(Ready::Bytes(Arc::clone(bytes))),
             State::Failed(err) => Probe::Ready(Ready::Failed(Arc::clone(err))),
             State::Pending { waiters, .. } => {
                 waiters.extend(waiter.take());
@@ -511,7 +514,7 @@ impl ShardTable {
             fx.drop_values.push(value);
             return fx;
         };
-        let State::Bytes { bytes } = &e.state else {
+        let State::Bytes { bytes, .. } = &e.state else {
             fx.drop_values.push(value);
             return fx;
         };
@@ -536,9 +539,11 @@ impl ShardTable {
                     value,
                     spilling: false,
                 } if !e.unspillable && value.is_unshared() => e.size,
-                State::Bytes { bytes } if e.file.is_some() && Arc::strong_count(bytes) == 1 => {
-                    bytes.len() as u64
-                }
+                // Back to their file, or written to one (fetched from another node).
+                State::Bytes {
+                    bytes,
+                    spilling: false,
+                } if !e.unspillable && Arc::strong_count(bytes) == 1 => bytes.len() as u64,
                 _ => continue,
             };
             out.push(Candidate {
@@ -554,7 +559,10 @@ impl ShardTable {
             return SpillStart::Skip;
         };
         // Restored bytes nobody reads now, whose file is still there: back to disk at once.
-        if let State::Bytes { bytes } = &e.state
+        if let State::Bytes {
+            bytes,
+            spilling: false,
+        } = &e.state
             && e.file.is_some()
             && Arc::strong_count(bytes) == 1
         {
@@ -566,6 +574,15 @@ impl ShardTable {
             let mut fx = Effects::default();
             self.account(&mut fx, before, 0);
             return SpillStart::Done(fx);
+        }
+        // Bytes fetched from another node, which gave its copy up: written to a file as they
+        // are (they are already encoded).
+        if let State::Bytes { bytes, spilling } = &mut e.state {
+            if *spilling || e.unspillable || Arc::strong_count(bytes) != 1 {
+                return SpillStart::Skip;
+            }
+            *spilling = true;
+            return SpillStart::WriteBytes(Arc::clone(bytes));
         }
         let State::InMemory { value, spilling } = &mut e.state else {
             return SpillStart::Skip;
@@ -601,14 +618,20 @@ impl ShardTable {
             fx.delete_files.push(file.path);
             return fx;
         };
-        let State::InMemory { spilling: true, .. } = &e.state else {
-            fx.delete_files.push(file.path);
-            return fx;
+        let size = match &e.state {
+            State::InMemory { spilling: true, .. } => e.size,
+            State::Bytes {
+                bytes,
+                spilling: true,
+            } => bytes.len() as u64,
+            _ => {
+                fx.delete_files.push(file.path);
+                return fx;
+            }
         };
         fx.retain.extend(file.contained.iter().copied());
         fx.retain_actors.extend(file.actors.iter().copied());
         e.file = Some(file);
-        let size = e.size;
         if let State::InMemory { value, .. } = std::mem::replace(
             &mut e.state,
             State::OnDisk {
@@ -625,7 +648,7 @@ impl ShardTable {
     /// The spill of `id` failed; `permanent` when retrying would fail the same way.
     pub fn abort_spill(&mut self, id: ObjectId, permanent: bool) {
         if let Some(e) = self.entries.get_mut(&id)
-            && let State::InMemory { spilling, .. } = &mut e.state
+            && let State::InMemory { spilling, .. } | State::Bytes { spilling, .. } = &mut e.state
         {
             *spilling = false;
             e.unspillable |= permanent;
@@ -662,7 +685,10 @@ impl ShardTable {
                 let n = bytes.len() as u64;
                 self.memory += n;
                 fx.memory_delta += n as i64;
-                State::Bytes { bytes }
+                State::Bytes {
+                    bytes,
+                    spilling: false,
+                }
             }
             Err(err) => State::Failed(err),
         };
@@ -1018,6 +1044,66 @@ mod tests {
         let fx = t.release_contained(id);
         assert_eq!(fx.drop_values.len(), 1);
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn bytes_fetched_from_another_node_count_and_can_spill() {
+        let mut next = ids();
+        let mut t = ShardTable::default();
+        let copy = RemoteCopy {
+            node: NodeId::random(),
+            key: RemoteKey::Task(TaskId::from_parts(3, 5)),
+        };
+        let woken = Arc::new(AtomicUsize::new(0));
+        let a = next();
+        t.insert_pending(a, producer());
+        let _ = fire(t.seal_remote(a, copy));
+        let mut w = counter_waiter(&woken);
+        assert!(matches!(
+            t.probe(a, 1, &mut w),
+            Probe::NotReady { restore: true }
+        ));
+        let _ = fire(t.finish_restore(a, Ok(Arc::new(vec![7u8; 300]))));
+        assert_eq!(
+            t.memory(),
+            300,
+            "fetched bytes count against the store's memory"
+        );
+        // Nobody reads them and no typed get decoded them: they may spill, written as they
+        // are (there is no file yet, and their node gave its copy up).
+        let mut cands = Vec::new();
+        t.spill_candidates(&mut cands);
+        assert_eq!(
+            cands.iter().map(|c| (c.id, c.size)).collect::<Vec<_>>(),
+            vec![(a, 300)]
+        );
+        let SpillStart::WriteBytes(bytes) = t.begin_spill(a) else {
+            panic!("written as they are")
+        };
+        assert_eq!(bytes.len(), 300);
+        assert!(matches!(t.begin_spill(a), SpillStart::Skip), "once");
+        drop(bytes);
+        let file = SpillFile {
+            path: PathBuf::from("/spill/fetched"),
+            contained: Vec::new(),
+            actors: Vec::new(),
+        };
+        let fx = t.finish_spill(a, file);
+        assert_eq!((fx.memory_delta, t.memory()), (-300, 0));
+        assert_eq!(
+            t.restore_source(a),
+            Some(Source::File(PathBuf::from("/spill/fetched")))
+        );
+        // A failed write lets them stay, and spill again later.
+        let b = next();
+        t.insert_pending(b, producer());
+        let _ = fire(t.seal_remote(b, copy));
+        let mut w = counter_waiter(&woken);
+        let _ = t.probe(b, 1, &mut w);
+        let _ = fire(t.finish_restore(b, Ok(Arc::new(vec![1u8; 10]))));
+        assert!(matches!(t.begin_spill(b), SpillStart::WriteBytes(_)));
+        t.abort_spill(b, false);
+        assert!(matches!(t.begin_spill(b), SpillStart::WriteBytes(_)));
     }
 
     #[test]

@@ -242,16 +242,16 @@ fn churn_round(soak: &Soak, round: u64) {
     assert_eq!(sum, round + 1 + round * round + (2 << 20));
 }
 
-/// Runs `rounds` rounds of churn after one to warm up, and waits for every table to come
-/// back to its baseline.
-pub fn churn(soak: &mut Soak, rounds: u64) -> ChurnReport {
+/// Runs `rounds` rounds of churn after one to warm up (replacing a worker every other round
+/// when `replace`), and waits for every table to come back to its baseline.
+pub fn churn(soak: &mut Soak, rounds: u64, replace: bool) -> ChurnReport {
     churn_round(soak, 0);
     let (baseline, _) = settled(soak, None);
     let rss_baseline = rss().0;
     let mut replaced = 0;
     for round in 1..=rounds {
         churn_round(soak, round);
-        if round % 2 == 0 {
+        if replace && round % 2 == 0 {
             let old = soak.replace_a_worker();
             replaced += 1;
             // Churn is not chaos: the next round starts once every node knows.
