@@ -10,7 +10,42 @@ mod common;
 #[path = "../tests/common/soak.rs"]
 mod soak;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
+
+/// The system allocator, counting the bytes allocated and not yet freed: the live heap, which
+/// resident memory follows only loosely (the allocator keeps freed memory for reuse).
+struct Counting;
+
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+// SAFETY: every call goes to the system allocator unchanged; counting allocates nothing.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_mb() -> f64 {
+    LIVE.load(Ordering::Relaxed) as f64 / 1e6
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -32,7 +67,9 @@ fn main() {
     for replace in [false, true] {
         let started = Instant::now();
         let mut cluster = soak::start(2);
+        let live_before = live_mb();
         let churn = soak::churn(&mut cluster, churn_rounds, replace);
+        let live_after = live_mb();
         drop(cluster);
         println!(
             "churn: {} rounds, {} workers replaced, {:.1} s",
@@ -47,10 +84,13 @@ fn main() {
             churn.widest_after
         );
         println!(
-            "  resident memory: {:.1} MB at baseline, {:.1} MB after",
+            "  resident memory: {:.1} MB at baseline, {:.1} MB after; threads: {} at baseline, {} after",
             churn.rss_baseline as f64 / 1e6,
-            churn.rss_after as f64 / 1e6
+            churn.rss_after as f64 / 1e6,
+            churn.threads_baseline,
+            churn.threads_after
         );
+        println!("  live heap: {live_before:.1} MB before the rounds, {live_after:.1} MB after");
     }
 
     let started = Instant::now();

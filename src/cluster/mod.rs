@@ -56,15 +56,19 @@ pub(crate) fn join(
     let node: Arc<node::ClusterNode> = rx
         .recv_timeout(wait)
         .map_err(|_| format!("no answer within {wait:?}"))??;
-    // Values left on other nodes are fetched through the cluster.
+    // Values left on other nodes are fetched through the cluster. Held weakly, as below: the
+    // store and the actors outlive nothing of the cluster's (the node holds the scheduler,
+    // which holds the store; a strong hold back would keep a stopped node alive for good).
     rt.store.install_remote_objects(Arc::new(objects::Fetcher {
-        cluster: node.clone(),
+        cluster: Arc::downgrade(&node),
         arbiter: rt.node_arbiter.clone(),
     }));
     // A named actor that ends here frees its name cluster-wide.
-    let (unnamer, arbiter) = (node.clone(), rt.node_arbiter.clone());
+    let (unnamer, arbiter) = (Arc::downgrade(&node), rt.node_arbiter.clone());
     rt.actors.on_name_freed(Box::new(move |key, actor| {
-        unnamer.unname_actor(&arbiter, key, actor)
+        if let Some(unnamer) = unnamer.upgrade() {
+            unnamer.unname_actor(&arbiter, key, actor)
+        }
     }));
     rt.cluster.set(node).map_err(|_| "joined twice".to_string())
 }

@@ -40,13 +40,23 @@ pub(crate) struct Lineage {
 
 /// The store's way to the values on other nodes.
 pub(crate) struct Fetcher {
-    pub cluster: Arc<ClusterNode>,
+    pub cluster: std::sync::Weak<ClusterNode>,
     pub arbiter: actix_rt::ArbiterHandle,
 }
 
 impl RemoteObjects for Fetcher {
     fn fetch(&self, id: ObjectId, copy: RemoteCopy, reply: actix::Recipient<Restored>) {
-        let cluster = self.cluster.clone();
+        let Some(cluster) = self.cluster.upgrade() else {
+            let result = Err(GetError::ObjectLost {
+                object_id: id,
+                reason: format!(
+                    "it is on node {}, and this node has left the cluster",
+                    copy.node
+                ),
+            });
+            reply.do_send(Restored { id, result });
+            return;
+        };
         self.arbiter.spawn_fn(move || {
             actix_rt::spawn(async move {
                 let result = fetch(&cluster, id, copy).await.map(Arc::new);
@@ -56,13 +66,15 @@ impl RemoteObjects for Fetcher {
     }
 
     fn release(&self, id: ObjectId, copy: RemoteCopy) {
+        let Some(cluster) = self.cluster.upgrade() else {
+            return; // this node left the cluster: nothing to tell anyone
+        };
         // Nobody wants it any more: nor how to make it again.
-        drop(self.cluster.lineage(|l| l.remove(&id)));
+        drop(cluster.lineage(|l| l.remove(&id)));
         // Objects in another node's store are that node's to free.
         let RemoteKey::Task(task) = copy.key else {
             return;
         };
-        let cluster = self.cluster.clone();
         self.arbiter.spawn_fn(move || {
             actix_rt::spawn(async move {
                 if let Ok(address) = cluster.find(copy.node).await {

@@ -161,6 +161,16 @@ impl Soak {
     }
 }
 
+/// Threads this process runs now.
+pub fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The resident memory of this process, and its peak, in bytes.
 pub fn rss() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -184,6 +194,8 @@ pub struct ChurnReport {
     pub widest_after: usize,
     pub rss_baseline: u64,
     pub rss_after: u64,
+    pub threads_baseline: u64,
+    pub threads_after: u64,
 }
 
 /// One round of work that leaves nothing behind.
@@ -248,6 +260,7 @@ pub fn churn(soak: &mut Soak, rounds: u64, replace: bool) -> ChurnReport {
     churn_round(soak, 0);
     let (baseline, _) = settled(soak, None);
     let rss_baseline = rss().0;
+    let threads_baseline = threads();
     let mut replaced = 0;
     for round in 1..=rounds {
         churn_round(soak, round);
@@ -278,6 +291,8 @@ pub fn churn(soak: &mut Soak, rounds: u64, replace: bool) -> ChurnReport {
         widest_after,
         rss_baseline,
         rss_after: rss().0,
+        threads_baseline,
+        threads_after: threads(),
     }
 }
 
