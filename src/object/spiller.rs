@@ -135,18 +135,27 @@ impl Write for SpillOut {
     }
 }
 
-/// Streams the value to a new spill file; returns what it contains and the bytes written.
-fn write_file(path: &Path, value: &StoredValue) -> Result<(Contained, u64), SpillFailure> {
-    let disk = |e: std::io::Error| SpillFailure {
+/// A disk error while writing `path`: worth retrying.
+fn disk_error(path: &Path) -> impl Fn(std::io::Error) -> SpillFailure + Copy + '_ {
+    move |e| SpillFailure {
         reason: format!("writing {}: {e}", path.display()),
         permanent: false,
-    };
+    }
+}
+
+/// A new spill file, readable by this user only (a spilled value is the program's data).
+fn create(path: &Path) -> Result<File, SpillFailure> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
-    // Readable by this user only: a spilled value is the program's data.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(path).map_err(disk)?;
+    options.open(path).map_err(disk_error(path))
+}
+
+/// Streams the value to a new spill file; returns what it contains and the bytes written.
+fn write_file(path: &Path, value: &StoredValue) -> Result<(Contained, u64), SpillFailure> {
+    let disk = disk_error(path);
+    let file = create(path)?;
     let mut out = SpillOut {
         file: BufWriter::with_capacity(1 << 20, file),
         written: 0,
@@ -171,15 +180,8 @@ fn write_file(path: &Path, value: &StoredValue) -> Result<(Contained, u64), Spil
 /// Writes bytes already encoded to a new spill file, after its header; they hold no refs
 /// this node tracks (they were never decoded here).
 fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(Contained, u64), SpillFailure> {
-    let disk = |e: std::io::Error| SpillFailure {
-        reason: format!("writing {}: {e}", path.display()),
-        permanent: false,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = BufWriter::with_capacity(1 << 20, options.open(path).map_err(disk)?);
+    let disk = disk_error(path);
+    let mut file = BufWriter::with_capacity(1 << 20, create(path)?);
     file.write_all(MAGIC).map_err(disk)?;
     file.write_all(bytes).map_err(disk)?;
     file.flush().map_err(disk)?;

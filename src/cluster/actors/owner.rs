@@ -510,7 +510,7 @@ impl Driver {
     /// Back on a channel to the same actor after its link broke: calls caught in flight are
     /// sent again where `max_task_retries` allows (they may have run), and fail with
     /// [`GetError::ActorUnavailable`] otherwise.
-    async fn resume(&mut self, mut channel: Channel, why: &str) -> Option<Channel> {
+    async fn resume(&mut self, channel: Channel, why: &str) -> Option<Channel> {
         let retries = self.owner.as_ref().map(|o| o.settings.max_task_retries);
         let caught = std::mem::take(&mut self.in_flight);
         let mut again = BTreeMap::new();
@@ -527,14 +527,7 @@ impl Driver {
                 self.store.fail(sent.result, err);
             }
         }
-        for sent in again.values() {
-            if let Err(e) = write_call(&mut channel.tx, sent).await {
-                self.in_flight = again;
-                return Box::pin(self.recover(e.to_string())).await;
-            }
-        }
-        self.in_flight = again;
-        Some(channel)
+        self.send_again(channel, again).await
     }
 
     /// Spill-back: the node asked to create the actor could not start it and named `node`,
@@ -554,15 +547,25 @@ impl Driver {
             self.actor()
         );
         *self.host.lock().unwrap_or_else(|e| e.into_inner()) = node;
-        let mut channel = Box::pin(self.open()).await?;
+        let channel = Box::pin(self.open()).await?;
         let waiting = std::mem::take(&mut self.in_flight);
-        for sent in waiting.values() {
+        self.send_again(channel, waiting).await
+    }
+
+    /// Writes `calls` (sent before, not answered) on a new channel, in order; they are in
+    /// flight again. A write that fails is a loss like any other.
+    async fn send_again(
+        &mut self,
+        mut channel: Channel,
+        calls: BTreeMap<u64, Sent>,
+    ) -> Option<Channel> {
+        for sent in calls.values() {
             if let Err(e) = write_call(&mut channel.tx, sent).await {
-                self.in_flight = waiting;
+                self.in_flight = calls;
                 return Box::pin(self.recover(e.to_string())).await;
             }
         }
-        self.in_flight = waiting;
+        self.in_flight = calls;
         Some(channel)
     }
 
@@ -760,15 +763,8 @@ impl Driver {
                 self.store.fail(sent.result, err);
             }
         }
-        let mut channel = Box::pin(self.open()).await?;
-        for sent in again.values() {
-            if let Err(e) = write_call(&mut channel.tx, sent).await {
-                self.in_flight = again;
-                return Box::pin(self.recover(e.to_string())).await;
-            }
-        }
-        self.in_flight = again;
-        Some(channel)
+        let channel = Box::pin(self.open()).await?;
+        self.send_again(channel, again).await
     }
 }
 
