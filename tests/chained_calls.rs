@@ -67,14 +67,19 @@ fn doubling(acc: &AccHandle) {
     assert_eq!(last.get_timeout(BOUND).unwrap(), 2 << 20);
 }
 
-/// Calls `record` five times along a chain from one caller; returns what came out.
-#[mobula::remote]
-fn chain_from_a_task(acc: AccHandle, k: i64) -> i64 {
+/// `record(k)`, then five `record`s each taking the previous answer: six records of `k`.
+fn record_chain(acc: &AccHandle, k: i64) -> ObjectRef<i64> {
     let mut x = acc.record(k);
     for _ in 0..5 {
         x = acc.record(&x);
     }
-    x.get_timeout(BOUND).unwrap()
+    x
+}
+
+/// [`record_chain`] from a task; returns what came out.
+#[mobula::remote]
+fn chain_from_a_task(acc: AccHandle, k: i64) -> i64 {
+    record_chain(&acc, k).get_timeout(BOUND).unwrap()
 }
 
 #[test]
@@ -149,13 +154,7 @@ fn several_callers_chain_calls_on_one_remote_actor() {
                 .remote(acc.clone(), k)
         })
         .collect();
-    let mine = {
-        let mut x = acc.record(10);
-        for _ in 0..5 {
-            x = acc.record(&x);
-        }
-        x
-    };
+    let mine = record_chain(&acc, 10);
     assert_eq!(mine.get_timeout(BOUND).unwrap(), 10);
     let got: Vec<i64> = tasks
         .iter()

@@ -471,23 +471,28 @@ fn class_trials_are_actors_made_by_name_on_the_cluster_nodes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A task pinned to `node` with unlimited retries fails at once, `Unschedulable`, naming it.
+fn pinned_task_is_unschedulable(node: NodeId) {
+    let task = where_am_i
+        .options()
+        .scheduling_strategy(on(node))
+        .max_retries(-1)
+        .remote(3);
+    match task.get_timeout(Duration::from_secs(30)) {
+        Err(GetError::Unschedulable { reason, .. }) => {
+            assert!(reason.contains(&node.to_string()), "{reason}")
+        }
+        other => panic!("expected Unschedulable, got {other:?}"),
+    }
+}
+
 #[test]
 fn hard_affinity_to_a_node_not_in_the_cluster_fails_at_once_whatever_the_retries() {
     let _turn = turn();
     let (mut cluster, workers, _driver) = cluster(2);
     let stranger = NodeId::random();
     // A task pinned to a node that never joined, with unlimited retries.
-    let task = where_am_i
-        .options()
-        .scheduling_strategy(on(stranger))
-        .max_retries(-1)
-        .remote(3);
-    match task.get_timeout(Duration::from_secs(30)) {
-        Err(GetError::Unschedulable { reason, .. }) => {
-            assert!(reason.contains(&stranger.to_string()), "{reason}")
-        }
-        other => panic!("expected Unschedulable, got {other:?}"),
-    }
+    pinned_task_is_unschedulable(stranger);
     // An actor pinned to it, with unlimited restarts: dead, naming the node.
     let tally = Tally::options()
         .scheduling_strategy(on(stranger))
@@ -509,17 +514,7 @@ fn hard_affinity_to_a_node_not_in_the_cluster_fails_at_once_whatever_the_retries
             .iter()
             .any(|n| n.info.node_id == dead && !n.alive)
     });
-    let task = where_am_i
-        .options()
-        .scheduling_strategy(on(dead))
-        .max_retries(-1)
-        .remote(4);
-    match task.get_timeout(Duration::from_secs(30)) {
-        Err(GetError::Unschedulable { reason, .. }) => {
-            assert!(reason.contains(&dead.to_string()), "{reason}")
-        }
-        other => panic!("expected Unschedulable, got {other:?}"),
-    }
+    pinned_task_is_unschedulable(dead);
     // The live worker still runs pinned work.
     assert_eq!(
         where_am_i

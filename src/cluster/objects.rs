@@ -209,22 +209,8 @@ pub(crate) async fn fetch(
             lineage.function
         );
         let mut node = node;
-        let mut outcome = cluster
-            .run_on(
-                node,
-                lineage.task,
-                lineage.frame.clone(),
-                lineage.payloads.clone(),
-            )
-            .await;
-        // Passed on by a node that could not start it (a bounded number of times).
-        while let Ok(TaskOutcome::Moved(next)) = outcome {
-            match super::remote::passed_on(&lineage.frame) {
-                Ok(frame) => lineage.frame = frame,
-                Err(e) => return Err(lost(format!("{why}; {e}"))),
-            }
-            node = next;
-            outcome = cluster
+        let outcome = loop {
+            let outcome = cluster
                 .run_on(
                     node,
                     lineage.task,
@@ -232,7 +218,16 @@ pub(crate) async fn fetch(
                     lineage.payloads.clone(),
                 )
                 .await;
-        }
+            // Passed on by a node that could not start it (a bounded number of times).
+            let Ok(TaskOutcome::Moved(next)) = outcome else {
+                break outcome;
+            };
+            match super::remote::passed_on(&lineage.frame) {
+                Ok(frame) => lineage.frame = frame,
+                Err(e) => return Err(lost(format!("{why}; {e}"))),
+            }
+            node = next;
+        };
         let failed = |kind, message| {
             GetError::Task(TaskError {
                 function: lineage.function.clone(),
