@@ -82,6 +82,28 @@ fn chain_from_a_task(acc: AccHandle, k: i64) -> i64 {
     record_chain(&acc, k).get_timeout(BOUND).unwrap()
 }
 
+/// A head without CPUs, two workers with two each, and this process as the driver.
+fn two_workers() -> (
+    mobula::testing::LocalCluster,
+    Vec<NodeId>,
+    mobula::InitGuard,
+) {
+    local_cluster(
+        Config::default().num_cpus(0),
+        || Config::default().num_cpus(2),
+        2,
+        |c| c.num_cpus(0),
+    )
+}
+
+/// An `Acc` starting at `start`, pinned to `node`.
+fn acc_on(node: NodeId, start: i64) -> AccHandle {
+    Acc::options()
+        .scheduling_strategy(on(node))
+        .remote(start)
+        .unwrap()
+}
+
 #[test]
 fn a_chained_call_on_a_local_actor_finishes() {
     let _node = start(Config::default().num_cpus(2));
@@ -92,30 +114,16 @@ fn a_chained_call_on_a_local_actor_finishes() {
 #[test]
 fn chained_calls_on_an_actor_on_another_node_finish_in_order() {
     let _turn = turn();
-    let (_cluster, workers, _driver) = local_cluster(
-        Config::default().num_cpus(0),
-        || Config::default().num_cpus(2),
-        2,
-        |c| c.num_cpus(0),
-    );
-    let acc = Acc::options()
-        .scheduling_strategy(on(workers[0]))
-        .remote(1)
-        .unwrap();
+    let (_cluster, workers, _driver) = two_workers();
+    let acc = acc_on(workers[0], 1);
     doubling(&acc);
     let expected: Vec<i64> = std::iter::once(1).chain((1..=20).map(|i| 1 << i)).collect();
     assert_eq!(acc.seen().get_timeout(BOUND).unwrap(), expected);
 
     // A ref from another actor, on another node, as the argument.
-    let other = Acc::options()
-        .scheduling_strategy(on(workers[1]))
-        .remote(5)
-        .unwrap();
+    let other = acc_on(workers[1], 5);
     let five = other.value();
-    let acc2 = Acc::options()
-        .scheduling_strategy(on(workers[0]))
-        .remote(0)
-        .unwrap();
+    let acc2 = acc_on(workers[0], 0);
     assert_eq!(acc2.add(&five).get_timeout(BOUND).unwrap(), 5);
     assert_eq!(other.add(acc2.value()).get_timeout(BOUND).unwrap(), 10);
 
@@ -135,16 +143,8 @@ fn chained_calls_on_an_actor_on_another_node_finish_in_order() {
 #[test]
 fn several_callers_chain_calls_on_one_remote_actor() {
     let _turn = turn();
-    let (_cluster, workers, _driver) = local_cluster(
-        Config::default().num_cpus(0),
-        || Config::default().num_cpus(2),
-        2,
-        |c| c.num_cpus(0),
-    );
-    let acc = Acc::options()
-        .scheduling_strategy(on(workers[0]))
-        .remote(0)
-        .unwrap();
+    let (_cluster, workers, _driver) = two_workers();
+    let acc = acc_on(workers[0], 0);
     // Callers: tasks on the other worker and on the actor's own node, and the driver.
     let tasks: Vec<_> = (1..=4)
         .map(|k| {

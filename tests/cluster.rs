@@ -129,25 +129,6 @@ fn fails(i: u64) -> Result<u64, String> {
     Err(format!("no {i}"))
 }
 
-/// `n` squares computed by tasks spread over the nodes: checks every value, returns them
-/// with where each ran.
-fn spread_squares(n: u64) -> Vec<(u64, NodeId)> {
-    let refs: Vec<_> = (0..n)
-        .map(|i| {
-            where_am_i
-                .options()
-                .scheduling_strategy(SchedulingStrategy::Spread)
-                .remote(i)
-        })
-        .collect();
-    let results = mobula::get_all(&refs).unwrap();
-    assert_eq!(
-        results.iter().map(|r| r.0).collect::<Vec<_>>(),
-        (0..n).map(|i| i * i).collect::<Vec<_>>()
-    );
-    results
-}
-
 #[test]
 fn tasks_spread_over_worker_processes_with_correct_results() {
     let _turn = turn();

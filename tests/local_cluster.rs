@@ -39,15 +39,7 @@ fn tasks_spread_over_in_process_nodes_and_run_on_the_node_they_were_sent_to() {
     let _turn = turn();
     let (cluster, workers, _driver) = cluster(2);
     assert_eq!(cluster.node_ids().len(), 3, "head and two workers");
-    let refs: Vec<_> = (0..40)
-        .map(|i| {
-            where_am_i
-                .options()
-                .scheduling_strategy(SchedulingStrategy::Spread)
-                .remote(i)
-        })
-        .collect();
-    let results = mobula::get_all(&refs).unwrap();
+    let results = spread_squares(40);
     assert_eq!(
         results.iter().map(|r| r.0).collect::<Vec<_>>(),
         (0..40).map(|i| i * i).collect::<Vec<_>>()
@@ -587,17 +579,6 @@ fn a_broken_link_alone_neither_restarts_an_actor_nor_bars_its_node() {
     assert!(mobula::node::nodes().iter().all(|n| n.alive));
     // Tasks go to the node again: a broken link kept it out for a node timeout at most.
     eventually("spread tasks reach the node whose links broke", || {
-        let refs: Vec<_> = (0..8)
-            .map(|i| {
-                where_am_i
-                    .options()
-                    .scheduling_strategy(SchedulingStrategy::Spread)
-                    .remote(i)
-            })
-            .collect();
-        mobula::get_all(&refs)
-            .unwrap()
-            .iter()
-            .any(|(_, node)| *node == host)
+        spread_squares(8).iter().any(|(_, node)| *node == host)
     });
 }

@@ -71,3 +71,22 @@ pub fn add_from_a_task(tally: TallyHandle, x: u64) -> (usize, NodeId, NodeId) {
     let (len, actor_node) = tally.add(x).get().unwrap();
     (len, actor_node, mobula::context().node_id().unwrap())
 }
+
+/// `n` squares computed by tasks spread over the nodes: checks every value, returns them
+/// with where each ran.
+pub fn spread_squares(n: u64) -> Vec<(u64, NodeId)> {
+    let refs: Vec<_> = (0..n)
+        .map(|i| {
+            where_am_i
+                .options()
+                .scheduling_strategy(SchedulingStrategy::Spread)
+                .remote(i)
+        })
+        .collect();
+    let results = mobula::get_all(&refs).unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (0..n).map(|i| i * i).collect::<Vec<_>>()
+    );
+    results
+}
