@@ -156,6 +156,11 @@ pub use mobula_macros::main;
 /// long as Mobula is used: `let _mobula = mobula::init(Config::default())?;`. Calling `init`
 /// while a runtime runs is an error.
 pub fn init(config: Config) -> Result<InitGuard, InitError> {
+    // A process started as a build's worker (by a node agent, or by hand with MOBULA_WORKER)
+    // whose `main` is not marked `#[mobula::main]` becomes the worker here.
+    if !config.is_worker() {
+        node::run_worker_if_asked();
+    }
     let node = config.resolve()?;
     let cluster = node.cluster.clone();
     let totals = node.totals.clone();

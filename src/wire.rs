@@ -15,12 +15,13 @@ use serde::{Deserialize, Serialize};
 use crate::base::error::TaskErrorKind;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::options::ActorOptions;
+pub use crate::base::build::{Build, BuildId, this_target};
 pub use crate::base::role::Role;
 /// How many times a task or an actor may be passed on (see [`RunTask::spill`]).
 pub use crate::base::scheduling::placement::MAX_SPILL_HOPS;
 
 /// The protocol version this build speaks. A peer with another version is refused.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// The largest frame accepted, length prefix excluded.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -28,6 +29,9 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// The largest frame a peer without a certificate may send: its one request, a
 /// [`Message::Join`] (a token, a certificate request, a fingerprint).
 pub const JOIN_FRAME_LIMIT: usize = 8 * 1024;
+
+/// The largest chunk of a build's executable one [`Message::FetchBuild`] asks for.
+pub const BUILD_CHUNK: u32 = 8 * 1024 * 1024;
 
 /// Values up to this size travel inside a frame; larger ones follow it on its stream.
 pub const INLINE_LIMIT: usize = 1024 * 1024;
@@ -204,6 +208,24 @@ pub enum Message {
     },
     /// The head's answer to a heartbeat when the node's view is current.
     Current,
+    /// To the head: this member leaves the cluster on purpose (a driver that ends, a node
+    /// stopped by its agent). It is listed as gone, not dead; answered with [`Message::Ack`].
+    Leave,
+    /// Send `len` bytes (at most [`BUILD_CHUNK`]) of build `build`'s executable from `offset`;
+    /// answered with [`Message::BuildBytes`], or refused by a node that has no copy.
+    FetchBuild {
+        /// The build.
+        build: BuildId,
+        /// Where the chunk starts.
+        offset: u64,
+        /// How many bytes.
+        len: u32,
+    },
+    /// A chunk of a build's executable.
+    BuildBytes(Vec<u8>),
+    /// From the agent that started this process: its share of the machine is now these
+    /// resources (another build started or ended there); answered with [`Message::Ack`].
+    SetResources(Vec<(String, f64)>),
     /// Ask the head for the membership (the CLI's `status`).
     Status,
     /// Stop: the head tells its nodes, the CLI tells the head.
@@ -376,6 +398,10 @@ impl Message {
             Message::View(_) => "View",
             Message::Heartbeat { .. } => "Heartbeat",
             Message::Current => "Current",
+            Message::Leave => "Leave",
+            Message::FetchBuild { .. } => "FetchBuild",
+            Message::BuildBytes(_) => "BuildBytes",
+            Message::SetResources(_) => "SetResources",
             Message::Status => "Status",
             Message::Shutdown { .. } => "Shutdown",
             Message::Ack => "Ack",
@@ -528,6 +554,15 @@ mod tests {
             resources: vec![("CPU".into(), 2.0)],
             registry: 7,
             runs_tasks: true,
+            role: Role::Node,
+            build: Some(crate::base::build::Build {
+                id: crate::base::build::BuildId([n; 32]),
+                size: 20 << 20,
+                target: "x86_64-linux".into(),
+            }),
+            target: "x86_64-linux".into(),
+            agent: false,
+            started_by: None,
         }
     }
 
@@ -560,6 +595,7 @@ mod tests {
                     available: vec![("CPU".into(), 1.5)],
                     load: 4,
                     alive: true,
+                    left: false,
                 }],
             }),
             Message::Heartbeat {
@@ -569,6 +605,14 @@ mod tests {
                 view_version: 2,
             },
             Message::Current,
+            Message::Leave,
+            Message::FetchBuild {
+                build: BuildId([9; 32]),
+                offset: 8 << 20,
+                len: BUILD_CHUNK,
+            },
+            Message::BuildBytes(vec![1, 2, 3]),
+            Message::SetResources(vec![("CPU".into(), 1.5)]),
             Message::Logs { lines: Vec::new() },
             Message::Status,
             Message::Shutdown { reason: "r".into() },

@@ -323,6 +323,11 @@ fn a_certificate_gets_what_its_role_and_membership_allow_and_no_more() {
         resources: Vec::new(),
         registry: 0,
         runs_tasks: false,
+        role: Role::Driver,
+        build: None,
+        target: mobula::wire::this_target(),
+        agent: false,
+        started_by: None,
     };
     // Before it registers, the head serves it nothing but membership.
     let early = rt.block_on(ask(&driver, join.address, &Message::Status));

@@ -93,6 +93,11 @@ fn a_node_that_cannot_start_a_task_passes_it_to_a_peer_with_room() {
         resources: Vec::new(),
         registry: 0,
         runs_tasks: false,
+        role: Role::Driver,
+        build: None,
+        target: mobula::wire::this_target(),
+        agent: false,
+        started_by: None,
     });
     assert_eq!(rt.block_on(ask(&endpoint, join.address, &register)), "View");
     let full_address = address_of(full);

@@ -46,8 +46,12 @@ struct ClusterSettings {
     dir: Option<PathBuf>,
     node_timeout: Option<Duration>,
     certificate_lifetime: Option<Duration>,
+    placement_timeout: Option<Duration>,
     /// Joins as a worker node rather than a driver (the role its certificate carries).
     worker: bool,
+    /// Runs as a node agent (the CLI's `mobula start`): no task here, processes of the
+    /// drivers' builds instead.
+    agent: bool,
 }
 
 fn socket_addr(what: &str, text: &str) -> Result<SocketAddr, InitError> {
@@ -104,6 +108,8 @@ impl Config {
     }
 
     /// CPUs the node offers to tasks. Tasks ask for 1 by default, so this many run at once.
+    /// Default: the machine's; but a driver joining a cluster offers none unless this is set
+    /// (as Ray's), so its work goes to the cluster's nodes.
     pub fn num_cpus(mut self, n: impl Into<f64>) -> Self {
         self.num_cpus = Some(n.into());
         self
@@ -200,6 +206,19 @@ impl Config {
         self
     }
 
+    /// Runs as a node agent: a worker node that holds no user code and starts processes of
+    /// the drivers' builds on this machine, sharing its CPUs between them.
+    pub(crate) fn joining_as_agent(mut self) -> Self {
+        self.cluster.worker = true;
+        self.cluster.agent = true;
+        self
+    }
+
+    /// Whether the settings make this process a worker node or an agent.
+    pub(crate) fn is_worker(&self) -> bool {
+        self.cluster.worker
+    }
+
     /// Whether the settings name a head or a cluster to join.
     pub(crate) fn names_a_cluster(&self) -> bool {
         self.cluster.head.is_some() || self.cluster.address.is_some()
@@ -274,6 +293,17 @@ impl Config {
             role,
             certificate_lifetime,
             member: if c.worker { Role::Node } else { Role::Driver },
+            agent: c.agent,
+            placement_timeout: c.placement_timeout.unwrap_or(Duration::from_secs(60)),
+            started_by: match env(crate::node::ENV_STARTED_BY) {
+                None => None,
+                Some(id) => Some(id.parse().map_err(|_| {
+                    InitError::InvalidConfig(format!(
+                        "{}={id:?} is not a node id",
+                        crate::node::ENV_STARTED_BY
+                    ))
+                })?),
+            },
             dir: c
                 .dir
                 .clone()
@@ -285,8 +315,14 @@ impl Config {
     /// Checks the settings and fills in the machine's values.
     pub(crate) fn resolve(&self) -> Result<NodeConfig, InitError> {
         let invalid = InitError::InvalidConfig;
+        let cluster = self.resolve_cluster()?;
+        // As Ray's: a driver joining a cluster offers no CPUs unless asked to.
+        let driver = cluster
+            .as_ref()
+            .is_some_and(|c| matches!(c.role, ClusterRole::Join { .. }) && c.member == Role::Driver);
         let cpus = match self.num_cpus {
             Some(n) => to_units("num_cpus", n).map_err(invalid)?,
+            None if driver => 0,
             None => {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
@@ -322,7 +358,7 @@ impl Config {
         ];
         totals.extend(self.resources.iter().cloned());
         Ok(NodeConfig {
-            cluster: self.resolve_cluster()?,
+            cluster,
             totals,
             resources,
             cpu_units: cpus,

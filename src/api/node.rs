@@ -9,18 +9,9 @@ pub use crate::cluster::admin::{
 };
 pub use crate::wire::{ClusterView, NodeInfo, NodeState};
 
-/// Environment variables a node or driver reads when its [`Config`] does not say otherwise
-/// (Ray's `RAY_ADDRESS`): the head's `host:port`, the join token and the CA fingerprint, as
-/// `mobula start --head` prints them.
-pub const ENV_ADDRESS: &str = "MOBULA_ADDRESS";
-/// See [`ENV_ADDRESS`].
-pub const ENV_JOIN_TOKEN: &str = "MOBULA_JOIN_TOKEN";
-/// See [`ENV_ADDRESS`].
-pub const ENV_CA_FINGERPRINT: &str = "MOBULA_CA_FINGERPRINT";
-/// Set (to anything but `0`) to start a program marked `#[mobula::main]` as a worker node.
-pub const ENV_WORKER: &str = "MOBULA_WORKER";
-/// The CPUs a worker started through [`ENV_WORKER`] offers (default: the machine's).
-pub const ENV_NUM_CPUS: &str = "MOBULA_NUM_CPUS";
+pub use crate::base::node_config::{
+    ENV_ADDRESS, ENV_CA_FINGERPRINT, ENV_JOIN_TOKEN, ENV_NUM_CPUS, ENV_STARTED_BY, ENV_WORKER,
+};
 
 /// When this process was started as a worker node ([`ENV_WORKER`] set, with
 /// [`ENV_ADDRESS`] and the credentials), runs it as one and ends the process when the cluster
@@ -60,8 +51,9 @@ pub fn run_worker_if_asked() {
 
 /// Runs this process as a worker node: joins the cluster that `config` names
 /// ([`Config::address`]), runs the tasks the cluster sends it, and returns when the head
-/// stops the cluster or stops answering. Every node runs the same binary as the driver: a
-/// program typically calls this from `main` when started with a worker flag.
+/// stops the cluster or stops answering. A worker runs this program's build: the driver's
+/// tasks of the same build come to it. A program typically calls this from `main` when
+/// started with a worker flag (`#[mobula::main]` does it for `MOBULA_WORKER`).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), mobula::InitError> {
@@ -72,13 +64,34 @@ pub fn run_worker_if_asked() {
 /// # }
 /// ```
 pub fn run(config: Config) -> Result<(), InitError> {
-    let guard = crate::init(config.joining_as_worker())?;
+    run_as(config.joining_as_worker(), "worker")
+}
+
+/// Runs this process as a node agent (what `mobula start --address HEAD:PORT` runs): it
+/// holds no user code and runs no task itself; for every build of a program that a live
+/// driver offers, it fetches the executable once (by hash, from the driver or a node that
+/// has it; kept in the cluster directory's `builds/`) and runs a worker process of it on
+/// this machine, sharing the machine's CPUs ([`Config::num_cpus`]) between the builds.
+/// Returns when the head stops the cluster or stops answering.
+pub fn run_agent(config: Config) -> Result<(), InitError> {
+    run_as(config.joining_as_agent(), "node agent")
+}
+
+// Says on the node's terminal when it joined and as which node.
+#[allow(clippy::print_stderr)]
+fn run_as(config: Config, what: &str) -> Result<(), InitError> {
+    let guard = crate::init(config)?;
     let cluster = global::with_runtime(crate::cluster::node_of).flatten();
     let Some(cluster) = cluster else {
         return Err(InitError::InvalidConfig(
             "mobula::node::run needs a cluster: set Config::address or Config::head".into(),
         ));
     };
+    let cpus = cluster_resources_of(&cluster);
+    eprintln!(
+        "mobula: joined the cluster at {} as {what} {} ({cpus})",
+        cluster.head, cluster.node_id
+    );
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     global::with_runtime(|rt| {
         rt.node_arbiter.spawn_fn(move || {
@@ -91,6 +104,22 @@ pub fn run(config: Config) -> Result<(), InitError> {
     let _ = rx.recv();
     drop(guard);
     Ok(())
+}
+
+/// What a node offers, as a line (`2 CPU`).
+fn cluster_resources_of(cluster: &crate::cluster::node::ClusterNode) -> String {
+    let view = cluster.view();
+    let me = view.nodes.iter().find(|n| n.info.node_id == cluster.node_id);
+    me.map(|n| {
+        n.info
+            .resources
+            .iter()
+            .filter(|(_, amount)| *amount > 0.0)
+            .map(|(name, amount)| format!("{amount} {name}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+    .unwrap_or_default()
 }
 
 /// The nodes of the cluster as this node last heard of them (Ray's `ray.nodes()`); empty

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::build::Build;
 use crate::base::id::NodeId;
+use crate::base::role::Role;
 
 /// A node as the control plane knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +27,19 @@ pub struct NodeInfo {
     pub registry: u64,
     /// Whether the node runs tasks (a driver or a head started without CPUs does not).
     pub runs_tasks: bool,
+    /// What it joined as (the head sets it from the node's certificate).
+    pub role: Role,
+    /// The build of the user's program it runs; `None` for a node that holds no user code
+    /// (the CLI's head, a node agent).
+    pub build: Option<Build>,
+    /// Its platform ([`this_target`](crate::base::build::this_target)).
+    pub target: String,
+    /// Whether it is a node agent: it runs no task itself but starts processes of the
+    /// drivers' builds on its machine, which it shares between them.
+    pub agent: bool,
+    /// The agent that started this process, if one did (its resources are that machine's
+    /// share for this build).
+    pub started_by: Option<NodeId>,
 }
 
 /// A node and what it has free, as last reported.
@@ -36,8 +51,11 @@ pub struct NodeState {
     pub available: Vec<(String, f64)>,
     /// Tasks running or queued there at its last heartbeat.
     pub load: u32,
-    /// False once the head declared it dead.
+    /// False once the head declared it dead, or it left.
     pub alive: bool,
+    /// Whether it left on purpose ([`Membership::leave`]): gone, not dead (a driver that
+    /// ended, a process its agent stopped).
+    pub left: bool,
 }
 
 /// The cluster's membership, versioned: a newer version replaces an older one.
@@ -52,16 +70,6 @@ pub struct ClusterView {
 /// Why a node may not join or register.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    /// Its function registry differs from the cluster's: it runs another binary.
-    #[error(
-        "this node runs a different binary from the cluster (function registry {theirs:016x}, cluster {ours:016x}): start every node from the same build"
-    )]
-    DifferentBinary {
-        /// The node's fingerprint.
-        theirs: u64,
-        /// The cluster's.
-        ours: u64,
-    },
     /// A live node already has this id.
     #[error("node id {0} is already in the cluster")]
     DuplicateId(NodeId),
@@ -84,9 +92,6 @@ struct Member {
 pub struct Membership {
     version: u64,
     members: BTreeMap<NodeId, Member>,
-    /// The registry fingerprint every node must have: the head's own, or (for a head without
-    /// functions, such as the CLI's) the first node's that has functions.
-    registry: Option<u64>,
     timeout_ms: u64,
     /// How long a dead member stays listed (as dead, so that its certificate is refused):
     /// as long as that certificate can still be valid.
@@ -94,13 +99,12 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// A table whose nodes die after `timeout_ms` without a heartbeat. `registry` is the
-    /// head's fingerprint, or `None` when the head has no functions of its own.
-    pub fn new(timeout_ms: u64, registry: Option<u64>) -> Self {
+    /// A table whose nodes die after `timeout_ms` without a heartbeat. Nodes of any build
+    /// may join: work of one build goes only to nodes of that build.
+    pub fn new(timeout_ms: u64) -> Self {
         Membership {
             version: 0,
             members: BTreeMap::new(),
-            registry,
             timeout_ms,
             forget_after_ms: u64::MAX,
         }
@@ -118,17 +122,8 @@ impl Membership {
         (alive, self.members.len() - alive)
     }
 
-    /// Whether a node with this registry may join.
-    pub fn check_join(&self, node_id: NodeId, registry: u64) -> Result<(), Refusal> {
-        if let Some(ours) = self.registry
-            && registry != 0
-            && registry != ours
-        {
-            return Err(Refusal::DifferentBinary {
-                theirs: registry,
-                ours,
-            });
-        }
+    /// Whether a node with this id may join.
+    pub fn check_join(&self, node_id: NodeId) -> Result<(), Refusal> {
         match self.members.get(&node_id) {
             Some(m) if m.state.alive => Err(Refusal::DuplicateId(node_id)),
             Some(_) => Err(Refusal::Dead(node_id)),
@@ -142,10 +137,7 @@ impl Membership {
         match self.members.get(&id) {
             Some(m) if !m.state.alive => return Err(Refusal::Dead(id)),
             Some(_) => {}
-            None => self.check_join(id, info.registry)?,
-        }
-        if self.registry.is_none() && info.registry != 0 {
-            self.registry = Some(info.registry);
+            None => self.check_join(id)?,
         }
         let available = info.resources.clone();
         self.members.insert(
@@ -156,6 +148,7 @@ impl Membership {
                     available,
                     load: 0,
                     alive: true,
+                    left: false,
                 },
                 last_seen_ms: now_ms,
                 dead_since_ms: None,
@@ -212,12 +205,14 @@ impl Membership {
         dead
     }
 
-    /// Marks a node dead at once (it said goodbye, or a link to it broke for good).
-    #[cfg(test)]
-    pub fn remove(&mut self, node_id: NodeId) -> bool {
+    /// A member leaves on purpose: it is no longer alive (its certificate is refused, as a
+    /// dead one's) but listed as gone, and forgotten as the dead are. Whether it was live.
+    pub fn leave(&mut self, node_id: NodeId, now_ms: u64) -> bool {
         match self.members.get_mut(&node_id) {
             Some(m) if m.state.alive => {
                 m.state.alive = false;
+                m.state.left = true;
+                m.dead_since_ms = Some(now_ms);
                 self.version += 1;
                 true
             }
@@ -260,36 +255,26 @@ mod tests {
             resources: vec![("CPU".into(), 2.0)],
             registry,
             runs_tasks: true,
+            role: Role::Node,
+            build: None,
+            target: "x86_64-linux".into(),
+            agent: false,
+            started_by: None,
         }
     }
 
     #[test]
-    fn a_node_with_another_binary_is_refused() {
-        let mut m = Membership::new(2000, Some(7));
+    fn nodes_of_different_builds_join_side_by_side() {
+        let mut m = Membership::new(2000);
         assert!(m.register(info(7), 0).is_ok());
-        let other = info(8);
-        assert_eq!(
-            m.check_join(other.node_id, 8),
-            Err(Refusal::DifferentBinary { theirs: 8, ours: 7 })
-        );
-        assert!(m.register(other, 0).is_err());
+        assert!(m.register(info(8), 0).is_ok());
         assert!(m.register(info(0), 0).is_ok(), "a node without functions");
-    }
-
-    #[test]
-    fn a_head_without_functions_takes_the_first_nodes_binary() {
-        let mut m = Membership::new(2000, None);
-        m.register(info(0), 0).unwrap();
-        m.register(info(5), 0).unwrap();
-        assert!(matches!(
-            m.register(info(6), 0),
-            Err(Refusal::DifferentBinary { theirs: 6, ours: 5 })
-        ));
+        assert_eq!(m.counts(), (3, 0));
     }
 
     #[test]
     fn silence_past_the_timeout_kills_and_heartbeats_keep_alive() {
-        let mut m = Membership::new(2000, None);
+        let mut m = Membership::new(2000);
         let (a, b) = (info(1), info(1));
         let (ida, idb) = (a.node_id, b.node_id);
         m.register(a, 0).unwrap();
@@ -308,7 +293,7 @@ mod tests {
             m.heartbeat(idb, vec![], 0, v, 2100),
             Err(Refusal::Dead(idb))
         );
-        assert_eq!(m.check_join(idb, 1), Err(Refusal::Dead(idb)));
+        assert_eq!(m.check_join(idb), Err(Refusal::Dead(idb)));
         assert_eq!(m.alive().map(|n| n.node_id).collect::<Vec<_>>(), vec![ida]);
         assert!(m.tick(4100).is_empty(), "last heard at 2100");
         assert_eq!(m.tick(4101), vec![ida]);
@@ -318,24 +303,41 @@ mod tests {
 
     #[test]
     fn duplicates_and_strangers_are_refused() {
-        let mut m = Membership::new(2000, None);
+        let mut m = Membership::new(2000);
         let a = info(1);
         let id = a.node_id;
         m.register(a.clone(), 0).unwrap();
-        assert_eq!(m.check_join(id, 1), Err(Refusal::DuplicateId(id)));
+        assert_eq!(m.check_join(id), Err(Refusal::DuplicateId(id)));
         assert!(m.register(a, 10).is_ok(), "registering again refreshes");
         let stranger = NodeId::random();
         assert_eq!(
             m.heartbeat(stranger, vec![], 0, 0, 0),
             Err(Refusal::Unknown(stranger))
         );
-        assert!(m.remove(id));
-        assert!(!m.remove(id));
+        assert!(m.leave(id, 20));
+        assert!(!m.leave(id, 30));
+    }
+
+    #[test]
+    fn a_member_that_leaves_is_gone_not_dead_refused_and_then_forgotten() {
+        let mut m = Membership::new(1000).forget_dead_after(5_000);
+        let a = info(1);
+        let id = a.node_id;
+        m.register(a.clone(), 0).unwrap();
+        let before = m.view().version;
+        assert!(m.leave(id, 100));
+        let view = m.view();
+        assert!(view.version > before);
+        assert!(!view.nodes[0].alive && view.nodes[0].left);
+        assert_eq!(m.register(a, 200), Err(Refusal::Dead(id)));
+        assert!(m.tick(1_000).is_empty(), "not declared dead again");
+        m.tick(5_100);
+        assert_eq!(m.counts(), (0, 0));
     }
 
     #[test]
     fn dead_members_are_listed_until_their_certificates_expire_then_forgotten() {
-        let mut m = Membership::new(1000, None).forget_dead_after(60_000);
+        let mut m = Membership::new(1000).forget_dead_after(60_000);
         let (a, b) = (info(0), info(0));
         let (silent, alive) = (a.node_id, b.node_id);
         m.register(a, 0).unwrap();

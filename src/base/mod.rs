@@ -5,6 +5,7 @@
 //! from here; nothing here imports from them.
 //!
 //! - [`id`]: node, task, actor and object ids.
+//! - [`build`]: builds of a user's program: what agents run, how a machine is shared.
 //! - [`error`]: the library's typed errors.
 //! - [`rows`], [`filter`]: the state API's rows and `key=value` filters.
 //! - [`value`], [`args`], [`function`], [`options`]: what a remote function is, takes and
@@ -18,6 +19,7 @@
 //! - [`scheduling`]: resources, the task queue, retries, placement, bundles, task history.
 
 pub(crate) mod args;
+pub mod build;
 pub(crate) mod call_queue;
 pub mod error;
 pub mod filter;

@@ -8,6 +8,21 @@ use std::time::Duration;
 use super::role::Role;
 use super::scheduling::resources::NodeResources;
 
+/// Environment variables a node or driver reads when its `Config` does not say otherwise
+/// (Ray's `RAY_ADDRESS`): the head's `host:port`, the join token and the CA fingerprint, as
+/// `mobula start --head` prints them.
+pub const ENV_ADDRESS: &str = "MOBULA_ADDRESS";
+/// See [`ENV_ADDRESS`].
+pub const ENV_JOIN_TOKEN: &str = "MOBULA_JOIN_TOKEN";
+/// See [`ENV_ADDRESS`].
+pub const ENV_CA_FINGERPRINT: &str = "MOBULA_CA_FINGERPRINT";
+/// Set (to anything but `0`) to start a program marked `#[mobula::main]` as a worker node.
+pub const ENV_WORKER: &str = "MOBULA_WORKER";
+/// The CPUs a worker started through [`ENV_WORKER`] offers (default: the machine's).
+pub const ENV_NUM_CPUS: &str = "MOBULA_NUM_CPUS";
+/// Set by a node agent on the processes it starts: the agent's node id.
+pub const ENV_STARTED_BY: &str = "MOBULA_STARTED_BY";
+
 /// How this process takes part in a cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ClusterRole {
@@ -33,6 +48,13 @@ pub(crate) struct ClusterConfig {
     /// On a joining node: the role it asks for, a worker [`Role::Node`] or a
     /// [`Role::Driver`].
     pub member: Role,
+    /// Whether this node is a node agent: it runs no task itself but starts processes of
+    /// the drivers' builds on its machine.
+    pub agent: bool,
+    /// The agent that started this process, if one did.
+    pub started_by: Option<super::id::NodeId>,
+    /// How long work that no live node can take yet waits for one before it fails.
+    pub placement_timeout: Duration,
 }
 
 /// A configuration checked and completed with the machine's values.

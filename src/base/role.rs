@@ -50,8 +50,12 @@ impl Role {
 pub enum Ask {
     /// Becoming or staying a member: registering, heartbeats, renewing a certificate.
     Membership,
-    /// Stopping the cluster or this node.
-    Stop,
+    /// Stopping the cluster or this node; `by_own_agent` when the asker is the node agent
+    /// that started this process.
+    Stop {
+        /// Whether the asker started this process.
+        by_own_agent: bool,
+    },
     /// Reading the cluster's membership or state.
     Read,
     /// Releasing a placement group's bundles; `by_owner` when the asker reserved them.
@@ -101,7 +105,7 @@ pub enum Denied {
 pub fn admit(role: Role, standing: Standing, on_head: bool, ask: Ask) -> Result<(), Denied> {
     if role == Role::Admin {
         return match ask {
-            Ask::Stop | Ask::Read | Ask::ReleaseGroup { .. } => Ok(()),
+            Ask::Stop { .. } | Ask::Read | Ask::ReleaseGroup { .. } => Ok(()),
             Ask::Membership | Ask::Work => Err(Denied::AdminDoesNoWork),
         };
     }
@@ -112,7 +116,9 @@ pub fn admit(role: Role, standing: Standing, on_head: bool, ask: Ask) -> Result<
         _ => {}
     }
     match ask {
-        Ask::Stop if role != Role::Head => Err(Denied::NotAdmin),
+        Ask::Stop {
+            by_own_agent: false,
+        } if role != Role::Head => Err(Denied::NotAdmin),
         Ask::ReleaseGroup { by_owner: false } => Err(Denied::NotOwner),
         _ => Ok(()),
     }
@@ -121,6 +127,20 @@ pub fn admit(role: Role, standing: Standing, on_head: bool, ask: Ask) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const STOP: Ask = Ask::Stop {
+        by_own_agent: false,
+    };
+
+    #[test]
+    fn the_agent_that_started_a_process_may_stop_it() {
+        let own = Ask::Stop { by_own_agent: true };
+        assert_eq!(admit(Role::Node, Standing::Member, false, own), Ok(()));
+        assert_eq!(
+            admit(Role::Node, Standing::Member, false, STOP),
+            Err(Denied::NotAdmin)
+        );
+    }
 
     #[test]
     fn role_names_round_trip_and_others_are_not_roles() {
@@ -136,19 +156,19 @@ mod tests {
     fn only_an_admin_or_the_head_relaying_it_stops_the_cluster() {
         use Standing::Member;
         assert_eq!(
-            admit(Role::Admin, Standing::Unknown, true, Ask::Stop),
+            admit(Role::Admin, Standing::Unknown, true, STOP),
             Ok(())
         );
-        assert_eq!(admit(Role::Head, Member, false, Ask::Stop), Ok(()));
+        assert_eq!(admit(Role::Head, Member, false, STOP), Ok(()));
         for role in [Role::Node, Role::Driver] {
-            assert_eq!(admit(role, Member, true, Ask::Stop), Err(Denied::NotAdmin));
-            assert_eq!(admit(role, Member, false, Ask::Stop), Err(Denied::NotAdmin));
+            assert_eq!(admit(role, Member, true, STOP), Err(Denied::NotAdmin));
+            assert_eq!(admit(role, Member, false, STOP), Err(Denied::NotAdmin));
         }
     }
 
     #[test]
     fn a_dead_node_is_refused_everything_and_the_head_refuses_strangers() {
-        for ask in [Ask::Membership, Ask::Read, Ask::Work, Ask::Stop] {
+        for ask in [Ask::Membership, Ask::Read, Ask::Work, STOP] {
             assert_eq!(
                 admit(Role::Node, Standing::Dead, false, ask),
                 Err(Denied::Dead)

@@ -60,6 +60,9 @@ struct Options {
     head: bool,
     block: bool,
     listen: Option<String>,
+    address: Option<String>,
+    token: Option<String>,
+    ca_fingerprint: Option<String>,
     num_cpus: Option<f64>,
     dir: Option<PathBuf>,
     dashboard: Option<String>,
@@ -87,6 +90,18 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--block" => o.block = true,
             "--listen" => {
                 o.listen = Some(value(i)?);
+                i += 1;
+            }
+            "--address" => {
+                o.address = Some(value(i)?);
+                i += 1;
+            }
+            "--token" => {
+                o.token = Some(value(i)?);
+                i += 1;
+            }
+            "--ca-fingerprint" => {
+                o.ca_fingerprint = Some(value(i)?);
                 i += 1;
             }
             "--num-cpus" => {
@@ -159,11 +174,17 @@ fn main() -> ExitCode {
         }
     };
     let result = match command.as_str() {
+        "start" if options.head && options.address.is_some() => Err(
+            "a node is either the head (--head) or joins one (--address HEAD:PORT), not both"
+                .to_string(),
+        ),
         "start" if options.head && options.block => start_blocking(&options),
         "start" if options.head => start_in_background(&options),
+        "start" if options.address.is_some() && options.block => agent_blocking(&options),
+        "start" if options.address.is_some() => agent_in_background(&options),
         "start" => Err(
-            "only the head starts from the CLI (`mobula start --head`); worker nodes run your \
-             program with the variables `mobula start --head` printed"
+            "start what? `mobula start --head` starts a cluster's head; `mobula start --address \
+             HEAD:PORT` starts a node that joins it"
                 .to_string(),
         ),
         "status" => status(&options),
@@ -211,24 +232,111 @@ fn dashboard_of(o: &Options) -> Option<String> {
 }
 
 fn start_blocking(o: &Options) -> Result<(), String> {
+    let cpus = o.num_cpus.unwrap_or(0.0);
     let config = Config::default()
-        .num_cpus(o.num_cpus.unwrap_or(0.0))
+        .num_cpus(cpus)
         .head(o.listen.clone().unwrap_or_else(|| "0.0.0.0:6380".into()))
         .cluster_dir(dir_of(o));
+    // A head with CPUs runs the drivers' builds on them, as a node agent does.
+    let run = |config: Config| {
+        if cpus > 0.0 {
+            node::run_agent(config)
+        } else {
+            node::run(config)
+        }
+    };
     let Some(address) = dashboard_of(o) else {
-        return node::run(config).map_err(|e| e.to_string());
+        return run(config).map_err(|e| e.to_string());
     };
     let with_dashboard = config
         .clone()
         .dashboard_address(address)
         .dashboard_https(o.dashboard_https);
-    match node::run(with_dashboard) {
+    match run(with_dashboard) {
         // The default port was taken since it was checked: go on without a dashboard.
         Err(e) if o.dashboard.is_none() && e.to_string().contains("dashboard") => {
             eprintln!("no dashboard: {e}");
-            node::run(config).map_err(|e| e.to_string())
+            run(config).map_err(|e| e.to_string())
         }
         other => other.map_err(|e| e.to_string()),
+    }
+}
+
+/// The settings of a node agent joining `--address`.
+fn agent_config(o: &Options) -> Config {
+    let mut config = Config::default()
+        .address(o.address.clone().unwrap_or_default())
+        .cluster_dir(dir_of(o));
+    if let Some(listen) = &o.listen {
+        config = config.listen(listen.clone());
+    }
+    if let Some(n) = o.num_cpus {
+        config = config.num_cpus(n);
+    }
+    if let Some(token) = &o.token {
+        config = config.join_token(token.clone());
+    }
+    if let Some(pin) = &o.ca_fingerprint {
+        config = config.ca_fingerprint(pin.clone());
+    }
+    config
+}
+
+/// Runs a node agent in this process until the cluster stops.
+fn agent_blocking(o: &Options) -> Result<(), String> {
+    node::run_agent(agent_config(o)).map_err(|e| e.to_string())
+}
+
+/// Starts a node agent as a background process and waits until it has joined.
+fn agent_in_background(o: &Options) -> Result<(), String> {
+    let dir = dir_of(o);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let log_path = dir.join(format!("node-{}.log", std::process::id()));
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    cmd.arg("start")
+        .arg("--block")
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--address")
+        .arg(o.address.clone().unwrap_or_default());
+    for (flag, value) in [
+        ("--listen", &o.listen),
+        ("--token", &o.token),
+        ("--ca-fingerprint", &o.ca_fingerprint),
+    ] {
+        if let Some(value) = value {
+            cmd.arg(flag).arg(value);
+        }
+    }
+    if let Some(n) = o.num_cpus {
+        cmd.arg("--num-cpus").arg(n.to_string());
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting the node: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let printed = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = printed.lines().find(|l| l.starts_with("mobula: joined")) {
+            println!("{} (pid {}; its log: {})", line, child.id(), log_path.display());
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Err(format!("the node exited ({status}):\n{printed}"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!(
+                "the node did not join within 30 s; see {}",
+                log_path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -336,16 +444,19 @@ fn print_started(info: &JoinInfo, dir: &std::path::Path, view: &ClusterView, pid
         dir.display()
     );
     println!();
-    println!("Add a worker node: on each machine, run your program (the same binary) as");
+    println!("Add a node: on each machine, with the mobula command only, run");
     println!(
-        "    MOBULA_WORKER=1 MOBULA_ADDRESS={address} MOBULA_JOIN_TOKEN={} MOBULA_CA_FINGERPRINT={} ./your-program",
+        "    mobula start --address {address} --token {} --ca-fingerprint {}",
         info.token, info.ca_fingerprint
     );
-    println!("(its main is marked #[mobula::main], or calls mobula::node::run)");
+    println!("(it runs whatever build each driver brings: nothing of yours to copy)");
     println!();
+    println!("Run a driver, any build of your program, from any machine:");
     println!(
-        "Run a driver: the same variables without MOBULA_WORKER; mobula::init joins the cluster."
+        "    MOBULA_ADDRESS={address} MOBULA_JOIN_TOKEN={} MOBULA_CA_FINGERPRINT={} ./your-program",
+        info.token, info.ca_fingerprint
     );
+    println!("(mobula::init joins the cluster; here, the cluster directory is enough: MOBULA_ADDRESS)");
     println!("Look: mobula status    Stop every node: mobula stop");
 }
 

@@ -26,6 +26,12 @@ pub(crate) struct HeadState {
 }
 
 impl HeadState {
+    /// A node died or left: actors on it no longer hold their names or locations.
+    pub fn forget_node(&mut self, gone: NodeId) {
+        self.names.retain(|_, (_, _, node)| *node != gone);
+        self.locations.retain(|_, (_, node)| *node != gone);
+    }
+
     /// The membership's clock: milliseconds since the head started.
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
@@ -57,10 +63,8 @@ pub(super) async fn watch_members(node: Arc<ClusterNode>) {
             for id in &dead {
                 tracing::warn!(node = %id, "node declared dead: no heartbeat within {:?}", node.timeout);
             }
-            if !dead.is_empty() {
-                // Actors on dead nodes no longer hold their names.
-                state.names.retain(|_, (_, _, node)| !dead.contains(node));
-                state.locations.retain(|_, (_, node)| !dead.contains(node));
+            for id in &dead {
+                state.forget_node(*id);
             }
             state.membership.view()
         };

@@ -15,9 +15,13 @@
 //! - `logs`: task and actor log lines sent to the terminal of the driver they work for.
 //! - `port`: the node as its runtime uses it (the runtime's `ClusterPort`).
 //! - `admin`: what the `mobula` CLI asks a running head (status, stop).
+//! - `builds`: this process's build, the cache of builds fetched from peers, the chunks served.
+//! - `agent`: a node agent: processes of every driver's build on its machine.
 
 pub mod actors;
 pub mod admin;
+pub(crate) mod agent;
+pub(crate) mod builds;
 pub mod head;
 pub(crate) mod logs;
 pub mod node;

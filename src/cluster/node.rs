@@ -11,10 +11,13 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::actors::{RemoteActor, RemoteActors};
+use super::agent::{self, AgentSettings};
+use super::builds::{self, BuildCache};
 use super::head::{HeadState, watch_members};
 use super::objects::Lineage;
 use super::serve::handle;
 use super::tasks::TaskChannel;
+use crate::base::build::BuildId;
 use crate::base::id::IdMint;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::membership::Membership;
@@ -32,6 +35,9 @@ use crate::transport::link::{self, LinkError};
 use crate::transport::tls;
 use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome};
 
+/// The most bytes of builds fetched from peers a node keeps (beyond what runs now).
+pub(crate) const BUILD_CACHE_LIMIT: u64 = 4 << 30;
+
 /// The largest value (argument or result) accepted from another node.
 pub(crate) const VALUE_LIMIT: u64 = 64 << 30;
 
@@ -40,7 +46,12 @@ pub(crate) struct ClusterNode {
     pub node_id: NodeId,
     pub head: SocketAddr,
     pub endpoint: Endpoint,
-    pub(super) info: NodeInfo,
+    /// How this node announced itself (its resources change when its agent reshares).
+    pub(super) info: Mutex<NodeInfo>,
+    /// The build it runs, if it holds user code: its work goes only to nodes of this build.
+    pub(super) build: Option<BuildId>,
+    /// Builds fetched from peers, and the chunks this node serves to peers that fetch.
+    pub(super) builds: Arc<BuildCache>,
     pub(super) view: RwLock<ClusterView>,
     /// Resources this node placed on each peer since the current view (which does not show
     /// them yet): subtracted from what the view says is free.
@@ -54,6 +65,8 @@ pub(crate) struct ClusterNode {
     pub(super) head_lost: Mutex<Option<String>>,
     pub(super) head_state: Option<Mutex<HeadState>>,
     pub(super) timeout: Duration,
+    /// How long work waits for a node that can take it (see `wait_to_place`).
+    pub(super) placement_timeout: Duration,
     pub(super) stopping: AtomicBool,
     /// Set when the cluster told this node to stop.
     pub shutdown: tokio::sync::Notify,
@@ -77,7 +90,7 @@ pub(crate) struct ClusterNode {
 
 impl std::fmt::Debug for ClusterNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ClusterNode({} at {})", self.node_id, self.info.address)
+        write!(f, "ClusterNode({} at {})", self.node_id, self.info().address)
     }
 }
 
@@ -93,11 +106,12 @@ pub(crate) async fn start(
     scheduler: Scheduler,
     ids: Arc<IdMint>,
 ) -> Result<Arc<ClusterNode>, String> {
-    let runs_tasks = totals.iter().any(|(n, a)| n == "CPU" && *a > 0.0);
+    let runs_tasks = !config.agent && totals.iter().any(|(n, a)| n == "CPU" && *a > 0.0);
     let dir = ClusterDir::new(&config.dir);
+    let build = builds::this_build().cloned();
     let key = NodeKey::generate().map_err(err)?;
     let registry = registry::announced_fingerprint();
-    let (identity, head, listen, head_state) = match &config.role {
+    let (identity, head, listen, head_state, secrets) = match &config.role {
         ClusterRole::Head { listen } => {
             let (ca, token) = dir.load_or_create().map_err(err)?;
             let grant = Grant::new(
@@ -112,7 +126,7 @@ pub(crate) async fn start(
             // can still be valid: its lifetime, and a clock running late by as much.
             let lifetime = config.certificate_lifetime;
             let forget_after = lifetime + lifetime.min(crate::transport::credentials::CLOCK_SKEW);
-            let membership = Membership::new(timeout_ms, (registry != 0).then_some(registry))
+            let membership = Membership::new(timeout_ms)
                 .forget_dead_after(forget_after.as_millis() as u64);
             let state = HeadState {
                 membership,
@@ -123,7 +137,8 @@ pub(crate) async fn start(
                 locations: HashMap::new(),
                 certificate_lifetime: config.certificate_lifetime,
             };
-            (identity, *listen, *listen, Some(state))
+            let secrets = (state.token.clone(), fingerprint(state.ca.cert_der()));
+            (identity, *listen, *listen, Some(state), secrets)
         }
         ClusterRole::Join {
             head,
@@ -160,7 +175,7 @@ pub(crate) async fn start(
                 registry,
             };
             let identity = join(*head, &token, &pin, &key, asking, config.node_timeout).await?;
-            (identity, *head, *listen, None)
+            (identity, *head, *listen, None, (token, pin))
         }
     };
     let joins = if head_state.is_some() {
@@ -174,15 +189,27 @@ pub(crate) async fn start(
     let info = NodeInfo {
         node_id,
         address,
-        resources: totals,
+        resources: totals.clone(),
         registry,
         runs_tasks,
+        role: if head_state.is_some() {
+            Role::Head
+        } else {
+            config.member
+        },
+        build: build.clone(),
+        target: crate::base::build::this_target(),
+        agent: config.agent,
+        started_by: config.started_by,
     };
+    let cache = Arc::new(BuildCache::new(dir.path().join("builds"), BUILD_CACHE_LIMIT));
     let node = Arc::new(ClusterNode {
         node_id,
         head,
         endpoint,
-        info: info.clone(),
+        info: Mutex::new(info.clone()),
+        build: build.map(|b| b.id),
+        builds: cache.clone(),
         view: RwLock::default(),
         placed: Mutex::default(),
         sent: Mutex::default(),
@@ -191,6 +218,7 @@ pub(crate) async fn start(
         head_lost: Mutex::new(None),
         head_state: head_state.map(Mutex::new),
         timeout: config.node_timeout,
+        placement_timeout: config.placement_timeout,
         stopping: AtomicBool::new(false),
         shutdown: tokio::sync::Notify::new(),
         scheduler,
@@ -228,6 +256,15 @@ pub(crate) async fn start(
             Err(e) => return Err(format!("registering with the head at {head}: {e}")),
         }
         actix_rt::spawn(heartbeat(node.clone()));
+    }
+    if config.agent {
+        let settings = AgentSettings {
+            totals,
+            token: secrets.0,
+            pin: secrets.1,
+            dir: dir.path().to_path_buf(),
+        };
+        actix_rt::spawn(agent::run(node.clone(), settings, cache));
     }
     Ok(node)
 }
@@ -420,7 +457,12 @@ impl ClusterNode {
 
     /// Where this node listens, and whether it is the head.
     pub fn whereabouts(&self) -> (std::net::SocketAddr, bool) {
-        (self.info.address, self.head_state.is_some())
+        (self.info().address, self.head_state.is_some())
+    }
+
+    /// How this node announced itself.
+    pub(super) fn info(&self) -> NodeInfo {
+        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// What this node's view says of `node`: a live member, dead, or not known.
@@ -630,9 +672,49 @@ impl ClusterNode {
         });
     }
 
-    /// Leaves the cluster: the head tells every node to stop; a node just closes its links.
+    /// This node's share of its machine changes (its agent started or ended another build's
+    /// process there): its scheduler takes the new CPUs, and the head the new totals.
+    pub(super) async fn set_resources(&self, resources: Vec<(String, f64)>) -> Message {
+        let Some(cpus) = resources
+            .iter()
+            .find(|(name, _)| name == "CPU")
+            .map(|(_, amount)| *amount)
+        else {
+            return Message::Refused {
+                reason: "SetResources names no CPU amount".into(),
+            };
+        };
+        let units = match crate::base::scheduling::resources::to_units("CPU", cpus) {
+            Ok(units) if units >= 0 => units,
+            _ => {
+                return Message::Refused {
+                    reason: format!("{cpus} is not an amount of CPUs"),
+                };
+            }
+        };
+        self.scheduler.set_cpu_total(units);
+        let info = {
+            let mut info = self.info.lock().unwrap_or_else(|e| e.into_inner());
+            crate::base::scheduling::resources::set_amount(&mut info.resources, "CPU".into(), cpus);
+            info.runs_tasks = cpus > 0.0;
+            info.clone()
+        };
+        tracing::info!(cpus, "this node's share of its machine changed");
+        match self.endpoint.request(self.head, &Message::Register(info)).await {
+            Ok((Message::View(view), _)) => self.set_view(view),
+            Ok(_) | Err(_) => tracing::warn!("could not tell the head this node's new resources"),
+        }
+        Message::Ack
+    }
+
+    /// Leaves the cluster: the head tells every node to stop; a node tells the head it
+    /// leaves (so that it is listed as gone, not dead) and closes its links.
     pub async fn leave(self: Arc<Self>) {
-        self.stopping.store(true, Ordering::Release);
+        let was_stopping = self.stopping.swap(true, Ordering::AcqRel);
+        if self.head_state.is_none() && !was_stopping && self.head_lost().is_none() {
+            let told = self.endpoint.request(self.head, &Message::Leave);
+            let _ = tokio::time::timeout(Duration::from_millis(500), told).await;
+        }
         if self.head_state.is_some() {
             let view = self.view();
             for n in view

@@ -29,6 +29,11 @@ impl ClusterNode {
         suspects.keys().copied().collect()
     }
 
+    /// Whether `n` runs this node's build (so it can run this node's work).
+    pub(super) fn same_build(&self, n: &crate::wire::NodeState) -> bool {
+        n.info.build.as_ref().map(|b| b.id) == self.build
+    }
+
     /// Where a task goes.
     pub fn place(&self, req: &ResourceRequest, strategy: SchedulingStrategy) -> Placement {
         if let SchedulingStrategy::NodeAffinity { node, .. } = strategy
@@ -54,7 +59,12 @@ impl ClusterNode {
         let candidates: Vec<Candidate<'_>> = view
             .nodes
             .iter()
-            .filter(|n| n.alive && n.info.runs_tasks && !suspects.contains(&n.info.node_id))
+            .filter(|n| {
+                n.alive
+                    && n.info.runs_tasks
+                    && self.same_build(n)
+                    && !suspects.contains(&n.info.node_id)
+            })
             .map(|n| {
                 let local = n.info.node_id == self.node_id;
                 Candidate {
@@ -75,6 +85,17 @@ impl ClusterNode {
                 }
             })
             .collect();
+        if candidates.is_empty()
+            && !matches!(strategy, SchedulingStrategy::NodeAffinity { soft: false, .. })
+        {
+            // Nothing of this build runs yet: nodes may be joining, an agent may be starting
+            // a process of it.
+            let why = match &self.info().build {
+                Some(build) => crate::base::build::why_nothing_runs(build, &view.nodes),
+                None => "no live node runs tasks yet".to_string(),
+            };
+            return Placement::Wait(why);
+        }
         let cursor = self.cursor.fetch_add(1, Ordering::Relaxed);
         let placement = placement::place(req, strategy, &candidates, cursor);
         drop(candidates);
@@ -104,7 +125,7 @@ impl ClusterNode {
         }
         let view = self.view.read().unwrap_or_else(|e| e.into_inner());
         let peer = |n: &&crate::wire::NodeState| {
-            n.alive && n.info.runs_tasks && n.info.node_id != self.node_id
+            n.alive && n.info.runs_tasks && self.same_build(n) && n.info.node_id != self.node_id
         };
         // No peer runs work at all: nothing to look at.
         if !view.nodes.iter().any(|n| peer(&n)) {
@@ -149,7 +170,40 @@ impl ClusterNode {
         match self.place(req, strategy) {
             Placement::Local => Ok(self.node_id),
             Placement::Remote(node) => Ok(node),
-            Placement::Infeasible(why) => Err(why),
+            Placement::Infeasible(why) | Placement::Wait(why) => Err(why),
+        }
+    }
+
+    /// Places work that no live node could take when it was submitted: asks again every
+    /// 50 ms, with one warning naming what it waits for, until a node can or the placement
+    /// timeout passes (then the error says what it waited for).
+    pub async fn wait_to_place(
+        &self,
+        req: &ResourceRequest,
+        strategy: SchedulingStrategy,
+        what: &str,
+    ) -> Result<NodeId, String> {
+        let start = Instant::now();
+        let mut warned = false;
+        loop {
+            match self.place(req, strategy) {
+                Placement::Local => return Ok(self.node_id),
+                Placement::Remote(node) => return Ok(node),
+                Placement::Infeasible(why) => return Err(why),
+                Placement::Wait(why) => {
+                    if start.elapsed() >= self.placement_timeout {
+                        return Err(format!(
+                            "waited {:?} (the placement timeout) and no node could take {what}: {why}",
+                            self.placement_timeout
+                        ));
+                    }
+                    if !warned {
+                        warned = true;
+                        tracing::warn!("{what} waits: {why}");
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 }

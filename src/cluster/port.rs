@@ -31,6 +31,29 @@ impl ClusterPort for ClusterNode {
         ClusterNode::place(self, request, strategy)
     }
 
+    fn wait_to_place_blocking(
+        self: Arc<Self>,
+        rt: &Runtime,
+        request: &ResourceRequest,
+        strategy: SchedulingStrategy,
+        what: String,
+    ) -> Result<NodeId, String> {
+        if crate::runtime::context::on_runtime_thread() {
+            return Err(format!(
+                "{what}: no live node can take it yet, and the node's own thread cannot wait"
+            ));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let request = request.clone();
+        rt.node_arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let placed = self.wait_to_place(&request, strategy, &what).await;
+                let _ = tx.send(placed);
+            });
+        });
+        rx.recv().map_err(|_| "the node stopped".to_string())?
+    }
+
     fn send_task(self: Arc<Self>, rt: &Runtime, task: RemoteTask) {
         let store = rt.store.clone();
         rt.node_arbiter.spawn_fn(move || {

@@ -123,7 +123,29 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
     drop(message);
     let mut frame: Arc<[u8]> = frame.into();
     let payloads = Arc::new(payloads);
-    let mut target = out.target;
+    let mut target = match out.target {
+        Some(target) => target,
+        None => {
+            let what = format!("task {} ({function})", out.task);
+            match cluster
+                .wait_to_place(&request, out.options.strategy, &what)
+                .await
+            {
+                Ok(target) => target,
+                Err(reason) => {
+                    store.fail(
+                        out.result,
+                        GetError::Unschedulable {
+                            function: function.to_string(),
+                            task_id: out.task,
+                            reason,
+                        },
+                    );
+                    return;
+                }
+            }
+        }
+    };
     let mut attempts = 0u32;
     loop {
         attempts += 1;

@@ -107,7 +107,9 @@ fn ask_of(node: &ClusterNode, from: NodeId, message: &Message) -> Ask {
     match message {
         Message::Register(_) | Message::Heartbeat { .. } | Message::Renew { .. } => Ask::Membership,
         Message::Status | Message::State(_) | Message::NodeState(_) => Ask::Read,
-        Message::Shutdown { .. } => Ask::Stop,
+        Message::Shutdown { .. } => Ask::Stop {
+            by_own_agent: node.info().started_by == Some(from),
+        },
         Message::ReleaseBundles { group } => Ask::ReleaseGroup {
             by_owner: node
                 .hosted_groups
@@ -155,7 +157,7 @@ async fn serve(
                 node_id,
                 token,
                 csr_der,
-                registry,
+                registry: _,
                 role,
             },
         ) => match &node.head_state {
@@ -171,7 +173,7 @@ async fn serve(
                         "the join token grants a node or a driver, not {}",
                         role.as_str()
                     ))
-                } else if let Err(e) = state.membership.check_join(node_id, registry) {
+                } else if let Err(e) = state.membership.check_join(node_id) {
                     tracing::warn!(from = %peer.address, "refused a join: {e}");
                     refused(e.to_string())
                 } else {
@@ -190,6 +192,8 @@ async fn serve(
                 if info.address.ip().is_unspecified() {
                     info.address.set_ip(peer.address.ip());
                 }
+                // What it is comes from its certificate, not from what it says.
+                info.role = peer.role.unwrap_or(Role::Driver);
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
                 let now = state.now_ms();
                 match state.membership.register(info, now) {
@@ -239,6 +243,38 @@ async fn serve(
             }
         },
         (Some(_), Message::Status) => Message::View(node.view()),
+        (Some(from), Message::Leave) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let view = {
+                    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                    let now = state.now_ms();
+                    if state.membership.leave(from, now) {
+                        tracing::info!(node = %from, "node left the cluster");
+                        state.forget_node(from);
+                    }
+                    state.membership.view()
+                };
+                node.set_view(view);
+                Message::Ack
+            }
+        },
+        (Some(_), Message::FetchBuild { build, offset, len }) => {
+            let builds = node.builds.clone();
+            let read = tokio::task::spawn_blocking(move || builds.read_chunk(build, offset, len));
+            match read.await {
+                Ok(Ok(bytes)) => Message::BuildBytes(bytes),
+                Ok(Err(why)) => refused(why),
+                Err(e) => refused(format!("reading the build failed: {e}")),
+            }
+        }
+        (Some(from), Message::SetResources(resources)) => {
+            if node.info().started_by != Some(from) {
+                refused("only the agent that started this process sets its resources")
+            } else {
+                node.set_resources(resources).await
+            }
+        }
         (Some(_), Message::Shutdown { reason }) => {
             tracing::info!("asked to stop: {reason}");
             // Answer first, and let the answer arrive, before the links close.

@@ -81,7 +81,8 @@ pub(crate) struct RemoteTask {
     pub args: EncodeArgs,
     pub decode: DecodeValue,
     pub options: Arc<ResolvedOptions>,
-    pub target: NodeId,
+    /// The node it goes to; `None` while no live node can take it (it waits for one).
+    pub target: Option<NodeId>,
     /// The node whose terminal shows what the task prints.
     pub log_to: NodeId,
 }
@@ -102,6 +103,15 @@ pub(crate) trait ClusterPort: Send + Sync + 'static {
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Where work asking `request` with `strategy` runs.
     fn place(&self, request: &ResourceRequest, strategy: SchedulingStrategy) -> Placement;
+    /// Waits (blocking this thread, never the node's event loop) until a node can take work
+    /// that none could when asked, up to the placement timeout; `what` names the work.
+    fn wait_to_place_blocking(
+        self: Arc<Self>,
+        rt: &Runtime,
+        request: &ResourceRequest,
+        strategy: SchedulingStrategy,
+        what: String,
+    ) -> Result<NodeId, String>;
     /// Sends a task placed on another node; its result is sealed or failed when it ends.
     fn send_task(self: Arc<Self>, rt: &Runtime, task: RemoteTask);
     /// The node that minted ids with this prefix, if it is another member.

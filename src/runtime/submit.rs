@@ -85,7 +85,11 @@ pub fn submit<F: RemoteFunction>(
         };
         match placement {
             Placement::Local => enqueue::<F>(rt, call, options, args, log_to),
-            Placement::Remote(target) => send::<F>(rt, call, options, args, target, log_to),
+            Placement::Remote(target) => {
+                send::<F>(rt, call, options, args, Some(target), log_to)
+            }
+            // Placed once a node can take it (the cluster waits, up to its timeout).
+            Placement::Wait(_) => send::<F>(rt, call, options, args, None, log_to),
             Placement::Infeasible(reason) => {
                 rt.store.fail(
                     call.result,
@@ -152,14 +156,15 @@ fn enqueue<F: RemoteFunction>(
     call.out
 }
 
-/// Hands a begun call to the cluster, for node `target`: its arguments are resolved and
+/// Hands a begun call to the cluster, for node `target` (or the first that can take it):
+/// its arguments are resolved and
 /// encoded on the event loop, its result decoded as `F::Output` when it comes back.
 fn send<F: RemoteFunction>(
     rt: &Runtime,
     call: Begun<F::Output>,
     options: Arc<ResolvedOptions>,
     args: <F::Params as Params>::Args,
-    target: NodeId,
+    target: Option<NodeId>,
     log_to: NodeId,
 ) -> ObjectRef<F::Output> {
     let function = F::descriptor().id;
@@ -171,7 +176,7 @@ fn send<F: RemoteFunction>(
             GetError::Unschedulable {
                 function: function.to_string(),
                 task_id: call.task,
-                reason: format!("node {target} is in a cluster this node is not in"),
+                reason: "it was placed in a cluster this node is not in".to_string(),
             },
         );
         return call.out;

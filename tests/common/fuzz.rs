@@ -201,6 +201,15 @@ fn node_info() -> impl Strategy<Value = NodeInfo> {
             resources,
             registry,
             runs_tasks,
+            role: Role::Node,
+            build: (registry % 2 == 0).then(|| mobula::wire::Build {
+                id: mobula::wire::BuildId([registry as u8; 32]),
+                size: registry,
+                target: "x86_64-linux".into(),
+            }),
+            target: "x86_64-linux".into(),
+            agent: runs_tasks,
+            started_by: None,
         })
 }
 
@@ -237,7 +246,8 @@ pub fn message() -> impl Strategy<Value = Message> {
                         info,
                         available,
                         load,
-                        alive
+                        alive,
+                        left: !alive,
                     })
                     .collect(),
             })),

@@ -100,6 +100,9 @@ pub enum Placement {
     Remote(NodeId),
     /// No node can run it; why.
     Infeasible(String),
+    /// No live node can run it yet, but one may come (nodes are joining, an agent is
+    /// starting a process of this build): wait, up to the placement timeout; what for.
+    Wait(String),
 }
 
 fn amount(total: &[(String, f64)], name: &str) -> i64 {

@@ -299,6 +299,13 @@ impl NodeResources {
         }
     }
 
+    /// The node's CPUs become `cpu` units (an agent shares its machine between builds anew):
+    /// what is free moves by as much, and may stay below zero until running tasks end.
+    pub fn set_cpu_total(&mut self, cpu: i64) {
+        self.free_cpu += cpu - self.total_cpu;
+        self.total_cpu = cpu;
+    }
+
     /// A task blocked in `get`: its CPUs are lent to other tasks (as Ray does).
     pub fn lend_cpu(&mut self, cpu: i64) {
         self.free_cpu += cpu;
@@ -464,6 +471,23 @@ mod tests {
         node.release(&other);
         node.release(&g);
         assert_eq!(node.free_cpu(), UNIT);
+    }
+
+    #[test]
+    fn a_shrunk_node_frees_nothing_until_running_tasks_give_back() {
+        let mut node = NodeResources::new(4 * UNIT, &[], &[]).unwrap();
+        let a = node.try_acquire(&req(2.0, 0.0, &[])).unwrap();
+        let b = node.try_acquire(&req(2.0, 0.0, &[])).unwrap();
+        node.set_cpu_total(2 * UNIT);
+        assert_eq!(node.free_cpu(), -2 * UNIT);
+        assert!(!node.fits_now(&req(1.0, 0.0, &[])));
+        node.release(&a);
+        assert!(!node.fits_now(&req(1.0, 0.0, &[])));
+        node.release(&b);
+        assert_eq!(node.free_cpu(), 2 * UNIT);
+        node.set_cpu_total(3 * UNIT);
+        assert_eq!(node.free_cpu(), 3 * UNIT);
+        assert_eq!(node.totals().0, 3 * UNIT);
     }
 
     #[test]

@@ -203,6 +203,13 @@ impl LocalQueue {
         self.dispatch()
     }
 
+    /// The node's CPUs become `cpu` units; what now fits starts. Work queued stays queued
+    /// when they shrink (it waits for running tasks to give theirs back).
+    pub fn set_cpu_total(&mut self, cpu: i64) -> Vec<Decision> {
+        self.node.set_cpu_total(cpu);
+        self.dispatch()
+    }
+
     /// Custom resources go away (a removed placement group): tasks that can now never run
     /// here, waiting or queued, are infeasible. Running ones keep what they hold.
     pub fn remove_resources(&mut self, amounts: &[(Arc<str>, i64)]) -> Vec<Decision> {

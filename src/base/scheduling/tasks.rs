@@ -341,6 +341,12 @@ impl<T: QueuedTask, H: Clone> SchedState<T, H> {
         self.apply(decisions, now, out);
     }
 
+    /// The node's CPUs become `cpu` units (its agent shares the machine anew).
+    pub fn set_cpu_total(&mut self, cpu: i64, now: u64, out: &mut Vec<Action<T, H>>) {
+        let decisions = self.queue.set_cpu_total(cpu);
+        self.apply(decisions, now, out);
+    }
+
     /// A placement group's bundles go: what waits for them fails.
     pub fn remove_resources(
         &mut self,

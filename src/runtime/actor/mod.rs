@@ -82,8 +82,17 @@ fn spawn_on<A: ActorMethods>(
             Placement::Infeasible(reason) => {
                 return Err(ActorError::Unschedulable {
                     class: A::CLASS.to_string(),
-                    reason,
+                    reason: reason.replace("this task", "this actor"),
                 });
+            }
+            Placement::Wait(_) => {
+                let what = format!("actor {id} ({})", A::CLASS);
+                Arc::clone(cluster)
+                    .wait_to_place_blocking(rt, &settings.place, options.strategy(), what)
+                    .map_err(|reason| ActorError::Unschedulable {
+                        class: A::CLASS.to_string(),
+                        reason: reason.replace("this task", "this actor"),
+                    })?
             }
         };
         if let Some((namespace, name)) = &settings.name

@@ -183,6 +183,14 @@ impl Scheduler {
         self.act(out, false);
     }
 
+    /// This node's CPUs become `cpu` units (its agent shares the machine between builds
+    /// anew): growing starts what now fits; shrinking lets running tasks finish.
+    pub fn set_cpu_total(&self, cpu: i64) {
+        let mut out = Vec::new();
+        self.lock().set_cpu_total(cpu, self.now(), &mut out);
+        self.act(out, false);
+    }
+
     /// Custom resources go (a removed placement group); tasks waiting for them fail.
     pub fn remove_resources(&self, amounts: &[(Arc<str>, i64)]) {
         let mut out = Vec::new();
