@@ -12,10 +12,10 @@ use crate::base::rows::{NodeReport, StateQuery};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::base::build::{Build, BuildId, this_target};
 use crate::base::error::TaskErrorKind;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
 use crate::base::options::ActorOptions;
-pub use crate::base::build::{Build, BuildId, this_target};
 pub use crate::base::role::Role;
 /// How many times a task or an actor may be passed on (see [`RunTask::spill`]).
 pub use crate::base::scheduling::placement::MAX_SPILL_HOPS;
@@ -29,9 +29,6 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// The largest frame a peer without a certificate may send: its one request, a
 /// [`Message::Join`] (a token, a certificate request, a fingerprint).
 pub const JOIN_FRAME_LIMIT: usize = 8 * 1024;
-
-/// The largest chunk of a build's executable one [`Message::FetchBuild`] asks for.
-pub const BUILD_CHUNK: u32 = 8 * 1024 * 1024;
 
 /// Values up to this size travel inside a frame; larger ones follow it on its stream.
 pub const INLINE_LIMIT: usize = 1024 * 1024;
@@ -211,18 +208,20 @@ pub enum Message {
     /// To the head: this member leaves the cluster on purpose (a driver that ends, a node
     /// stopped by its agent). It is listed as gone, not dead; answered with [`Message::Ack`].
     Leave,
-    /// Send `len` bytes (at most [`BUILD_CHUNK`]) of build `build`'s executable from `offset`;
-    /// answered with [`Message::BuildBytes`], or refused by a node that has no copy.
+    /// Send build `build`'s executable from `offset` to its end: answered with
+    /// [`Message::BuildBytes`] and the bytes raw on the same stream, or refused by a node
+    /// that has no copy.
     FetchBuild {
         /// The build.
         build: BuildId,
-        /// Where the chunk starts.
+        /// Where to start (0 for the whole file).
         offset: u64,
-        /// How many bytes.
-        len: u32,
     },
-    /// A chunk of a build's executable.
-    BuildBytes(Vec<u8>),
+    /// The bytes of a build's executable follow this frame: `len` of them.
+    BuildBytes {
+        /// How many.
+        len: u64,
+    },
     /// From the agent that started this process: its share of the machine is now these
     /// resources (another build started or ended there); answered with [`Message::Ack`].
     SetResources(Vec<(String, f64)>),
@@ -400,7 +399,7 @@ impl Message {
             Message::Current => "Current",
             Message::Leave => "Leave",
             Message::FetchBuild { .. } => "FetchBuild",
-            Message::BuildBytes(_) => "BuildBytes",
+            Message::BuildBytes { .. } => "BuildBytes",
             Message::SetResources(_) => "SetResources",
             Message::Status => "Status",
             Message::Shutdown { .. } => "Shutdown",
@@ -609,9 +608,8 @@ mod tests {
             Message::FetchBuild {
                 build: BuildId([9; 32]),
                 offset: 8 << 20,
-                len: BUILD_CHUNK,
             },
-            Message::BuildBytes(vec![1, 2, 3]),
+            Message::BuildBytes { len: 20 << 20 },
             Message::SetResources(vec![("CPU".into(), 1.5)]),
             Message::Logs { lines: Vec::new() },
             Message::Status,

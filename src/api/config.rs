@@ -317,9 +317,9 @@ impl Config {
         let invalid = InitError::InvalidConfig;
         let cluster = self.resolve_cluster()?;
         // As Ray's: a driver joining a cluster offers no CPUs unless asked to.
-        let driver = cluster
-            .as_ref()
-            .is_some_and(|c| matches!(c.role, ClusterRole::Join { .. }) && c.member == Role::Driver);
+        let driver = cluster.as_ref().is_some_and(|c| {
+            matches!(c.role, ClusterRole::Join { .. }) && c.member == Role::Driver
+        });
         let cpus = match self.num_cpus {
             Some(n) => to_units("num_cpus", n).map_err(invalid)?,
             None if driver => 0,

@@ -109,7 +109,10 @@ fn run_as(config: Config, what: &str) -> Result<(), InitError> {
 /// What a node offers, as a line (`2 CPU`).
 fn cluster_resources_of(cluster: &crate::cluster::node::ClusterNode) -> String {
     let view = cluster.view();
-    let me = view.nodes.iter().find(|n| n.info.node_id == cluster.node_id);
+    let me = view
+        .nodes
+        .iter()
+        .find(|n| n.info.node_id == cluster.node_id);
     me.map(|n| {
         n.info
             .resources

@@ -129,7 +129,10 @@ pub fn wanted(nodes: &[NodeState], target: &str) -> (Vec<Wanted>, Vec<(WrongTarg
             continue;
         }
         if let Err(e) = build.runs_on(target) {
-            if !wrong.iter().any(|(w, _): &(WrongTarget, NodeId)| w.build == build.id) {
+            if !wrong
+                .iter()
+                .any(|(w, _): &(WrongTarget, NodeId)| w.build == build.id)
+            {
                 wrong.push((e, driver.info.node_id));
             }
             continue;
@@ -344,7 +347,10 @@ mod tests {
             c(4, 40, 4, false),
         ];
         assert_eq!(evict(&cached, 160), vec![]);
-        assert_eq!(evict(&cached, 100), vec![BuildId([2; 32]), BuildId([3; 32])]);
+        assert_eq!(
+            evict(&cached, 100),
+            vec![BuildId([2; 32]), BuildId([3; 32])]
+        );
         assert_eq!(
             evict(&cached, 0),
             vec![BuildId([2; 32]), BuildId([3; 32]), BuildId([4; 32])],

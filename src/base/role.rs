@@ -155,10 +155,7 @@ mod tests {
     #[test]
     fn only_an_admin_or_the_head_relaying_it_stops_the_cluster() {
         use Standing::Member;
-        assert_eq!(
-            admit(Role::Admin, Standing::Unknown, true, STOP),
-            Ok(())
-        );
+        assert_eq!(admit(Role::Admin, Standing::Unknown, true, STOP), Ok(()));
         assert_eq!(admit(Role::Head, Member, false, STOP), Ok(()));
         for role in [Role::Node, Role::Driver] {
             assert_eq!(admit(role, Member, true, STOP), Err(Denied::NotAdmin));

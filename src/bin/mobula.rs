@@ -173,6 +173,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if command == "start" && options.block {
+        // A node's own log: what its agent fetched, started and stopped, and its warnings.
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let result = match command.as_str() {
         "start" if options.head && options.address.is_some() => Err(
             "a node is either the head (--head) or joins one (--address HEAD:PORT), not both"
@@ -323,7 +331,12 @@ fn agent_in_background(o: &Options) -> Result<(), String> {
     loop {
         let printed = std::fs::read_to_string(&log_path).unwrap_or_default();
         if let Some(line) = printed.lines().find(|l| l.starts_with("mobula: joined")) {
-            println!("{} (pid {}; its log: {})", line, child.id(), log_path.display());
+            println!(
+                "{} (pid {}; its log: {})",
+                line,
+                child.id(),
+                log_path.display()
+            );
             return Ok(());
         }
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -456,7 +469,9 @@ fn print_started(info: &JoinInfo, dir: &std::path::Path, view: &ClusterView, pid
         "    MOBULA_ADDRESS={address} MOBULA_JOIN_TOKEN={} MOBULA_CA_FINGERPRINT={} ./your-program",
         info.token, info.ca_fingerprint
     );
-    println!("(mobula::init joins the cluster; here, the cluster directory is enough: MOBULA_ADDRESS)");
+    println!(
+        "(mobula::init joins the cluster; here, the cluster directory is enough: MOBULA_ADDRESS)"
+    );
     println!("Look: mobula status    Stop every node: mobula stop");
 }
 

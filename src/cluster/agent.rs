@@ -28,7 +28,6 @@ const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// How long a process asked to stop has before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-
 /// What an agent needs to start processes that join its cluster.
 pub(crate) struct AgentSettings {
     /// The machine's resources it shares between builds (CPUs, by name).
@@ -182,7 +181,11 @@ fn cpus_of(resources: &[(String, f64)]) -> f64 {
 }
 
 /// The node of build `id` this agent started, as the view shows it.
-fn node_of_process(node: &ClusterNode, view: &crate::wire::ClusterView, id: BuildId) -> Option<SocketAddr> {
+fn node_of_process(
+    node: &ClusterNode,
+    view: &crate::wire::ClusterView,
+    id: BuildId,
+) -> Option<SocketAddr> {
     view.nodes
         .iter()
         .find(|n| {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +14,8 @@ use crate::base::build::{self, Build, BuildId, Cached};
 use crate::base::id::NodeId;
 use crate::runtime::registry;
 use crate::transport::endpoint::Endpoint;
-use crate::wire::{BUILD_CHUNK, Message};
+use crate::transport::link;
+use crate::wire::Message;
 
 /// This process's build: `None` for a process without user code (the `mobula` CLI, whose
 /// nodes run other programs' builds), else its executable's hash, size and platform.
@@ -201,57 +203,126 @@ impl BuildCache {
         }
     }
 
-    /// A chunk of build `id` for a peer: from this process's own executable, or the cache.
-    pub fn read_chunk(&self, id: BuildId, offset: u64, len: u32) -> Result<Vec<u8>, String> {
-        let path = match this_build() {
-            Some(b) if b.id == id => std::env::current_exe().map_err(|e| e.to_string())?,
-            _ if self.has(id) => self.path(id),
-            _ => return Err(format!("this node has no copy of build {id}")),
-        };
-        let mut file = File::open(&path).map_err(|e| e.to_string())?;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| e.to_string())?;
-        let mut bytes = Vec::with_capacity(len.min(BUILD_CHUNK) as usize);
-        file.take(u64::from(len.min(BUILD_CHUNK)))
-            .read_to_end(&mut bytes)
-            .map_err(|e| e.to_string())?;
-        Ok(bytes)
+    /// The file holding build `id` here: this process's own executable, or the cache's copy.
+    fn file_of(&self, id: BuildId) -> Result<PathBuf, String> {
+        match this_build() {
+            Some(b) if b.id == id => std::env::current_exe().map_err(|e| e.to_string()),
+            _ if self.has(id) => Ok(self.path(id)),
+            _ => Err(format!("this node has no copy of build {id}")),
+        }
+    }
+
+    /// Serves build `id` from `offset` on `tx`: a [`Message::BuildBytes`] frame, then the
+    /// bytes raw, read in pieces off the event loop. An error before anything was sent is
+    /// returned (to be answered as a refusal); one after ends the stream short, which the
+    /// fetching node refuses as truncated.
+    pub async fn serve(
+        &self,
+        id: BuildId,
+        offset: u64,
+        tx: &mut quinn::SendStream,
+    ) -> Result<(), String> {
+        let path = self.file_of(id)?;
+        let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let size = file.metadata().map_err(|e| e.to_string())?.len();
+        let len = size.saturating_sub(offset);
+        TRANSFERS_SERVED.fetch_add(1, Ordering::Relaxed);
+        if let Err(why) = send_file(file, offset, len, tx).await {
+            tracing::warn!(build = %id, "serving build {id} broke off: {why}");
+            let _ = tx.reset(quinn::VarInt::from_u32(0));
+        }
+        Ok(())
     }
 }
 
-/// Fetches `wanted` from the node at `address` into `partial`, chunk by chunk, checking its
-/// length and hash.
+/// Sends `len` bytes of `file` from `offset` after their header frame.
+async fn send_file(
+    mut file: File,
+    offset: u64,
+    len: u64,
+    tx: &mut quinn::SendStream,
+) -> Result<(), String> {
+    link::send(tx, &Message::BuildBytes { len })
+        .await
+        .map_err(|e| e.to_string())?;
+    let (corrupt, truncate) = faults::take();
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| e.to_string())?;
+    let mut sent = 0u64;
+    let mut file = Some(file);
+    while sent < len {
+        let piece = (len - sent).min(PIECE) as usize;
+        let mut f = file.take().ok_or("the file went")?;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut buffer = vec![0u8; piece];
+            f.read_exact(&mut buffer).map(|()| (f, buffer))
+        });
+        let (f, mut buffer) = read
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        file = Some(f);
+        if corrupt && sent == 0 {
+            let middle = buffer.len() / 2;
+            buffer[middle] ^= 0xff;
+        }
+        sent += buffer.len() as u64;
+        if truncate && sent == len {
+            buffer.pop();
+        }
+        link::send_bytes(tx, &buffer)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tx.finish().map_err(|e| e.to_string())
+}
+
+/// How much of a build is read from disk, and written, at a time.
+const PIECE: u64 = 4 << 20;
+
+/// Fetches `wanted` from the node at `address` into `partial` on one stream, checking its
+/// length and hash as the bytes arrive.
 async fn fetch_into(
     endpoint: &Endpoint,
     address: std::net::SocketAddr,
     wanted: &Build,
     partial: &Path,
 ) -> Result<(), String> {
-    let mut file = File::create(partial).map_err(|e| format!("cannot write: {e}"))?;
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut offset = 0u64;
-    while offset < wanted.size {
-        let len = (wanted.size - offset).min(u64::from(BUILD_CHUNK)) as u32;
-        let request = Message::FetchBuild {
-            build: wanted.id,
-            offset,
-            len,
-        };
-        let bytes = match endpoint.request(address, &request).await {
-            Ok((Message::BuildBytes(bytes), _)) => bytes,
-            Ok((other, _)) => return Err(format!("answered {}", other.name())),
-            Err(e) => return Err(e.to_string()),
-        };
-        if bytes.len() != len as usize {
+    let request = Message::FetchBuild {
+        build: wanted.id,
+        offset: 0,
+    };
+    let mut rx = match endpoint.request(address, &request).await {
+        Ok((Message::BuildBytes { len }, rx)) if len == wanted.size => rx,
+        Ok((Message::BuildBytes { len }, _)) => {
             return Err(format!(
-                "a chunk at {offset} has {} bytes, not {len}: the copy is truncated",
-                bytes.len()
+                "it offers {len} bytes, not the build's {}",
+                wanted.size
             ));
         }
-        context.update(&bytes);
-        file.write_all(&bytes)
-            .map_err(|e| format!("cannot write: {e}"))?;
-        offset += u64::from(len);
+        Ok((other, _)) => return Err(format!("answered {}", other.name())),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut file = File::create(partial).map_err(|e| format!("cannot write: {e}"))?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut got = 0u64;
+    while got < wanted.size {
+        let left = usize::try_from(wanted.size - got).unwrap_or(usize::MAX);
+        match rx.read_chunk(left.min(PIECE as usize), true).await {
+            Ok(Some(chunk)) => {
+                context.update(&chunk.bytes);
+                file.write_all(&chunk.bytes)
+                    .map_err(|e| format!("cannot write: {e}"))?;
+                got += chunk.bytes.len() as u64;
+            }
+            Ok(None) => {
+                return Err(format!(
+                    "the transfer ended after {got} of {} bytes: the copy is truncated",
+                    wanted.size
+                ));
+            }
+            Err(e) => return Err(format!("the transfer broke after {got} bytes: {e}")),
+        }
     }
     if context.finish().as_ref() != wanted.id.0 {
         return Err("the bytes do not hash to the build's id: the copy is corrupt".into());
@@ -268,4 +339,42 @@ fn make_executable(path: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn make_executable(_: &Path) -> std::io::Result<()> {
     Ok(())
+}
+
+/// Transfers of builds this process served to peers.
+static TRANSFERS_SERVED: AtomicU64 = AtomicU64::new(0);
+
+/// How many times this process has served a build to a peer that fetched it.
+pub fn transfers_served() -> u64 {
+    TRANSFERS_SERVED.load(Ordering::Relaxed)
+}
+
+/// Fault injection for tests: builds this process serves come out corrupt or cut short.
+pub mod faults {
+    use super::{AtomicU32, Ordering};
+
+    static CORRUPT: AtomicU32 = AtomicU32::new(0);
+    static TRUNCATE: AtomicU32 = AtomicU32::new(0);
+
+    /// The next `corrupt` transfers served have a byte flipped; the `truncate` after them
+    /// lose their last byte.
+    pub fn spoil_next_transfers(corrupt: u32, truncate: u32) {
+        CORRUPT.store(corrupt, Ordering::Relaxed);
+        TRUNCATE.store(truncate, Ordering::Relaxed);
+    }
+
+    fn take_one(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Whether the transfer starting now is to be corrupt, or truncated.
+    pub(super) fn take() -> (bool, bool) {
+        if take_one(&CORRUPT) {
+            (true, false)
+        } else {
+            (false, take_one(&TRUNCATE))
+        }
+    }
 }

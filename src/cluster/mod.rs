@@ -21,7 +21,7 @@
 pub mod actors;
 pub mod admin;
 pub(crate) mod agent;
-pub(crate) mod builds;
+pub mod builds;
 pub mod head;
 pub(crate) mod logs;
 pub mod node;

@@ -90,7 +90,12 @@ pub(crate) struct ClusterNode {
 
 impl std::fmt::Debug for ClusterNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ClusterNode({} at {})", self.node_id, self.info().address)
+        write!(
+            f,
+            "ClusterNode({} at {})",
+            self.node_id,
+            self.info().address
+        )
     }
 }
 
@@ -126,8 +131,8 @@ pub(crate) async fn start(
             // can still be valid: its lifetime, and a clock running late by as much.
             let lifetime = config.certificate_lifetime;
             let forget_after = lifetime + lifetime.min(crate::transport::credentials::CLOCK_SKEW);
-            let membership = Membership::new(timeout_ms)
-                .forget_dead_after(forget_after.as_millis() as u64);
+            let membership =
+                Membership::new(timeout_ms).forget_dead_after(forget_after.as_millis() as u64);
             let state = HeadState {
                 membership,
                 ca,
@@ -202,7 +207,10 @@ pub(crate) async fn start(
         agent: config.agent,
         started_by: config.started_by,
     };
-    let cache = Arc::new(BuildCache::new(dir.path().join("builds"), BUILD_CACHE_LIMIT));
+    let cache = Arc::new(BuildCache::new(
+        dir.path().join("builds"),
+        BUILD_CACHE_LIMIT,
+    ));
     let node = Arc::new(ClusterNode {
         node_id,
         head,
@@ -344,6 +352,18 @@ impl ClusterNode {
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
             if changed {
+                // A process whose agent is gone ends too: nothing would stop it or share the
+                // machine with it any more.
+                if let Some(agent) = self.info().started_by
+                    && mine
+                        .nodes
+                        .iter()
+                        .any(|n| n.info.node_id == agent && !n.alive)
+                    && !self.stopping.load(Ordering::Acquire)
+                {
+                    tracing::warn!(%agent, "the node agent that started this process is gone: stopping");
+                    self.shutdown.notify_one();
+                }
                 let dead: Vec<(NodeId, SocketAddr)> = mine
                     .nodes
                     .iter()
@@ -700,7 +720,11 @@ impl ClusterNode {
             info.clone()
         };
         tracing::info!(cpus, "this node's share of its machine changed");
-        match self.endpoint.request(self.head, &Message::Register(info)).await {
+        match self
+            .endpoint
+            .request(self.head, &Message::Register(info))
+            .await
+        {
             Ok((Message::View(view), _)) => self.set_view(view),
             Ok(_) | Err(_) => tracing::warn!("could not tell the head this node's new resources"),
         }

@@ -86,7 +86,10 @@ impl ClusterNode {
             })
             .collect();
         if candidates.is_empty()
-            && !matches!(strategy, SchedulingStrategy::NodeAffinity { soft: false, .. })
+            && !matches!(
+                strategy,
+                SchedulingStrategy::NodeAffinity { soft: false, .. }
+            )
         {
             // Nothing of this build runs yet: nodes may be joining, an agent may be starting
             // a process of it.

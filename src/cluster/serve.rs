@@ -259,14 +259,12 @@ async fn serve(
                 Message::Ack
             }
         },
-        (Some(_), Message::FetchBuild { build, offset, len }) => {
-            let builds = node.builds.clone();
-            let read = tokio::task::spawn_blocking(move || builds.read_chunk(build, offset, len));
-            match read.await {
-                Ok(Ok(bytes)) => Message::BuildBytes(bytes),
-                Ok(Err(why)) => refused(why),
-                Err(e) => refused(format!("reading the build failed: {e}")),
+        (Some(from), Message::FetchBuild { build, offset }) => {
+            if let Err(why) = node.builds.serve(build, offset, &mut tx).await {
+                tracing::warn!(%build, to = %from, "not serving a build: {why}");
+                return reply(tx, &refused(why)).await;
             }
+            return;
         }
         (Some(from), Message::SetResources(resources)) => {
             if node.info().started_by != Some(from) {

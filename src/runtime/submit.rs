@@ -85,9 +85,7 @@ pub fn submit<F: RemoteFunction>(
         };
         match placement {
             Placement::Local => enqueue::<F>(rt, call, options, args, log_to),
-            Placement::Remote(target) => {
-                send::<F>(rt, call, options, args, Some(target), log_to)
-            }
+            Placement::Remote(target) => send::<F>(rt, call, options, args, Some(target), log_to),
             // Placed once a node can take it (the cluster waits, up to its timeout).
             Placement::Wait(_) => send::<F>(rt, call, options, args, None, log_to),
             Placement::Infeasible(reason) => {

@@ -6,6 +6,13 @@ mod local_cluster;
 
 pub use local_cluster::LocalCluster;
 
+/// Builds served to peers: how many transfers this process served, and faults to inject in
+/// the next ones (a corrupt or truncated transfer, which the fetching node must refuse).
+pub mod builds {
+    pub use crate::cluster::builds::faults::spoil_next_transfers;
+    pub use crate::cluster::builds::transfers_served;
+}
+
 use crate::runtime::panic::WorkerKill;
 
 /// Kills the worker running the current task, as a crash of a Ray worker process would (Ray's

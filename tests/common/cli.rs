@@ -20,12 +20,12 @@ pub fn text(out: &Output) -> String {
     )
 }
 
-/// The `NAME=value` words of the join command `mobula start --head` printed.
+/// The `NAME=value` words of the driver's command `mobula start --head` printed.
 pub fn join_variables(printed: &str) -> HashMap<String, String> {
     let line = printed
         .lines()
-        .find(|l| l.contains("MOBULA_WORKER=1"))
-        .expect("a join command");
+        .find(|l| l.contains("MOBULA_ADDRESS="))
+        .expect("a driver's command");
     line.split_whitespace()
         .filter_map(|w| w.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,0 +1,352 @@
+//! Any build on a running cluster, with real processes: a head and a node agent started with
+//! the `mobula` command alone, then two builds of a probe program (`tests/programs/`) run as
+//! drivers, one after the other and side by side. The agent fetches each build once, by
+//! hash, runs a process of each, and shares its CPUs between them.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cli::{join_variables, mobula, text};
+use mobula::node::ClusterView;
+
+/// A probe build, as `cargo test` built it (an example of this package).
+fn probe(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().unwrap().parent().unwrap();
+    let path = target.join("examples").join(name);
+    assert!(path.is_file(), "{} is not built", path.display());
+    path
+}
+
+fn wait_for<T>(what: &str, mut ok: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(t) = ok() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A head (no CPUs) started with `mobula start --head`; stopped with `mobula stop`.
+struct Cluster {
+    dir: PathBuf,
+    vars: HashMap<String, String>,
+}
+
+impl Cluster {
+    fn start(name: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("mobula-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.to_str().unwrap();
+        let started = mobula(&[
+            "start",
+            "--head",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-dashboard",
+            "--dir",
+            d,
+        ]);
+        assert!(started.status.success(), "{}", text(&started));
+        let vars = join_variables(&text(&started));
+        Cluster { dir, vars }
+    }
+
+    /// Starts a node agent with `mobula start --address ... --token ... --ca-fingerprint
+    /// ...`, as on another machine (its own directory); returns its directory and pid.
+    fn agent(&self, name: &str, cpus: &str) -> (PathBuf, u32) {
+        let dir = self.dir.join(name);
+        let out = mobula(&[
+            "start",
+            "--address",
+            &self.vars["MOBULA_ADDRESS"],
+            "--token",
+            &self.vars["MOBULA_JOIN_TOKEN"],
+            "--ca-fingerprint",
+            &self.vars["MOBULA_CA_FINGERPRINT"],
+            "--num-cpus",
+            cpus,
+            "--dir",
+            dir.to_str().unwrap(),
+        ]);
+        let printed = text(&out);
+        assert!(out.status.success(), "{printed}");
+        assert!(printed.contains("joined the cluster at"), "{printed}");
+        assert!(printed.contains("as node agent"), "{printed}");
+        let pid = printed
+            .split("(pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|pid| pid.parse().ok())
+            .expect("the agent's pid");
+        (dir, pid)
+    }
+
+    fn view(&self) -> ClusterView {
+        mobula::node::cluster_status(&self.dir, Duration::from_secs(5)).unwrap()
+    }
+
+    /// Runs a driver of `build`, with extra environment; its output lines come back on the
+    /// returned channel.
+    fn driver(&self, build: &str, env: &[(&str, &str)]) -> Driver {
+        let mut child = Command::new(probe(build))
+            .envs(&self.vars)
+            .envs(env.iter().copied())
+            .env("MOBULA_DIR", self.dir.join(format!("driver-{build}")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Driver { child, lines: rx }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = mobula(&["stop", "--dir", self.dir.to_str().unwrap()]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Driver {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// What a probe driver printed on its `RESULT` line.
+#[derive(Debug)]
+struct Outcome(HashMap<String, String>);
+
+impl Outcome {
+    fn get(&self, key: &str) -> &str {
+        &self.0[key]
+    }
+}
+
+impl Driver {
+    fn result(&self) -> Outcome {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a RESULT line");
+        assert!(line.starts_with("RESULT "), "{line}");
+        Outcome(
+            line.split_whitespace()
+                .skip(1)
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn finish(mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the driver failed: {status}");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The processes the agent started, by build: (node, CPUs).
+fn processes(view: &ClusterView) -> Vec<(String, f64)> {
+    view.nodes
+        .iter()
+        .filter(|n| n.alive && n.info.started_by.is_some())
+        .map(|n| {
+            let cpus = n
+                .info
+                .resources
+                .iter()
+                .find(|(name, _)| name == "CPU")
+                .map_or(0.0, |(_, a)| *a);
+            (n.info.node_id.to_string(), cpus)
+        })
+        .collect()
+}
+
+fn cached_builds(agent_dir: &Path) -> Vec<(String, std::time::SystemTime)> {
+    let Ok(entries) = std::fs::read_dir(agent_dir.join("builds")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().to_string(),
+                e.metadata().unwrap().modified().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn two_builds_run_on_a_cli_cluster_each_in_its_own_processes() {
+    let cluster = Cluster::start("builds");
+    let (agent_dir, _) = cluster.agent("agent", "2");
+
+    // Build A: its tasks run in a process the agent started, not in the driver.
+    let hold_a = cluster.dir.join("release-a");
+    let a = cluster.driver("probe_build_a", &[("PROBE_HOLD", hold_a.to_str().unwrap())]);
+    let ra = a.result();
+    assert_eq!(ra.get("own"), "42");
+    assert_ne!(ra.get("pids"), ra.get("driver"));
+    assert_eq!(
+        ra.get("pids").split(',').count(),
+        1,
+        "one process of build A"
+    );
+    let view = cluster.view();
+    let driver_a = view
+        .nodes
+        .iter()
+        .find(|n| n.info.node_id.to_string() == ra.get("node"))
+        .expect("driver A in the view");
+    let driver_offers: f64 = driver_a.info.resources.iter().map(|(_, a)| a).sum();
+    assert_eq!(driver_offers, 0.0, "a driver offers nothing unless asked");
+    let build_a = driver_a
+        .info
+        .build
+        .clone()
+        .expect("driver A offers its build");
+    for node in ra.get("nodes").split(',') {
+        let ran = view
+            .nodes
+            .iter()
+            .find(|n| n.info.node_id.to_string() == node)
+            .unwrap();
+        assert_eq!(
+            ran.info.build.as_ref(),
+            Some(&build_a),
+            "A's task ran on A's build"
+        );
+    }
+
+    // Build B while A is still connected: its own process; the agent's 2 CPUs are shared.
+    let b = cluster.driver("probe_build_b", &[]);
+    let rb = b.result();
+    assert_eq!(rb.get("own"), "42");
+    assert_eq!(
+        rb.get("pids").split(',').count(),
+        1,
+        "one process of build B"
+    );
+    assert_ne!(
+        rb.get("pids"),
+        ra.get("pids"),
+        "each build in its own process"
+    );
+    let shares = wait_for("the machine shared between two builds", || {
+        let p = processes(&cluster.view());
+        (p.len() == 2 && p.iter().all(|(_, cpus)| *cpus == 1.0)).then_some(p)
+    });
+    assert_eq!(shares.iter().map(|(_, c)| c).sum::<f64>(), 2.0);
+    b.finish();
+
+    // B's driver left: its process stops, and A's gets the whole machine back.
+    wait_for("B's process to stop and A's to take both CPUs", || {
+        let p = processes(&cluster.view());
+        (p.len() == 1 && p[0].1 == 2.0).then_some(())
+    });
+    let view = cluster.view();
+    let gone_b = view
+        .nodes
+        .iter()
+        .find(|n| n.info.node_id.to_string() == rb.get("node"))
+        .unwrap();
+    assert!(
+        !gone_b.alive && gone_b.left,
+        "an ended driver left; it did not die"
+    );
+
+    std::fs::write(&hold_a, b"").unwrap();
+    a.finish();
+    let cached = cached_builds(&agent_dir);
+    assert_eq!(cached.len(), 2, "both builds kept: {cached:?}");
+}
+
+#[test]
+fn a_node_restarted_refetches_nothing_and_bad_transfers_are_refused_then_retried() {
+    let cluster = Cluster::start("refetch");
+    let (agent_dir, agent_pid) = cluster.agent("agent", "1");
+
+    // The driver serves its first chunk corrupt: the agent refuses that copy, fetches again.
+    let a = cluster.driver("probe_build_a", &[("PROBE_CORRUPT_CHUNKS", "1")]);
+    let ra = a.result();
+    assert_eq!(ra.get("own"), "42");
+    assert_eq!(ra.get("served"), "2", "the corrupt copy was fetched again");
+    a.finish();
+    let cached = cached_builds(&agent_dir);
+    assert_eq!(cached.len(), 1, "{cached:?}");
+
+    // A truncated transfer is refused the same way.
+    let b = cluster.driver("probe_build_b", &[("PROBE_TRUNCATE_CHUNKS", "1")]);
+    let rb = b.result();
+    assert_eq!(rb.get("own"), "42");
+    assert_eq!(
+        rb.get("served"),
+        "2",
+        "the truncated copy was fetched again"
+    );
+    b.finish();
+
+    // The agent is stopped and started again on its directory: A runs with no fetch.
+    let agent_node = cluster
+        .view()
+        .nodes
+        .iter()
+        .find(|n| n.alive && n.info.agent)
+        .map(|n| n.info.node_id)
+        .unwrap();
+    let log = std::fs::read_dir(&agent_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("node-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap();
+    assert!(log.contains("fetched a build"), "{log}");
+    let killed = Command::new("kill")
+        .args(["-9", &agent_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for("the killed agent to be declared dead", || {
+        let view = cluster.view();
+        view.nodes
+            .iter()
+            .any(|n| n.info.node_id == agent_node && !n.alive)
+            .then_some(())
+    });
+    let before = cached_builds(&agent_dir);
+    cluster.agent("agent", "1");
+    let a = cluster.driver("probe_build_a", &[]);
+    let ra = a.result();
+    assert_eq!(ra.get("own"), "42");
+    assert_eq!(ra.get("served"), "0", "the restarted agent fetched nothing");
+    a.finish();
+    assert_eq!(
+        cached_builds(&agent_dir),
+        before,
+        "the cache was not rewritten"
+    );
+}

@@ -1,0 +1,62 @@
+//! What both probe builds share: a driver that runs tasks on the cluster it is pointed at
+//! (`MOBULA_ADDRESS` and the credentials) and prints where they ran, for `tests/builds.rs`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use mobula::SchedulingStrategy;
+use mobula::prelude::*;
+
+/// A task that says what it computed and where: the process and the node.
+#[mobula::remote]
+pub fn whoami(i: u64) -> (u64, u32, String) {
+    let node = mobula::context().node_id().map(|n| n.to_string());
+    (i * i, std::process::id(), node.unwrap_or_default())
+}
+
+/// Runs the probe as build `tag`: 8 spread tasks and `own` (a function only this build
+/// has), prints one `RESULT` line, then waits for the file `PROBE_HOLD` if set (so that the
+/// test can keep this driver connected while another build runs).
+pub fn main(tag: &str, own: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Result<()> {
+    if let Ok(n) = std::env::var("PROBE_CORRUPT_CHUNKS") {
+        mobula::testing::builds::spoil_next_transfers(n.parse()?, 0);
+    }
+    if let Ok(n) = std::env::var("PROBE_TRUNCATE_CHUNKS") {
+        mobula::testing::builds::spoil_next_transfers(0, n.parse()?);
+    }
+    let mobula = mobula::init(Config::default())?;
+    let refs: Vec<ObjectRef<(u64, u32, String)>> = (0..8)
+        .map(|i| {
+            whoami
+                .options()
+                .scheduling_strategy(SchedulingStrategy::Spread)
+                .remote(i)
+        })
+        .collect();
+    let got = mobula::get_all(&refs)?;
+    let squares: Vec<u64> = got.iter().map(|(s, _, _)| *s).collect();
+    anyhow::ensure!(
+        squares == (0..8).map(|i| i * i).collect::<Vec<u64>>(),
+        "wrong squares {squares:?}"
+    );
+    let own = own()?;
+    let pids: BTreeSet<u32> = got.iter().map(|(_, p, _)| *p).collect();
+    let nodes: BTreeSet<&str> = got.iter().map(|(_, _, n)| n.as_str()).collect();
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let nodes: Vec<&str> = nodes.into_iter().collect();
+    println!(
+        "RESULT tag={tag} own={own} driver={} node={} pids={} nodes={} served={}",
+        std::process::id(),
+        mobula.node_id(),
+        pids.join(","),
+        nodes.join(","),
+        mobula::testing::builds::transfers_served(),
+    );
+    if let Ok(hold) = std::env::var("PROBE_HOLD") {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !std::path::Path::new(&hold).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
