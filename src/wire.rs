@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::base::build::{Build, BuildId, this_target};
 use crate::base::error::TaskErrorKind;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
+pub use crate::base::jobs::JobId;
 use crate::base::options::ActorOptions;
 pub use crate::base::role::Role;
 /// How many times a task or an actor may be passed on (see [`RunTask::spill`]).
@@ -222,6 +223,41 @@ pub enum Message {
         /// How many.
         len: u64,
     },
+    /// To the head, from the CLI: run this build as a job's driver with these arguments.
+    /// Answered with [`Message::JobSubmitted`], or [`Message::SendBuild`] when the head has
+    /// no copy of the build yet.
+    SubmitJob {
+        /// The program's build.
+        build: Build,
+        /// Its arguments.
+        args: Vec<String>,
+    },
+    /// The head has no copy of the build: upload it first ([`Message::UploadBuild`]).
+    SendBuild,
+    /// To the head, from the CLI: the build's executable follows this frame, raw
+    /// (`build.size` bytes); answered with [`Message::Ack`] once it is verified and kept.
+    UploadBuild(Build),
+    /// A submitted job's id.
+    JobSubmitted(JobId),
+    /// To the head: the output of a submitted job from byte `offset`; answered with
+    /// [`Message::JobOutput`].
+    JobLogs {
+        /// The job.
+        job: JobId,
+        /// Where to start reading.
+        offset: u64,
+    },
+    /// A submitted job's output from the offset asked (at most 1 MiB), and whether the job
+    /// has ended (so that no more will come).
+    JobOutput {
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// Whether the job ended.
+        ended: bool,
+    },
+    /// To the head: stop a submitted job (its process is killed); answered with
+    /// [`Message::Ack`].
+    StopJob(JobId),
     /// From the agent that started this process: its share of the machine is now these
     /// resources (another build started or ended there); answered with [`Message::Ack`].
     SetResources(Vec<(String, f64)>),
@@ -401,6 +437,13 @@ impl Message {
             Message::FetchBuild { .. } => "FetchBuild",
             Message::BuildBytes { .. } => "BuildBytes",
             Message::SetResources(_) => "SetResources",
+            Message::SubmitJob { .. } => "SubmitJob",
+            Message::SendBuild => "SendBuild",
+            Message::UploadBuild(_) => "UploadBuild",
+            Message::JobSubmitted(_) => "JobSubmitted",
+            Message::JobLogs { .. } => "JobLogs",
+            Message::JobOutput { .. } => "JobOutput",
+            Message::StopJob(_) => "StopJob",
             Message::Status => "Status",
             Message::Shutdown { .. } => "Shutdown",
             Message::Ack => "Ack",
@@ -562,6 +605,8 @@ mod tests {
             target: "x86_64-linux".into(),
             agent: false,
             started_by: None,
+            job: None,
+            entrypoint: String::new(),
         }
     }
 
@@ -611,6 +656,22 @@ mod tests {
             },
             Message::BuildBytes { len: 20 << 20 },
             Message::SetResources(vec![("CPU".into(), 1.5)]),
+            Message::SubmitJob {
+                build: node(3).build.unwrap(),
+                args: vec!["--fast".into()],
+            },
+            Message::SendBuild,
+            Message::UploadBuild(node(4).build.unwrap()),
+            Message::JobSubmitted(JobId(3)),
+            Message::JobLogs {
+                job: JobId(3),
+                offset: 10,
+            },
+            Message::JobOutput {
+                bytes: b"hello".to_vec(),
+                ended: true,
+            },
+            Message::StopJob(JobId(3)),
             Message::Logs { lines: Vec::new() },
             Message::Status,
             Message::Shutdown { reason: "r".into() },

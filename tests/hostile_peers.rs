@@ -328,6 +328,8 @@ fn a_certificate_gets_what_its_role_and_membership_allow_and_no_more() {
         target: mobula::wire::this_target(),
         agent: false,
         started_by: None,
+        job: None,
+        entrypoint: String::new(),
     };
     // Before it registers, the head serves it nothing but membership.
     let early = rt.block_on(ask(&driver, join.address, &Message::Status));

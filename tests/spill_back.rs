@@ -98,6 +98,8 @@ fn a_node_that_cannot_start_a_task_passes_it_to_a_peer_with_room() {
         target: mobula::wire::this_target(),
         agent: false,
         started_by: None,
+        job: None,
+        entrypoint: String::new(),
     });
     assert_eq!(rt.block_on(ask(&endpoint, join.address, &register)), "View");
     let full_address = address_of(full);

@@ -295,6 +295,12 @@ impl Config {
             member: if c.worker { Role::Node } else { Role::Driver },
             agent: c.agent,
             placement_timeout: c.placement_timeout.unwrap_or(Duration::from_secs(60)),
+            job: match env(crate::node::ENV_JOB_ID) {
+                None => None,
+                Some(id) => Some(id.parse().map_err(|e: String| {
+                    InitError::InvalidConfig(format!("{}: {e}", crate::node::ENV_JOB_ID))
+                })?),
+            },
             started_by: match env(crate::node::ENV_STARTED_BY) {
                 None => None,
                 Some(id) => Some(id.parse().map_err(|_| {

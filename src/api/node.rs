@@ -5,12 +5,14 @@ use crate::base::error::InitError;
 use crate::runtime::global;
 
 pub use crate::cluster::admin::{
-    AdminError, JoinInfo, join_info, status as cluster_status, stop as stop_cluster,
+    AdminError, JoinInfo, job_output, join_info, status as cluster_status, stop as stop_cluster,
+    stop_job, submit_job,
 };
 pub use crate::wire::{ClusterView, NodeInfo, NodeState};
 
 pub use crate::base::node_config::{
-    ENV_ADDRESS, ENV_CA_FINGERPRINT, ENV_JOIN_TOKEN, ENV_NUM_CPUS, ENV_STARTED_BY, ENV_WORKER,
+    ENV_ADDRESS, ENV_CA_FINGERPRINT, ENV_JOB_ID, ENV_JOIN_TOKEN, ENV_NUM_CPUS, ENV_STARTED_BY,
+    ENV_WORKER,
 };
 
 /// When this process was started as a worker node ([`ENV_WORKER`] set, with

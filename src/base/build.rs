@@ -261,6 +261,8 @@ mod tests {
                 target: "x86_64-linux".into(),
                 agent: false,
                 started_by: None,
+                job: None,
+                entrypoint: String::new(),
             },
             available: vec![],
             load: 0,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::rows::{ActorInfo, NodeEntry, ObjectInfo, PlacementGroupInfo, StateKind, TaskInfo};
+use crate::base::jobs::JobInfo;
 use crate::base::log_line::LogLine;
 
 /// How a filter compares.
@@ -152,6 +153,7 @@ pub fn check(kind: StateKind, filters: &[Filter]) -> Result<(), FilterError> {
         StateKind::PlacementGroups => ("placement groups", PlacementGroupInfo::FIELDS),
         StateKind::Summary => ("summaries", &[][..]),
         StateKind::Logs => ("log lines", LogLine::FIELDS),
+        StateKind::Jobs => ("jobs", JobInfo::FIELDS),
     };
     match filters.iter().find(|f| !fields.contains(&f.key.as_str())) {
         Some(f) => Err(FilterError::UnknownField {
@@ -248,6 +250,19 @@ impl Row for NodeEntry {
             "address" => self.address.clone(),
             "is_head" => text(&self.is_head),
             "alive" => text(&self.alive),
+            _ => None,
+        }
+    }
+}
+
+impl Row for JobInfo {
+    const FIELDS: &'static [&'static str] = &["job_id", "status", "driver", "submitted"];
+    fn field(&self, key: &str) -> Option<String> {
+        match key {
+            "job_id" => text(&self.job_id),
+            "status" => text(&self.status),
+            "driver" => self.driver.as_ref().and_then(text),
+            "submitted" => text(&self.submitted),
             _ => None,
         }
     }

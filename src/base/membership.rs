@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::build::Build;
 use crate::base::id::NodeId;
+use crate::base::jobs::JobId;
 use crate::base::role::Role;
 
 /// A node as the control plane knows it.
@@ -40,6 +41,10 @@ pub struct NodeInfo {
     /// The agent that started this process, if one did (its resources are that machine's
     /// share for this build).
     pub started_by: Option<NodeId>,
+    /// For a driver the head started (`mobula job submit`): its job.
+    pub job: Option<JobId>,
+    /// The command line it runs (for a driver, its job's entrypoint).
+    pub entrypoint: String,
 }
 
 /// A node and what it has free, as last reported.
@@ -260,6 +265,8 @@ mod tests {
             target: "x86_64-linux".into(),
             agent: false,
             started_by: None,
+            job: None,
+            entrypoint: String::new(),
         }
     }
 

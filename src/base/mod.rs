@@ -6,6 +6,7 @@
 //!
 //! - [`id`]: node, task, actor and object ids.
 //! - [`build`]: builds of a user's program: what agents run, how a machine is shared.
+//! - [`jobs`]: the head's job table: every driver, every submitted program.
 //! - [`error`]: the library's typed errors.
 //! - [`rows`], [`filter`]: the state API's rows and `key=value` filters.
 //! - [`value`], [`args`], [`function`], [`options`]: what a remote function is, takes and
@@ -25,6 +26,7 @@ pub mod error;
 pub mod filter;
 pub(crate) mod function;
 pub mod id;
+pub mod jobs;
 pub mod log_line;
 pub mod membership;
 pub(crate) mod node_config;

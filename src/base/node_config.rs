@@ -22,6 +22,8 @@ pub const ENV_WORKER: &str = "MOBULA_WORKER";
 pub const ENV_NUM_CPUS: &str = "MOBULA_NUM_CPUS";
 /// Set by a node agent on the processes it starts: the agent's node id.
 pub const ENV_STARTED_BY: &str = "MOBULA_STARTED_BY";
+/// Set by the head on a program it runs for `mobula job submit`: the job's id.
+pub const ENV_JOB_ID: &str = "MOBULA_JOB_ID";
 
 /// How this process takes part in a cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +57,8 @@ pub(crate) struct ClusterConfig {
     pub started_by: Option<super::id::NodeId>,
     /// How long work that no live node can take yet waits for one before it fails.
     pub placement_timeout: Duration,
+    /// For a driver the head started (`mobula job submit`): its job.
+    pub job: Option<super::jobs::JobId>,
 }
 
 /// A configuration checked and completed with the machine's values.

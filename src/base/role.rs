@@ -63,6 +63,8 @@ pub enum Ask {
         /// Whether the asker is the node that reserved them.
         by_owner: bool,
     },
+    /// Running and stopping programs on the cluster (`mobula job submit`, `stop`).
+    Jobs,
     /// Anything else a member does: tasks, actor calls, objects, names, logs.
     Work,
 }
@@ -88,8 +90,9 @@ pub enum Denied {
     /// The head does not know the asker as a member.
     #[error("not a member of the cluster: register first")]
     NotMember,
-    /// Only an admin (the `mobula` CLI, on the head's machine) may stop the cluster.
-    #[error("only an admin certificate (the `mobula` CLI) may stop the cluster")]
+    /// Only an admin (the `mobula` CLI, on the head's machine) may stop the cluster or run
+    /// and stop jobs.
+    #[error("only an admin certificate (the `mobula` CLI) may stop the cluster or run jobs")]
     NotAdmin,
     /// Only the group's owner or an admin may release a placement group.
     #[error("only the placement group's owner or an admin may release it")]
@@ -105,7 +108,7 @@ pub enum Denied {
 pub fn admit(role: Role, standing: Standing, on_head: bool, ask: Ask) -> Result<(), Denied> {
     if role == Role::Admin {
         return match ask {
-            Ask::Stop { .. } | Ask::Read | Ask::ReleaseGroup { .. } => Ok(()),
+            Ask::Stop { .. } | Ask::Read | Ask::ReleaseGroup { .. } | Ask::Jobs => Ok(()),
             Ask::Membership | Ask::Work => Err(Denied::AdminDoesNoWork),
         };
     }
@@ -116,6 +119,7 @@ pub fn admit(role: Role, standing: Standing, on_head: bool, ask: Ask) -> Result<
         _ => {}
     }
     match ask {
+        Ask::Jobs => Err(Denied::NotAdmin),
         Ask::Stop {
             by_own_agent: false,
         } if role != Role::Head => Err(Denied::NotAdmin),
@@ -131,6 +135,20 @@ mod tests {
     const STOP: Ask = Ask::Stop {
         by_own_agent: false,
     };
+
+    #[test]
+    fn only_an_admin_runs_jobs() {
+        assert_eq!(
+            admit(Role::Admin, Standing::Unknown, true, Ask::Jobs),
+            Ok(())
+        );
+        for role in [Role::Node, Role::Driver, Role::Head] {
+            assert_eq!(
+                admit(role, Standing::Member, true, Ask::Jobs),
+                Err(Denied::NotAdmin)
+            );
+        }
+    }
 
     #[test]
     fn the_agent_that_started_a_process_may_stop_it() {

@@ -337,6 +337,8 @@ pub enum StateKind {
     Summary,
     /// Lines tasks and actors printed or logged: the newest, up to the limit.
     Logs,
+    /// Jobs: every driver that connected, every program submitted (the head's table).
+    Jobs,
 }
 
 /// A state query: which rows, filtered how, at most how many (per node, and in all).
@@ -368,6 +370,8 @@ pub struct NodeReport {
     pub placement_groups: Vec<PlacementGroupInfo>,
     /// Log lines, oldest first, for [`StateKind::Logs`].
     pub logs: Vec<crate::base::log_line::LogLine>,
+    /// Jobs, from the head only, for [`StateKind::Jobs`].
+    pub jobs: Vec<crate::base::jobs::JobInfo>,
     /// Rows that matched but were left out by the limit.
     pub truncated: u64,
     /// For [`StateKind::Summary`]: tasks by function and state, ended ones counted since
@@ -390,6 +394,7 @@ impl NodeReport {
             node: None,
             placement_groups: Vec::new(),
             logs: Vec::new(),
+            jobs: Vec::new(),
             truncated: 0,
             task_counts: Vec::new(),
             actor_counts: Vec::new(),

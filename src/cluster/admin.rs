@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::base::build::{Build, BuildId};
 use crate::base::id::NodeId;
+use crate::base::jobs::JobId;
 use crate::base::role::Role;
 use crate::transport::credentials::{
     ADMIN_CERT_LIFETIME, ClusterCa, ClusterDir, CredentialError, Grant, NodeIdentity, fingerprint,
@@ -26,6 +28,14 @@ pub enum AdminError {
     /// Reading or using the credentials failed.
     #[error("the cluster's credentials: {0}")]
     Credentials(String),
+    /// The program to submit cannot be read.
+    #[error("cannot read the program {program}: {reason}")]
+    Program {
+        /// The program.
+        program: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The head did not answer, or answered something else.
     #[error("the head at {address}: {reason}")]
     Head {
@@ -79,6 +89,16 @@ pub fn join_info(dir: &Path) -> Result<JoinInfo, AdminError> {
 
 /// Sends one request to the head named in the cluster directory and returns its answer.
 pub fn ask(dir: &Path, message: &Message, timeout: Duration) -> Result<Message, AdminError> {
+    ask_with(dir, message, &[], timeout)
+}
+
+/// [`ask`], with `payload` sent raw after the request on its stream.
+fn ask_with(
+    dir: &Path,
+    message: &Message,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Message, AdminError> {
     let info = join_info(dir)?;
     let cluster = ClusterDir::new(dir);
     let credentials =
@@ -115,7 +135,12 @@ pub fn ask(dir: &Path, message: &Message, timeout: Duration) -> Result<Message, 
             Joins::Refused,
         )
         .map_err(|e| failed(e.to_string()))?;
-        let answer = tokio::time::timeout(timeout, endpoint.request(head, message)).await;
+        let asked = async {
+            let connection = endpoint.link(head).await?;
+            let frame = crate::wire::encode(message)?;
+            crate::transport::link::request_frame(&connection, &frame, &[payload]).await
+        };
+        let answer = tokio::time::timeout(timeout, asked).await;
         endpoint.close();
         match answer {
             Ok(Ok((answer, _))) => Ok(answer),
@@ -153,6 +178,81 @@ pub fn stop(dir: &Path, timeout: Duration) -> Result<(), AdminError> {
         other => Err(AdminError::Head {
             address: join_info(dir)?.address,
             reason: format!("answered {} to Shutdown", other.name()),
+        }),
+    }
+}
+
+/// Runs `program` with `args` on the cluster as a job's driver (`mobula job submit`): the
+/// head gets the program's build (uploaded when it has no copy) and starts it. Returns the
+/// job's id.
+pub fn submit_job(
+    dir: &Path,
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+) -> Result<JobId, AdminError> {
+    let bytes = std::fs::read(program).map_err(|e| AdminError::Program {
+        program: program.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let mut id = [0u8; 32];
+    id.copy_from_slice(digest.as_ref());
+    let build = Build {
+        id: BuildId(id),
+        size: bytes.len() as u64,
+        target: crate::base::build::this_target(),
+    };
+    let submit = Message::SubmitJob {
+        build: build.clone(),
+        args: args.to_vec(),
+    };
+    let unexpected = |answer: Message, to: &str| AdminError::Head {
+        address: join_info(dir)
+            .map(|i| i.address)
+            .unwrap_or(([0, 0, 0, 0], 0).into()),
+        reason: format!("answered {} to {to}", answer.name()),
+    };
+    match ask(dir, &submit, timeout)? {
+        Message::JobSubmitted(job) => return Ok(job),
+        Message::SendBuild => {}
+        other => return Err(unexpected(other, "SubmitJob")),
+    }
+    // The upload takes as long as it takes: a minute per 100 MB at least.
+    let upload_time = timeout + Duration::from_secs(60 + build.size / (2 << 20));
+    match ask_with(dir, &Message::UploadBuild(build), &bytes, upload_time)? {
+        Message::Ack => {}
+        other => return Err(unexpected(other, "UploadBuild")),
+    }
+    match ask(dir, &submit, timeout)? {
+        Message::JobSubmitted(job) => Ok(job),
+        other => Err(unexpected(other, "SubmitJob")),
+    }
+}
+
+/// A submitted job's output from byte `offset`, and whether the job has ended.
+pub fn job_output(
+    dir: &Path,
+    job: JobId,
+    offset: u64,
+    timeout: Duration,
+) -> Result<(Vec<u8>, bool), AdminError> {
+    match ask(dir, &Message::JobLogs { job, offset }, timeout)? {
+        Message::JobOutput { bytes, ended } => Ok((bytes, ended)),
+        other => Err(AdminError::Head {
+            address: join_info(dir)?.address,
+            reason: format!("answered {} to JobLogs", other.name()),
+        }),
+    }
+}
+
+/// Stops a submitted job (its process is killed).
+pub fn stop_job(dir: &Path, job: JobId, timeout: Duration) -> Result<(), AdminError> {
+    match ask(dir, &Message::StopJob(job), timeout)? {
+        Message::Ack => Ok(()),
+        other => Err(AdminError::Head {
+            address: join_info(dir)?.address,
+            reason: format!("answered {} to StopJob", other.name()),
         }),
     }
 }

@@ -168,6 +168,33 @@ impl BuildCache {
         Err(FetchError::NoGoodCopy { build: id, why })
     }
 
+    /// Receives an upload of `build` (its bytes follow on `rx`), verifies it and keeps it;
+    /// refused when it is larger than the cache may hold.
+    pub async fn receive(
+        &self,
+        build: &Build,
+        rx: &mut quinn::RecvStream,
+    ) -> Result<PathBuf, String> {
+        if build.size > self.limit {
+            return Err(format!(
+                "build {} is {} bytes, more than the cache holds ({})",
+                build.id, build.size, self.limit
+            ));
+        }
+        let path = self.path(build.id);
+        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        let partial = self.dir.join(format!("{}.upload", build.id.hex()));
+        let received = receive_into(rx, build, &partial).await;
+        if let Err(e) = received {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        make_executable(&partial).map_err(|e| e.to_string())?;
+        std::fs::rename(&partial, &path).map_err(|e| e.to_string())?;
+        self.touch(build.id);
+        Ok(path)
+    }
+
     /// Deletes the least recently used builds no process runs, past the size limit.
     pub fn evict(&self, running: &[BuildId]) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -303,6 +330,15 @@ async fn fetch_into(
         Ok((other, _)) => return Err(format!("answered {}", other.name())),
         Err(e) => return Err(e.to_string()),
     };
+    receive_into(&mut rx, wanted, partial).await
+}
+
+/// Reads `wanted.size` bytes of `wanted` from `rx` into `partial`, checking their hash.
+async fn receive_into(
+    rx: &mut quinn::RecvStream,
+    wanted: &Build,
+    partial: &Path,
+) -> Result<(), String> {
     let mut file = File::create(partial).map_err(|e| format!("cannot write: {e}"))?;
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     let mut got = 0u64;

@@ -6,8 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
+use super::jobs::JobProcess;
 use super::node::ClusterNode;
 use crate::base::id::{ActorId, NodeId};
+use crate::base::jobs::{JobId, Jobs};
 use crate::base::membership::Membership;
 use crate::transport::credentials::ClusterCa;
 
@@ -23,6 +27,12 @@ pub(crate) struct HeadState {
     pub locations: HashMap<ActorId, (String, NodeId)>,
     /// How long the certificates the head signs live.
     pub certificate_lifetime: Duration,
+    /// Every driver that connected and every program submitted.
+    pub jobs: Jobs,
+    /// The programs it runs for submitted jobs.
+    pub job_processes: HashMap<JobId, JobProcess>,
+    /// The cluster directory.
+    pub dir: PathBuf,
 }
 
 impl HeadState {
@@ -65,6 +75,7 @@ pub(super) async fn watch_members(node: Arc<ClusterNode>) {
             }
             for id in &dead {
                 state.forget_node(*id);
+                state.jobs.driver_gone(*id, true, super::jobs::unix_ms());
             }
             state.membership.view()
         };

@@ -17,12 +17,14 @@
 //! - `admin`: what the `mobula` CLI asks a running head (status, stop).
 //! - `builds`: this process's build, the cache of builds fetched from peers, the chunks served.
 //! - `agent`: a node agent: processes of every driver's build on its machine.
+//! - `jobs`: on the head, the job table's events and the programs run for `mobula job submit`.
 
 pub mod actors;
 pub mod admin;
 pub(crate) mod agent;
 pub mod builds;
 pub mod head;
+pub(crate) mod jobs;
 pub(crate) mod logs;
 pub mod node;
 pub mod objects;

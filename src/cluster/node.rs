@@ -20,6 +20,7 @@ use super::tasks::TaskChannel;
 use crate::base::build::BuildId;
 use crate::base::id::IdMint;
 use crate::base::id::{ActorId, NodeId, ObjectId, TaskId};
+use crate::base::jobs::Jobs;
 use crate::base::membership::Membership;
 use crate::base::node_config::{ClusterConfig, ClusterRole};
 use crate::base::role::{Role, Standing};
@@ -141,6 +142,9 @@ pub(crate) async fn start(
                 names: HashMap::new(),
                 locations: HashMap::new(),
                 certificate_lifetime: config.certificate_lifetime,
+                jobs: Jobs::new(),
+                job_processes: HashMap::new(),
+                dir: dir.path().to_path_buf(),
             };
             let secrets = (state.token.clone(), fingerprint(state.ca.cert_der()));
             (identity, *listen, *listen, Some(state), secrets)
@@ -206,6 +210,8 @@ pub(crate) async fn start(
         target: crate::base::build::this_target(),
         agent: config.agent,
         started_by: config.started_by,
+        job: config.job,
+        entrypoint: entrypoint(),
     };
     let cache = Arc::new(BuildCache::new(
         dir.path().join("builds"),
@@ -275,6 +281,15 @@ pub(crate) async fn start(
         actix_rt::spawn(agent::run(node.clone(), settings, cache));
     }
     Ok(node)
+}
+
+/// This process's command line, as a job's entrypoint (at most 200 characters).
+fn entrypoint() -> String {
+    let line = std::env::args().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line,
+    }
 }
 
 /// Who a joining node says it is.
@@ -471,6 +486,8 @@ impl ClusterNode {
             sizes.push(("dead_members", dead));
             sizes.push(("actor_names", state.names.len()));
             sizes.push(("actor_locations", state.locations.len()));
+            sizes.push(("jobs", state.jobs.len()));
+            sizes.push(("job_processes", state.job_processes.len()));
         }
         sizes
     }
@@ -740,6 +757,7 @@ impl ClusterNode {
             let _ = tokio::time::timeout(Duration::from_millis(500), told).await;
         }
         if self.head_state.is_some() {
+            super::jobs::stop_all(&self);
             let view = self.view();
             for n in view
                 .nodes

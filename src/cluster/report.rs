@@ -60,6 +60,8 @@ pub(crate) fn report(rt: &Runtime, query: &StateQuery) -> NodeReport {
         StateKind::Logs => {
             (out.logs, out.truncated) = rt.logs.book.latest(limit, |line| passes(line, filters));
         }
+        // The head's table; no node has rows of its own.
+        StateKind::Jobs => {}
         StateKind::Summary => {
             out.task_counts = rt.scheduler.task_counts();
             out.task_counts.extend(rt.actors.call_counts());

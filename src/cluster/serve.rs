@@ -106,7 +106,10 @@ fn refused(reason: impl Into<String>) -> Message {
 fn ask_of(node: &ClusterNode, from: NodeId, message: &Message) -> Ask {
     match message {
         Message::Register(_) | Message::Heartbeat { .. } | Message::Renew { .. } => Ask::Membership,
-        Message::Status | Message::State(_) | Message::NodeState(_) => Ask::Read,
+        Message::Status | Message::State(_) | Message::NodeState(_) | Message::JobLogs { .. } => {
+            Ask::Read
+        }
+        Message::SubmitJob { .. } | Message::UploadBuild(_) | Message::StopJob(_) => Ask::Jobs,
         Message::Shutdown { .. } => Ask::Stop {
             by_own_agent: node.info().started_by == Some(from),
         },
@@ -196,8 +199,17 @@ async fn serve(
                 info.role = peer.role.unwrap_or(Role::Driver);
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
                 let now = state.now_ms();
+                let driver = (info.role == Role::Driver).then(|| {
+                    let build = info.build.as_ref().map(|b| b.id);
+                    (info.job, info.entrypoint.clone(), build)
+                });
                 match state.membership.register(info, now) {
                     Ok(()) => {
+                        if let Some((job, entrypoint, build)) = driver {
+                            let unix = super::jobs::unix_ms();
+                            let job = state.jobs.driver_joined(from, job, entrypoint, build, unix);
+                            tracing::info!(%job, driver = %from, "a driver connected");
+                        }
                         let view = state.membership.view();
                         node.set_view(view.clone());
                         Message::View(view)
@@ -252,6 +264,7 @@ async fn serve(
                     if state.membership.leave(from, now) {
                         tracing::info!(node = %from, "node left the cluster");
                         state.forget_node(from);
+                        state.jobs.driver_gone(from, false, super::jobs::unix_ms());
                     }
                     state.membership.view()
                 };
@@ -266,6 +279,16 @@ async fn serve(
             }
             return;
         }
+        (Some(_), Message::SubmitJob { build, args }) => super::jobs::submit(&node, build, args),
+        (Some(_), Message::UploadBuild(build)) => {
+            let mut rx = rx;
+            match node.builds.receive(&build, &mut rx).await {
+                Ok(_) => Message::Ack,
+                Err(why) => refused(format!("the upload of build {} failed: {why}", build.id)),
+            }
+        }
+        (Some(_), Message::JobLogs { job, offset }) => super::jobs::output(&node, job, offset),
+        (Some(_), Message::StopJob(job)) => super::jobs::stop(&node, job),
         (Some(from), Message::SetResources(resources)) => {
             if node.info().started_by != Some(from) {
                 refused("only the agent that started this process sets its resources")

@@ -17,6 +17,9 @@ pub(super) fn own(node: &ClusterNode, query: &StateQuery) -> NodeReport {
 /// On the head: every live node's report (its own read in place), the nodes that did not
 /// answer in time, and for a node query the dead nodes too.
 pub(super) async fn gather(node: &Arc<ClusterNode>, query: StateQuery) -> Message {
+    if query.kind == StateKind::Jobs {
+        return jobs(node, &query);
+    }
     let view = node.view();
     let asks = view
         .nodes
@@ -76,4 +79,20 @@ pub(super) async fn gather(node: &Arc<ClusterNode>, query: StateQuery) -> Messag
         }
     }
     Message::StateReports { reports, missing }
+}
+
+/// On the head: the job table, filtered.
+fn jobs(node: &ClusterNode, query: &StateQuery) -> Message {
+    let mut report = NodeReport::new(node.node_id);
+    if let Some(state) = &node.head_state {
+        let jobs = state.lock().unwrap_or_else(|e| e.into_inner()).jobs.list();
+        let mut rows = crate::base::filter::Capped::new(&query.filters, query.limit);
+        // The newest first.
+        rows.offer_all(jobs.into_iter().rev());
+        (report.jobs, report.truncated) = rows.finish();
+    }
+    Message::StateReports {
+        reports: vec![report],
+        missing: Vec::new(),
+    }
 }

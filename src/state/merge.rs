@@ -8,6 +8,7 @@ use super::types::{
     TaskInfo, TaskState,
 };
 use crate::base::id::NodeId;
+use crate::base::jobs::JobInfo;
 use crate::base::log_line::LogLine;
 
 /// Rows of one kind from every node that answered.
@@ -141,6 +142,21 @@ pub(crate) fn nodes(
                 b.node_id.to_string(),
             ))
         },
+    )
+}
+
+/// Jobs: as the head listed them, the newest first.
+pub(crate) fn jobs(
+    reports: Vec<NodeReport>,
+    missing: Vec<(NodeId, String)>,
+    limit: usize,
+) -> Listed<JobInfo> {
+    listed(
+        reports,
+        missing,
+        limit,
+        |r| r.jobs,
+        |a, b| b.job_id.cmp(&a.job_id),
     )
 }
 

@@ -34,6 +34,7 @@ mod this_node;
 pub mod timeline;
 pub use crate::base::rows as types;
 
+pub use crate::base::jobs::{JobId, JobInfo, JobStatus};
 pub use filter::{Filter, FilterError};
 pub use merge::{Listed, Summary};
 pub use this_node::{
@@ -226,6 +227,11 @@ impl Source {
         self.list(options, StateKind::PlacementGroups, merge::placement_groups)
     }
 
+    /// Jobs: see [`list_jobs`].
+    pub fn list_jobs(&self, options: &ListOptions) -> Result<Listed<JobInfo>, StateError> {
+        self.list(options, StateKind::Jobs, merge::jobs)
+    }
+
     /// Recent tasks as a Chrome trace: see [`timeline()`].
     pub fn timeline(&self, limit: usize) -> Result<serde_json::Value, StateError> {
         let tasks = self.list_tasks(&ListOptions::new().limit(limit))?;
@@ -275,6 +281,13 @@ pub fn list_placement_groups(
     options: &ListOptions,
 ) -> Result<Listed<PlacementGroupInfo>, StateError> {
     Source::Here.list_placement_groups(options)
+}
+
+/// Jobs (Ray's `list_jobs`): every driver that connected to the cluster and every program
+/// submitted with `mobula job submit`, the newest first, with its status (`RUNNING`,
+/// `SUCCEEDED`, `FAILED`, `STOPPED`), build, start and end. Outside a cluster, none.
+pub fn list_jobs(options: &ListOptions) -> Result<Listed<JobInfo>, StateError> {
+    Source::Here.list_jobs(options)
 }
 
 /// The latest `limit` tasks of every node as a Chrome trace (Ray's `ray timeline`): write it

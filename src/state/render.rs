@@ -3,6 +3,7 @@
 use serde_json::{Value as Json, json};
 
 use super::merge::{Listed, Summary};
+use crate::base::jobs::JobInfo;
 use crate::base::log_line::LogLine;
 use std::collections::BTreeMap;
 
@@ -270,6 +271,56 @@ impl Render for PlacementGroupInfo {
             "creator": self.creator.to_string(),
         })
     }
+}
+
+impl Render for JobInfo {
+    const HEADERS: &'static [&'static str] = &[
+        "job_id",
+        "status",
+        "submitted",
+        "driver",
+        "build",
+        "start",
+        "end",
+        "exit_code",
+        "entrypoint",
+        "message",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        vec![
+            self.job_id.to_string(),
+            self.status.to_string(),
+            self.submitted.to_string(),
+            opt(self.driver.map(|d| d.to_string())),
+            opt(self.build.map(|b| b.short())),
+            unix_ms_text(self.start_time),
+            opt(self.end_time.map(unix_ms_text)),
+            opt(self.exit_code.map(|c| c.to_string())),
+            self.entrypoint.clone(),
+            self.message.clone(),
+        ]
+    }
+    fn json(&self) -> Json {
+        json!({
+            "job_id": self.job_id.to_string(),
+            "status": self.status.name(),
+            "submitted": self.submitted,
+            "driver": self.driver.map(|d| d.to_string()),
+            "build": self.build.map(|b| b.hex()),
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "exit_code": self.exit_code,
+            "entrypoint": self.entrypoint,
+            "message": self.message,
+        })
+    }
+}
+
+/// A Unix time in milliseconds as `HH:MM:SS` UTC of its day.
+fn unix_ms_text(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60)
 }
 
 /// Lines of cells under a header, columns padded to their widest cell.

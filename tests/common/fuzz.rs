@@ -210,6 +210,8 @@ fn node_info() -> impl Strategy<Value = NodeInfo> {
             target: "x86_64-linux".into(),
             agent: runs_tasks,
             started_by: None,
+            job: None,
+            entrypoint: String::new(),
         })
 }
 

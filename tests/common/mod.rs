@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use mobula::{Config, InitGuard};
 
 pub mod cli;
+pub mod cli_cluster;
 
 /// One Mobula runtime per process: tests that start one take turns.
 static TURN: Mutex<()> = Mutex::new(());

@@ -16,7 +16,8 @@ pub fn whoami(i: u64) -> (u64, u32, String) {
 
 /// Runs the probe as build `tag`: 8 spread tasks and `own` (a function only this build
 /// has), prints one `RESULT` line, then waits for the file `PROBE_HOLD` if set (so that the
-/// test can keep this driver connected while another build runs).
+/// test can keep this driver connected while another build runs). Its first argument may
+/// be `exit=N` (exit with code N after the line) or `wait` (wait two minutes after it).
 pub fn main(tag: &str, own: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Result<()> {
     if let Ok(n) = std::env::var("PROBE_CORRUPT_CHUNKS") {
         mobula::testing::builds::spoil_next_transfers(n.parse()?, 0);
@@ -52,6 +53,14 @@ pub fn main(tag: &str, own: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Res
         nodes.join(","),
         mobula::testing::builds::transfers_served(),
     );
+    match std::env::args().nth(1).as_deref() {
+        Some("wait") => std::thread::sleep(Duration::from_secs(120)),
+        Some(exit) if exit.starts_with("exit=") => {
+            drop(mobula);
+            std::process::exit(exit["exit=".len()..].parse()?);
+        }
+        _ => {}
+    }
     if let Ok(hold) = std::env::var("PROBE_HOLD") {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !std::path::Path::new(&hold).exists() && Instant::now() < deadline {
