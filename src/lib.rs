@@ -69,7 +69,7 @@ pub use base::options::{ActorOptions, DEFAULT_NAMESPACE, TaskOptions};
 pub use base::scheduling::placement::SchedulingStrategy;
 pub use base::value::Value;
 pub use runtime::actor::handle::ActorHandle;
-pub use runtime::args::{Arg, Gathered, IntoArg, gather};
+pub use runtime::args::{Arg, Gathered, IntoArg, RefItem, gather};
 pub use runtime::object_ref::{GetFuture, ObjectRef};
 pub use runtime::registry;
 
@@ -244,6 +244,7 @@ pub mod __private {
     pub use crate::runtime::hosted::{ActorMethods, CallReply, open_hosted, serve_call};
     pub use crate::runtime::registry::{RegisteredActor, RegisteredFunction, call_here};
     pub use crate::runtime::submit::submit;
+    pub use futures::executor::block_on;
     pub use inventory;
     pub use serde;
 }

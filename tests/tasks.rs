@@ -477,7 +477,7 @@ fn gathered_refs_are_resolved_into_one_vec_argument() {
     let refs: Vec<ObjectRef<u64>> = (0..1000u64).map(|i| square.remote(i)).collect();
     let expected: u64 = (0..1000u64).map(|i| i * i).sum();
     assert_eq!(
-        sum_all.remote(mobula::gather(refs.clone())).get().unwrap(),
+        sum_all.remote(mobula::gather(&refs)).get().unwrap(),
         expected
     );
     assert_eq!(

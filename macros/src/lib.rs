@@ -254,8 +254,8 @@ pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// `#[mobula::main]` on `fn main`: the same binary runs as the driver and as every worker
-/// node. Started with `MOBULA_WORKER=1` (and `MOBULA_ADDRESS`, the join token and the CA
+/// `#[mobula::main]` on `fn main` (or `async fn main`, run on a plain executor): the same
+/// binary runs as the driver and as every worker node. Started with `MOBULA_WORKER=1` (and `MOBULA_ADDRESS`, the join token and the CA
 /// fingerprint), the process joins the cluster as a worker and exits when the cluster stops;
 /// otherwise `main` runs as written.
 #[proc_macro_attribute]
@@ -274,11 +274,20 @@ fn expand_main(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStrea
         ));
     }
     let mut f: syn::ItemFn = syn::parse2(item)?;
-    if f.sig.ident != "main" || f.sig.asyncness.is_some() || !f.sig.inputs.is_empty() {
+    if f.sig.ident != "main" || !f.sig.inputs.is_empty() {
         return Err(syn::Error::new(
             f.sig.span(),
-            "#[mobula::main] goes on the program's `fn main()` (not async, no parameters)",
+            "#[mobula::main] goes on the program's `fn main()` or `async fn main()` (no parameters)",
         ));
+    }
+    if f.sig.asyncness.take().is_some() {
+        // An async main runs on a plain executor: Mobula's refs are awaited on any.
+        let body = &f.block;
+        f.block = syn::parse_quote!({
+            ::mobula::node::run_worker_if_asked();
+            ::mobula::__private::block_on(async move #body)
+        });
+        return Ok(quote::quote!(#f));
     }
     let first: syn::Stmt = syn::parse_quote!(::mobula::node::run_worker_if_asked(););
     f.block.stmts.insert(0, first);

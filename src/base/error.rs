@@ -67,8 +67,20 @@ impl fmt::Display for TaskError {
 
 impl std::error::Error for TaskError {}
 
+/// `1 time`, `2 times`: a count of times as a sentence says it.
+pub(crate) fn times(n: u64) -> String {
+    if n == 1 {
+        "once".to_string()
+    } else {
+        format!("{n} times")
+    }
+}
+
 /// Why a value could not be had from an [`ObjectRef`](crate::ObjectRef).
-#[derive(Debug, Clone, thiserror::Error)]
+///
+/// Its `Debug` is its sentence too, so that `r.get().expect("...")` and `main` returning
+/// the error print what happened, not the enum's fields.
+#[derive(Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {
     /// The task that makes the object failed (or a task it depended on failed).
@@ -214,6 +226,12 @@ pub enum GetError {
         /// The object.
         object_id: ObjectId,
     },
+}
+
+impl std::fmt::Debug for GetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 pub(crate) const NOT_INITIALIZED: &str =

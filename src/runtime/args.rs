@@ -74,9 +74,32 @@ impl<E> std::fmt::Debug for Gathered<E> {
 }
 
 /// Passes many refs as one `Vec<E>` argument, each resolved before the task runs (Ray's
-/// `f.remote(*refs)`): `total.remote(mobula::gather(refs))` for `fn total(xs: Vec<u64>)`.
-pub fn gather<E: Value>(refs: impl IntoIterator<Item = ObjectRef<E>>) -> Gathered<E> {
-    Gathered(refs.into_iter().collect())
+/// `f.remote(*refs)`): `total.remote(mobula::gather(&refs))` for `fn total(xs: Vec<u64>)`.
+/// Takes the refs by value or by reference, as `get_all` and `wait` do.
+pub fn gather<R: RefItem>(refs: impl IntoIterator<Item = R>) -> Gathered<R::Elem> {
+    Gathered(refs.into_iter().map(RefItem::into_ref).collect())
+}
+
+/// An `ObjectRef<E>` or a `&ObjectRef<E>`, as [`gather`] takes them.
+pub trait RefItem {
+    /// The value's type.
+    type Elem: Value;
+    /// The ref (a clone, for a reference).
+    fn into_ref(self) -> ObjectRef<Self::Elem>;
+}
+
+impl<E: Value> RefItem for ObjectRef<E> {
+    type Elem = E;
+    fn into_ref(self) -> ObjectRef<E> {
+        self
+    }
+}
+
+impl<E: Value> RefItem for &ObjectRef<E> {
+    type Elem = E;
+    fn into_ref(self) -> ObjectRef<E> {
+        self.clone()
+    }
 }
 
 impl<E: Value> IntoArg<Vec<E>> for Gathered<E> {
@@ -90,7 +113,8 @@ impl<E: Value> IntoArg<Vec<E>> for Gathered<E> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be passed where the remote function takes a `{T}`",
     label = "expected `{T}`, `ObjectRef<{T}>` or `&ObjectRef<{T}>`",
-    note = "a remote call takes each argument as a value of the parameter's type or as a ref to one"
+    note = "a remote call takes each argument as a value of the parameter's type or as a ref to one",
+    note = "for a `Vec<E>` parameter, many refs go as one argument with `mobula::gather(&refs)`"
 )]
 pub trait IntoArg<T> {
     /// Converts into an argument.

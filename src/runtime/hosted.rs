@@ -41,7 +41,7 @@ pub fn run_remote<F: RemoteFunction>(
     };
     let options = Arc::new(options_of(&task, here));
     let result = context::on_behalf_of(task.log_to, || {
-        submit::submit_here::<F>(options, args, task.log_to)
+        submit::submit_here::<F>(task.task, options, args, task.log_to)
     });
     Box::pin(async move { outcome_of::<F::Output>(result.get_shared().await) })
 }

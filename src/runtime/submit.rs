@@ -34,7 +34,12 @@ pub(crate) struct Begun<R> {
 /// id and a result id minted, the result registered as pending (produced by `label`), and
 /// the caller's ref to it.
 pub(crate) fn begin<R>(ids: &IdMint, store: &Store, label: &'static str) -> Begun<R> {
-    let (task, result) = (ids.task(), ids.object());
+    begin_as(ids.task(), ids, store, label)
+}
+
+/// [`begin`] under a task id given (the submitter's, for a task another node sent here).
+fn begin_as<R>(task: TaskId, ids: &IdMint, store: &Store, label: &'static str) -> Begun<R> {
+    let result = ids.object();
     store.create_pending(
         result,
         Producer {
@@ -105,14 +110,22 @@ pub fn submit<F: RemoteFunction>(
 }
 
 /// Submits a call of `F` that another node placed here: to this node's scheduler, with no
-/// second placement.
+/// second placement, under the submitter's task id (so that the id its errors name is the
+/// one this node lists and logs under), unless a task with that id is here already (the
+/// same task sent again after a reconnect): then under one of its own.
 pub(crate) fn submit_here<F: RemoteFunction>(
+    task: TaskId,
     options: Arc<ResolvedOptions>,
     args: <F::Params as Params>::Args,
     log_to: NodeId,
 ) -> ObjectRef<F::Output> {
     global::with_runtime(|rt| {
-        let call = begin::<F::Output>(&rt.ids, &rt.store, F::descriptor().id);
+        let task = if rt.scheduler.has_task(task) {
+            rt.ids.task()
+        } else {
+            task
+        };
+        let call = begin_as::<F::Output>(task, &rt.ids, &rt.store, F::descriptor().id);
         enqueue::<F>(rt, call, options, args, log_to)
     })
     .unwrap_or_else(ObjectRef::detached)

@@ -86,8 +86,8 @@ impl<A: ActorClass> ActorHost<A> {
                     "it may not restart (max_restarts = 0)".to_string()
                 }
                 _ => format!(
-                    "it was already restarted {} times (max_restarts)",
-                    self.restarts
+                    "it was already restarted {} (max_restarts)",
+                    crate::base::error::times(u64::from(self.restarts))
                 ),
             };
             self.retrying.extend(in_flight);
