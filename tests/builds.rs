@@ -7,6 +7,7 @@ mod common;
 
 use std::process::Command;
 
+use common::cli::{mobula, text};
 use common::cli_cluster::{Cluster, cached_builds, processes, wait_for};
 
 #[test]
@@ -19,6 +20,9 @@ fn two_builds_run_on_a_cli_cluster_each_in_its_own_processes() {
     let a = cluster.driver("probe_build_a", &[("PROBE_HOLD", hold_a.to_str().unwrap())]);
     let ra = a.result();
     assert_eq!(ra.get("own"), "42");
+    let mut printed: Vec<&String> = ra.1.iter().filter(|l| l.contains("probe line")).collect();
+    printed.sort();
+    assert_eq!(printed.len(), 8, "every line a task printed, before its result: {:?}", ra.1);
     assert_ne!(ra.get("pids"), ra.get("driver"));
     assert_eq!(
         ra.get("pids").split(',').count(),
@@ -158,4 +162,30 @@ fn a_node_restarted_refetches_nothing_and_bad_transfers_are_refused_then_retried
         before,
         "the cache was not rewritten"
     );
+}
+
+#[test]
+fn the_task_id_a_drivers_error_names_finds_its_row_and_its_logs() {
+    let cluster = Cluster::start("task-ids");
+    cluster.agent("agent", "1");
+    let d = cluster.dir.to_str().unwrap().to_string();
+    let hold = cluster.dir.join("release");
+    let driver = cluster.driver(
+        "probe_build_a",
+        &[("PROBE_FAIL", "1"), ("PROBE_HOLD", hold.to_str().unwrap())],
+    );
+    let failed = wait_for("the failed task's line", || {
+        let line = driver.next_line();
+        line.strip_prefix("FAILED_TASK id=").map(str::to_string)
+    });
+    let _ = driver.result();
+    let row = mobula(&["list", "tasks", "--filter", &format!("task_id={failed}"), "--dir", &d]);
+    let row = text(&row);
+    assert!(row.contains(&failed) && row.contains("FAILED"), "{row}");
+    let short = mobula(&["list", "tasks", "--filter", "function=fails_loudly", "--dir", &d]);
+    assert!(text(&short).contains(&failed), "{}", text(&short));
+    let logs = mobula(&["logs", &failed, "--dir", &d]);
+    assert!(text(&logs).contains("about to fail"), "{}", text(&logs));
+    std::fs::write(&hold, b"").unwrap();
+    driver.finish();
 }

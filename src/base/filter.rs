@@ -68,12 +68,26 @@ impl Filter {
     }
 
     fn holds(&self, field: Option<String>) -> bool {
-        let equal = field.is_some_and(|f| f.eq_ignore_ascii_case(&self.value));
+        let equal = field.is_some_and(|f| {
+            f.eq_ignore_ascii_case(&self.value)
+                // A path (`crate::module::work`, `Class.method`) also matches by its last
+                // part: `function=work`.
+                || (NAMED.contains(&self.key.as_str()) && short_name(&f).eq_ignore_ascii_case(&self.value))
+        });
         match self.op {
             Op::Eq => equal,
             Op::Ne => !equal,
         }
     }
+}
+
+/// Fields holding a function's or class's path, which also match by their short name.
+const NAMED: &[&str] = &["function", "class", "name"];
+
+/// The last part of a path: `work` of `my_crate::jobs::work`, `increment` of
+/// `my_crate::Counter.increment` (a method keeps its class: `Counter.increment`).
+fn short_name(path: &str) -> &str {
+    path.rsplit("::").next().unwrap_or(path)
 }
 
 /// A row that filters can read.
@@ -345,6 +359,18 @@ mod tests {
         // A field without a value equals nothing.
         let error = Filter::parse("error=boom").unwrap();
         assert!(!passes(&task(TaskState::Failed), &[error]));
+    }
+
+    #[test]
+    fn a_function_matches_by_its_short_name_too() {
+        let row = task(TaskState::Running);
+        for matching in ["function=f", "function=app::f", "function=F"] {
+            assert!(passes(&row, &[Filter::parse(matching).unwrap()]), "{matching}");
+        }
+        for other in ["function=app", "function=pp::f", "state=f"] {
+            assert!(!passes(&row, &[Filter::parse(other).unwrap()]), "{other}");
+        }
+        assert!(!passes(&row, &[Filter::parse("function!=f").unwrap()]));
     }
 
     #[test]

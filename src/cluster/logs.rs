@@ -25,7 +25,7 @@ pub(crate) async fn flush(cluster: Arc<ClusterNode>, logs: Arc<NodeLogs>) {
         let Some(batch) = logs.take_pending() else {
             return;
         };
-        let mut waiting = Vec::new();
+        let mut waiting = false;
         for (driver, lines) in batch {
             let count = lines.len() as u64;
             match send(&cluster, driver, lines).await {
@@ -39,7 +39,9 @@ pub(crate) async fn flush(cluster: Arc<ClusterNode>, logs: Arc<NodeLogs>) {
                         .elapsed()
                         < UNKNOWN_WAIT =>
                 {
-                    waiting.push((driver, lines));
+                    // Back in the outbox before it counts as no longer on its way.
+                    logs.put_back(vec![(driver, lines)]);
+                    waiting = true;
                 }
                 Err(why) => {
                     unknown_since.remove(&driver);
@@ -47,10 +49,38 @@ pub(crate) async fn flush(cluster: Arc<ClusterNode>, logs: Arc<NodeLogs>) {
                     tracing::debug!(%driver, "{count} log lines did not reach their driver: {why}");
                 }
             }
+            logs.sent(driver);
         }
-        if !waiting.is_empty() {
-            logs.put_back(waiting);
+        if waiting {
             tokio::time::sleep(GATHER * 5).await;
+        }
+    }
+}
+
+/// Delivers every line waiting for `driver`'s terminal, and waits for those on their way:
+/// a task's result goes back only after what it printed, so a driver that exits as soon as
+/// it has its results has shown every line of them.
+pub(crate) async fn deliver_before_result(node: &Arc<ClusterNode>, driver: NodeId) {
+    let Some(logs) = crate::runtime::global::with_runtime(|rt| rt.logs.clone()) else {
+        return;
+    };
+    let deadline = Instant::now() + node.timeout;
+    while Instant::now() < deadline {
+        if logs.in_flight_to(driver) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
+        let lines = logs.take_for(driver);
+        if lines.is_empty() {
+            return;
+        }
+        let count = lines.len() as u64;
+        let sent = send(node, driver, lines).await;
+        logs.sent(driver);
+        if let Err(why) = sent {
+            logs.undelivered.fetch_add(count, Ordering::Relaxed);
+            tracing::debug!(%driver, "{count} log lines did not reach their driver: {why}");
+            return;
         }
     }
 }

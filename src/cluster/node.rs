@@ -163,7 +163,7 @@ pub(crate) async fn start(
                     .map(|t| String::from_utf8_lossy(&t).trim().to_string())
                     .ok_or_else(|| {
                         format!(
-                            "no join token: pass Config::join_token (printed by `mobula start --head`) or run on the head's machine ({} has none)",
+                            "no join token: set MOBULA_JOIN_TOKEN (or `mobula start --token`, Config::join_token) to the one `mobula start --head` printed, or run on the head's machine ({} has none)",
                             dir.path().display()
                         )
                     })?,
@@ -175,7 +175,7 @@ pub(crate) async fn start(
                     .map_err(err)?
                     .map(|der| fingerprint(&der))
                     .ok_or_else(|| {
-                        "no CA fingerprint: pass Config::ca_fingerprint (printed by `mobula start --head`)".to_string()
+                        "no CA fingerprint: set MOBULA_CA_FINGERPRINT (or `mobula start --ca-fingerprint`, Config::ca_fingerprint) to the one `mobula start --head` printed".to_string()
                     })?,
             };
             let asking = Asking {
@@ -321,9 +321,14 @@ async fn join(
     let connecting = endpoint
         .connect_with(client, head, NODE_NAME)
         .map_err(|e| format!("joining {head}: {e}"))?;
-    let connection = connecting
-        .await
-        .map_err(|e| format!("joining {head}: {e} (is the CA fingerprint right?)"))?;
+    let connection = connecting.await.map_err(|e| match e {
+        quinn::ConnectionError::TimedOut => format!(
+            "no answer from {head}: is a head running there, and is the port right (MOBULA_ADDRESS)?"
+        ),
+        other => format!(
+            "joining {head}: {other} (is the CA fingerprint right? MOBULA_CA_FINGERPRINT is {pin})"
+        ),
+    })?;
     let request = Message::Join {
         node_id,
         token: token.to_string(),
@@ -492,9 +497,20 @@ impl ClusterNode {
         sizes
     }
 
-    /// Where this node listens, and whether it is the head.
+    /// Where this node is reached, as the membership lists it (the address it listens on,
+    /// with the one others see it from when it listens on all interfaces), and whether it is
+    /// the head.
     pub fn whereabouts(&self) -> (std::net::SocketAddr, bool) {
-        (self.info().address, self.head_state.is_some())
+        let listed = self
+            .view
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .nodes
+            .iter()
+            .find(|n| n.info.node_id == self.node_id)
+            .map(|n| n.info.address);
+        let address = listed.unwrap_or_else(|| self.info().address);
+        (address, self.head_state.is_some())
     }
 
     /// How this node announced itself.

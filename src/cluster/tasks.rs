@@ -182,12 +182,13 @@ pub(crate) async fn serve(
                 match registry::find(&task.function) {
                     None => {
                         let why = format!(
-                            "node {here} has no function `{}`: every node must run the same binary",
+                            "node {here} has no function `{}`: it runs another build of the program",
                             task.function
                         );
                         let _ = done.send((id, TaskOutcome::Refused(why)));
                     }
                     Some(f) => {
+                        let log_to = task.log_to;
                         // Submitted here, in the order the tasks arrived.
                         let outcome = (f.run_remote)(task, here);
                         let (done, node) = (done.clone(), node.clone());
@@ -201,6 +202,10 @@ pub(crate) async fn serve(
                                 }
                                 outcome => outcome,
                             };
+                            // What it printed reaches its driver before its result.
+                            if log_to != here {
+                                super::logs::deliver_before_result(&node, log_to).await;
+                            }
                             let _ = done.send((id, outcome));
                         });
                     }

@@ -126,9 +126,9 @@ pub struct Driver {
     pub lines: std::sync::mpsc::Receiver<String>,
 }
 
-/// What a probe driver printed on its `RESULT` line.
+/// What a probe driver printed on its `RESULT` line, and the lines before it.
 #[derive(Debug)]
-pub struct Outcome(pub HashMap<String, String>);
+pub struct Outcome(pub HashMap<String, String>, pub Vec<String>);
 
 impl Outcome {
     pub fn get(&self, key: &str) -> &str {
@@ -138,18 +138,31 @@ impl Outcome {
 
 impl Driver {
     pub fn result(&self) -> Outcome {
-        let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(120))
-            .expect("a RESULT line");
-        assert!(line.starts_with("RESULT "), "{line}");
-        Outcome(
-            line.split_whitespace()
+        let mut before = Vec::new();
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .expect("a RESULT line");
+            if !line.starts_with("RESULT ") {
+                before.push(line);
+                continue;
+            }
+            let fields = line
+                .split_whitespace()
                 .skip(1)
                 .filter_map(|w| w.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+                .collect();
+            return Outcome(fields, before);
+        }
+    }
+
+    /// The next line the driver prints.
+    pub fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a line")
     }
 
     pub fn finish(mut self) {

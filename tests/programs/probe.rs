@@ -7,11 +7,20 @@ use std::time::{Duration, Instant};
 use mobula::SchedulingStrategy;
 use mobula::prelude::*;
 
-/// A task that says what it computed and where: the process and the node.
+/// A task that says what it computed and where: the process and the node; and prints a
+/// line, which the driver shows before it has the result.
 #[mobula::remote]
 pub fn whoami(i: u64) -> (u64, u32, String) {
+    mobula::println!("probe line {i}");
     let node = mobula::context().node_id().map(|n| n.to_string());
     (i * i, std::process::id(), node.unwrap_or_default())
+}
+
+/// A task that prints a line and fails.
+#[mobula::remote(max_retries = 0)]
+pub fn fails_loudly() -> Result<u64, String> {
+    mobula::println!("about to fail");
+    Err("it failed on purpose".into())
 }
 
 /// Runs the probe as build `tag`: 8 spread tasks and `own` (a function only this build
@@ -41,6 +50,12 @@ pub fn main(tag: &str, own: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Res
         "wrong squares {squares:?}"
     );
     let own = own()?;
+    if std::env::var_os("PROBE_FAIL").is_some() {
+        match fails_loudly.remote().get() {
+            Err(mobula::GetError::Task(e)) => println!("FAILED_TASK id={}", e.task_id),
+            other => anyhow::bail!("expected a task error, got {other:?}"),
+        }
+    }
     let pids: BTreeSet<u32> = got.iter().map(|(_, p, _)| *p).collect();
     let nodes: BTreeSet<&str> = got.iter().map(|(_, _, n)| n.as_str()).collect();
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();

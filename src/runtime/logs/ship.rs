@@ -27,6 +27,8 @@ struct Outbox {
     pending: HashMap<NodeId, Vec<LogLine>>,
     /// A flush is on its way.
     flushing: bool,
+    /// Batches taken for each driver and not yet sent (or given up).
+    in_flight: HashMap<NodeId, u32>,
 }
 
 impl NodeLogs {
@@ -51,7 +53,39 @@ impl NodeLogs {
             out.flushing = false;
             return None;
         }
-        Some(std::mem::take(&mut out.pending))
+        let batch = std::mem::take(&mut out.pending);
+        for driver in batch.keys() {
+            *out.in_flight.entry(*driver).or_default() += 1;
+        }
+        Some(batch)
+    }
+
+    /// What gathered for one driver's terminal, taken to be sent now (see [`sent`]).
+    ///
+    /// [`sent`]: Self::sent
+    pub fn take_for(&self, driver: NodeId) -> Vec<LogLine> {
+        let mut out = self.outbox();
+        let lines = out.pending.remove(&driver).unwrap_or_default();
+        if !lines.is_empty() {
+            *out.in_flight.entry(driver).or_default() += 1;
+        }
+        lines
+    }
+
+    /// A batch taken for `driver` was sent, put back or given up.
+    pub fn sent(&self, driver: NodeId) {
+        let mut out = self.outbox();
+        if let Some(n) = out.in_flight.get_mut(&driver) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                out.in_flight.remove(&driver);
+            }
+        }
+    }
+
+    /// Whether lines for `driver` are on their way now.
+    pub fn in_flight_to(&self, driver: NodeId) -> bool {
+        self.outbox().in_flight.contains_key(&driver)
     }
 
     /// Lines that could not go yet, back in front of what came since, in order.
