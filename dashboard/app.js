@@ -103,6 +103,10 @@ function render(s) {
     [k, v.objects + " (" + (v.bytes / 1048576).toFixed(1) + " MB)"]));
   fill("groups", s.placement_groups, p => [cell(p.id), cell(p.strategy), cell(p.state),
     cell(p.bundles.join("; "))]);
+  const clock = ms => ms == null ? "-" : new Date(ms).toLocaleTimeString();
+  fill("jobs", s.jobs || [], j => [cell(j.job_id), cell(j.status), cell(j.submitted ? "yes" : "no"),
+    cell(j.build ? j.build.slice(0, 12) : "-"), cell(j.entrypoint), cell(clock(j.start_time)),
+    cell(clock(j.end_time)), cell(j.exit_code == null ? "-" : j.exit_code)]);
 }
 
 const source = new EventSource("/events");

@@ -4,6 +4,8 @@
 //! hash, runs a process of each, and shares its CPUs between them.
 
 mod common;
+#[path = "common/peers.rs"]
+mod peers;
 
 use std::process::Command;
 
@@ -22,7 +24,12 @@ fn two_builds_run_on_a_cli_cluster_each_in_its_own_processes() {
     assert_eq!(ra.get("own"), "42");
     let mut printed: Vec<&String> = ra.1.iter().filter(|l| l.contains("probe line")).collect();
     printed.sort();
-    assert_eq!(printed.len(), 8, "every line a task printed, before its result: {:?}", ra.1);
+    assert_eq!(
+        printed.len(),
+        8,
+        "every line a task printed, before its result: {:?}",
+        ra.1
+    );
     assert_ne!(ra.get("pids"), ra.get("driver"));
     assert_eq!(
         ra.get("pids").split(',').count(),
@@ -179,13 +186,99 @@ fn the_task_id_a_drivers_error_names_finds_its_row_and_its_logs() {
         line.strip_prefix("FAILED_TASK id=").map(str::to_string)
     });
     let _ = driver.result();
-    let row = mobula(&["list", "tasks", "--filter", &format!("task_id={failed}"), "--dir", &d]);
+    let row = mobula(&[
+        "list",
+        "tasks",
+        "--filter",
+        &format!("task_id={failed}"),
+        "--dir",
+        &d,
+    ]);
     let row = text(&row);
     assert!(row.contains(&failed) && row.contains("FAILED"), "{row}");
-    let short = mobula(&["list", "tasks", "--filter", "function=fails_loudly", "--dir", &d]);
+    let short = mobula(&[
+        "list",
+        "tasks",
+        "--filter",
+        "function=fails_loudly",
+        "--dir",
+        &d,
+    ]);
     assert!(text(&short).contains(&failed), "{}", text(&short));
     let logs = mobula(&["logs", &failed, "--dir", &d]);
     assert!(text(&logs).contains("about to fail"), "{}", text(&logs));
     std::fs::write(&hold, b"").unwrap();
     driver.finish();
+}
+
+#[test]
+fn a_driver_started_before_any_node_can_run_its_build_waits_and_then_runs() {
+    let cluster = Cluster::start("waits");
+    let driver = cluster.driver("probe_build_a", &[]);
+    // It joined, and its work waits: no node runs its build yet.
+    wait_for("the driver to join", || {
+        let view = cluster.view();
+        view.nodes
+            .iter()
+            .any(|n| n.alive && n.info.build.is_some())
+            .then_some(())
+    });
+    assert!(processes(&cluster.view()).is_empty());
+    cluster.agent("late", "1");
+    let result = driver.result();
+    assert_eq!(result.get("own"), "42");
+    driver.finish();
+}
+
+#[test]
+fn a_build_for_another_platform_is_refused_with_a_message_naming_both() {
+    use mobula::wire::{Build, BuildId, Message, NodeInfo, Role};
+    let cluster = Cluster::start("platform");
+    let (agent_dir, _) = cluster.agent("agent", "1");
+    // A driver built for another platform joins and offers its build.
+    let join = mobula::node::join_info(&cluster.dir).unwrap();
+    let rt = peers::runtime();
+    let identity = rt.block_on(peers::join_as(&join, Role::Driver)).unwrap();
+    let endpoint = rt.block_on(async { peers::endpoint_of(&identity) });
+    let info = NodeInfo {
+        node_id: identity.node_id,
+        address: endpoint.local_addr(),
+        resources: Vec::new(),
+        registry: 1,
+        runs_tasks: false,
+        role: Role::Driver,
+        build: Some(Build {
+            id: BuildId([7; 32]),
+            size: 1 << 20,
+            target: "aarch64-macos".into(),
+        }),
+        target: "aarch64-macos".into(),
+        agent: false,
+        started_by: None,
+        job: None,
+        entrypoint: "./elsewhere".into(),
+    };
+    let answer = rt.block_on(peers::ask(
+        &endpoint,
+        join.address,
+        &Message::Register(info),
+    ));
+    assert_eq!(answer, "View");
+    let log = wait_for("the agent to refuse the build", || {
+        let log = std::fs::read_dir(&agent_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with("node-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())?;
+        log.contains("cannot run").then_some(log)
+    });
+    let line = log.lines().find(|l| l.contains("cannot run")).unwrap();
+    assert!(
+        line.contains("aarch64-macos") && line.contains(&mobula::wire::this_target()),
+        "{line}"
+    );
+    assert!(
+        processes(&cluster.view()).is_empty(),
+        "nothing started for it"
+    );
 }

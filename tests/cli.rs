@@ -84,6 +84,9 @@ fn start_a_head_join_a_worker_with_the_printed_command_look_and_stop() {
     });
     let status = text(&mobula(&["status", "--dir", d]));
     assert!(status.contains("CPU=1"), "{status}");
+    // Later commands find the directory `mobula start` was given.
+    let remembered = text(&mobula(&["status"]));
+    assert!(remembered.contains("2 node(s) alive"), "{remembered}");
     assert!(status.contains("total (alive): CPU=1"), "{status}");
 
     let stopped = mobula(&["stop", "--dir", d]);
@@ -93,8 +96,62 @@ fn start_a_head_join_a_worker_with_the_printed_command_look_and_stop() {
         worker.try_wait().unwrap().is_some()
     });
     assert!(worker.wait().unwrap().success());
+    // After a stop, status says at once that no head runs there.
+    let asked = Instant::now();
     let after = mobula(&["status", "--dir", d]);
     assert!(!after.status.success());
+    assert!(text(&after).contains("no cluster in"), "{}", text(&after));
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_command_has_help_and_join_errors_say_what_to_fix() {
+    for command in [
+        "start", "job", "status", "list", "summary", "memory", "timeline", "logs", "stop",
+    ] {
+        let out = mobula(&[command, "--help"]);
+        assert!(out.status.success(), "{command}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("mobula {command}")),
+            "{}",
+            text(&out)
+        );
+    }
+
+    // A port where no head listens: said as such, not as a certificate problem.
+    let unused = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    drop(unused);
+    let dir = std::env::temp_dir().join(format!("mobula-cli-join-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let pin = format!("sha256:{}", "00".repeat(32));
+    let address = format!("127.0.0.1:{port}");
+    let out = mobula(&[
+        "start",
+        "--address",
+        &address,
+        "--token",
+        "x",
+        "--ca-fingerprint",
+        &pin,
+        "--dir",
+        d,
+        "--block",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!("no answer from {address}")),
+        "{}",
+        text(&out)
+    );
+    // No token anywhere: the variable to set is named.
+    let out = mobula(&["start", "--address", &address, "--dir", d, "--block"]);
+    assert!(text(&out).contains("MOBULA_JOIN_TOKEN"), "{}", text(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -86,6 +86,10 @@ fn the_dashboard_shows_the_cluster_live_in_a_real_browser() {
         4,
         "head, two workers, driver"
     );
+    // The driver is a job, running.
+    let jobs = state["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["status"], "RUNNING");
     // The login page is all one gets without the cookie.
     let (status, page) = http(&address, "GET", "/", &[], None).unwrap();
     assert_eq!(status, 200);
@@ -113,6 +117,8 @@ fn the_dashboard_shows_the_cluster_live_in_a_real_browser() {
     for w in &workers {
         assert!(nodes.contains(&w.to_string()), "worker {w} in {nodes}");
     }
+    let jobs = browser.text("#jobs");
+    assert!(jobs.contains("job-1") && jobs.contains("RUNNING"), "{jobs}");
     eventually("the running actor is shown", || {
         let actors = browser.text("#actors");
         actors.contains("Watched") && actors.contains("ALIVE") && actors.contains("watched")

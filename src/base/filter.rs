@@ -365,7 +365,10 @@ mod tests {
     fn a_function_matches_by_its_short_name_too() {
         let row = task(TaskState::Running);
         for matching in ["function=f", "function=app::f", "function=F"] {
-            assert!(passes(&row, &[Filter::parse(matching).unwrap()]), "{matching}");
+            assert!(
+                passes(&row, &[Filter::parse(matching).unwrap()]),
+                "{matching}"
+            );
         }
         for other in ["function=app", "function=pp::f", "state=f"] {
             assert!(!passes(&row, &[Filter::parse(other).unwrap()]), "{other}");

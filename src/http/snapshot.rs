@@ -1,6 +1,6 @@
 //! What the dashboard shows, gathered from the whole cluster through the head: nodes,
-//! actors, task counts, failing tasks, recent tasks for the timeline, objects and placement
-//! groups, as one JSON document.
+//! actors, task counts, failing tasks, recent tasks for the timeline, objects, placement
+//! groups and jobs, as one JSON document.
 
 use serde_json::{Value as Json, json};
 
@@ -37,6 +37,8 @@ pub(super) fn snapshot(rt: &Runtime) -> Result<Json, StateError> {
     let ((reports, missing), limit) =
         ask(StateKind::PlacementGroups, ListOptions::new().limit(100))?;
     let groups = merge::placement_groups(reports, missing, limit);
+    let ((reports, missing), limit) = ask(StateKind::Jobs, ListOptions::new().limit(50))?;
+    let jobs = merge::jobs(reports, missing, limit);
     let ((reports, missing), _) = ask(StateKind::Summary, ListOptions::new())?;
     let summary = merge::summary(reports, missing);
     let mut task_states = serde_json::Map::new();
@@ -57,6 +59,7 @@ pub(super) fn snapshot(rt: &Runtime) -> Result<Json, StateError> {
         "failing": rows(&failing),
         "recent": rows(&recent),
         "placement_groups": rows(&groups),
+        "jobs": rows(&jobs),
         "missing": summary.missing.iter().map(|(n, why)| json!({"node_id": n.to_string(), "why": why})).collect::<Vec<_>>(),
     }))
 }

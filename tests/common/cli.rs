@@ -6,9 +6,20 @@ use std::process::{Command, Output};
 /// The `mobula` binary of this build.
 pub const CLI: &str = env!("CARGO_BIN_EXE_mobula");
 
-/// Runs `mobula ARGS...` to its end.
+/// A home directory of this test process's own, so that what the CLI remembers there (the
+/// cluster directory `mobula start` was given) stays out of the user's.
+pub fn home() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("mobula-test-home-{}", std::process::id()))
+}
+
+/// Runs `mobula ARGS...` to its end (with this process's own home).
 pub fn mobula(args: &[&str]) -> Output {
-    Command::new(CLI).args(args).output().expect("run mobula")
+    Command::new(CLI)
+        .args(args)
+        .env("HOME", home())
+        .env_remove("MOBULA_DIR")
+        .output()
+        .expect("run mobula")
 }
 
 /// What a command printed, standard output then standard error.

@@ -16,17 +16,31 @@ pub fn status(o: &Options) -> Result<(), String> {
     Ok(())
 }
 
+/// What a node is, for the status table.
+fn kind_of(n: &mobula::node::NodeState) -> &'static str {
+    use mobula::wire::Role;
+    match (n.info.role, n.info.agent, n.info.started_by.is_some()) {
+        (Role::Head, true, _) => "head+agent",
+        (Role::Head, false, _) => "head",
+        (_, true, _) => "agent",
+        (Role::Driver, _, _) => "driver",
+        (_, _, true) => "build",
+        _ => "worker",
+    }
+}
+
 /// The status table.
 fn render_status(view: &ClusterView) -> String {
     let alive = view.nodes.iter().filter(|n| n.alive).count();
+    let left = view.nodes.iter().filter(|n| n.left).count();
     let mut out = format!(
-        "{alive} node(s) alive, {} dead (membership version {})\n",
-        view.nodes.len() - alive,
+        "{alive} node(s) alive, {} dead, {left} left (membership version {})\n",
+        view.nodes.len() - alive - left,
         view.version
     );
     out += &format!(
-        "{:<34} {:<22} {:<6} {:<6} {:>5}  resources\n",
-        "node", "address", "state", "tasks", "load"
+        "{:<34} {:<22} {:<6} {:<10} {:<12} {:<6} {:>5}  resources\n",
+        "node", "address", "state", "kind", "build", "tasks", "load"
     );
     let mut totals: Vec<(String, f64)> = Vec::new();
     for n in &view.nodes {
@@ -36,7 +50,8 @@ fn render_status(view: &ClusterView) -> String {
             .iter()
             .map(|(name, amount)| format!("{name}={amount}"))
             .collect();
-        if n.alive {
+        // A process an agent started holds a share of the agent's machine, counted there.
+        if n.alive && n.info.started_by.is_none() {
             for (name, amount) in &n.info.resources {
                 match totals.iter_mut().find(|(t, _)| t == name) {
                     Some((_, total)) => *total += amount,
@@ -44,11 +59,21 @@ fn render_status(view: &ClusterView) -> String {
                 }
             }
         }
+        let state = match (n.alive, n.left) {
+            (true, _) => "alive",
+            (false, true) => "left",
+            (false, false) => "dead",
+        };
         out += &format!(
-            "{:<34} {:<22} {:<6} {:<6} {:>5}  {}\n",
+            "{:<34} {:<22} {:<6} {:<10} {:<12} {:<6} {:>5}  {}\n",
             n.info.node_id.to_string(),
             n.info.address.to_string(),
-            if n.alive { "alive" } else { "dead" },
+            state,
+            kind_of(n),
+            n.info
+                .build
+                .as_ref()
+                .map_or("-".to_string(), |b| b.id.short()),
             if n.info.runs_tasks { "yes" } else { "no" },
             n.load,
             resources.join(" ")
