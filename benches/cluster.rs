@@ -12,6 +12,11 @@
 //! head + 2 workers); 500 tasks one at a time (sync); 5,000 tasks submitted then gathered
 //! (async); 1,000 actor calls one at a time; 5,000 actor calls submitted then gathered; a
 //! 256 MB result pulled from the worker. Prints one JSON object with Ray's keys.
+//!
+//! Builds (no Ray counterpart): the first task of this build on a fresh node started with
+//! `mobula start --address` (the node joins, fetches this binary by hash, starts a process
+//! of it, and runs the task: `new_build_first_task_s`), and the same on a node restarted on
+//! its directory, the build already cached (`cached_build_first_task_s`).
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -91,6 +96,59 @@ fn wait_for_workers(n: usize) {
     }
 }
 
+/// A node agent started with the `mobula` command, and the time it took to run this build's
+/// first task: from starting the agent (which joins, fetches this binary unless its cache
+/// has it, and starts a process of it) to the task's result.
+fn first_task_on_agent(head: std::net::SocketAddr, dir: &std::path::Path) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_mobula"))
+        .args(["start", "--block", "--num-cpus", "2", "--address"])
+        .arg(head.to_string())
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let answer = noop.remote().get();
+    let took = t.elapsed().as_secs_f64();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    answer?;
+    Ok(took)
+}
+
+/// The first task of this build on a fresh node, then on one restarted with it cached.
+fn first_task_of_a_new_build(dir: &std::path::Path) -> anyhow::Result<(f64, f64)> {
+    let agent_dir = dir.join("agent");
+    let _ = std::fs::remove_dir_all(&agent_dir);
+    let size = std::fs::metadata(std::env::current_exe()?)?.len();
+    let mut times = Vec::new();
+    for _ in 0..2 {
+        // A head of its own each time, so that the process the last agent left is gone.
+        let guard = mobula::init(
+            Config::default()
+                .num_cpus(0)
+                .head("127.0.0.1:0")
+                .cluster_dir(dir),
+        )?;
+        let head = mobula::node::head_address().expect("a head has an address");
+        // The agent reads the join token and CA from its directory, as on the head's machine.
+        std::fs::create_dir_all(&agent_dir)?;
+        for file in ["token", "ca.der"] {
+            std::fs::copy(dir.join(file), agent_dir.join(file))?;
+        }
+        times.push(first_task_on_agent(head, &agent_dir)?);
+        drop(guard);
+    }
+    eprintln!(
+        "build of {:.1} MB: first task {:.3} s fresh, {:.3} s cached",
+        size as f64 / 1e6,
+        times[0],
+        times[1]
+    );
+    Ok((times[0], times[1]))
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
@@ -103,6 +161,8 @@ fn rate(n: usize, f: impl FnOnce(usize)) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Started by a node agent (the build cases): a worker of this build.
+    mobula::node::run_worker_if_asked();
     if let Ok(head) = std::env::var(WORKER_ENV) {
         worker_main(head);
         return Ok(());
@@ -213,6 +273,17 @@ fn main() -> anyhow::Result<()> {
 
         drop(guard);
         drop(workers);
+        if wanted("build") {
+            let (fresh, cached) = first_task_of_a_new_build(&dir)?;
+            samples
+                .entry("new_build_first_task_s")
+                .or_default()
+                .push(fresh);
+            samples
+                .entry("cached_build_first_task_s")
+                .or_default()
+                .push(cached);
+        }
         eprintln!("round {} of {rounds} done", round + 1);
     }
     let _ = std::fs::remove_dir_all(&dir);

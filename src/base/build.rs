@@ -113,14 +113,15 @@ pub struct Wanted {
 }
 
 /// What an agent on platform `target` should run, from its view: one process of every build
-/// that a live driver offers, in the order the drivers appear; and the builds it cannot run
-/// (another platform), with the driver that offered each.
+/// that a live driver offers (or a head that is a user's program, the driver of its own
+/// cluster), in the order they appear; and the builds it cannot run (another platform), with
+/// the driver that offered each.
 pub fn wanted(nodes: &[NodeState], target: &str) -> (Vec<Wanted>, Vec<(WrongTarget, NodeId)>) {
     let mut wanted: Vec<Wanted> = Vec::new();
     let mut wrong = Vec::new();
     for driver in nodes
         .iter()
-        .filter(|n| n.alive && n.info.role == Role::Driver)
+        .filter(|n| n.alive && matches!(n.info.role, Role::Driver | Role::Head))
     {
         let Some(build) = &driver.info.build else {
             continue;
@@ -288,7 +289,9 @@ mod tests {
         let driver_a = node(Role::Driver, Some(a.clone()), true);
         let driver_a2 = node(Role::Driver, Some(a.clone()), true);
         let dead_driver_b = node(Role::Driver, Some(b.clone()), false);
+        let cli_head = node(Role::Head, None, true);
         let nodes = vec![
+            cli_head,
             worker_a.clone(),
             driver_a.clone(),
             driver_a2.clone(),
@@ -306,6 +309,15 @@ mod tests {
                 worker_a.info.node_id
             ]
         );
+    }
+
+    #[test]
+    fn a_head_that_is_a_users_program_offers_its_build_as_a_driver_does() {
+        let a = build(6, "x86_64-linux");
+        let head = node(Role::Head, Some(a.clone()), true);
+        let (wanted, _) = wanted(std::slice::from_ref(&head), "x86_64-linux");
+        assert_eq!(wanted.len(), 1);
+        assert_eq!(wanted[0].holders, vec![head.info.node_id]);
     }
 
     #[test]
