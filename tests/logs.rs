@@ -290,6 +290,7 @@ fn a_driver_process_shows_what_its_work_prints_on_other_nodes() {
     let mut worker = Command::new(&exe)
         .args(["--ignored", "--exact", "logs_worker", "--nocapture"])
         .envs(&vars)
+        .env("MOBULA_WORKER", "1")
         .env("MOBULA_NUM_CPUS", "2")
         .env("MOBULA_DIR", dir.join("worker"))
         .stdout(Stdio::piped())

@@ -109,13 +109,12 @@ impl fmt::Debug for NodeId {
     }
 }
 
-/// Mints task and object ids for one node.
+/// Mints task, actor and object ids for one node (tasks and actors from one sequence).
 #[derive(Debug)]
 pub(crate) struct IdMint {
     prefix: u64,
     next_object: AtomicU64,
     next_task: AtomicU64,
-    next_actor: AtomicU64,
 }
 
 impl IdMint {
@@ -124,7 +123,6 @@ impl IdMint {
             prefix: node.prefix(),
             next_object: AtomicU64::new(1),
             next_task: AtomicU64::new(1),
-            next_actor: AtomicU64::new(1),
         }
     }
 
@@ -139,8 +137,10 @@ impl IdMint {
         TaskId::from_parts(self.prefix, self.next_task.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// An actor's id: from the tasks' sequence, so that no task and actor of a cluster share
+    /// an id (`mobula logs ID` names one of them).
     pub(crate) fn actor(&self) -> ActorId {
-        ActorId::from_parts(self.prefix, self.next_actor.fetch_add(1, Ordering::Relaxed))
+        ActorId::from_parts(self.prefix, self.next_task.fetch_add(1, Ordering::Relaxed))
     }
 }
 
