@@ -232,7 +232,7 @@ fn a_driver_started_before_any_node_can_run_its_build_waits_and_then_runs() {
 
 #[test]
 fn a_build_for_another_platform_is_refused_with_a_message_naming_both() {
-    use mobula::wire::{Build, BuildId, Message, NodeInfo, Role};
+    use mobula::wire::{Build, BuildId, Message, Role};
     let cluster = Cluster::start("platform");
     let (agent_dir, _) = cluster.agent("agent", "1");
     // A driver built for another platform joins and offers its build.
@@ -240,24 +240,13 @@ fn a_build_for_another_platform_is_refused_with_a_message_naming_both() {
     let rt = peers::runtime();
     let identity = rt.block_on(peers::join_as(&join, Role::Driver)).unwrap();
     let endpoint = rt.block_on(async { peers::endpoint_of(&identity) });
-    let info = NodeInfo {
-        node_id: identity.node_id,
-        address: endpoint.local_addr(),
-        resources: Vec::new(),
-        registry: 1,
-        runs_tasks: false,
-        role: Role::Driver,
-        build: Some(Build {
-            id: BuildId([7; 32]),
-            size: 1 << 20,
-            target: "aarch64-macos".into(),
-        }),
+    let mut info = peers::driver_info(&identity, &endpoint);
+    info.build = Some(Build {
+        id: BuildId([7; 32]),
+        size: 1 << 20,
         target: "aarch64-macos".into(),
-        agent: false,
-        started_by: None,
-        job: None,
-        entrypoint: "./elsewhere".into(),
-    };
+    });
+    info.target = "aarch64-macos".into();
     let answer = rt.block_on(peers::ask(
         &endpoint,
         join.address,

@@ -16,7 +16,7 @@ use mobula::Config;
 use mobula::transport::credentials::{Grant, NODE_NAME, expiry_of, identity_of};
 use mobula::transport::endpoint::{CLOSED_UNAUTHENTICATED, MAX_JOINING};
 use mobula::transport::tls;
-use mobula::wire::{self, Message, NodeInfo, Role};
+use mobula::wire::{self, Message, Role};
 use peers::*;
 
 #[mobula::remote]
@@ -317,20 +317,7 @@ fn a_certificate_gets_what_its_role_and_membership_allow_and_no_more() {
     // A driver that joined and registered: a member, not an admin.
     let identity = rt.block_on(join_as(&join, Role::Driver)).unwrap();
     let driver = rt.block_on(async { endpoint_of(&identity) });
-    let info = NodeInfo {
-        node_id: identity.node_id,
-        address: driver.local_addr(),
-        resources: Vec::new(),
-        registry: 0,
-        runs_tasks: false,
-        role: Role::Driver,
-        build: None,
-        target: mobula::wire::this_target(),
-        agent: false,
-        started_by: None,
-        job: None,
-        entrypoint: String::new(),
-    };
+    let info = driver_info(&identity, &driver);
     // Before it registers, the head serves it nothing but membership.
     let early = rt.block_on(ask(&driver, join.address, &Message::Status));
     assert!(early.contains("not a member"), "{early}");

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::cli::{join_variables, mobula as cli, text as all_text};
+use common::cli::{mobula as cli, text as all_text};
 use common::{eventually, eventually_or, local_cluster, turn};
 use mobula::logs::{LogLine, LogStream};
 use mobula::prelude::*;
@@ -272,20 +272,9 @@ fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
 
 #[test]
 fn a_driver_process_shows_what_its_work_prints_on_other_nodes() {
-    let dir = std::env::temp_dir().join(format!("mobula-logs-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = common::cli_cluster::Cluster::start("logs-test");
+    let (dir, vars) = (cluster.dir.clone(), cluster.vars.clone());
     let d = dir.to_str().unwrap();
-    let started = cli(&[
-        "start",
-        "--head",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-dashboard",
-        "--dir",
-        d,
-    ]);
-    assert!(started.status.success(), "{}", all_text(&started));
-    let vars = join_variables(&all_text(&started));
     let exe = std::env::current_exe().unwrap();
     let mut worker = Command::new(&exe)
         .args(["--ignored", "--exact", "logs_worker", "--nocapture"])
@@ -410,5 +399,4 @@ fn a_driver_process_shows_what_its_work_prints_on_other_nodes() {
         "{:?}",
         worker_out.lock().unwrap()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -87,20 +87,7 @@ fn a_node_that_cannot_start_a_task_passes_it_to_a_peer_with_room() {
     let rt = runtime();
     let identity = rt.block_on(join_as(&join, Role::Driver)).unwrap();
     let endpoint = rt.block_on(async { endpoint_of(&identity) });
-    let register = Message::Register(mobula::wire::NodeInfo {
-        node_id: identity.node_id,
-        address: endpoint.local_addr(),
-        resources: Vec::new(),
-        registry: 0,
-        runs_tasks: false,
-        role: Role::Driver,
-        build: None,
-        target: mobula::wire::this_target(),
-        agent: false,
-        started_by: None,
-        job: None,
-        entrypoint: String::new(),
-    });
+    let register = Message::Register(driver_info(&identity, &endpoint));
     assert_eq!(rt.block_on(ask(&endpoint, join.address, &register)), "View");
     let full_address = address_of(full);
     // On a task channel to the full node: each task and its answer.

@@ -92,6 +92,25 @@ pub async fn join_as(join: &JoinInfo, role: Role) -> Result<NodeIdentity, String
     }
 }
 
+/// How a driver that joined as `identity`, listening on `endpoint`, announces itself: no
+/// resources, no build of its own.
+pub fn driver_info(identity: &NodeIdentity, endpoint: &Endpoint) -> mobula::wire::NodeInfo {
+    mobula::wire::NodeInfo {
+        node_id: identity.node_id,
+        address: endpoint.local_addr(),
+        resources: Vec::new(),
+        registry: 0,
+        runs_tasks: false,
+        role: Role::Driver,
+        build: None,
+        target: mobula::wire::this_target(),
+        agent: false,
+        started_by: None,
+        job: None,
+        entrypoint: String::new(),
+    }
+}
+
 /// What `address` answers `message` from `endpoint`: the answer's name, or the refusal.
 pub async fn ask(endpoint: &Endpoint, address: SocketAddr, message: &Message) -> String {
     match endpoint.request(address, message).await {

@@ -92,8 +92,6 @@ pub fn agent_in_background(o: &Options) -> Result<(), String> {
     let dir = dir_of(o);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let log_path = dir.join(format!("node-{}.log", std::process::id()));
-    let log =
-        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
     cmd.arg("start")
         .arg("--block")
@@ -113,31 +111,47 @@ pub fn agent_in_background(o: &Options) -> Result<(), String> {
     if let Some(n) = o.num_cpus {
         cmd.arg("--num-cpus").arg(n.to_string());
     }
+    let joined = |printed: &str| {
+        let line = printed.lines().find(|l| l.starts_with("mobula: joined"));
+        line.map(str::to_string)
+    };
+    let (pid, line) = in_background(cmd, &log_path, "the node", Duration::from_secs(30), joined)?;
+    println!("{line} (pid {pid}; its log: {})", log_path.display());
+    Ok(())
+}
+
+/// Runs `cmd` in the background, its output to `log_path`, until `ready` finds what it
+/// waits for (it reads the log so far); the process's id and what was found. Fails, with
+/// the log, if the process exits first, and kills it if `wait` passes.
+fn in_background<T>(
+    mut cmd: Command,
+    log_path: &std::path::Path,
+    what: &str,
+    wait: Duration,
+    mut ready: impl FnMut(&str) -> Option<T>,
+) -> Result<(u32, T), String> {
+    let log =
+        std::fs::File::create(log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .spawn()
-        .map_err(|e| format!("starting the node: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
+        .map_err(|e| format!("starting {what}: {e}"))?;
+    let deadline = Instant::now() + wait;
     loop {
-        let printed = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(line) = printed.lines().find(|l| l.starts_with("mobula: joined")) {
-            println!(
-                "{} (pid {}; its log: {})",
-                line,
-                child.id(),
-                log_path.display()
-            );
-            return Ok(());
+        let printed = std::fs::read_to_string(log_path).unwrap_or_default();
+        if let Some(found) = ready(&printed) {
+            return Ok((child.id(), found));
         }
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return Err(format!("the node exited ({status}):\n{printed}"));
+            let printed = std::fs::read_to_string(log_path).unwrap_or_default();
+            return Err(format!("{what} exited ({status}):\n{printed}"));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             return Err(format!(
-                "the node did not join within 30 s; see {}",
+                "{what} was not ready within {wait:?}; see {}",
                 log_path.display()
             ));
         }
@@ -161,8 +175,6 @@ pub fn start_in_background(o: &Options) -> Result<(), String> {
         .dashboard_token()
         .map_err(|e| e.to_string())?;
     let log_path = dir.join("head.log");
-    let log =
-        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
     cmd.arg("start")
         .arg("--head")
@@ -184,33 +196,11 @@ pub fn start_in_background(o: &Options) -> Result<(), String> {
     } else if dashboard.is_none() {
         cmd.arg("--no-dashboard");
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("starting the head: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let view = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            return Err(format!("the head exited ({status}):\n{log}"));
-        }
-        if let Ok(view) = node::cluster_status(&dir, Duration::from_millis(500)) {
-            break view;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return Err(format!(
-                "the head did not answer within 15 s; see {}",
-                log_path.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let answers = |_: &str| node::cluster_status(&dir, Duration::from_millis(500)).ok();
+    let (pid, view) = in_background(cmd, &log_path, "the head", Duration::from_secs(15), answers)?;
     let info = node::join_info(&dir).map_err(|e| e.to_string())?;
     remember(&dir);
-    print_started(&info, &dir, &view, child.id());
+    print_started(&info, &dir, &view, pid);
     if let Some(address) = dashboard {
         let scheme = if o.dashboard_https { "https" } else { "http" };
         println!(
