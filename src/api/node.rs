@@ -11,8 +11,8 @@ pub use crate::cluster::admin::{
 pub use crate::wire::{ClusterView, NodeInfo, NodeState};
 
 pub use crate::base::node_config::{
-    ENV_ADDRESS, ENV_CA_FINGERPRINT, ENV_JOB_ID, ENV_JOIN_TOKEN, ENV_NUM_CPUS, ENV_STARTED_BY,
-    ENV_WORKER,
+    ENV_ADDRESS, ENV_BUILD_ID, ENV_CA_FINGERPRINT, ENV_JOB_ID, ENV_JOIN_TOKEN, ENV_NUM_CPUS,
+    ENV_STARTED_BY, ENV_WORKER,
 };
 
 /// When this process was started as a worker node ([`ENV_WORKER`] set, with

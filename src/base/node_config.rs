@@ -22,6 +22,10 @@ pub const ENV_WORKER: &str = "MOBULA_WORKER";
 pub const ENV_NUM_CPUS: &str = "MOBULA_NUM_CPUS";
 /// Set by a node agent on the processes it starts: the agent's node id.
 pub const ENV_STARTED_BY: &str = "MOBULA_STARTED_BY";
+/// Set by a node agent on the processes it starts: the hash and size of their build
+/// (`HEX:SIZE`; the agent fetched the executable by that hash and checked it), so that they
+/// need not hash themselves.
+pub const ENV_BUILD_ID: &str = "MOBULA_BUILD_ID";
 /// Set by the head on a program it runs for `mobula job submit`: the job's id.
 pub const ENV_JOB_ID: &str = "MOBULA_JOB_ID";
 

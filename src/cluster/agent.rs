@@ -17,7 +17,8 @@ use super::node::ClusterNode;
 use crate::base::build::{self, Build, BuildId};
 use crate::base::id::NodeId;
 use crate::base::node_config::{
-    ENV_ADDRESS, ENV_CA_FINGERPRINT, ENV_JOIN_TOKEN, ENV_NUM_CPUS, ENV_STARTED_BY, ENV_WORKER,
+    ENV_ADDRESS, ENV_BUILD_ID, ENV_CA_FINGERPRINT, ENV_JOIN_TOKEN, ENV_NUM_CPUS, ENV_STARTED_BY,
+    ENV_WORKER,
 };
 use crate::wire::Message;
 
@@ -261,6 +262,7 @@ fn spawn(
         .env(ENV_CA_FINGERPRINT, &settings.pin)
         .env(ENV_NUM_CPUS, cpus.to_string())
         .env(ENV_STARTED_BY, node.node_id.to_string())
+        .env(ENV_BUILD_ID, format!("{}:{}", build.id.hex(), build.size))
         .env("MOBULA_DIR", settings.dir.join("worker"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

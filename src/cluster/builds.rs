@@ -12,23 +12,44 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::base::build::{self, Build, BuildId, Cached};
 use crate::base::id::NodeId;
+use crate::base::node_config::ENV_BUILD_ID;
 use crate::runtime::registry;
 use crate::transport::endpoint::Endpoint;
 use crate::transport::link;
 use crate::wire::Message;
 
+static BUILD: OnceLock<Option<Build>> = OnceLock::new();
+
 /// This process's build: `None` for a process without user code (the `mobula` CLI, whose
-/// nodes run other programs' builds), else its executable's hash, size and platform.
+/// nodes run other programs' builds), else its executable's hash, size and platform; `None`
+/// too before [`find_this_build`] ran.
 pub(crate) fn this_build() -> Option<&'static Build> {
-    static BUILD: OnceLock<Option<Build>> = OnceLock::new();
+    BUILD.get().and_then(Option::as_ref)
+}
+
+/// Finds this process's build, once: from the agent that started it (which fetched it by
+/// its hash), else from what `dir` remembers of this executable (the same path, size, inode
+/// and modification time), else by hashing it (and remembering that in `dir`).
+pub(crate) fn find_this_build(dir: &Path) -> Option<&'static Build> {
     BUILD
         .get_or_init(|| {
             if registry::announced_fingerprint() == 0 {
                 return None;
             }
             let exe = std::env::current_exe().ok()?;
-            match hash_file(&exe) {
-                Ok((id, size)) => Some(Build {
+            let size = std::fs::metadata(&exe).ok()?.len();
+            // `HASH:SIZE`; taken only if the size is this executable's (a child process of
+            // another program inherits the variable).
+            let given = std::env::var(ENV_BUILD_ID).ok().and_then(|v| {
+                let (hex, given_size) = v.split_once(':')?;
+                (given_size.parse() == Ok(size)).then(|| BuildId::from_hex(hex))?
+            });
+            let id = match given {
+                Some(id) => Ok(id),
+                None => hash_remembered(&exe, dir),
+            };
+            match id {
+                Ok(id) => Some(Build {
                     id,
                     size,
                     target: build::this_target(),
@@ -40,6 +61,44 @@ pub(crate) fn this_build() -> Option<&'static Build> {
             }
         })
         .as_ref()
+}
+
+/// The hash of `exe`, from `dir/builds/hashes` when it has not changed since it was hashed.
+fn hash_remembered(exe: &Path, dir: &Path) -> std::io::Result<BuildId> {
+    let meta = std::fs::metadata(exe)?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let key = format!("{} {} {inode} {modified}", exe.display(), meta.len());
+    let hashes = dir.join("builds").join("hashes");
+    if let Ok(known) = std::fs::read_to_string(&hashes)
+        && let Some(hex) = known
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+        && let Some(id) = BuildId::from_hex(hex)
+    {
+        return Ok(id);
+    }
+    let (id, _) = hash_file(exe)?;
+    // Remembered for the next run of the same executable (the latest 64 kept).
+    let mut lines: Vec<String> = std::fs::read_to_string(&hashes)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{} ", exe.display())))
+        .map(str::to_string)
+        .collect();
+    lines.push(format!("{key} = {}", id.hex()));
+    let keep = lines.len().saturating_sub(64);
+    if std::fs::create_dir_all(dir.join("builds")).is_ok() {
+        let _ = std::fs::write(&hashes, lines[keep..].join("\n") + "\n");
+    }
+    Ok(id)
 }
 
 /// The SHA-256 and size of a file.
@@ -412,5 +471,28 @@ pub mod faults {
         } else {
             (false, take_one(&TRUNCATE))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_hash_is_the_files_and_a_changed_file_is_hashed_again() {
+        let dir = std::env::temp_dir().join(format!("mobula-hashes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("program");
+        std::fs::write(&exe, b"first build").unwrap();
+        let first = hash_remembered(&exe, &dir).unwrap();
+        assert_eq!(first, hash_file(&exe).unwrap().0);
+        assert!(dir.join("builds").join("hashes").is_file());
+        assert_eq!(hash_remembered(&exe, &dir).unwrap(), first, "remembered");
+        std::fs::write(&exe, b"second build!").unwrap();
+        let second = hash_remembered(&exe, &dir).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(second, hash_file(&exe).unwrap().0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::node::ClusterNode;
 use crate::base::build::Build;
 use crate::base::jobs::JobId;
-use crate::base::node_config::{ENV_ADDRESS, ENV_CA_FINGERPRINT, ENV_JOB_ID, ENV_JOIN_TOKEN};
+use crate::base::node_config::{
+    ENV_ADDRESS, ENV_BUILD_ID, ENV_CA_FINGERPRINT, ENV_JOB_ID, ENV_JOIN_TOKEN,
+};
 use crate::transport::credentials::fingerprint;
 use crate::wire::Message;
 
@@ -77,6 +79,7 @@ pub(super) fn submit(node: &Arc<ClusterNode>, build: Build, args: Vec<String>) -
             .env(ENV_JOIN_TOKEN, &state.token)
             .env(ENV_CA_FINGERPRINT, fingerprint(state.ca.cert_der()))
             .env(ENV_JOB_ID, job.to_string())
+            .env(ENV_BUILD_ID, format!("{}:{}", build.id.hex(), build.size))
             .env("MOBULA_DIR", dir.join("jobs").join(job.to_string()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -114,7 +114,7 @@ pub(crate) async fn start(
 ) -> Result<Arc<ClusterNode>, String> {
     let runs_tasks = !config.agent && totals.iter().any(|(n, a)| n == "CPU" && *a > 0.0);
     let dir = ClusterDir::new(&config.dir);
-    let build = builds::this_build().cloned();
+    let build = builds::find_this_build(dir.path()).cloned();
     let key = NodeKey::generate().map_err(err)?;
     let registry = registry::announced_fingerprint();
     let (identity, head, listen, head_state, secrets) = match &config.role {
