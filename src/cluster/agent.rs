@@ -47,6 +47,8 @@ struct Process {
     cpus: f64,
     /// Whether the last share was delivered (its node answered).
     told: bool,
+    /// Whether it holds the machine's GPUs (one process at a time does).
+    gpus: bool,
 }
 
 /// Runs the agent of `node` until the node stops: every quarter node timeout, it compares
@@ -144,7 +146,9 @@ pub(crate) async fn run(node: Arc<ClusterNode>, settings: AgentSettings, cache: 
                 continue;
             }
             let cpus = share_of(&id);
-            match spawn(&node, &settings, &path, &w.build, cpus) {
+            // The GPUs go whole to one process: the first started while none holds them.
+            let gpus = !processes.values().any(|p| p.gpus);
+            match spawn(&node, &settings, &path, &w.build, cpus, gpus) {
                 Ok(child) => {
                     started.push(Instant::now());
                     tracing::info!(build = %id, pid = child.id(), cpus, "started a process of build {id}");
@@ -155,6 +159,7 @@ pub(crate) async fn run(node: Arc<ClusterNode>, settings: AgentSettings, cache: 
                             child,
                             cpus,
                             told: true,
+                            gpus,
                         },
                     );
                 }
@@ -241,13 +246,15 @@ async fn stop(node: &ClusterNode, view: &crate::wire::ClusterView, mut p: Proces
 }
 
 /// Starts a process of a build: a worker node of it, joining this agent's cluster with
-/// `cpus` CPUs. Its output goes to a file of the agent's directory.
+/// `cpus` CPUs, and the machine's GPUs (`CUDA_VISIBLE_DEVICES` as the agent has it) if
+/// `gpus`, else none. Its output goes to a file of the agent's directory.
 fn spawn(
     node: &ClusterNode,
     settings: &AgentSettings,
     path: &std::path::Path,
     build: &Build,
     cpus: f64,
+    gpus: bool,
 ) -> std::io::Result<Child> {
     let logs = settings.dir.join("logs");
     std::fs::create_dir_all(&logs)?;
@@ -255,7 +262,11 @@ fn spawn(
         .create(true)
         .append(true)
         .open(logs.join(format!("build-{}.log", build.id.short())))?;
-    Command::new(path)
+    let mut command = Command::new(path);
+    if !gpus {
+        command.env("CUDA_VISIBLE_DEVICES", "");
+    }
+    command
         .env(ENV_WORKER, "1")
         .env(ENV_ADDRESS, node.head.to_string())
         .env(ENV_JOIN_TOKEN, &settings.token)
