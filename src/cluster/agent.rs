@@ -116,9 +116,12 @@ pub(crate) async fn run(node: Arc<ClusterNode>, settings: AgentSettings, cache: 
                 }
             }
         }
+        // A process that has not taken its smaller share yet still holds its old one: start
+        // no other until it has.
+        let shared = processes.values().all(|p| p.told);
         for w in &wanted {
             let id = w.build.id;
-            if processes.contains_key(&id) || given_up.contains(&id) {
+            if processes.contains_key(&id) || given_up.contains(&id) || !shared {
                 continue;
             }
             let addresses: Vec<(NodeId, SocketAddr)> = w

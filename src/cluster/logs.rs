@@ -75,12 +75,29 @@ pub(crate) async fn deliver_before_result(node: &Arc<ClusterNode>, driver: NodeI
             return;
         }
         let count = lines.len() as u64;
-        let sent = send(node, driver, lines).await;
-        logs.sent(driver);
-        if let Err(why) = sent {
-            logs.undelivered.fetch_add(count, Ordering::Relaxed);
-            tracing::debug!(%driver, "{count} log lines did not reach their driver: {why}");
-            return;
+        let mut sent = send(node, driver, lines).await;
+        if let Err(Undelivered::Unknown(lines)) = sent {
+            // A driver that joined since this node's last view: look again.
+            node.refresh_view().await;
+            sent = send(node, driver, lines).await;
+        }
+        match sent {
+            Ok(()) => logs.sent(driver),
+            Err(Undelivered::Unknown(lines)) => {
+                // Still unknown: the flush waits for it, as for any line.
+                logs.put_back(vec![(driver, lines)]);
+                logs.sent(driver);
+                if logs.claim_flush() {
+                    actix_rt::spawn(flush(node.clone(), logs));
+                }
+                return;
+            }
+            Err(why) => {
+                logs.sent(driver);
+                logs.undelivered.fetch_add(count, Ordering::Relaxed);
+                tracing::debug!(%driver, "{count} log lines did not reach their driver: {why}");
+                return;
+            }
         }
     }
 }

@@ -83,6 +83,11 @@ impl NodeLogs {
         }
     }
 
+    /// Marks a flush as on its way unless one is; whether this call did (and so must run it).
+    pub fn claim_flush(&self) -> bool {
+        !std::mem::replace(&mut self.outbox().flushing, true)
+    }
+
     /// Whether lines for `driver` are on their way now.
     pub fn in_flight_to(&self, driver: NodeId) -> bool {
         self.outbox().in_flight.contains_key(&driver)
