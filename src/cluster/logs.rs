@@ -64,13 +64,17 @@ pub(crate) async fn deliver_before_result(node: &Arc<ClusterNode>, driver: NodeI
     let Some(logs) = crate::runtime::global::with_runtime(|rt| rt.logs.clone()) else {
         return;
     };
-    let deadline = Instant::now() + node.timeout;
-    while Instant::now() < deadline {
-        if logs.in_flight_to(driver) {
+    let mut deadline = None;
+    loop {
+        let Some(lines) = logs.take_for(driver) else {
+            // Lines on their way already: they go first (for a node timeout at most).
+            let until = *deadline.get_or_insert_with(|| Instant::now() + node.timeout);
+            if Instant::now() > until {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
             continue;
-        }
-        let lines = logs.take_for(driver);
+        };
         if lines.is_empty() {
             return;
         }

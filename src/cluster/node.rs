@@ -87,6 +87,8 @@ pub(crate) struct ClusterNode {
     /// when they were submitted (Unix µs), for the state API.
     pub(crate) awaiting_args: Mutex<HashMap<TaskId, (&'static str, u64)>>,
     pub(super) ids: Arc<IdMint>,
+    /// Tasks other nodes sent that run here now, by the id they run under.
+    running_remote: Mutex<std::collections::HashSet<TaskId>>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -243,6 +245,7 @@ pub(crate) async fn start(
         held: Mutex::default(),
         lineage: Mutex::default(),
         ids,
+        running_remote: Mutex::default(),
     });
     if let Some(expiry) = expiry_of(&identity.cert_der) {
         actix_rt::spawn(renew_certificate(node.clone(), expiry));
@@ -475,6 +478,7 @@ impl ClusterNode {
                     .len(),
             ),
             ("remote_actors", self.remote_actors.len()),
+            ("running_remote", self.running_remote(|r| r.len())),
             ("links", self.endpoint.link_count()),
             (
                 "awaiting_args",
@@ -511,6 +515,17 @@ impl ClusterNode {
             .map(|n| n.info.address);
         let address = listed.unwrap_or_else(|| self.info().address);
         (address, self.head_state.is_some())
+    }
+
+    /// The tasks other nodes sent that run here now.
+    pub(super) fn running_remote<R>(
+        &self,
+        f: impl FnOnce(&mut std::collections::HashSet<TaskId>) -> R,
+    ) -> R {
+        f(&mut self
+            .running_remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()))
     }
 
     /// How this node announced itself.

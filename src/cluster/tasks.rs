@@ -189,6 +189,12 @@ pub(crate) async fn serve(
                     }
                     Some(f) => {
                         let log_to = task.log_to;
+                        // It runs under the submitter's id; one sent again while it still
+                        // runs here (after a reconnect) under an id of this node's.
+                        if !node.running_remote(|r| r.insert(id)) {
+                            task.task = node.ids.task();
+                        }
+                        let runs_as = task.task;
                         // Submitted here, in the order the tasks arrived.
                         let outcome = (f.run_remote)(task, here);
                         let (done, node) = (done.clone(), node.clone());
@@ -202,6 +208,7 @@ pub(crate) async fn serve(
                                 }
                                 outcome => outcome,
                             };
+                            node.running_remote(|r| r.remove(&runs_as));
                             // What it printed reaches its driver before its result.
                             if log_to != here {
                                 super::logs::deliver_before_result(&node, log_to).await;

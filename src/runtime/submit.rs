@@ -110,9 +110,9 @@ pub fn submit<F: RemoteFunction>(
 }
 
 /// Submits a call of `F` that another node placed here: to this node's scheduler, with no
-/// second placement, under the submitter's task id (so that the id its errors name is the
-/// one this node lists and logs under), unless a task with that id is here already (the
-/// same task sent again after a reconnect): then under one of its own.
+/// second placement, under the task id given (the submitter's, so that the id its errors
+/// name is the one this node lists and logs under; the cluster gives one of this node's
+/// own when a task with that id runs here already).
 pub(crate) fn submit_here<F: RemoteFunction>(
     task: TaskId,
     options: Arc<ResolvedOptions>,
@@ -120,11 +120,6 @@ pub(crate) fn submit_here<F: RemoteFunction>(
     log_to: NodeId,
 ) -> ObjectRef<F::Output> {
     global::with_runtime(|rt| {
-        let task = if rt.scheduler.has_task(task) {
-            rt.ids.task()
-        } else {
-            task
-        };
         let call = begin_as::<F::Output>(task, &rt.ids, &rt.store, F::descriptor().id);
         enqueue::<F>(rt, call, options, args, log_to)
     })

@@ -358,11 +358,6 @@ impl<T: QueuedTask, H: Clone> SchedState<T, H> {
         self.apply(decisions, now, out);
     }
 
-    /// Whether a task with this id is here now (waiting or running).
-    pub fn has_task(&self, task: TaskId) -> bool {
-        self.tasks.contains_key(&task)
-    }
-
     /// The node's resources.
     pub fn resources(&self) -> &super::resources::NodeResources {
         self.queue.resources()

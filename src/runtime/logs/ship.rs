@@ -60,16 +60,20 @@ impl NodeLogs {
         Some(batch)
     }
 
-    /// What gathered for one driver's terminal, taken to be sent now (see [`sent`]).
+    /// What gathered for one driver's terminal, taken to be sent now (see [`sent`]); `None`
+    /// while lines for it are on their way already (wait for them first).
     ///
     /// [`sent`]: Self::sent
-    pub fn take_for(&self, driver: NodeId) -> Vec<LogLine> {
+    pub fn take_for(&self, driver: NodeId) -> Option<Vec<LogLine>> {
         let mut out = self.outbox();
+        if out.in_flight.contains_key(&driver) {
+            return None;
+        }
         let lines = out.pending.remove(&driver).unwrap_or_default();
         if !lines.is_empty() {
             *out.in_flight.entry(driver).or_default() += 1;
         }
-        lines
+        Some(lines)
     }
 
     /// A batch taken for `driver` was sent, put back or given up.
@@ -86,11 +90,6 @@ impl NodeLogs {
     /// Marks a flush as on its way unless one is; whether this call did (and so must run it).
     pub fn claim_flush(&self) -> bool {
         !std::mem::replace(&mut self.outbox().flushing, true)
-    }
-
-    /// Whether lines for `driver` are on their way now.
-    pub fn in_flight_to(&self, driver: NodeId) -> bool {
-        self.outbox().in_flight.contains_key(&driver)
     }
 
     /// Lines that could not go yet, back in front of what came since, in order.

@@ -198,11 +198,6 @@ impl Scheduler {
         self.act(out, false);
     }
 
-    /// Whether a task with this id is here now (waiting or running).
-    pub fn has_task(&self, task: TaskId) -> bool {
-        self.lock().has_task(task)
-    }
-
     /// What the node has free now, by name.
     pub fn available(&self) -> Vec<(String, f64)> {
         self.lock().resources().available()
