@@ -16,6 +16,22 @@ pub fn whoami(i: u64) -> (u64, u32, String) {
     (i * i, std::process::id(), node.unwrap_or_default())
 }
 
+/// An actor whose method prints a line, which the driver shows before the call's result.
+#[mobula::actor]
+pub struct Echo;
+
+#[mobula::actor]
+impl Echo {
+    pub fn new() -> Self {
+        Echo
+    }
+
+    pub fn say(&self, what: String) -> usize {
+        mobula::println!("actor says {what}");
+        what.len()
+    }
+}
+
 /// A task that prints a line and fails.
 #[mobula::remote(max_retries = 0)]
 pub fn fails_loudly() -> Result<u64, String> {
@@ -50,6 +66,9 @@ pub fn main(tag: &str, own: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Res
         "wrong squares {squares:?}"
     );
     let own = own()?;
+    let echo = Echo::remote()?;
+    anyhow::ensure!(echo.say("hello".to_string()).get()? == 5);
+    println!("ECHO_DONE");
     if std::env::var_os("PROBE_FAIL").is_some() {
         match fails_loudly.remote().get() {
             Err(mobula::GetError::Task(e)) => println!("FAILED_TASK id={}", e.task_id),

@@ -94,9 +94,12 @@ pub(crate) async fn serve(
                 let seq = call.seq;
                 match hosted.call(&call.method, &call.args) {
                     Ok(reply) => {
-                        let done = done.clone();
+                        let (done, node) = (done.clone(), node.clone());
                         actix_rt::spawn(async move {
-                            let _ = done.send((seq, reply.await));
+                            let outcome = reply.await;
+                            // What the actor printed for the caller reaches it first.
+                            crate::cluster::logs::deliver_before_result(&node, from).await;
+                            let _ = done.send((seq, outcome));
                         });
                     }
                     Err(why) => {
