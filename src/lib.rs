@@ -72,6 +72,7 @@ pub use runtime::actor::handle::ActorHandle;
 pub use runtime::args::{Arg, Gathered, IntoArg, RefItem, gather};
 pub use runtime::object_ref::{GetFuture, ObjectRef};
 pub use runtime::registry;
+pub use runtime::split::Split;
 
 /// Makes a function remote. See the [crate documentation](crate) and [`TaskOptions`] for
 /// the options it takes: `#[mobula::remote(num_cpus = 2, max_retries = 0)]`.
@@ -80,6 +81,9 @@ pub use runtime::registry;
 /// - `name.remote(args...) -> ObjectRef<R>` (each argument a value, an `ObjectRef` or a
 ///   `&ObjectRef` of the parameter's type; for `-> Result<T, E>`, an `ObjectRef<T>` whose get
 ///   returns the error);
+/// - with `num_returns = N` (2 to 6) on a function returning an N-tuple (or a `Result` of
+///   one), `name.remote(args...)` returns a tuple of N refs, one per element (Ray's
+///   `num_returns`); [`Split::split`] does the same for any ref to a tuple;
 /// - `name.options()`, a [`TaskBuilder`] for per-call options;
 /// - `name.call(args...)`, the original body as a plain Rust call on the current thread.
 ///

@@ -63,6 +63,20 @@ fn tasks_spread_over_in_process_nodes_and_run_on_the_node_they_were_sent_to() {
     }
 }
 
+#[mobula::remote(num_returns = 2)]
+fn square_and_node(x: u64) -> (u64, NodeId) {
+    (x * x, mobula::context().node_id().unwrap())
+}
+
+#[test]
+fn num_returns_refs_of_a_task_on_another_node_are_ready_here() {
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(2);
+    let (square, node) = square_and_node.remote(12);
+    assert_eq!(square.get().unwrap(), 144);
+    assert!(workers.contains(&node.get().unwrap()), "it ran on a worker");
+}
+
 #[test]
 fn an_actor_on_one_node_is_called_from_a_task_on_another() {
     let _turn = turn();

@@ -501,3 +501,42 @@ fn gathered_refs_are_resolved_into_one_vec_argument() {
         "a failed ref fails the task"
     );
 }
+
+#[mobula::remote(num_returns = 3)]
+fn three_ways(x: u64) -> (u64, String, Vec<u64>) {
+    (x * x, x.to_string(), vec![x; 2])
+}
+
+#[mobula::remote(num_returns = 2, max_retries = 0)]
+fn pair_or_fail(fail: bool) -> Result<(u64, u64), String> {
+    if fail {
+        Err("no pair".into())
+    } else {
+        Ok((1, 2))
+    }
+}
+
+#[test]
+fn num_returns_gives_a_ref_per_element_each_usable_alone() {
+    let _node = start(Config::default().num_cpus(2));
+    let (sq, text, list) = three_ways.remote(7);
+    // Each ref is its own object: got, waited on and dropped apart from the others.
+    assert_eq!(text.get().unwrap(), "7");
+    drop(list);
+    let (ready, _) = mobula::wait(std::slice::from_ref(&sq), 1, None).unwrap();
+    assert_eq!(ready.len(), 1);
+    assert_eq!(sq.get().unwrap(), 49);
+    // A ref per element passes on to another task like any ref.
+    assert_eq!(add.remote(&sq, 1).get().unwrap(), 50);
+    // The options builder gives the tuple's ref; `split` makes the refs.
+    let (a, b) = mobula::Split::split(pair_or_fail.options().remote(false));
+    assert_eq!((a.get().unwrap(), b.get().unwrap()), (1, 2));
+    // A failed task fails every one of them with its error.
+    let (a, b) = pair_or_fail.remote(true);
+    for r in [a, b] {
+        match r.get() {
+            Err(GetError::Task(e)) => assert!(e.message.contains("no pair"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

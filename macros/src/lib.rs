@@ -30,7 +30,7 @@ pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    let option_calls = parse_options(attr)?;
+    let (option_calls, num_returns) = parse_options(attr)?;
     let func: ItemFn = syn::parse2(item)?;
     let sig = &func.sig;
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
@@ -146,6 +146,39 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         }
     };
 
+    let submit = quote! {
+        ::mobula::__private::submit::<Self>(
+            ::core::option::Option::None,
+            (#(#into_args,)*),
+        )
+    };
+    let remote_fn = match num_returns {
+        None => quote! {
+            /// Runs this function as a task; returns a ref to its result at once.
+            #vis fn remote(&self, #(#remote_params),*) -> ::mobula::ObjectRef<#output> {
+                #submit
+            }
+        },
+        Some((n, span)) => {
+            if let Some(elems) = tuple_len(&output)
+                && elems != n
+            {
+                return Err(syn::Error::new(
+                    span,
+                    format!("num_returns = {n}, but the function returns a tuple of {elems}"),
+                ));
+            }
+            quote! {
+                /// Runs this function as a task; returns a ref per element of its tuple at
+                /// once (`num_returns`).
+                #vis fn remote(&self, #(#remote_params),*)
+                    -> <::mobula::ObjectRef<#output> as ::mobula::Split>::Refs {
+                    ::mobula::Split::split(#submit)
+                }
+            }
+        }
+    };
+
     let name_str = name.to_string();
     let call_inputs = &sig.inputs;
     let call_output = &sig.output;
@@ -160,13 +193,7 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
 
         #[allow(dead_code, clippy::too_many_arguments)]
         impl #name {
-            /// Runs this function as a task; returns a ref to its result at once.
-            #vis fn remote(&self, #(#remote_params),*) -> ::mobula::ObjectRef<#output> {
-                ::mobula::__private::submit::<Self>(
-                    ::core::option::Option::None,
-                    (#(#into_args,)*),
-                )
-            }
+            #remote_fn
 
             /// Options for one call: `.options().num_cpus(2).remote(...)`.
             #vis fn options(&self) -> ::mobula::TaskBuilder<Self, (#(#param_types,)*)> {
@@ -212,6 +239,14 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         }
 
     })
+}
+
+/// How many elements a tuple type written out has, if `ty` is one.
+fn tuple_len(ty: &TokenStream2) -> Option<usize> {
+    match syn::parse2::<Type>(ty.clone()).ok()? {
+        Type::Tuple(t) => Some(t.elems.len()),
+        _ => None,
+    }
 }
 
 /// The type stored for a borrowed parameter: `&T` borrows a `T`, `&[T]` a `Vec<T>`, `&str`
@@ -294,11 +329,17 @@ fn expand_main(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStrea
     Ok(quote::quote!(#f))
 }
 
-const KEYS: &str = "num_cpus, num_gpus, max_retries, retry_exceptions, name, resources(...)";
+const KEYS: &str =
+    "num_cpus, num_gpus, max_retries, retry_exceptions, name, num_returns, resources(...)";
 
-fn parse_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {
+/// The builder calls of a remote function's options, and its `num_returns` (with the
+/// literal's span) if given.
+type RemoteOptions = (Vec<TokenStream2>, Option<(usize, Span)>);
+
+fn parse_options(attr: TokenStream2) -> syn::Result<RemoteOptions> {
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     let mut calls = Vec::new();
+    let mut num_returns = None;
     for meta in metas {
         let key = meta
             .path()
@@ -323,6 +364,23 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {
                 let b = bool_literal(&nv.value, &key)?;
                 calls.push(quote!(.retry_exceptions(#b)));
             }
+            ("num_returns", Meta::NameValue(nv)) => {
+                let n = match &nv.value {
+                    Expr::Lit(syn::ExprLit {
+                        lit: Lit::Int(i), ..
+                    }) => i.base10_parse::<usize>().ok(),
+                    _ => None,
+                };
+                match n {
+                    Some(n @ 2..=6) => num_returns = Some((n, nv.value.span())),
+                    _ => {
+                        return Err(syn::Error::new(
+                            nv.value.span(),
+                            "num_returns must be a whole number from 2 to 6 (the function returns a tuple of that many values)",
+                        ));
+                    }
+                }
+            }
             ("name", Meta::NameValue(nv)) => {
                 let Expr::Lit(syn::ExprLit {
                     lit: Lit::Str(s), ..
@@ -340,7 +398,7 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Vec<TokenStream2>> {
             }
         }
     }
-    Ok(calls)
+    Ok((calls, num_returns))
 }
 
 /// The options both attributes take the same way: `num_cpus`, `num_gpus`, `resources(...)`.

@@ -6,7 +6,8 @@
 //!   stored result; [`task_threads`]: the threads that run blocking task bodies.
 //! - [`actor`]: user actors: handles, cores, hosts, the directory; [`actor_threads`]: the
 //!   threads that run blocking actor calls and constructors.
-//! - [`object_ref`], [`args`]: typed refs and call arguments.
+//! - [`object_ref`], [`args`], [`split`]: typed refs, call arguments, and a tuple's ref
+//!   split into a ref per element (`num_returns`).
 //! - [`hosted`], [`registry`]: work other nodes send here, and the functions it names.
 //! - [`cluster_port`]: what the runtime needs from the cluster layer above it.
 //! - [`logs`]: task logs on this node; [`clock`]: the node's clock for task times.
@@ -25,6 +26,7 @@ pub(crate) mod object_ref;
 pub(crate) mod panic;
 pub mod registry;
 pub(crate) mod scheduler;
+pub(crate) mod split;
 pub(crate) mod start;
 pub(crate) mod submit;
 pub(crate) mod task_actor;
