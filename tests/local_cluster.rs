@@ -596,3 +596,27 @@ fn a_broken_link_alone_neither_restarts_an_actor_nor_bars_its_node() {
         spread_squares(8).iter().any(|(_, node)| *node == host)
     });
 }
+
+#[test]
+fn work_no_node_can_take_yet_waits_for_one_then_fails_saying_what_it_waited_for() {
+    let _turn = turn();
+    let worker = || Config::default().num_cpus(2);
+    let (mut cluster, _, _driver) =
+        common::local_cluster(Config::default().num_cpus(0), worker, 0, |c| {
+            c.placement_timeout(Duration::from_secs(2))
+        });
+    // No node runs tasks: the task waits, then fails naming what it waited for.
+    let (lonely, _) = square_and_node.remote(3);
+    match lonely.get() {
+        Err(GetError::Unschedulable { reason, .. }) => {
+            assert!(reason.contains("waited"), "{reason}");
+            assert!(reason.contains("no live node runs build"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A task submitted before a node joins waits for it and runs there.
+    let (square, node) = square_and_node.remote(4);
+    let joined = cluster.add_node(worker()).unwrap();
+    assert_eq!(square.get().unwrap(), 16);
+    assert_eq!(node.get().unwrap(), joined);
+}

@@ -47,6 +47,7 @@ struct ClusterSettings {
     node_timeout: Option<Duration>,
     certificate_lifetime: Option<Duration>,
     placement_timeout: Option<Duration>,
+    build_cache_limit: Option<u64>,
     /// Joins as a worker node rather than a driver (the role its certificate carries).
     worker: bool,
     /// Runs as a node agent (the CLI's `mobula start`): no task here, processes of the
@@ -200,6 +201,24 @@ impl Config {
         self
     }
 
+    /// How long a task or actor that no live node of the cluster can take yet waits for one
+    /// (nodes still joining, an agent still starting this build) before it fails with
+    /// `Unschedulable`, saying what it waited for (default 60 s). It warns once as it starts
+    /// waiting. Work that no node could ever take (it asks for more than any node has) fails
+    /// at once.
+    pub fn placement_timeout(mut self, timeout: Duration) -> Self {
+        self.cluster.placement_timeout = Some(timeout);
+        self
+    }
+
+    /// On a node agent (`mobula start --address`): the most bytes of builds it keeps in its
+    /// cache (the cluster directory's `builds/`) beyond those it runs, the least recently
+    /// used evicted first (default 4 GiB).
+    pub fn build_cache_limit(mut self, bytes: u64) -> Self {
+        self.cluster.build_cache_limit = Some(bytes);
+        self
+    }
+
     /// Joins as a worker node (its certificate says so) rather than as a driver.
     pub(crate) fn joining_as_worker(mut self) -> Self {
         self.cluster.worker = true;
@@ -295,6 +314,7 @@ impl Config {
             member: if c.worker { Role::Node } else { Role::Driver },
             agent: c.agent,
             placement_timeout: c.placement_timeout.unwrap_or(Duration::from_secs(60)),
+            build_cache_limit: c.build_cache_limit.unwrap_or(4 << 30),
             job: match env(crate::node::ENV_JOB_ID) {
                 None => None,
                 Some(id) => Some(id.parse().map_err(|e: String| {

@@ -63,6 +63,8 @@ pub(crate) struct ClusterConfig {
     pub placement_timeout: Duration,
     /// For a driver the head started (`mobula job submit`): its job.
     pub job: Option<super::jobs::JobId>,
+    /// The most bytes of builds this node keeps beyond those it runs.
+    pub build_cache_limit: u64,
 }
 
 /// A configuration checked and completed with the machine's values.

@@ -36,9 +36,6 @@ use crate::transport::link::{self, LinkError};
 use crate::transport::tls;
 use crate::wire::{ClusterView, Message, NodeInfo, TaskOutcome};
 
-/// The most bytes of builds fetched from peers a node keeps (beyond what runs now).
-pub(crate) const BUILD_CACHE_LIMIT: u64 = 4 << 30;
-
 /// The largest value (argument or result) accepted from another node.
 pub(crate) const VALUE_LIMIT: u64 = 64 << 30;
 
@@ -217,7 +214,7 @@ pub(crate) async fn start(
     };
     let cache = Arc::new(BuildCache::new(
         dir.path().join("builds"),
-        BUILD_CACHE_LIMIT,
+        config.build_cache_limit,
     ));
     let node = Arc::new(ClusterNode {
         node_id,

@@ -15,6 +15,7 @@ pub struct Options {
     pub token: Option<String>,
     pub ca_fingerprint: Option<String>,
     pub num_cpus: Option<f64>,
+    pub build_cache_limit: Option<u64>,
     pub dir: Option<PathBuf>,
     pub dashboard: Option<String>,
     pub no_dashboard: bool,
@@ -50,6 +51,13 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--block" => o.block = true,
             "--listen" => {
                 o.listen = Some(value(i)?);
+                i += 1;
+            }
+            "--build-cache-limit" => {
+                let v = value(i)?;
+                o.build_cache_limit = Some(bytes_of(&v).ok_or_else(|| {
+                    format!("--build-cache-limit takes a size (4G, 500M, bytes), not {v:?}")
+                })?);
                 i += 1;
             }
             "--address" => {
@@ -114,6 +122,24 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
+/// A size written as bytes or with a K, M, G or T suffix (powers of 1024).
+fn bytes_of(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        'T' => 40,
+        _ => return None,
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
 /// The file, beside the default cluster directory, naming the directory `mobula start` was
 /// last given (so that later commands find it without `--dir`).
 fn remembered() -> PathBuf {
@@ -151,4 +177,18 @@ pub fn remember(dir: &std::path::Path) {
         let _ = std::fs::create_dir_all(parent);
     }
     let _ = std::fs::write(path, dir.to_string_lossy().as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_with_their_suffix() {
+        assert_eq!(bytes_of("4G"), Some(4 << 30));
+        assert_eq!(bytes_of("500m"), Some(500 << 20));
+        assert_eq!(bytes_of("1024"), Some(1024));
+        assert_eq!(bytes_of("x"), None);
+        assert_eq!(bytes_of("3Q"), None);
+    }
 }

@@ -73,6 +73,9 @@ fn agent_config(o: &Options) -> Config {
     if let Some(n) = o.num_cpus {
         config = config.num_cpus(n);
     }
+    if let Some(bytes) = o.build_cache_limit {
+        config = config.build_cache_limit(bytes);
+    }
     if let Some(token) = &o.token {
         config = config.join_token(token.clone());
     }
@@ -110,6 +113,9 @@ pub fn agent_in_background(o: &Options) -> Result<(), String> {
     }
     if let Some(n) = o.num_cpus {
         cmd.arg("--num-cpus").arg(n.to_string());
+    }
+    if let Some(bytes) = o.build_cache_limit {
+        cmd.arg("--build-cache-limit").arg(bytes.to_string());
     }
     let joined = |printed: &str| {
         let line = printed.lines().find(|l| l.starts_with("mobula: joined"));

@@ -37,11 +37,12 @@ const HELP: &[(&str, &str)] = &[
                   skipped with a warning when that port is busy); --no-dashboard: none;
                   --dashboard-https: over HTTPS, under the cluster CA (ca.pem in DIR)
   mobula start --address HEAD:PORT [--token TOKEN] [--ca-fingerprint sha256:...]
-               [--num-cpus N] [--listen HOST:PORT] [--dir DIR] [--block]
+               [--num-cpus N] [--build-cache-limit SIZE] [--listen HOST:PORT] [--dir DIR]
+               [--block]
       Starts a node that joins the head at HEAD:PORT (in the background unless --block). It
       holds no code of yours: it fetches each driver's build (once, by hash; kept in
-      DIR/builds) and runs it, sharing the machine's CPUs (--num-cpus, default all) between
-      the builds that run. The token and fingerprint come from the flags, else
+      DIR/builds, at most SIZE of builds not running, default 4G) and runs it, sharing the
+      machine's CPUs (--num-cpus, default all) between the builds that run. The token and fingerprint come from the flags, else
       $MOBULA_JOIN_TOKEN and $MOBULA_CA_FINGERPRINT, else DIR (on the head's machine).",
     ),
     (
