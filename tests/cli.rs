@@ -41,6 +41,14 @@ fn start_a_head_join_a_worker_with_the_printed_command_look_and_stop() {
     let dir = std::env::temp_dir().join(format!("mobula-cli-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let d = dir.to_str().unwrap();
+    // If an assertion fails, the head still stops (it runs in the background).
+    struct StopOnDrop(String);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            let _ = mobula(&["stop", "--dir", &self.0]);
+        }
+    }
+    let _stop = StopOnDrop(d.to_string());
 
     let started = mobula(&["start", "--head", "--listen", "127.0.0.1:0", "--dir", d]);
     let printed = text(&started);
