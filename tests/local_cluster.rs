@@ -313,20 +313,7 @@ fn a_removed_node_leaves_and_its_work_goes_elsewhere() {
             .iter()
             .any(|n| n.info.node_id == workers[1] && !n.alive)
     });
-    let refs: Vec<_> = (0..10)
-        .map(|i| {
-            where_am_i
-                .options()
-                .scheduling_strategy(SchedulingStrategy::Spread)
-                .remote(i)
-        })
-        .collect();
-    assert!(
-        mobula::get_all(&refs)
-            .unwrap()
-            .iter()
-            .all(|r| r.1 == workers[0])
-    );
+    assert!(spread_squares(10).iter().all(|r| r.1 == workers[0]));
 }
 
 /// Reports its node for 5 steps.

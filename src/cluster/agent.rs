@@ -61,6 +61,8 @@ pub(crate) async fn run(node: Arc<ClusterNode>, settings: AgentSettings, cache: 
     let mut refused: HashSet<BuildId> = HashSet::new();
     // When each build's process was started lately, to stop restarting one that keeps exiting.
     let mut starts: HashMap<BuildId, Vec<Instant>> = HashMap::new();
+    // What ran when the cache was last trimmed.
+    let mut last_running: HashSet<BuildId> = HashSet::new();
     let mut ticks = tokio::time::interval(period);
     while !node.stopping.load(Ordering::Acquire) {
         ticks.tick().await;
@@ -71,14 +73,14 @@ pub(crate) async fn run(node: Arc<ClusterNode>, settings: AgentSettings, cache: 
                 tracing::warn!(%driver, "not starting a process: {why}");
             }
         }
-        // Processes that ended on their own.
-        for (id, p) in processes.iter_mut() {
-            if let Ok(Some(status)) = p.child.try_wait() {
+        // Processes that ended on their own (started again below while their build is wanted).
+        processes.retain(|id, p| match p.child.try_wait() {
+            Ok(Some(status)) => {
                 tracing::warn!(build = %id, "the process of build {id} exited ({status})");
-                p.told = false;
+                false
             }
-        }
-        processes.retain(|_, p| !matches!(p.child.try_wait(), Ok(Some(_))));
+            _ => true,
+        });
         // Builds no live driver offers any more.
         let wanted_ids: Vec<BuildId> = wanted.iter().map(|w| w.build.id).collect();
         let unwanted: Vec<BuildId> = processes
@@ -172,8 +174,13 @@ pub(crate) async fn run(node: Arc<ClusterNode>, settings: AgentSettings, cache: 
                 }
             }
         }
-        let in_use: Vec<BuildId> = processes.keys().copied().collect();
-        cache.evict(&in_use);
+        // The cache changes only when a build is fetched; what runs, when a process stops.
+        let running_now: HashSet<BuildId> = processes.keys().copied().collect();
+        if running_now != last_running {
+            let in_use: Vec<BuildId> = running_now.iter().copied().collect();
+            cache.evict(&in_use);
+            last_running = running_now;
+        }
     }
     let view = node.view();
     for (_, p) in processes.drain() {
