@@ -70,9 +70,18 @@ pub use base::scheduling::placement::SchedulingStrategy;
 pub use base::value::Value;
 pub use runtime::actor::handle::ActorHandle;
 pub use runtime::args::{Arg, Gathered, IntoArg, RefItem, gather};
+pub use runtime::generator::ObjectRefGenerator;
 pub use runtime::object_ref::{GetFuture, ObjectRef};
 pub use runtime::registry;
 pub use runtime::split::Split;
+
+/// Streaming generators: a remote function or actor method that yields (returns
+/// `impl Iterator<Item = T>`, or an `async fn` returning `impl Stream<Item = T>`) gives an
+/// [`ObjectRefGenerator`] at once, with a ref per item as each is made.
+pub mod generator {
+    pub use crate::base::generator::DEFAULT_WINDOW;
+    pub use crate::runtime::generator::{ObjectRefGenerator, RefStream};
+}
 
 /// Makes a function remote. See the [crate documentation](crate) and [`TaskOptions`] for
 /// the options it takes: `#[mobula::remote(num_cpus = 2, max_retries = 0)]`.
@@ -229,25 +238,29 @@ impl Drop for InitGuard {
 /// What most programs need: `use mobula::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ActorHandle, ActorOptions, Config, GetError, InitGuard, ObjectRef, TaskOptions, Value,
-        actor, cancel, context, get_actor, get_all, kill, put, remote, wait,
+        ActorHandle, ActorOptions, Config, GetError, InitGuard, ObjectRef, ObjectRefGenerator,
+        TaskOptions, Value, actor, cancel, context, get_actor, get_all, kill, put, remote, wait,
     };
     pub use std::time::Duration;
 }
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::api::function::Streaming;
     pub use crate::base::args::{ArgList, Params};
     pub use crate::base::function::{
         AppError, Body, Fallible, FunctionDescriptor, FunctionKind, RemoteFunction,
     };
+    pub use crate::base::generator::Sink;
     pub use crate::runtime::actor::call::Invoke;
     pub use crate::runtime::actor::handle::{ActorClass, ActorConstructor};
     pub use crate::runtime::args::Resolved;
+    pub use crate::runtime::generator::{Yielder, drive_iter, drive_iter_async, drive_stream};
     pub use crate::runtime::hosted::run_remote;
     pub use crate::runtime::hosted::{ActorMethods, CallReply, open_hosted, serve_call};
     pub use crate::runtime::registry::{RegisteredActor, RegisteredFunction, call_here};
-    pub use crate::runtime::submit::submit;
+    pub use crate::runtime::submit::{call_generator, submit, submit_generator};
+    pub use futures::StreamExt;
     pub use futures::executor::block_on;
     pub use inventory;
     pub use serde;

@@ -22,7 +22,7 @@ pub use crate::base::role::Role;
 pub use crate::base::scheduling::placement::MAX_SPILL_HOPS;
 
 /// The protocol version this build speaks. A peer with another version is refused.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 
 /// The largest frame accepted, length prefix excluded.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -417,6 +417,18 @@ pub enum Message {
         /// The lines, oldest first.
         lines: Vec<crate::base::log_line::LogLine>,
     },
+    /// To the node that consumes a streaming generator: its item `index`, `len` bytes
+    /// encoded by the object codec, following the frame on its stream. Answered with
+    /// [`Message::Ack`] once the item fits in the generator's window (so the answer is the
+    /// producer's back-pressure), or refused when the generator is gone.
+    GeneratorItem {
+        /// The generator's id on the receiving node.
+        generator: ObjectId,
+        /// The item's place in the sequence, from 0.
+        index: u64,
+        /// The encoded item's length.
+        len: u64,
+    },
 }
 
 impl Message {
@@ -469,6 +481,7 @@ impl Message {
             Message::NodeState(_) => "NodeState",
             Message::StateReports { .. } => "StateReports",
             Message::Logs { .. } => "Logs",
+            Message::GeneratorItem { .. } => "GeneratorItem",
         }
     }
 }
@@ -673,6 +686,11 @@ mod tests {
             },
             Message::StopJob(JobId(3)),
             Message::Logs { lines: Vec::new() },
+            Message::GeneratorItem {
+                generator: ObjectId::from_parts(3, 4),
+                index: 7,
+                len: 9,
+            },
             Message::Status,
             Message::Shutdown { reason: "r".into() },
             Message::Ack,

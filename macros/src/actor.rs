@@ -12,7 +12,7 @@ use syn::{
     Visibility,
 };
 
-use crate::{bool_literal, fallible_ok, is_integer, resource_option, stored_type};
+use crate::{Yields, bool_literal, fallible_ok, is_integer, resource_option, stored_type, yielded};
 
 pub(crate) fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     match syn::parse2::<Item>(item)? {
@@ -335,36 +335,77 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
         } else {
             sig.span()
         };
-        let p = params(sig.inputs.iter().skip(1), span)?;
+        let mut p = params(sig.inputs.iter().skip(1), span)?;
+        let is_async = sig.asyncness.is_some();
+        let yields = match &sig.output {
+            ReturnType::Type(_, ty) => yielded(ty, is_async)?,
+            ReturnType::Default => None,
+        };
+        let user_into = p.into_args.clone();
+        if yields.is_some() {
+            p.types.push(syn::parse_quote!(::mobula::__private::Sink));
+            p.names.push(format_ident!("__mobula_sink"));
+        }
         let (remote, into, types, names, call) =
-            (&p.remote, &p.into_args, &p.types, &p.names, &p.call_args);
-        let (output, convert) = match &sig.output {
-            ReturnType::Default => (quote!(()), quote!(::core::result::Result::Ok)),
-            ReturnType::Type(_, ty) => match fallible_ok(ty) {
+            (&p.remote, &user_into, &p.types, &p.names, &p.call_args);
+        let (output, convert) = match (&sig.output, &yields) {
+            (_, Some(_)) => (quote!(u64), quote!(::core::result::Result::Ok)),
+            (ReturnType::Default, None) => (quote!(()), quote!(::core::result::Result::Ok)),
+            (ReturnType::Type(_, ty), None) => match fallible_ok(ty) {
                 Some(ok) => (ok, quote!(::mobula::__private::Fallible::into_result)),
                 None => (quote!(#ty), quote!(::core::result::Result::Ok)),
             },
         };
         let mutable =
             matches!(sig.inputs.first(), Some(FnArg::Receiver(r)) if r.mutability.is_some());
-        let invoke = match (sig.asyncness.is_some(), mutable) {
+        // What the body's value becomes: for a method that yields, its items driven to the
+        // caller (the count of items is the call's result).
+        let body = |value: TokenStream2| match &yields {
+            None => quote!(#convert(#value)),
+            Some(y) => {
+                let item_convert = &y.convert;
+                match (&y.kind, is_async) {
+                    (Yields::Iterator, false) => quote! {
+                        ::mobula::__private::drive_iter(
+                            __mobula_sink.into_owned(),
+                            ::core::iter::IntoIterator::into_iter(#value).map(#item_convert),
+                        )
+                    },
+                    (Yields::Iterator, true) => quote! {
+                        ::mobula::__private::drive_iter_async(
+                            __mobula_sink.into_owned(),
+                            ::core::iter::IntoIterator::into_iter(#value).map(#item_convert),
+                        ).await
+                    },
+                    (Yields::Stream, _) => quote! {
+                        ::mobula::__private::drive_stream(
+                            __mobula_sink.into_owned(),
+                            ::mobula::__private::StreamExt::map(#value, #item_convert),
+                        ).await
+                    },
+                }
+            }
+        };
+        let sync_body = body(quote!(this.#m(#(#call),*)));
+        let async_body = body(quote!(this.#m(#(#call),*).await));
+        let invoke = match (is_async, mutable) {
             (false, true) => quote! {
                 ::mobula::__private::Invoke::Exclusive(|this, args| {
                     let (#(#names,)*) = args;
-                    #convert(this.#m(#(#call),*))
+                    #sync_body
                 })
             },
             (false, false) => quote! {
                 ::mobula::__private::Invoke::Shared(|this, args| {
                     let (#(#names,)*) = args;
-                    #convert(this.#m(#(#call),*))
+                    #sync_body
                 })
             },
             (true, true) => quote! {
                 ::mobula::__private::Invoke::AsyncExclusive(|mut this, args| {
                     ::std::boxed::Box::pin(async move {
                         let (#(#names,)*) = args;
-                        #convert(this.#m(#(#call),*).await)
+                        #async_body
                     })
                 })
             },
@@ -372,7 +413,7 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
                 ::mobula::__private::Invoke::AsyncShared(|this, args| {
                     ::std::boxed::Box::pin(async move {
                         let (#(#names,)*) = args;
-                        #convert(this.#m(#(#call),*).await)
+                        #async_body
                     })
                 })
             },
@@ -383,11 +424,29 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
         dispatch_arms.push(quote_spanned! {span=>
             #label => ::mobula::__private::serve_call::<Self, (#(#types,)*), #output>(handle, #label, #invoke, args),
         });
-        handle_methods.push(quote_spanned! {span=>
-            #(#docs)*
-            #[allow(clippy::too_many_arguments, clippy::unused_unit, unused_variables)]
-            #vis fn #m(&self, #(#remote),*) -> ::mobula::ObjectRef<#output> {
-                self.0.__call::<(#(#types,)*), #output>(#label, #invoke, (#(#into,)*))
+        handle_methods.push(match &yields {
+            None => quote_spanned! {span=>
+                #(#docs)*
+                #[allow(clippy::too_many_arguments, clippy::unused_unit, unused_variables)]
+                #vis fn #m(&self, #(#remote),*) -> ::mobula::ObjectRef<#output> {
+                    self.0.__call::<(#(#types,)*), #output>(#label, #invoke, (#(#into,)*))
+                }
+            },
+            Some(y) => {
+                let item = &y.item;
+                quote_spanned! {span=>
+                    #(#docs)*
+                    #[allow(clippy::too_many_arguments, clippy::unused_unit, unused_variables)]
+                    #vis fn #m(&self, #(#remote),*) -> ::mobula::ObjectRefGenerator<#item> {
+                        ::mobula::__private::call_generator::<#item>(#label, |__mobula_sink| {
+                            self.0.__call::<(#(#types,)*), u64>(
+                                #label,
+                                #invoke,
+                                (#(#into,)* ::mobula::IntoArg::into_arg(__mobula_sink),),
+                            )
+                        })
+                    }
+                }
             }
         });
     }

@@ -107,13 +107,32 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         arg_names.push(arg);
     }
 
-    let (output, convert) = match &sig.output {
-        ReturnType::Default => (quote!(()), quote!(::core::result::Result::Ok)),
-        ReturnType::Type(_, ty) => match fallible_ok(ty) {
+    let yields = match &sig.output {
+        ReturnType::Type(_, ty) => yielded(ty, is_async)?,
+        ReturnType::Default => None,
+    };
+    if yields.is_some()
+        && let Some((_, span)) = num_returns
+    {
+        return Err(syn::Error::new(
+            span,
+            "num_returns and a function that yields do not go together: a generator gives a ref per item already",
+        ));
+    }
+    let (output, convert) = match (&sig.output, &yields) {
+        (_, Some(_)) => (quote!(u64), quote!(::core::result::Result::Ok)),
+        (ReturnType::Default, None) => (quote!(()), quote!(::core::result::Result::Ok)),
+        (ReturnType::Type(_, ty), None) => match fallible_ok(ty) {
             Some(ok) => (ok, quote!(::mobula::__private::Fallible::into_result)),
             None => (quote!(#ty), quote!(::core::result::Result::Ok)),
         },
     };
+    let mut param_types = param_types;
+    let mut arg_names = arg_names;
+    if yields.is_some() {
+        param_types.push(syn::parse_quote!(::mobula::__private::Sink));
+        arg_names.push(format_ident!("__mobula_sink"));
+    }
     let output_span = match &sig.output {
         ReturnType::Default => Span::call_site(),
         ReturnType::Type(_, ty) => ty.span(),
@@ -132,7 +151,35 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
     } else {
         quote!(Blocking)
     };
-    let invoke_body = if is_async {
+    let invoke_body = if let Some(y) = &yields {
+        let item_convert = &y.convert;
+        let items = quote!(#name.call(#(#call_args),*));
+        match y.kind {
+            Yields::Iterator if is_async => quote! {
+                ::mobula::__private::Body::Future(::std::boxed::Box::pin(async move {
+                    let (#(#arg_names,)*) = args;
+                    let __mobula_items = ::core::iter::IntoIterator::into_iter(#items.await)
+                        .map(#item_convert);
+                    ::mobula::__private::drive_iter_async(__mobula_sink.into_owned(), __mobula_items).await
+                }))
+            },
+            Yields::Iterator => quote! {
+                let (#(#arg_names,)*) = args;
+                let __mobula_items = ::core::iter::IntoIterator::into_iter(#items)
+                    .map(#item_convert);
+                ::mobula::__private::Body::Done(
+                    ::mobula::__private::drive_iter(__mobula_sink.into_owned(), __mobula_items)
+                )
+            },
+            Yields::Stream => quote! {
+                ::mobula::__private::Body::Future(::std::boxed::Box::pin(async move {
+                    let (#(#arg_names,)*) = args;
+                    let __mobula_items = ::mobula::__private::StreamExt::map(#items.await, #item_convert);
+                    ::mobula::__private::drive_stream(__mobula_sink.into_owned(), __mobula_items).await
+                }))
+            },
+        }
+    } else if is_async {
         quote! {
             ::mobula::__private::Body::Future(::std::boxed::Box::pin(async move {
                 let (#(#arg_names,)*) = args;
@@ -152,14 +199,35 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
             (#(#into_args,)*),
         )
     };
-    let remote_fn = match num_returns {
-        None => quote! {
+    let user_types = &param_types[..param_types.len() - usize::from(yields.is_some())];
+    let builder_params = match &yields {
+        Some(y) => {
+            let item = &y.item;
+            quote!(::mobula::__private::Streaming<(#item, #(#user_types,)*)>)
+        }
+        None => quote!((#(#param_types,)*)),
+    };
+    let remote_fn = match (num_returns, &yields) {
+        (_, Some(y)) => {
+            let item = &y.item;
+            quote! {
+                /// Runs this function as a task; returns the generator of its items' refs at
+                /// once.
+                #vis fn remote(&self, #(#remote_params),*) -> ::mobula::ObjectRefGenerator<#item> {
+                    ::mobula::__private::submit_generator::<Self, #item>(
+                        ::core::option::Option::None,
+                        |__mobula_sink| (#(#into_args,)* ::mobula::IntoArg::into_arg(__mobula_sink),),
+                    )
+                }
+            }
+        }
+        (None, None) => quote! {
             /// Runs this function as a task; returns a ref to its result at once.
             #vis fn remote(&self, #(#remote_params),*) -> ::mobula::ObjectRef<#output> {
                 #submit
             }
         },
-        Some((n, span)) => {
+        (Some((n, span)), None) => {
             if let Some(elems) = tuple_len(&output)
                 && elems != n
             {
@@ -196,7 +264,7 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
             #remote_fn
 
             /// Options for one call: `.options().num_cpus(2).remote(...)`.
-            #vis fn options(&self) -> ::mobula::TaskBuilder<Self, (#(#param_types,)*)> {
+            #vis fn options(&self) -> ::mobula::TaskBuilder<Self, #builder_params> {
                 ::mobula::TaskBuilder::new()
             }
 
@@ -239,6 +307,73 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         }
 
     })
+}
+
+/// How a function yields its items.
+pub(crate) enum Yields {
+    /// It returns `impl Iterator<Item = T>`.
+    Iterator,
+    /// An `async fn` returning `impl Stream<Item = T>`.
+    Stream,
+}
+
+/// A function that yields: how, the type of its items' refs, and how an item becomes a
+/// `Result` (an item of type `Result<T, E>` ends the task with `E`).
+pub(crate) struct Yielded {
+    pub kind: Yields,
+    pub item: TokenStream2,
+    pub convert: TokenStream2,
+}
+
+/// Whether a return type yields: `impl Iterator<Item = T>` (or `IntoIterator`), or, for an
+/// `async fn`, `impl Stream<Item = T>`.
+pub(crate) fn yielded(ty: &Type, is_async: bool) -> syn::Result<Option<Yielded>> {
+    let Type::ImplTrait(it) = ty else {
+        return Ok(None);
+    };
+    for bound in &it.bounds {
+        let syn::TypeParamBound::Trait(t) = bound else {
+            continue;
+        };
+        let Some(last) = t.path.segments.last() else {
+            continue;
+        };
+        let kind = match last.ident.to_string().as_str() {
+            "Iterator" | "IntoIterator" => Yields::Iterator,
+            "Stream" if is_async => Yields::Stream,
+            "Stream" => {
+                return Err(syn::Error::new(
+                    ty.span(),
+                    "a function that returns a Stream must be an `async fn`; a plain `fn` yields with `impl Iterator<Item = T>`",
+                ));
+            }
+            _ => continue,
+        };
+        let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+            continue;
+        };
+        for arg in &args.args {
+            if let syn::GenericArgument::AssocType(a) = arg
+                && a.ident == "Item"
+            {
+                let item_ty = &a.ty;
+                let (item, convert) = match fallible_ok(item_ty) {
+                    Some(ok) => (ok, quote!(::mobula::__private::Fallible::into_result)),
+                    None => (quote!(#item_ty), quote!(::core::result::Result::Ok)),
+                };
+                return Ok(Some(Yielded {
+                    kind,
+                    item,
+                    convert,
+                }));
+            }
+        }
+        return Err(syn::Error::new(
+            ty.span(),
+            "name the items a generator yields: `impl Iterator<Item = T>`",
+        ));
+    }
+    Ok(None)
 }
 
 /// How many elements a tuple type written out has, if `ty` is one.
@@ -329,8 +464,7 @@ fn expand_main(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStrea
     Ok(quote::quote!(#f))
 }
 
-const KEYS: &str =
-    "num_cpus, num_gpus, max_retries, retry_exceptions, name, num_returns, resources(...)";
+const KEYS: &str = "num_cpus, num_gpus, max_retries, retry_exceptions, name, num_returns, generator_backpressure, resources(...)";
 
 /// The builder calls of a remote function's options, and its `num_returns` (with the
 /// literal's span) if given.
@@ -389,6 +523,21 @@ fn parse_options(attr: TokenStream2) -> syn::Result<RemoteOptions> {
                     return Err(syn::Error::new(nv.value.span(), "name must be a string"));
                 };
                 calls.push(quote!(.name(#s)));
+            }
+            ("generator_backpressure", Meta::NameValue(nv)) => {
+                let n = match &nv.value {
+                    Expr::Lit(syn::ExprLit {
+                        lit: Lit::Int(i), ..
+                    }) => i.base10_parse::<u32>().ok().filter(|n| *n >= 1),
+                    _ => None,
+                };
+                let Some(n) = n else {
+                    return Err(syn::Error::new(
+                        nv.value.span(),
+                        "generator_backpressure must be a whole number of items, at least 1",
+                    ));
+                };
+                calls.push(quote!(.generator_backpressure(#n)));
             }
             _ => {
                 return Err(syn::Error::new(

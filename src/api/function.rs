@@ -4,10 +4,12 @@ use super::placement_group::PlacementGroup;
 use std::marker::PhantomData;
 
 use crate::base::function::RemoteFunction;
+use crate::base::generator::Sink;
 use crate::base::options::TaskOptions;
 use crate::base::scheduling::placement::SchedulingStrategy;
 use crate::base::value::Value;
 use crate::runtime::args::IntoArg;
+use crate::runtime::generator::ObjectRefGenerator;
 use crate::runtime::object_ref::ObjectRef;
 
 /// A remote call with options: `f.options().num_cpus(2).remote(args...)`.
@@ -100,6 +102,52 @@ macro_rules! remote_arities {
             }
         }
     )*};
+}
+
+/// The parameter types of a function that yields, for its builder: its calls give an
+/// [`ObjectRefGenerator`] (the generator's sink is an argument the caller does not pass).
+#[doc(hidden)]
+pub struct Streaming<P>(PhantomData<fn() -> P>);
+
+impl<F: RemoteFunction, P> TaskBuilder<F, Streaming<P>> {
+    /// See [`TaskOptions::generator_backpressure`].
+    pub fn generator_backpressure(mut self, items: u32) -> Self {
+        self.options = self.options.generator_backpressure(items);
+        self
+    }
+}
+
+macro_rules! generator_arities {
+    ($( ($($t:ident $v:ident),*) )*) => {$(
+        impl<Fun, Item: Value, $($t: Value),*> TaskBuilder<Fun, Streaming<(Item, $($t,)*)>>
+        where
+            Fun: RemoteFunction<Params = ($($t,)* Sink,), Output = u64>,
+        {
+            /// Submits the task with these options; returns the generator of its items'
+            /// refs at once.
+            #[allow(clippy::too_many_arguments)]
+            pub fn remote(self, $($v: impl IntoArg<$t>),*) -> ObjectRefGenerator<Item> {
+                crate::runtime::submit::submit_generator::<Fun, Item>(Some(self.options), |sink| {
+                    ($($v.into_arg(),)* sink.into_arg(),)
+                })
+            }
+        }
+    )*};
+}
+
+generator_arities! {
+    ()
+    (A a)
+    (A a, B b)
+    (A a, B b, C c)
+    (A a, B b, C c, D d)
+    (A a, B b, C c, D d, E e)
+    (A a, B b, C c, D d, E e, F f)
+    (A a, B b, C c, D d, E e, F f, G g)
+    (A a, B b, C c, D d, E e, F f, G g, H h)
+    (A a, B b, C c, D d, E e, F f, G g, H h, I i)
+    (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j)
+    (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k)
 }
 
 remote_arities! {

@@ -13,6 +13,7 @@
 //!   returns, and the options of tasks and actors as plain data.
 //! - [`node_config`]: a node's configuration, checked.
 //! - [`log_line`]: one captured log line and its prefix.
+//! - [`generator`]: streaming generators: the consumer's items and the producer's window.
 //! - [`panic`]: a panic's message.
 //! - [`call_queue`]: an actor's call queue and phase.
 //! - [`membership`]: who is in the cluster and who died, as the head decides it.
@@ -25,6 +26,7 @@ pub(crate) mod call_queue;
 pub mod error;
 pub mod filter;
 pub(crate) mod function;
+pub mod generator;
 pub mod id;
 pub mod jobs;
 pub mod log_line;

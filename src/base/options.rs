@@ -21,6 +21,7 @@ pub struct TaskOptions {
     pub(crate) name: Option<String>,
     pub(crate) strategy: SchedulingStrategy,
     pub(crate) placement: Option<BundleRef>,
+    pub(crate) generator_backpressure: u32,
 }
 
 impl Default for TaskOptions {
@@ -34,6 +35,7 @@ impl Default for TaskOptions {
             name: None,
             strategy: SchedulingStrategy::Default,
             placement: None,
+            generator_backpressure: super::generator::DEFAULT_WINDOW,
         }
     }
 }
@@ -72,6 +74,15 @@ impl TaskOptions {
     /// Also retry the task when it panics or returns `Err`.
     pub fn retry_exceptions(mut self, yes: bool) -> Self {
         self.retry_exceptions = yes;
+        self
+    }
+
+    /// For a function that yields (a streaming generator): how many items it may make
+    /// that its caller has not taken yet before it pauses (Ray's
+    /// `_generator_backpressure_num_objects`); at least 1, default
+    /// [`DEFAULT_WINDOW`](crate::generator::DEFAULT_WINDOW).
+    pub fn generator_backpressure(mut self, items: u32) -> Self {
+        self.generator_backpressure = items.max(1);
         self
     }
 

@@ -12,6 +12,7 @@
 //! - `actors`: actors created on and called across nodes.
 //! - `report`: this node's report for the state API, read from its runtime.
 //! - `state`: the cluster's state for the state API, gathered by the head.
+//! - `generators`: streaming generators' items pushed to the node that consumes them.
 //! - `logs`: task and actor log lines sent to the terminal of the driver they work for.
 //! - `port`: the node as its runtime uses it (the runtime's `ClusterPort`).
 //! - `admin`: what the `mobula` CLI asks a running head (status, stop).
@@ -23,6 +24,7 @@ pub mod actors;
 pub mod admin;
 pub(crate) mod agent;
 pub mod builds;
+pub(crate) mod generators;
 pub mod head;
 pub(crate) mod jobs;
 pub(crate) mod logs;
@@ -53,10 +55,11 @@ pub(crate) fn join(
 ) -> Result<(), String> {
     let wait = config.node_timeout * 5 + Duration::from_secs(10);
     let (node_id, scheduler, ids) = (rt.node_id, rt.scheduler.clone(), rt.ids.clone());
+    let generators = rt.generators.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     rt.node_arbiter.spawn_fn(move || {
         actix_rt::spawn(async move {
-            let _ = tx.send(node::start(config, node_id, totals, scheduler, ids).await);
+            let _ = tx.send(node::start(config, node_id, totals, scheduler, ids, generators).await);
         });
     });
     let node: Arc<node::ClusterNode> = rx

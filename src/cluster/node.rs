@@ -25,6 +25,7 @@ use crate::base::membership::Membership;
 use crate::base::node_config::{ClusterConfig, ClusterRole};
 use crate::base::role::{Role, Standing};
 use crate::base::scheduling::placement::Placed;
+use crate::runtime::generator::Generators;
 use crate::runtime::registry;
 use crate::runtime::scheduler::Scheduler;
 use crate::runtime::scheduler::bundles::LocalBundle;
@@ -86,6 +87,8 @@ pub(crate) struct ClusterNode {
     pub(super) ids: Arc<IdMint>,
     /// Tasks other nodes sent that run here now, by the id they run under.
     running_remote: Mutex<std::collections::HashSet<TaskId>>,
+    /// The streaming generators this node consumes (its runtime's table).
+    pub(super) generators: Arc<Generators>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -110,6 +113,7 @@ pub(crate) async fn start(
     totals: Vec<(String, f64)>,
     scheduler: Scheduler,
     ids: Arc<IdMint>,
+    generators: Arc<Generators>,
 ) -> Result<Arc<ClusterNode>, String> {
     let runs_tasks = !config.agent && totals.iter().any(|(n, a)| n == "CPU" && *a > 0.0);
     let dir = ClusterDir::new(&config.dir);
@@ -243,6 +247,7 @@ pub(crate) async fn start(
         lineage: Mutex::default(),
         ids,
         running_remote: Mutex::default(),
+        generators,
     });
     if let Some(expiry) = expiry_of(&identity.cert_der) {
         actix_rt::spawn(renew_certificate(node.clone(), expiry));
@@ -445,6 +450,7 @@ impl ClusterNode {
     /// for the metrics, and for tests that check they come back down.
     pub fn table_sizes(&self) -> Vec<(&'static str, usize)> {
         let mut sizes = vec![
+            ("generators", self.generators.len()),
             (
                 "held_values",
                 self.held.lock().unwrap_or_else(|e| e.into_inner()).len(),

@@ -8,7 +8,7 @@ use actix_rt::ArbiterHandle;
 use futures::future::LocalBoxFuture;
 
 use super::node::ClusterNode;
-use crate::base::id::{ActorId, NodeId};
+use crate::base::id::{ActorId, NodeId, ObjectId};
 use crate::base::options::{ActorOptions, ActorSettings};
 use crate::base::scheduling::placement::{Placement, SchedulingStrategy};
 use crate::base::scheduling::resources::ResourceRequest;
@@ -103,6 +103,16 @@ impl ClusterPort for ClusterNode {
         host: NodeId,
     ) -> Arc<dyn RemoteActorPort> {
         super::actors::attach(rt, &self, id, class, host)
+    }
+
+    fn push_item(
+        self: Arc<Self>,
+        to: NodeId,
+        generator: ObjectId,
+        index: u64,
+        bytes: Vec<u8>,
+    ) -> LocalBoxFuture<'static, Result<(), String>> {
+        Box::pin(super::generators::push(self, to, generator, index, bytes))
     }
 
     fn ship_logs(self: Arc<Self>, rt: &Runtime) {

@@ -455,6 +455,23 @@ async fn serve(
             super::logs::receive(&lines);
             Message::Ack
         }
+        (
+            Some(from),
+            Message::GeneratorItem {
+                generator,
+                index,
+                len,
+            },
+        ) => {
+            let mut rx = rx;
+            match super::generators::receive(&node, generator, index, len, &mut rx).await {
+                Ok(()) => Message::Ack,
+                Err(why) => {
+                    tracing::debug!(%from, %generator, "refused item {index}: {why}");
+                    refused(why)
+                }
+            }
+        }
         (Some(from), Message::OpenActor(open)) => {
             super::actors::serve(node.clone(), from, open, tx, rx).await;
             return;

@@ -142,6 +142,15 @@ pub(crate) trait ClusterPort: Send + Sync + 'static {
         class: &'static str,
         host: NodeId,
     ) -> Arc<dyn RemoteActorPort>;
+    /// Pushes item `index` of a generator consumed on node `to`, encoded; resolves once the
+    /// consumer took it into its window (or with why it did not).
+    fn push_item(
+        self: Arc<Self>,
+        to: NodeId,
+        generator: ObjectId,
+        index: u64,
+        bytes: Vec<u8>,
+    ) -> LocalBoxFuture<'static, Result<(), String>>;
     /// Starts sending the log lines waiting in the node's outbox to their drivers.
     fn ship_logs(self: Arc<Self>, rt: &Runtime);
     /// Says this node leaves the cluster.

@@ -39,6 +39,8 @@ pub(crate) struct Runtime {
     pub(crate) system: actix_rt::System,
     /// What its tasks and actors printed, and lines on their way to other terminals.
     pub logs: Arc<NodeLogs>,
+    /// The streaming generators this node consumes.
+    pub generators: Arc<super::generator::Generators>,
     /// What stops with the node, first (the HTTP servers the layers above started).
     pub(crate) on_stop: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     /// State the layers above keep per node (their servers, say), one value per type.

@@ -7,7 +7,7 @@
 //! - [`actor`]: user actors: handles, cores, hosts, the directory; [`actor_threads`]: the
 //!   threads that run blocking actor calls and constructors.
 //! - [`object_ref`], [`args`], [`split`]: typed refs, call arguments, and a tuple's ref
-//!   split into a ref per element (`num_returns`).
+//!   split into a ref per element (`num_returns`); [`generator`]: streaming generators.
 //! - [`hosted`], [`registry`]: work other nodes send here, and the functions it names.
 //! - [`cluster_port`]: what the runtime needs from the cluster layer above it.
 //! - [`logs`]: task logs on this node; [`clock`]: the node's clock for task times.
@@ -19,6 +19,7 @@ pub(crate) mod args;
 pub(crate) mod clock;
 pub(crate) mod cluster_port;
 pub(crate) mod context;
+pub(crate) mod generator;
 pub(crate) mod global;
 pub(crate) mod hosted;
 pub(crate) mod logs;

@@ -97,9 +97,14 @@ pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, Ini
         .map_err(|_| InitError::Start("the node thread did not come up".into()))?;
     let actors: Arc<crate::runtime::actor::directory::ActorDirectory> = Arc::default();
     store.install_actor_refs(actors.clone());
+    let ids = Arc::new(IdMint::new(node_id));
+    let generators = Arc::new(super::generator::Generators::new(
+        store.clone(),
+        Arc::clone(&ids),
+    ));
     Ok(Runtime {
         node_id,
-        ids: Arc::new(IdMint::new(node_id)),
+        ids,
         store,
         workers: scheduler.workers().clone(),
         scheduler,
@@ -113,6 +118,7 @@ pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, Ini
         on_stop: Mutex::default(),
         extensions: Mutex::default(),
         logs: Arc::new(NodeLogs::new(config.log_to_driver)),
+        generators,
     })
 }
 

@@ -10,16 +10,19 @@ use std::sync::Arc;
 
 use super::actor::call::decode_value;
 use super::cluster_port::{RemoteTask, encoder};
+use super::generator::ObjectRefGenerator;
 use super::global::{self, Runtime};
 use super::object_ref::ObjectRef;
 use super::task_spec::{TaskSpec, TypedTask};
 use crate::base::args::{ArgList, Params};
 use crate::base::error::GetError;
 use crate::base::function::RemoteFunction;
+use crate::base::generator::Sink;
 use crate::base::id::{IdMint, NodeId, ObjectId, TaskId};
 use crate::base::options::{ResolvedOptions, TaskOptions};
 use crate::base::scheduling::placement::{Placement, SchedulingStrategy};
 use crate::base::scheduling::resources::ResourceRequest;
+use crate::base::value::Value;
 use crate::object::store::Store;
 use crate::object::table::Producer;
 
@@ -205,4 +208,35 @@ fn send<F: RemoteFunction>(
         },
     );
     call.out
+}
+
+/// Submits a call of `F`, a function that yields `T` items: the generator is registered
+/// here first, then the task is submitted with its sink as the last argument (`args` makes
+/// the arguments around it).
+pub fn submit_generator<F, T>(
+    options: Option<TaskOptions>,
+    args: impl FnOnce(Sink) -> <F::Params as Params>::Args,
+) -> ObjectRefGenerator<T>
+where
+    F: RemoteFunction<Output = u64>,
+    T: Value,
+{
+    let window = match &options {
+        Some(o) => o.generator_backpressure,
+        None => (F::descriptor().defaults)().generator_backpressure,
+    };
+    let opened = super::generator::open::<T>(F::descriptor().id, window);
+    let end = submit::<F>(options, args(opened.sink));
+    opened.attach(end)
+}
+
+/// Calls an actor method that yields `T` items: the generator is registered here first,
+/// then `call` sends the call with its sink (the window is the default one).
+pub fn call_generator<T: Value>(
+    label: &'static str,
+    call: impl FnOnce(Sink) -> ObjectRef<u64>,
+) -> ObjectRefGenerator<T> {
+    let opened = super::generator::open::<T>(label, crate::base::generator::DEFAULT_WINDOW);
+    let end = call(opened.sink);
+    opened.attach(end)
 }
