@@ -289,3 +289,16 @@ fn actor_methods_yield() {
         .collect();
     assert_eq!(words, vec!["hi", "hi", "hi"]);
 }
+
+#[test]
+fn a_thousand_items_pass_through_a_window_of_one() {
+    // Each item waits for the consumer: the producer blocks once per item, a thousand times.
+    let _node = start(Config::default().num_cpus(2));
+    let sum: u64 = squares
+        .options()
+        .generator_backpressure(1)
+        .remote(1000)
+        .map(|r| r.get().unwrap())
+        .sum();
+    assert_eq!(sum, (0..1000u64).map(|i| i * i).sum::<u64>());
+}

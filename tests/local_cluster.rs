@@ -607,3 +607,216 @@ fn work_no_node_can_take_yet_waits_for_one_then_fails_saying_what_it_waited_for(
     assert_eq!(square.get().unwrap(), 16);
     assert_eq!(node.get().unwrap(), joined);
 }
+
+// Streaming generators across nodes: the items are made on a worker and pushed to the
+// consumer's node over QUIC, each answered once it fits in the window.
+
+/// `n` items: its index, a payload of `size` bytes, and the node that made it.
+#[mobula::remote]
+fn items_from_here(n: u64, size: usize) -> impl Iterator<Item = (u64, Vec<u8>, NodeId)> {
+    let node = mobula::context().node_id().unwrap();
+    (0..n).map(move |i| (i, vec![i as u8; size], node))
+}
+
+#[test]
+fn a_generator_on_another_node_streams_its_items_here_in_order() {
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(2);
+    let items: Vec<(u64, Vec<u8>, NodeId)> = items_from_here
+        .options()
+        .scheduling_strategy(on(workers[0]))
+        .remote(300, 100)
+        .map(|r| r.get().unwrap())
+        .collect();
+    assert_eq!(items.len(), 300);
+    for (i, (index, payload, node)) in items.iter().enumerate() {
+        assert_eq!(*index, i as u64);
+        assert_eq!(payload, &vec![i as u8; 100]);
+        assert_eq!(*node, workers[0]);
+    }
+    // Items larger than a frame travel after it.
+    let large: Vec<usize> = items_from_here
+        .options()
+        .scheduling_strategy(on(workers[1]))
+        .remote(3, 3 << 20)
+        .map(|r| r.get().unwrap().1.len())
+        .collect();
+    assert_eq!(large, vec![3 << 20; 3]);
+    eventually("the driver's generator table empties", || {
+        mobula::node::table_sizes().contains(&("generators", 0))
+    });
+}
+
+static GEN_ASKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static GEN_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static GEN_MOST_AHEAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[mobula::remote]
+fn counted_far(n: u64) -> impl Iterator<Item = u64> {
+    (0..n).inspect(|_| {
+        let made = GEN_MADE.fetch_add(1, Ordering::SeqCst) + 1;
+        let ahead = made.saturating_sub(GEN_ASKED.load(Ordering::SeqCst));
+        GEN_MOST_AHEAD.fetch_max(ahead, Ordering::SeqCst);
+    })
+}
+
+#[test]
+fn a_generator_on_another_node_runs_at_most_its_window_ahead() {
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(1);
+    for window in [1u64, 4] {
+        GEN_ASKED.store(0, Ordering::SeqCst);
+        GEN_MADE.store(0, Ordering::SeqCst);
+        GEN_MOST_AHEAD.store(0, Ordering::SeqCst);
+        let mut items = counted_far
+            .options()
+            .scheduling_strategy(on(workers[0]))
+            .generator_backpressure(window as u32)
+            .remote(30);
+        for i in 0..30u64 {
+            if i == 2 {
+                eventually("the window fills", || {
+                    GEN_MADE.load(Ordering::SeqCst) == 2 + window
+                });
+            }
+            GEN_ASKED.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(items.next().unwrap().get().unwrap(), i);
+        }
+        assert!(items.next().is_none());
+        let most = GEN_MOST_AHEAD.load(Ordering::SeqCst);
+        assert!(most <= window, "window {window}: {most} items made ahead");
+    }
+}
+
+#[mobula::remote(max_retries = 0)]
+fn fails_after_two_far() -> impl Iterator<Item = Result<u64, String>> {
+    vec![Ok(1), Ok(2), Err("no third".to_string())].into_iter()
+}
+
+static DROPPED_MADE: AtomicUsize = AtomicUsize::new(0);
+
+#[mobula::remote(generator_backpressure = 2)]
+fn endless_far() -> impl Iterator<Item = u64> {
+    (0..).inspect(|_| {
+        DROPPED_MADE.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+#[test]
+fn a_failure_or_a_drop_ends_a_generator_across_nodes() {
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(1);
+    let mut items = fails_after_two_far
+        .options()
+        .scheduling_strategy(on(workers[0]))
+        .remote();
+    assert_eq!(items.next().unwrap().get().unwrap(), 1);
+    assert_eq!(items.next().unwrap().get().unwrap(), 2);
+    let err = items.next().unwrap().get().unwrap_err();
+    assert!(err.to_string().contains("no third"), "{err}");
+    assert!(items.next().is_none());
+
+    DROPPED_MADE.store(0, Ordering::SeqCst);
+    let mut items = endless_far
+        .options()
+        .scheduling_strategy(on(workers[0]))
+        .remote();
+    assert_eq!(items.next().unwrap().get().unwrap(), 0);
+    let done = items.completed();
+    drop(items);
+    let err = done.get().unwrap_err();
+    assert!(err.to_string().contains("dropped"), "{err}");
+    assert!(DROPPED_MADE.load(Ordering::SeqCst) <= 4);
+    assert!(mobula::node::table_sizes().contains(&("generators", 0)));
+}
+
+static FIRST_ATTEMPT_HOLD: common::Gate = common::Gate::new();
+static FAR_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Ten items and where each was made; the first attempt stops before its sixth item.
+#[mobula::remote(max_retries = 3, generator_backpressure = 2)]
+fn ten_from_somewhere() -> impl Iterator<Item = (u64, NodeId)> {
+    let attempt = FAR_ATTEMPTS.fetch_add(1, Ordering::SeqCst);
+    let node = mobula::context().node_id().unwrap();
+    (0..10).map(move |i| {
+        if attempt == 0 && i == 5 {
+            FIRST_ATTEMPT_HOLD.pass();
+        }
+        (i, node)
+    })
+}
+
+#[test]
+fn a_generator_whose_node_dies_is_retried_and_gives_each_item_once() {
+    let _turn = turn();
+    let (mut cluster, workers, _driver) = cluster(2);
+    FIRST_ATTEMPT_HOLD.close();
+    FAR_ATTEMPTS.store(0, Ordering::SeqCst);
+    let mut items = ten_from_somewhere
+        .options()
+        .scheduling_strategy(SchedulingStrategy::Spread)
+        .remote();
+    let first: Vec<(u64, NodeId)> = (0..5)
+        .map(|_| items.next().unwrap().get().unwrap())
+        .collect();
+    let producer = first[0].1;
+    assert!(first.iter().all(|(_, n)| *n == producer));
+    assert!(cluster.kill_node(producer));
+    let rest: Vec<(u64, NodeId)> = items.map(|r| r.get().unwrap()).collect();
+    FIRST_ATTEMPT_HOLD.open();
+    let survivor = *workers.iter().find(|w| **w != producer).unwrap();
+    assert_eq!(
+        rest.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        (5..10).collect::<Vec<_>>()
+    );
+    assert!(rest.iter().all(|(_, n)| *n == survivor), "{rest:?}");
+    assert_eq!(FAR_ATTEMPTS.load(Ordering::SeqCst), 2);
+}
+
+#[mobula::actor]
+struct Counter2 {
+    next: u64,
+}
+
+#[mobula::actor]
+impl Counter2 {
+    fn new() -> Self {
+        Counter2 { next: 0 }
+    }
+
+    fn take(&mut self, n: u64) -> impl Iterator<Item = (u64, NodeId)> {
+        let node = mobula::context().node_id().unwrap();
+        (0..n).map(move |_| {
+            self.next += 1;
+            (self.next, node)
+        })
+    }
+}
+
+#[mobula::remote]
+fn sum_from_actor(counter: Counter2Handle, n: u64) -> (u64, NodeId) {
+    let total = counter.take(n).map(|r| r.get().unwrap().0).sum();
+    (total, mobula::context().node_id().unwrap())
+}
+
+#[test]
+fn an_actor_method_on_one_worker_streams_to_the_driver_and_to_a_task_on_another() {
+    let _turn = turn();
+    let (_cluster, workers, _driver) = cluster(2);
+    let counter = Counter2::options()
+        .scheduling_strategy(on(workers[0]))
+        .remote()
+        .unwrap();
+    let here: Vec<(u64, NodeId)> = counter.take(3).map(|r| r.get().unwrap()).collect();
+    assert_eq!(
+        here,
+        vec![(1, workers[0]), (2, workers[0]), (3, workers[0])]
+    );
+    let (total, node) = sum_from_actor
+        .options()
+        .scheduling_strategy(on(workers[1]))
+        .remote(counter.clone(), 4)
+        .get()
+        .unwrap();
+    assert_eq!((total, node), (4 + 5 + 6 + 7, workers[1]));
+}

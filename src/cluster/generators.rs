@@ -18,12 +18,19 @@ pub(crate) async fn push(
     index: u64,
     bytes: Vec<u8>,
 ) -> Result<(), String> {
-    let address = node
-        .view()
-        .nodes
-        .iter()
-        .find(|n| n.info.node_id == to && n.alive)
-        .map(|n| n.info.address);
+    let address_of = |node: &ClusterNode| {
+        node.view()
+            .nodes
+            .iter()
+            .find(|n| n.info.node_id == to && n.alive)
+            .map(|n| n.info.address)
+    };
+    let mut address = address_of(&node);
+    if address.is_none() {
+        // A consumer that joined since this node's last view: look again.
+        node.refresh_view().await;
+        address = address_of(&node);
+    }
     let Some(address) = address else {
         return Err(format!("its consumer's node {to} is not a live member"));
     };

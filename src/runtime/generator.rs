@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio::sync::oneshot;
+// Not tokio's oneshot: a blocking producer waits with `block_on` on a runtime's thread, where
+// tokio's cooperative budget, never reset while the thread blocks, would starve the wait.
+use futures::channel::oneshot;
 
 use super::actor::call::decode_value;
 use super::cluster_port::DecodeValue;
@@ -166,7 +168,11 @@ impl Generators {
         }
         match next {
             Next::Item(r) => Step::Item(r),
-            Next::Done => Step::Done,
+            Next::Done => {
+                // Every item was given: the entry goes (its producer has ended).
+                table.remove(&generator);
+                Step::Done
+            }
             Next::Failed(e) => Step::Failed(e),
             Next::Pending => {
                 if let Some(index) = entry.stream.missing() {
@@ -480,7 +486,7 @@ fn stopped(why: String) -> AppError {
     AppError(format!("the generator stopped: {why}"))
 }
 
-fn heard(answer: Result<Result<(), String>, oneshot::error::RecvError>) -> Result<(), AppError> {
+fn heard(answer: Result<Result<(), String>, oneshot::Canceled>) -> Result<(), AppError> {
     match answer {
         Ok(Ok(())) => Ok(()),
         Ok(Err(why)) => Err(stopped(why)),
@@ -583,12 +589,36 @@ pub fn drive_iter<T: Value>(
     let mut out = Yielder::new(sink);
     let mut items = items.into_iter();
     // The next item is made only once there is room for it.
-    loop {
-        out.room_blocking()?;
-        let Some(item) = items.next() else { break };
-        out.send(item?)?;
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        loop {
+            out.room_blocking()?;
+            let Some(item) = items.next() else {
+                return Ok(());
+            };
+            out.send(item?)?;
+        }
+    }));
+    // The items sent reach the consumer before the task's end (its error) does.
+    let count = out.finish_blocking();
+    match made {
+        Ok(Ok(())) => count,
+        Ok(Err(e)) => Err(e),
+        Err(panic) => std::panic::resume_unwind(panic),
     }
-    out.finish_blocking()
+}
+
+/// Ends a producer's run: waits for every item sent, so that they reach the consumer before
+/// the task's end (or its error) does; then returns how it ended, a panic going on.
+async fn ended(
+    out: Yielder,
+    made: Result<Result<(), AppError>, Box<dyn std::any::Any + Send>>,
+) -> Result<u64, AppError> {
+    let count = out.finish().await;
+    match made {
+        Ok(Ok(())) => count,
+        Ok(Err(e)) => Err(e),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// Drives an async body's iterator into `sink`.
@@ -597,14 +627,21 @@ pub async fn drive_iter_async<T: Value>(
     sink: Sink,
     items: impl IntoIterator<Item = Result<T, AppError>>,
 ) -> Result<u64, AppError> {
+    use futures::FutureExt;
     let mut out = Yielder::new(sink);
     let mut items = items.into_iter();
-    loop {
-        out.room().await?;
-        let Some(item) = items.next() else { break };
-        out.send(item?)?;
-    }
-    out.finish().await
+    let made = std::panic::AssertUnwindSafe(async {
+        loop {
+            out.room().await?;
+            let Some(item) = items.next() else {
+                return Ok::<(), AppError>(());
+            };
+            out.send(item?)?;
+        }
+    })
+    .catch_unwind()
+    .await;
+    ended(out, made).await
 }
 
 /// Drives an async body's stream into `sink`.
@@ -613,15 +650,19 @@ pub async fn drive_stream<T: Value>(
     sink: Sink,
     items: impl Stream<Item = Result<T, AppError>>,
 ) -> Result<u64, AppError> {
-    use futures::StreamExt;
+    use futures::{FutureExt, StreamExt};
     let mut out = Yielder::new(sink);
     let mut items = std::pin::pin!(items);
-    loop {
-        out.room().await?;
-        let Some(item) = items.next().await else {
-            break;
-        };
-        out.send(item?)?;
-    }
-    out.finish().await
+    let made = std::panic::AssertUnwindSafe(async {
+        loop {
+            out.room().await?;
+            let Some(item) = items.next().await else {
+                return Ok::<(), AppError>(());
+            };
+            out.send(item?)?;
+        }
+    })
+    .catch_unwind()
+    .await;
+    ended(out, made).await
 }
