@@ -93,6 +93,11 @@ pub mod generator {
 /// - with `num_returns = N` (2 to 6) on a function returning an N-tuple (or a `Result` of
 ///   one), `name.remote(args...)` returns a tuple of N refs, one per element (Ray's
 ///   `num_returns`); [`Split::split`] does the same for any ref to a tuple;
+/// - on a function that yields (`-> impl Iterator<Item = T>`, or an `async fn` returning
+///   `impl Stream<Item = T>`), `name.remote(args...)` returns an [`ObjectRefGenerator<T>`]
+///   at once: a ref per item, as each is made (Ray's generators); items typed
+///   `Result<T, E>` end the task at the first `Err`; `generator_backpressure = N` bounds how
+///   far the producer runs ahead of its consumer;
 /// - `name.options()`, a [`TaskBuilder`] for per-call options;
 /// - `name.call(args...)`, the original body as a plain Rust call on the current thread.
 ///
@@ -139,7 +144,9 @@ pub use mobula_macros::remote;
 /// to [`ActorHandle`]). On the impl block, `fn new(...) -> Self` (or `-> Result<Self, E>`)
 /// becomes `Name::remote(args...)` and `Name::options()` (an [`ActorBuilder`]); every `&self`
 /// and `&mut self` method becomes a method of the handle returning an [`ObjectRef`] (for
-/// `-> Result<T, E>`, an `ObjectRef<T>`). Arguments take values or refs, as for tasks.
+/// `-> Result<T, E>`, an `ObjectRef<T>`). Arguments take values or refs, as for tasks. A
+/// method returning `impl Iterator<Item = T>` (or an `async` one returning
+/// `impl Stream<Item = T>`) yields: the handle's method returns an [`ObjectRefGenerator<T>`].
 ///
 /// Class options go on the struct: `#[mobula::actor(max_restarts = 2, max_concurrency = 4)]`
 /// (also `num_cpus`, `num_gpus`, `resources(...)`, `max_task_retries`, `max_pending_calls`,

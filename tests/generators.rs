@@ -70,11 +70,10 @@ static MOST_AHEAD: AtomicU64 = AtomicU64::new(0);
 
 #[mobula::remote]
 fn counted(n: u64) -> impl Iterator<Item = u64> {
-    (0..n).map(|i| {
+    (0..n).inspect(|_| {
         let made = MADE.fetch_add(1, Ordering::SeqCst) + 1;
         let ahead = made.saturating_sub(ASKED.load(Ordering::SeqCst));
         MOST_AHEAD.fetch_max(ahead, Ordering::SeqCst);
-        i
     })
 }
 

@@ -127,8 +127,6 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
             None => (quote!(#ty), quote!(::core::result::Result::Ok)),
         },
     };
-    let mut param_types = param_types;
-    let mut arg_names = arg_names;
     if yields.is_some() {
         param_types.push(syn::parse_quote!(::mobula::__private::Sink));
         arg_names.push(format_ident!("__mobula_sink"));
@@ -349,10 +347,11 @@ pub(crate) fn yielded(ty: &Type, is_async: bool) -> syn::Result<Option<Yielded>>
             }
             _ => continue,
         };
-        let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
-            continue;
+        let args = match &last.arguments {
+            syn::PathArguments::AngleBracketed(args) => args.args.iter().collect(),
+            _ => Vec::new(),
         };
-        for arg in &args.args {
+        for arg in args {
             if let syn::GenericArgument::AssocType(a) = arg
                 && a.ident == "Item"
             {
