@@ -11,7 +11,8 @@
 //! Cases, with Ray's counts: cluster up (head + 1 worker, until the head sees it; and
 //! head + 2 workers); 500 tasks one at a time (sync); 5,000 tasks submitted then gathered
 //! (async); 1,000 actor calls one at a time; 5,000 actor calls submitted then gathered; a
-//! 256 MB result pulled from the worker. Prints one JSON object with Ray's keys.
+//! 256 MB result pulled from the worker; 5,000 items of a streaming generator on the worker,
+//! each got by the driver. Prints one JSON object with Ray's keys.
 //!
 //! Builds (no Ray counterpart): the first task of this build on a fresh node started with
 //! `mobula start --address` (the node joins, fetches this binary by hash, starts a process
@@ -34,6 +35,13 @@ fn noop() -> u8 {
 #[mobula::remote]
 fn make(n: usize) -> Vec<u8> {
     vec![1u8; n]
+}
+
+/// A streaming generator of `n` one-byte items (no Ray counterpart in ray_multinode.py:
+/// `benches/compare_generators.py --nodes 2` runs the same on Ray).
+#[mobula::remote]
+fn items(n: u64) -> impl Iterator<Item = u8> {
+    (0..n).map(|i| i as u8)
 }
 
 #[mobula::actor]
@@ -246,6 +254,18 @@ fn main() -> anyhow::Result<()> {
                 .or_default()
                 .push(actor_async);
             drop(a);
+        }
+
+        if wanted("xnode_generator") {
+            let per_s = rate(5000 / scale, |n| {
+                for item in items.remote(n as u64) {
+                    item.get().unwrap();
+                }
+            });
+            samples
+                .entry("xnode_generator_items_per_s")
+                .or_default()
+                .push(per_s);
         }
 
         if wanted("xnode_object") {

@@ -22,6 +22,13 @@ fn small_value() -> Vec<u8> {
     b"ok".to_vec()
 }
 
+/// A streaming generator of `n` two-byte items (not one of Ray's microbenchmark cases:
+/// `benches/compare_generators.py` runs the same on Ray).
+#[mobula::remote]
+fn small_items(n: u64) -> impl Iterator<Item = Vec<u8>> {
+    (0..n).map(|_| b"ok".to_vec())
+}
+
 /// Ray's multi-client put: a task that puts 0 a hundred times.
 #[mobula::remote(num_cpus = 0)]
 fn do_put_small() -> u8 {
@@ -317,6 +324,11 @@ fn main() -> anyhow::Result<()> {
     b.timeit("single client tasks async", 1000.0, || {
         let refs: Vec<_> = (0..1000).map(|_| small_value.remote()).collect();
         mobula::get_all(&refs).unwrap();
+    });
+    b.timeit("single client generator items", 1000.0, || {
+        for item in small_items.remote(1000) {
+            item.get().unwrap();
+        }
     });
     let clients: Vec<_> = (0..4)
         .map(|_| Client::remote(vec![], vec![]).unwrap())

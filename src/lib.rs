@@ -44,6 +44,7 @@ pub mod logs;
 pub mod metrics;
 mod object;
 mod runtime;
+pub mod serve;
 pub mod state;
 pub mod testing;
 pub mod transport;

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["logs", "state", "metrics"],
     &["http"],
     &["api"],
-    &["tune", "util", "testing"],
+    &["tune", "serve", "util", "testing"],
 ];
 
 /// Files that are the crate's root or binaries: they may name any layer.
