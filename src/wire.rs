@@ -417,10 +417,16 @@ pub enum Message {
         /// The lines, oldest first.
         lines: Vec<crate::base::log_line::LogLine>,
     },
-    /// To the node that consumes a streaming generator: its item `index`, `len` bytes
-    /// encoded by the object codec, following the frame on its stream. Answered with
-    /// [`Message::Ack`] once the item fits in the generator's window (so the answer is the
-    /// producer's back-pressure), or refused when the generator is gone.
+    /// Opens a stream to the node that consumes a streaming generator, for that generator's
+    /// items ([`Message::GeneratorItem`] frames); the consumer answers each with
+    /// [`Message::ItemAnswered`] on the same stream, or sends [`Message::Refused`] and closes
+    /// it when it has no such generator.
+    OpenGenerator {
+        /// The generator's id on the receiving node.
+        generator: ObjectId,
+    },
+    /// One item on a generator's stream: `len` bytes encoded by the object codec follow the
+    /// frame.
     GeneratorItem {
         /// The generator's id on the receiving node.
         generator: ObjectId,
@@ -428,6 +434,15 @@ pub enum Message {
         index: u64,
         /// The encoded item's length.
         len: u64,
+    },
+    /// The answer to item `index` on a generator's stream, sent once the item fits in the
+    /// generator's window (so the answer is the producer's back-pressure), or with why it
+    /// was refused.
+    ItemAnswered {
+        /// The item's index.
+        index: u64,
+        /// Why it was not taken, if it was not.
+        refused: Option<String>,
     },
 }
 
@@ -481,7 +496,9 @@ impl Message {
             Message::NodeState(_) => "NodeState",
             Message::StateReports { .. } => "StateReports",
             Message::Logs { .. } => "Logs",
+            Message::OpenGenerator { .. } => "OpenGenerator",
             Message::GeneratorItem { .. } => "GeneratorItem",
+            Message::ItemAnswered { .. } => "ItemAnswered",
         }
     }
 }
@@ -686,10 +703,17 @@ mod tests {
             },
             Message::StopJob(JobId(3)),
             Message::Logs { lines: Vec::new() },
+            Message::OpenGenerator {
+                generator: ObjectId::from_parts(3, 4),
+            },
             Message::GeneratorItem {
                 generator: ObjectId::from_parts(3, 4),
                 index: 7,
                 len: 9,
+            },
+            Message::ItemAnswered {
+                index: 7,
+                refused: Some("gone".into()),
             },
             Message::Status,
             Message::Shutdown { reason: "r".into() },

@@ -1,7 +1,7 @@
 //! Streaming generators (Ray's `num_returns="streaming"`), as pure state: what the
 //! consumer of a generator holds, and the rule that bounds how far its producer runs ahead.
 //!
-//! A generator task yields items one by one; each is pushed to the node that called it
+//! A generator task yields items one by one; each is sent to the node that called it
 //! (the consumer) with its index, and answered there once it fits. The consumer takes them
 //! in index order. The rule, for a window `w`, split into `k = in_flight(w)` pushes a
 //! producer may have unanswered and `w - k` answered ahead of the consumer: the push of item

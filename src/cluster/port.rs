@@ -12,7 +12,9 @@ use crate::base::id::{ActorId, NodeId, ObjectId};
 use crate::base::options::{ActorOptions, ActorSettings};
 use crate::base::scheduling::placement::{Placement, SchedulingStrategy};
 use crate::base::scheduling::resources::ResourceRequest;
-use crate::runtime::cluster_port::{ClusterPort, EncodeArgs, RemoteActorPort, RemoteTask};
+use crate::runtime::cluster_port::{
+    ClusterPort, EncodeArgs, ItemSender, RemoteActorPort, RemoteTask,
+};
 use crate::runtime::global::Runtime;
 use crate::wire::Message;
 
@@ -105,14 +107,12 @@ impl ClusterPort for ClusterNode {
         super::actors::attach(rt, &self, id, class, host)
     }
 
-    fn push_item(
-        self: Arc<Self>,
-        to: NodeId,
-        generator: ObjectId,
-        index: u64,
-        bytes: Vec<u8>,
-    ) -> LocalBoxFuture<'static, Result<(), String>> {
-        Box::pin(super::generators::push(self, to, generator, index, bytes))
+    fn open_items(self: Arc<Self>, rt: &Runtime, to: NodeId, generator: ObjectId) -> ItemSender {
+        let (sender, pushes) = tokio::sync::mpsc::unbounded_channel();
+        rt.node_arbiter.spawn_fn(move || {
+            actix_rt::spawn(super::generators::send_items(self, to, generator, pushes));
+        });
+        sender
     }
 
     fn ship_logs(self: Arc<Self>, rt: &Runtime) {

@@ -455,22 +455,9 @@ async fn serve(
             super::logs::receive(&lines);
             Message::Ack
         }
-        (
-            Some(from),
-            Message::GeneratorItem {
-                generator,
-                index,
-                len,
-            },
-        ) => {
-            let mut rx = rx;
-            match super::generators::receive(&node, generator, index, len, &mut rx).await {
-                Ok(()) => Message::Ack,
-                Err(why) => {
-                    tracing::debug!(%from, %generator, "refused item {index}: {why}");
-                    refused(why)
-                }
-            }
+        (Some(from), Message::OpenGenerator { generator }) => {
+            super::generators::receive_items(node.clone(), from, generator, tx, rx).await;
+            return;
         }
         (Some(from), Message::OpenActor(open)) => {
             super::actors::serve(node.clone(), from, open, tx, rx).await;

@@ -97,6 +97,17 @@ pub(crate) struct RemoteCall {
     pub decode: DecodeValue,
 }
 
+/// One item of a generator on its way to the consumer's node: its index, its encoded bytes,
+/// and where its answer goes.
+pub(crate) struct ItemPush {
+    pub index: u64,
+    pub bytes: Vec<u8>,
+    pub answer: futures::channel::oneshot::Sender<Result<(), String>>,
+}
+
+/// The producer's end of a generator's item channel to another node.
+pub(crate) type ItemSender = tokio::sync::mpsc::UnboundedSender<ItemPush>;
+
 /// A node's part in a cluster, as its runtime uses it.
 pub(crate) trait ClusterPort: Send + Sync + 'static {
     /// The concrete node, for the layers above the runtime.
@@ -142,15 +153,10 @@ pub(crate) trait ClusterPort: Send + Sync + 'static {
         class: &'static str,
         host: NodeId,
     ) -> Arc<dyn RemoteActorPort>;
-    /// Pushes item `index` of a generator consumed on node `to`, encoded; resolves once the
-    /// consumer took it into its window (or with why it did not).
-    fn push_item(
-        self: Arc<Self>,
-        to: NodeId,
-        generator: ObjectId,
-        index: u64,
-        bytes: Vec<u8>,
-    ) -> LocalBoxFuture<'static, Result<(), String>>;
+    /// Opens a channel for the items of a generator consumed on node `to`: each item sent
+    /// on it is answered once the consumer took it into its window (or with why not). The
+    /// channel closes when the returned sender is dropped.
+    fn open_items(self: Arc<Self>, rt: &Runtime, to: NodeId, generator: ObjectId) -> ItemSender;
     /// Starts sending the log lines waiting in the node's outbox to their drivers.
     fn ship_logs(self: Arc<Self>, rt: &Runtime);
     /// Says this node leaves the cluster.

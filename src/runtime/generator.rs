@@ -477,6 +477,8 @@ impl<T: Value> Opened<T> {
 #[doc(hidden)]
 pub struct Yielder {
     sink: Sink,
+    /// The stream to the consumer's node, once an item went there.
+    channel: Option<super::cluster_port::ItemSender>,
     sent: u64,
     /// Answers not yet heard, oldest first (item `sent - acks.len()` first).
     acks: VecDeque<oneshot::Receiver<Result<(), String>>>,
@@ -499,6 +501,7 @@ impl Yielder {
     pub fn new(sink: Sink) -> Self {
         Yielder {
             sink,
+            channel: None,
             sent: 0,
             acks: VecDeque::new(),
         }
@@ -541,20 +544,27 @@ impl Yielder {
             let mut bytes = Vec::new();
             crate::object::codec::write::<T>(&item, &mut bytes)
                 .map_err(|e| AppError(format!("item {index} could not be encoded: {e}")))?;
-            let Some(cluster) = rt.cluster.get().cloned() else {
-                return Err(stopped(format!(
-                    "its consumer is on node {} and this node is in no cluster",
-                    sink.node
-                )));
+            let channel = match &self.channel {
+                Some(channel) => channel,
+                None => {
+                    let Some(cluster) = rt.cluster.get().cloned() else {
+                        return Err(stopped(format!(
+                            "its consumer is on node {} and this node is in no cluster",
+                            sink.node
+                        )));
+                    };
+                    self.channel
+                        .insert(cluster.open_items(rt, sink.node, sink.generator))
+                }
             };
-            rt.node_arbiter.spawn_fn(move || {
-                actix_rt::spawn(async move {
-                    let pushed = cluster
-                        .push_item(sink.node, sink.generator, index, bytes)
-                        .await;
-                    let _ = answer.send(pushed);
-                });
-            });
+            let push = super::cluster_port::ItemPush {
+                index,
+                bytes,
+                answer,
+            };
+            if let Err(unsent) = channel.send(push) {
+                let _ = unsent.0.answer.send(Err("the node is stopping".into()));
+            }
             Ok(())
         });
         sent.unwrap_or_else(|| Err(stopped("the node is stopping".into())))?;
