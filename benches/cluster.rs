@@ -257,8 +257,17 @@ fn main() -> anyhow::Result<()> {
         }
 
         if wanted("xnode_generator") {
+            // The window: the default, or MOBULA_BENCH_WINDOW.
+            let window = std::env::var("MOBULA_BENCH_WINDOW")
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(mobula::generator::DEFAULT_WINDOW);
             let per_s = rate(5000 / scale, |n| {
-                for item in items.remote(n as u64) {
+                let generator = items
+                    .options()
+                    .generator_backpressure(window)
+                    .remote(n as u64);
+                for item in generator {
                     item.get().unwrap();
                 }
             });
