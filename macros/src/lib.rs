@@ -111,6 +111,12 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         ReturnType::Type(_, ty) => yielded(ty, is_async)?,
         ReturnType::Default => None,
     };
+    if yields.is_some() && sig.inputs.len() > 11 {
+        return Err(syn::Error::new(
+            sig.inputs.span(),
+            "a remote function that yields takes at most 11 parameters",
+        ));
+    }
     if yields.is_some()
         && let Some((_, span)) = num_returns
     {

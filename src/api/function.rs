@@ -89,21 +89,6 @@ impl<F: RemoteFunction, P> TaskBuilder<F, P> {
     }
 }
 
-macro_rules! remote_arities {
-    ($( ($($t:ident $v:ident),*) )*) => {$(
-        impl<Fun, $($t: Value),*> TaskBuilder<Fun, ($($t,)*)>
-        where
-            Fun: RemoteFunction<Params = ($($t,)*)>,
-        {
-            /// Submits the task with these options; returns a ref to its result at once.
-            #[allow(clippy::too_many_arguments)]
-            pub fn remote(self, $($v: impl IntoArg<$t>),*) -> ObjectRef<Fun::Output> {
-                crate::runtime::submit::submit::<Fun>(Some(self.options), ($($v.into_arg(),)*))
-            }
-        }
-    )*};
-}
-
 /// The parameter types of a function that yields, for its builder: its calls give an
 /// [`ObjectRefGenerator`] (the generator's sink is an argument the caller does not pass).
 #[doc(hidden)]
@@ -117,8 +102,25 @@ impl<F: RemoteFunction, P> TaskBuilder<F, Streaming<P>> {
     }
 }
 
-macro_rules! generator_arities {
-    ($( ($($t:ident $v:ident),*) )*) => {$(
+/// `remote` for a function of these parameters.
+macro_rules! plain_remote {
+    (($($t:ident $v:ident),*)) => {
+        impl<Fun, $($t: Value),*> TaskBuilder<Fun, ($($t,)*)>
+        where
+            Fun: RemoteFunction<Params = ($($t,)*)>,
+        {
+            /// Submits the task with these options; returns a ref to its result at once.
+            #[allow(clippy::too_many_arguments)]
+            pub fn remote(self, $($v: impl IntoArg<$t>),*) -> ObjectRef<Fun::Output> {
+                crate::runtime::submit::submit::<Fun>(Some(self.options), ($($v.into_arg(),)*))
+            }
+        }
+    };
+}
+
+/// `remote` for a function of these parameters that yields (its sink one more parameter).
+macro_rules! streaming_remote {
+    (($($t:ident $v:ident),*)) => {
         impl<Fun, Item: Value, $($t: Value),*> TaskBuilder<Fun, Streaming<(Item, $($t,)*)>>
         where
             Fun: RemoteFunction<Params = ($($t,)* Sink,), Output = u64>,
@@ -132,22 +134,15 @@ macro_rules! generator_arities {
                 })
             }
         }
-    )*};
+    };
 }
 
-generator_arities! {
-    ()
-    (A a)
-    (A a, B b)
-    (A a, B b, C c)
-    (A a, B b, C c, D d)
-    (A a, B b, C c, D d, E e)
-    (A a, B b, C c, D d, E e, F f)
-    (A a, B b, C c, D d, E e, F f, G g)
-    (A a, B b, C c, D d, E e, F f, G g, H h)
-    (A a, B b, C c, D d, E e, F f, G g, H h, I i)
-    (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j)
-    (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k)
+/// Both, for every arity up to 11 parameters (a function that yields has one hidden more).
+macro_rules! remote_arities {
+    ($( $params:tt )*) => {$(
+        plain_remote!($params);
+        streaming_remote!($params);
+    )*};
 }
 
 remote_arities! {
@@ -163,5 +158,5 @@ remote_arities! {
     (A a, B b, C c, D d, E e, F f, G g, H h, I i)
     (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j)
     (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k)
-    (A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l)
 }
+plain_remote!((A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l));
