@@ -6,7 +6,9 @@
 //! - [`router`]: which replica takes a request (power of two choices bounded by
 //!   `max_ongoing_requests`), and the bounded queue behind them.
 //! - [`batch`]: requests gathered into batches by size or by wait.
+//! - [`config`]: a deployment's options with Ray's defaults, and their checks.
 
 pub mod autoscale;
 pub mod batch;
+pub mod config;
 pub mod router;
