@@ -23,6 +23,11 @@ fn items_come_in_order_as_refs() {
     let (ready, pending) = mobula::wait(&refs, 5, None).unwrap();
     assert_eq!((ready.len(), pending.len()), (5, 0));
     assert_eq!(squares.remote(0).count(), 0);
+    // Once it has ended, it stays ended.
+    let mut one = squares.remote(1);
+    assert_eq!(one.next().unwrap().get().unwrap(), 0);
+    assert!(one.next().is_none());
+    assert!(one.next().is_none());
 }
 
 static SECOND: Gate = Gate::new();

@@ -176,13 +176,16 @@ impl Generators {
             Next::Failed(e) => Step::Failed(e),
             Next::Pending => {
                 if let Some(index) = entry.stream.missing() {
-                    return Step::Failed(GetError::ObjectLost {
+                    let error = GetError::ObjectLost {
                         object_id: generator,
                         reason: format!(
                             "item {index} of the generator of `{}` never arrived",
                             entry.label
                         ),
-                    });
+                    };
+                    // Reported once: the generator ends with it.
+                    table.remove(&generator);
+                    return Step::Failed(error);
                 }
                 let index = entry.stream.taken();
                 if let Some((at, slot)) = &entry.slot
@@ -309,7 +312,8 @@ impl<T: Value> ObjectRefGenerator<T> {
     fn step(&self) -> Step {
         match &self.table {
             Some(table) => table.take(self.id),
-            None => Step::Failed(GetError::NotInitialized),
+            // It ended (or was made with no runtime, its `completed()` saying so).
+            None => Step::Done,
         }
     }
 }
@@ -342,6 +346,8 @@ impl<T: Value> Iterator for ObjectRefGenerator<T> {
         }
     }
 }
+
+impl<T: Value> std::iter::FusedIterator for ObjectRefGenerator<T> {}
 
 /// An [`ObjectRefGenerator`] as a [`Stream`], for async code:
 /// `while let Some(item) = generator.next().await` (with `futures::StreamExt`).
