@@ -44,18 +44,11 @@ async fn open(
     to: NodeId,
     generator: ObjectId,
 ) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
-    let address_of = |node: &ClusterNode| {
-        node.view()
-            .nodes
-            .iter()
-            .find(|n| n.info.node_id == to && n.alive)
-            .map(|n| n.info.address)
-    };
-    let mut address = address_of(node);
+    let mut address = node.address_of(to);
     if address.is_none() {
         // A consumer that joined since this node's last view: look again.
         node.refresh_view().await;
-        address = address_of(node);
+        address = node.address_of(to);
     }
     let Some(address) = address else {
         return Err(format!("its consumer's node {to} is not a live member"));

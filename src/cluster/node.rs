@@ -559,7 +559,8 @@ impl ClusterNode {
             .clone()
     }
 
-    fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
+    /// Where `node` listens, if it is a live member in this node's view.
+    pub(super) fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
         self.view
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -614,22 +614,16 @@ pub fn drive_iter<T: Value>(
             out.send(item?)?;
         }
     }));
-    // The items sent reach the consumer before the task's end (its error) does.
-    let count = out.finish_blocking();
-    match made {
-        Ok(Ok(())) => count,
-        Ok(Err(e)) => Err(e),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    settle(out.finish_blocking(), made)
 }
 
-/// Ends a producer's run: waits for every item sent, so that they reach the consumer before
-/// the task's end (or its error) does; then returns how it ended, a panic going on.
-async fn ended(
-    out: Yielder,
+/// How a producer's run ended, once every item it sent was answered (so that they reach the
+/// consumer before the task's end, or its error, does): its count, its error, or its panic
+/// going on.
+fn settle(
+    count: Result<u64, AppError>,
     made: Result<Result<(), AppError>, Box<dyn std::any::Any + Send>>,
 ) -> Result<u64, AppError> {
-    let count = out.finish().await;
     match made {
         Ok(Ok(())) => count,
         Ok(Err(e)) => Err(e),
@@ -643,21 +637,7 @@ pub async fn drive_iter_async<T: Value>(
     sink: Sink,
     items: impl IntoIterator<Item = Result<T, AppError>>,
 ) -> Result<u64, AppError> {
-    use futures::FutureExt;
-    let mut out = Yielder::new(sink);
-    let mut items = items.into_iter();
-    let made = std::panic::AssertUnwindSafe(async {
-        loop {
-            out.room().await?;
-            let Some(item) = items.next() else {
-                return Ok::<(), AppError>(());
-            };
-            out.send(item?)?;
-        }
-    })
-    .catch_unwind()
-    .await;
-    ended(out, made).await
+    drive_stream(sink, futures::stream::iter(items)).await
 }
 
 /// Drives an async body's stream into `sink`.
@@ -680,5 +660,5 @@ pub async fn drive_stream<T: Value>(
     })
     .catch_unwind()
     .await;
-    ended(out, made).await
+    settle(out.finish().await, made)
 }
