@@ -155,6 +155,40 @@ pub use mobula_macros::remote;
 /// the runtime, up to `max_concurrency` (default 1000).
 pub use mobula_macros::actor;
 
+/// Declares a Serve deployment (Ray's `@serve.deployment`): on a struct, its options; on the
+/// struct's impl block, its constructor (`new`) and methods. It makes `Name::bind(args...)`
+/// (a bound deployment to pass to [`serve::run`] or to another `bind`) and `NameHandle`,
+/// whose methods send each call to one of the deployment's replicas.
+///
+/// Options (all optional): `num_replicas`, `num_cpus`, `num_gpus`, `max_ongoing_requests`,
+/// `max_queued_requests`, `health_check_period_ms`, `health_check_timeout_ms`,
+/// `graceful_shutdown_timeout_ms`, and `autoscaling(min_replicas = .., max_replicas = ..,
+/// target_ongoing_requests = .., upscale_delay_ms = .., downscale_delay_ms = ..)`.
+///
+/// In the impl block, methods take `&self` (a replica serves many requests at once):
+/// - `#[http]` marks the one method the proxy calls: it takes a [`serve::Request`],
+///   [`serve::Json<T>`], `String` or `Vec<u8>`, and returns a [`serve::Response`], `Json<T>`,
+///   `String`, `Vec<u8>` or a `Result` of one (an error answers 500); a method returning
+///   `impl Iterator<Item = T>` (or, async, `impl Stream<Item = T>`) streams its items.
+/// - `#[batch(max_batch_size = N, batch_wait_timeout_ms = M)]` on a method taking `Vec<T>`
+///   and returning `Vec<U>`: callers send one `T` and get one `U`.
+/// - `fn reconfigure(&mut self, config: C)` gets the deployment's user config, at start and
+///   whenever it changes; `fn check_health(&self) -> Result<(), E>` is the health check.
+///
+/// ```ignore
+/// #[mobula::deployment(num_replicas = 2, max_ongoing_requests = 16)]
+/// struct Model { weights: Vec<f32> }
+///
+/// #[mobula::deployment]
+/// impl Model {
+///     fn new(weights: Vec<f32>) -> Self { Model { weights } }
+///
+///     #[batch(max_batch_size = 8, batch_wait_timeout_ms = 5)]
+///     async fn score(&self, xs: Vec<Vec<f32>>) -> Vec<f32> { /* one pass over the batch */ }
+/// }
+/// ```
+pub use mobula_macros::deployment;
+
 /// Marks the program's `main` so that one binary is the driver and every worker node: started
 /// with `MOBULA_WORKER=1` and `MOBULA_ADDRESS` (plus `MOBULA_JOIN_TOKEN` and
 /// `MOBULA_CA_FINGERPRINT`, as `mobula start --head` prints them), the process joins that
@@ -268,8 +302,10 @@ pub mod __private {
     pub use crate::runtime::hosted::{ActorMethods, CallReply, open_hosted, serve_call};
     pub use crate::runtime::registry::{RegisteredActor, RegisteredFunction, call_here};
     pub use crate::runtime::submit::{call_generator, submit, submit_generator};
+    pub use futures;
     pub use futures::StreamExt;
     pub use futures::executor::block_on;
     pub use inventory;
     pub use serde;
+    pub use serde_json;
 }

@@ -2,6 +2,7 @@
 //! `#[mobula::remote]` and `#[mobula::actor]`.
 
 mod actor;
+mod deployment;
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -424,6 +425,16 @@ pub(crate) fn fallible_ok(ty: &Type) -> Option<TokenStream2> {
 #[proc_macro_attribute]
 pub fn actor(attr: TokenStream, item: TokenStream) -> TokenStream {
     match actor::expand(attr.into(), item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// A Serve deployment: on a struct, its options; on its impl block, its methods, `bind`,
+/// and the replica actor. See `mobula::serve`.
+#[proc_macro_attribute]
+pub fn deployment(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match deployment::expand(attr.into(), item.into()) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }

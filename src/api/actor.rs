@@ -47,6 +47,16 @@ impl<A: ActorClass, P> ActorBuilder<A, P> {
         }
     }
 
+    /// Starts from these options instead of the class's (a library creating actors with
+    /// options it computed).
+    #[doc(hidden)]
+    pub fn with_options(options: ActorOptions) -> Self {
+        ActorBuilder {
+            options,
+            _marker: PhantomData,
+        }
+    }
+
     forward! {
         /// See [`ActorOptions::num_cpus`].
         num_cpus(n: impl Into<f64>);

@@ -127,6 +127,13 @@ impl<T: Value> IntoArg<T> for T {
     }
 }
 
+/// An argument already made (a library passing on what its caller gave).
+impl<T: Value> IntoArg<T> for Arg<T> {
+    fn into_arg(self) -> Arg<T> {
+        self
+    }
+}
+
 impl<T: Value> IntoArg<T> for ObjectRef<T> {
     fn into_arg(self) -> Arg<T> {
         Arg::Ref(self)

@@ -25,6 +25,7 @@ pub(crate) mod hosted;
 pub(crate) mod logs;
 pub(crate) mod object_ref;
 pub(crate) mod panic;
+pub(crate) mod promise;
 pub mod registry;
 pub(crate) mod scheduler;
 pub(crate) mod split;

@@ -1,14 +1,347 @@
-//! Model serving (Ray Serve), being built (issue 18): deployments of replicas behind an
-//! HTTP proxy. What is here so far are its pure decisions, each unit-tested:
+//! Model serving (Ray Serve): deployments of replicas behind an HTTP proxy, composed through
+//! typed handles, batched, autoscaled and kept healthy by a controller.
 //!
-//! - [`autoscale`]: how many replicas a deployment wants for its load, with delays and
-//!   scale to zero.
-//! - [`router`]: which replica takes a request (power of two choices bounded by
-//!   `max_ongoing_requests`), and the bounded queue behind them.
-//! - [`batch`]: requests gathered into batches by size or by wait.
-//! - [`config`]: a deployment's options with Ray's defaults, and their checks.
+//! ```no_run
+//! use mobula::prelude::*;
+//! use mobula::serve::{self, Json};
+//!
+//! #[mobula::deployment(num_replicas = 2, num_cpus = 0)]
+//! struct Doubler;
+//!
+//! #[mobula::deployment]
+//! impl Doubler {
+//!     fn new() -> Self {
+//!         Doubler
+//!     }
+//!
+//!     #[http]
+//!     fn call(&self, x: Json<i64>) -> Json<i64> {
+//!         Json(2 * x.0)
+//!     }
+//! }
+//!
+//! fn main() -> anyhow::Result<()> {
+//!     mobula::init(Config::default())?;
+//!     serve::run(Doubler::bind(), serve::RunOptions::default())?;
+//!     // curl -d 21 http://127.0.0.1:8000/  ->  42
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The parts:
+//! - [`deployment`]: the trait the attribute implements, `bind` and the bound deployment.
+//! - [`handle`]: deployment handles and the per-process router (power of two choices).
+//! - [`controller`]: the controller actor and its reconcile loop.
+//! - [`proxy`]: the HTTP proxy on actix-web; [`http`]: requests and responses as values.
+//! - [`replica`]: what runs in each replica beside the user's value (gate, batch queue).
+//! - Pure decisions, unit-tested: [`autoscale`], [`router`], [`batch`], [`reconcile`],
+//!   [`config`]; [`status`]: what `serve status` shows.
 
 pub mod autoscale;
 pub mod batch;
 pub mod config;
+pub mod controller;
+pub mod deployment;
+pub mod error;
+pub mod handle;
+pub mod http;
+pub mod proxy;
+pub mod reconcile;
+pub mod replica;
 pub mod router;
+pub mod status;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use autoscale::AutoscalingConfig;
+pub use config::DeploymentConfig;
+pub use controller::ServeControllerHandle;
+pub use deployment::{BindArg, Bound, Deployment, Ingress, IngressCall};
+pub use error::ServeError;
+pub use handle::DeploymentHandle;
+pub use http::{FromRequest, IntoChunk, IntoResponse, Json, Request, Response, StreamItem};
+pub use proxy::HttpOptions;
+pub use replica::{BatchQueue, ReplicaCore, ReplicaLoad, ReplicaSetup};
+pub use status::ServeStatus;
+
+use crate::base::scheduling::placement::SchedulingStrategy;
+use crate::runtime::global;
+use controller::{ServeController, Shared, TICK};
+use proxy::{IngressRoute, ProxyServer, Routes};
+
+/// How an application runs (Ray's `serve.run` arguments).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The application's name (Ray: `default`).
+    pub name: String,
+    /// Its route prefix (`/`, or `/a/b`).
+    pub route_prefix: String,
+    /// The proxy's options; used when this call starts the proxy.
+    pub http: HttpOptions,
+    /// Serve over HTTP (`false`: handles only, no proxy).
+    pub proxy: bool,
+    /// How long `run` waits for the replicas to be ready.
+    pub ready_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            name: "default".into(),
+            route_prefix: "/".into(),
+            http: HttpOptions::default(),
+            proxy: true,
+            ready_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RunOptions {
+    /// The application's name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The application's route prefix.
+    pub fn route_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.route_prefix = prefix.into();
+        self
+    }
+
+    /// The proxy's options.
+    pub fn http(mut self, http: HttpOptions) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Whether to serve over HTTP.
+    pub fn proxy(mut self, yes: bool) -> Self {
+        self.proxy = yes;
+        self
+    }
+}
+
+/// What Serve keeps in a process that runs applications.
+struct Local {
+    shared: Arc<Shared>,
+    controller: ServeControllerHandle,
+    routes: Routes,
+    proxy: Mutex<Option<ProxyServer>>,
+}
+
+/// The process's Serve, started (controller and reconcile loop) if it was not.
+fn local() -> Result<Arc<Local>, ServeError> {
+    let found =
+        global::with_runtime(|rt| rt.extension::<Local>()).ok_or(ServeError::NotInitialized)?;
+    if let Some(l) = found {
+        if !l.shared.lock().stopped {
+            return Ok(l);
+        }
+    }
+    let shared = Shared::new();
+    let key = uuid::Uuid::new_v4().as_u64_pair().0;
+    controller::hand_off(key, Arc::clone(&shared));
+    let mut options = ServeController::options();
+    if let Some(here) = crate::context().node_id() {
+        options = options.scheduling_strategy(SchedulingStrategy::NodeAffinity {
+            node: here,
+            soft: false,
+        });
+    }
+    let controller = options
+        .remote(key)
+        .map_err(|e| ServeError::Controller(e.to_string()))?;
+    let looped = Arc::clone(&shared);
+    promise_spawn(async move {
+        loop {
+            {
+                let mut state = looped.lock();
+                if state.stopped {
+                    break;
+                }
+                state.tick(Instant::now());
+            }
+            looped.ticked.notify_all();
+            tokio::time::sleep(TICK).await;
+        }
+    })?;
+    let local = Arc::new(Local {
+        shared,
+        controller,
+        routes: Arc::new(std::sync::RwLock::new(Vec::new())),
+        proxy: Mutex::new(None),
+    });
+    let stopping = Arc::clone(&local);
+    global::with_runtime(|rt| {
+        rt.set_extension(Arc::clone(&local));
+        rt.on_stop(move || stop(&stopping));
+    });
+    Ok(local)
+}
+
+fn promise_spawn(
+    f: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    if crate::runtime::promise::spawn(f) {
+        Ok(())
+    } else {
+        Err(ServeError::NotInitialized)
+    }
+}
+
+fn stop(local: &Local) {
+    local.shared.lock().stop_all();
+    if let Some(p) = local.proxy.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        p.stop();
+    }
+    local
+        .routes
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+}
+
+/// Starts the proxy with these options if it does not run yet (Ray's `serve.start`);
+/// returns the address it listens on.
+pub fn start(http: HttpOptions) -> Result<std::net::SocketAddr, ServeError> {
+    let local = local()?;
+    let mut proxy = local.proxy.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = &*proxy {
+        return Ok(p.address);
+    }
+    let server = ProxyServer::start(
+        http.clone(),
+        Arc::clone(&local.routes),
+        Arc::clone(&local.shared),
+    )
+    .map_err(|e| ServeError::Proxy {
+        address: http.address.to_string(),
+        reason: e.to_string(),
+    })?;
+    let address = server.address;
+    local.shared.lock().proxy = Some(address.to_string());
+    *proxy = Some(server);
+    Ok(address)
+}
+
+/// Runs an application: deploys its deployments (the arguments' first), waits until their
+/// replicas are ready, serves its ingress over HTTP at its route prefix, and returns a
+/// handle to its ingress. Running an application of the same name again updates it (in
+/// place, or rolling; see [`Bound::version`]).
+///
+/// Blocks while replicas start: call it from the program's thread, not from a task.
+pub fn run<R: Ingress>(app: Bound<R>, options: RunOptions) -> Result<R::Public, ServeError> {
+    deployment::check_prefix(&options.route_prefix)?;
+    let local = local()?;
+    {
+        let routes = local.routes.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, other, _)) = routes
+            .iter()
+            .find(|(p, a, _)| *p == options.route_prefix && *a != options.name)
+        {
+            return Err(ServeError::RouteTaken {
+                prefix: options.route_prefix.clone(),
+                app: other.clone(),
+            });
+        }
+    }
+    if options.proxy {
+        start(options.http.clone())?;
+    }
+    let mut plan = deployment::Plan::new(&options.name);
+    let ingress = plan.add(app)?;
+    for p in &plan.deployments {
+        p.router.set_controller(local.controller.clone(), true);
+    }
+    local.shared.lock().deploy(
+        &options.name,
+        &options.route_prefix,
+        ingress.deployment(),
+        plan.deployments,
+    );
+    {
+        let mut routes = local.routes.write().unwrap_or_else(|e| e.into_inner());
+        routes.retain(|(_, a, _)| *a != options.name);
+        routes.push((
+            options.route_prefix.clone(),
+            options.name.clone(),
+            Arc::new(IngressRoute {
+                handle: ingress.clone(),
+            }),
+        ));
+        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    }
+    wait_ready(&local, &options.name, options.ready_timeout)?;
+    Ok(R::Public::from(ingress))
+}
+
+fn wait_ready(local: &Local, app: &str, timeout: Duration) -> Result<(), ServeError> {
+    let deadline = Instant::now() + timeout;
+    let mut state = local.shared.lock();
+    loop {
+        match state.ready(app) {
+            Ok(true) => return Ok(()),
+            Err((deployment, reason)) => return Err(ServeError::Start { deployment, reason }),
+            Ok(false) => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ServeError::Start {
+                deployment: app.to_string(),
+                reason: format!("its replicas were not ready after {timeout:?}"),
+            });
+        }
+        state = local
+            .shared
+            .ticked
+            .wait_timeout(state, (deadline - now).min(Duration::from_secs(1)))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// Everything Serve runs in this process: applications, deployments, replicas, request
+/// rates and latency (Ray's `serve.status()`).
+pub fn status() -> Result<ServeStatus, ServeError> {
+    Ok(local()?.shared.lock().status())
+}
+
+/// Stops an application's replicas and its route.
+pub fn delete(app: &str) -> Result<(), ServeError> {
+    let local = local()?;
+    local
+        .routes
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(_, a, _)| a != app);
+    if local.shared.lock().delete(app) {
+        Ok(())
+    } else {
+        Err(ServeError::UnknownApplication(app.to_string()))
+    }
+}
+
+/// Stops every application and the proxy (Ray's `serve.shutdown()`).
+pub fn shutdown() {
+    if let Some(Some(l)) = global::with_runtime(|rt| rt.extension::<Local>()) {
+        stop(&l);
+    }
+}
+
+/// The replicas of a deployment that run now, as `(number, actor id)`: for tests and tools
+/// that kill one.
+pub fn running_replicas(
+    app: &str,
+    deployment: &str,
+) -> Result<Vec<(u64, crate::ActorId)>, ServeError> {
+    Ok(local()?.shared.lock().running(app, deployment))
+}
+
+/// Where the proxy listens, if it runs.
+pub fn proxy_address() -> Option<std::net::SocketAddr> {
+    let l = global::with_runtime(|rt| rt.extension::<Local>()).flatten()?;
+    let p = l.proxy.lock().unwrap_or_else(|e| e.into_inner());
+    p.as_ref().map(|p| p.address)
+}

@@ -1,18 +1,18 @@
 //! Which replica takes a request (Ray Serve's power of two choices), pure: the replicas'
-//! ongoing requests and two random draws in, a replica (or "wait") out.
+//! ongoing requests and two random draws in, a replica out.
 //!
 //! Two replicas are drawn at random and the one with fewer ongoing requests takes the
-//! request, if it is below its `max_ongoing_requests`; if both are full, every other replica
-//! is tried in order of load. When all are full the request waits in the router's queue
-//! (bounded by `max_queued_requests`; beyond it the request is refused, HTTP 503), and is
-//! routed again when a replica finishes one.
+//! request, if it is below its `max_ongoing_requests`; if both are full, the least loaded
+//! replica with room does. When every replica is full, the least loaded one takes it into
+//! its queue, where it waits for room (the replica's gate bounds that queue by
+//! `max_queued_requests` and refuses beyond it: HTTP 503).
 
 /// One replica as the router sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaLoad {
     /// Requests sent to it and not yet answered.
     pub ongoing: u32,
-    /// The most it may hold at once.
+    /// The most it runs at once.
     pub max_ongoing: u32,
 }
 
@@ -25,66 +25,45 @@ impl ReplicaLoad {
 /// Where a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// To the replica at this index.
+    /// To the replica at this index, which has room.
     Replica(usize),
-    /// Every replica is full (or there is none): it waits in the queue.
-    Wait,
+    /// Every replica is full: into the queue of the least loaded, at this index.
+    Queue(usize),
+    /// There is no replica: the request is held until one starts.
+    NoReplica,
 }
 
 /// Picks a replica for one request: `draw(n)` returns a random index below `n`.
 pub fn choose(replicas: &[ReplicaLoad], mut draw: impl FnMut(usize) -> usize) -> Route {
-    match replicas.len() {
-        0 => return Route::Wait,
-        1 => {
-            return if replicas[0].has_room() {
-                Route::Replica(0)
-            } else {
-                Route::Wait
-            };
-        }
-        _ => {}
-    }
     let n = replicas.len();
-    let a = draw(n) % n;
-    // A second index, different from the first.
-    let b = (a + 1 + draw(n - 1) % (n - 1)) % n;
-    let (first, second) = if replicas[b].ongoing < replicas[a].ongoing {
-        (b, a)
-    } else {
-        (a, b)
-    };
-    for i in [first, second] {
-        if replicas[i].has_room() {
-            return Route::Replica(i);
+    if n == 0 {
+        return Route::NoReplica;
+    }
+    if n > 1 {
+        let a = draw(n) % n;
+        // A second index, different from the first.
+        let b = (a + 1 + draw(n - 1) % (n - 1)) % n;
+        let (first, second) = if replicas[b].ongoing < replicas[a].ongoing {
+            (b, a)
+        } else {
+            (a, b)
+        };
+        for i in [first, second] {
+            if replicas[i].has_room() {
+                return Route::Replica(i);
+            }
         }
     }
-    // Both drawn are full: the least loaded with room, if any.
-    replicas
+    // The least loaded: with room, or into its queue.
+    let (i, least) = replicas
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.has_room())
         .min_by_key(|(_, r)| r.ongoing)
-        .map_or(Route::Wait, |(i, _)| Route::Replica(i))
-}
-
-/// What happens to a request that must wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Queued {
-    /// It waits; it is number `position` in the queue.
-    Waits {
-        /// Its place, from 0.
-        position: usize,
-    },
-    /// The queue is full: refuse it (HTTP 503 with Retry-After).
-    Full,
-}
-
-/// Whether a request may join a queue holding `queued` requests, at most `max_queued`
-/// (`None`: no limit, Ray's -1).
-pub fn enqueue(queued: usize, max_queued: Option<usize>) -> Queued {
-    match max_queued {
-        Some(max) if queued >= max => Queued::Full,
-        _ => Queued::Waits { position: queued },
+        .expect("there is a replica");
+    if least.has_room() {
+        Route::Replica(i)
+    } else {
+        Route::Queue(i)
     }
 }
 
@@ -140,23 +119,14 @@ mod tests {
     }
 
     #[test]
-    fn full_replicas_are_skipped_and_all_full_means_wait() {
+    fn full_replicas_are_skipped_and_all_full_queues_at_the_least_loaded() {
         let r = loads(&[2, 2, 0], 2);
         assert_eq!(choose(&r, script(&[0, 0])), Route::Replica(2));
-        let full = loads(&[2, 2, 2], 2);
-        assert_eq!(choose(&full, script(&[0, 0])), Route::Wait);
-        assert_eq!(choose(&[], script(&[0])), Route::Wait);
-        assert_eq!(choose(&loads(&[1], 1), script(&[0])), Route::Wait);
+        let full = loads(&[3, 2, 4], 2);
+        assert_eq!(choose(&full, script(&[0, 0])), Route::Queue(1));
+        assert_eq!(choose(&[], script(&[0])), Route::NoReplica);
+        assert_eq!(choose(&loads(&[1], 1), script(&[0])), Route::Queue(0));
         assert_eq!(choose(&loads(&[0], 1), script(&[0])), Route::Replica(0));
-    }
-
-    #[test]
-    fn the_queue_is_bounded() {
-        assert_eq!(enqueue(0, Some(2)), Queued::Waits { position: 0 });
-        assert_eq!(enqueue(1, Some(2)), Queued::Waits { position: 1 });
-        assert_eq!(enqueue(2, Some(2)), Queued::Full);
-        assert_eq!(enqueue(10_000, None), Queued::Waits { position: 10_000 });
-        assert_eq!(enqueue(0, Some(0)), Queued::Full);
     }
 
     /// Under random draws, load spreads: no replica ends far above the others.

@@ -180,6 +180,14 @@ impl<'de, A: ActorClass> Deserialize<'de> for ActorHandle<A> {
         #[serde(rename = "mobula::ActorHandle")]
         struct Wire((ActorId, NodeId));
         let Wire((id, node)) = Wire::deserialize(deserializer)?;
+        Ok(ActorHandle::attach(id, node))
+    }
+}
+
+impl<A: ActorClass> ActorHandle<A> {
+    /// A handle to the actor `id` on `node`, as a serialized handle becomes one on arrival:
+    /// for libraries that keep actors by id (Serve's controller hands replicas to routers).
+    pub(crate) fn attach(id: ActorId, node: NodeId) -> Self {
         let found = global::with_runtime(|rt| {
             if node == rt.node_id {
                 return rt
@@ -196,6 +204,6 @@ impl<'de, A: ActorClass> Deserialize<'de> for ActorHandle<A> {
             )))
         })
         .flatten();
-        Ok(found.unwrap_or_else(|| ActorHandle::unknown(id, node)))
+        found.unwrap_or_else(|| ActorHandle::unknown(id, node))
     }
 }
