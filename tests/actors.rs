@@ -57,6 +57,17 @@ fn the_lecture_counter_counts_to_five() {
     assert_eq!(counter.get().get().unwrap(), 15);
 }
 
+/// Ray's fire-and-forget: a call whose ref is dropped at once still runs, in its turn.
+#[test]
+fn a_call_whose_ref_is_dropped_still_runs_in_order() {
+    let _node = start(Config::default().num_cpus(2));
+    let counter = Counter::remote().unwrap();
+    for _ in 0..3 {
+        drop(counter.add(5));
+    }
+    assert_eq!(counter.get().get().unwrap(), 15);
+}
+
 #[mobula::remote]
 fn five() -> i64 {
     5

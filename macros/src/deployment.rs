@@ -549,6 +549,13 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
                         self.__batches.#field.batch_sizes()
                     }
                 });
+                let sizes_doc = format!("The sizes of the latest batches of `{m}` run by the replica that takes this call, oldest first.");
+                handle_methods.push(quote! {
+                    #[doc = #sizes_doc]
+                    #vis fn #sizes(&self) -> ::mobula::ObjectRef<::std::vec::Vec<usize>> {
+                        self.0.call(move |__r: #replica_handle| __r.#sizes())
+                    }
+                });
             }
             _ => {
                 let names: Vec<_> = ps.iter().map(|(n, _)| n.clone()).collect();
@@ -719,6 +726,10 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
                     ::core::result::Result::Ok((#(::mobula::serve::BindArg::<#c_stored>::into_resolve(#c_names)(__plan)?,)*))
                 }))
             }
+        }
+
+        impl ::mobula::serve::PublicHandle for #handle {
+            type Replica = #replica;
         }
 
         impl ::mobula::serve::Deployment for #replica {

@@ -81,6 +81,8 @@ pub(crate) struct Deployment {
     gone_errors: u64,
     gone_latency: LatencyHistogram,
     rate: VecDeque<(Instant, u64)>,
+    /// User configs sent to running replicas, not yet answered.
+    reconfiguring: Vec<ObjectRef<()>>,
 }
 
 struct App {
@@ -372,6 +374,20 @@ impl Deployment {
             self.changed();
         }
 
+        let mut refused = Vec::new();
+        self.reconfiguring.retain(|r| {
+            if !r.is_ready() {
+                return true;
+            }
+            if let Err(e) = r.get() {
+                refused.push(e.to_string());
+            }
+            false
+        });
+        if let Some(why) = refused.pop() {
+            self.message = format!("reconfigure failed: {why}");
+        }
+
         // How many it wants.
         let running = self
             .replicas
@@ -522,7 +538,7 @@ impl State {
                             if let Some(c) = &user_config {
                                 for r in &d.replicas {
                                     if r.state != ReplicaState::Stopping {
-                                        drop(r.ops.reconfigure(c.clone()));
+                                        d.reconfiguring.push(r.ops.reconfigure(c.clone()));
                                     }
                                 }
                             }
@@ -563,6 +579,7 @@ impl State {
                         gone_errors: 0,
                         gone_latency: LatencyHistogram::default(),
                         rate: VecDeque::new(),
+                        reconfiguring: Vec::new(),
                     });
                 }
             }
@@ -658,6 +675,30 @@ impl State {
                     deployments: a.deployments.iter().map(Deployment::status).collect(),
                 })
                 .collect(),
+        }
+    }
+
+    /// The replicas of a deployment, if it runs.
+    pub(crate) fn list(&self, app: &str, deployment: &str) -> Option<ReplicaList> {
+        self.apps
+            .get(app)
+            .and_then(|a| a.deployments.iter().find(|d| d.config.name == deployment))
+            .map(Deployment::list)
+    }
+
+    /// Kills a replica as a crash would (the controller is not told); false if none.
+    pub(crate) fn kill(&self, app: &str, deployment: &str, number: u64) -> bool {
+        let found = self
+            .apps
+            .get(app)
+            .and_then(|a| a.deployments.iter().find(|d| d.config.name == deployment))
+            .and_then(|d| d.replicas.iter().find(|r| r.number == number));
+        match found {
+            Some(r) => {
+                r.ops.kill();
+                true
+            }
+            None => false,
         }
     }
 

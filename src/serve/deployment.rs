@@ -49,6 +49,12 @@ pub trait Deployment: ActorMethods + Sized {
     fn drain(replica: &ActorHandle<Self>, timeout_ms: u64) -> ObjectRef<bool>;
 }
 
+/// The typed handle of a deployment (`ModelHandle`). Implemented by `#[mobula::deployment]`.
+pub trait PublicHandle: From<DeploymentHandle<Self::Replica>> {
+    /// The deployment's replica actor.
+    type Replica: Deployment;
+}
+
 /// A deployment that takes HTTP requests (its impl has an `#[http]` method).
 pub trait Ingress: Deployment {
     /// Sends one request to a replica.

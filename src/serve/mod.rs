@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 pub use autoscale::AutoscalingConfig;
 pub use config::DeploymentConfig;
 pub use controller::ServeControllerHandle;
-pub use deployment::{BindArg, Bound, Deployment, Ingress, IngressCall};
+pub use deployment::{BindArg, Bound, Deployment, Ingress, IngressCall, PublicHandle};
 pub use error::ServeError;
 pub use handle::DeploymentHandle;
 pub use http::{FromRequest, IntoChunk, IntoResponse, Json, Request, Response, StreamItem};
@@ -308,6 +308,21 @@ pub fn status() -> Result<ServeStatus, ServeError> {
     Ok(local()?.shared.lock().status())
 }
 
+/// A handle to a running deployment, by application and deployment name (Ray's
+/// `serve.get_deployment_handle`): `get_deployment_handle::<ModelHandle>("app", "Model")`.
+pub fn get_deployment_handle<H: PublicHandle>(app: &str, deployment: &str) -> Result<H, ServeError> {
+    let local = local()?;
+    let list = local.shared.lock().list(app, deployment);
+    let Some(list) = list else {
+        return Err(ServeError::UnknownApplication(format!("{app} (deployment {deployment})")));
+    };
+    let handle = DeploymentHandle::<H::Replica>::open(app, deployment, list.max_ongoing)?;
+    let router = handle.erased();
+    router.set_controller(local.controller.clone(), true);
+    router.update(&list);
+    Ok(H::from(handle))
+}
+
 /// Stops an application's replicas and its route.
 pub fn delete(app: &str) -> Result<(), ServeError> {
     let local = local()?;
@@ -337,6 +352,19 @@ pub fn running_replicas(
     deployment: &str,
 ) -> Result<Vec<(u64, crate::ActorId)>, ServeError> {
     Ok(local()?.shared.lock().running(app, deployment))
+}
+
+/// Kills one replica as a crash would, without telling the controller (chaos testing, as
+/// Ray's tests kill a replica's actor): its calls not yet started go to other replicas, and
+/// the controller replaces it.
+pub fn kill_replica(app: &str, deployment: &str, replica: u64) -> Result<(), ServeError> {
+    if local()?.shared.lock().kill(app, deployment, replica) {
+        Ok(())
+    } else {
+        Err(ServeError::UnknownApplication(format!(
+            "{app} (deployment {deployment}, replica {replica})"
+        )))
+    }
 }
 
 /// Where the proxy listens, if it runs.

@@ -118,11 +118,13 @@ impl<A: ActorClass> ActorCore<A> {
         }
     }
 
-    /// A call whose result nobody can get any more (cancelled) is skipped.
+    /// A cancelled call (its result already failed) is skipped. A call whose every ref was
+    /// dropped still runs, for its effects (Ray's fire-and-forget `actor.method.remote()`):
+    /// its result is let go.
     fn wanted(&self, call: &dyn ErasedCall<A>) -> bool {
-        matches!(
+        !matches!(
             self.store.cancel_probe(call.return_id()),
-            CancelProbe::Pending(_)
+            CancelProbe::Done
         )
     }
 
