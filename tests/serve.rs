@@ -132,15 +132,26 @@ fn deployments_answer_json_and_raw_requests_at_their_routes_and_through_handles(
     assert_eq!(names, HashSet::from(["adder".into(), "echo".into()]));
     eventually("the adder's request is counted", || {
         let s = serve::status().unwrap();
-        let d = &s.applications.iter().find(|a| a.name == "adder").unwrap().deployments[0];
+        let d = &s
+            .applications
+            .iter()
+            .find(|a| a.name == "adder")
+            .unwrap()
+            .deployments[0];
         d.requests >= 1 && d.p50_ms.is_some()
     });
     let table = serve::status().unwrap().render();
-    assert!(table.contains("Adder") && table.contains("HEALTHY"), "{table}");
+    assert!(
+        table.contains("Adder") && table.contains("HEALTHY"),
+        "{table}"
+    );
 
     // A prefix is one application's.
     let taken = serve::run(Echo::bind(), options("other", "/echo")).unwrap_err();
-    assert!(matches!(taken, serve::ServeError::RouteTaken { .. }), "{taken}");
+    assert!(
+        matches!(taken, serve::ServeError::RouteTaken { .. }),
+        "{taken}"
+    );
 
     serve::delete("echo").unwrap();
     assert_eq!(get(proxy(), "/echo").status, 404);
@@ -190,7 +201,11 @@ fn bad_input_gets_its_status_and_the_service_goes_on() {
     // Malformed JSON: 400 with the parser's message.
     let r = post(addr, "/f", r#"{"do": "#);
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("malformed JSON body") && r.text().contains("EOF"), "{}", r.text());
+    assert!(
+        r.text().contains("malformed JSON body") && r.text().contains("EOF"),
+        "{}",
+        r.text()
+    );
     // Unknown route: 404.
     assert_eq!(get(addr, "/nothing-here").status, 404);
     // Too large: 413.
@@ -316,7 +331,10 @@ fn a_composed_application_passes_responses_between_handles_and_batches_under_loa
     assert_eq!(scorer.len(), 1);
     // Batch sizes, read through the replica's own method.
     let sizes = batch_sizes();
-    assert!(sizes.iter().any(|&s| s > 1), "some batch held several: {sizes:?}");
+    assert!(
+        sizes.iter().any(|&s| s > 1),
+        "some batch held several: {sizes:?}"
+    );
     assert!(sizes.iter().all(|&s| s <= 8), "{sizes:?}");
 
     // A lone request is answered once its batch's wait ends.
@@ -385,7 +403,13 @@ static BUSY_RELEASE: AtomicBool = AtomicBool::new(false);
 #[mobula::deployment(
     num_cpus = 0,
     max_ongoing_requests = 4,
-    autoscaling(min_replicas = 0, max_replicas = 3, target_ongoing_requests = 1, upscale_delay_ms = 0, downscale_delay_ms = 200)
+    autoscaling(
+        min_replicas = 0,
+        max_replicas = 3,
+        target_ongoing_requests = 1,
+        upscale_delay_ms = 0,
+        downscale_delay_ms = 200
+    )
 )]
 struct Busy;
 
@@ -419,12 +443,16 @@ fn autoscaling_starts_replicas_under_load_and_stops_them_after_and_scales_from_z
     let load: Vec<_> = (0..6)
         .map(|_| std::thread::spawn(move || get(addr, "/")))
         .collect();
-    eventually("three replicas under load", || replicas("busy", "Busy").len() == 3);
+    eventually("three replicas under load", || {
+        replicas("busy", "Busy").len() == 3
+    });
     BUSY_RELEASE.store(true, Ordering::Release);
     for t in load {
         assert_eq!(t.join().unwrap().status, 200);
     }
-    eventually("back to zero after the load", || replicas("busy", "Busy").is_empty());
+    eventually("back to zero after the load", || {
+        replicas("busy", "Busy").is_empty()
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -435,7 +463,12 @@ struct Settings {
     factor: i64,
 }
 
-#[mobula::deployment(num_replicas = 2, num_cpus = 0, health_check_period_ms = 20, health_check_timeout_ms = 2000)]
+#[mobula::deployment(
+    num_replicas = 2,
+    num_cpus = 0,
+    health_check_period_ms = 20,
+    health_check_timeout_ms = 2000
+)]
 struct Service {
     version: i64,
     factor: AtomicU64,
@@ -470,12 +503,18 @@ impl Service {
 
     #[http]
     fn call(&self, x: Json<i64>) -> Json<(i64, i64)> {
-        Json((self.version, x.0 * self.factor.load(Ordering::Acquire) as i64))
+        Json((
+            self.version,
+            x.0 * self.factor.load(Ordering::Acquire) as i64,
+        ))
     }
 }
 
 /// Sends requests from 4 threads until `stop`; returns every status seen.
-fn traffic(addr: SocketAddr, stop: &'static AtomicBool) -> Vec<std::thread::JoinHandle<Vec<(u16, String)>>> {
+fn traffic(
+    addr: SocketAddr,
+    stop: &'static AtomicBool,
+) -> Vec<std::thread::JoinHandle<Vec<(u16, String)>>> {
     (0..4)
         .map(|_| {
             std::thread::spawn(move || {
@@ -499,7 +538,9 @@ fn killed_and_unhealthy_replicas_are_replaced_and_updates_roll_without_a_failed_
     STOP_A.store(false, Ordering::Release);
     STOP_B.store(false, Ordering::Release);
     let svc = serve::run(
-        Service::bind(1).version("a").user_config(Settings { factor: 2 }),
+        Service::bind(1)
+            .version("a")
+            .user_config(Settings { factor: 2 }),
         options("svc", "/svc"),
     )
     .expect("run");
@@ -510,14 +551,22 @@ fn killed_and_unhealthy_replicas_are_replaced_and_updates_roll_without_a_failed_
 
     // A new user config with the same version: the replicas take it without restarting.
     serve::run(
-        Service::bind(1).version("a").user_config(Settings { factor: 3 }),
+        Service::bind(1)
+            .version("a")
+            .user_config(Settings { factor: 3 }),
         options("svc", "/svc"),
     )
     .expect("reconfigure");
     common::eventually_or(
         "the new factor is used",
         || post(addr, "/svc", "5").json() == serde_json::json!([1, 15]),
-        || format!("{}\n{:?}", serve::status().unwrap().render(), post(addr, "/svc", "5")),
+        || {
+            format!(
+                "{}\n{:?}",
+                serve::status().unwrap().render(),
+                post(addr, "/svc", "5")
+            )
+        },
     );
     assert_eq!(replicas("svc", "Service"), first, "same replicas");
 
@@ -534,7 +583,11 @@ fn killed_and_unhealthy_replicas_are_replaced_and_updates_roll_without_a_failed_
     STOP_A.store(true, Ordering::Release);
     let seen: Vec<(u16, String)> = load.into_iter().flat_map(|t| t.join().unwrap()).collect();
     assert!(seen.len() > 20);
-    assert!(seen.iter().all(|(s, _)| *s == 200), "{:?}", seen.iter().find(|(s, _)| *s != 200));
+    assert!(
+        seen.iter().all(|(s, _)| *s == 200),
+        "{:?}",
+        seen.iter().find(|(s, _)| *s != 200)
+    );
 
     // An unhealthy replica is replaced.
     let before = replicas("svc", "Service");
@@ -548,7 +601,9 @@ fn killed_and_unhealthy_replicas_are_replaced_and_updates_roll_without_a_failed_
     let load = traffic(addr, &STOP_B);
     let old = replicas("svc", "Service");
     serve::run(
-        Service::bind(2).version("b").user_config(Settings { factor: 1 }),
+        Service::bind(2)
+            .version("b")
+            .user_config(Settings { factor: 1 }),
         options("svc", "/svc"),
     )
     .expect("update");
@@ -558,6 +613,10 @@ fn killed_and_unhealthy_replicas_are_replaced_and_updates_roll_without_a_failed_
     });
     STOP_B.store(true, Ordering::Release);
     let seen: Vec<(u16, String)> = load.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    assert!(seen.iter().all(|(s, _)| *s == 200), "{:?}", seen.iter().find(|(s, _)| *s != 200));
+    assert!(
+        seen.iter().all(|(s, _)| *s == 200),
+        "{:?}",
+        seen.iter().find(|(s, _)| *s != 200)
+    );
     assert_eq!(post(addr, "/svc", "5").json(), serde_json::json!([2, 5]));
 }

@@ -540,7 +540,7 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
                     #(#docs)*
                     #vis fn #m(&self, x: impl ::mobula::IntoArg<#x>) -> ::mobula::ObjectRef<#y> {
                         let __x = ::mobula::IntoArg::<#x>::into_arg(x);
-                        self.0.call(move |__r: #replica_handle| __r.#m(__x))
+                        self.0.call(move |__r: #replica_handle| __r.#m(__x.clone()))
                     }
                 });
                 let sizes = format_ident!("{}_batch_sizes", m);
@@ -549,7 +549,9 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
                         self.__batches.#field.batch_sizes()
                     }
                 });
-                let sizes_doc = format!("The sizes of the latest batches of `{m}` run by the replica that takes this call, oldest first.");
+                let sizes_doc = format!(
+                    "The sizes of the latest batches of `{m}` run by the replica that takes this call, oldest first."
+                );
                 handle_methods.push(quote! {
                     #[doc = #sizes_doc]
                     #vis fn #sizes(&self) -> ::mobula::ObjectRef<::std::vec::Vec<usize>> {
@@ -583,7 +585,7 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
                     #[allow(clippy::too_many_arguments)]
                     #vis fn #m(&self, #(#pnames: impl ::mobula::IntoArg<#stored>),*) -> ::mobula::ObjectRef<#out> {
                         #(let #pnames = ::mobula::IntoArg::<#stored>::into_arg(#pnames);)*
-                        self.0.call(move |__r: #replica_handle| __r.#m(#(#pnames),*))
+                        self.0.call(move |__r: #replica_handle| __r.#m(#(#pnames.clone()),*))
                     }
                 });
             }

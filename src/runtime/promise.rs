@@ -72,6 +72,23 @@ impl<T: Value> Promise<T> {
     }
 }
 
+impl<T: Value> Promise<T> {
+    /// Settles the ref with a value shared with another object (no copy), or an error.
+    pub fn settle_shared(mut self, result: Result<std::sync::Arc<T>, GetError>) {
+        if let Some((id, store)) = self.slot.take() {
+            match result {
+                Ok(value) => {
+                    let size = crate::object::size::estimate(&*value);
+                    store.seal(id, StoredValue::from_arc(value, size));
+                }
+                Err(e) => {
+                    store.fail(id, e);
+                }
+            }
+        }
+    }
+}
+
 impl<T> Drop for Promise<T> {
     fn drop(&mut self) {
         if let Some((id, store)) = self.slot.take() {

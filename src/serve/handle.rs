@@ -22,6 +22,7 @@ use super::controller::{ControllerHandle, ReplicaList};
 use super::deployment::Deployment;
 use super::error::ServeError;
 use super::router::{ReplicaLoad, Route, choose};
+use crate::base::error::GetError;
 use crate::base::id::{ActorId, NodeId};
 use crate::base::value::Value;
 use crate::runtime::actor::handle::{ActorClass, ActorHandle};
@@ -31,6 +32,9 @@ use crate::runtime::promise;
 
 /// How often a router outside the controller's process asks for news while in use.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Replicas a call is tried on when dead ones refuse it.
+pub const ATTEMPTS: u32 = 3;
 
 /// A router's replicas.
 struct ReplicaSet<R: ActorClass> {
@@ -282,27 +286,49 @@ impl<R: Deployment> DeploymentHandle<R> {
         self.poll_now();
     }
 
-    /// Calls a method on one replica: `call` makes the call on the replica's handle. When
-    /// there is no replica, the call is held and made when one runs.
+    /// Calls a method on one replica: `call` makes the call on the replica's handle. The
+    /// ref is handed out at once. A call a dead replica refused before running it is made
+    /// again on another (up to [`ATTEMPTS`] in all); when there is no replica, the call is
+    /// held and made when one runs.
     pub fn call<T, F>(&self, call: F) -> ObjectRef<T>
     where
         T: Value,
-        F: FnOnce(R::Handle) -> ObjectRef<T> + Send + 'static,
+        F: Fn(R::Handle) -> ObjectRef<T> + Send + 'static,
     {
-        if let Some(h) = self.pick() {
-            return call(R::Handle::from(h));
-        }
-        let (r, promise) = promise::promise::<T>("a call held for a replica");
+        let (r, promise) = promise::promise::<T>("a deployment call");
         let this = self.clone();
-        this.router.held.fetch_add(1, Ordering::AcqRel);
+        // The first try is made now, in the caller's order.
+        let first = self.pick().map(|h| {
+            let id = h.id();
+            (id, call(R::Handle::from(h)))
+        });
         let spawned = promise::spawn(async move {
-            let replica = this.replica().await;
-            this.router.held.fetch_sub(1, Ordering::AcqRel);
-            let result = call(R::Handle::from(replica)).await;
-            promise.settle(result);
+            let (mut replica, mut answer) = match first {
+                Some(sent) => sent,
+                None => {
+                    let h = this.replica().await;
+                    (h.id(), call(R::Handle::from(h)))
+                }
+            };
+            let mut attempt = 1;
+            loop {
+                match answer.get_shared().await {
+                    Err(GetError::ActorDied { .. }) if attempt < ATTEMPTS => {
+                        attempt += 1;
+                        this.replica_failed(replica);
+                        let h = match this.pick_other(replica) {
+                            Some(h) => h,
+                            None => this.replica().await,
+                        };
+                        replica = h.id();
+                        answer = call(R::Handle::from(h));
+                    }
+                    result => return promise.settle_shared(result),
+                }
+            }
         });
         if !spawned {
-            self.router.held.fetch_sub(1, Ordering::AcqRel);
+            // No runtime: the promise, dropped, fails the ref.
         }
         r
     }

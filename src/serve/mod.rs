@@ -310,11 +310,16 @@ pub fn status() -> Result<ServeStatus, ServeError> {
 
 /// A handle to a running deployment, by application and deployment name (Ray's
 /// `serve.get_deployment_handle`): `get_deployment_handle::<ModelHandle>("app", "Model")`.
-pub fn get_deployment_handle<H: PublicHandle>(app: &str, deployment: &str) -> Result<H, ServeError> {
+pub fn get_deployment_handle<H: PublicHandle>(
+    app: &str,
+    deployment: &str,
+) -> Result<H, ServeError> {
     let local = local()?;
     let list = local.shared.lock().list(app, deployment);
     let Some(list) = list else {
-        return Err(ServeError::UnknownApplication(format!("{app} (deployment {deployment})")));
+        return Err(ServeError::UnknownApplication(format!(
+            "{app} (deployment {deployment})"
+        )));
     };
     let handle = DeploymentHandle::<H::Replica>::open(app, deployment, list.max_ongoing)?;
     let router = handle.erased();

@@ -122,10 +122,7 @@ impl<A: ActorClass> ActorCore<A> {
     /// dropped still runs, for its effects (Ray's fire-and-forget `actor.method.remote()`):
     /// its result is let go.
     fn wanted(&self, call: &dyn ErasedCall<A>) -> bool {
-        !matches!(
-            self.store.cancel_probe(call.return_id()),
-            CancelProbe::Done
-        )
+        !matches!(self.store.cancel_probe(call.return_id()), CancelProbe::Done)
     }
 
     /// The context a run of the constructor sees: the actor's, under a task id of its own.
