@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::http::{Reply, get, post, request};
 use common::{eventually, start};
 use mobula::prelude::*;
-use mobula::serve::{self, AutoscalingConfig, HttpOptions, Json, Request, Response, RunOptions};
+use mobula::serve::{self, HttpOptions, Json, Request, Response, RunOptions};
 use serde::{Deserialize, Serialize};
 
 fn options(app: &str, prefix: &str) -> RunOptions {

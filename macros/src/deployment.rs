@@ -201,7 +201,7 @@ fn expand_struct(attr: TokenStream2, item: ItemStruct) -> syn::Result<TokenStrea
 /// A method's role in the deployment.
 enum Role {
     Plain,
-    Batch { size: Expr, wait_ms: Expr },
+    Batch { size: Box<Expr>, wait_ms: Box<Expr> },
     Http,
 }
 
@@ -237,8 +237,8 @@ fn take_role(f: &mut ImplItemFn) -> syn::Result<Role> {
                 }
             }
             role = Role::Batch {
-                size: size.unwrap_or_else(|| syn::parse_quote!(10)),
-                wait_ms: wait.unwrap_or_else(|| syn::parse_quote!(10)),
+                size: Box::new(size.unwrap_or_else(|| syn::parse_quote!(10))),
+                wait_ms: Box::new(wait.unwrap_or_else(|| syn::parse_quote!(10))),
             };
         } else {
             kept.push(a);

@@ -59,20 +59,6 @@ pub fn promise<T: Value>(what: &'static str) -> (ObjectRef<T>, Promise<T>) {
 }
 
 impl<T: Value> Promise<T> {
-    /// Settles the ref with a value or an error.
-    pub fn settle(mut self, result: Result<T, GetError>) {
-        if let Some((id, store)) = self.slot.take() {
-            match result {
-                Ok(value) => store.seal(id, StoredValue::new(value)),
-                Err(e) => {
-                    store.fail(id, e);
-                }
-            }
-        }
-    }
-}
-
-impl<T: Value> Promise<T> {
     /// Settles the ref with a value shared with another object (no copy), or an error.
     pub fn settle_shared(mut self, result: Result<std::sync::Arc<T>, GetError>) {
         if let Some((id, store)) = self.slot.take() {

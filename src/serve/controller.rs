@@ -28,6 +28,9 @@ use crate::runtime::object_ref::ObjectRef;
 /// How often the controller reconciles.
 pub const TICK: Duration = Duration::from_millis(50);
 
+/// How often the controller reconciles while replicas start or stop.
+pub const FAST_TICK: Duration = Duration::from_millis(2);
+
 /// Replica starts in a row that may fail before `serve::run` gives up.
 pub const START_ATTEMPTS: u32 = 3;
 
@@ -637,6 +640,16 @@ impl State {
                 d.tick(name, now, now_ms);
             }
         }
+    }
+
+    /// How long until the next reconcile: soon while replicas start or stop, else [`TICK`].
+    pub(crate) fn next_tick(&self) -> Duration {
+        let changing = self.apps.values().any(|a| {
+            a.deployments
+                .iter()
+                .any(|d| d.replicas.iter().any(|r| r.state != ReplicaState::Running))
+        });
+        if changing { FAST_TICK } else { TICK }
     }
 
     /// Whether an application runs what it wants: `Ok(true)` ready, `Ok(false)` not yet,

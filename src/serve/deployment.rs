@@ -69,7 +69,8 @@ pub enum IngressCall {
     Stream(ObjectRefGenerator<StreamItem>),
 }
 
-type Resolve<T> = Box<dyn FnOnce(&mut Plan) -> Result<T, ServeError> + Send>;
+/// How a bound argument is had when the application runs.
+pub type Resolve<T> = Box<dyn FnOnce(&mut Plan) -> Result<T, ServeError> + Send>;
 
 /// A deployment bound to its constructor's arguments, with its options: what
 /// `Model::bind(...)` returns. Pass it to [`run`](super::run), or as an argument of another
@@ -85,17 +86,17 @@ pub struct Bound<R: Deployment> {
 /// An argument of `bind`: a value, or a bound deployment (which becomes its handle).
 pub trait BindArg<T> {
     /// How the value is had when the application runs.
-    fn into_resolve(self) -> Box<dyn FnOnce(&mut Plan) -> Result<T, ServeError> + Send>;
+    fn into_resolve(self) -> Resolve<T>;
 }
 
 impl<T: Value> BindArg<T> for T {
-    fn into_resolve(self) -> Box<dyn FnOnce(&mut Plan) -> Result<T, ServeError> + Send> {
+    fn into_resolve(self) -> Resolve<T> {
         Box::new(move |_| Ok(self))
     }
 }
 
 impl<R: Deployment> BindArg<R::Public> for Bound<R> {
-    fn into_resolve(self) -> Box<dyn FnOnce(&mut Plan) -> Result<R::Public, ServeError> + Send> {
+    fn into_resolve(self) -> Resolve<R::Public> {
         Box::new(move |plan| plan.add(self).map(R::Public::from))
     }
 }

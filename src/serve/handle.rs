@@ -55,8 +55,6 @@ pub(crate) struct Router<R: ActorClass> {
     polling: AtomicBool,
     polled: Mutex<Option<Instant>>,
     draw: AtomicU64,
-    /// Calls held for want of a replica.
-    held: AtomicU64,
 }
 
 /// A router with its replicas' type erased, as the controller and the registry hold it.
@@ -130,7 +128,6 @@ impl Routers {
             polling: AtomicBool::new(false),
             polled: Mutex::new(None),
             draw: AtomicU64::new(uuid::Uuid::new_v4().as_u64_pair().0 | 1),
-            held: AtomicU64::new(0),
         });
         map.insert(key, Arc::clone(&router) as Arc<dyn ErasedRouter>);
         router

@@ -67,7 +67,7 @@ pub use status::ServeStatus;
 
 use crate::base::scheduling::placement::SchedulingStrategy;
 use crate::runtime::global;
-use controller::{ServeController, Shared, TICK};
+use controller::{ServeController, Shared};
 use proxy::{IngressRoute, ProxyServer, Routes};
 
 /// How an application runs (Ray's `serve.run` arguments).
@@ -156,15 +156,16 @@ fn local() -> Result<Arc<Local>, ServeError> {
     let looped = Arc::clone(&shared);
     promise_spawn(async move {
         loop {
-            {
+            let next = {
                 let mut state = looped.lock();
                 if state.stopped {
                     break;
                 }
                 state.tick(Instant::now());
-            }
+                state.next_tick()
+            };
             looped.ticked.notify_all();
-            tokio::time::sleep(TICK).await;
+            tokio::time::sleep(next).await;
         }
     })?;
     let local = Arc::new(Local {
@@ -255,12 +256,17 @@ pub fn run<R: Ingress>(app: Bound<R>, options: RunOptions) -> Result<R::Public, 
     for p in &plan.deployments {
         p.router.set_controller(local.controller.clone(), true);
     }
-    local.shared.lock().deploy(
-        &options.name,
-        &options.route_prefix,
-        ingress.deployment(),
-        plan.deployments,
-    );
+    {
+        let mut state = local.shared.lock();
+        state.deploy(
+            &options.name,
+            &options.route_prefix,
+            ingress.deployment(),
+            plan.deployments,
+        );
+        // Replicas start now, not at the next reconcile.
+        state.tick(Instant::now());
+    }
     {
         let mut routes = local.routes.write().unwrap_or_else(|e| e.into_inner());
         routes.retain(|(_, a, _)| *a != options.name);
@@ -271,7 +277,7 @@ pub fn run<R: Ingress>(app: Bound<R>, options: RunOptions) -> Result<R::Public, 
                 handle: ingress.clone(),
             }),
         ));
-        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     }
     wait_ready(&local, &options.name, options.ready_timeout)?;
     Ok(R::Public::from(ingress))
@@ -293,12 +299,14 @@ fn wait_ready(local: &Local, app: &str, timeout: Duration) -> Result<(), ServeEr
                 reason: format!("its replicas were not ready after {timeout:?}"),
             });
         }
+        // Reconcile here too while waiting, so starting replicas are seen at once.
         state = local
             .shared
             .ticked
-            .wait_timeout(state, (deadline - now).min(Duration::from_secs(1)))
+            .wait_timeout(state, (deadline - now).min(controller::FAST_TICK))
             .unwrap_or_else(|e| e.into_inner())
             .0;
+        state.tick(Instant::now());
     }
 }
 
