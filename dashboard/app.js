@@ -103,6 +103,19 @@ function render(s) {
     [k, v.objects + " (" + (v.bytes / 1048576).toFixed(1) + " MB)"]));
   fill("groups", s.placement_groups, p => [cell(p.id), cell(p.strategy), cell(p.state),
     cell(p.bundles.join("; "))]);
+  const serve = (s.panels || {}).serve;
+  document.getElementById("serve-section").hidden = !serve;
+  if (serve) {
+    const rows = [];
+    for (const a of serve.applications) {
+      for (const d of a.deployments) rows.push([a, d]);
+    }
+    const ms = v => v == null ? "-" : v.toFixed(2);
+    fill("serve", rows, ([a, d]) => [cell(a.name), cell(a.route_prefix), cell(d.name), cell(d.status),
+      cell(d.replicas.filter(r => r.state === "Running").length + " / " + d.target_replicas),
+      cell(d.requests), cell(d.errors), cell(d.requests_per_s.toFixed(1)), cell(ms(d.p50_ms)),
+      cell(ms(d.p99_ms))]);
+  }
   const clock = ms => ms == null ? "-" : new Date(ms).toLocaleTimeString();
   fill("jobs", s.jobs || [], j => [cell(j.job_id), cell(j.status), cell(j.submitted ? "yes" : "no"),
     cell(j.build ? j.build.slice(0, 12) : "-"), cell(j.entrypoint), cell(clock(j.start_time)),

@@ -6,58 +6,14 @@
 //!
 //! Run it with `cargo run --release --example tune`.
 
+#[path = "shared/logistic.rs"]
+mod logistic;
+
+use logistic::{FEATURES, accuracy, dataset, epoch};
 use mobula::prelude::*;
-use mobula::tune::rng::Rng;
 use mobula::tune::{self, Checkpoint, Mode, ReportError, RunConfig, Session, TrialConfig};
 
-const FEATURES: usize = 20;
 const EPOCHS: u64 = 30;
-
-/// A fixed dataset: points around two centres, labels flipped with 10 % noise.
-fn dataset(n: usize, seed: u64) -> Vec<([f64; FEATURES], f64)> {
-    let mut rng = Rng::seeded(seed);
-    let mut centre = [0.0; FEATURES];
-    let mut centre_rng = Rng::seeded(7);
-    for c in centre.iter_mut() {
-        *c = centre_rng.normal() * 0.35;
-    }
-    (0..n)
-        .map(|_| {
-            let label = if rng.unit() < 0.5 { 1.0 } else { 0.0 };
-            let sign = if label == 1.0 { 1.0 } else { -1.0 };
-            let mut x = [0.0; FEATURES];
-            for (xi, ci) in x.iter_mut().zip(centre) {
-                *xi = sign * ci + rng.normal();
-            }
-            let noisy = if rng.unit() < 0.1 { 1.0 - label } else { label };
-            (x, noisy)
-        })
-        .collect()
-}
-
-fn predict(w: &[f64], x: &[f64; FEATURES]) -> f64 {
-    let z = w[FEATURES] + w[..FEATURES].iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
-    1.0 / (1.0 + (-z).exp())
-}
-
-/// One SGD pass with L2 penalty.
-fn epoch(w: &mut [f64], data: &[([f64; FEATURES], f64)], lr: f64, l2: f64) {
-    for (x, y) in data {
-        let err = predict(w, x) - y;
-        for j in 0..FEATURES {
-            w[j] -= lr * (err * x[j] + l2 * w[j]);
-        }
-        w[FEATURES] -= lr * err;
-    }
-}
-
-fn accuracy(w: &[f64], data: &[([f64; FEATURES], f64)]) -> f64 {
-    let right = data
-        .iter()
-        .filter(|(x, y)| (predict(w, x) >= 0.5) == (*y == 1.0))
-        .count();
-    right as f64 / data.len() as f64
-}
 
 /// The trainable: an epoch per report, the weights in a checkpoint.
 #[mobula::remote]

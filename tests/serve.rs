@@ -620,3 +620,92 @@ fn killed_and_unhealthy_replicas_are_replaced_and_updates_roll_without_a_failed_
     );
     assert_eq!(post(addr, "/svc", "5").json(), serde_json::json!([2, 5]));
 }
+
+// ---------------------------------------------------------------------------------------
+// Seeing it: status, the proxy's /-/status, Prometheus metrics, the dashboard, the CLI.
+
+#[test]
+fn serve_shows_in_status_metrics_the_dashboard_and_the_cli() {
+    let _node = start(
+        Config::default()
+            .num_cpus(2)
+            .metrics_address("127.0.0.1:0")
+            .dashboard_address("127.0.0.1:0"),
+    );
+    serve::run(Adder::bind(0), options("seen", "/seen")).expect("run");
+    let addr = proxy();
+    for i in 0..5 {
+        assert_eq!(
+            post(addr, "/seen", &format!(r#"{{"a": {i}, "b": 1}}"#)).status,
+            200
+        );
+    }
+    assert_eq!(post(addr, "/seen", "{").status, 400);
+
+    // The proxy's /-/status, as `mobula serve status` reads it.
+    eventually("status counts the requests", || {
+        let s: serve::ServeStatus = serde_json::from_slice(&get(addr, "/-/status").body).unwrap();
+        let d = &s.applications[0].deployments[0];
+        d.requests == 6 && d.errors == 1 && d.replicas.len() == 2
+    });
+
+    // Prometheus, on the node's /metrics.
+    let metrics = mobula::node::metrics_address().unwrap();
+    let text = get(metrics, "/metrics").text();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("application=\"seen\""))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("mobula_serve_requests_total").ends_with(" 6"),
+        "{text}"
+    );
+    assert!(line("mobula_serve_errors_total").ends_with(" 1"), "{text}");
+    assert!(
+        line("mobula_serve_latency_ms_count").ends_with(" 6"),
+        "{text}"
+    );
+    assert!(line("mobula_serve_replicas").ends_with(" 2"), "{text}");
+    assert!(text.contains("mobula_serve_ongoing_requests"), "{text}");
+
+    // The dashboard's state has a Serve panel.
+    let (dashboard, token) = mobula::node::dashboard().unwrap();
+    let bearer = format!("Bearer {token}");
+    let state = request(
+        dashboard,
+        "GET",
+        "/api/state",
+        &[("authorization", &bearer)],
+        b"",
+    )
+    .unwrap()
+    .json();
+    let app = &state["panels"]["serve"]["applications"][0];
+    assert_eq!(app["name"], "seen");
+    assert_eq!(app["deployments"][0]["name"], "Adder");
+
+    // The CLI.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mobula"))
+        .args(["serve", "status", "--address", &addr.to_string()])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{shown} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("application seen (route /seen, ingress Adder)"),
+        "{shown}"
+    );
+    assert!(shown.contains("HEALTHY"), "{shown}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mobula"))
+        .args(["serve", "status", "--address", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach a Serve proxy"));
+}

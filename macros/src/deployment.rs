@@ -484,17 +484,17 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
                 quote!(#t)
             }
         };
-        let (out, flatten) = match &f.sig.output {
+        let (out, fallible) = match &f.sig.output {
             ReturnType::Type(_, t) => match fallible_ok(t) {
-                Some(ok) => (ok, quote!(.map_err(|e| e.0)?)),
-                None => (quote!(#ret), quote!()),
+                Some(ok) => (ok, true),
+                None => (quote!(#ret), false),
             },
-            ReturnType::Default => (quote!(()), quote!()),
+            ReturnType::Default => (quote!(()), false),
         };
-        let flat_call = if flatten.is_empty() {
-            quote!(__value)
+        let flat_call = if fallible {
+            quote!(::mobula::__private::Fallible::into_result(__value).map_err(|e| e.0))
         } else {
-            quote!(::mobula::__private::Fallible::into_result(__value) #flatten)
+            quote!(::core::result::Result::Ok(__value))
         };
         match role_of(&m.to_string()) {
             Some(Role::Batch { size, wait_ms }) => {
@@ -574,7 +574,9 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
                     async fn #m(&self, #(#names: #types),*) -> ::core::result::Result<#out, ::std::string::String> {
                         let mut __admitted = self.__core.admit().await.map_err(|e| e.to_string())?;
                         let __value = self.__inner.#m(#(#args),*) #aw;
-                        ::core::result::Result::Ok(#flat_call)
+                        let __outcome: ::core::result::Result<#out, ::std::string::String> = #flat_call;
+                        if __outcome.is_err() { __admitted.failed(); }
+                        __outcome
                     }
                 });
                 let pnames: Vec<_> = (0..names.len())

@@ -153,6 +153,45 @@ pub(crate) fn start(rt: &Arc<Runtime>, settings: HttpSettings) -> Result<(), Ini
 }
 
 /// Where node `rt` serves `/metrics`, if it does.
+/// What a library above shows on the dashboard: named JSON documents, each made when the
+/// dashboard's state is gathered (Serve's applications). Kept in the runtime's extensions.
+#[derive(Default)]
+pub(crate) struct Panels {
+    panels: Mutex<Vec<(&'static str, Panel)>>,
+}
+
+type Panel = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+impl Panels {
+    /// The node's panels.
+    pub(crate) fn of(rt: &Runtime) -> Arc<Panels> {
+        match rt.extension::<Panels>() {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(Panels::default());
+                rt.set_extension(Arc::clone(&p));
+                p
+            }
+        }
+    }
+
+    /// Shows `make()` under `name` (in place of an earlier panel of that name).
+    pub(crate) fn set(&self, name: &'static str, make: Panel) {
+        let mut panels = self.panels.lock().unwrap_or_else(|e| e.into_inner());
+        panels.retain(|(n, _)| *n != name);
+        panels.push((name, make));
+    }
+
+    /// Every panel's document, by name.
+    pub(crate) fn documents(&self) -> serde_json::Map<String, serde_json::Value> {
+        let panels = self.panels.lock().unwrap_or_else(|e| e.into_inner());
+        panels
+            .iter()
+            .map(|(name, make)| (name.to_string(), make()))
+            .collect()
+    }
+}
+
 pub(crate) fn metrics_address(rt: &Runtime) -> Option<SocketAddr> {
     let servers = rt.extension::<Mutex<Servers>>()?;
     let servers = servers.lock().unwrap_or_else(|e| e.into_inner());

@@ -48,8 +48,13 @@ pub(super) fn snapshot(rt: &Runtime) -> Result<Json, StateError> {
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
+    let panels = rt
+        .extension::<super::Panels>()
+        .map(|p| p.documents())
+        .unwrap_or_default();
     Ok(json!({
         "now_us": now_us,
+        "panels": panels,
         "nodes": rows(&nodes),
         "actors": rows(&actors),
         "actors_truncated": actors.truncated,

@@ -439,6 +439,7 @@ impl Deployment {
             }
         }
 
+        super::metrics::replicas(app, &self.config.name, running as usize);
         let served: u64 =
             self.gone_served + self.replicas.iter().map(|r| r.load.served).sum::<u64>();
         self.rate.push_back((now, served));
@@ -688,6 +689,37 @@ impl State {
                     deployments: a.deployments.iter().map(Deployment::status).collect(),
                 })
                 .collect(),
+        }
+    }
+
+    /// A load call to every running replica, for a status read now.
+    pub(crate) fn ask_loads(&self) -> Vec<(String, String, u64, ObjectRef<ReplicaLoad>)> {
+        let mut asked = Vec::new();
+        for (name, app) in &self.apps {
+            for d in &app.deployments {
+                for r in &d.replicas {
+                    if r.state == ReplicaState::Running {
+                        asked.push((name.clone(), d.config.name.clone(), r.number, r.ops.load()));
+                    }
+                }
+            }
+        }
+        asked
+    }
+
+    /// Keeps a replica's load read by [`ask_loads`](Self::ask_loads).
+    pub(crate) fn set_load(&mut self, app: &str, deployment: &str, number: u64, load: ReplicaLoad) {
+        if let Some(r) = self
+            .apps
+            .get_mut(app)
+            .and_then(|a| {
+                a.deployments
+                    .iter_mut()
+                    .find(|d| d.config.name == deployment)
+            })
+            .and_then(|d| d.replicas.iter_mut().find(|r| r.number == number))
+        {
+            r.load = load;
         }
     }
 

@@ -45,6 +45,7 @@ pub mod deployment;
 pub mod error;
 pub mod handle;
 pub mod http;
+mod metrics;
 pub mod proxy;
 pub mod reconcile;
 pub mod replica;
@@ -175,7 +176,17 @@ fn local() -> Result<Arc<Local>, ServeError> {
         proxy: Mutex::new(None),
     });
     let stopping = Arc::clone(&local);
+    let shown = Arc::downgrade(&local.shared);
     global::with_runtime(|rt| {
+        crate::http::Panels::of(rt).set(
+            "serve",
+            Box::new(move || match shown.upgrade() {
+                Some(shared) => {
+                    serde_json::to_value(shared.lock().status()).unwrap_or(serde_json::Value::Null)
+                }
+                None => serde_json::Value::Null,
+            }),
+        );
         rt.set_extension(Arc::clone(&local));
         rt.on_stop(move || stop(&stopping));
     });
@@ -312,8 +323,21 @@ fn wait_ready(local: &Local, app: &str, timeout: Duration) -> Result<(), ServeEr
 
 /// Everything Serve runs in this process: applications, deployments, replicas, request
 /// rates and latency (Ray's `serve.status()`).
+///
+/// Outside a task, each replica's counts are read now (waiting at most a second for each);
+/// inside one, as the controller last read them.
 pub fn status() -> Result<ServeStatus, ServeError> {
-    Ok(local()?.shared.lock().status())
+    let local = local()?;
+    let asked = local.shared.lock().ask_loads();
+    for (app, deployment, number, load) in asked {
+        if let Ok(load) = load.get_timeout(Duration::from_secs(1)) {
+            local
+                .shared
+                .lock()
+                .set_load(&app, &deployment, number, load);
+        }
+    }
+    Ok(local.shared.lock().status())
 }
 
 /// A handle to a running deployment, by application and deployment name (Ray's

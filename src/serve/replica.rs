@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::batch::Batcher;
+use super::metrics;
 use super::status::LatencyHistogram;
 
 /// What the controller tells a replica when it starts it.
@@ -74,6 +75,7 @@ pub struct ReplicaCore {
     errors: AtomicU64,
     latency: std::sync::Mutex<LatencyHistogram>,
     idle: Notify,
+    replica_label: String,
 }
 
 /// A request let in: running until dropped.
@@ -94,14 +96,18 @@ impl Admitted<'_> {
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
         let core = self.core;
+        let took = self.started.elapsed();
+        let failed = self.failed || std::thread::panicking();
         core.served.fetch_add(1, Ordering::Relaxed);
-        if self.failed || std::thread::panicking() {
+        if failed {
             core.errors.fetch_add(1, Ordering::Relaxed);
         }
         core.latency
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .record(self.started.elapsed());
+            .record(took);
+        let s = &core.setup;
+        metrics::finished(&s.app, &s.deployment, &core.replica_label, took, failed);
         core.idle.notify_waiters();
     }
 }
@@ -111,6 +117,7 @@ impl ReplicaCore {
     pub fn new(setup: ReplicaSetup) -> Self {
         let permits = Arc::new(Semaphore::new(setup.max_ongoing_requests.max(1) as usize));
         ReplicaCore {
+            replica_label: setup.replica.to_string(),
             setup,
             permits,
             queued: AtomicU64::new(0),
@@ -143,6 +150,7 @@ impl ReplicaCore {
                 let _counted = Uncount(&self.queued);
                 if matches!(self.setup.max_queued_requests, Some(max) if waiting >= max) {
                     self.errors.fetch_add(1, Ordering::Relaxed);
+                    metrics::refused(&self.setup.app, &self.setup.deployment);
                     return Err(Full {
                         deployment: self.setup.deployment.clone(),
                         replica: self.setup.replica,
@@ -156,6 +164,8 @@ impl ReplicaCore {
                     .expect("the gate is never closed")
             }
         };
+        let s = &self.setup;
+        metrics::arrived(&s.app, &s.deployment, &self.replica_label);
         Ok(Admitted {
             core: self,
             _permit: permit,

@@ -14,6 +14,7 @@ mod args;
 mod inspect;
 mod job;
 mod lifecycle;
+mod serve;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,6 +59,14 @@ const HELP: &[(&str, &str)] = &[
   mobula job stop JOB [--dir DIR]     kills a submitted job's program (status STOPPED)
   mobula job list [--format table|json] [--dir DIR]
       Every job: each driver that connected and each program submitted, the newest first.",
+    ),
+    (
+        "serve",
+        "\
+  mobula serve status [--address HOST:PORT] [--format table|json]
+      Serve's applications, deployments and replicas with their state, requests per second
+      and latency percentiles, asked of the Serve proxy at HOST:PORT (default
+      127.0.0.1:8000).",
     ),
     (
         "status",
@@ -172,6 +181,7 @@ fn main() -> ExitCode {
                 .to_string(),
         ),
         "job" => job::job(&options),
+        "serve" => serve::serve(&options),
         "status" => inspect::status(&options),
         "list" => inspect::list(&options),
         "summary" => inspect::summary(&options),
