@@ -12,7 +12,7 @@ use common::http::post;
 use common::{eventually, turn};
 use mobula::NodeId;
 use mobula::prelude::*;
-use mobula::serve::{self, HttpOptions, Json, RunOptions};
+use mobula::serve::{self, HttpOptions, Json, ProxyLocation, RunOptions};
 
 #[mobula::deployment(num_cpus = 0)]
 struct Doubler;
@@ -60,6 +60,7 @@ fn replicas_spread_over_two_workers_compose_across_nodes_and_survive_a_lost_work
     );
     let options = RunOptions::default().name("front").http(HttpOptions {
         address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        location: ProxyLocation::EveryNode,
         ..HttpOptions::default()
     });
     serve::run(Front::bind(Doubler::bind().num_replicas(2)), options).expect("run");
@@ -87,6 +88,19 @@ fn replicas_spread_over_two_workers_compose_across_nodes_and_survive_a_lost_work
         fronts.insert(front_node);
     }
     assert_eq!(fronts, worker_names, "both Front replicas served");
+
+    // A proxy on every node: the driver's and each worker's answer alike.
+    let proxies = serve::proxy_addresses();
+    let proxy_nodes: HashSet<String> = proxies.iter().map(|(n, _)| n.to_string()).collect();
+    assert!(proxy_nodes.is_superset(&worker_names), "{proxies:?}");
+    for (node, address) in &proxies {
+        let r = post(*address, "/", "4");
+        assert_eq!(r.status, 200, "through the proxy on {node}: {}", r.text());
+        assert_eq!(r.json()[0], 9);
+        let status: serve::ServeStatus =
+            serde_json::from_slice(&common::http::get(*address, "/-/status").body).unwrap();
+        assert_eq!(status.applications[0].name, "front");
+    }
 
     // A worker dies while traffic flows: requests not yet started go to the other replicas,
     // and the controller replaces what was lost.

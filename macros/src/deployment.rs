@@ -680,6 +680,18 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
     };
 
     let batches = format_ident!("__MobulaBatches{}", name);
+    let register = if http.is_some() {
+        quote! {
+            ::mobula::__private::inventory::submit! {
+                ::mobula::serve::proxy::RegisteredIngress {
+                    class: <#replica as ::mobula::__private::ActorClass>::CLASS,
+                    route: ::mobula::serve::proxy::route_from_bytes::<#replica>,
+                }
+            }
+        }
+    } else {
+        quote!()
+    };
     Ok(quote! {
         #item
 
@@ -774,6 +786,7 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
         }
 
         #ingress
+        #register
 
         impl #handle {
             #(#handle_methods)*

@@ -62,14 +62,16 @@ pub use deployment::{BindArg, Bound, Deployment, Ingress, IngressCall, PublicHan
 pub use error::ServeError;
 pub use handle::DeploymentHandle;
 pub use http::{FromRequest, IntoChunk, IntoResponse, Json, Request, Response, StreamItem};
-pub use proxy::HttpOptions;
+pub use proxy::{HttpOptions, ProxyLocation};
 pub use replica::{BatchQueue, ReplicaCore, ReplicaLoad, ReplicaSetup};
 pub use status::ServeStatus;
 
 use crate::base::scheduling::placement::SchedulingStrategy;
 use crate::runtime::global;
 use controller::{ServeController, Shared};
-use proxy::{IngressRoute, ProxyServer, Routes};
+use proxy::{
+    IngressRoute, ProxyServer, ProxySettings, Routes, ServeProxy, ServeProxyHandle, StatusSource,
+};
 
 /// How an application runs (Ray's `serve.run` arguments).
 #[derive(Debug, Clone)]
@@ -130,6 +132,8 @@ struct Local {
     controller: ServeControllerHandle,
     routes: Routes,
     proxy: Mutex<Option<ProxyServer>>,
+    /// Proxies on other nodes (`ProxyLocation::EveryNode`).
+    remote_proxies: Mutex<Vec<(crate::NodeId, ServeProxyHandle, std::net::SocketAddr)>>,
 }
 
 /// The process's Serve, started (controller and reconcile loop) if it was not.
@@ -174,6 +178,7 @@ fn local() -> Result<Arc<Local>, ServeError> {
         controller,
         routes: Arc::new(std::sync::RwLock::new(Vec::new())),
         proxy: Mutex::new(None),
+        remote_proxies: Mutex::new(Vec::new()),
     });
     let stopping = Arc::clone(&local);
     let shown = Arc::downgrade(&local.shared);
@@ -204,6 +209,15 @@ fn promise_spawn(
 }
 
 fn stop(local: &Local) {
+    for (_, p, _) in local
+        .remote_proxies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+    {
+        drop(p.stop());
+        p.terminate();
+    }
     local.shared.lock().stop_all();
     if let Some(p) = local.proxy.lock().unwrap_or_else(|e| e.into_inner()).take() {
         p.stop();
@@ -226,7 +240,7 @@ pub fn start(http: HttpOptions) -> Result<std::net::SocketAddr, ServeError> {
     let server = ProxyServer::start(
         http.clone(),
         Arc::clone(&local.routes),
-        Arc::clone(&local.shared),
+        StatusSource::Local(Arc::clone(&local.shared)),
     )
     .map_err(|e| ServeError::Proxy {
         address: http.address.to_string(),
@@ -291,7 +305,63 @@ pub fn run<R: Ingress>(app: Bound<R>, options: RunOptions) -> Result<R::Public, 
         routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     }
     wait_ready(&local, &options.name, options.ready_timeout)?;
+    if options.proxy && options.http.location == ProxyLocation::EveryNode {
+        every_node(&local, &options, &ingress)?;
+    }
     Ok(R::Public::from(ingress))
+}
+
+/// Starts a proxy on each other node that has none yet, and gives every proxy elsewhere the
+/// application's route.
+fn every_node<R: Ingress>(
+    local: &Local,
+    options: &RunOptions,
+    ingress: &DeploymentHandle<R>,
+) -> Result<(), ServeError> {
+    let here = crate::context().node_id();
+    let mut proxies = local
+        .remote_proxies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for node in crate::node::nodes() {
+        let id = node.info.node_id;
+        let has = proxies.iter().any(|p| p.0 == id);
+        if !node.alive || !node.info.runs_tasks || Some(id) == here || has {
+            continue;
+        }
+        let made = ServeProxy::options()
+            .scheduling_strategy(SchedulingStrategy::NodeAffinity {
+                node: id,
+                soft: false,
+            })
+            .remote(ProxySettings::of(&options.http), local.controller.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                let address = p
+                    .address()
+                    .get_timeout(Duration::from_secs(30))
+                    .map_err(|e| e.to_string())?;
+                Ok((p, address))
+            });
+        match made {
+            Ok((p, address)) => proxies.push((id, p, address)),
+            Err(why) => tracing::warn!(node = %id, %why, "no Serve proxy on this node"),
+        }
+    }
+    let bytes = postcard::to_stdvec(ingress).map_err(|e| ServeError::Controller(e.to_string()))?;
+    let class = <R as crate::runtime::actor::handle::ActorClass>::CLASS.to_string();
+    for (id, p, _) in proxies.iter() {
+        let set = p.set_route(
+            options.route_prefix.clone(),
+            options.name.clone(),
+            class.clone(),
+            bytes.clone(),
+        );
+        if let Err(e) = set.get_timeout(Duration::from_secs(30)) {
+            tracing::warn!(node = %id, error = %e, "a Serve proxy did not take the route");
+        }
+    }
+    Ok(())
 }
 
 fn wait_ready(local: &Local, app: &str, timeout: Duration) -> Result<(), ServeError> {
@@ -368,6 +438,14 @@ pub fn delete(app: &str) -> Result<(), ServeError> {
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|(_, a, _)| a != app);
+    for (_, p, _) in local
+        .remote_proxies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        drop(p.remove_app(app.to_string()));
+    }
     if local.shared.lock().delete(app) {
         Ok(())
     } else {
@@ -402,6 +480,21 @@ pub fn kill_replica(app: &str, deployment: &str, replica: u64) -> Result<(), Ser
             "{app} (deployment {deployment}, replica {replica})"
         )))
     }
+}
+
+/// Every proxy: this process's (if it runs) and those on other nodes
+/// (`ProxyLocation::EveryNode`), by node.
+pub fn proxy_addresses() -> Vec<(crate::NodeId, std::net::SocketAddr)> {
+    let Some(l) = global::with_runtime(|rt| rt.extension::<Local>()).flatten() else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    if let (Some(here), Some(address)) = (crate::context().node_id(), proxy_address()) {
+        all.push((here, address));
+    }
+    let remote = l.remote_proxies.lock().unwrap_or_else(|e| e.into_inner());
+    all.extend(remote.iter().map(|(n, _, a)| (*n, *a)));
+    all
 }
 
 /// Where the proxy listens, if it runs.

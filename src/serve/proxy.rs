@@ -17,12 +17,20 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures::StreamExt;
 use futures::future::LocalBoxFuture;
 
-use super::controller::Shared;
+use super::controller::{ControllerHandle, Shared};
 use super::deployment::{Ingress, IngressCall};
 use super::handle::DeploymentHandle;
 use super::http::{Request, Response, StreamItem, sse_event};
 use crate::base::error::GetError;
 use crate::runtime::generator::RefStream;
+
+impl Drop for ServeProxy {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
+}
 
 /// Where and how the proxy serves (Ray's `http_options`).
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +43,20 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Threads taking connections (default 2).
     pub workers: usize,
+    /// Which nodes run a proxy.
+    pub location: ProxyLocation,
+}
+
+/// Which nodes run a proxy (Ray's `proxy_location`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyLocation {
+    /// In the process that calls `serve::run` only (on a one-node program, or a driver on the
+    /// head's machine, Ray's `HeadOnly`).
+    #[default]
+    Driver,
+    /// There, and on every other node alive when an application runs, each listening on the
+    /// same address on its own machine (Ray's `EveryNode`).
+    EveryNode,
 }
 
 impl Default for HttpOptions {
@@ -44,18 +66,24 @@ impl Default for HttpOptions {
             request_timeout: None,
             max_body_bytes: 16 << 20,
             workers: 2,
+            location: ProxyLocation::Driver,
         }
     }
 }
 
 /// The answer of one application to one request.
-pub(crate) enum Answer {
+#[doc(hidden)]
+pub enum Answer {
+    /// A whole response.
     Whole(Response),
+    /// A stream: the items after the first, and the first chunk.
     Stream(RefStream<StreamItem>, Vec<u8>),
 }
 
 /// An application's ingress as the proxy calls it.
-pub(crate) trait Route: Send + Sync {
+#[doc(hidden)]
+pub trait Route: Send + Sync {
+    /// Sends one request.
     fn call(&self, request: Request) -> LocalBoxFuture<'static, Answer>;
 }
 
@@ -127,9 +155,17 @@ pub(crate) fn busy() -> Response {
 /// The routes: `(prefix, application, route)`, longest prefix first.
 pub(crate) type Routes = Arc<RwLock<Vec<(String, String, Arc<dyn Route>)>>>;
 
+/// Where a proxy reads Serve's status: the controller's state in its own process, or the
+/// controller actor from another node.
+#[derive(Clone)]
+pub(crate) enum StatusSource {
+    Local(Arc<Shared>),
+    Remote(ControllerHandle),
+}
+
 struct ProxyState {
     routes: Routes,
-    controller: Arc<Shared>,
+    status: StatusSource,
     options: HttpOptions,
 }
 
@@ -172,7 +208,15 @@ async fn handle(
             return HttpResponse::Ok().json(map);
         }
         "/-/status" => {
-            let status = state.controller.lock().status();
+            let status = match &state.status {
+                StatusSource::Local(shared) => shared.lock().status(),
+                StatusSource::Remote(controller) => match controller.status().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return to_http(Response::error(503, format!("the controller: {e}")));
+                    }
+                },
+            };
             return HttpResponse::Ok().json(status);
         }
         _ => {}
@@ -280,11 +324,11 @@ impl ProxyServer {
     pub(crate) fn start(
         options: HttpOptions,
         routes: Routes,
-        controller: Arc<Shared>,
+        status: StatusSource,
     ) -> std::io::Result<Self> {
         let state = web::Data::new(ProxyState {
             routes,
-            controller,
+            status,
             options: options.clone(),
         });
         let server = HttpServer::new(move || {
@@ -318,6 +362,133 @@ impl ProxyServer {
         futures::executor::block_on(self.handle.stop(true));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Makes a route from a serialized `DeploymentHandle`.
+pub type MakeRoute = fn(&[u8]) -> Result<Arc<dyn Route>, String>;
+
+/// An ingress deployment class, registered by `#[mobula::deployment]` so that a proxy on
+/// another node can rebuild a route from its handle's bytes.
+#[doc(hidden)]
+pub struct RegisteredIngress {
+    /// The replica actor's class.
+    pub class: &'static str,
+    /// Makes the route from a serialized `DeploymentHandle`.
+    pub route: MakeRoute,
+}
+
+inventory::collect!(RegisteredIngress);
+
+/// The route of an ingress from its handle's bytes. Used by `#[mobula::deployment]`.
+#[doc(hidden)]
+pub fn route_from_bytes<R: Ingress>(bytes: &[u8]) -> Result<Arc<dyn Route>, String> {
+    let handle: DeploymentHandle<R> = postcard::from_bytes(bytes)
+        .map_err(|e| format!("the ingress handle does not decode: {e}"))?;
+    Ok(Arc::new(IngressRoute { handle }))
+}
+
+fn registered(class: &str) -> Option<&'static RegisteredIngress> {
+    inventory::iter::<RegisteredIngress>
+        .into_iter()
+        .find(|r| r.class == class)
+}
+
+/// A proxy's settings as they travel to another node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProxySettings {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// `request_timeout` in ms.
+    pub request_timeout_ms: Option<u64>,
+    /// `max_body_bytes`.
+    pub max_body_bytes: usize,
+    /// `workers`.
+    pub workers: usize,
+}
+
+impl ProxySettings {
+    pub(crate) fn of(o: &HttpOptions) -> Self {
+        ProxySettings {
+            address: o.address,
+            request_timeout_ms: o.request_timeout.map(|t| t.as_millis() as u64),
+            max_body_bytes: o.max_body_bytes,
+            workers: o.workers,
+        }
+    }
+
+    fn options(&self) -> HttpOptions {
+        HttpOptions {
+            address: self.address,
+            request_timeout: self.request_timeout_ms.map(Duration::from_millis),
+            max_body_bytes: self.max_body_bytes,
+            workers: self.workers,
+            location: ProxyLocation::Driver,
+        }
+    }
+}
+
+/// A proxy on another node than the controller's: an actor holding the HTTP server there.
+#[crate::actor(num_cpus = 0, max_concurrency = 8)]
+pub struct ServeProxy {
+    server: Option<ProxyServer>,
+    routes: Routes,
+}
+
+#[crate::actor]
+impl ServeProxy {
+    fn new(settings: ProxySettings, controller: ControllerHandle) -> Result<Self, String> {
+        let routes: Routes = Arc::new(RwLock::new(Vec::new()));
+        let server = ProxyServer::start(
+            settings.options(),
+            Arc::clone(&routes),
+            StatusSource::Remote(controller),
+        )
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.address))?;
+        Ok(ServeProxy {
+            server: Some(server),
+            routes,
+        })
+    }
+
+    /// Where it listens.
+    fn address(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |s| s.address)
+    }
+
+    /// Serves `app` at `prefix` through the ingress whose handle is `handle` (its bytes).
+    fn set_route(
+        &self,
+        prefix: String,
+        app: String,
+        class: String,
+        handle: Vec<u8>,
+    ) -> Result<(), String> {
+        let made = registered(&class)
+            .ok_or_else(|| format!("no ingress deployment `{class}` in this build"))?;
+        let route = (made.route)(&handle)?;
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        routes.retain(|(_, a, _)| *a != app);
+        routes.push((prefix, app, route));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        Ok(())
+    }
+
+    /// Stops serving `app`.
+    fn remove_app(&self, app: String) {
+        self.routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, a, _)| *a != app);
+    }
+
+    /// Stops the server.
+    fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
         }
     }
 }
