@@ -5,6 +5,7 @@
 //!     apt-get install -y wrk
 //!     cargo bench --bench serve                       # 10 s per case
 //!     MOBULA_BENCH_SECONDS=3 cargo bench --bench serve
+//!     cargo bench --bench serve -- --quick           # 1 s per case (CI)
 //!     /tmp/rayenv/bin/python ../shared/bench/ray/serve_noop.py --seconds 10
 //!
 //! Prints one line per case, in Ray's format: `serve CASE conns=N rps=R p50_ms=A p99_ms=B`.
@@ -121,10 +122,11 @@ fn bare_actix() -> SocketAddr {
 }
 
 fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
     let seconds: u64 = std::env::var("MOBULA_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(if quick { 1 } else { 10 });
     let conns = [1usize, 32];
     let floor = bare_actix();
     let _guard = mobula::init(Config::default().num_cpus(2))?;
