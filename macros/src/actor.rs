@@ -278,20 +278,7 @@ fn expand_impl(item: ItemImpl) -> syn::Result<TokenStream2> {
             _ => {}
         }
     }
-    let Some(ctor) = constructor else {
-        return Err(syn::Error::new(
-            item.self_ty.span(),
-            format!(
-                "an actor needs a constructor: `fn new(...) -> {name}` (or `-> Result<{name}, E>`)"
-            ),
-        ));
-    };
-    if ctor.sig.asyncness.is_some() {
-        return Err(syn::Error::new(
-            ctor.sig.span(),
-            "an actor's constructor `new` cannot be async",
-        ));
-    }
+    let ctor = crate::checked_constructor(constructor, &item.self_ty, name, "an actor")?;
     let cp = params(ctor.sig.inputs.iter(), ctor.sig.inputs.span())?;
     let ctor_fallible = match &ctor.sig.output {
         ReturnType::Type(_, ty) => fallible_ok(ty).is_some(),

@@ -361,20 +361,7 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
             _ => {}
         }
     }
-    let Some(ctor) = ctor else {
-        return Err(syn::Error::new(
-            item.self_ty.span(),
-            format!(
-                "a deployment needs a constructor: `fn new(...) -> {name}` (or `-> Result<{name}, E>`)"
-            ),
-        ));
-    };
-    if ctor.sig.asyncness.is_some() {
-        return Err(syn::Error::new(
-            ctor.sig.span(),
-            "a deployment's constructor `new` cannot be async",
-        ));
-    }
+    let ctor = crate::checked_constructor(ctor, &item.self_ty, &name, "a deployment")?;
     let cparams = typed_params(ctor)?;
     if cparams.len() > 7 {
         return Err(syn::Error::new(

@@ -642,3 +642,28 @@ pub(crate) fn non_negative_number(e: &Expr, what: &str) -> syn::Result<TokenStre
         )),
     }
 }
+
+/// The impl block's constructor `new`, checked: there, and not async. `what` names the item
+/// in errors ("an actor", "a deployment").
+pub(crate) fn checked_constructor<'a>(
+    ctor: Option<&'a syn::ImplItemFn>,
+    self_ty: &Type,
+    name: &syn::Ident,
+    what: &str,
+) -> syn::Result<&'a syn::ImplItemFn> {
+    let Some(ctor) = ctor else {
+        return Err(syn::Error::new(
+            self_ty.span(),
+            format!(
+                "{what} needs a constructor: `fn new(...) -> {name}` (or `-> Result<{name}, E>`)"
+            ),
+        ));
+    };
+    if ctor.sig.asyncness.is_some() {
+        return Err(syn::Error::new(
+            ctor.sig.span(),
+            format!("{what}'s constructor `new` cannot be async"),
+        ));
+    }
+    Ok(ctor)
+}

@@ -30,9 +30,14 @@ pub(crate) struct HttpServerHandle {
 }
 
 impl HttpServerHandle {
-    /// Stops the server and waits for its thread.
-    pub fn stop(mut self) {
-        futures::executor::block_on(self.handle.stop(false));
+    /// Stops the server (open connections close at once) and waits for its thread.
+    pub fn stop(self) {
+        self.stop_with(false);
+    }
+
+    /// Stops it, letting requests being answered finish when `graceful`.
+    pub fn stop_with(mut self, graceful: bool) {
+        futures::executor::block_on(self.handle.stop(graceful));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -76,14 +81,22 @@ fn serve(
         None => server.bind(address)?,
     };
     let address = server.addrs().first().copied().unwrap_or(address);
-    let server = server.run();
+    run_on_thread(server.run(), address, "mobula-http")
+}
+
+/// Runs a bound server on a thread of its own (its own actix system), until stopped.
+pub(crate) fn run_on_thread(
+    server: actix_web::dev::Server,
+    address: SocketAddr,
+    name: &str,
+) -> std::io::Result<HttpServerHandle> {
     let handle = server.handle();
     let thread = std::thread::Builder::new()
-        .name("mobula-http".into())
+        .name(name.into())
         .spawn(move || {
             let system = actix_rt::System::new();
             if let Err(e) = system.block_on(server) {
-                tracing::error!(error = %e, "the HTTP server failed");
+                tracing::error!(error = %e, "an HTTP server failed");
             }
         })?;
     Ok(HttpServerHandle {

@@ -220,7 +220,7 @@ fn stop(local: &Local) {
     }
     local.shared.lock().stop_all();
     if let Some(p) = local.proxy.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        p.stop();
+        p.stop_with(true);
     }
     local
         .routes
@@ -237,7 +237,7 @@ pub fn start(http: HttpOptions) -> Result<std::net::SocketAddr, ServeError> {
     if let Some(p) = &*proxy {
         return Ok(p.address);
     }
-    let server = ProxyServer::start(
+    let server = proxy::Proxy::start(
         http.clone(),
         Arc::clone(&local.routes),
         StatusSource::Local(Arc::clone(&local.shared)),

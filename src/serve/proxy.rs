@@ -27,7 +27,7 @@ use crate::runtime::generator::RefStream;
 impl Drop for ServeProxy {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
-            server.stop();
+            server.stop_with(true);
         }
     }
 }
@@ -313,19 +313,18 @@ async fn handle(
     }
 }
 
-/// The running proxy.
-pub(crate) struct ProxyServer {
-    pub address: SocketAddr,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// The running proxy: an HTTP server on a thread of its own.
+pub(crate) type ProxyServer = crate::http::HttpServerHandle;
 
-impl ProxyServer {
+/// Starts proxies.
+pub(crate) struct Proxy;
+
+impl Proxy {
     pub(crate) fn start(
         options: HttpOptions,
         routes: Routes,
         status: StatusSource,
-    ) -> std::io::Result<Self> {
+    ) -> std::io::Result<ProxyServer> {
         let state = web::Data::new(ProxyState {
             routes,
             status,
@@ -341,28 +340,7 @@ impl ProxyServer {
         .shutdown_timeout(1)
         .bind(options.address)?;
         let address = server.addrs().first().copied().unwrap_or(options.address);
-        let server = server.run();
-        let handle = server.handle();
-        let thread = std::thread::Builder::new()
-            .name("mobula-serve-proxy".into())
-            .spawn(move || {
-                let system = actix_rt::System::new();
-                if let Err(e) = system.block_on(server) {
-                    tracing::error!(error = %e, "the Serve proxy failed");
-                }
-            })?;
-        Ok(ProxyServer {
-            address,
-            handle,
-            thread: Some(thread),
-        })
-    }
-
-    pub(crate) fn stop(mut self) {
-        futures::executor::block_on(self.handle.stop(true));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        crate::http::run_on_thread(server.run(), address, "mobula-serve-proxy")
     }
 }
 
@@ -440,7 +418,7 @@ pub struct ServeProxy {
 impl ServeProxy {
     fn new(settings: ProxySettings, controller: ControllerHandle) -> Result<Self, String> {
         let routes: Routes = Arc::new(RwLock::new(Vec::new()));
-        let server = ProxyServer::start(
+        let server = Proxy::start(
             settings.options(),
             Arc::clone(&routes),
             StatusSource::Remote(controller),
@@ -488,7 +466,7 @@ impl ServeProxy {
     /// Stops the server.
     fn stop(&mut self) {
         if let Some(server) = self.server.take() {
-            server.stop();
+            server.stop_with(true);
         }
     }
 }
