@@ -19,7 +19,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::Notify;
 
 use super::controller::{ControllerHandle, ReplicaList};
-use super::deployment::Deployment;
 use super::error::ServeError;
 use super::router::{ReplicaLoad, Route, choose};
 use crate::base::error::GetError;
@@ -148,12 +147,12 @@ pub(crate) fn routers() -> Option<Arc<Routers>> {
 
 /// A handle to a deployment: calls go to its replicas. `#[mobula::deployment]` wraps it in a
 /// typed handle (`ModelHandle`) whose methods are the deployment's.
-pub struct DeploymentHandle<R: Deployment> {
+pub struct DeploymentHandle<R: ActorClass> {
     router: Arc<Router<R>>,
     _marker: PhantomData<fn() -> R>,
 }
 
-impl<R: Deployment> Clone for DeploymentHandle<R> {
+impl<R: ActorClass> Clone for DeploymentHandle<R> {
     fn clone(&self) -> Self {
         DeploymentHandle {
             router: Arc::clone(&self.router),
@@ -162,7 +161,7 @@ impl<R: Deployment> Clone for DeploymentHandle<R> {
     }
 }
 
-impl<R: Deployment> std::fmt::Debug for DeploymentHandle<R> {
+impl<R: ActorClass> std::fmt::Debug for DeploymentHandle<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let set = self.router.set.read().unwrap_or_else(|e| e.into_inner());
         write!(
@@ -175,13 +174,13 @@ impl<R: Deployment> std::fmt::Debug for DeploymentHandle<R> {
     }
 }
 
-impl<R: Deployment> PartialEq for DeploymentHandle<R> {
+impl<R: ActorClass> PartialEq for DeploymentHandle<R> {
     fn eq(&self, other: &Self) -> bool {
         self.router.app == other.router.app && self.router.name == other.router.name
     }
 }
 
-impl<R: Deployment> DeploymentHandle<R> {
+impl<R: ActorClass> DeploymentHandle<R> {
     /// The router of `app`/`name` in this process.
     pub(crate) fn open(app: &str, name: &str, max_ongoing: u32) -> Result<Self, ServeError> {
         let routers = routers().ok_or(ServeError::NotInitialized)?;
@@ -401,7 +400,7 @@ struct Wire {
     replicas: Vec<(ActorId, NodeId)>,
 }
 
-impl<R: Deployment> Serialize for DeploymentHandle<R> {
+impl<R: ActorClass> Serialize for DeploymentHandle<R> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (version, max_ongoing, replicas) = {
             let set = self.router.set.read().unwrap_or_else(|e| e.into_inner());
@@ -423,7 +422,7 @@ impl<R: Deployment> Serialize for DeploymentHandle<R> {
     }
 }
 
-impl<'de, R: Deployment> Deserialize<'de> for DeploymentHandle<R> {
+impl<'de, R: ActorClass> Deserialize<'de> for DeploymentHandle<R> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
         let handle = DeploymentHandle::<R>::open(&wire.app, &wire.name, wire.max_ongoing)
