@@ -241,7 +241,10 @@ fn bad_input_gets_its_status_and_the_service_goes_on() {
     RELEASE.store(true, Ordering::Release);
     let second = queued.join().unwrap();
     assert!(matches!(second.status, 200 | 504), "{}", second.text());
-    // It serves on.
+    // A timed-out request's work goes on on the replica until it ends; then it serves on.
+    eventually("the replica is idle", || {
+        serve::status().unwrap().applications[0].deployments[0].replicas[0].ongoing == 0
+    });
     assert_eq!(post(addr, "/f", r#"{"do": "ok"}"#).status, 200);
 }
 
