@@ -8,29 +8,21 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
-    Expr, FnArg, ImplItem, Item, ItemImpl, ItemStruct, Lit, Meta, Pat, ReturnType, Token, Type,
+    Expr, FnArg, ImplItem, ItemImpl, ItemStruct, Lit, Meta, Pat, ReturnType, Token, Type,
     Visibility,
 };
 
 use crate::{Yields, bool_literal, fallible_ok, is_integer, resource_option, stored_type, yielded};
 
 pub(crate) fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    match syn::parse2::<Item>(item)? {
-        Item::Struct(s) => expand_struct(attr, s),
-        Item::Impl(i) => {
-            if !attr.is_empty() {
-                return Err(syn::Error::new(
-                    attr.span(),
-                    "actor options go on the struct's #[mobula::actor(...)], not on its impl block",
-                ));
-            }
-            expand_impl(i)
-        }
-        other => Err(syn::Error::new(
-            other.span(),
-            "#[mobula::actor] goes on a struct (the actor's state) and on its impl block (its methods)",
-        )),
-    }
+    crate::struct_or_impl(
+        attr,
+        item,
+        "actor",
+        "the actor's state",
+        expand_struct,
+        expand_impl,
+    )
 }
 
 const KEYS: &str = "num_cpus, num_gpus, resources(...), max_restarts, max_task_retries, max_pending_calls, max_concurrency, detached";

@@ -11,29 +11,21 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
-    Expr, FnArg, GenericArgument, ImplItem, ImplItemFn, Item, ItemImpl, ItemStruct, Meta,
-    PathArguments, ReturnType, Token, Type,
+    Expr, FnArg, GenericArgument, ImplItem, ImplItemFn, ItemImpl, ItemStruct, Meta, PathArguments,
+    ReturnType, Token, Type,
 };
 
 use crate::{Yields, fallible_ok, stored_type, yielded};
 
 pub(crate) fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    match syn::parse2::<Item>(item)? {
-        Item::Struct(s) => expand_struct(attr, s),
-        Item::Impl(i) => {
-            if !attr.is_empty() {
-                return Err(syn::Error::new(
-                    attr.span(),
-                    "deployment options go on the struct's #[mobula::deployment(...)], not on its impl block",
-                ));
-            }
-            expand_impl(i)
-        }
-        other => Err(syn::Error::new(
-            other.span(),
-            "#[mobula::deployment] goes on a struct (the replica's state) and on its impl block (its methods)",
-        )),
-    }
+    crate::struct_or_impl(
+        attr,
+        item,
+        "deployment",
+        "the replica's state",
+        expand_struct,
+        expand_impl,
+    )
 }
 
 fn replica_name(name: &syn::Ident) -> syn::Ident {

@@ -667,3 +667,35 @@ pub(crate) fn checked_constructor<'a>(
     }
     Ok(ctor)
 }
+
+/// An attribute that goes on a struct (with its options) and on the struct's impl block
+/// (without): `kind` is `actor` or `deployment`, `state` what the struct holds.
+pub(crate) fn struct_or_impl(
+    attr: TokenStream2,
+    item: TokenStream2,
+    kind: &str,
+    state: &str,
+    on_struct: fn(TokenStream2, syn::ItemStruct) -> syn::Result<TokenStream2>,
+    on_impl: fn(syn::ItemImpl) -> syn::Result<TokenStream2>,
+) -> syn::Result<TokenStream2> {
+    match syn::parse2::<syn::Item>(item)? {
+        syn::Item::Struct(s) => on_struct(attr, s),
+        syn::Item::Impl(i) => {
+            if !attr.is_empty() {
+                return Err(syn::Error::new(
+                    attr.span(),
+                    format!(
+                        "{kind} options go on the struct's #[mobula::{kind}(...)], not on its impl block"
+                    ),
+                ));
+            }
+            on_impl(i)
+        }
+        other => Err(syn::Error::new(
+            other.span(),
+            format!(
+                "#[mobula::{kind}] goes on a struct ({state}) and on its impl block (its methods)"
+            ),
+        )),
+    }
+}

@@ -150,8 +150,7 @@ impl ServeController {
         let shared = handed()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned()
+            .remove(&key)
             .ok_or("the Serve controller must run in the process that started Serve")?;
         Ok(ServeController { shared })
     }

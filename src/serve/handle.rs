@@ -133,6 +133,14 @@ impl Routers {
     }
 }
 
+impl Routers {
+    /// Forgets the routers of an application (it was deleted).
+    pub(crate) fn forget_app(&self, app: &str) {
+        let mut map = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|(a, _), _| a != app);
+    }
+}
+
 /// This process's routers.
 pub(crate) fn routers() -> Option<Arc<Routers>> {
     global::with_runtime(|rt| match rt.extension::<Routers>() {

@@ -1,6 +1,7 @@
 //! Serve's Prometheus metrics, on each node's `/metrics` with the user metrics: requests,
 //! errors and latency per deployment (counted by the replicas, on their nodes), requests
-//! running and waiting per replica, and replicas per deployment (set by the controller).
+//! running and waiting, and replicas per deployment (set by the controller). Labels are the
+//! application and the deployment only, so the series stay as many as the deployments.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -22,7 +23,6 @@ pub(crate) fn metrics() -> Option<&'static ServeMetrics> {
     METRICS
         .get_or_init(|| {
             let labels = ["application", "deployment"];
-            let replica = ["application", "deployment", "replica"];
             let buckets = LATENCY_BOUNDS_US
                 .iter()
                 .map(|us| *us as f64 / 1000.0)
@@ -52,8 +52,8 @@ pub(crate) fn metrics() -> Option<&'static ServeMetrics> {
                 .ok()?,
                 ongoing: Gauge::new(
                     "mobula_serve_ongoing_requests",
-                    "Requests running or waiting on a replica",
-                    &replica,
+                    "Requests running or waiting on a deployment's replicas",
+                    &labels,
                 )
                 .map_err(|e| tracing::warn!(error = %e, "Serve's metrics are off"))
                 .ok()?,
@@ -70,17 +70,17 @@ pub(crate) fn metrics() -> Option<&'static ServeMetrics> {
 }
 
 /// A request arrived at a replica.
-pub(crate) fn arrived(app: &str, deployment: &str, replica: &str) {
+pub(crate) fn arrived(app: &str, deployment: &str) {
     if let Some(m) = metrics() {
-        let _ = m.ongoing.add(1.0, &[app, deployment, replica]);
+        let _ = m.ongoing.add(1.0, &[app, deployment]);
     }
 }
 
 /// A request left a replica.
-pub(crate) fn finished(app: &str, deployment: &str, replica: &str, took: Duration, failed: bool) {
+pub(crate) fn finished(app: &str, deployment: &str, took: Duration, failed: bool) {
     if let Some(m) = metrics() {
         let labels = [app, deployment];
-        let _ = m.ongoing.add(-1.0, &[app, deployment, replica]);
+        let _ = m.ongoing.add(-1.0, &labels);
         let _ = m.requests.inc(&labels);
         if failed {
             let _ = m.errors.inc(&labels);

@@ -446,6 +446,9 @@ pub fn delete(app: &str) -> Result<(), ServeError> {
     {
         drop(p.remove_app(app.to_string()));
     }
+    if let Some(routers) = handle::routers() {
+        routers.forget_app(app);
+    }
     if local.shared.lock().delete(app) {
         Ok(())
     } else {

@@ -75,7 +75,6 @@ pub struct ReplicaCore {
     errors: AtomicU64,
     latency: std::sync::Mutex<LatencyHistogram>,
     idle: Notify,
-    replica_label: String,
 }
 
 /// A request let in: running until dropped.
@@ -107,7 +106,7 @@ impl Drop for Admitted<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .record(took);
         let s = &core.setup;
-        metrics::finished(&s.app, &s.deployment, &core.replica_label, took, failed);
+        metrics::finished(&s.app, &s.deployment, took, failed);
         core.idle.notify_waiters();
     }
 }
@@ -117,7 +116,6 @@ impl ReplicaCore {
     pub fn new(setup: ReplicaSetup) -> Self {
         let permits = Arc::new(Semaphore::new(setup.max_ongoing_requests.max(1) as usize));
         ReplicaCore {
-            replica_label: setup.replica.to_string(),
             setup,
             permits,
             queued: AtomicU64::new(0),
@@ -165,7 +163,7 @@ impl ReplicaCore {
             }
         };
         let s = &self.setup;
-        metrics::arrived(&s.app, &s.deployment, &self.replica_label);
+        metrics::arrived(&s.app, &s.deployment);
         Ok(Admitted {
             core: self,
             _permit: permit,
