@@ -144,3 +144,124 @@ fn replicas_spread_over_two_workers_compose_across_nodes_and_survive_a_lost_work
     let r = post(addr, "/", "20");
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[mobula::deployment(num_replicas = 2, num_cpus = 1, health_check_period_ms = 20)]
+struct Versioned {
+    version: u32,
+}
+
+#[mobula::deployment]
+impl Versioned {
+    fn new(version: u32) -> Self {
+        Versioned { version }
+    }
+
+    #[http]
+    fn call(&self, _body: Vec<u8>) -> String {
+        self.version.to_string()
+    }
+}
+
+#[mobula::deployment(num_cpus = 1, max_ongoing_requests = 32)]
+struct Summer;
+
+#[mobula::deployment]
+impl Summer {
+    fn new() -> Self {
+        Summer
+    }
+
+    #[batch(max_batch_size = 8, batch_wait_timeout_ms = 100)]
+    async fn total(&self, batch: Vec<Vec<u32>>) -> Vec<u32> {
+        batch.into_iter().map(|xs| xs.iter().sum()).collect()
+    }
+}
+
+static STOP_ROLL: AtomicBool = AtomicBool::new(false);
+
+#[test]
+fn across_nodes_a_killed_replica_and_a_rolling_update_fail_no_request_and_batches_fill() {
+    let _turn = turn();
+    let (_cluster, workers, _driver) = common::local_cluster(
+        Config::default().num_cpus(0),
+        || Config::default().num_cpus(2),
+        2,
+        |c| c,
+    );
+    let http = HttpOptions {
+        address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..HttpOptions::default()
+    };
+    let options = || RunOptions::default().name("versioned").http(http.clone());
+    serve::run(Versioned::bind(1).version("1"), options()).expect("run");
+    let addr = serve::proxy_address().unwrap();
+    let nodes_of = || -> HashSet<String> {
+        let s = serve::status().unwrap();
+        s.applications[0].deployments[0]
+            .replicas
+            .iter()
+            .map(|r| r.node.clone())
+            .collect()
+    };
+    let worker_names: HashSet<String> = workers.iter().map(|w| w.to_string()).collect();
+    assert_eq!(nodes_of(), worker_names);
+
+    STOP_ROLL.store(false, Ordering::Release);
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !STOP_ROLL.load(Ordering::Acquire) {
+                    let r = post(addr, "/", "");
+                    seen.push((r.status, r.text()));
+                }
+                seen
+            })
+        })
+        .collect();
+    let replicas = || serve::running_replicas("versioned", "Versioned").unwrap();
+    let first = replicas();
+    serve::kill_replica("versioned", "Versioned", first[0].0).unwrap();
+    eventually("the killed replica is replaced", || {
+        let now = replicas();
+        now.len() == 2 && now.iter().all(|r| r.0 != first[0].0)
+    });
+    let before = replicas();
+    serve::run(Versioned::bind(2).version("2"), options()).expect("update");
+    eventually("every replica runs version 2", || {
+        let now = replicas();
+        now.len() == 2 && now.iter().all(|r| !before.contains(r))
+    });
+    STOP_ROLL.store(true, Ordering::Release);
+    let seen: Vec<(u16, String)> = load.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
+    assert!(seen.iter().any(|(_, v)| v == "1") && seen.iter().any(|(_, v)| v == "2"));
+    assert_eq!(post(addr, "/", "").text(), "2");
+
+    // A batched deployment on a worker, called from the driver through its handle.
+    let summer = serve::run(
+        Summer::bind(),
+        RunOptions::default()
+            .name("sums")
+            .route_prefix("/sums")
+            .http(http.clone()),
+    )
+    .expect("run");
+    let r = post(addr, "/sums", "");
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("has no #[http] method"), "{}", r.text());
+    let refs: Vec<_> = (0..16u32).map(|i| summer.total(vec![i, 1])).collect();
+    let totals = mobula::get_all(&refs).unwrap();
+    assert_eq!(totals, (0..16u32).map(|i| i + 1).collect::<Vec<_>>());
+    let sizes = summer.total_batch_sizes().get().unwrap();
+    assert!(sizes.iter().any(|&s| s > 1), "{sizes:?}");
+    let on = serve::status().unwrap();
+    let sums = on.applications.iter().find(|a| a.name == "sums").unwrap();
+    assert!(worker_names.contains(&sums.deployments[0].replicas[0].node));
+}

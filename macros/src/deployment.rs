@@ -575,7 +575,24 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
 
     // The #[http] method.
     let ingress = match http {
-        None => quote!(),
+        None => {
+            let why = format!(
+                "deployment `{name_str}` takes no HTTP requests (it has no #[http] method); call it through its handle"
+            );
+            wrappers.push(quote! {
+                fn __mobula_http(&self, __request: ::mobula::serve::Request) -> ::mobula::serve::Response {
+                    let _ = __request;
+                    ::mobula::serve::Response::error(404, #why)
+                }
+            });
+            quote! {
+                impl ::mobula::serve::Ingress for #replica {
+                    fn http(replica: &::mobula::ActorHandle<Self>, request: ::mobula::serve::Request) -> ::mobula::serve::IngressCall {
+                        ::mobula::serve::IngressCall::Unary(#replica_handle::from(replica.clone()).__mobula_http(request))
+                    }
+                }
+            }
+        }
         Some(f) => {
             let m = &f.sig.ident;
             let ps = typed_params(f)?;
@@ -659,17 +676,13 @@ fn expand_impl(mut item: ItemImpl) -> syn::Result<TokenStream2> {
     };
 
     let batches = format_ident!("__MobulaBatches{}", name);
-    let register = if http.is_some() {
-        quote! {
-            ::mobula::__private::inventory::submit! {
-                ::mobula::serve::proxy::RegisteredIngress {
-                    class: <#replica as ::mobula::__private::ActorClass>::CLASS,
-                    route: ::mobula::serve::proxy::route_from_bytes::<#replica>,
-                }
+    let register = quote! {
+        ::mobula::__private::inventory::submit! {
+            ::mobula::serve::proxy::RegisteredIngress {
+                class: <#replica as ::mobula::__private::ActorClass>::CLASS,
+                route: ::mobula::serve::proxy::route_from_bytes::<#replica>,
             }
         }
-    } else {
-        quote!()
     };
     Ok(quote! {
         #item

@@ -55,7 +55,8 @@ pub trait PublicHandle: From<DeploymentHandle<Self::Replica>> {
     type Replica: Deployment;
 }
 
-/// A deployment that takes HTTP requests (its impl has an `#[http]` method).
+/// A deployment as an application's ingress: how the proxy sends it a request. Every
+/// deployment is one; without an `#[http]` method it answers 404 saying so.
 pub trait Ingress: Deployment {
     /// Sends one request to a replica.
     fn http(replica: &ActorHandle<Self>, request: Request) -> IngressCall;
