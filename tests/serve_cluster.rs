@@ -245,17 +245,32 @@ fn across_nodes_a_killed_replica_and_a_rolling_update_fail_no_request_and_batche
     assert_eq!(post(addr, "/", "").text(), "2");
 
     // A batched deployment on a worker, called from the driver through its handle.
+    // Its proxy on the second worker only (the driver's runs already).
+    let on_worker = HttpOptions {
+        location: ProxyLocation::Nodes(vec![workers[1]]),
+        ..http.clone()
+    };
     let summer = serve::run(
         Summer::bind(),
         RunOptions::default()
             .name("sums")
             .route_prefix("/sums")
-            .http(http.clone()),
+            .http(on_worker),
     )
     .expect("run");
-    let r = post(addr, "/sums", "");
-    assert_eq!(r.status, 404);
-    assert!(r.text().contains("has no #[http] method"), "{}", r.text());
+    let proxies = serve::proxy_addresses();
+    assert_eq!(
+        proxies.len(),
+        2,
+        "the driver's and the second worker's: {proxies:?}"
+    );
+    let (node, worker_proxy) = proxies[1];
+    assert_eq!(node, workers[1]);
+    for address in [addr, worker_proxy] {
+        let r = post(address, "/sums", "");
+        assert_eq!(r.status, 404);
+        assert!(r.text().contains("has no #[http] method"), "{}", r.text());
+    }
     let refs: Vec<_> = (0..16u32).map(|i| summer.total(vec![i, 1])).collect();
     let totals = mobula::get_all(&refs).unwrap();
     assert_eq!(totals, (0..16u32).map(|i| i + 1).collect::<Vec<_>>());

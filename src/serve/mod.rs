@@ -132,7 +132,7 @@ struct Local {
     controller: ServeControllerHandle,
     routes: Routes,
     proxy: Mutex<Option<ProxyServer>>,
-    /// Proxies on other nodes (`ProxyLocation::EveryNode`).
+    /// Proxies on other nodes (`ProxyLocation::EveryNode` or `Nodes`).
     remote_proxies: Mutex<Vec<(crate::NodeId, ServeProxyHandle, std::net::SocketAddr)>>,
 }
 
@@ -273,7 +273,8 @@ pub fn run<R: Ingress>(app: Bound<R>, options: RunOptions) -> Result<R::Public, 
             });
         }
     }
-    if options.proxy {
+    let here = crate::context().node_id();
+    if options.proxy && here.is_none_or(|h| options.http.location.includes(h, here)) {
         start(options.http.clone())?;
     }
     let mut plan = deployment::Plan::new(&options.name);
@@ -305,15 +306,15 @@ pub fn run<R: Ingress>(app: Bound<R>, options: RunOptions) -> Result<R::Public, 
         routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     }
     wait_ready(&local, &options.name, options.ready_timeout)?;
-    if options.proxy && options.http.location == ProxyLocation::EveryNode {
-        every_node(&local, &options, &ingress)?;
+    if options.proxy && options.http.location != ProxyLocation::Driver {
+        other_nodes(&local, &options, &ingress)?;
     }
     Ok(R::Public::from(ingress))
 }
 
-/// Starts a proxy on each other node that has none yet, and gives every proxy elsewhere the
-/// application's route.
-fn every_node<R: Ingress>(
+/// Starts a proxy on each other node of the location that has none yet, and gives every
+/// proxy elsewhere the application's route.
+fn other_nodes<R: Ingress>(
     local: &Local,
     options: &RunOptions,
     ingress: &DeploymentHandle<R>,
@@ -326,7 +327,8 @@ fn every_node<R: Ingress>(
     for node in crate::node::nodes() {
         let id = node.info.node_id;
         let has = proxies.iter().any(|p| p.0 == id);
-        if !node.alive || !node.info.runs_tasks || Some(id) == here || has {
+        let wanted = options.http.location.includes(id, here);
+        if !wanted || !node.alive || !node.info.runs_tasks || Some(id) == here || has {
             continue;
         }
         let made = ServeProxy::options()
@@ -486,7 +488,7 @@ pub fn kill_replica(app: &str, deployment: &str, replica: u64) -> Result<(), Ser
 }
 
 /// Every proxy: this process's (if it runs) and those on other nodes
-/// (`ProxyLocation::EveryNode`), by node.
+/// (`ProxyLocation::EveryNode` or `Nodes`), by node.
 pub fn proxy_addresses() -> Vec<(crate::NodeId, std::net::SocketAddr)> {
     let Some(l) = global::with_runtime(|rt| rt.extension::<Local>()).flatten() else {
         return Vec::new();

@@ -48,7 +48,7 @@ pub struct HttpOptions {
 }
 
 /// Which nodes run a proxy (Ray's `proxy_location`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ProxyLocation {
     /// In the process that calls `serve::run` only (on a one-node program, or a driver on the
     /// head's machine, Ray's `HeadOnly`).
@@ -57,6 +57,19 @@ pub enum ProxyLocation {
     /// There, and on every other node alive when an application runs, each listening on the
     /// same address on its own machine (Ray's `EveryNode`).
     EveryNode,
+    /// On these nodes only (the driver's among them if it is listed).
+    Nodes(Vec<crate::NodeId>),
+}
+
+impl ProxyLocation {
+    /// Whether a node runs a proxy, `here` being the driver's node.
+    pub fn includes(&self, node: crate::NodeId, here: Option<crate::NodeId>) -> bool {
+        match self {
+            ProxyLocation::Driver => Some(node) == here,
+            ProxyLocation::EveryNode => true,
+            ProxyLocation::Nodes(list) => list.contains(&node),
+        }
+    }
 }
 
 impl Default for HttpOptions {
