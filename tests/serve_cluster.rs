@@ -280,3 +280,157 @@ fn across_nodes_a_killed_replica_and_a_rolling_update_fail_no_request_and_batche
     let sums = on.applications.iter().find(|a| a.name == "sums").unwrap();
     assert!(worker_names.contains(&sums.deployments[0].replicas[0].node));
 }
+
+static HOLD: AtomicBool = AtomicBool::new(false);
+
+async fn held(x: u32) -> u32 {
+    while HOLD.load(Ordering::Acquire) {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    x + 1
+}
+
+#[mobula::deployment(
+    num_cpus = 1,
+    health_check_period_ms = 20,
+    autoscaling(
+        min_replicas = 1,
+        max_replicas = 2,
+        target_ongoing_requests = 1,
+        upscale_delay_ms = 0,
+        downscale_delay_ms = 100
+    )
+)]
+struct Elastic {
+    sick: AtomicBool,
+}
+
+#[mobula::deployment]
+impl Elastic {
+    fn new() -> Self {
+        Elastic {
+            sick: AtomicBool::new(false),
+        }
+    }
+
+    fn check_health(&self) -> Result<(), String> {
+        if self.sick.load(Ordering::Acquire) {
+            Err("told to be sick".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn fall_ill(&self) {
+        self.sick.store(true, Ordering::Release);
+    }
+
+    #[http]
+    async fn call(&self, x: Json<u32>) -> Json<u32> {
+        Json(held(x.0).await)
+    }
+}
+
+#[mobula::deployment(num_cpus = 1, max_ongoing_requests = 1, max_queued_requests = 0)]
+struct Tight;
+
+#[mobula::deployment]
+impl Tight {
+    fn new() -> Self {
+        Tight
+    }
+
+    #[http]
+    async fn call(&self, x: Json<u32>) -> Json<u32> {
+        Json(held(x.0).await)
+    }
+}
+
+#[test]
+fn across_nodes_autoscaling_health_checks_and_bad_input() {
+    let _turn = turn();
+    let (_cluster, workers, _driver) = common::local_cluster(
+        Config::default().num_cpus(0),
+        || Config::default().num_cpus(2),
+        2,
+        |c| c,
+    );
+    HOLD.store(false, Ordering::Release);
+    let http = HttpOptions {
+        address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        request_timeout: Some(std::time::Duration::from_millis(300)),
+        max_body_bytes: 64,
+        ..HttpOptions::default()
+    };
+    let run = |name: &str, prefix: &str| {
+        RunOptions::default()
+            .name(name)
+            .route_prefix(prefix)
+            .http(http.clone())
+    };
+    let elastic = serve::run(Elastic::bind(), run("elastic", "/e")).expect("run");
+    serve::run(Tight::bind(), run("tight", "/t")).expect("run");
+    let addr = serve::proxy_address().unwrap();
+    let replicas = || serve::running_replicas("elastic", "Elastic").unwrap();
+    assert_eq!(replicas().len(), 1);
+    assert_eq!(post(addr, "/e", "41").text(), "42");
+
+    // Bad input through the cluster's proxy: 400 and 413.
+    let r = post(addr, "/e", "{");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("malformed JSON body"), "{}", r.text());
+    assert_eq!(post(addr, "/e", &"9".repeat(100)).status, 413);
+
+    // Under held load the deployment scales to 2 replicas, one on each worker, and back to
+    // 1 after.
+    HOLD.store(true, Ordering::Release);
+    let load: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || post(addr, "/e", "1").status))
+        .collect();
+    eventually("two replicas under load", || replicas().len() == 2);
+    let status = serve::status().unwrap();
+    let elastic_status = status
+        .applications
+        .iter()
+        .find(|a| a.name == "elastic")
+        .unwrap();
+    let nodes: HashSet<String> = elastic_status.deployments[0]
+        .replicas
+        .iter()
+        .map(|r| r.node.clone())
+        .collect();
+    let worker_names: HashSet<String> = workers.iter().map(|w| w.to_string()).collect();
+    assert_eq!(nodes, worker_names, "one replica on each worker");
+    // Held past the proxy's timeout: 504 (their work goes on until released).
+    for t in load {
+        assert_eq!(t.join().unwrap(), 504);
+    }
+
+    // A full replica on a worker: 503 with Retry-After.
+    let tight_ongoing = || {
+        let s = serve::status().unwrap();
+        let t = s.applications.iter().find(|a| a.name == "tight").unwrap();
+        t.deployments[0].replicas[0].ongoing
+    };
+    let one = std::thread::spawn(move || post(addr, "/t", "1").status);
+    eventually("the tight replica is busy", || tight_ongoing() == 1);
+    let refused = post(addr, "/t", "1");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(one.join().unwrap(), 504);
+    HOLD.store(false, Ordering::Release);
+    eventually("the tight replica is idle", || tight_ongoing() == 0);
+    assert_eq!(post(addr, "/t", "1").text(), "2");
+    eventually("back to one replica after the load", || {
+        replicas().len() == 1
+    });
+
+    // A replica that fails its health check is replaced.
+    let before = replicas();
+    elastic.fall_ill().get().unwrap();
+    eventually("the sick replica is replaced", || {
+        let now = replicas();
+        now.len() == 1 && now[0] != before[0]
+    });
+    assert_eq!(post(addr, "/e", "1").text(), "2");
+}

@@ -15,7 +15,7 @@ use super::autoscale::Autoscaler;
 use super::config::DeploymentConfig;
 use super::deployment::{Planned, ReplicaFactory, ReplicaOps};
 use super::handle::{ErasedRouter, POLL_INTERVAL};
-use super::reconcile::{ReplicaView, reconcile};
+use super::reconcile::{ReplicaView, place, reconcile};
 use super::replica::{ReplicaLoad, ReplicaSetup};
 use super::status::{
     ApplicationStatus, DeploymentStatus, LatencyHistogram, ReplicaState, ReplicaStatus, ServeStatus,
@@ -204,7 +204,8 @@ impl Deployment {
         self.router.update(&self.list());
     }
 
-    fn options(&self) -> ActorOptions {
+    /// The options of a new replica, placed on `node` if one is given (else spread).
+    fn options(&self, node: Option<NodeId>) -> ActorOptions {
         let c = &self.config;
         let queue = c.max_queued_requests.unwrap_or(4096).min(1 << 20);
         let mut o = ActorOptions::new()
@@ -212,7 +213,10 @@ impl Deployment {
             .num_gpus(c.num_gpus)
             .max_restarts(-1)
             .max_concurrency(c.max_ongoing_requests as usize + queue + 16)
-            .scheduling_strategy(SchedulingStrategy::Spread);
+            .scheduling_strategy(match node {
+                Some(node) => SchedulingStrategy::NodeAffinity { node, soft: true },
+                None => SchedulingStrategy::Spread,
+            });
         for (name, amount) in &c.resources {
             o = o.resource(name.clone(), *amount);
         }
@@ -230,7 +234,7 @@ impl Deployment {
             max_queued_requests: self.config.max_queued_requests,
             user_config: self.user_config.clone(),
         };
-        match self.factory.start(self.options(), setup) {
+        match self.factory.start(self.options(self.place()), setup) {
             Ok(ops) => {
                 let probe = ops.health();
                 self.replicas.push(Replica {
@@ -247,6 +251,32 @@ impl Deployment {
             }
             Err(e) => self.failed_start(e.to_string(), now),
         }
+    }
+
+    /// The node for a new replica: of the live nodes that have the CPUs and GPUs it asks for,
+    /// the one with fewest of this deployment's replicas (`None` outside a cluster).
+    fn place(&self) -> Option<NodeId> {
+        let amount = |n: &crate::base::membership::NodeState, what: &str| {
+            n.info
+                .resources
+                .iter()
+                .find(|(r, _)| r == what)
+                .map_or(0.0, |(_, a)| *a)
+        };
+        let candidates: Vec<NodeId> = crate::node::nodes()
+            .iter()
+            .filter(|n| n.alive && n.info.runs_tasks)
+            .filter(|n| amount(n, "CPU") >= self.config.num_cpus)
+            .filter(|n| amount(n, "GPU") >= self.config.num_gpus)
+            .map(|n| n.info.node_id)
+            .collect();
+        let placed: Vec<NodeId> = self
+            .replicas
+            .iter()
+            .filter(|r| r.state != ReplicaState::Stopping)
+            .map(|r| r.ops.node())
+            .collect();
+        place(&candidates, &placed)
     }
 
     fn failed_start(&mut self, why: String, now: Instant) {

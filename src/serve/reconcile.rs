@@ -5,7 +5,8 @@
 //! Replicas of an older version are replaced one by one: new ones start at once, and an old
 //! one stops only when the running replicas stay at the target without it, so the
 //! deployment never runs fewer than it wants during a rolling update. Extras stop the ones
-//! still starting first, then the least loaded.
+//! still starting first, then the least loaded. A new replica goes to the node holding the
+//! fewest of the deployment's replicas.
 
 use super::status::ReplicaState;
 
@@ -84,6 +85,15 @@ pub fn reconcile(replicas: &[ReplicaView], version: u64, target: u32) -> Actions
     actions
 }
 
+/// The node a new replica goes to: of the nodes that can take it, the one holding fewest of
+/// the deployment's replicas (the first of those on a tie), so replicas spread over nodes.
+pub fn place<N: PartialEq + Copy>(candidates: &[N], placed: &[N]) -> Option<N> {
+    candidates
+        .iter()
+        .min_by_key(|c| placed.iter().filter(|p| p == c).count())
+        .copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +153,22 @@ mod tests {
         }
         assert_eq!(reps.len(), 3);
         assert!(reps.iter().all(|x| x.version == 2 && x.state == Running));
+    }
+
+    #[test]
+    fn new_replicas_go_to_the_node_with_fewest() {
+        assert_eq!(place::<u8>(&[], &[]), None);
+        assert_eq!(place(&[1, 2, 3], &[]), Some(1));
+        assert_eq!(place(&[1, 2, 3], &[1, 1, 2]), Some(3));
+        assert_eq!(place(&[1, 2], &[1, 2, 9, 9]), Some(1));
+        // Spread one by one: each node gets one before any gets two.
+        let mut placed = Vec::new();
+        for _ in 0..6 {
+            placed.push(place(&[7, 8, 9], &placed).unwrap());
+        }
+        for n in [7, 8, 9] {
+            assert_eq!(placed.iter().filter(|p| **p == n).count(), 2);
+        }
     }
 
     #[test]
