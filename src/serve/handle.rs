@@ -306,7 +306,7 @@ impl<R: ActorClass> DeploymentHandle<R> {
             let id = h.id();
             (id, call(R::Handle::from(h)))
         });
-        let spawned = promise::spawn(async move {
+        promise::spawn(async move {
             let (mut replica, mut answer) = match first {
                 Some(sent) => sent,
                 None => {
@@ -331,9 +331,8 @@ impl<R: ActorClass> DeploymentHandle<R> {
                 }
             }
         });
-        if !spawned {
-            // No runtime: the promise, dropped, fails the ref.
-        }
+        // Without a runtime nothing was spawned: the promise, dropped with the future, fails
+        // the ref.
         r
     }
 
