@@ -99,43 +99,17 @@ fn expand_struct(attr: TokenStream2, item: ItemStruct) -> syn::Result<TokenStrea
     let doc = format!(
         "A handle to a [`{name}`] actor: each of its methods calls the actor's method of that name."
     );
+    let newtype = crate::newtype_handle(
+        vis,
+        &handle,
+        quote!(::mobula::ActorHandle<#name>),
+        &doc,
+        quote!(Clone, PartialEq, Eq),
+    );
     Ok(quote! {
         #item
 
-        #[doc = #doc]
-        #[derive(Clone, PartialEq, Eq)]
-        #vis struct #handle(::mobula::ActorHandle<#name>);
-
-        impl ::core::ops::Deref for #handle {
-            type Target = ::mobula::ActorHandle<#name>;
-            fn deref(&self) -> &Self::Target {
-                &self.0
-            }
-        }
-
-        impl ::core::convert::From<::mobula::ActorHandle<#name>> for #handle {
-            fn from(handle: ::mobula::ActorHandle<#name>) -> Self {
-                #handle(handle)
-            }
-        }
-
-        impl ::core::fmt::Debug for #handle {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                ::core::fmt::Debug::fmt(&self.0, f)
-            }
-        }
-
-        impl ::mobula::__private::serde::Serialize for #handle {
-            fn serialize<S: ::mobula::__private::serde::Serializer>(&self, s: S) -> ::core::result::Result<S::Ok, S::Error> {
-                ::mobula::__private::serde::Serialize::serialize(&self.0, s)
-            }
-        }
-
-        impl<'de> ::mobula::__private::serde::Deserialize<'de> for #handle {
-            fn deserialize<D: ::mobula::__private::serde::Deserializer<'de>>(d: D) -> ::core::result::Result<Self, D::Error> {
-                <::mobula::ActorHandle<#name> as ::mobula::__private::serde::Deserialize<'de>>::deserialize(d).map(#handle)
-            }
-        }
+        #newtype
 
         impl ::mobula::__private::ActorClass for #name {
             const CLASS: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);

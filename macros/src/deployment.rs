@@ -132,43 +132,17 @@ fn expand_struct(attr: TokenStream2, item: ItemStruct) -> syn::Result<TokenStrea
     let doc = format!(
         "A handle to the [`{name}`] deployment: each method sends the call to one of its replicas and returns a ref at once."
     );
+    let newtype = crate::newtype_handle(
+        vis,
+        &handle,
+        quote!(::mobula::serve::DeploymentHandle<#replica>),
+        &doc,
+        quote!(Clone, PartialEq),
+    );
     Ok(quote! {
         #item
 
-        #[doc = #doc]
-        #[derive(Clone, PartialEq)]
-        #vis struct #handle(::mobula::serve::DeploymentHandle<#replica>);
-
-        impl ::core::convert::From<::mobula::serve::DeploymentHandle<#replica>> for #handle {
-            fn from(handle: ::mobula::serve::DeploymentHandle<#replica>) -> Self {
-                #handle(handle)
-            }
-        }
-
-        impl ::core::ops::Deref for #handle {
-            type Target = ::mobula::serve::DeploymentHandle<#replica>;
-            fn deref(&self) -> &Self::Target {
-                &self.0
-            }
-        }
-
-        impl ::core::fmt::Debug for #handle {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                ::core::fmt::Debug::fmt(&self.0, f)
-            }
-        }
-
-        impl ::mobula::__private::serde::Serialize for #handle {
-            fn serialize<S: ::mobula::__private::serde::Serializer>(&self, s: S) -> ::core::result::Result<S::Ok, S::Error> {
-                ::mobula::__private::serde::Serialize::serialize(&self.0, s)
-            }
-        }
-
-        impl<'de> ::mobula::__private::serde::Deserialize<'de> for #handle {
-            fn deserialize<D: ::mobula::__private::serde::Deserializer<'de>>(d: D) -> ::core::result::Result<Self, D::Error> {
-                <::mobula::serve::DeploymentHandle<#replica> as ::mobula::__private::serde::Deserialize<'de>>::deserialize(d).map(#handle)
-            }
-        }
+        #newtype
 
         #[doc(hidden)]
         #[::mobula::actor]

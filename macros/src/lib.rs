@@ -699,3 +699,50 @@ pub(crate) fn struct_or_impl(
         )),
     }
 }
+
+/// A typed handle: a newtype over `inner` (a generic handle), with `Deref` and `From` to it,
+/// and `Debug`, `Serialize` and `Deserialize` through it. `derives` are derived on it too.
+pub(crate) fn newtype_handle(
+    vis: &syn::Visibility,
+    handle: &syn::Ident,
+    inner: TokenStream2,
+    doc: &str,
+    derives: TokenStream2,
+) -> TokenStream2 {
+    quote! {
+        #[doc = #doc]
+        #[derive(#derives)]
+        #vis struct #handle(#inner);
+
+        impl ::core::ops::Deref for #handle {
+            type Target = #inner;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl ::core::convert::From<#inner> for #handle {
+            fn from(handle: #inner) -> Self {
+                #handle(handle)
+            }
+        }
+
+        impl ::core::fmt::Debug for #handle {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                ::core::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl ::mobula::__private::serde::Serialize for #handle {
+            fn serialize<S: ::mobula::__private::serde::Serializer>(&self, s: S) -> ::core::result::Result<S::Ok, S::Error> {
+                ::mobula::__private::serde::Serialize::serialize(&self.0, s)
+            }
+        }
+
+        impl<'de> ::mobula::__private::serde::Deserialize<'de> for #handle {
+            fn deserialize<D: ::mobula::__private::serde::Deserializer<'de>>(d: D) -> ::core::result::Result<Self, D::Error> {
+                <#inner as ::mobula::__private::serde::Deserialize<'de>>::deserialize(d).map(#handle)
+            }
+        }
+    }
+}
