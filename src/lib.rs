@@ -39,6 +39,7 @@ extern crate self as mobula;
 mod api;
 mod base;
 pub(crate) mod cluster;
+pub mod collective;
 mod http;
 pub mod logs;
 pub mod metrics;

@@ -22,7 +22,7 @@ pub use crate::base::role::Role;
 pub use crate::base::scheduling::placement::MAX_SPILL_HOPS;
 
 /// The protocol version this build speaks. A peer with another version is refused.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 
 /// The largest frame accepted, length prefix excluded.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -146,6 +146,23 @@ pub struct ActorCall {
     pub args: Vec<Vec<u8>>,
     /// Lengths of the arguments that follow the frame, as in [`RunTask::streamed`].
     pub streamed: Vec<(u32, u64)>,
+}
+
+/// Where one letter between members of a collective group goes (`runtime::mailbox`): the
+/// group (its name and the generation that tells a remade group from the last), the sending
+/// and receiving ranks, and the letter's number between the two.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Letter {
+    /// The group's name.
+    pub group: String,
+    /// Which making of the group.
+    pub generation: u64,
+    /// The sender's rank.
+    pub from: u32,
+    /// The receiver's rank.
+    pub to: u32,
+    /// The letter's number from `from` to `to`, from 0.
+    pub seq: u64,
 }
 
 /// A placement group's bundle as the wire carries it: its index in the group and its
@@ -444,6 +461,25 @@ pub enum Message {
         /// Why it was not taken, if it was not.
         refused: Option<String>,
     },
+    /// A letter for a member of a collective group on the receiving node; its `len` bytes
+    /// follow the frame on the stream. Answered with [`Message::Ack`] once it is in the
+    /// receiving node's mailbox, or refused.
+    Mail {
+        /// Where it goes.
+        letter: Letter,
+        /// The length of its bytes.
+        len: u64,
+    },
+    /// A collective group failed (a member died, a letter was lost): every member on the
+    /// receiving node stops waiting with `reason`.
+    MailFailed {
+        /// The group's name.
+        group: String,
+        /// Which making of it.
+        generation: u64,
+        /// Why, naming the member.
+        reason: String,
+    },
 }
 
 impl Message {
@@ -499,6 +535,8 @@ impl Message {
             Message::OpenGenerator { .. } => "OpenGenerator",
             Message::GeneratorItem { .. } => "GeneratorItem",
             Message::ItemAnswered { .. } => "ItemAnswered",
+            Message::Mail { .. } => "Mail",
+            Message::MailFailed { .. } => "MailFailed",
         }
     }
 }

@@ -18,7 +18,8 @@ const LAYERS: &[&[&str]] = &[
     &["logs", "state", "metrics"],
     &["http"],
     &["api"],
-    &["tune", "serve", "util", "testing"],
+    &["collective"],
+    &["tune", "serve", "util", "testing", "train"],
 ];
 
 /// Files that are the crate's root or binaries: they may name any layer.

@@ -28,6 +28,7 @@ pub(crate) mod generators;
 pub mod head;
 pub(crate) mod jobs;
 pub(crate) mod logs;
+pub(crate) mod mail;
 pub mod node;
 pub mod objects;
 pub(crate) mod placement_groups;
@@ -55,11 +56,12 @@ pub(crate) fn join(
 ) -> Result<(), String> {
     let wait = config.node_timeout * 5 + Duration::from_secs(10);
     let (node_id, scheduler, ids) = (rt.node_id, rt.scheduler.clone(), rt.ids.clone());
-    let generators = rt.generators.clone();
+    let (generators, mailbox) = (rt.generators.clone(), rt.mailbox.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     rt.node_arbiter.spawn_fn(move || {
         actix_rt::spawn(async move {
-            let _ = tx.send(node::start(config, node_id, totals, scheduler, ids, generators).await);
+            let started = node::start(config, node_id, totals, scheduler, ids, generators, mailbox);
+            let _ = tx.send(started.await);
         });
     });
     let node: Arc<node::ClusterNode> = rx
@@ -79,5 +81,7 @@ pub(crate) fn join(
             unnamer.unname_actor(&arbiter, key, actor)
         }
     }));
-    rt.cluster.set(node).map_err(|_| "joined twice".to_string())
+    let port: Arc<dyn crate::runtime::cluster_port::ClusterPort> = node;
+    rt.mailbox.connect(&port);
+    rt.cluster.set(port).map_err(|_| "joined twice".to_string())
 }

@@ -26,6 +26,7 @@ use crate::base::node_config::{ClusterConfig, ClusterRole};
 use crate::base::role::{Role, Standing};
 use crate::base::scheduling::placement::Placed;
 use crate::runtime::generator::Generators;
+use crate::runtime::mailbox::Mailbox;
 use crate::runtime::registry;
 use crate::runtime::scheduler::Scheduler;
 use crate::runtime::scheduler::bundles::LocalBundle;
@@ -89,6 +90,8 @@ pub(crate) struct ClusterNode {
     running_remote: Mutex<std::collections::HashSet<TaskId>>,
     /// The streaming generators this node consumes (its runtime's table).
     pub(super) generators: Arc<Generators>,
+    /// Letters for the members of collective groups here (its runtime's mailbox).
+    pub(super) mailbox: Arc<Mailbox>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -114,6 +117,7 @@ pub(crate) async fn start(
     scheduler: Scheduler,
     ids: Arc<IdMint>,
     generators: Arc<Generators>,
+    mailbox: Arc<Mailbox>,
 ) -> Result<Arc<ClusterNode>, String> {
     let runs_tasks = !config.agent && totals.iter().any(|(n, a)| n == "CPU" && *a > 0.0);
     let dir = ClusterDir::new(&config.dir);
@@ -248,6 +252,7 @@ pub(crate) async fn start(
         ids,
         running_remote: Mutex::default(),
         generators,
+        mailbox,
     });
     if let Some(expiry) = expiry_of(&identity.cert_der) {
         actix_rt::spawn(renew_certificate(node.clone(), expiry));
@@ -409,6 +414,9 @@ impl ClusterNode {
             return;
         }
         let is_dead = |id: &NodeId| dead.iter().any(|(d, _)| d == id);
+        for (node, _) in dead {
+            self.mailbox.node_gone(*node);
+        }
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -122,6 +122,24 @@ impl ClusterPort for ClusterNode {
         });
     }
 
+    fn send_mail(
+        self: Arc<Self>,
+        to: NodeId,
+        letter: crate::wire::Letter,
+        bytes: Vec<u8>,
+    ) -> LocalBoxFuture<'static, Result<(), String>> {
+        Box::pin(super::mail::send(self, to, letter, bytes))
+    }
+
+    fn mail_failed(
+        self: Arc<Self>,
+        to: NodeId,
+        group: (String, u64),
+        reason: String,
+    ) -> LocalBoxFuture<'static, Result<(), String>> {
+        Box::pin(super::mail::send_failed(self, to, group, reason))
+    }
+
     fn leave(self: Arc<Self>) -> LocalBoxFuture<'static, ()> {
         Box::pin(ClusterNode::leave(self))
     }

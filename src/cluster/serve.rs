@@ -459,6 +459,18 @@ async fn serve(
             super::generators::receive_items(node.clone(), from, generator, tx, rx).await;
             return;
         }
+        (Some(_), Message::Mail { letter, len }) => {
+            let mut rx = rx;
+            super::mail::receive(&node, letter, len, &mut rx).await
+        }
+        (
+            Some(_),
+            Message::MailFailed {
+                group,
+                generation,
+                reason,
+            },
+        ) => super::mail::failed(&node, group, generation, reason),
         (Some(from), Message::OpenActor(open)) => {
             super::actors::serve(node.clone(), from, open, tx, rx).await;
             return;

@@ -161,6 +161,21 @@ pub(crate) trait ClusterPort: Send + Sync + 'static {
     fn ship_logs(self: Arc<Self>, rt: &Runtime);
     /// Says this node leaves the cluster.
     fn leave(self: Arc<Self>) -> LocalBoxFuture<'static, ()>;
+    /// Sends a letter for a collective group's member on node `to`; done once it is in that
+    /// node's mailbox. Runs on the node's event loop.
+    fn send_mail(
+        self: Arc<Self>,
+        to: NodeId,
+        letter: crate::wire::Letter,
+        bytes: Vec<u8>,
+    ) -> LocalBoxFuture<'static, Result<(), String>>;
+    /// Tells node `to` that a collective group failed, and why. Runs on the event loop.
+    fn mail_failed(
+        self: Arc<Self>,
+        to: NodeId,
+        group: (String, u64),
+        reason: String,
+    ) -> LocalBoxFuture<'static, Result<(), String>>;
 }
 
 /// An actor on another node, as a handle reaches it.

@@ -41,6 +41,8 @@ pub(crate) struct Runtime {
     pub logs: Arc<NodeLogs>,
     /// The streaming generators this node consumes.
     pub generators: Arc<super::generator::Generators>,
+    /// Letters between the members of collective groups on this node.
+    pub mailbox: Arc<super::mailbox::Mailbox>,
     /// What stops with the node, first (the HTTP servers the layers above started).
     pub(crate) on_stop: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
     /// State the layers above keep per node (their servers, say), one value per type.
@@ -103,6 +105,7 @@ impl Runtime {
             self.workers.shutdown();
             self.stop_event_loop();
         }
+        self.mailbox.stop();
         self.store.close();
         self.actors.clear();
         self.workers.shutdown();

@@ -23,6 +23,7 @@ pub(crate) mod generator;
 pub(crate) mod global;
 pub(crate) mod hosted;
 pub(crate) mod logs;
+pub(crate) mod mailbox;
 pub(crate) mod object_ref;
 pub(crate) mod panic;
 pub(crate) mod promise;

@@ -96,6 +96,11 @@ pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, Ini
         .recv_timeout(Duration::from_secs(30))
         .map_err(|_| InitError::Start("the node thread did not come up".into()))?;
     let actors: Arc<crate::runtime::actor::directory::ActorDirectory> = Arc::default();
+    let mailbox = Arc::new(super::mailbox::Mailbox::new(node_id, node_arbiter.clone()));
+    {
+        let mailbox = Arc::clone(&mailbox);
+        actors.on_gone(Box::new(move |id| mailbox.actor_gone(id)));
+    }
     store.install_actor_refs(actors.clone());
     let ids = Arc::new(IdMint::new(node_id));
     let generators = Arc::new(super::generator::Generators::new(
@@ -119,6 +124,7 @@ pub(crate) fn start(config: NodeConfig, pin: Option<Pin>) -> Result<Runtime, Ini
         extensions: Mutex::default(),
         logs: Arc::new(NodeLogs::new(config.log_to_driver)),
         generators,
+        mailbox,
     })
 }
 

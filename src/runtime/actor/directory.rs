@@ -81,12 +81,16 @@ impl Inner {
 /// Told when an actor's name is freed (the cluster frees it on the head too).
 pub(crate) type OnNameFreed = Box<dyn Fn((String, String), ActorId) + Send + Sync>;
 
+/// What to do when an actor of this node ends (its collective groups fail).
+pub(crate) type OnGone = Box<dyn Fn(ActorId) + Send + Sync>;
+
 #[derive(Default)]
 pub(crate) struct ActorDirectory {
     inner: Mutex<Inner>,
     /// Method calls of this node's actors that ended, and the clock their calls are timed by.
     pub calls: EndedCalls,
     on_name_freed: std::sync::OnceLock<OnNameFreed>,
+    on_gone: std::sync::OnceLock<OnGone>,
 }
 
 impl ActorDirectory {
@@ -202,6 +206,11 @@ impl ActorDirectory {
         let _ = self.on_name_freed.set(f);
     }
 
+    /// Sets what to do when an actor ends (once: when the node starts).
+    pub fn on_gone(&self, f: OnGone) {
+        let _ = self.on_gone.set(f);
+    }
+
     /// The actor is gone: its name is free again.
     pub fn remove(&self, id: ActorId) {
         let (removed, freed) = {
@@ -230,9 +239,13 @@ impl ActorDirectory {
             inner.dead.push_back(info);
             *inner.dead_counts.entry(entry.class).or_default() += 1;
         }
+        let was_here = removed.is_some();
         drop(removed); // outside the lock: it may hold the last reference to the actor
         if let (Some(key), Some(f)) = (freed, self.on_name_freed.get()) {
             f(key, id);
+        }
+        if was_here && let Some(f) = self.on_gone.get() {
+            f(id);
         }
     }
 
