@@ -122,7 +122,8 @@ element!(
 );
 
 /// The elements of `src` as little-endian bytes.
-pub(crate) fn to_bytes<T: Element>(src: &[T]) -> Vec<u8> {
+#[cfg(test)]
+fn to_bytes<T: Element>(src: &[T]) -> Vec<u8> {
     let mut out = Vec::with_capacity(src.len() * T::WIDTH);
     T::write_le(src, &mut out);
     out

@@ -107,6 +107,11 @@ pub(crate) struct Member {
     pub key: GroupKey,
     pub rank: usize,
     pub seats: Vec<MemberAt>,
+    /// The ring's order: ranks by position, members of one node next to each other, so
+    /// that the ring crosses between nodes as few times as it can.
+    pub order: Vec<usize>,
+    /// Each rank's position in the ring.
+    pub position: Vec<usize>,
     /// Letters sent to each rank, and taken from each.
     pub sent: Vec<u64>,
     pub taken: Vec<u64>,
@@ -292,10 +297,17 @@ fn enter(
         .collect();
     mailbox.open(&key, seats.clone());
     let world = seats.len();
+    let order = ring_order(&seats);
+    let mut position = vec![0; world];
+    for (p, &r) in order.iter().enumerate() {
+        position[r] = p;
+    }
     let member = Member {
         key,
         rank,
         seats,
+        order,
+        position,
         sent: vec![0; world],
         taken: vec![0; world],
         mailbox,
@@ -310,6 +322,15 @@ fn enter(
         Arc::new(Mutex::new(member)),
     );
     Ok(())
+}
+
+/// Ranks in ring order: grouped by node, the nodes in the order of their lowest rank, ranks
+/// ascending within a node.
+fn ring_order(seats: &[MemberAt]) -> Vec<usize> {
+    let first_rank_on = |node| seats.iter().position(|s| s.node == node).unwrap_or(0);
+    let mut order: Vec<usize> = (0..seats.len()).collect();
+    order.sort_by_key(|&r| (first_rank_on(seats[r].node), r));
+    order
 }
 
 /// The calling member's entry for group `name`; a member of a group made from outside

@@ -125,6 +125,20 @@ fn failed(m: &Member, reason: String) -> CollectiveError {
 }
 
 impl Member {
+    /// The chunk rank `rank` holds fully reduced after a reduce-scatter with offset 0: the
+    /// one at the next ring position.
+    fn reduced_chunk(&self, rank: usize) -> usize {
+        let n = self.world();
+        self.order[ring::next(n, self.position[rank])]
+    }
+
+    /// The elements' bytes, in a reused buffer when the mailbox has one.
+    fn bytes_of<T: Element>(&self, elements: &[T]) -> Vec<u8> {
+        let mut out = self.mailbox.buffer(elements.len() * T::WIDTH);
+        T::write_le(elements, &mut out);
+        out
+    }
+
     /// Sends `bytes` to rank `to`.
     fn post(&mut self, to: usize, bytes: Vec<u8>) {
         let letter = Letter {
@@ -207,8 +221,9 @@ impl Member {
         Ok(bytes)
     }
 
-    /// A walk around the ring with offset `k` over chunks `chunk(i)` of `data`: each step
-    /// sends one chunk to the next rank and reduces (or copies) the one from the previous.
+    /// A walk around the ring with offset `k` over chunks `chunk(i)` of `data`, `i` a rank
+    /// (the chunk at ring position `p` is that of the rank there): each step sends one chunk
+    /// to the next member and reduces (or copies) the one from the previous.
     fn walk<T: Element>(
         &mut self,
         data: &mut [T],
@@ -216,17 +231,19 @@ impl Member {
         k: usize,
         reduce: Option<ReduceOp>,
     ) -> Result<(), CollectiveError> {
-        let (n, r) = (self.world(), self.rank);
-        let (next, prev) = (ring::next(n, r), ring::prev(n, r));
+        let (n, p) = (self.world(), self.position[self.rank]);
+        let (next, prev) = (self.order[ring::next(n, p)], self.order[ring::prev(n, p)]);
         for s in 0..n.saturating_sub(1) {
-            let (send, recv) = ring::step(n, r, k, s);
-            self.post(next, element::to_bytes(&data[chunk(send)]));
-            let range = chunk(recv);
+            let (send, recv) = ring::step(n, p, k, s);
+            let letter = self.bytes_of(&data[chunk(self.order[send])]);
+            self.post(next, letter);
+            let range = chunk(self.order[recv]);
             let bytes = self.take_elements::<T>(prev, range.len())?;
             match reduce {
                 Some(op) => T::reduce_le(&mut data[range], &bytes, op),
                 None => T::read_le(&bytes, &mut data[range]),
             }
+            self.mailbox.recycle(bytes);
         }
         Ok(())
     }
@@ -254,12 +271,12 @@ pub fn allreduce<T: Element>(
 ) -> Result<(), CollectiveError> {
     let member = group::member(name)?;
     let mut m = lock(&member);
-    let (n, r, len) = (m.world(), m.rank, data.len());
+    let (n, len) = (m.world(), data.len());
     let chunk = |i| ring::chunk(len, n, i);
     m.walk(data, &chunk, 0, Some(op))?;
     if op == ReduceOp::Mean {
-        // Each rank divides the chunk it holds reduced, before it goes round.
-        T::divide(&mut data[chunk((r + 1) % n)], n);
+        // Each member divides the chunk it holds reduced, before it goes round.
+        T::divide(&mut data[chunk(m.reduced_chunk(m.rank))], n);
     }
     m.walk(data, &chunk, 1, None)
 }
@@ -286,18 +303,19 @@ pub fn reduce<T: Element>(
         &mut scratch
     };
     m.walk(buf, &chunk, 0, Some(op))?;
-    let mine = chunk((r + 1) % n);
+    let mine = chunk(m.reduced_chunk(r));
     if op == ReduceOp::Mean {
         T::divide(&mut buf[mine.clone()], n);
     }
     if r == root {
         for from in (0..n).filter(|&f| f != root) {
-            let range = chunk((from + 1) % n);
+            let range = chunk(m.reduced_chunk(from));
             let bytes = m.take_elements::<T>(from, range.len())?;
             T::read_le(&bytes, &mut buf[range]);
+            m.mailbox.recycle(bytes);
         }
     } else {
-        let bytes = element::to_bytes(&buf[mine]);
+        let bytes = m.bytes_of(&buf[mine]);
         m.post(root, bytes);
     }
     Ok(())
@@ -319,7 +337,7 @@ pub fn broadcast<T: Element>(
     let chunk = |i: usize| ring::chunk(len, n, shift(i));
     if r == root {
         for to in (0..n).filter(|&t| t != root) {
-            let bytes = element::to_bytes(&data[chunk(to)]);
+            let bytes = m.bytes_of(&data[chunk(to)]);
             m.post(to, bytes);
         }
     } else {
@@ -408,7 +426,8 @@ pub fn send<T: Element>(data: &[T], dst: usize, name: &str) -> Result<(), Collec
             "a member cannot send to itself".into(),
         ));
     }
-    m.post(dst, element::to_bytes(data));
+    let bytes = m.bytes_of(data);
+    m.post(dst, bytes);
     Ok(())
 }
 

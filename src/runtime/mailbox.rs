@@ -35,6 +35,12 @@ pub const EARLY_LIMIT: u64 = 1 << 30;
 /// Bytes kept in the mailbox in all.
 pub const MAILBOX_LIMIT: u64 = 8 << 30;
 
+/// Spare letter buffers kept for reuse, and the most bytes they may hold: a buffer used
+/// again skips the page faults a fresh one pays for every page (most of the cost of moving
+/// a large letter within a node).
+const SPARE_BUFFERS: usize = 8;
+const SPARE_BYTES: usize = 1 << 30;
+
 /// Groups closed here whose late letters are dropped (the latest ones).
 const REMEMBER_CLOSED: usize = 1024;
 
@@ -80,6 +86,8 @@ pub struct Mailbox {
     node: NodeId,
     /// The node's event loop, where letters to other nodes are sent from.
     arbiter: Option<ArbiterHandle>,
+    /// Buffers of letters read, for the next letters written.
+    spare: Mutex<Vec<Vec<u8>>>,
     /// The node's part in a cluster, once it joined one (held weakly: the node holds the
     /// mailbox).
     cluster: OnceLock<Weak<dyn ClusterPort>>,
@@ -102,6 +110,7 @@ impl Mailbox {
             early_limit,
             limit,
             node,
+            spare: Mutex::default(),
             arbiter: None,
             cluster: OnceLock::new(),
         }
@@ -398,6 +407,38 @@ impl Mailbox {
                 .wait_timeout(inner, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+    }
+
+    /// An empty buffer with room for `len` bytes: a spare one when one is large enough.
+    pub fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        match spare.iter().position(|b| b.capacity() >= len) {
+            Some(i) => {
+                let mut b = spare.swap_remove(i);
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(len),
+        }
+    }
+
+    /// Keeps a letter's buffer, once read, for a later [`Mailbox::buffer`].
+    pub fn recycle(&self, buffer: Vec<u8>) {
+        if buffer.capacity() == 0 {
+            return;
+        }
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = spare.iter().map(Vec::capacity).sum();
+        if spare.len() < SPARE_BUFFERS && held + buffer.capacity() <= SPARE_BYTES {
+            spare.push(buffer);
+        } else if let Some(smallest) = spare
+            .iter_mut()
+            .min_by_key(|b| b.capacity())
+            .filter(|b| b.capacity() < buffer.capacity())
+            .filter(|b| held - b.capacity() + buffer.capacity() <= SPARE_BYTES)
+        {
+            *smallest = buffer;
         }
     }
 
