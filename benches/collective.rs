@@ -7,6 +7,8 @@
 //!
 //!     cargo bench --bench collective                  # 5 rounds per case
 //!     cargo bench --bench collective -- --quick      # 4 KB and 4 MB, 2 members (CI)
+//!     MOBULA_BENCH_SIZES=67108864 MOBULA_BENCH_WORKERS=2 MOBULA_BENCH_WHERE=node \
+//!         cargo bench --bench collective              # one case
 //!     /tmp/rayenv/bin/python ../shared/bench/ray/allreduce_objects.py --workers 2 --mb 4,64
 //!
 //! Prints one line per case, in the Ray script's format:
@@ -120,12 +122,28 @@ fn main() {
             256 << 20,
         ]
     };
-    let worlds: &[usize] = if quick { &[2] } else { &[2, 4] };
+    let sizes = match std::env::var("MOBULA_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|x| x.parse().expect("sizes in bytes"))
+            .collect(),
+        Err(_) => sizes,
+    };
+    let worlds: Vec<usize> = match std::env::var("MOBULA_BENCH_WORKERS") {
+        Ok(list) => list
+            .split(',')
+            .map(|x| x.parse().expect("worker counts"))
+            .collect(),
+        Err(_) if quick => vec![2],
+        Err(_) => vec![2, 4],
+    };
+    let only = std::env::var("MOBULA_BENCH_WHERE").ok();
+    let runs = |place: &str| only.as_deref().is_none_or(|o| o == place);
 
     // One node, two CPUs as Ray's script has.
-    {
+    if runs("node") {
         let _rt = mobula::init(Config::default().num_cpus(2)).unwrap();
-        for &world in worlds {
+        for &world in &worlds {
             for &bytes in &sizes {
                 let s = allreduce(world, bytes, &[], rounds, "node");
                 report("node", world, bytes, s);
@@ -133,6 +151,9 @@ fn main() {
         }
     }
     mobula::shutdown();
+    if !runs("cluster") {
+        return;
+    }
 
     // Across nodes: a head and two workers, each its own endpoint.
     let mut cluster = mobula::testing::LocalCluster::start(Config::default().num_cpus(0)).unwrap();
@@ -140,7 +161,7 @@ fn main() {
         .map(|_| cluster.add_node(Config::default().num_cpus(1)).unwrap())
         .collect();
     let _driver = mobula::init(cluster.driver_config().num_cpus(0)).unwrap();
-    for &world in worlds {
+    for &world in &worlds {
         for &bytes in &sizes {
             let s = allreduce(world, bytes, &workers, rounds, "cluster");
             let busbw = report("cluster", world, bytes, s);

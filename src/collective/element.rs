@@ -22,7 +22,7 @@ mod sealed {
 
 /// An element type a collective works on: `f32`, `f64`, `i32`, `i64` or `u8`. Elements
 /// travel as their little-endian bytes, copied in bulk, never encoded one by one.
-pub trait Element: Copy + Send + Sync + 'static + sealed::Sealed {
+pub trait Element: bytemuck::Pod + Send + Sync + sealed::Sealed {
     /// Bytes per element.
     const WIDTH: usize;
     /// The type's name, for errors.
@@ -45,6 +45,11 @@ macro_rules! element {
             const NAME: &'static str = $name;
 
             fn write_le(src: &[Self], out: &mut Vec<u8>) {
+                if cfg!(target_endian = "little") {
+                    // The elements' memory is their little-endian bytes: one copy.
+                    out.extend_from_slice(bytemuck::cast_slice(src));
+                    return;
+                }
                 let start = out.len();
                 out.resize(start + src.len() * Self::WIDTH, 0);
                 for (bytes, x) in out[start..].chunks_exact_mut(Self::WIDTH).zip(src) {
@@ -53,15 +58,36 @@ macro_rules! element {
             }
 
             fn read_le(bytes: &[u8], dst: &mut [Self]) {
+                if cfg!(target_endian = "little") {
+                    let n = dst.len().min(bytes.len() / Self::WIDTH);
+                    let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut dst[..n]);
+                    dst.copy_from_slice(&bytes[..n * Self::WIDTH]);
+                    return;
+                }
                 for (x, b) in dst.iter_mut().zip(bytes.chunks_exact(Self::WIDTH)) {
                     *x = <$t>::from_le_bytes(b.try_into().expect("exact chunks"));
                 }
             }
 
             fn reduce_le(dst: &mut [Self], bytes: &[u8], op: ReduceOp) {
+                // Elements read in place when the bytes are aligned for them (a buffer from
+                // the allocator is), one by one otherwise.
+                if cfg!(target_endian = "little")
+                    && let Ok(src) = bytemuck::try_cast_slice::<u8, $t>(bytes)
+                {
+                    let pairs = dst.iter_mut().zip(src);
+                    // One loop per op, so that each vectorizes.
+                    match op {
+                        ReduceOp::Sum | ReduceOp::Mean => {
+                            pairs.for_each(|(x, y)| *x = $add(*x, *y))
+                        }
+                        ReduceOp::Min => pairs.for_each(|(x, y)| *x = $min(*x, *y)),
+                        ReduceOp::Max => pairs.for_each(|(x, y)| *x = $max(*x, *y)),
+                    }
+                    return;
+                }
                 let pairs = dst.iter_mut().zip(bytes.chunks_exact(Self::WIDTH));
                 let read = |b: &[u8]| <$t>::from_le_bytes(b.try_into().expect("exact chunks"));
-                // One loop per op, so that each vectorizes.
                 match op {
                     ReduceOp::Sum | ReduceOp::Mean => {
                         pairs.for_each(|(x, b)| *x = $add(*x, read(b)))
@@ -150,6 +176,12 @@ mod tests {
         let mut x = [200u8, 5];
         u8::reduce_le(&mut x, &to_bytes(&[100u8, 9]), ReduceOp::Sum);
         assert_eq!(x, [44, 14], "u8 sums wrap");
+        // Bytes not aligned for the type take the element-by-element path.
+        let mut unaligned = vec![0u8];
+        unaligned.extend_from_slice(&to_bytes(&[1.0f64, 2.0]));
+        let mut x = [10.0f64, 20.0];
+        f64::reduce_le(&mut x, &unaligned[1..], ReduceOp::Sum);
+        assert_eq!(x, [11.0, 22.0]);
         let mut x = [4i32, -9];
         i32::reduce_le(&mut x, &to_bytes(&[8i32, -1]), ReduceOp::Max);
         i32::divide(&mut x, 2);
