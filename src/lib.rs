@@ -48,6 +48,7 @@ mod runtime;
 pub mod serve;
 pub mod state;
 pub mod testing;
+pub mod train;
 pub mod transport;
 pub mod tune;
 pub mod util;

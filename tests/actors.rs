@@ -673,3 +673,43 @@ fn a_failing_constructor_kills_the_actor_with_its_reason() {
         other => panic!("{other:?}"),
     }
 }
+
+#[mobula::actor]
+struct Stuck;
+
+static STUCK_GATE: common::Gate = common::Gate::new();
+static STUCK_IN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[mobula::actor]
+impl Stuck {
+    fn new() -> Self {
+        Stuck
+    }
+
+    fn wait(&self) -> u8 {
+        STUCK_IN.store(true, std::sync::atomic::Ordering::SeqCst);
+        STUCK_GATE.pass();
+        1
+    }
+}
+
+/// Killing an actor fails the call it is running at once (as Ray does by killing the actor's
+/// process), rather than when the body, which cannot be stopped, returns.
+#[test]
+fn a_kill_fails_the_running_call_at_once() {
+    let _node = common::start(Config::default().num_cpus(2));
+    STUCK_GATE.close();
+    let stuck = Stuck::remote().unwrap();
+    let running = stuck.wait();
+    common::eventually("the call runs", || {
+        STUCK_IN.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    mobula::kill(&stuck);
+    // Bounded, so that without the fix this fails instead of waiting for the gate forever.
+    let err = running
+        .get_timeout(std::time::Duration::from_secs(20))
+        .unwrap_err()
+        .to_string();
+    STUCK_GATE.open();
+    assert!(err.contains("killed"), "{err}");
+}

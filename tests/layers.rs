@@ -19,7 +19,8 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["api"],
     &["collective"],
-    &["tune", "serve", "util", "testing", "train"],
+    &["tune", "serve", "util", "testing"],
+    &["train"],
 ];
 
 /// Files that are the crate's root or binaries: they may name any layer.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::base::filter::Capped;
-use crate::base::id::{ActorId, IdHash, NodeId, TaskId};
+use crate::base::id::{ActorId, IdHash, NodeId, ObjectId, TaskId};
 use crate::base::rows::{TaskInfo, TaskState};
 use crate::base::scheduling::history::{TaskHistory, TaskLog, Wall};
 use crate::runtime::clock::Clock;
@@ -14,12 +14,13 @@ use crate::runtime::clock::Clock;
 /// Ended calls kept in full per node.
 pub(crate) const KEEP_ENDED_CALLS: usize = 10_000;
 
-/// One actor's calls that have not ended.
+/// One actor's calls that have not ended: each one's record, and for a running one the
+/// object its result goes to (failed at once if the actor is killed while it runs).
 #[derive(Debug, Default)]
-pub(crate) struct LiveCalls(Mutex<HashMap<TaskId, TaskLog, IdHash>>);
+pub(crate) struct LiveCalls(Mutex<HashMap<TaskId, (TaskLog, Option<ObjectId>), IdHash>>);
 
 impl LiveCalls {
-    fn lock(&self) -> MutexGuard<'_, HashMap<TaskId, TaskLog, IdHash>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TaskId, (TaskLog, Option<ObjectId>), IdHash>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -36,40 +37,50 @@ impl LiveCalls {
             ended: None,
             error: None,
         };
-        self.lock().insert(id, log);
+        self.lock().insert(id, (log, None));
     }
 
-    /// A call (attempt `attempt`) started running.
-    pub fn started(&self, clock: &Clock, id: TaskId, attempt: u32) {
-        if let Some(log) = self.lock().get_mut(&id) {
+    /// A call (attempt `attempt`) started running; its result goes to `result`.
+    pub fn started(&self, clock: &Clock, id: TaskId, attempt: u32, result: ObjectId) {
+        if let Some((log, running)) = self.lock().get_mut(&id) {
             log.attempts = attempt;
             log.started = Some(clock.now());
+            *running = Some(result);
         }
+    }
+
+    /// The calls running now, with the objects their results go to.
+    pub fn running(&self) -> Vec<(TaskId, ObjectId)> {
+        self.lock()
+            .iter()
+            .filter_map(|(id, (_, result))| result.map(|r| (*id, r)))
+            .collect()
     }
 
     /// A call that runs again after its actor restarted waits in the queue again.
     pub fn requeued(&self, id: TaskId) {
-        if let Some(log) = self.lock().get_mut(&id) {
+        if let Some((log, running)) = self.lock().get_mut(&id) {
             log.started = None;
+            *running = None;
         }
     }
 
     /// A call ended; its record, if it was listed.
     pub fn take(&self, id: TaskId) -> Option<TaskLog> {
-        self.lock().remove(&id)
+        self.lock().remove(&id).map(|(log, _)| log)
     }
 
     /// The calls as rows: running, or waiting in the actor's queue.
     pub fn rows(&self, node: NodeId, wall: &Wall) -> Vec<TaskInfo> {
         self.lock()
             .values()
-            .map(|log| log.info(state_of(log), node, wall))
+            .map(|(log, _)| log.info(state_of(log), node, wall))
             .collect()
     }
 
     /// How many are in each state, by method.
     pub fn count(&self, counts: &mut HashMap<(&'static str, TaskState), u64>) {
-        for log in self.lock().values() {
+        for (log, _) in self.lock().values() {
             *counts.entry((log.function, state_of(log))).or_default() += 1;
         }
     }
@@ -149,7 +160,8 @@ mod tests {
         let (a, b) = (TaskId::from_parts(1, 1), TaskId::from_parts(1, 2));
         live.submitted(&ended.clock, a, "C.f", actor);
         live.submitted(&ended.clock, b, "C.f", actor);
-        live.started(&ended.clock, a, 1);
+        live.started(&ended.clock, a, 1, ObjectId::from_parts(1, 7));
+        assert_eq!(live.running(), vec![(a, ObjectId::from_parts(1, 7))]);
         let wall = ended.clock.wall();
         let mut rows = live.rows(node, &wall);
         rows.sort_by_key(|r| r.task_id);

@@ -122,6 +122,11 @@ impl<A: ActorClass> ActorHost<A> {
             self.core
                 .fail_call(call.id(), call.return_id(), err.clone());
         }
+        // Calls running now fail at once too, as when Ray kills the actor's process: a
+        // blocking body cannot be stopped, and what it returns later is void.
+        for (id, result) in self.core.live_calls.running() {
+            self.core.fail_call(id, result, err.clone());
+        }
         self.finish(ctx);
     }
 

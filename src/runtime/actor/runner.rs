@@ -53,8 +53,12 @@ impl<A: ActorClass> ActorCore<A> {
                         self.call_ended(call.id(), TaskState::Cancelled, None);
                         continue;
                     }
-                    self.live_calls
-                        .started(&self.directory.calls.clock, call.id(), call.attempt());
+                    self.live_calls.started(
+                        &self.directory.calls.clock,
+                        call.id(),
+                        call.attempt(),
+                        call.return_id(),
+                    );
                     let task = self.task_context(&*call);
                     let outcome = context::with_task(&task, || call.run_blocking(&state));
                     if self.complete(generation, call, outcome) {
@@ -90,8 +94,12 @@ impl<A: ActorClass> ActorCore<A> {
                         self.call_ended(call.id(), TaskState::Cancelled, None);
                         continue;
                     }
-                    self.live_calls
-                        .started(&self.directory.calls.clock, call.id(), call.attempt());
+                    self.live_calls.started(
+                        &self.directory.calls.clock,
+                        call.id(),
+                        call.attempt(),
+                        call.return_id(),
+                    );
                     let task = self.task_context(&*call);
                     let body = context::WithTask {
                         task,
