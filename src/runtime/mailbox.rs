@@ -41,6 +41,25 @@ pub const MAILBOX_LIMIT: u64 = 8 << 30;
 const SPARE_BUFFERS: usize = 8;
 const SPARE_BYTES: usize = 1 << 30;
 
+/// What a letter counts for against the limits beyond its bytes (its key and entry), so that
+/// empty letters are bounded too.
+const LETTER_OVERHEAD: u64 = 64;
+
+/// Groups not opened here that may hold early letters or failures at once, and how long
+/// they are kept (a group whose member here never comes is let go).
+const EARLY_GROUPS: usize = 1024;
+const EARLY_TTL: Duration = Duration::from_secs(600);
+
+/// What a letter counts for against the limits.
+fn cost(letter: &[u8]) -> u64 {
+    letter.len() as u64 + LETTER_OVERHEAD
+}
+
+/// What a group's letters count for.
+fn cost_of(group: &Group) -> u64 {
+    group.letters.values().map(|l| cost(l)).sum()
+}
+
 /// Groups closed here whose late letters are dropped (the latest ones).
 const REMEMBER_CLOSED: usize = 1024;
 
@@ -63,6 +82,8 @@ struct Group {
     opened: u32,
     failed: Option<String>,
     letters: HashMap<(u32, u32, u64), Vec<u8>>,
+    /// For a group not opened here yet: when its first letter or failure came.
+    since: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -75,6 +96,23 @@ struct Inner {
     closed: VecDeque<GroupKey>,
     closed_set: HashSet<GroupKey>,
     stopped: bool,
+}
+
+impl Inner {
+    /// Lets go of groups not opened here within [`EARLY_TTL`] of their first letter.
+    fn forget_stale_early(&mut self, now: Instant) {
+        let stale: Vec<GroupKey> = self
+            .early
+            .iter()
+            .filter(|(_, g)| g.since.is_some_and(|t| now.duration_since(t) > EARLY_TTL))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            if let Some(group) = self.early.remove(&key) {
+                self.early_bytes -= cost_of(&group);
+            }
+        }
+    }
 }
 
 /// A node's mailbox (one per runtime).
@@ -157,7 +195,7 @@ impl Mailbox {
         let mut inner = self.lock();
         let inner = &mut *inner;
         if let Some(early) = inner.early.remove(key) {
-            let bytes: u64 = early.letters.values().map(|l| l.len() as u64).sum();
+            let bytes = cost_of(&early);
             inner.early_bytes -= bytes;
             inner.bytes += bytes;
             inner.groups.insert(key.clone(), early);
@@ -182,7 +220,7 @@ impl Mailbox {
             return;
         }
         if let Some(group) = inner.groups.remove(key) {
-            inner.bytes -= group.letters.values().map(|l| l.len() as u64).sum::<u64>();
+            inner.bytes -= cost_of(&group);
         }
         if inner.closed.len() == REMEMBER_CLOSED
             && let Some(old) = inner.closed.pop_front()
@@ -197,12 +235,13 @@ impl Mailbox {
     pub fn deposit(&self, letter: Letter, bytes: Vec<u8>) -> Result<(), String> {
         let key = (letter.group, letter.generation);
         let slot = (letter.from, letter.to, letter.seq);
-        let len = bytes.len() as u64;
+        let len = cost(&bytes);
         let mut inner = self.lock();
         let inner = &mut *inner;
         if inner.closed_set.contains(&key) {
             return Ok(()); // its group is gone here: nobody will read it
         }
+        inner.forget_stale_early(Instant::now());
         if inner.bytes + inner.early_bytes + len > self.limit {
             return Err(format!(
                 "the mailbox is full ({} bytes waiting to be read)",
@@ -217,8 +256,17 @@ impl Mailbox {
                 key.0, inner.early_bytes
             ));
         }
+        if early && !inner.early.contains_key(&key) && inner.early.len() >= EARLY_GROUPS {
+            return Err(format!(
+                "group {} is not open on this node and {EARLY_GROUPS} other groups wait for \
+                 their members here",
+                key.0
+            ));
+        }
         let group = if early {
-            inner.early.entry(key).or_default()
+            let group = inner.early.entry(key).or_default();
+            group.since.get_or_insert_with(Instant::now);
+            group
         } else {
             inner.groups.get_mut(&key).expect("checked above")
         };
@@ -238,7 +286,7 @@ impl Mailbox {
             } else {
                 &mut inner.bytes
             };
-            *counter -= old.len() as u64;
+            *counter -= cost(&old);
         }
         if early {
             inner.early_bytes += len;
@@ -258,14 +306,17 @@ impl Mailbox {
         }
         let group = match inner.groups.get_mut(key) {
             Some(group) => group,
-            None if inner.early.len() < REMEMBER_CLOSED => {
-                inner.early.entry(key.clone()).or_default()
+            None if inner.early.len() < EARLY_GROUPS => {
+                let group = inner.early.entry(key.clone()).or_default();
+                group.since.get_or_insert_with(Instant::now);
+                group
             }
             None => return,
         };
         if group.failed.is_none() {
             group.failed = Some(reason);
-            let bytes: u64 = group.letters.drain().map(|(_, l)| l.len() as u64).sum();
+            let bytes = cost_of(group);
+            group.letters.clear();
             if inner.groups.contains_key(key) {
                 inner.bytes -= bytes;
             } else {
@@ -388,7 +439,7 @@ impl Mailbox {
                 return Err(why.clone());
             }
             if let Some(bytes) = group.letters.remove(&slot) {
-                inner.bytes -= bytes.len() as u64;
+                inner.bytes -= cost(&bytes);
                 return Ok(Some(bytes));
             }
             let now = Instant::now();
@@ -502,7 +553,7 @@ mod tests {
     fn early_letters_wait_for_their_group_and_closed_groups_drop_theirs() {
         let mailbox = mailbox();
         mailbox.deposit(letter(1, 0, 0), vec![1, 2, 3]).unwrap();
-        assert_eq!(mailbox.buffered(), 3);
+        assert_eq!(mailbox.buffered(), 3 + LETTER_OVERHEAD);
         let node = NodeId::random();
         let (a, b) = (ActorId::from_parts(1, 1), ActorId::from_parts(1, 2));
         mailbox.open(&key(), members(node, &[a, b]));
@@ -556,10 +607,26 @@ mod tests {
 
     #[test]
     fn early_letters_are_bounded() {
-        let mailbox = Mailbox::with_limits(NodeId::random(), 100, 1000);
+        let mailbox =
+            Mailbox::with_limits(NodeId::random(), 2 * (51 + LETTER_OVERHEAD) - 1, 10_000);
         let big = vec![0u8; 51];
         mailbox.deposit(letter(1, 0, 0), big.clone()).unwrap();
         let err = mailbox.deposit(letter(1, 0, 1), big).unwrap_err();
         assert!(err.contains("not open"), "{err}");
+        // Empty letters to ever new groups are bounded by their count.
+        let mailbox = super::tests::mailbox();
+        for g in 0..EARLY_GROUPS {
+            let to = Letter {
+                group: format!("g{g}"),
+                ..letter(1, 0, 0)
+            };
+            mailbox.deposit(to, Vec::new()).unwrap();
+        }
+        let one_more = Letter {
+            group: "another".into(),
+            ..letter(1, 0, 0)
+        };
+        let err = mailbox.deposit(one_more, Vec::new()).unwrap_err();
+        assert!(err.contains("other groups wait"), "{err}");
     }
 }
