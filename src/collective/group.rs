@@ -195,6 +195,11 @@ pub(crate) fn create(name: &str, seats: Vec<Seat>) -> Result<(), CollectiveError
         .map_err(|e| rendezvous(name, e))?;
     // Made: its constructor ran (a name taken shows here as an error).
     info.table().get().map_err(|e| rendezvous(name, e))?;
+    // And named where every member looks: the head, in a cluster.
+    if let Err(e) = wait_until_named(name) {
+        crate::kill(&info);
+        return Err(e);
+    }
     groups
         .made
         .lock()
@@ -234,6 +239,37 @@ fn here() -> Seat {
     Seat {
         node: cx.node_id().expect("a runtime runs"),
         actor: cx.actor_id(),
+    }
+}
+
+/// Waits until the head knows the table's name (members on other nodes ask it there); at
+/// once outside a cluster.
+fn wait_until_named(name: &str) -> Result<(), CollectiveError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let known = global::with_runtime(|rt| {
+            let Some(cluster) = crate::cluster::node_of(rt) else {
+                return true;
+            };
+            let ask = crate::wire::Message::FindActor {
+                namespace: NAMESPACE.to_string(),
+                name: name.to_string(),
+            };
+            matches!(
+                cluster.ask_head_blocking(&rt.node_arbiter, ask),
+                Ok(crate::wire::Message::ActorFound { .. })
+            )
+        })
+        .ok_or(CollectiveError::NotInitialized)?;
+        if known {
+            return Ok(());
+        }
+        if started.elapsed() > JOIN_TIMEOUT {
+            return Err(rendezvous(name, "the head never listed the group's table"));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

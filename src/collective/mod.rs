@@ -29,7 +29,7 @@
 //! let sums: Vec<f32> = workers
 //!     .iter()
 //!     .map(|w| w.sync().get())
-//!     .collect::<Result<Result<_, _>, _>>()??;
+//!     .collect::<Result<_, _>>()?;
 //! assert_eq!(sums, vec![1.0, 1.0]);
 //! # Ok(())
 //! # }
