@@ -1,6 +1,6 @@
 //! Allreduce bus bandwidth (nccl-tests' definition: size x 2(n-1)/n / time) from 4 KB to
-//! 256 MB, 2 and 4 members, on one node and across the nodes of a `LocalCluster` (each node
-//! its own QUIC endpoint on loopback), beside `../shared/bench/ray/allreduce_objects.py`
+//! 256 MB, 2 and 4 members, on one node and across two worker processes (each node its own
+//! QUIC endpoint on loopback; this process is the head), beside `../shared/bench/ray/allreduce_objects.py`
 //! (Ray actors summing f32 arrays through the object store). Across nodes it also measures
 //! the node-to-node transfer rate in the same run (a `Vec<f32>` made by a task on one node
 //! and read by an actor on the other) and prints the ratio.
@@ -14,7 +14,8 @@
 //! Prints one line per case, in the Ray script's format:
 //! `allreduce where=W workers=N bytes=B s_per_op=T busbw_gbs=G`.
 
-use std::time::Instant;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use mobula::collective::{self, ReduceOp};
 use mobula::prelude::*;
@@ -83,6 +84,12 @@ fn allreduce(world: usize, bytes: usize, nodes: &[NodeId], rounds: usize, tag: &
         }
     };
     once(); // warm: the group's table read, pages touched
+    // Small cases are over in well under a millisecond: more rounds for a steady median.
+    let rounds = if bytes <= 16 << 20 {
+        rounds * 4
+    } else {
+        rounds
+    };
     let mut times: Vec<f64> = (0..rounds)
         .map(|_| {
             let started = Instant::now();
@@ -106,7 +113,58 @@ fn report(place: &str, world: usize, bytes: usize, s: f64) -> f64 {
     busbw
 }
 
+const WORKER_ENV: &str = "MOBULA_BENCH_WORKER";
+
+/// A worker node: this binary again, joined to the head.
+struct WorkerProcess(Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(head: std::net::SocketAddr, dir: &std::path::Path) -> WorkerProcess {
+    let child = Command::new(std::env::current_exe().expect("own path"))
+        .env(WORKER_ENV, head.to_string())
+        .env("MOBULA_DIR", dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start a worker");
+    WorkerProcess(child)
+}
+
+/// The worker nodes, once `n` have joined.
+fn wait_for_workers(n: usize) -> Vec<NodeId> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let workers: Vec<NodeId> = mobula::node::nodes()
+            .iter()
+            .filter(|n| n.alive && n.info.runs_tasks)
+            .map(|n| n.info.node_id)
+            .collect();
+        if workers.len() >= n {
+            return workers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} workers did not join in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn main() {
+    if let Ok(head) = std::env::var(WORKER_ENV) {
+        let dir = std::env::var("MOBULA_DIR").expect("MOBULA_DIR");
+        let config = Config::default().num_cpus(2).address(head).cluster_dir(dir);
+        if let Err(e) = mobula::node::run(config) {
+            eprintln!("worker failed: {e}");
+            std::process::exit(3);
+        }
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let rounds = if quick { 3 } else { 5 };
     let sizes: Vec<usize> = if quick {
@@ -155,12 +213,19 @@ fn main() {
         return;
     }
 
-    // Across nodes: a head and two workers, each its own endpoint.
-    let mut cluster = mobula::testing::LocalCluster::start(Config::default().num_cpus(0)).unwrap();
-    let workers: Vec<NodeId> = (0..2)
-        .map(|_| cluster.add_node(Config::default().num_cpus(1)).unwrap())
-        .collect();
-    let _driver = mobula::init(cluster.driver_config().num_cpus(0)).unwrap();
+    // Across node processes: this process the head (no CPUs), two worker processes of this
+    // binary, each its own QUIC endpoint on loopback.
+    let dir = std::env::temp_dir().join(format!("mobula-bench-collective-{}", std::process::id()));
+    let _head = mobula::init(
+        Config::default()
+            .num_cpus(0)
+            .head("127.0.0.1:0")
+            .cluster_dir(&dir),
+    )
+    .unwrap();
+    let head = mobula::node::head_address().expect("a head has an address");
+    let _processes: Vec<WorkerProcess> = (0..2).map(|_| spawn_worker(head, &dir)).collect();
+    let workers = wait_for_workers(2);
     for &world in &worlds {
         for &bytes in &sizes {
             let s = allreduce(world, bytes, &workers, rounds, "cluster");

@@ -48,6 +48,10 @@ macro_rules! floats {
     ($write:ident, $read:ident, $t:ty, $w:expr) => {
         fn $write(v: &[$t], out: &mut dyn Write) -> std::io::Result<()> {
             write_varint(out, v.len() as u64)?;
+            if cfg!(target_endian = "little") {
+                // The elements' memory is their little-endian bytes: written as they are.
+                return out.write_all(bytemuck::cast_slice(v));
+            }
             let mut buf = Vec::with_capacity(CHUNK * $w);
             for chunk in v.chunks(CHUNK) {
                 buf.clear();
@@ -69,6 +73,12 @@ macro_rules! floats {
                     n,
                     body.len()
                 ));
+            }
+            if cfg!(target_endian = "little") {
+                // One bulk copy into the elements' memory.
+                let mut out: Vec<$t> = vec![0.0; n as usize];
+                bytemuck::cast_slice_mut::<$t, u8>(&mut out).copy_from_slice(body);
+                return Ok(out);
             }
             Ok(body
                 .chunks_exact($w)
