@@ -405,6 +405,26 @@ fn every_collective_is_exact_across_the_nodes_of_a_cluster() {
             expected(Kind::F32, Op::Allreduce(ReduceOp::Sum), rank, 4, 100_003)
         );
     }
+    // Larger buffers (chunks of 600 KB and more, several QUIC packets' worth per letter).
+    for op in [
+        Op::Allreduce(ReduceOp::Sum),
+        Op::Allreduce(ReduceOp::Mean),
+        Op::Allgather,
+        Op::Reducescatter(ReduceOp::Max),
+        Op::Broadcast(3),
+    ] {
+        let len = 300_001;
+        let refs: Vec<_> = ms
+            .iter()
+            .map(|m| m.run(Kind::F64, op, len, "inside".to_string()))
+            .collect();
+        for (rank, r) in refs.iter().enumerate() {
+            assert!(
+                r.get().unwrap() == expected(Kind::F64, op, rank, 4, len),
+                "{op:?}, rank {rank}"
+            );
+        }
+    }
 }
 
 #[test]
