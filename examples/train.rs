@@ -13,7 +13,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use mobula::collective::{self, ReduceOp};
 use mobula::prelude::*;
 use mobula::train::{
-    CheckpointConfig, DataParallelTrainer, RunConfig, ScalingConfig, ScoreOrder, TrainContext,
+    CheckpointConfig, DataParallelTrainer, Mode, RunConfig, ScalingConfig, TrainContext,
     TrainResult,
 };
 use mobula::tune::Checkpoint;
@@ -179,8 +179,8 @@ fn train(workers: usize, settings: &Settings) -> Result<TrainResult> {
                 .storage_path(std::env::temp_dir().join("mobula-train-example"))
                 .checkpoint_config(
                     CheckpointConfig::new()
-                        .num_to_keep(2)
-                        .score("loss", ScoreOrder::Min),
+                        .num_to_keep(1)
+                        .score_attribute("loss", Mode::Min),
                 )
                 .max_failures(1),
         )

@@ -13,8 +13,8 @@ use common::{Gate, eventually, turn};
 use mobula::collective::{self, ReduceOp};
 use mobula::prelude::*;
 use mobula::train::{
-    CheckpointConfig, DataParallelTrainer, RunConfig, ScalingConfig, ScoreOrder, TrainContext,
-    TrainError, TrainWorker, WORKERS_NAMESPACE, worker_name,
+    CheckpointConfig, DataParallelTrainer, RunConfig, ScalingConfig, TrainContext, TrainError,
+    TrainWorker, WORKERS_NAMESPACE, worker_name,
 };
 use mobula::tune::{self, Checkpoint, Mode, TrialConfig, TuneConfig};
 use mobula::{NodeId, PlacementStrategy};
@@ -105,8 +105,8 @@ fn a_trainer_reports_checkpoints_and_shards_its_data() {
                 .storage_path(&dir)
                 .checkpoint_config(
                     CheckpointConfig::new()
-                        .num_to_keep(2)
-                        .score("w", ScoreOrder::Max),
+                        .num_to_keep(1)
+                        .score_attribute("w", Mode::Max),
                 ),
         )
         .dataset(data.clone())

@@ -262,6 +262,17 @@ fn check_root(m: &Member, root: usize) -> Result<(), CollectiveError> {
     Ok(())
 }
 
+/// Checks that `what` holds `n` members' `each` elements.
+fn check_len(what: &str, len: usize, n: usize, each: usize) -> Result<(), CollectiveError> {
+    if len == n * each {
+        return Ok(());
+    }
+    Err(CollectiveError::Invalid(format!(
+        "{what} holds {len} elements; {n} members of {each} need {}",
+        n * each
+    )))
+}
+
 /// Combines `data` across the members of group `name` by `op`; every member ends with the
 /// result (Ray's `allreduce`). Every member passes a buffer of the same length.
 pub fn allreduce<T: Element>(
@@ -358,13 +369,7 @@ pub fn allgather<T: Element>(
     let member = group::member(name)?;
     let mut m = lock(&member);
     let (n, r, each) = (m.world(), m.rank, input.len());
-    if output.len() != n * each {
-        return Err(CollectiveError::Invalid(format!(
-            "allgather's output holds {} elements; {n} members of {each} need {}",
-            output.len(),
-            n * each
-        )));
-    }
+    check_len("allgather's output", output.len(), n, each)?;
     let chunk = |i: usize| i * each..(i + 1) * each;
     output[chunk(r)].copy_from_slice(input);
     m.walk(output, &chunk, 0, None)
@@ -382,13 +387,7 @@ pub fn reducescatter<T: Element>(
     let member = group::member(name)?;
     let mut m = lock(&member);
     let (n, r, each) = (m.world(), m.rank, output.len());
-    if input.len() != n * each {
-        return Err(CollectiveError::Invalid(format!(
-            "reducescatter's input holds {} elements; {n} members of {each} need {}",
-            input.len(),
-            n * each
-        )));
-    }
+    check_len("reducescatter's input", input.len(), n, each)?;
     let chunk = |i: usize| i * each..(i + 1) * each;
     let mut buf = input.to_vec();
     // Offset n - 1: the walk ends with rank r holding chunk r.

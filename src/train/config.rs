@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub use crate::PlacementStrategy;
+pub use crate::tune::{CheckpointConfig, Mode};
 
 /// How many workers, what each holds, and how they spread over nodes (Ray Train's
 /// `ScalingConfig`).
@@ -54,43 +55,6 @@ impl ScalingConfig {
     }
 }
 
-/// Which checkpoints a run keeps (Ray's `CheckpointConfig`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct CheckpointConfig {
-    pub(crate) num_to_keep: Option<usize>,
-    pub(crate) score_attribute: Option<String>,
-    pub(crate) score_order_max: bool,
-}
-
-impl CheckpointConfig {
-    /// Every checkpoint kept, the latest counting as the best.
-    pub fn new() -> Self {
-        CheckpointConfig::default()
-    }
-
-    /// At most `n` checkpoints kept (the best by score, or the latest); others deleted.
-    pub fn num_to_keep(mut self, n: usize) -> Self {
-        self.num_to_keep = Some(n.max(1));
-        self
-    }
-
-    /// Checkpoints ranked by rank 0's metric `name`, higher better (`max`) or lower (`min`).
-    pub fn score(mut self, name: impl Into<String>, order: ScoreOrder) -> Self {
-        self.score_attribute = Some(name.into());
-        self.score_order_max = order == ScoreOrder::Max;
-        self
-    }
-}
-
-/// Whether a higher or a lower score is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScoreOrder {
-    /// Higher is better.
-    Max,
-    /// Lower is better.
-    Min,
-}
-
 /// A run's name, where its files go, its checkpoints and how many failures it survives
 /// (Ray's `RunConfig` with its `FailureConfig`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
@@ -120,7 +84,8 @@ impl RunConfig {
         self
     }
 
-    /// Which checkpoints are kept.
+    /// Which checkpoints are kept (Tune's `CheckpointConfig`: the latest, and the
+    /// `num_to_keep` best of the others by `score_attribute`).
     pub fn checkpoint_config(mut self, config: CheckpointConfig) -> Self {
         self.checkpoint = config;
         self

@@ -11,8 +11,8 @@
 //!
 //! The pieces: `config.rs` (scaling and run settings), `trainer.rs` (the trainer and its
 //! attempts), `worker.rs` (the worker actor), `context.rs` (what the loop sees), `sink.rs`
-//! (the run's state and the actor workers report to), `rounds.rs` (reports into rounds,
-//! which checkpoints to keep; pure), `checkpoint.rs`, `storage.rs` (the run's files),
+//! (the run's state and the actor workers report to), `rounds.rs` (reports into rounds;
+//! pure), `checkpoint.rs`, `storage.rs` (the run's files),
 //! `tune_trial.rs` (a trainer as a Tune trial).
 
 pub mod checkpoint;
@@ -27,7 +27,7 @@ mod tune_trial;
 pub mod worker;
 
 pub use checkpoint::TrainCheckpoint;
-pub use config::{CheckpointConfig, PlacementStrategy, RunConfig, ScalingConfig, ScoreOrder};
+pub use config::{CheckpointConfig, Mode, PlacementStrategy, RunConfig, ScalingConfig};
 pub use context::TrainContext;
 pub use error::TrainError;
 pub use trainer::{DataParallelTrainer, TrainLoop, TrainResult, WORKERS_NAMESPACE, worker_name};

@@ -1,7 +1,6 @@
 //! Reports gathered into rounds (pure): every worker reports the same number of times, and
 //! the `i`-th report of each makes round `i`. A round is complete once every rank reported
 //! it: its metrics are rank 0's, its checkpoint the parts the ranks gave (if any gave one).
-//! And which checkpoints to keep.
 
 use std::collections::BTreeMap;
 
@@ -87,43 +86,6 @@ impl Rounds {
     }
 }
 
-/// Of checkpoints (their round and rank 0's metrics), the rounds to keep: all when `keep`
-/// is `None`; else the best `keep` by `score` (higher better when `max`; a checkpoint
-/// without the metric ranks last), or the latest `keep` without a score. The latest is
-/// always kept, since a restart resumes from it.
-pub fn to_keep(
-    checkpoints: &[(u64, Metrics)],
-    keep: Option<usize>,
-    score: Option<&str>,
-    max: bool,
-) -> Vec<u64> {
-    let Some(keep) = keep else {
-        return checkpoints.iter().map(|c| c.0).collect();
-    };
-    let mut ranked: Vec<&(u64, Metrics)> = checkpoints.iter().collect();
-    match score {
-        Some(name) => ranked.sort_by(|a, b| {
-            let (x, y) = (a.1.get(name), b.1.get(name));
-            match (x, y) {
-                (Some(x), Some(y)) if max => y.total_cmp(x),
-                (Some(x), Some(y)) => x.total_cmp(y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => b.0.cmp(&a.0),
-            }
-        }),
-        None => ranked.sort_by_key(|c| std::cmp::Reverse(c.0)),
-    }
-    let mut kept: Vec<u64> = ranked.iter().take(keep).map(|c| c.0).collect();
-    if let Some(latest) = checkpoints.iter().map(|c| c.0).max()
-        && !kept.contains(&latest)
-    {
-        kept.push(latest);
-    }
-    kept.sort_unstable();
-    kept
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,15 +118,5 @@ mod tests {
         rounds.report(1, 0, m(2.0), None);
         assert_eq!(rounds.report(1, 2, m(2.0), None).unwrap().checkpoint, None);
         assert_eq!(rounds.report(0, 7, m(0.0), None), None, "rank out of range");
-    }
-
-    #[test]
-    fn the_best_checkpoints_are_kept_and_the_latest_always() {
-        let cps = vec![(0, m(5.0)), (1, m(1.0)), (2, m(3.0)), (3, m(4.0))];
-        assert_eq!(to_keep(&cps, None, None, false), vec![0, 1, 2, 3]);
-        assert_eq!(to_keep(&cps, Some(2), None, false), vec![2, 3]);
-        assert_eq!(to_keep(&cps, Some(1), Some("loss"), false), vec![1, 3]);
-        assert_eq!(to_keep(&cps, Some(2), Some("loss"), true), vec![0, 3]);
-        assert_eq!(to_keep(&cps, Some(1), Some("acc"), true), vec![3]);
     }
 }

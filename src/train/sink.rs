@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::checkpoint::TrainCheckpoint;
 use super::config::CheckpointConfig;
-use super::rounds::{Completed, Rounds, to_keep};
+use super::rounds::{Completed, Rounds};
 use super::storage::RunDir;
 use crate::tune::{Checkpoint, Metrics};
 
@@ -99,14 +99,12 @@ impl RunState {
             self.kept.retain(|k| k.0 < done.round);
             self.kept
                 .push((done.round, done.metrics.clone(), cp.clone()));
-            let ranked: Vec<(u64, Metrics)> =
-                self.kept.iter().map(|k| (k.0, k.1.clone())).collect();
-            let keep = to_keep(
-                &ranked,
-                self.config.num_to_keep,
-                self.config.score_attribute.as_deref(),
-                self.config.score_order_max,
-            );
+            let scored: Vec<(u64, Option<f64>)> = self
+                .kept
+                .iter()
+                .map(|k| (k.0, self.config.score(&k.1)))
+                .collect();
+            let keep = crate::tune::retention::to_keep(&scored, self.config.num_to_keep);
             let dir = self.dir.clone();
             self.kept.retain(|k| {
                 let kept = keep.contains(&k.0);
@@ -125,21 +123,14 @@ impl RunState {
 
     /// The best kept checkpoint by the configured score (the latest without one).
     pub fn best(&self) -> Option<&(u64, Metrics, TrainCheckpoint)> {
-        let Some(name) = self.config.score_attribute.as_deref() else {
+        if self.config.score_attribute.is_none() {
             return self.kept.last();
-        };
-        let max = self.config.score_order_max;
+        }
         self.kept
             .iter()
-            .filter(|k| k.1.contains_key(name))
-            .max_by(|a, b| {
-                let (x, y) = (a.1[name], b.1[name]);
-                if max {
-                    x.total_cmp(&y)
-                } else {
-                    y.total_cmp(&x)
-                }
-            })
+            .filter_map(|k| Some((self.config.score(&k.1)?, k)))
+            .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.0.cmp(&b.1.0)))
+            .map(|(_, k)| k)
             .or(self.kept.last())
     }
 }

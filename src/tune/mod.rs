@@ -52,6 +52,7 @@ mod controller;
 mod experiment;
 mod output;
 mod result;
+pub(crate) mod retention;
 pub mod rng;
 pub mod schedulers;
 mod search;

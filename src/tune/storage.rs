@@ -32,10 +32,10 @@ use super::space::TrialConfig;
 
 /// Which checkpoints a trial keeps on disk (Ray's `CheckpointConfig`). The latest is always
 /// kept, so that a failed or resumed trial can go on from it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointConfig {
-    num_to_keep: Option<usize>,
-    score_attribute: Option<(String, Mode)>,
+    pub(crate) num_to_keep: Option<usize>,
+    pub(crate) score_attribute: Option<(String, Mode)>,
 }
 
 impl CheckpointConfig {
@@ -54,6 +54,11 @@ impl CheckpointConfig {
     pub fn score_attribute(mut self, metric: impl Into<String>, mode: Mode) -> Self {
         self.score_attribute = Some((metric.into(), mode));
         self
+    }
+    /// A result's score by the score attribute, oriented so that larger is better.
+    pub(crate) fn score(&self, metrics: &super::Metrics) -> Option<f64> {
+        let (metric, mode) = self.score_attribute.as_ref()?;
+        metrics.get(metric).map(|x| mode.orient(*x))
     }
 }
 
@@ -289,22 +294,14 @@ impl ResultFiles {
         let kept = self.kept.entry(trial).or_default();
         kept.retain(|(i, _)| *i != checkpoint.iteration());
         kept.push((checkpoint.iteration(), score));
-        let Some(n) = self.checkpoints.num_to_keep else {
-            return Ok(());
-        };
-        // The latest stays; of the rest, the n best (or most recent) stay.
-        let latest = checkpoint.iteration();
-        let mut rest: Vec<(u64, Option<f64>)> =
-            kept.iter().copied().filter(|(i, _)| *i != latest).collect();
-        rest.sort_by(|a, b| match (a.1, b.1) {
-            (Some(x), Some(y)) => y.total_cmp(&x),
-            _ => b.0.cmp(&a.0),
+        let keep = super::retention::to_keep(kept, self.checkpoints.num_to_keep);
+        kept.retain(|(i, _)| {
+            let stays = keep.contains(i);
+            if !stays {
+                let _ = std::fs::remove_file(dir.join(checkpoint_file(*i)));
+            }
+            stays
         });
-        for (i, _) in rest.iter().skip(n) {
-            let _ = std::fs::remove_file(dir.join(checkpoint_file(*i)));
-        }
-        let drop: Vec<u64> = rest.iter().skip(n).map(|r| r.0).collect();
-        kept.retain(|(i, _)| !drop.contains(i));
         Ok(())
     }
 
