@@ -20,12 +20,15 @@
 //! its directory, the build already cached (`cached_build_first_task_s`).
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use mobula::prelude::*;
 
-const WORKER_ENV: &str = "MOBULA_BENCH_WORKER";
+#[path = "common/workers.rs"]
+mod workers;
+
+use workers::{spawn_worker, wait_for_workers};
 
 #[mobula::remote]
 fn noop() -> u8 {
@@ -55,52 +58,6 @@ impl A {
 
     fn f(&self) -> u8 {
         0
-    }
-}
-
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_worker(head: std::net::SocketAddr, dir: &std::path::Path) -> Worker {
-    let child = Command::new(std::env::current_exe().expect("own path"))
-        .env(WORKER_ENV, head.to_string())
-        .env("MOBULA_DIR", dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start a worker");
-    Worker(child)
-}
-
-fn worker_main(head: String) {
-    let dir = std::env::var("MOBULA_DIR").expect("MOBULA_DIR");
-    let config = Config::default().num_cpus(2).address(head).cluster_dir(dir);
-    if let Err(e) = mobula::node::run(config) {
-        eprintln!("worker failed: {e}");
-        std::process::exit(3);
-    }
-}
-
-fn alive_workers() -> usize {
-    mobula::node::nodes()
-        .iter()
-        .filter(|n| n.alive && n.info.runs_tasks)
-        .count()
-}
-
-fn wait_for_workers(n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alive_workers() < n {
-        assert!(
-            Instant::now() < deadline,
-            "{n} workers did not join in 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -171,8 +128,7 @@ fn rate(n: usize, f: impl FnOnce(usize)) -> f64 {
 fn main() -> anyhow::Result<()> {
     // Started by a node agent (the build cases): a worker of this build.
     mobula::node::run_worker_if_asked();
-    if let Ok(head) = std::env::var(WORKER_ENV) {
-        worker_main(head);
+    if workers::run_if_worker() {
         return Ok(());
     }
     let args: Vec<String> = std::env::args().collect();

@@ -14,12 +14,16 @@
 //! Prints one line per case, in the Ray script's format:
 //! `allreduce where=W workers=N bytes=B s_per_op=T busbw_gbs=G`.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mobula::collective::{self, ReduceOp};
 use mobula::prelude::*;
 use mobula::{NodeId, SchedulingStrategy};
+
+#[path = "common/workers.rs"]
+mod workers;
+
+use workers::{spawn_worker, wait_for_workers};
 
 #[mobula::actor]
 struct Rank {
@@ -113,56 +117,8 @@ fn report(place: &str, world: usize, bytes: usize, s: f64) -> f64 {
     busbw
 }
 
-const WORKER_ENV: &str = "MOBULA_BENCH_WORKER";
-
-/// A worker node: this binary again, joined to the head.
-struct WorkerProcess(Child);
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_worker(head: std::net::SocketAddr, dir: &std::path::Path) -> WorkerProcess {
-    let child = Command::new(std::env::current_exe().expect("own path"))
-        .env(WORKER_ENV, head.to_string())
-        .env("MOBULA_DIR", dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start a worker");
-    WorkerProcess(child)
-}
-
-/// The worker nodes, once `n` have joined.
-fn wait_for_workers(n: usize) -> Vec<NodeId> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let workers: Vec<NodeId> = mobula::node::nodes()
-            .iter()
-            .filter(|n| n.alive && n.info.runs_tasks)
-            .map(|n| n.info.node_id)
-            .collect();
-        if workers.len() >= n {
-            return workers;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n} workers did not join in 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn main() {
-    if let Ok(head) = std::env::var(WORKER_ENV) {
-        let dir = std::env::var("MOBULA_DIR").expect("MOBULA_DIR");
-        let config = Config::default().num_cpus(2).address(head).cluster_dir(dir);
-        if let Err(e) = mobula::node::run(config) {
-            eprintln!("worker failed: {e}");
-            std::process::exit(3);
-        }
+    if workers::run_if_worker() {
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
@@ -224,7 +180,7 @@ fn main() {
     )
     .unwrap();
     let head = mobula::node::head_address().expect("a head has an address");
-    let _processes: Vec<WorkerProcess> = (0..2).map(|_| spawn_worker(head, &dir)).collect();
+    let _processes: Vec<workers::Worker> = (0..2).map(|_| spawn_worker(head, &dir)).collect();
     let workers = wait_for_workers(2);
     for &world in &worlds {
         for &bytes in &sizes {
