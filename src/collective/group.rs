@@ -26,6 +26,9 @@ pub const NAMESPACE: &str = "mobula.collective";
 /// timeout is 30 minutes; a gang started together joins in seconds).
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a member looks for a group made for it before it counts as missing.
+const LOOKUP_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Where one member runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seat {
@@ -275,17 +278,27 @@ fn wait_until_named(name: &str) -> Result<(), CollectiveError> {
 
 /// The table of group `name`, waiting for rank 0 to make it.
 fn find_table(name: &str) -> Result<CollectiveGroupInfoHandle, CollectiveError> {
+    find_table_within(name, JOIN_TIMEOUT).map_err(|last| {
+        rendezvous(
+            name,
+            format!("rank 0 did not make the group within {JOIN_TIMEOUT:?} ({last})"),
+        )
+    })
+}
+
+/// The table of group `name`, looked up until it is found or `patience` passes; the last
+/// lookup's error otherwise.
+fn find_table_within(
+    name: &str,
+    patience: Duration,
+) -> Result<CollectiveGroupInfoHandle, crate::ActorError> {
     let started = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {
-        if let Ok(info) = crate::get_actor_in::<CollectiveGroupInfo>(NAMESPACE, name) {
-            return Ok(info);
-        }
-        if started.elapsed() > JOIN_TIMEOUT {
-            return Err(rendezvous(
-                name,
-                format!("rank 0 did not make the group within {JOIN_TIMEOUT:?}"),
-            ));
+        match crate::get_actor_in::<CollectiveGroupInfo>(NAMESPACE, name) {
+            Ok(info) => return Ok(info),
+            Err(e) if started.elapsed() > patience => return Err(e),
+            Err(_) => {}
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
@@ -385,13 +398,20 @@ pub(crate) fn member(name: &str) -> Result<Arc<Mutex<Member>>, CollectiveError> 
     let Who::Actor(me) = who else {
         return Err(CollectiveError::NoGroup(name.to_string()));
     };
-    let info = crate::get_actor_in::<CollectiveGroupInfo>(NAMESPACE, name)
-        .map_err(|_| CollectiveError::NoGroup(name.to_string()))?;
+    // A group made for this actor from another process may still be on its way to the
+    // head's names: looked up for a little while before it counts as missing.
+    let info = match find_table_within(name, LOOKUP_PATIENCE) {
+        Ok(info) => info,
+        Err(crate::ActorError::NotFound { .. }) => {
+            return Err(CollectiveError::NoGroup(name.to_string()));
+        }
+        Err(e) => return Err(rendezvous(name, e)),
+    };
     let (generation, seats) = wait_for_table(&info, name)?;
     let rank = seats
         .iter()
         .position(|s| s.actor == Some(me))
-        .ok_or_else(|| CollectiveError::NoGroup(name.to_string()))?;
+        .ok_or_else(|| rendezvous(name, format!("actor {me} holds no seat in the group")))?;
     enter(name, generation, rank, seats, None)?;
     groups
         .members
