@@ -249,8 +249,8 @@ impl Member {
     }
 }
 
-/// Checks that every member passed a buffer of one length (cheap: members exchange nothing
-/// for it; a mismatch shows as letters of the wrong size and fails the group).
+/// Checks that rank `root` is a member of the group. (Buffers of different lengths are not
+/// checked up front: they show as letters of the wrong size, which fail the group.)
 fn check_root(m: &Member, root: usize) -> Result<(), CollectiveError> {
     if root >= m.world() {
         return Err(CollectiveError::Invalid(format!(
