@@ -48,6 +48,7 @@ mod runtime;
 pub mod serve;
 pub mod state;
 pub mod testing;
+pub mod data;
 pub mod train;
 pub mod transport;
 pub mod tune;
@@ -302,7 +303,9 @@ pub mod __private {
     pub use crate::runtime::generator::{Yielder, drive_iter, drive_iter_async, drive_stream};
     pub use crate::runtime::hosted::run_remote;
     pub use crate::runtime::hosted::{ActorMethods, CallReply, open_hosted, serve_call};
-    pub use crate::runtime::registry::{RegisteredActor, RegisteredFunction, call_here};
+    pub use crate::runtime::registry::{
+        RegisteredActor, RegisteredFunction, call_here, call_typed,
+    };
     pub use crate::runtime::submit::{call_generator, submit, submit_generator};
     pub use futures;
     pub use futures::StreamExt;

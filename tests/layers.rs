@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["api"],
     &["collective"],
     &["tune", "serve", "util", "testing"],
-    &["train"],
+    &["train", "data"],
 ];
 
 /// Files that are the crate's root or binaries: they may name any layer.

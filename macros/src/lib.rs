@@ -308,6 +308,7 @@ fn expand_remote(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
                 descriptor: <#name as ::mobula::__private::RemoteFunction>::descriptor,
                 run_remote: ::mobula::__private::run_remote::<#name>,
                 call_here: ::mobula::__private::call_here::<#name>,
+                call_typed: ::mobula::__private::call_typed::<#name>,
             }
         }
 

@@ -20,6 +20,8 @@ pub struct RegisteredFunction {
     pub run_remote: crate::runtime::hosted::RunRemote,
     /// Runs the function's body on this thread, arguments and result encoded.
     pub call_here: CallHere,
+    /// Runs the function's body on this thread, arguments and result as they are.
+    pub call_typed: CallTyped,
 }
 
 /// Runs a registered function's body on the calling thread: its arguments encoded as a
@@ -52,6 +54,34 @@ pub fn call_here<F: RemoteFunction>(buffers: &[Vec<u8>]) -> Result<Vec<u8>, AppE
         ))
     })?;
     Ok(bytes)
+}
+
+/// Runs a registered function's body on the calling thread with its arguments as values (the
+/// tuple of its parameters, boxed) and gives its result as a value (boxed): nothing is
+/// encoded. Arguments of another type are an error. Libraries that run a user's function on
+/// many values in one task (Data's `map_batches`) call it this way.
+pub type CallTyped =
+    fn(Box<dyn std::any::Any + Send>) -> Result<Box<dyn std::any::Any + Send>, AppError>;
+
+/// The body of `F` run on this thread (see [`CallTyped`]); an async body is driven to its end
+/// here. Made for each function by `#[mobula::remote]`.
+#[doc(hidden)]
+pub fn call_typed<F: RemoteFunction>(
+    args: Box<dyn std::any::Any + Send>,
+) -> Result<Box<dyn std::any::Any + Send>, AppError> {
+    let args = args
+        .downcast::<<F::Params as Params>::Resolved>()
+        .map_err(|_| {
+            AppError(format!(
+                "`{}` was called with arguments of another type",
+                F::descriptor().id
+            ))
+        })?;
+    let output = match F::invoke(*args) {
+        Body::Done(result) => result?,
+        Body::Future(future) => futures::executor::block_on(future)?,
+    };
+    Ok(Box::new(output))
 }
 
 inventory::collect!(RegisteredFunction);

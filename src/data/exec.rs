@@ -1,0 +1,570 @@
+//! The streaming executor: each operator of a plan is a pull-based stream of blocks in the
+//! object store. An operator keeps at most a window of tasks in flight and hands on a block
+//! only once its task has finished, so a dataset larger than memory flows through with a
+//! bounded number of blocks alive (back-pressure); the consumer pulling is what makes more
+//! work start. Blocks come out in the order of their inputs.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::DataError;
+use super::batch::Batch;
+use super::source::Read;
+use super::stage::Stage;
+use super::stats::{OpStats, Stats};
+use crate::{GetError, ObjectRef, Split};
+
+/// What the driver learns of a block when its task ends (Ray Data's block metadata).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct BlockMeta {
+    pub rows: u64,
+    pub bytes: u64,
+    /// The file the block was read from.
+    pub file: Option<String>,
+    /// Why the task could not make the block (the block is then empty).
+    pub error: Option<DataError>,
+}
+
+/// A block in the store, with what is known of it.
+#[derive(Clone, Debug)]
+pub(crate) struct BlockRef {
+    pub batch: ObjectRef<Batch>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub file: Option<String>,
+}
+
+/// A stream of blocks.
+pub(crate) type Blocks = Box<dyn Iterator<Item = Result<BlockRef, DataError>> + Send>;
+
+fn run_stages(
+    mut batch: arrow::array::RecordBatch,
+    stages: &[Stage],
+    block: usize,
+    file: Option<String>,
+) -> (Batch, BlockMeta) {
+    for stage in stages {
+        match stage.apply(batch) {
+            Ok(b) => batch = b,
+            Err(reason) => {
+                let error = DataError::Operator {
+                    operator: stage.name(),
+                    block,
+                    file: file.clone(),
+                    reason,
+                };
+                return (Batch::empty(), BlockMeta { file, error: Some(error), ..Default::default() });
+            }
+        }
+    }
+    let batch = Batch::new(batch);
+    let meta = BlockMeta {
+        rows: batch.num_rows() as u64,
+        bytes: batch.memory_size(),
+        file,
+        error: None,
+    };
+    (batch, meta)
+}
+
+/// Reads a block and runs the fused operators on it (one task).
+#[crate::remote(num_returns = 2)]
+fn read_block(read: Read, stages: Vec<Stage>, block: usize) -> (Batch, BlockMeta) {
+    let file = read.file().map(str::to_string);
+    match read.run() {
+        Ok(batch) => run_stages(batch, &stages, block, file),
+        Err(error) => (
+            Batch::empty(),
+            BlockMeta {
+                file,
+                error: Some(error),
+                ..Default::default()
+            },
+        ),
+    }
+}
+
+/// Runs the fused operators on a block already in the store (one task).
+#[crate::remote(num_returns = 2)]
+fn map_block(
+    input: Batch,
+    stages: Vec<Stage>,
+    block: usize,
+    file: Option<String>,
+) -> (Batch, BlockMeta) {
+    run_stages(input.into_inner(), &stages, block, file)
+}
+
+/// Runs `stages` on `input` in a task of their own.
+pub(crate) fn map_block_call(
+    input: Batch,
+    stages: Vec<Stage>,
+    block: usize,
+) -> (ObjectRef<Batch>, ObjectRef<BlockMeta>) {
+    map_block.remote(input, stages, block, None::<String>)
+}
+
+/// Rows `offset..offset + len` of a block (no copy on the block's node).
+#[crate::remote]
+fn slice_block(input: Batch, offset: usize, len: usize) -> Batch {
+    Batch::new(input.slice(offset, len.min(input.num_rows().saturating_sub(offset))))
+}
+
+/// What an actor-pool call made: its block's metadata.
+#[crate::remote]
+fn describe_block(input: Batch) -> BlockMeta {
+    BlockMeta {
+        rows: input.num_rows() as u64,
+        bytes: input.memory_size(),
+        file: None,
+        error: None,
+    }
+}
+
+/// How a task of an operator is run.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TaskResources {
+    pub num_cpus: Option<f64>,
+    pub num_gpus: Option<f64>,
+    pub max_retries: Option<i64>,
+}
+
+impl TaskResources {
+    /// `builder` asking for these resources.
+    pub fn apply<F: crate::base::function::RemoteFunction, P>(
+        &self,
+        mut o: crate::api::function::TaskBuilder<F, P>,
+    ) -> crate::api::function::TaskBuilder<F, P> {
+        if let Some(c) = self.num_cpus {
+            o = o.num_cpus(c);
+        }
+        if let Some(g) = self.num_gpus {
+            o = o.num_gpus(g);
+        }
+        if let Some(r) = self.max_retries {
+            o = o.max_retries(r);
+        }
+        o
+    }
+}
+
+/// Tasks an operator keeps in flight: two per CPU of the cluster, at least 2.
+pub(crate) fn default_window() -> usize {
+    let cpus = crate::api::node::cluster_resources()
+        .get("CPU")
+        .copied()
+        .unwrap_or(2.0);
+    ((cpus * 2.0).ceil() as usize).max(2)
+}
+
+enum Input {
+    Reads(std::vec::IntoIter<Read>),
+    Blocks(Blocks),
+}
+
+struct InFlight {
+    batch: ObjectRef<Batch>,
+    meta: ObjectRef<BlockMeta>,
+    block: usize,
+    file: Option<String>,
+}
+
+/// Errors tolerated across one execution (Ray Data's `max_errored_blocks`).
+#[derive(Clone)]
+pub(crate) struct Tolerance {
+    pub allowed: usize,
+    pub seen: Arc<Mutex<Vec<DataError>>>,
+}
+
+impl Tolerance {
+    /// Whether `e` is skipped (and recorded) rather than ending the run.
+    fn skip(&self, e: &DataError) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() < self.allowed {
+            tracing::warn!("a block failed and is skipped: {e}");
+            seen.push(e.clone());
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Fused per-block operators run as tasks.
+pub(crate) struct TaskOp {
+    input: Input,
+    stages: Arc<Vec<Stage>>,
+    resources: TaskResources,
+    window: usize,
+    flight: VecDeque<InFlight>,
+    next_block: usize,
+    tolerance: Tolerance,
+    stats: OpStats,
+    done: bool,
+}
+
+impl TaskOp {
+    pub fn reads(
+        reads: Vec<Read>,
+        stages: Vec<Stage>,
+        resources: TaskResources,
+        tolerance: Tolerance,
+        stats: &Stats,
+    ) -> Self {
+        let mut name = reads.first().map_or("read", |r| r.operator()).to_string();
+        for s in &stages {
+            name.push_str("->");
+            name.push_str(&s.name());
+        }
+        Self::new(Input::Reads(reads.into_iter()), name, stages, resources, tolerance, stats)
+    }
+
+    pub fn blocks(
+        input: Blocks,
+        stages: Vec<Stage>,
+        resources: TaskResources,
+        tolerance: Tolerance,
+        stats: &Stats,
+    ) -> Self {
+        let name = stages.iter().map(Stage::name).collect::<Vec<_>>().join("->");
+        Self::new(Input::Blocks(input), name, stages, resources, tolerance, stats)
+    }
+
+    fn new(
+        input: Input,
+        name: String,
+        stages: Vec<Stage>,
+        resources: TaskResources,
+        tolerance: Tolerance,
+        stats: &Stats,
+    ) -> Self {
+        TaskOp {
+            input,
+            stages: Arc::new(stages),
+            resources,
+            window: default_window(),
+            flight: VecDeque::new(),
+            next_block: 0,
+            tolerance,
+            stats: stats.operator(&name),
+            done: false,
+        }
+    }
+
+
+    /// Starts one more task, if there is input; false when the input is used up.
+    fn submit_one(&mut self) -> Result<bool, DataError> {
+        let block = self.next_block;
+        let stages = (*self.stages).clone();
+        let (batch, meta, file) = match &mut self.input {
+            Input::Reads(reads) => {
+                let Some(read) = reads.next() else { return Ok(false) };
+                let file = read.file().map(str::to_string);
+                let (b, m) = self.resources.apply(read_block.options()).remote(read, stages, block).split();
+                (b, m, file)
+            }
+            Input::Blocks(blocks) => match blocks.next() {
+                None => return Ok(false),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(input)) => {
+                    let file = input.file.clone();
+                    let (b, m) = self
+                        .resources
+                        .apply(map_block.options())
+                        .remote(&input.batch, stages, block, file.clone())
+                        .split();
+                    (b, m, file)
+                }
+            },
+        };
+        self.stats.started();
+        self.next_block += 1;
+        self.flight.push_back(InFlight {
+            batch,
+            meta,
+            block,
+            file,
+        });
+        Ok(true)
+    }
+}
+
+impl Iterator for TaskOp {
+    type Item = Result<BlockRef, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            while !self.done && self.flight.len() < self.window {
+                match self.submit_one() {
+                    Ok(true) => {}
+                    Ok(false) => self.done = true,
+                    Err(e) => {
+                        if self.tolerance.skip(&e) {
+                            continue;
+                        }
+                        self.done = true;
+                        self.flight.clear();
+                        return Some(Err(e));
+                    }
+                }
+            }
+            let f = self.flight.pop_front()?;
+            let meta = match f.meta.get() {
+                Ok(meta) => meta,
+                Err(e) => BlockMeta {
+                    error: Some(DataError::Operator {
+                        operator: self.stats.name(),
+                        block: f.block,
+                        file: f.file.clone(),
+                        reason: runtime_reason(&e),
+                    }),
+                    ..Default::default()
+                },
+            };
+            if let Some(e) = meta.error {
+                if self.tolerance.skip(&e) {
+                    continue;
+                }
+                self.done = true;
+                self.flight.clear();
+                return Some(Err(e));
+            }
+            self.stats.finished(meta.rows, meta.bytes);
+            return Some(Ok(BlockRef {
+                batch: f.batch,
+                rows: meta.rows,
+                bytes: meta.bytes,
+                file: meta.file,
+            }));
+        }
+    }
+}
+
+/// A get's error as the reason an operator failed.
+pub(crate) fn runtime_reason(e: &GetError) -> String {
+    match e {
+        GetError::Task(t) => t.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A block for an actor: the call made on one actor of the pool.
+pub(crate) type PoolCall<H> = Arc<dyn Fn(&H, ObjectRef<Batch>) -> ObjectRef<Batch> + Send + Sync>;
+
+/// Makes one actor of a pool.
+pub(crate) type PoolMake<H> = Arc<dyn Fn() -> Result<H, crate::ActorError> + Send + Sync>;
+
+/// `map_batches` on an actor pool: each block (cut to `batch_size` rows) goes to the actor
+/// with the fewest calls in flight; the pool grows from `min` to `max` actors while every
+/// actor has its fill of calls and blocks wait.
+pub(crate) struct PoolOp<H> {
+    input: Blocks,
+    make: PoolMake<H>,
+    call: PoolCall<H>,
+    actors: Vec<(H, usize)>,
+    max: usize,
+    per_actor: usize,
+    batch_size: Option<usize>,
+    /// Pieces of input blocks not yet handed to an actor.
+    pending: VecDeque<ObjectRef<Batch>>,
+    flight: VecDeque<(usize, ObjectRef<Batch>, ObjectRef<BlockMeta>, usize)>,
+    next_block: usize,
+    tolerance: Tolerance,
+    stats: OpStats,
+    input_done: bool,
+}
+
+impl<H: Send + 'static> PoolOp<H> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        input: Blocks,
+        name: String,
+        make: PoolMake<H>,
+        call: PoolCall<H>,
+        min: usize,
+        max: usize,
+        batch_size: Option<usize>,
+        tolerance: Tolerance,
+        stats: &Stats,
+    ) -> Result<Self, DataError> {
+        let mut actors = Vec::new();
+        for _ in 0..min.max(1) {
+            actors.push((make().map_err(|e| DataError::Runtime(format!("{name}: cannot start an actor of the pool: {e}")))?, 0));
+        }
+        Ok(PoolOp {
+            input,
+            make,
+            call,
+            actors,
+            max: max.max(min).max(1),
+            per_actor: 2,
+            batch_size,
+            pending: VecDeque::new(),
+            flight: VecDeque::new(),
+            next_block: 0,
+            tolerance,
+            stats: stats.operator(&name),
+            input_done: false,
+        })
+    }
+
+    /// Cuts the next input block into pieces; false when the input is used up.
+    fn refill(&mut self) -> Result<bool, DataError> {
+        match self.input.next() {
+            None => Ok(false),
+            Some(Err(e)) => Err(e),
+            Some(Ok(block)) => {
+                let size = self.batch_size.unwrap_or(usize::MAX).max(1) as u64;
+                if block.rows <= size {
+                    self.pending.push_back(block.batch);
+                } else {
+                    let mut offset = 0u64;
+                    while offset < block.rows {
+                        let len = size.min(block.rows - offset);
+                        self.pending.push_back(
+                            slice_block.options()
+                                .num_cpus(0)
+                                .remote(&block.batch, offset as usize, len as usize),
+                        );
+                        offset += len;
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    fn least_busy(&self) -> Option<usize> {
+        self.actors
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n))| *n < self.per_actor)
+            .min_by_key(|(_, (_, n))| *n)
+            .map(|(i, _)| i)
+    }
+}
+
+impl<H: Send + 'static> Iterator for PoolOp<H> {
+    type Item = Result<BlockRef, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            // Hand out work while some actor has room.
+            loop {
+                if self.pending.is_empty() && !self.input_done {
+                    match self.refill() {
+                        Ok(true) => continue,
+                        Ok(false) => self.input_done = true,
+                        Err(e) => {
+                            self.input_done = true;
+                            if self.tolerance.skip(&e) {
+                                continue;
+                            }
+                            self.flight.clear();
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                if self.pending.is_empty() {
+                    break;
+                }
+                let slot = match self.least_busy() {
+                    Some(i) => i,
+                    None if self.actors.len() < self.max => match (self.make)() {
+                        Ok(h) => {
+                            self.actors.push((h, 0));
+                            self.actors.len() - 1
+                        }
+                        Err(e) => {
+                            tracing::warn!("an actor pool could not grow: {e}");
+                            self.max = self.actors.len();
+                            break;
+                        }
+                    },
+                    None => break,
+                };
+                let piece = self.pending.pop_front().expect("checked");
+                let out = (self.call)(&self.actors[slot].0, piece);
+                let meta = describe_block.options()
+                    .num_cpus(0)
+                    .remote(&out);
+                self.actors[slot].1 += 1;
+                self.stats.started();
+                self.flight.push_back((slot, out, meta, self.next_block));
+                self.next_block += 1;
+            }
+            let (slot, batch, meta, block) = self.flight.pop_front()?;
+            self.actors[slot].1 -= 1;
+            match meta.get() {
+                Ok(meta) => {
+                    self.stats.finished(meta.rows, meta.bytes);
+                    return Some(Ok(BlockRef {
+                        batch,
+                        rows: meta.rows,
+                        bytes: meta.bytes,
+                        file: None,
+                    }));
+                }
+                Err(e) => {
+                    let e = DataError::Operator {
+                        operator: self.stats.name(),
+                        block,
+                        file: None,
+                        reason: runtime_reason(&e),
+                    };
+                    if self.tolerance.skip(&e) {
+                        continue;
+                    }
+                    self.flight.clear();
+                    self.pending.clear();
+                    self.input_done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// At most `n` rows of the input: the last block is cut, and nothing more is pulled.
+pub(crate) struct LimitOp {
+    input: Blocks,
+    left: u64,
+    stats: OpStats,
+}
+
+impl LimitOp {
+    pub fn new(input: Blocks, n: u64, stats: &Stats) -> Self {
+        LimitOp {
+            input,
+            left: n,
+            stats: stats.operator(&format!("limit({n})")),
+        }
+    }
+}
+
+impl Iterator for LimitOp {
+    type Item = Result<BlockRef, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let mut block = match self.input.next()? {
+            Ok(b) => b,
+            Err(e) => return Some(Err(e)),
+        };
+        if block.rows > self.left {
+            block.batch = slice_block.options()
+                .num_cpus(0)
+                .remote(&block.batch, 0, self.left as usize);
+            block.bytes = block.bytes * self.left / block.rows.max(1);
+            block.rows = self.left;
+        }
+        self.left -= block.rows;
+        self.stats.started();
+        self.stats.finished(block.rows, block.bytes);
+        Some(Ok(block))
+    }
+}

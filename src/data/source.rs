@@ -1,0 +1,328 @@
+//! Where blocks come from: read tasks (a range of ids, a file or part of one), each run as
+//! one task that makes one block.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+
+use super::DataError;
+use super::stage::concat;
+
+/// Ray Data's target block size: a read task makes about this much.
+pub(crate) const TARGET_BLOCK_BYTES: u64 = 128 << 20;
+
+/// One read task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Read {
+    /// Ids `start..end` in column `id`.
+    Range { start: u64, end: u64 },
+    /// Row groups `groups` of a Parquet file (all when `None`).
+    Parquet {
+        path: String,
+        groups: Option<Vec<usize>>,
+    },
+    /// A CSV file with a header row.
+    Csv { path: String },
+    /// A newline-delimited JSON file.
+    Json { path: String },
+    /// A text file, one row per line in column `text`.
+    Text { path: String },
+    /// A whole file as one row: columns `path` and `bytes`.
+    Binary { path: String },
+}
+
+impl Read {
+    /// The file it reads, if any.
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            Read::Range { .. } => None,
+            Read::Parquet { path, .. }
+            | Read::Csv { path }
+            | Read::Json { path }
+            | Read::Text { path }
+            | Read::Binary { path } => Some(path),
+        }
+    }
+
+    /// The name of the read operator.
+    pub fn operator(&self) -> &'static str {
+        match self {
+            Read::Range { .. } => "range",
+            Read::Parquet { .. } => "read_parquet",
+            Read::Csv { .. } => "read_csv",
+            Read::Json { .. } => "read_json",
+            Read::Text { .. } => "read_text",
+            Read::Binary { .. } => "read_binary_files",
+        }
+    }
+
+    /// Makes the block.
+    pub fn run(&self) -> Result<RecordBatch, DataError> {
+        let read_err = |path: &str, e: &dyn std::fmt::Display| DataError::Read {
+            path: path.to_string(),
+            reason: e.to_string(),
+        };
+        match self {
+            Read::Range { start, end } => {
+                let ids: Int64Array = (*start as i64..*end as i64).collect();
+                RecordBatch::try_from_iter([("id", Arc::new(ids) as _)])
+                    .map_err(|e| DataError::Invalid(e.to_string()))
+            }
+            Read::Parquet { path, groups } => {
+                let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
+                let mut builder =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .map_err(|e| read_err(path, &e))?;
+                if let Some(groups) = groups {
+                    builder = builder.with_row_groups(groups.clone());
+                }
+                let rows = builder.metadata().file_metadata().num_rows().max(1) as usize;
+                let schema = builder.schema().clone();
+                let reader = builder
+                    .with_batch_size(rows.min(1 << 20))
+                    .build()
+                    .map_err(|e| read_err(path, &e))?;
+                let batches = reader
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| read_err(path, &e))?;
+                if batches.is_empty() {
+                    return Ok(RecordBatch::new_empty(schema));
+                }
+                concat(&batches).map_err(|e| read_err(path, &e))
+            }
+            Read::Csv { path } => {
+                let mut file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
+                let (schema, _) = arrow::csv::reader::Format::default()
+                    .with_header(true)
+                    .infer_schema(&mut file, Some(10_000))
+                    .map_err(|e| read_err(path, &e))?;
+                let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
+                let schema = Arc::new(schema);
+                let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+                    .with_header(true)
+                    .with_batch_size(1 << 16)
+                    .build(file)
+                    .map_err(|e| read_err(path, &e))?;
+                let batches = reader
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| read_err(path, &e))?;
+                if batches.is_empty() {
+                    return Ok(RecordBatch::new_empty(schema));
+                }
+                concat(&batches).map_err(|e| read_err(path, &e))
+            }
+            Read::Json { path } => {
+                let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
+                let mut buffered = std::io::BufReader::new(file);
+                let (schema, _) =
+                    arrow::json::reader::infer_json_schema_from_seekable(&mut buffered, None)
+                        .map_err(|e| read_err(path, &e))?;
+                let schema = Arc::new(schema);
+                let reader = arrow::json::ReaderBuilder::new(schema.clone())
+                    .with_batch_size(1 << 16)
+                    .build(buffered)
+                    .map_err(|e| read_err(path, &e))?;
+                let batches = reader
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| read_err(path, &e))?;
+                if batches.is_empty() {
+                    return Ok(RecordBatch::new_empty(schema));
+                }
+                concat(&batches).map_err(|e| read_err(path, &e))
+            }
+            Read::Text { path } => {
+                let text = std::fs::read_to_string(path).map_err(|e| read_err(path, &e))?;
+                let lines: StringArray = text.lines().map(Some).collect();
+                RecordBatch::try_from_iter([("text", Arc::new(lines) as _)])
+                    .map_err(|e| read_err(path, &e))
+            }
+            Read::Binary { path } => {
+                let bytes = std::fs::read(path).map_err(|e| read_err(path, &e))?;
+                let schema = Schema::new(vec![
+                    Field::new("path", DataType::Utf8, false),
+                    Field::new("bytes", DataType::Binary, false),
+                ]);
+                RecordBatch::try_new(
+                    Arc::new(schema),
+                    vec![
+                        Arc::new(StringArray::from(vec![path.as_str()])),
+                        Arc::new(arrow::array::BinaryArray::from(vec![bytes.as_slice()])),
+                    ],
+                )
+                .map_err(|e| read_err(path, &e))
+            }
+        }
+    }
+}
+
+/// The files `pattern` names: a file, every file under a directory (recursively, sorted,
+/// hidden files left out), or the files a glob pattern matches. Nothing found is an error.
+pub(crate) fn files(pattern: &str) -> Result<Vec<PathBuf>, DataError> {
+    let err = |reason: String| DataError::Read {
+        path: pattern.to_string(),
+        reason,
+    };
+    let path = Path::new(pattern);
+    let mut out = Vec::new();
+    if pattern.contains(['*', '?', '[']) {
+        for entry in glob::glob(pattern).map_err(|e| err(e.to_string()))? {
+            let p = entry.map_err(|e| err(e.to_string()))?;
+            if p.is_file() {
+                out.push(p);
+            }
+        }
+        if out.is_empty() {
+            return Err(err("no file matches the pattern".into()));
+        }
+    } else if path.is_dir() {
+        walk(path, &mut out).map_err(|e| err(e.to_string()))?;
+        if out.is_empty() {
+            return Err(err("the directory has no files".into()));
+        }
+    } else if path.is_file() {
+        out.push(path.to_path_buf());
+    } else {
+        return Err(err("no such file or directory".into()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(['.', '_']) {
+            continue;
+        }
+        let p = entry.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Read tasks for the Parquet files `pattern` names: each file's row groups in runs of
+/// about [`TARGET_BLOCK_BYTES`] (uncompressed).
+pub(crate) fn parquet_reads(pattern: &str) -> Result<Vec<Read>, DataError> {
+    let mut reads = Vec::new();
+    for path in files(pattern)? {
+        let p = path.to_string_lossy().to_string();
+        let file = std::fs::File::open(&path).map_err(|e| DataError::Read {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+        let reader =
+            parquet::file::serialized_reader::SerializedFileReader::new(file).map_err(|e| {
+                DataError::Read {
+                    path: p.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        use parquet::file::reader::FileReader;
+        let meta = reader.metadata();
+        let sizes: Vec<u64> = meta
+            .row_groups()
+            .iter()
+            .map(|g| g.total_byte_size().max(0) as u64)
+            .collect();
+        for groups in runs(&sizes, TARGET_BLOCK_BYTES) {
+            reads.push(Read::Parquet {
+                path: p.clone(),
+                groups: (groups.len() != sizes.len()).then_some(groups),
+            });
+        }
+        if sizes.is_empty() {
+            reads.push(Read::Parquet {
+                path: p.clone(),
+                groups: None,
+            });
+        }
+    }
+    Ok(reads)
+}
+
+/// Consecutive indices of `sizes` grouped so that each group holds about `target` (a
+/// group has at least one index).
+pub(crate) fn runs(sizes: &[u64], target: u64) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut held = 0u64;
+    for (i, s) in sizes.iter().enumerate() {
+        match out.last_mut() {
+            Some(run) if held + s <= target => {
+                run.push(i);
+                held += s;
+            }
+            _ => {
+                out.push(vec![i]);
+                held = *s;
+            }
+        }
+    }
+    out
+}
+
+/// Read tasks for `range(n)`: blocks of about `n / 200` ids (Ray's default of 200 read
+/// blocks), at least 1,000 and at most a target block's worth.
+pub(crate) fn range_reads(n: u64) -> Vec<Read> {
+    let per = (n / 200).clamp(1_000, TARGET_BLOCK_BYTES / 8);
+    (0..n)
+        .step_by(per as usize)
+        .map(|start| Read::Range {
+            start,
+            end: (start + per).min(n),
+        })
+        .collect()
+}
+
+/// One read task per file, built by `make`.
+pub(crate) fn file_reads(
+    pattern: &str,
+    make: impl Fn(String) -> Read,
+) -> Result<Vec<Read>, DataError> {
+    Ok(files(pattern)?
+        .into_iter()
+        .map(|p| make(p.to_string_lossy().to_string()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_group_up_to_the_target() {
+        assert_eq!(runs(&[5, 5, 5, 20, 1], 10), vec![vec![0, 1], vec![2], vec![3], vec![4]]);
+        assert!(runs(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn range_blocks_cover_every_id_once() {
+        for n in [0u64, 1, 999, 1000, 1001, 250_000, 10_000_000] {
+            let reads = range_reads(n);
+            let mut next = 0;
+            for r in &reads {
+                let Read::Range { start, end } = r else { panic!() };
+                assert_eq!(*start, next);
+                assert!(end > start);
+                next = *end;
+            }
+            assert_eq!(next, n);
+        }
+        assert_eq!(range_reads(10_000_000).len(), 200);
+    }
+
+    #[test]
+    fn a_missing_path_is_a_read_error_naming_it() {
+        let e = files("/no/such/place").unwrap_err();
+        assert!(e.to_string().contains("/no/such/place"), "{e}");
+        let e = files("/no/such/*.parquet").unwrap_err();
+        assert!(e.to_string().contains("no file matches"), "{e}");
+    }
+}
