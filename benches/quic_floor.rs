@@ -253,7 +253,11 @@ async fn pull(dir: &std::path::Path, conns: usize, streams: usize) -> f64 {
     ep.set_default_client_config(cfg);
     let mut links = Vec::new();
     for _ in 0..conns {
-        let c = ep.connect(addr, "localhost").expect("connect").await.expect("handshake");
+        let c = ep
+            .connect(addr, "localhost")
+            .expect("connect")
+            .await
+            .expect("handshake");
         links.push(c);
     }
     let part = BULK / (conns * streams);
@@ -264,7 +268,9 @@ async fn pull(dir: &std::path::Path, conns: usize, streams: usize) -> f64 {
             let c = c.clone();
             jobs.push(tokio::spawn(async move {
                 let (mut send, mut recv) = c.open_bi().await.expect("stream");
-                send.write_all(&(part as u64).to_le_bytes()).await.expect("ask");
+                send.write_all(&(part as u64).to_le_bytes())
+                    .await
+                    .expect("ask");
                 let mut got = 0;
                 while let Some(chunk) = recv.read_chunk(usize::MAX, true).await.expect("read") {
                     got += chunk.bytes.len();

@@ -45,7 +45,11 @@ fn items(n: i64) -> Vec<Item> {
 fn ids(b: &RecordBatch, name: &str) -> Vec<i64> {
     let c = b.column_by_name(name).unwrap();
     let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Int64).unwrap();
-    c.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+    c.as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .values()
+        .to_vec()
 }
 
 #[mobula::remote]
@@ -105,7 +109,11 @@ fn per_block_operators_match_a_plain_computation() {
 
     // filter by expression: null x is not kept.
     let got: Vec<Item> = ds.filter(col("x").gt(100.0)).take_all_as().unwrap();
-    let want: Vec<Item> = all.iter().filter(|i| i.x.is_some_and(|x| x > 100.0)).cloned().collect();
+    let want: Vec<Item> = all
+        .iter()
+        .filter(|i| i.x.is_some_and(|x| x > 100.0))
+        .cloned()
+        .collect();
     assert_eq!(got, want);
 
     // add_column, select, drop.
@@ -125,7 +133,10 @@ fn per_block_operators_match_a_plain_computation() {
         .map_batches(double_id, MapOptions::new())
         .to_batch()
         .unwrap();
-    assert_eq!(ids(&b, "id"), (0..10_000).map(|i| i * 2).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&b, "id"),
+        (0..10_000).map(|i| i * 2).collect::<Vec<_>>()
+    );
     let sizes = ids(
         &data::range(2500)
             .map_batches(rows_seen, MapOptions::new().batch_size(300))
@@ -142,7 +153,13 @@ fn per_block_operators_match_a_plain_computation() {
     assert_eq!(tags, vec!["#0", "#1", "#2", "#3"]);
     assert_eq!(ds.flat_map(twice).count().unwrap(), 2002);
     let evens = ds.filter_rows(even).take_all_as::<Item>().unwrap();
-    assert_eq!(evens, all.iter().filter(|i| i.id % 2 == 0).cloned().collect::<Vec<_>>());
+    assert_eq!(
+        evens,
+        all.iter()
+            .filter(|i| i.id % 2 == 0)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
 
     // limit: exactly n rows, in order, across blocks.
     let b = data::range(10_000).limit(2345).to_batch().unwrap();
@@ -193,27 +210,58 @@ fn aggregates_and_all_to_all_operators_match_a_plain_computation() {
     for i in &all {
         plain.entry(i.key.clone()).or_default().push(i.x);
     }
-    let keys = out.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+    let keys = out
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
     assert_eq!(
-        keys.iter().map(|k| k.unwrap().to_string()).collect::<Vec<_>>(),
+        keys.iter()
+            .map(|k| k.unwrap().to_string())
+            .collect::<Vec<_>>(),
         plain.keys().cloned().collect::<Vec<_>>()
     );
-    let f = |i: usize| out.column(i).as_any().downcast_ref::<Float64Array>().unwrap().clone();
+    let f = |i: usize| {
+        out.column(i)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone()
+    };
     for (g, (_, vals)) in plain.iter().enumerate() {
         let present: Vec<f64> = vals.iter().flatten().copied().collect();
         assert_eq!(ids(&out, "count()")[g], vals.len() as i64);
         assert_eq!(f(2).value(g), present.iter().sum::<f64>());
-        assert_eq!(f(4).value(g), present.iter().cloned().fold(f64::INFINITY, f64::min));
-        assert_eq!(f(5).value(g), present.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+        assert_eq!(
+            f(4).value(g),
+            present.iter().cloned().fold(f64::INFINITY, f64::min)
+        );
+        assert_eq!(
+            f(5).value(g),
+            present.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+        );
     }
 
     // map_groups: one call per group, with all its rows.
-    let sizes = ds.groupby(&["key"]).map_groups(group_size).to_batch().unwrap();
-    assert_eq!(ids(&sizes, "n"), plain.values().map(|v| v.len() as i64).collect::<Vec<_>>());
+    let sizes = ds
+        .groupby(&["key"])
+        .map_groups(group_size)
+        .to_batch()
+        .unwrap();
+    assert_eq!(
+        ids(&sizes, "n"),
+        plain.values().map(|v| v.len() as i64).collect::<Vec<_>>()
+    );
 
     // sort, both ways.
     let sorted = ds.sort(&["x"], true).to_batch().unwrap();
-    let got = sorted.column_by_name("x").unwrap().as_any().downcast_ref::<Float64Array>().unwrap().clone();
+    let got = sorted
+        .column_by_name("x")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .clone();
     let mut want: Vec<Option<f64>> = all.iter().map(|i| i.x).collect();
     want.sort_by(|a, b| match (a, b) {
         (Some(a), Some(b)) => b.total_cmp(a),
@@ -237,18 +285,28 @@ fn aggregates_and_all_to_all_operators_match_a_plain_computation() {
     // repartition: n blocks, same rows.
     let r = ds.repartition(7).materialize().unwrap();
     let made = r.stats();
-    let op = made.operators.iter().find(|o| o.name.starts_with("repartition")).unwrap();
+    let op = made
+        .operators
+        .iter()
+        .find(|o| o.name.starts_with("repartition"))
+        .unwrap();
     assert_eq!((op.blocks, op.rows), (7, 2000));
     assert_eq!(r.count().unwrap(), 2000);
 
     // union and zip.
     let u = data::range(5).union(&[data::range(3)]).to_batch().unwrap();
     assert_eq!(ids(&u, "id"), vec![0, 1, 2, 3, 4, 0, 1, 2]);
-    let z = data::range(4).zip(&data::range(4).add_column("sq", col("id").mul(col("id")))).to_batch().unwrap();
+    let z = data::range(4)
+        .zip(&data::range(4).add_column("sq", col("id").mul(col("id"))))
+        .to_batch()
+        .unwrap();
     assert_eq!(ids(&z, "id"), vec![0, 1, 2, 3]);
     assert_eq!(ids(&z, "id_1"), vec![0, 1, 2, 3]);
     assert_eq!(ids(&z, "sq"), vec![0, 1, 4, 9]);
-    assert!(matches!(data::range(4).zip(&data::range(5)).count(), Err(DataError::Schema { .. })));
+    assert!(matches!(
+        data::range(4).zip(&data::range(5)).count(),
+        Err(DataError::Schema { .. })
+    ));
 }
 
 #[test]
@@ -261,16 +319,25 @@ fn every_format_round_trips() {
 
     assert_eq!(ds.write_parquet(d.join("pq")).unwrap(), 777);
     assert_eq!(std::fs::read_dir(d.join("pq")).unwrap().count(), 3);
-    let back: Vec<Item> = data::read_parquet(d.join("pq")).unwrap().take_all_as().unwrap();
+    let back: Vec<Item> = data::read_parquet(d.join("pq"))
+        .unwrap()
+        .take_all_as()
+        .unwrap();
     assert_eq!(back, all);
 
     assert_eq!(ds.write_json(d.join("json")).unwrap(), 777);
-    let back: Vec<Item> = data::read_json(d.join("json")).unwrap().take_all_as().unwrap();
+    let back: Vec<Item> = data::read_json(d.join("json"))
+        .unwrap()
+        .take_all_as()
+        .unwrap();
     assert_eq!(back, all);
 
     // CSV: nulls come back as empty fields, read as nulls.
     assert_eq!(ds.write_csv(d.join("csv")).unwrap(), 777);
-    let back: Vec<Item> = data::read_csv(d.join("csv/*.csv")).unwrap().take_all_as().unwrap();
+    let back: Vec<Item> = data::read_csv(d.join("csv/*.csv"))
+        .unwrap()
+        .take_all_as()
+        .unwrap();
     assert_eq!(back, all);
 
     std::fs::create_dir_all(d.join("text")).unwrap();
@@ -284,8 +351,16 @@ fn every_format_round_trips() {
         .map(|r| r.get("text").unwrap())
         .collect();
     assert_eq!(lines, vec!["one", "two", "three"]);
-    let files = data::read_binary_files(d.join("text/*.txt")).unwrap().to_batch().unwrap();
-    let bytes = files.column_by_name("bytes").unwrap().as_any().downcast_ref::<arrow::array::BinaryArray>().unwrap();
+    let files = data::read_binary_files(d.join("text/*.txt"))
+        .unwrap()
+        .to_batch()
+        .unwrap();
+    let bytes = files
+        .column_by_name("bytes")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::BinaryArray>()
+        .unwrap();
     assert_eq!(bytes.value(0), b"one\ntwo\n");
     assert_eq!(bytes.value(1), b"three\n");
     let _ = std::fs::remove_dir_all(&d);
@@ -298,7 +373,10 @@ fn errors_say_which_operator_block_and_file() {
     let d = dir("errors");
 
     let e = data::read_parquet(d.join("missing.parquet")).err().unwrap();
-    assert!(matches!(&e, DataError::Read { path, .. } if path.contains("missing.parquet")), "{e}");
+    assert!(
+        matches!(&e, DataError::Read { path, .. } if path.contains("missing.parquet")),
+        "{e}"
+    );
 
     std::fs::write(d.join("bad.parquet"), b"this is not parquet").unwrap();
     let e = data::read_parquet(d.join("bad.parquet")).err().unwrap();
@@ -306,20 +384,33 @@ fn errors_say_which_operator_block_and_file() {
 
     std::fs::write(d.join("a.json"), "{\"id\": 1}\n{\"id\": 2}\n").unwrap();
     std::fs::write(d.join("b.json"), "{\"id\": 3}\nnot json at all\n").unwrap();
-    let e = data::read_json(d.join("*.json")).unwrap().count().unwrap_err();
+    let e = data::read_json(d.join("*.json"))
+        .unwrap()
+        .count()
+        .unwrap_err();
     match &e {
         DataError::Read { path, .. } => assert!(path.ends_with("b.json"), "{e}"),
         other => panic!("{other:?}"),
     }
     // Tolerated: the bad file's block is left out and listed.
-    let ds = data::read_json(d.join("*.json")).unwrap().max_errored_blocks(1);
+    let ds = data::read_json(d.join("*.json"))
+        .unwrap()
+        .max_errored_blocks(1);
     assert_eq!(ds.count().unwrap(), 2);
     assert_eq!(ds.stats().errored_blocks.len(), 1);
 
     // A panic in a map function names the operator and the block; the runtime goes on.
-    let e = data::range(5000).map_batches(explode_on_seven, MapOptions::new()).count().unwrap_err();
+    let e = data::range(5000)
+        .map_batches(explode_on_seven, MapOptions::new())
+        .count()
+        .unwrap_err();
     match &e {
-        DataError::Operator { operator, block, reason, .. } => {
+        DataError::Operator {
+            operator,
+            block,
+            reason,
+            ..
+        } => {
             assert!(operator.contains("explode_on_seven"), "{e}");
             assert_eq!(*block, 0);
             assert!(reason.contains("seven is not allowed"), "{e}");
@@ -329,7 +420,10 @@ fn errors_say_which_operator_block_and_file() {
     assert_eq!(data::range(10).count().unwrap(), 10);
 
     // A missing column names the columns there are.
-    let e = data::range(10).filter(col("nope").gt(1)).count().unwrap_err();
+    let e = data::range(10)
+        .filter(col("nope").gt(1))
+        .count()
+        .unwrap_err();
     assert!(e.to_string().contains("no column \"nope\""), "{e}");
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -364,8 +458,16 @@ fn map_batches_on_an_actor_pool_keeps_state_and_cuts_batches() {
         |s, b| s.scale(b),
     );
     let b = ds.to_batch().unwrap();
-    assert_eq!(ids(&b, "id"), (0..50_000).map(|i| i * 3).collect::<Vec<_>>());
-    let op = ds.stats().operators.into_iter().find(|o| o.name.contains("actor pool")).unwrap();
+    assert_eq!(
+        ids(&b, "id"),
+        (0..50_000).map(|i| i * 3).collect::<Vec<_>>()
+    );
+    let op = ds
+        .stats()
+        .operators
+        .into_iter()
+        .find(|o| o.name.contains("actor pool"))
+        .unwrap();
     assert_eq!(op.rows, 50_000);
     // 50 blocks of 1000 rows? No: range makes blocks of 1000 ids at least; each block goes
     // whole (under 4096 rows) or cut.
@@ -417,7 +519,44 @@ fn a_dataset_four_times_the_store_streams_with_bounded_memory() {
     assert_eq!(rows, n);
     assert_eq!(sum, (n as i128 - 1) * n as i128);
     let store = mobula::state::object_store().unwrap();
-    println!("peak store use {peak} of {limit}; spilled {}", store.spilled_bytes);
+    println!(
+        "peak store use {peak} of {limit}; spilled {}",
+        store.spilled_bytes
+    );
     assert!(peak <= limit / 2, "the store held {peak} bytes at once");
     assert_eq!(store.spilled_bytes, 0, "nothing had to wait on disk");
+}
+
+#[test]
+fn a_pipeline_on_a_local_cluster_survives_a_node_killed_mid_run() {
+    let _turn = turn();
+    let worker = || Config::default().num_cpus(2);
+    let (mut cluster, workers, _driver) =
+        common::local_cluster(Config::default().num_cpus(0), worker, 2, |c| c);
+    let n = 300_000i64;
+    let ds = data::range(n as u64).map_batches(double_id, MapOptions::new());
+    let mut got = Vec::with_capacity(n as usize);
+    let mut killed = false;
+    for (i, b) in ds.iter_batches(None).unwrap().enumerate() {
+        got.extend(ids(&b.unwrap(), "id"));
+        if i == 20 {
+            assert!(cluster.kill_node(workers[0]));
+            killed = true;
+        }
+    }
+    assert!(killed, "the run had more than 20 blocks");
+    assert_eq!(got, (0..n).map(|i| i * 2).collect::<Vec<_>>());
+    common::eventually("the killed node is declared dead", || {
+        mobula::node::nodes()
+            .iter()
+            .any(|node| node.info.node_id == workers[0] && !node.alive)
+    });
+    // The cluster still runs a pipeline, on the node that is left.
+    assert_eq!(
+        data::range(10_000)
+            .map_batches(double_id, MapOptions::new())
+            .sum("id")
+            .unwrap(),
+        99_990_000.0
+    );
 }

@@ -119,7 +119,11 @@ pub(crate) struct Partial {
 }
 
 /// The partial of one block.
-pub(crate) fn partial(batch: &RecordBatch, keys: &[String], aggs: &[Agg]) -> Result<Partial, String> {
+pub(crate) fn partial(
+    batch: &RecordBatch,
+    keys: &[String],
+    aggs: &[Agg],
+) -> Result<Partial, String> {
     let values = aggs
         .iter()
         .map(|a| match a.column() {
@@ -136,7 +140,10 @@ pub(crate) fn partial(batch: &RecordBatch, keys: &[String], aggs: &[Agg]) -> Res
         .collect::<Result<Vec<Option<ArrayRef>>, String>>()?;
     let values: Vec<Option<&Float64Array>> = values
         .iter()
-        .map(|v| v.as_ref().map(|a| a.as_any().downcast_ref::<Float64Array>().expect("cast")))
+        .map(|v| {
+            v.as_ref()
+                .map(|a| a.as_any().downcast_ref::<Float64Array>().expect("cast"))
+        })
         .collect();
     let push = |accs: &mut Vec<Acc>, row: usize| {
         for (acc, v) in accs.iter_mut().zip(&values) {
@@ -158,24 +165,60 @@ pub(crate) fn partial(batch: &RecordBatch, keys: &[String], aggs: &[Agg]) -> Res
         });
     }
     let key_cols = key_columns(batch, keys)?;
-    let converter = converter(&key_cols)?;
-    let rows = converter
-        .convert_columns(&key_cols)
-        .map_err(|e| e.to_string())?;
-    let mut index: HashMap<arrow::row::Row<'_>, usize> = HashMap::new();
     let mut firsts: Vec<u32> = Vec::new();
     let mut accs: Vec<Vec<Acc>> = Vec::new();
-    for row in 0..batch.num_rows() {
-        let g = *index.entry(rows.row(row)).or_insert_with(|| {
+    let mut group_of = |row: usize, seen: Option<usize>| -> usize {
+        seen.unwrap_or_else(|| {
             firsts.push(row as u32);
             accs.push(vec![Acc::default(); aggs.len()]);
             accs.len() - 1
-        });
+        })
+    };
+    let mut groups_by_row = Vec::with_capacity(batch.num_rows());
+    // One string or integer key without nulls (the common case): hashed as it is.
+    let single = key_cols
+        .first()
+        .filter(|c| key_cols.len() == 1 && c.null_count() == 0);
+    if let Some(strings) =
+        single.and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
+    {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for row in 0..batch.num_rows() {
+            let k = strings.value(row);
+            let g = group_of(row, index.get(k).copied());
+            index.insert(k, g);
+            groups_by_row.push(g);
+        }
+    } else if let Some(ints) = single.and_then(|c| c.as_any().downcast_ref::<Int64Array>()) {
+        let mut index: HashMap<i64, usize> = HashMap::new();
+        for (row, k) in ints.values().iter().enumerate() {
+            let g = group_of(row, index.get(k).copied());
+            index.insert(*k, g);
+            groups_by_row.push(g);
+        }
+    } else {
+        let converter = converter(&key_cols)?;
+        let rows = converter
+            .convert_columns(&key_cols)
+            .map_err(|e| e.to_string())?;
+        let mut index: HashMap<arrow::row::Row<'_>, usize> = HashMap::new();
+        for row in 0..batch.num_rows() {
+            let g = group_of(row, index.get(&rows.row(row)).copied());
+            index.insert(rows.row(row), g);
+            groups_by_row.push(g);
+        }
+    }
+    for (row, g) in groups_by_row.into_iter().enumerate() {
         push(&mut accs[g], row);
     }
     let take = arrow::array::UInt32Array::from(firsts);
-    let key_batch = arrow::compute::take_record_batch(&batch.project(&key_indices(batch, keys)?).map_err(|e| e.to_string())?, &take)
-        .map_err(|e| e.to_string())?;
+    let key_batch = arrow::compute::take_record_batch(
+        &batch
+            .project(&key_indices(batch, keys)?)
+            .map_err(|e| e.to_string())?,
+        &take,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(Partial {
         keys: Some(Batch::new(key_batch)),
         accs,
@@ -185,7 +228,11 @@ pub(crate) fn partial(batch: &RecordBatch, keys: &[String], aggs: &[Agg]) -> Res
 fn key_indices(batch: &RecordBatch, keys: &[String]) -> Result<Vec<usize>, String> {
     let schema = batch.schema();
     keys.iter()
-        .map(|k| schema.index_of(k).map_err(|_| format!("no column \"{k}\" to group by")))
+        .map(|k| {
+            schema
+                .index_of(k)
+                .map_err(|_| format!("no column \"{k}\" to group by"))
+        })
         .collect()
 }
 
@@ -207,10 +254,18 @@ fn converter(cols: &[ArrayRef]) -> Result<RowConverter, String> {
 
 /// The partials merged into the result: the key columns (sorted by key) then one column
 /// per aggregate (`count()` as Int64, the others as Float64, null where undefined).
-pub(crate) fn merge(partials: Vec<Partial>, keys: &[String], aggs: &[Agg]) -> Result<RecordBatch, String> {
+pub(crate) fn merge(
+    partials: Vec<Partial>,
+    keys: &[String],
+    aggs: &[Agg],
+) -> Result<RecordBatch, String> {
     let agg_fields = || {
         aggs.iter().map(|a| {
-            let t = if *a == Agg::Count { DataType::Int64 } else { DataType::Float64 };
+            let t = if *a == Agg::Count {
+                DataType::Int64
+            } else {
+                DataType::Float64
+            };
             Arc::new(Field::new(a.output_name(), t, true))
         })
     };
@@ -224,13 +279,24 @@ pub(crate) fn merge(partials: Vec<Partial>, keys: &[String], aggs: &[Agg]) -> Re
             }
         }
         let columns = finish(&[total], aggs);
-        return RecordBatch::try_new(Arc::new(Schema::new(agg_fields().collect::<Vec<_>>())), columns)
-            .map_err(|e| e.to_string());
+        return RecordBatch::try_new(
+            Arc::new(Schema::new(agg_fields().collect::<Vec<_>>())),
+            columns,
+        )
+        .map_err(|e| e.to_string());
     }
     // Every partial's keys in one converter (the first partial with keys sets the types).
     let Some(first) = partials.iter().find_map(|p| p.keys.as_ref()) else {
-        let key_fields: Vec<_> = keys.iter().map(|k| Arc::new(Field::new(k, DataType::Null, true))).collect();
-        let schema = Schema::new(key_fields.into_iter().chain(agg_fields()).collect::<Vec<_>>());
+        let key_fields: Vec<_> = keys
+            .iter()
+            .map(|k| Arc::new(Field::new(k, DataType::Null, true)))
+            .collect();
+        let schema = Schema::new(
+            key_fields
+                .into_iter()
+                .chain(agg_fields())
+                .collect::<Vec<_>>(),
+        );
         return Ok(RecordBatch::new_empty(Arc::new(schema)));
     };
     let key_schema = first.schema();
@@ -243,7 +309,9 @@ pub(crate) fn merge(partials: Vec<Partial>, keys: &[String], aggs: &[Agg]) -> Re
         if kb.schema().fields() != key_schema.fields() {
             return Err("blocks disagree on the key columns' types".into());
         }
-        let rows = converter.convert_columns(kb.columns()).map_err(|e| e.to_string())?;
+        let rows = converter
+            .convert_columns(kb.columns())
+            .map_err(|e| e.to_string())?;
         for (i, part) in p.accs.iter().enumerate() {
             let row = rows.row(i);
             let g = *groups.entry(row.as_ref().to_vec()).or_insert_with(|| {
@@ -279,9 +347,13 @@ fn finish(groups: &[Vec<Acc>], aggs: &[Agg]) -> Vec<ArrayRef> {
         .enumerate()
         .map(|(j, a)| -> ArrayRef {
             if *a == Agg::Count {
-                Arc::new(Int64Array::from_iter_values(groups.iter().map(|g| g[j].n as i64)))
+                Arc::new(Int64Array::from_iter_values(
+                    groups.iter().map(|g| g[j].n as i64),
+                ))
             } else {
-                Arc::new(Float64Array::from_iter(groups.iter().map(|g| g[j].finish(a))))
+                Arc::new(Float64Array::from_iter(
+                    groups.iter().map(|g| g[j].finish(a)),
+                ))
             }
         })
         .collect()
@@ -313,12 +385,27 @@ mod tests {
         let keys = vec!["k".to_string()];
         let a = block(&["b", "a", "b"], &[Some(1.0), Some(2.0), None]);
         let b = block(&["a", "b", "c"], &[Some(4.0), Some(3.0), Some(5.0)]);
-        let parts = vec![partial(&a, &keys, &aggs).unwrap(), partial(&b, &keys, &aggs).unwrap()];
+        let parts = vec![
+            partial(&a, &keys, &aggs).unwrap(),
+            partial(&b, &keys, &aggs).unwrap(),
+        ];
         let out = merge(parts, &keys, &aggs).unwrap();
-        let k = out.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-        assert_eq!(k.iter().collect::<Vec<_>>(), vec![Some("a"), Some("b"), Some("c")]);
+        let k = out
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(
+            k.iter().collect::<Vec<_>>(),
+            vec![Some("a"), Some("b"), Some("c")]
+        );
         let f = |i: usize| -> Vec<Option<f64>> {
-            out.column(i).as_any().downcast_ref::<Float64Array>().unwrap().iter().collect()
+            out.column(i)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .iter()
+                .collect()
         };
         let count = out.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(count.values().to_vec(), vec![2, 3, 1]);
@@ -338,7 +425,11 @@ mod tests {
         let a = block(&["b", "a"], &[Some(1.0), Some(2.0)]);
         let out = merge(vec![partial(&a, &[], &aggs).unwrap()], &[], &aggs).unwrap();
         assert_eq!(out.num_rows(), 1);
-        let s = out.column(0).as_any().downcast_ref::<Float64Array>().unwrap();
+        let s = out
+            .column(0)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         assert_eq!(s.value(0), 3.0);
     }
 }

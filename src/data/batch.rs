@@ -71,7 +71,11 @@ impl Batch {
         };
         let options = TracingOptions::default()
             .allow_null_fields(true)
-            .enums_without_data_as_strings(true);
+            .enums_without_data_as_strings(true)
+            // Arrow's common types, as Parquet files and Ray Data use them.
+            .strings_as_large_utf8(false)
+            .bytes_as_large_binary(false)
+            .sequence_as_large_list(false);
         let fields = if items.is_empty() {
             Vec::<arrow::datatypes::FieldRef>::from_type::<T>(options)
         } else {
@@ -167,7 +171,10 @@ mod tests {
         Batch::new(
             RecordBatch::try_from_iter([
                 ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as _),
-                ("x", Arc::new(Float64Array::from(vec![Some(0.5), None, Some(2.0)])) as _),
+                (
+                    "x",
+                    Arc::new(Float64Array::from(vec![Some(0.5), None, Some(2.0)])) as _,
+                ),
                 ("k", Arc::new(StringArray::from(vec!["a", "b", "c"])) as _),
             ])
             .unwrap(),
@@ -205,8 +212,16 @@ mod tests {
     #[test]
     fn typed_rows_round_trip() {
         let rows = vec![
-            Row { id: 1, name: "a".into(), score: Some(1.5) },
-            Row { id: 2, name: "b".into(), score: None },
+            Row {
+                id: 1,
+                name: "a".into(),
+                score: Some(1.5),
+            },
+            Row {
+                id: 2,
+                name: "b".into(),
+                score: None,
+            },
         ];
         let b = Batch::from_items(&rows).unwrap();
         assert_eq!(b.num_rows(), 2);

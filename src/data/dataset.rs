@@ -21,8 +21,8 @@ use super::source::{self, Read};
 use super::stage::{self, Stage};
 use super::stats::{DatasetStats, Stats};
 use super::write::{self, Format};
-use crate::base::function::RemoteFunction;
 use crate::ObjectRef;
+use crate::base::function::RemoteFunction;
 
 /// The plan: what makes the blocks.
 #[derive(Clone)]
@@ -52,7 +52,12 @@ enum AllToAll {
 
 /// An actor pool stage, its handle type erased.
 trait PoolSpec: Send + Sync {
-    fn start(&self, input: Blocks, tolerance: Tolerance, stats: &Stats) -> Result<Blocks, DataError>;
+    fn start(
+        &self,
+        input: Blocks,
+        tolerance: Tolerance,
+        stats: &Stats,
+    ) -> Result<Blocks, DataError>;
 }
 
 struct Pool<H> {
@@ -65,7 +70,12 @@ struct Pool<H> {
 }
 
 impl<H: Send + 'static> PoolSpec for Pool<H> {
-    fn start(&self, input: Blocks, tolerance: Tolerance, stats: &Stats) -> Result<Blocks, DataError> {
+    fn start(
+        &self,
+        input: Blocks,
+        tolerance: Tolerance,
+        stats: &Stats,
+    ) -> Result<Blocks, DataError> {
         Ok(Box::new(PoolOp::new(
             input,
             self.name.clone(),
@@ -203,7 +213,10 @@ pub fn range(n: u64) -> Dataset {
 
 /// A dataset of `items`, one row each, columns from their fields (serde).
 pub fn from_items<T: Serialize + DeserializeOwned>(items: &[T]) -> Result<Dataset, DataError> {
-    let per = items.len().div_ceil(super::exec::default_window().max(1)).max(1);
+    let per = items
+        .len()
+        .div_ceil(super::exec::default_window().max(1))
+        .max(1);
     let mut batches = Vec::new();
     for chunk in items.chunks(per) {
         batches.push(Batch::from_items(chunk)?.into_inner());
@@ -235,7 +248,9 @@ pub fn from_batches(batches: Vec<RecordBatch>) -> Result<Dataset, DataError> {
 /// The Parquet files at `path` (a file, a directory or a glob), about 128 MiB of row
 /// groups per block.
 pub fn read_parquet(path: impl AsRef<Path>) -> Result<Dataset, DataError> {
-    Ok(Dataset::from_plan(Plan::Read(source::parquet_reads(&lossy(path.as_ref()))?)))
+    Ok(Dataset::from_plan(Plan::Read(source::parquet_reads(
+        &lossy(path.as_ref()),
+    )?)))
 }
 
 /// The CSV files at `path` (with a header row), a block per file.
@@ -259,7 +274,10 @@ pub fn read_binary_files(path: impl AsRef<Path>) -> Result<Dataset, DataError> {
 }
 
 fn reads(path: impl AsRef<Path>, make: impl Fn(String) -> Read) -> Result<Dataset, DataError> {
-    Ok(Dataset::from_plan(Plan::Read(source::file_reads(&lossy(path.as_ref()), make)?)))
+    Ok(Dataset::from_plan(Plan::Read(source::file_reads(
+        &lossy(path.as_ref()),
+        make,
+    )?)))
 }
 
 fn lossy(p: &Path) -> String {
@@ -286,6 +304,26 @@ impl Dataset {
     /// Appends a per-block operator, fused with the ones before it when their tasks ask for
     /// the same resources.
     fn stage(&self, stage: Stage, resources: TaskResources) -> Self {
+        // Columns selected straight after a Parquet read are the only ones decoded.
+        if let (Stage::Select(columns), Plan::Read(reads)) = (&stage, &*self.plan)
+            && !reads.is_empty()
+            && reads
+                .iter()
+                .all(|r| matches!(r, Read::Parquet { columns: None, .. }))
+        {
+            let reads = reads
+                .iter()
+                .map(|r| match r {
+                    Read::Parquet { path, groups, .. } => Read::Parquet {
+                        path: path.clone(),
+                        groups: groups.clone(),
+                        columns: Some(columns.clone()),
+                    },
+                    other => other.clone(),
+                })
+                .collect();
+            return self.with(Plan::Read(reads));
+        }
         if let Plan::Stages {
             input,
             stages,
@@ -362,19 +400,34 @@ impl Dataset {
     /// Runs registered `f` on every row.
     pub fn map<F: RowFn>(&self, f: F) -> Self {
         let _ = f;
-        self.stage(Stage::Map { function: id_of::<F>() }, TaskResources::default())
+        self.stage(
+            Stage::Map {
+                function: id_of::<F>(),
+            },
+            TaskResources::default(),
+        )
     }
 
     /// Runs registered `f` on every row, each giving any number of rows.
     pub fn flat_map<F: FlatRowFn>(&self, f: F) -> Self {
         let _ = f;
-        self.stage(Stage::FlatMap { function: id_of::<F>() }, TaskResources::default())
+        self.stage(
+            Stage::FlatMap {
+                function: id_of::<F>(),
+            },
+            TaskResources::default(),
+        )
     }
 
     /// The rows registered `f` is true for.
     pub fn filter_rows<F: RowPredicate>(&self, f: F) -> Self {
         let _ = f;
-        self.stage(Stage::FilterRows { function: id_of::<F>() }, TaskResources::default())
+        self.stage(
+            Stage::FilterRows {
+                function: id_of::<F>(),
+            },
+            TaskResources::default(),
+        )
     }
 
     /// The rows where `predicate` is true (null counts as false), evaluated on whole
@@ -417,7 +470,10 @@ impl Dataset {
 
     /// The same rows in `n` blocks of about equal size.
     pub fn repartition(&self, n: usize) -> Self {
-        self.with(Plan::AllToAll(self.plan.clone(), AllToAll::Repartition(n.max(1))))
+        self.with(Plan::AllToAll(
+            self.plan.clone(),
+            AllToAll::Repartition(n.max(1)),
+        ))
     }
 
     /// The rows in a random order, the same for the same `seed`.
@@ -495,7 +551,8 @@ impl Dataset {
     pub fn iter_batches(
         &self,
         batch_size: Option<usize>,
-    ) -> Result<impl Iterator<Item = Result<RecordBatch, DataError>> + Send + use<>, DataError> {
+    ) -> Result<impl Iterator<Item = Result<RecordBatch, DataError>> + Send + use<>, DataError>
+    {
         let (blocks, stats, _) = self.execute()?;
         Ok(Rebatch {
             blocks,
@@ -507,12 +564,14 @@ impl Dataset {
     }
 
     /// The rows, in order.
-    pub fn iter_rows(&self) -> Result<impl Iterator<Item = Result<Row, DataError>> + use<>, DataError> {
+    pub fn iter_rows(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<Row, DataError>> + use<>, DataError> {
         let batches = self.iter_batches(None)?;
         Ok(batches.flat_map(|b| {
-            let rows: Vec<Result<Row, DataError>> = match b.and_then(|b| {
-                row::rows_of(&b).map_err(|reason| DataError::Rows { reason })
-            }) {
+            let rows: Vec<Result<Row, DataError>> = match b
+                .and_then(|b| row::rows_of(&b).map_err(|reason| DataError::Rows { reason }))
+            {
                 Ok(rows) => rows.into_iter().map(Ok).collect(),
                 Err(e) => vec![Err(e)],
             };
@@ -575,12 +634,22 @@ impl Dataset {
 
     fn partials(&self, keys: &[String], aggs: &[Agg]) -> Result<Vec<Partial>, DataError> {
         let (blocks, stats, _) = self.execute()?;
-        let op = stats.operator(&format!("aggregate({})", aggs.iter().map(Agg::output_name).collect::<Vec<_>>().join(", ")));
+        let op = stats.operator(&format!(
+            "aggregate({})",
+            aggs.iter()
+                .map(Agg::output_name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         let mut pending = Vec::new();
         for (i, b) in blocks.enumerate() {
             let b = b?;
             op.started();
-            pending.push((i, b.file.clone(), partial_block.remote(&b.batch, keys.to_vec(), aggs.to_vec())));
+            pending.push((
+                i,
+                b.file.clone(),
+                partial_block.remote(&b.batch, keys.to_vec(), aggs.to_vec()),
+            ));
         }
         let mut out = Vec::new();
         for (i, file, p) in pending {
@@ -600,8 +669,11 @@ impl Dataset {
     fn one(&self, agg: Agg) -> Result<Option<f64>, DataError> {
         let out = self.aggregate(&[agg])?;
         let c = out.column(0);
-        let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Float64)
-            .map_err(|e| DataError::Schema { reason: e.to_string() })?;
+        let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Float64).map_err(|e| {
+            DataError::Schema {
+                reason: e.to_string(),
+            }
+        })?;
         let c = c
             .as_any()
             .downcast_ref::<arrow::array::Float64Array>()
@@ -673,7 +745,11 @@ impl Dataset {
             let b = b?;
             let path = lossy(&dir.join(format!("part-{i:05}.{}", format.extension())));
             op.started();
-            flight.push_back((i, path.clone(), write::write_block.remote(&b.batch, path, format)));
+            flight.push_back((
+                i,
+                path.clone(),
+                write::write_block.remote(&b.batch, path, format),
+            ));
             if flight.len() >= window {
                 rows += wait(flight.pop_front().expect("non-empty"))?;
             }
@@ -718,7 +794,11 @@ impl Iterator for DataIterator {
     type Item = Result<RecordBatch, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let block = self.shared.lock().unwrap_or_else(|e| e.into_inner()).next()?;
+        let block = self
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next()?;
         Some(block.and_then(|b| fetch(&b)))
     }
 }
@@ -784,7 +864,11 @@ impl Rebatch {
         let out = all.slice(0, size);
         let rest = all.slice(size, all.num_rows() - size);
         self.held_rows = rest.num_rows();
-        self.held = if rest.num_rows() > 0 { vec![rest] } else { Vec::new() };
+        self.held = if rest.num_rows() > 0 {
+            vec![rest]
+        } else {
+            Vec::new()
+        };
         Ok(out)
     }
 }
@@ -867,7 +951,8 @@ fn run(plan: &Arc<Plan>, stats: &Stats, tolerance: &Tolerance) -> Result<Blocks,
             resources,
         } => {
             for s in stages {
-                s.check().map_err(|reason| DataError::Invalid(format!("{}: {reason}", s.name())))?;
+                s.check()
+                    .map_err(|reason| DataError::Invalid(format!("{}: {reason}", s.name())))?;
             }
             match &**input {
                 // Reading is fused with what follows it.
@@ -887,7 +972,9 @@ fn run(plan: &Arc<Plan>, stats: &Stats, tolerance: &Tolerance) -> Result<Blocks,
                 )),
             }
         }
-        Plan::Pool(input, pool) => pool.start(run(input, stats, tolerance)?, tolerance.clone(), stats)?,
+        Plan::Pool(input, pool) => {
+            pool.start(run(input, stats, tolerance)?, tolerance.clone(), stats)?
+        }
         Plan::Limit(input, n) => Box::new(LimitOp::new(run(input, stats, tolerance)?, *n, stats)),
         Plan::Union(plans) => {
             let mut all: Vec<Blocks> = Vec::new();
@@ -936,15 +1023,26 @@ fn split_put(batch: &RecordBatch, n: usize) -> Result<Vec<BlockRef>, DataError> 
         .collect()
 }
 
-fn all_to_all(blocks: Vec<BlockRef>, op: &AllToAll, stats: &Stats) -> Result<Vec<BlockRef>, DataError> {
+fn all_to_all(
+    blocks: Vec<BlockRef>,
+    op: &AllToAll,
+    stats: &Stats,
+) -> Result<Vec<BlockRef>, DataError> {
     let name = match op {
         AllToAll::Repartition(n) => format!("repartition({n})"),
         AllToAll::Shuffle(seed) => format!("random_shuffle(seed {seed})"),
-        AllToAll::Sort(k, d) => format!("sort({}{})", k.join(", "), if *d { ", descending" } else { "" }),
+        AllToAll::Sort(k, d) => format!(
+            "sort({}{})",
+            k.join(", "),
+            if *d { ", descending" } else { "" }
+        ),
         AllToAll::GroupBy(k, a) => format!(
             "groupby({}).aggregate({})",
             k.join(", "),
-            a.iter().map(Agg::output_name).collect::<Vec<_>>().join(", ")
+            a.iter()
+                .map(Agg::output_name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         AllToAll::MapGroups(k, f) => format!("groupby({}).map_groups({f})", k.join(", ")),
     };
@@ -1000,7 +1098,8 @@ fn all_to_all(blocks: Vec<BlockRef>, op: &AllToAll, stats: &Stats) -> Result<Vec
                     stage.check().map_err(schema_err)?;
                     for (start, len) in group_runs(&sorted, keys).map_err(schema_err)? {
                         let group = Batch::new(sorted.slice(start, len));
-                        let (b, m) = super::exec::map_block_call(group, vec![stage.clone()], out.len());
+                        let (b, m) =
+                            super::exec::map_block_call(group, vec![stage.clone()], out.len());
                         let meta = m.get().map_err(|e| schema_err(runtime_reason(&e)))?;
                         if let Some(e) = meta.error {
                             return Err(e);
@@ -1025,7 +1124,11 @@ fn all_to_all(blocks: Vec<BlockRef>, op: &AllToAll, stats: &Stats) -> Result<Vec
 }
 
 /// The rows of `batch` sorted by `keys`.
-fn sort_batch(batch: &RecordBatch, keys: &[String], descending: bool) -> Result<RecordBatch, String> {
+fn sort_batch(
+    batch: &RecordBatch,
+    keys: &[String],
+    descending: bool,
+) -> Result<RecordBatch, String> {
     if batch.num_rows() == 0 {
         return Ok(batch.clone());
     }
@@ -1061,7 +1164,11 @@ fn group_runs(batch: &RecordBatch, keys: &[String]) -> Result<Vec<(usize, usize)
         })
         .collect::<Result<Vec<_>, String>>()?;
     let ranges = arrow::compute::partition(&cols).map_err(|e| e.to_string())?;
-    Ok(ranges.ranges().into_iter().map(|r| (r.start, r.end - r.start)).collect())
+    Ok(ranges
+        .ranges()
+        .into_iter()
+        .map(|r| (r.start, r.end - r.start))
+        .collect())
 }
 
 /// A permutation of `0..n` from `seed` (Fisher-Yates on splitmix64).
@@ -1103,6 +1210,8 @@ fn zip(a: RecordBatch, b: RecordBatch) -> Result<Vec<BlockRef>, DataError> {
         columns.push(c.clone());
     }
     let out = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
-        .map_err(|e| DataError::Schema { reason: e.to_string() })?;
+        .map_err(|e| DataError::Schema {
+            reason: e.to_string(),
+        })?;
     split_put(&out, 1)
 }

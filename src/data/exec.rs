@@ -55,7 +55,14 @@ fn run_stages(
                     file: file.clone(),
                     reason,
                 };
-                return (Batch::empty(), BlockMeta { file, error: Some(error), ..Default::default() });
+                return (
+                    Batch::empty(),
+                    BlockMeta {
+                        file,
+                        error: Some(error),
+                        ..Default::default()
+                    },
+                );
             }
         }
     }
@@ -218,7 +225,14 @@ impl TaskOp {
             name.push_str("->");
             name.push_str(&s.name());
         }
-        Self::new(Input::Reads(reads.into_iter()), name, stages, resources, tolerance, stats)
+        Self::new(
+            Input::Reads(reads.into_iter()),
+            name,
+            stages,
+            resources,
+            tolerance,
+            stats,
+        )
     }
 
     pub fn blocks(
@@ -228,8 +242,19 @@ impl TaskOp {
         tolerance: Tolerance,
         stats: &Stats,
     ) -> Self {
-        let name = stages.iter().map(Stage::name).collect::<Vec<_>>().join("->");
-        Self::new(Input::Blocks(input), name, stages, resources, tolerance, stats)
+        let name = stages
+            .iter()
+            .map(Stage::name)
+            .collect::<Vec<_>>()
+            .join("->");
+        Self::new(
+            Input::Blocks(input),
+            name,
+            stages,
+            resources,
+            tolerance,
+            stats,
+        )
     }
 
     fn new(
@@ -253,16 +278,21 @@ impl TaskOp {
         }
     }
 
-
     /// Starts one more task, if there is input; false when the input is used up.
     fn submit_one(&mut self) -> Result<bool, DataError> {
         let block = self.next_block;
         let stages = (*self.stages).clone();
         let (batch, meta, file) = match &mut self.input {
             Input::Reads(reads) => {
-                let Some(read) = reads.next() else { return Ok(false) };
+                let Some(read) = reads.next() else {
+                    return Ok(false);
+                };
                 let file = read.file().map(str::to_string);
-                let (b, m) = self.resources.apply(read_block.options()).remote(read, stages, block).split();
+                let (b, m) = self
+                    .resources
+                    .apply(read_block.options())
+                    .remote(read, stages, block)
+                    .split();
                 (b, m, file)
             }
             Input::Blocks(blocks) => match blocks.next() {
@@ -391,7 +421,12 @@ impl<H: Send + 'static> PoolOp<H> {
     ) -> Result<Self, DataError> {
         let mut actors = Vec::new();
         for _ in 0..min.max(1) {
-            actors.push((make().map_err(|e| DataError::Runtime(format!("{name}: cannot start an actor of the pool: {e}")))?, 0));
+            actors.push((
+                make().map_err(|e| {
+                    DataError::Runtime(format!("{name}: cannot start an actor of the pool: {e}"))
+                })?,
+                0,
+            ));
         }
         Ok(PoolOp {
             input,
@@ -423,11 +458,12 @@ impl<H: Send + 'static> PoolOp<H> {
                     let mut offset = 0u64;
                     while offset < block.rows {
                         let len = size.min(block.rows - offset);
-                        self.pending.push_back(
-                            slice_block.options()
-                                .num_cpus(0)
-                                .remote(&block.batch, offset as usize, len as usize),
-                        );
+                        self.pending
+                            .push_back(slice_block.options().num_cpus(0).remote(
+                                &block.batch,
+                                offset as usize,
+                                len as usize,
+                            ));
                         offset += len;
                     }
                 }
@@ -487,9 +523,7 @@ impl<H: Send + 'static> Iterator for PoolOp<H> {
                 };
                 let piece = self.pending.pop_front().expect("checked");
                 let out = (self.call)(&self.actors[slot].0, piece);
-                let meta = describe_block.options()
-                    .num_cpus(0)
-                    .remote(&out);
+                let meta = describe_block.options().num_cpus(0).remote(&out);
                 self.actors[slot].1 += 1;
                 self.stats.started();
                 self.flight.push_back((slot, out, meta, self.next_block));
@@ -556,9 +590,11 @@ impl Iterator for LimitOp {
             Err(e) => return Some(Err(e)),
         };
         if block.rows > self.left {
-            block.batch = slice_block.options()
-                .num_cpus(0)
-                .remote(&block.batch, 0, self.left as usize);
+            block.batch =
+                slice_block
+                    .options()
+                    .num_cpus(0)
+                    .remote(&block.batch, 0, self.left as usize);
             block.bytes = block.bytes * self.left / block.rows.max(1);
             block.rows = self.left;
         }

@@ -247,9 +247,9 @@ impl Expr {
                 Value::Array(Arc::new(boolean::or_kleene(&a, &b).map_err(err)?))
             }
             Expr::Not(a) => Value::Array(Arc::new(boolean::not(&a.mask(batch)?).map_err(err)?)),
-            Expr::IsNull(a) => {
-                Value::Array(Arc::new(boolean::is_null(&a.evaluate(batch)?).map_err(err)?))
-            }
+            Expr::IsNull(a) => Value::Array(Arc::new(
+                boolean::is_null(&a.evaluate(batch)?).map_err(err)?,
+            )),
         })
     }
 }
@@ -300,7 +300,9 @@ impl Value {
         }
         Ok(match self {
             Value::Array(a) => Value::Array(arrow::compute::cast(&a, to)?),
-            Value::Scalar(s) => Value::Scalar(Scalar::new(arrow::compute::cast(&s.into_inner(), to)?)),
+            Value::Scalar(s) => {
+                Value::Scalar(Scalar::new(arrow::compute::cast(&s.into_inner(), to)?))
+            }
         })
     }
 }
@@ -376,8 +378,14 @@ mod tests {
     fn batch() -> RecordBatch {
         RecordBatch::try_from_iter([
             ("i", Arc::new(Int64Array::from(vec![1, 5, 10])) as ArrayRef),
-            ("x", Arc::new(Float64Array::from(vec![Some(0.25), None, Some(0.75)])) as _),
-            ("f", Arc::new(arrow::array::Float32Array::from(vec![1.0f32, 2.0, 3.0])) as _),
+            (
+                "x",
+                Arc::new(Float64Array::from(vec![Some(0.25), None, Some(0.75)])) as _,
+            ),
+            (
+                "f",
+                Arc::new(arrow::array::Float32Array::from(vec![1.0f32, 2.0, 3.0])) as _,
+            ),
             ("k", Arc::new(StringArray::from(vec!["a", "b", "a"])) as _),
         ])
         .unwrap()
@@ -390,22 +398,40 @@ mod tests {
     #[test]
     fn comparisons_follow_the_values_and_null_is_unknown() {
         assert_eq!(mask(col("x").gt(0.5)), vec![Some(false), None, Some(true)]);
-        assert_eq!(mask(col("i").gt_eq(5)), vec![Some(false), Some(true), Some(true)]);
-        assert_eq!(mask(col("i").lt(5.5)), vec![Some(true), Some(true), Some(false)]);
-        assert_eq!(mask(col("k").eq("a")), vec![Some(true), Some(false), Some(true)]);
-        assert_eq!(mask(col("f").gt(1.5)), vec![Some(false), Some(true), Some(true)]);
+        assert_eq!(
+            mask(col("i").gt_eq(5)),
+            vec![Some(false), Some(true), Some(true)]
+        );
+        assert_eq!(
+            mask(col("i").lt(5.5)),
+            vec![Some(true), Some(true), Some(false)]
+        );
+        assert_eq!(
+            mask(col("k").eq("a")),
+            vec![Some(true), Some(false), Some(true)]
+        );
+        assert_eq!(
+            mask(col("f").gt(1.5)),
+            vec![Some(false), Some(true), Some(true)]
+        );
         assert_eq!(
             mask(col("k").eq("a").and(col("i").gt(1))),
             vec![Some(false), Some(false), Some(true)]
         );
-        assert_eq!(mask(col("x").is_null()), vec![Some(false), Some(true), Some(false)]);
+        assert_eq!(
+            mask(col("x").is_null()),
+            vec![Some(false), Some(true), Some(false)]
+        );
     }
 
     #[test]
     fn arithmetic_widens_and_keeps_nulls() {
         let a = col("i").mul(col("x")).evaluate(&batch()).unwrap();
         let a = a.as_any().downcast_ref::<Float64Array>().unwrap();
-        assert_eq!(a.iter().collect::<Vec<_>>(), vec![Some(0.25), None, Some(7.5)]);
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            vec![Some(0.25), None, Some(7.5)]
+        );
         let b = col("i").add(1).evaluate(&batch()).unwrap();
         let b = b.as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(b.values().to_vec(), vec![2, 6, 11]);

@@ -114,7 +114,10 @@ mod tests {
     fn rows_round_trip_with_nulls() {
         let b = RecordBatch::try_from_iter([
             ("id", Arc::new(Int64Array::from(vec![1, 2])) as _),
-            ("x", Arc::new(Float64Array::from(vec![Some(0.5), None])) as _),
+            (
+                "x",
+                Arc::new(Float64Array::from(vec![Some(0.5), None])) as _,
+            ),
             ("k", Arc::new(StringArray::from(vec!["a", "b"])) as _),
         ])
         .unwrap();

@@ -19,10 +19,12 @@ pub(crate) const TARGET_BLOCK_BYTES: u64 = 128 << 20;
 pub(crate) enum Read {
     /// Ids `start..end` in column `id`.
     Range { start: u64, end: u64 },
-    /// Row groups `groups` of a Parquet file (all when `None`).
+    /// Row groups `groups` of a Parquet file (all when `None`), only `columns` of it (all
+    /// when `None`).
     Parquet {
         path: String,
         groups: Option<Vec<usize>>,
+        columns: Option<Vec<String>>,
     },
     /// A CSV file with a header row.
     Csv { path: String },
@@ -71,27 +73,73 @@ impl Read {
                 RecordBatch::try_from_iter([("id", Arc::new(ids) as _)])
                     .map_err(|e| DataError::Invalid(e.to_string()))
             }
-            Read::Parquet { path, groups } => {
+            Read::Parquet {
+                path,
+                groups,
+                columns,
+            } => {
                 let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
                 let mut builder =
                     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
                         .map_err(|e| read_err(path, &e))?;
+                let meta = builder.metadata().clone();
+                let rows: i64 = match groups {
+                    Some(groups) => groups
+                        .iter()
+                        .filter_map(|g| meta.row_groups().get(*g))
+                        .map(|g| g.num_rows())
+                        .sum(),
+                    None => meta.file_metadata().num_rows(),
+                };
                 if let Some(groups) = groups {
                     builder = builder.with_row_groups(groups.clone());
                 }
-                let rows = builder.metadata().file_metadata().num_rows().max(1) as usize;
-                let schema = builder.schema().clone();
+                let mut wanted = None;
+                if let Some(columns) = columns {
+                    // Only these columns are decoded (projection pushdown).
+                    let schema = builder.schema().clone();
+                    let mut roots = Vec::with_capacity(columns.len());
+                    for c in columns {
+                        roots.push(schema.index_of(c).map_err(|_| {
+                            read_err(path, &format!("no column \"{c}\" to select"))
+                        })?);
+                    }
+                    let mask = parquet::arrow::ProjectionMask::roots(
+                        builder.parquet_schema(),
+                        roots.iter().copied(),
+                    );
+                    builder = builder.with_projection(mask);
+                    wanted = Some(Arc::new(
+                        schema.project(&roots).map_err(|e| read_err(path, &e))?,
+                    ));
+                }
+                let schema = wanted.clone().unwrap_or_else(|| builder.schema().clone());
+                // One batch of every row read: no copy to put batches together.
                 let reader = builder
-                    .with_batch_size(rows.min(1 << 20))
+                    .with_batch_size(rows.max(1) as usize)
                     .build()
                     .map_err(|e| read_err(path, &e))?;
                 let batches = reader
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| read_err(path, &e))?;
-                if batches.is_empty() {
-                    return Ok(RecordBatch::new_empty(schema));
+                let batch = if batches.is_empty() {
+                    RecordBatch::new_empty(schema.clone())
+                } else {
+                    concat(&batches).map_err(|e| read_err(path, &e))?
+                };
+                match wanted {
+                    // Decoded in the file's order: put in the order asked for.
+                    Some(schema) => {
+                        let order = schema
+                            .fields()
+                            .iter()
+                            .map(|f| batch.schema().index_of(f.name()))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| read_err(path, &e))?;
+                        batch.project(&order).map_err(|e| read_err(path, &e))
+                    }
+                    None => Ok(batch),
                 }
-                concat(&batches).map_err(|e| read_err(path, &e))
             }
             Read::Csv { path } => {
                 let mut file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
@@ -236,12 +284,14 @@ pub(crate) fn parquet_reads(pattern: &str) -> Result<Vec<Read>, DataError> {
             reads.push(Read::Parquet {
                 path: p.clone(),
                 groups: (groups.len() != sizes.len()).then_some(groups),
+                columns: None,
             });
         }
         if sizes.is_empty() {
             reads.push(Read::Parquet {
                 path: p.clone(),
                 groups: None,
+                columns: None,
             });
         }
     }
@@ -298,7 +348,10 @@ mod tests {
 
     #[test]
     fn runs_group_up_to_the_target() {
-        assert_eq!(runs(&[5, 5, 5, 20, 1], 10), vec![vec![0, 1], vec![2], vec![3], vec![4]]);
+        assert_eq!(
+            runs(&[5, 5, 5, 20, 1], 10),
+            vec![vec![0, 1], vec![2], vec![3], vec![4]]
+        );
         assert!(runs(&[], 10).is_empty());
     }
 
@@ -308,7 +361,9 @@ mod tests {
             let reads = range_reads(n);
             let mut next = 0;
             for r in &reads {
-                let Read::Range { start, end } = r else { panic!() };
+                let Read::Range { start, end } = r else {
+                    panic!()
+                };
                 assert_eq!(*start, next);
                 assert!(end > start);
                 next = *end;

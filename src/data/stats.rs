@@ -121,7 +121,11 @@ impl Stats {
                 .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).stats.clone())
                 .collect(),
             total: self.start.elapsed(),
-            errored_blocks: self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            errored_blocks: self
+                .errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 

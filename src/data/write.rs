@@ -45,7 +45,9 @@ pub(crate) fn write_block(input: Batch, path: String, format: Format) -> Result<
                 w.close().map_err(|e| e.to_string())?;
             }
             Format::Csv => {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(file);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(file);
                 w.write(&input).map_err(|e| e.to_string())?;
             }
             Format::Json => {
