@@ -37,7 +37,7 @@ fn items(n: i64) -> Vec<Item> {
         .map(|i| Item {
             id: i,
             key: format!("k{}", i % 3),
-            x: (i % 5 != 0).then(|| i as f64 * 0.5),
+            x: (i % 5 != 0).then_some(i as f64 * 0.5),
         })
         .collect()
 }

@@ -620,8 +620,11 @@ impl Dataset {
 
     /// Prints the first `n` rows, one JSON object per line.
     pub fn show(&self, n: u64) -> Result<(), DataError> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
         for r in self.take(n)? {
-            println!("{}", serde_json::Value::Object(r.0));
+            // A closed stdout loses the lines, as a print would.
+            let _ = writeln!(out, "{}", serde_json::Value::Object(r.0));
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Per-operator statistics of a dataset's last execution (`Dataset::stats()`), and the
 //! progress line shown while it runs on a terminal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -132,7 +132,7 @@ impl Stats {
     /// Ends the progress line, if one was drawn.
     pub fn finish(&self) {
         if self.progress {
-            eprintln!();
+            let _ = writeln!(std::io::stderr());
         }
     }
 }
@@ -173,7 +173,8 @@ impl OpStats {
             if last.elapsed() >= Duration::from_millis(100) {
                 *last = Instant::now();
                 let s = &r.stats;
-                eprint!(
+                let _ = write!(
+                    std::io::stderr(),
                     "\r\x1b[K{}: {} blocks, {} rows, {:.0} rows/s",
                     s.name,
                     s.blocks,
