@@ -324,6 +324,26 @@ fn every_format_round_trips() {
         .take_all_as()
         .unwrap();
     assert_eq!(back, all);
+    // Columns selected after the read: only they come, in the order asked for.
+    let picked = data::read_parquet(d.join("pq"))
+        .unwrap()
+        .select_columns(&["x", "id"])
+        .to_batch()
+        .unwrap();
+    let names: Vec<_> = picked
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, vec!["x", "id"]);
+    assert_eq!(ids(&picked, "id"), (0..777).collect::<Vec<_>>());
+    let e = data::read_parquet(d.join("pq"))
+        .unwrap()
+        .select_columns(&["nope"])
+        .count()
+        .unwrap_err();
+    assert!(e.to_string().contains("no column \"nope\""), "{e}");
 
     assert_eq!(ds.write_json(d.join("json")).unwrap(), 777);
     let back: Vec<Item> = data::read_json(d.join("json"))
