@@ -76,6 +76,22 @@ fn explode_on_seven(batch: Batch) -> Result<Batch, String> {
     Ok(batch)
 }
 
+/// Adds column `node`: the node that ran the task.
+#[mobula::remote]
+fn tag_node(batch: Batch) -> anyhow::Result<Batch> {
+    let node = mobula::context().node_id().expect("a runtime").to_string();
+    let column = StringArray::from(vec![node.as_str(); batch.num_rows()]);
+    let mut columns: Vec<(String, arrow::array::ArrayRef)> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .zip(batch.columns().iter().cloned())
+        .collect();
+    columns.push(("node".into(), Arc::new(column)));
+    Ok(Batch::new(RecordBatch::try_from_iter(columns)?))
+}
+
 #[mobula::remote]
 fn tag_row(mut row: Row) -> Row {
     let id: i64 = row.get("id").unwrap();
@@ -554,18 +570,40 @@ fn a_pipeline_on_a_local_cluster_survives_a_node_killed_mid_run() {
     let (mut cluster, workers, _driver) =
         common::local_cluster(Config::default().num_cpus(0), worker, 2, |c| c);
     let n = 300_000i64;
-    let ds = data::range(n as u64).map_batches(double_id, MapOptions::new());
+    let ds = data::range(n as u64)
+        .map_batches(double_id, MapOptions::new())
+        .map_batches(tag_node, MapOptions::new());
     let mut got = Vec::with_capacity(n as usize);
-    let mut killed = false;
+    let (mut before, mut after) = (HashSet::new(), HashSet::new());
     for (i, b) in ds.iter_batches(None).unwrap().enumerate() {
-        got.extend(ids(&b.unwrap(), "id"));
+        let b = b.unwrap();
+        got.extend(ids(&b, "id"));
+        let node = b.column_by_name("node").unwrap();
+        let node = node
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .value(0)
+            .to_string();
+        if i <= 20 {
+            before.insert(node);
+        } else {
+            after.insert(node);
+        }
         if i == 20 {
             assert!(cluster.kill_node(workers[0]));
-            killed = true;
         }
     }
-    assert!(killed, "the run had more than 20 blocks");
     assert_eq!(got, (0..n).map(|i| i * 2).collect::<Vec<_>>());
+    let (dead, alive) = (workers[0].to_string(), workers[1].to_string());
+    assert!(
+        before.contains(&dead),
+        "the killed node made blocks before: {before:?}"
+    );
+    assert!(
+        after.contains(&alive),
+        "the other node made the rest: {after:?}"
+    );
     common::eventually("the killed node is declared dead", || {
         mobula::node::nodes()
             .iter()

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Gate, eventually, turn};
+use common::{Gate, turn};
 use mobula::collective::{self, ReduceOp};
 use mobula::prelude::*;
 use mobula::train::{
@@ -237,7 +237,17 @@ fn four_workers_on_two_nodes_survive_a_worker_killed_mid_run() {
                 .fit()
         })
     };
-    eventually("rank 1 holds at step 5", || HELD.load(Ordering::SeqCst));
+    common::eventually_or(
+        "rank 1 holds at step 5",
+        || HELD.load(Ordering::SeqCst),
+        || {
+            format!(
+                "(steps run: {:?}; fit ended: {})",
+                RAN.lock().unwrap(),
+                fit.is_finished()
+            )
+        },
+    );
     let victim =
         mobula::get_actor_in::<TrainWorker>(WORKERS_NAMESPACE, &worker_name("killed", 1, 1))
             .unwrap();

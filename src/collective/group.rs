@@ -152,15 +152,9 @@ pub(crate) struct Groups {
 }
 
 fn groups() -> Result<Arc<Groups>, CollectiveError> {
-    global::with_runtime(|rt| match rt.extension::<Groups>() {
-        Some(g) => g,
-        None => {
-            let g = Arc::new(Groups::default());
-            rt.set_extension(Arc::clone(&g));
-            g
-        }
-    })
-    .ok_or(CollectiveError::NotInitialized)
+    // Members entering their first group at once on one node share one table of groups.
+    global::with_runtime(|rt| rt.extension_or_insert_with(|| Arc::new(Groups::default())))
+        .ok_or(CollectiveError::NotInitialized)
 }
 
 fn mailbox() -> Result<Arc<Mailbox>, CollectiveError> {

@@ -178,14 +178,7 @@ type Panel = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 impl Panels {
     /// The node's panels.
     pub(crate) fn of(rt: &Runtime) -> Arc<Panels> {
-        match rt.extension::<Panels>() {
-            Some(p) => p,
-            None => {
-                let p = Arc::new(Panels::default());
-                rt.set_extension(Arc::clone(&p));
-                p
-            }
-        }
+        rt.extension_or_insert_with(|| Arc::new(Panels::default()))
     }
 
     /// Shows `make()` under `name` (in place of an earlier panel of that name).

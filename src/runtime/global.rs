@@ -59,6 +59,29 @@ impl Runtime {
             .find_map(|e| Arc::clone(e).downcast::<T>().ok())
     }
 
+    /// The value of type `T` this node keeps, made by `make` and kept if there is none yet:
+    /// callers racing to make the first one all get the same (checking with [`extension`]
+    /// and then setting with [`set_extension`] would let each keep its own, the last one
+    /// replacing the others).
+    ///
+    /// [`extension`]: Runtime::extension
+    /// [`set_extension`]: Runtime::set_extension
+    pub fn extension_or_insert_with<T: Any + Send + Sync>(
+        &self,
+        make: impl FnOnce() -> Arc<T>,
+    ) -> Arc<T> {
+        let mut extensions = self.extensions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = extensions
+            .iter()
+            .find_map(|e| Arc::clone(e).downcast::<T>().ok())
+        {
+            return found;
+        }
+        let made = make();
+        extensions.push(Arc::clone(&made) as Arc<dyn Any + Send + Sync>);
+        made
+    }
+
     /// Keeps `value` for this node (in place of another value of its type); it is let go
     /// with the node.
     pub fn set_extension<T: Any + Send + Sync>(&self, value: Arc<T>) {

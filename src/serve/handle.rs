@@ -143,14 +143,7 @@ impl Routers {
 
 /// This process's routers.
 pub(crate) fn routers() -> Option<Arc<Routers>> {
-    global::with_runtime(|rt| match rt.extension::<Routers>() {
-        Some(r) => r,
-        None => {
-            let r = Arc::new(Routers::default());
-            rt.set_extension(Arc::clone(&r));
-            r
-        }
-    })
+    global::with_runtime(|rt| rt.extension_or_insert_with(|| Arc::new(Routers::default())))
 }
 
 /// A handle to a deployment: calls go to its replicas. `#[mobula::deployment]` wraps it in a
