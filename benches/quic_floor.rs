@@ -77,15 +77,7 @@ fn main() {
 }
 
 async fn serve(dir: std::path::PathBuf) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-    let der = cert.cert.der().to_vec();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let cfg = quinn::ServerConfig::with_single_cert(vec![der.clone().into()], key).expect("tls");
-    let ep = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().expect("addr")).expect("bind");
-    std::fs::write(dir.join("cert.der"), &der).expect("write");
-    let addr = ep.local_addr().expect("addr").to_string();
-    std::fs::write(dir.join("addr.tmp"), addr).expect("write");
-    std::fs::rename(dir.join("addr.tmp"), dir.join("addr")).expect("rename");
+    let ep = server_endpoint(&dir);
     let conn = ep.accept().await.expect("accept").await.expect("handshake");
     let (mut send, mut recv) = conn.accept_bi().await.expect("stream");
     let mut buf = [0u8; 16];

@@ -12,8 +12,7 @@ use super::DataError;
 use super::aggregate::{self, Agg, Partial};
 use super::batch::Batch;
 use super::exec::{
-    BlockRef, Blocks, LimitOp, PoolCall, PoolMake, PoolOp, TaskOp, TaskResources, Tolerance,
-    runtime_reason,
+    BlockRef, Blocks, LimitOp, PoolOp, PoolPlan, TaskOp, TaskResources, Tolerance, runtime_reason,
 };
 use super::expr::Expr;
 use super::row::{self, Row};
@@ -60,33 +59,14 @@ trait PoolSpec: Send + Sync {
     ) -> Result<Blocks, DataError>;
 }
 
-struct Pool<H> {
-    name: String,
-    make: PoolMake<H>,
-    call: PoolCall<H>,
-    min: usize,
-    max: usize,
-    batch_size: Option<usize>,
-}
-
-impl<H: Send + 'static> PoolSpec for Pool<H> {
+impl<H: Send + 'static> PoolSpec for PoolPlan<H> {
     fn start(
         &self,
         input: Blocks,
         tolerance: Tolerance,
         stats: &Stats,
     ) -> Result<Blocks, DataError> {
-        Ok(Box::new(PoolOp::new(
-            input,
-            self.name.clone(),
-            self.make.clone(),
-            self.call.clone(),
-            self.min,
-            self.max,
-            self.batch_size,
-            tolerance,
-            stats,
-        )?))
+        Ok(Box::new(PoolOp::new(input, self, tolerance, stats)?))
     }
 }
 
@@ -386,7 +366,7 @@ impl Dataset {
         );
         self.with(Plan::Pool(
             self.plan.clone(),
-            Arc::new(Pool {
+            Arc::new(PoolPlan {
                 name,
                 make: Arc::new(make),
                 call: Arc::new(call),
@@ -1174,19 +1154,12 @@ fn group_runs(batch: &RecordBatch, keys: &[String]) -> Result<Vec<(usize, usize)
         .collect())
 }
 
-/// A permutation of `0..n` from `seed` (Fisher-Yates on splitmix64).
+/// A permutation of `0..n` from `seed` (Fisher-Yates, Tune's seeded generator).
 fn permutation(n: usize, seed: u64) -> Vec<u32> {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = crate::tune::rng::Rng::seeded(seed);
     let mut v: Vec<u32> = (0..n as u32).collect();
     for i in (1..n).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         v.swap(i, j);
     }
     v

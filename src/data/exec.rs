@@ -386,6 +386,16 @@ pub(crate) type PoolCall<H> = Arc<dyn Fn(&H, ObjectRef<Batch>) -> ObjectRef<Batc
 /// Makes one actor of a pool.
 pub(crate) type PoolMake<H> = Arc<dyn Fn() -> Result<H, crate::ActorError> + Send + Sync>;
 
+/// What an actor-pool operator is made of.
+pub(crate) struct PoolPlan<H> {
+    pub name: String,
+    pub make: PoolMake<H>,
+    pub call: PoolCall<H>,
+    pub min: usize,
+    pub max: usize,
+    pub batch_size: Option<usize>,
+}
+
 /// `map_batches` on an actor pool: each block (cut to `batch_size` rows) goes to the actor
 /// with the fewest calls in flight; the pool grows from `min` to `max` actors while every
 /// actor has its fill of calls and blocks wait.
@@ -407,20 +417,15 @@ pub(crate) struct PoolOp<H> {
 }
 
 impl<H: Send + 'static> PoolOp<H> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         input: Blocks,
-        name: String,
-        make: PoolMake<H>,
-        call: PoolCall<H>,
-        min: usize,
-        max: usize,
-        batch_size: Option<usize>,
+        plan: &PoolPlan<H>,
         tolerance: Tolerance,
         stats: &Stats,
     ) -> Result<Self, DataError> {
+        let (name, make) = (&plan.name, &plan.make);
         let mut actors = Vec::new();
-        for _ in 0..min.max(1) {
+        for _ in 0..plan.min.max(1) {
             actors.push((
                 make().map_err(|e| {
                     DataError::Runtime(format!("{name}: cannot start an actor of the pool: {e}"))
@@ -430,17 +435,17 @@ impl<H: Send + 'static> PoolOp<H> {
         }
         Ok(PoolOp {
             input,
-            make,
-            call,
+            make: make.clone(),
+            call: plan.call.clone(),
             actors,
-            max: max.max(min).max(1),
+            max: plan.max.max(plan.min).max(1),
             per_actor: 2,
-            batch_size,
+            batch_size: plan.batch_size,
             pending: VecDeque::new(),
             flight: VecDeque::new(),
             next_block: 0,
             tolerance,
-            stats: stats.operator(&name),
+            stats: stats.operator(name),
             input_done: false,
         })
     }

@@ -154,13 +154,7 @@ impl Read {
                     .with_batch_size(1 << 16)
                     .build(file)
                     .map_err(|e| read_err(path, &e))?;
-                let batches = reader
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| read_err(path, &e))?;
-                if batches.is_empty() {
-                    return Ok(RecordBatch::new_empty(schema));
-                }
-                concat(&batches).map_err(|e| read_err(path, &e))
+                one_batch(reader, schema).map_err(|e| read_err(path, &e))
             }
             Read::Json { path } => {
                 let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
@@ -173,13 +167,7 @@ impl Read {
                     .with_batch_size(1 << 16)
                     .build(buffered)
                     .map_err(|e| read_err(path, &e))?;
-                let batches = reader
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| read_err(path, &e))?;
-                if batches.is_empty() {
-                    return Ok(RecordBatch::new_empty(schema));
-                }
-                concat(&batches).map_err(|e| read_err(path, &e))
+                one_batch(reader, schema).map_err(|e| read_err(path, &e))
             }
             Read::Text { path } => {
                 let text = std::fs::read_to_string(path).map_err(|e| read_err(path, &e))?;
@@ -204,6 +192,20 @@ impl Read {
             }
         }
     }
+}
+
+/// Every batch a reader gives, as one (no rows: an empty batch of `schema`).
+fn one_batch(
+    reader: impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>,
+    schema: arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, String> {
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if batches.is_empty() {
+        return Ok(RecordBatch::new_empty(schema));
+    }
+    concat(&batches)
 }
 
 /// The files `pattern` names: a file, every file under a directory (recursively, sorted,
