@@ -88,7 +88,8 @@ async fn serve(dir: std::path::PathBuf) {
     }
 }
 
-async fn ping(dir: &std::path::Path, cross: bool) -> f64 {
+/// A client endpoint that trusts the server `dir` describes, and the server's address.
+fn client_endpoint(dir: &std::path::Path) -> (quinn::Endpoint, std::net::SocketAddr) {
     let der = std::fs::read(dir.join("cert.der")).expect("cert");
     let addr: std::net::SocketAddr = std::fs::read_to_string(dir.join("addr"))
         .expect("addr")
@@ -99,6 +100,11 @@ async fn ping(dir: &std::path::Path, cross: bool) -> f64 {
     let cfg = quinn::ClientConfig::with_root_certificates(Arc::new(roots)).expect("tls");
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("bind");
     ep.set_default_client_config(cfg);
+    (ep, addr)
+}
+
+async fn ping(dir: &std::path::Path, cross: bool) -> f64 {
+    let (ep, addr) = client_endpoint(dir);
     let conn = ep
         .connect(addr, "localhost")
         .expect("connect")
@@ -233,16 +239,7 @@ fn bulk_main() {
 }
 
 async fn pull(dir: &std::path::Path, conns: usize, streams: usize) -> f64 {
-    let der = std::fs::read(dir.join("cert.der")).expect("cert");
-    let addr: std::net::SocketAddr = std::fs::read_to_string(dir.join("addr"))
-        .expect("addr")
-        .parse()
-        .expect("addr");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der.into()).expect("root");
-    let cfg = quinn::ClientConfig::with_root_certificates(Arc::new(roots)).expect("tls");
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("bind");
-    ep.set_default_client_config(cfg);
+    let (ep, addr) = client_endpoint(dir);
     let mut links = Vec::new();
     for _ in 0..conns {
         let c = ep
