@@ -334,6 +334,14 @@ fn every_format_round_trips() {
     let d = dir("formats");
 
     assert_eq!(ds.write_parquet(d.join("pq")).unwrap(), 777);
+    let written = ds.stats();
+    let op = written
+        .operators
+        .iter()
+        .find(|o| o.name == "write_parquet")
+        .unwrap();
+    assert_eq!((op.tasks, op.blocks, op.rows), (3, 3, 777));
+    assert!(op.bytes > 0, "{op:?}");
     assert_eq!(std::fs::read_dir(d.join("pq")).unwrap().count(), 3);
     let back: Vec<Item> = data::read_parquet(d.join("pq"))
         .unwrap()

@@ -715,13 +715,14 @@ impl Dataset {
         let window = super::exec::default_window();
         let mut flight = std::collections::VecDeque::new();
         let mut rows = 0;
-        let wait = |f: (usize, String, ObjectRef<u64>)| -> Result<u64, DataError> {
-            let (i, path, r) = f;
+        // Each block written: its index, its file, its bytes in memory, the rows written.
+        let wait = |f: (usize, String, u64, ObjectRef<u64>)| -> Result<u64, DataError> {
+            let (i, path, bytes, r) = f;
             let n = r.get().map_err(|e| DataError::Write {
                 path: path.clone(),
                 reason: format!("block {i}: {}", runtime_reason(&e)),
             })?;
-            op.finished(n, 0);
+            op.finished(n, bytes);
             Ok(n)
         };
         for (i, b) in blocks.enumerate() {
@@ -731,6 +732,7 @@ impl Dataset {
             flight.push_back((
                 i,
                 path.clone(),
+                b.bytes,
                 write::write_block.remote(&b.batch, path, format),
             ));
             if flight.len() >= window {
