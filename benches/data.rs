@@ -3,9 +3,9 @@
 //! Parquet table (8 files; columns id int64, x float64, key string of 100 values, f0..f15
 //! float32).
 //!
-//!     cargo bench --bench data                      # 10M rows, table in /tmp/mobula-data-bench
-//!     cargo bench --bench data -- --quick           # 200,000 rows in a table of its own (CI)
-//!     cargo bench --bench data -- --only groupby    # pipelines whose name contains "groupby"
+//!     cargo bench --bench data --features data                   # 10M rows, table in /tmp/mobula-data-bench
+//!     cargo bench --bench data --features data -- --quick        # 200,000 rows, a table of its own (CI)
+//!     cargo bench --bench data --features data -- --only groupby # names containing "groupby"
 //!     /tmp/rayenv/bin/python ../shared/bench/ray/data_pipelines.py
 //!     /tmp/rayenv/bin/python benches/compare_data_polars.py
 //!

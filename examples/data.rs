@@ -5,7 +5,8 @@
 //! scored table is read again and summarized per predicted class, and the statistics of
 //! each run are printed.
 //!
-//! Run it with `cargo run --release --example data` (`-- --quick` for a small table).
+//! Run it with `cargo run --release --example data --features data` (`-- --quick` for a
+//! small table).
 
 #[path = "shared/logistic.rs"]
 mod logistic;

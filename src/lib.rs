@@ -40,6 +40,7 @@ mod api;
 mod base;
 pub(crate) mod cluster;
 pub mod collective;
+#[cfg(feature = "data")]
 pub mod data;
 mod http;
 pub mod logs;

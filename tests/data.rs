@@ -3,6 +3,8 @@
 //! a dataset 4x the object store's memory streamed with the store's use measured, a node
 //! killed mid-run on a LocalCluster, streaming_split, and errors that say where.
 
+#![cfg(feature = "data")]
+
 mod common;
 
 use std::collections::{BTreeMap, HashSet};

@@ -20,11 +20,13 @@ thread_local! {
 /// True while [`estimate`] is walking a value on this thread: a type whose serialized form
 /// would cost a copy to make (Data's Arrow batches) reports its size with [`report`] and
 /// serializes nothing instead.
+#[cfg_attr(not(feature = "data"), allow(dead_code))]
 pub(crate) fn is_counting() -> bool {
     REPORTED.with(|r| r.get().is_some())
 }
 
 /// Adds `bytes` to the size being estimated on this thread (see [`is_counting`]).
+#[cfg_attr(not(feature = "data"), allow(dead_code))]
 pub(crate) fn report(bytes: u64) {
     REPORTED.with(|r| {
         if let Some(n) = r.get() {
