@@ -7,10 +7,12 @@
 //! the value would take serialized, which is close to its heap size for the data that matters
 //! (large arrays, strings, buffers).
 
+#[cfg(feature = "data")]
 use std::cell::Cell;
 
 use serde::ser::{self, Serialize};
 
+#[cfg(feature = "data")]
 thread_local! {
     /// Bytes reported by values that size themselves, while [`estimate`] walks a value on
     /// this thread (`None` when it does not).
@@ -20,13 +22,13 @@ thread_local! {
 /// True while [`estimate`] is walking a value on this thread: a type whose serialized form
 /// would cost a copy to make (Data's Arrow batches) reports its size with [`report`] and
 /// serializes nothing instead.
-#[cfg_attr(not(feature = "data"), allow(dead_code))]
+#[cfg(feature = "data")]
 pub(crate) fn is_counting() -> bool {
     REPORTED.with(|r| r.get().is_some())
 }
 
 /// Adds `bytes` to the size being estimated on this thread (see [`is_counting`]).
-#[cfg_attr(not(feature = "data"), allow(dead_code))]
+#[cfg(feature = "data")]
 pub(crate) fn report(bytes: u64) {
     REPORTED.with(|r| {
         if let Some(n) = r.get() {
@@ -41,12 +43,17 @@ pub(crate) fn report(bytes: u64) {
 /// stopped, and at least the value's own size.
 pub(crate) fn estimate<T: Serialize + ?Sized>(value: &T) -> u64 {
     let mut counter = Counter(0);
+    // Only a build with Data has values that size themselves: a plain put pays nothing.
+    #[cfg(feature = "data")]
     let outer = REPORTED.with(|r| r.replace(Some(0)));
     let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let _ = value.serialize(&mut counter);
     }));
-    let reported = REPORTED.with(|r| r.replace(outer)).unwrap_or(0);
-    counter.0 = counter.0.saturating_add(reported);
+    #[cfg(feature = "data")]
+    {
+        let reported = REPORTED.with(|r| r.replace(outer)).unwrap_or(0);
+        counter.0 = counter.0.saturating_add(reported);
+    }
     if walked.is_err() {
         tracing::warn!(
             type_name = std::any::type_name::<T>(),
