@@ -311,6 +311,21 @@ fn aggregates_and_all_to_all_operators_match_a_plain_computation() {
     assert_eq!((op.blocks, op.rows), (7, 2000));
     assert_eq!(r.count().unwrap(), 2000);
 
+    // sort on two keys, ties broken by the second.
+    let by_two = ds.sort(&["key", "id"], false).to_batch().unwrap();
+    let mut want: Vec<(String, i64)> = all.iter().map(|i| (i.key.clone(), i.id)).collect();
+    want.sort();
+    assert_eq!(
+        ids(&by_two, "id"),
+        want.iter().map(|w| w.1).collect::<Vec<_>>()
+    );
+
+    // repartition keeps the rows' order.
+    assert_eq!(
+        ids(&ds.repartition(7).to_batch().unwrap(), "id"),
+        (0..2000).collect::<Vec<_>>()
+    );
+
     // union and zip.
     let u = data::range(5).union(&[data::range(3)]).to_batch().unwrap();
     assert_eq!(ids(&u, "id"), vec![0, 1, 2, 3, 4, 0, 1, 2]);
@@ -321,6 +336,21 @@ fn aggregates_and_all_to_all_operators_match_a_plain_computation() {
     assert_eq!(ids(&z, "id"), vec![0, 1, 2, 3]);
     assert_eq!(ids(&z, "id_1"), vec![0, 1, 2, 3]);
     assert_eq!(ids(&z, "sq"), vec![0, 1, 4, 9]);
+    // zip of sides cut into blocks differently.
+    let z = data::range(10_000)
+        .zip(
+            &data::range(10_000)
+                .repartition(3)
+                .add_column("sq", col("id").mul(col("id"))),
+        )
+        .to_batch()
+        .unwrap();
+    assert_eq!(ids(&z, "id"), (0..10_000).collect::<Vec<_>>());
+    assert_eq!(ids(&z, "id_1"), (0..10_000).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&z, "sq"),
+        (0..10_000i64).map(|i| i * i).collect::<Vec<_>>()
+    );
     assert!(matches!(
         data::range(4).zip(&data::range(5)).count(),
         Err(DataError::Schema { .. })
@@ -471,6 +501,16 @@ fn errors_say_which_operator_block_and_file() {
         .count()
         .unwrap_err();
     assert!(e.to_string().contains("no column \"nope\""), "{e}");
+    // So does a sort by one, naming the sort.
+    match data::range(10).sort(&["nope"], false).count().unwrap_err() {
+        DataError::Operator {
+            operator, reason, ..
+        } => {
+            assert_eq!(operator, "sort(nope)");
+            assert!(reason.contains("no column \"nope\"") && reason.contains("\"id\""));
+        }
+        other => panic!("{other:?}"),
+    }
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -571,6 +611,75 @@ fn a_dataset_four_times_the_store_streams_with_bounded_memory() {
     );
     assert!(peak <= limit / 2, "the store held {peak} bytes at once");
     assert_eq!(store.spilled_bytes, 0, "nothing had to wait on disk");
+}
+
+#[test]
+fn a_sort_four_times_the_store_spills_what_waits_and_is_exact() {
+    let _turn = turn();
+    let limit: u64 = 2 << 20;
+    let _m = mobula::init(Config::default().num_cpus(2).object_store_memory(limit)).unwrap();
+    // 1M ids of 8 bytes: 8 MiB through a 2 MiB store. A sort's parts all wait for the last
+    // map task, so some must go to disk.
+    let n: i64 = 1 << 20;
+    let ds = data::range(n as u64)
+        .map_batches(double_id, MapOptions::new())
+        .sort(&["id"], true);
+    let mut next = (n - 1) * 2;
+    let mut rows = 0;
+    for b in ds.iter_batches(None).unwrap() {
+        for v in ids(&b.unwrap(), "id") {
+            assert_eq!(v, next, "row {rows}");
+            next -= 2;
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, n);
+    let store = mobula::state::object_store().unwrap();
+    assert!(
+        store.spilled_bytes > 0,
+        "the parts that waited were spilled"
+    );
+    let op = ds
+        .stats()
+        .operators
+        .into_iter()
+        .find(|o| o.name.starts_with("sort"))
+        .unwrap();
+    assert_eq!(op.rows, n as u64);
+}
+
+#[test]
+fn all_to_all_operators_run_on_the_workers_of_a_local_cluster() {
+    let _turn = turn();
+    let worker = || Config::default().num_cpus(2);
+    let (_cluster, _workers, _driver) =
+        common::local_cluster(Config::default().num_cpus(0), worker, 2, |c| c);
+    let n = 50_000i64;
+    // The driver has no CPUs: every map and reduce task runs on a worker.
+    let ds = data::range(n as u64).map_batches(double_id, MapOptions::new());
+    let sorted = ds
+        .random_shuffle(3)
+        .sort(&["id"], false)
+        .to_batch()
+        .unwrap();
+    assert_eq!(
+        ids(&sorted, "id"),
+        (0..n).map(|i| i * 2).collect::<Vec<_>>()
+    );
+    let mut shuffled = ids(&ds.random_shuffle(3).to_batch().unwrap(), "id");
+    assert_ne!(shuffled, (0..n).map(|i| i * 2).collect::<Vec<_>>());
+    shuffled.sort();
+    assert_eq!(shuffled, (0..n).map(|i| i * 2).collect::<Vec<_>>());
+    let parts = ds.repartition(5).materialize().unwrap();
+    assert_eq!(parts.count().unwrap(), n as u64);
+    let sizes = parts
+        .add_column("key", col("id").rem(3))
+        .groupby(&["key"])
+        .map_groups(group_size)
+        .to_batch()
+        .unwrap();
+    let third = |k: i64| (0..n).filter(|i| (i * 2) % 3 == k).count() as i64;
+    assert_eq!(ids(&sizes, "n"), vec![third(0), third(1), third(2)]);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::DataError;
 use super::aggregate::{self, Agg, Partial};
+use super::all_to_all::{self, AllToAll, partial_block};
 use super::batch::Batch;
 use super::exec::{
     BlockRef, Blocks, LimitOp, PoolOp, PoolPlan, TaskOp, TaskResources, Tolerance, runtime_reason,
@@ -38,15 +39,6 @@ enum Plan {
     Union(Vec<Arc<Plan>>),
     AllToAll(Arc<Plan>, AllToAll),
     Zip(Arc<Plan>, Arc<Plan>),
-}
-
-#[derive(Clone)]
-enum AllToAll {
-    Repartition(usize),
-    Shuffle(u64),
-    Sort(Vec<String>, bool),
-    GroupBy(Vec<String>, Vec<Agg>),
-    MapGroups(Vec<String>, String),
 }
 
 /// An actor pool stage, its handle type erased.
@@ -915,11 +907,6 @@ impl GroupedData {
 }
 
 /// The partial aggregate of one block.
-#[crate::remote]
-fn partial_block(input: Batch, keys: Vec<String>, aggs: Vec<Agg>) -> Result<Partial, String> {
-    aggregate::partial(&input, &keys, &aggs)
-}
-
 fn run(plan: &Arc<Plan>, stats: &Stats, tolerance: &Tolerance) -> Result<Blocks, DataError> {
     Ok(match &**plan {
         Plan::Read(reads) => Box::new(TaskOp::reads(
@@ -970,226 +957,12 @@ fn run(plan: &Arc<Plan>, stats: &Stats, tolerance: &Tolerance) -> Result<Blocks,
         }
         Plan::AllToAll(input, op) => {
             let blocks = run(input, stats, tolerance)?.collect::<Result<Vec<_>, _>>()?;
-            Box::new(all_to_all(blocks, op, stats)?.into_iter().map(Ok))
+            Box::new(all_to_all::run(blocks, op, stats)?.into_iter().map(Ok))
         }
         Plan::Zip(a, b) => {
-            let a = gather(run(a, stats, tolerance)?)?;
-            let b = gather(run(b, stats, tolerance)?)?;
-            Box::new(zip(a, b)?.into_iter().map(Ok))
+            let a = run(a, stats, tolerance)?.collect::<Result<Vec<_>, _>>()?;
+            let b = run(b, stats, tolerance)?.collect::<Result<Vec<_>, _>>()?;
+            Box::new(all_to_all::zip(a, b, stats)?.into_iter().map(Ok))
         }
     })
-}
-
-/// Every block of the stream as one batch, on the driver.
-fn gather(blocks: Blocks) -> Result<RecordBatch, DataError> {
-    let batches = blocks
-        .map(|b| b.and_then(|b| fetch(&b)))
-        .collect::<Result<Vec<_>, _>>()?;
-    stage::concat(&batches).map_err(|reason| DataError::Schema { reason })
-}
-
-/// `batch` cut into `n` blocks of about equal rows, put in the store.
-fn split_put(batch: &RecordBatch, n: usize) -> Result<Vec<BlockRef>, DataError> {
-    let rows = batch.num_rows();
-    let n = n.max(1);
-    (0..n)
-        .map(|i| {
-            let start = rows * i / n;
-            let end = rows * (i + 1) / n;
-            let b = Batch::new(batch.slice(start, end - start));
-            let (rows, bytes) = (b.num_rows() as u64, b.memory_size());
-            Ok(BlockRef {
-                batch: crate::put(b).map_err(|e| DataError::Runtime(e.to_string()))?,
-                rows,
-                bytes,
-                file: None,
-            })
-        })
-        .collect()
-}
-
-fn all_to_all(
-    blocks: Vec<BlockRef>,
-    op: &AllToAll,
-    stats: &Stats,
-) -> Result<Vec<BlockRef>, DataError> {
-    let name = match op {
-        AllToAll::Repartition(n) => format!("repartition({n})"),
-        AllToAll::Shuffle(seed) => format!("random_shuffle(seed {seed})"),
-        AllToAll::Sort(k, d) => format!(
-            "sort({}{})",
-            k.join(", "),
-            if *d { ", descending" } else { "" }
-        ),
-        AllToAll::GroupBy(k, a) => format!(
-            "groupby({}).aggregate({})",
-            k.join(", "),
-            a.iter()
-                .map(Agg::output_name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        AllToAll::MapGroups(k, f) => format!("groupby({}).map_groups({f})", k.join(", ")),
-    };
-    let op_stats = stats.operator(&name);
-    op_stats.started();
-    let schema_err = |reason: String| DataError::Operator {
-        operator: name.clone(),
-        block: 0,
-        file: None,
-        reason,
-    };
-    let n_blocks = blocks.len().max(1);
-    let out = match op {
-        AllToAll::GroupBy(keys, aggs) => {
-            let pending: Vec<_> = blocks
-                .iter()
-                .map(|b| partial_block.remote(&b.batch, keys.clone(), aggs.clone()))
-                .collect();
-            let mut partials = Vec::new();
-            for (i, p) in pending.into_iter().enumerate() {
-                partials.push(p.get().map_err(|e| DataError::Operator {
-                    operator: name.clone(),
-                    block: i,
-                    file: blocks[i].file.clone(),
-                    reason: runtime_reason(&e),
-                })?);
-            }
-            let merged = aggregate::merge(partials, keys, aggs).map_err(schema_err)?;
-            split_put(&merged, 1)?
-        }
-        _ => {
-            let all = gather(Box::new(blocks.into_iter().map(Ok)))?;
-            match op {
-                AllToAll::Repartition(n) => split_put(&all, *n)?,
-                AllToAll::Shuffle(seed) => {
-                    let order = permutation(all.num_rows(), *seed);
-                    let idx = arrow::array::UInt32Array::from(order);
-                    let shuffled = arrow::compute::take_record_batch(&all, &idx)
-                        .map_err(|e| schema_err(e.to_string()))?;
-                    split_put(&shuffled, n_blocks)?
-                }
-                AllToAll::Sort(keys, descending) => {
-                    let sorted = sort_batch(&all, keys, *descending).map_err(schema_err)?;
-                    split_put(&sorted, n_blocks)?
-                }
-                AllToAll::MapGroups(keys, function) => {
-                    let sorted = sort_batch(&all, keys, false).map_err(schema_err)?;
-                    let mut out = Vec::new();
-                    let stage = Stage::MapBatches {
-                        function: function.clone(),
-                        batch_size: None,
-                    };
-                    stage.check().map_err(schema_err)?;
-                    for (start, len) in group_runs(&sorted, keys).map_err(schema_err)? {
-                        let group = Batch::new(sorted.slice(start, len));
-                        let (b, m) =
-                            super::exec::map_block_call(group, vec![stage.clone()], out.len());
-                        let meta = m.get().map_err(|e| schema_err(runtime_reason(&e)))?;
-                        if let Some(e) = meta.error {
-                            return Err(e);
-                        }
-                        out.push(BlockRef {
-                            batch: b,
-                            rows: meta.rows,
-                            bytes: meta.bytes,
-                            file: None,
-                        });
-                    }
-                    out
-                }
-                AllToAll::GroupBy(..) => unreachable!("handled above"),
-            }
-        }
-    };
-    for b in &out {
-        op_stats.finished(b.rows, b.bytes);
-    }
-    Ok(out)
-}
-
-/// The rows of `batch` sorted by `keys`.
-fn sort_batch(
-    batch: &RecordBatch,
-    keys: &[String],
-    descending: bool,
-) -> Result<RecordBatch, String> {
-    if batch.num_rows() == 0 {
-        return Ok(batch.clone());
-    }
-    let columns = keys
-        .iter()
-        .map(|k| {
-            let values = batch
-                .column_by_name(k)
-                .cloned()
-                .ok_or_else(|| format!("no column \"{k}\" to sort by"))?;
-            Ok(arrow::compute::SortColumn {
-                values,
-                options: Some(arrow::compute::SortOptions {
-                    descending,
-                    nulls_first: false,
-                }),
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let idx = arrow::compute::lexsort_to_indices(&columns, None).map_err(|e| e.to_string())?;
-    arrow::compute::take_record_batch(batch, &idx).map_err(|e| e.to_string())
-}
-
-/// `(start, len)` of each run of equal keys in a batch sorted by them.
-fn group_runs(batch: &RecordBatch, keys: &[String]) -> Result<Vec<(usize, usize)>, String> {
-    let cols = keys
-        .iter()
-        .map(|k| {
-            batch
-                .column_by_name(k)
-                .cloned()
-                .ok_or_else(|| format!("no column \"{k}\" to group by"))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let ranges = arrow::compute::partition(&cols).map_err(|e| e.to_string())?;
-    Ok(ranges
-        .ranges()
-        .into_iter()
-        .map(|r| (r.start, r.end - r.start))
-        .collect())
-}
-
-/// A permutation of `0..n` from `seed` (Fisher-Yates, Tune's seeded generator).
-fn permutation(n: usize, seed: u64) -> Vec<u32> {
-    let mut rng = crate::tune::rng::Rng::seeded(seed);
-    let mut v: Vec<u32> = (0..n as u32).collect();
-    for i in (1..n).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-    v
-}
-
-fn zip(a: RecordBatch, b: RecordBatch) -> Result<Vec<BlockRef>, DataError> {
-    if a.num_rows() != b.num_rows() {
-        return Err(DataError::Schema {
-            reason: format!(
-                "zip needs the same number of rows on both sides: {} and {}",
-                a.num_rows(),
-                b.num_rows()
-            ),
-        });
-    }
-    let mut fields: Vec<_> = a.schema().fields().iter().cloned().collect();
-    let mut columns = a.columns().to_vec();
-    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
-        let mut name = f.name().clone();
-        while fields.iter().any(|x| x.name() == &name) {
-            name.push_str("_1");
-        }
-        fields.push(Arc::new(f.as_ref().clone().with_name(name)));
-        columns.push(c.clone());
-    }
-    let out = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
-        .map_err(|e| DataError::Schema {
-            reason: e.to_string(),
-        })?;
-    split_put(&out, 1)
 }

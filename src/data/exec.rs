@@ -104,15 +104,6 @@ fn map_block(
     run_stages(input.into_inner(), &stages, block, file)
 }
 
-/// Runs `stages` on `input` in a task of their own.
-pub(crate) fn map_block_call(
-    input: Batch,
-    stages: Vec<Stage>,
-    block: usize,
-) -> (ObjectRef<Batch>, ObjectRef<BlockMeta>) {
-    map_block.remote(input, stages, block, None::<String>)
-}
-
 /// Rows `offset..offset + len` of a block (no copy on the block's node).
 #[crate::remote]
 fn slice_block(input: Batch, offset: usize, len: usize) -> Batch {

@@ -78,6 +78,8 @@ pub enum ArithOp {
     Mul,
     /// `/`
     Div,
+    /// `%` (the remainder, with the sign of the dividend)
+    Rem,
 }
 
 /// The column `name`.
@@ -157,7 +159,7 @@ macro_rules! arith {
 
 impl Expr {
     compare! { eq => Eq, not_eq => NotEq, lt => Lt, lt_eq => LtEq, gt => Gt, gt_eq => GtEq, }
-    arith! { add => Add, sub => Sub, mul => Mul, div => Div, }
+    arith! { add => Add, sub => Sub, mul => Mul, div => Div, rem => Rem, }
 
     /// Both this and `other`.
     pub fn and(self, other: Expr) -> Expr {
@@ -234,6 +236,7 @@ impl Expr {
                     ArithOp::Sub => numeric::sub(a, b),
                     ArithOp::Mul => numeric::mul(a, b),
                     ArithOp::Div => numeric::div(a, b),
+                    ArithOp::Rem => numeric::rem(a, b),
                 }
                 .map_err(err)?;
                 Value::Array(out)
@@ -360,6 +363,7 @@ impl std::fmt::Display for Expr {
                     ArithOp::Sub => "-",
                     ArithOp::Mul => "*",
                     ArithOp::Div => "/",
+                    ArithOp::Rem => "%",
                 };
                 write!(f, "({a} {op} {b})")
             }
@@ -435,6 +439,9 @@ mod tests {
         let b = col("i").add(1).evaluate(&batch()).unwrap();
         let b = b.as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(b.values().to_vec(), vec![2, 6, 11]);
+        let r = col("i").rem(4).evaluate(&batch()).unwrap();
+        let r = r.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(r.values().to_vec(), vec![1, 1, 2]);
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! ```
 
 mod aggregate;
+mod all_to_all;
 mod batch;
 mod dataset;
 mod error;
