@@ -394,6 +394,47 @@ fn every_format_round_trips() {
         .collect();
     assert_eq!(names, vec!["x", "id"]);
     assert_eq!(ids(&picked, "id"), (0..777).collect::<Vec<_>>());
+    // A pipeline decodes only the columns its expressions, keys and aggregates use.
+    let grouped = data::read_parquet(d.join("pq"))
+        .unwrap()
+        .filter(col("x").gt(100.0))
+        .add_column("y", col("x").mul(2))
+        .groupby(&["key"])
+        .mean("y");
+    let plan = grouped.explain();
+    assert!(
+        plan.starts_with("read_parquet(3 blocks, columns [key, x]) -> filter("),
+        "{plan}"
+    );
+    let out = grouped.to_batch().unwrap();
+    let mut plain: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for i in all.iter().filter(|i| i.x.is_some_and(|x| x > 100.0)) {
+        let e = plain.entry(i.key.clone()).or_default();
+        e.0 += i.x.unwrap() * 2.0;
+        e.1 += 1.0;
+    }
+    let means = out
+        .column_by_name("mean(y)")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap();
+    assert_eq!(
+        means.values().to_vec(),
+        plain.values().map(|(s, n)| s / n).collect::<Vec<_>>()
+    );
+    // Above a registered function every column is read: it may use any.
+    let opaque = data::read_parquet(d.join("pq"))
+        .unwrap()
+        .map_batches(rows_seen, MapOptions::new())
+        .select_columns(&["id"]);
+    assert!(
+        opaque
+            .explain()
+            .starts_with("read_parquet(3 blocks) -> map_batches("),
+        "{}",
+        opaque.explain()
+    );
     let e = data::read_parquet(d.join("pq"))
         .unwrap()
         .select_columns(&["nope"])

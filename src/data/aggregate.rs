@@ -42,7 +42,8 @@ impl Agg {
         }
     }
 
-    fn column(&self) -> Option<&str> {
+    /// The column it reads (none for a count).
+    pub(crate) fn column(&self) -> Option<&str> {
         match self {
             Agg::Count => None,
             Agg::Sum(c) | Agg::Mean(c) | Agg::Min(c) | Agg::Max(c) | Agg::Std(c) => Some(c),

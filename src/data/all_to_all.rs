@@ -14,6 +14,8 @@
 //!
 //! The parts wait in the object store, which spills what does not fit.
 
+use std::collections::BTreeSet;
+
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{SortColumn, SortOptions};
 use arrow::row::{RowConverter, SortField};
@@ -38,6 +40,24 @@ pub(crate) enum AllToAll {
 }
 
 impl AllToAll {
+    /// The columns it needs of its input to give `needed` of its output (`None`: all).
+    pub fn needs(&self, needed: Option<BTreeSet<String>>) -> Option<BTreeSet<String>> {
+        match self {
+            AllToAll::Repartition(_) | AllToAll::Shuffle(_) => needed,
+            AllToAll::Sort(keys, _) => needed.map(|mut n| {
+                n.extend(keys.iter().cloned());
+                n
+            }),
+            AllToAll::GroupBy(keys, aggs) => Some(
+                keys.iter()
+                    .cloned()
+                    .chain(aggs.iter().filter_map(|a| a.column().map(str::to_string)))
+                    .collect(),
+            ),
+            AllToAll::MapGroups(..) => None,
+        }
+    }
+
     /// The operator's name, as errors and stats give it.
     pub fn name(&self) -> String {
         match self {

@@ -1,5 +1,6 @@
 //! `Dataset`: a lazy plan of operators over blocks; consuming it runs the plan as a stream.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -10,12 +11,11 @@ use serde::de::DeserializeOwned;
 
 use super::DataError;
 use super::aggregate::{self, Agg, Partial};
-use super::all_to_all::{self, AllToAll, partial_block};
+use super::all_to_all::{AllToAll, partial_block};
 use super::batch::Batch;
-use super::exec::{
-    BlockRef, Blocks, LimitOp, PoolOp, PoolPlan, TaskOp, TaskResources, Tolerance, runtime_reason,
-};
+use super::exec::{BlockRef, Blocks, PoolPlan, TaskResources, Tolerance, runtime_reason};
 use super::expr::Expr;
+use super::plan::{self, Plan};
 use super::row::{self, Row};
 use super::source::{self, Read};
 use super::stage::{self, Stage};
@@ -23,44 +23,6 @@ use super::stats::{DatasetStats, Stats};
 use super::write::{self, Format};
 use crate::ObjectRef;
 use crate::base::function::RemoteFunction;
-
-/// The plan: what makes the blocks.
-#[derive(Clone)]
-enum Plan {
-    Read(Vec<Read>),
-    Blocks(Vec<BlockRef>),
-    Stages {
-        input: Arc<Plan>,
-        stages: Vec<Stage>,
-        resources: TaskResources,
-    },
-    Pool(Arc<Plan>, Arc<dyn PoolSpec>),
-    Limit(Arc<Plan>, u64),
-    Union(Vec<Arc<Plan>>),
-    AllToAll(Arc<Plan>, AllToAll),
-    Zip(Arc<Plan>, Arc<Plan>),
-}
-
-/// An actor pool stage, its handle type erased.
-trait PoolSpec: Send + Sync {
-    fn start(
-        &self,
-        input: Blocks,
-        tolerance: Tolerance,
-        stats: &Stats,
-    ) -> Result<Blocks, DataError>;
-}
-
-impl<H: Send + 'static> PoolSpec for PoolPlan<H> {
-    fn start(
-        &self,
-        input: Blocks,
-        tolerance: Tolerance,
-        stats: &Stats,
-    ) -> Result<Blocks, DataError> {
-        Ok(Box::new(PoolOp::new(input, self, tolerance, stats)?))
-    }
-}
 
 /// How `map_batches` runs on actors (Ray Data's `ActorPoolStrategy`): between `min` and
 /// `max` actors, each made by the given constructor, with blocks cut to `batch_size` rows.
@@ -276,26 +238,6 @@ impl Dataset {
     /// Appends a per-block operator, fused with the ones before it when their tasks ask for
     /// the same resources.
     fn stage(&self, stage: Stage, resources: TaskResources) -> Self {
-        // Columns selected straight after a Parquet read are the only ones decoded.
-        if let (Stage::Select(columns), Plan::Read(reads)) = (&stage, &*self.plan)
-            && !reads.is_empty()
-            && reads
-                .iter()
-                .all(|r| matches!(r, Read::Parquet { columns: None, .. }))
-        {
-            let reads = reads
-                .iter()
-                .map(|r| match r {
-                    Read::Parquet { path, groups, .. } => Read::Parquet {
-                        path: path.clone(),
-                        groups: groups.clone(),
-                        columns: Some(columns.clone()),
-                    },
-                    other => other.clone(),
-                })
-                .collect();
-            return self.with(Plan::Read(reads));
-        }
         if let Plan::Stages {
             input,
             stages,
@@ -485,15 +427,30 @@ impl Dataset {
 
     // ---- consuming ----
 
+    /// The plan as it will run, from its sources to its last operator, Parquet reads cut to
+    /// the columns used (Polars' `explain`): e.g. `read_parquet(8 blocks, columns [key, x])
+    /// -> filter(x > 0.5) -> groupby(key).aggregate(mean(x))`.
+    pub fn explain(&self) -> String {
+        plan::explain(&plan::prune(&self.plan, None))
+    }
+
     /// Runs the plan: the stream of its blocks.
     fn execute(&self) -> Result<(Blocks, Stats, Tolerance), DataError> {
+        self.execute_for(None)
+    }
+
+    /// Runs the plan for a consumer that uses only `needed` columns (`None`: all).
+    fn execute_for(
+        &self,
+        needed: Option<BTreeSet<String>>,
+    ) -> Result<(Blocks, Stats, Tolerance), DataError> {
         let stats = Stats::new();
         let tolerance = Tolerance {
             allowed: self.max_errored_blocks,
             seen: stats.errors(),
         };
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(stats.clone());
-        let blocks = run(&self.plan, &stats, &tolerance)?;
+        let blocks = plan::run(&plan::prune(&self.plan, needed), &stats, &tolerance)?;
         Ok((blocks, stats, tolerance))
     }
 
@@ -608,7 +565,8 @@ impl Dataset {
     }
 
     fn partials(&self, keys: &[String], aggs: &[Agg]) -> Result<Vec<Partial>, DataError> {
-        let (blocks, stats, _) = self.execute()?;
+        let needed = AllToAll::GroupBy(keys.to_vec(), aggs.to_vec()).needs(None);
+        let (blocks, stats, _) = self.execute_for(needed)?;
         let op = stats.operator(&format!(
             "aggregate({})",
             aggs.iter()
@@ -904,65 +862,4 @@ impl GroupedData {
             AllToAll::MapGroups(self.keys.clone(), id_of::<F>()),
         ))
     }
-}
-
-/// The partial aggregate of one block.
-fn run(plan: &Arc<Plan>, stats: &Stats, tolerance: &Tolerance) -> Result<Blocks, DataError> {
-    Ok(match &**plan {
-        Plan::Read(reads) => Box::new(TaskOp::reads(
-            reads.clone(),
-            Vec::new(),
-            TaskResources::default(),
-            tolerance.clone(),
-            stats,
-        )),
-        Plan::Blocks(blocks) => Box::new(blocks.clone().into_iter().map(Ok)),
-        Plan::Stages {
-            input,
-            stages,
-            resources,
-        } => {
-            for s in stages {
-                s.check()
-                    .map_err(|reason| DataError::Invalid(format!("{}: {reason}", s.name())))?;
-            }
-            match &**input {
-                // Reading is fused with what follows it.
-                Plan::Read(reads) => Box::new(TaskOp::reads(
-                    reads.clone(),
-                    stages.clone(),
-                    resources.clone(),
-                    tolerance.clone(),
-                    stats,
-                )),
-                _ => Box::new(TaskOp::blocks(
-                    run(input, stats, tolerance)?,
-                    stages.clone(),
-                    resources.clone(),
-                    tolerance.clone(),
-                    stats,
-                )),
-            }
-        }
-        Plan::Pool(input, pool) => {
-            pool.start(run(input, stats, tolerance)?, tolerance.clone(), stats)?
-        }
-        Plan::Limit(input, n) => Box::new(LimitOp::new(run(input, stats, tolerance)?, *n, stats)),
-        Plan::Union(plans) => {
-            let mut all: Vec<Blocks> = Vec::new();
-            for p in plans {
-                all.push(run(p, stats, tolerance)?);
-            }
-            Box::new(all.into_iter().flatten())
-        }
-        Plan::AllToAll(input, op) => {
-            let blocks = run(input, stats, tolerance)?.collect::<Result<Vec<_>, _>>()?;
-            Box::new(all_to_all::run(blocks, op, stats)?.into_iter().map(Ok))
-        }
-        Plan::Zip(a, b) => {
-            let a = run(a, stats, tolerance)?.collect::<Result<Vec<_>, _>>()?;
-            let b = run(b, stats, tolerance)?.collect::<Result<Vec<_>, _>>()?;
-            Box::new(all_to_all::zip(a, b, stats)?.into_iter().map(Ok))
-        }
-    })
 }

@@ -161,6 +161,21 @@ impl Expr {
     compare! { eq => Eq, not_eq => NotEq, lt => Lt, lt_eq => LtEq, gt => Gt, gt_eq => GtEq, }
     arith! { add => Add, sub => Sub, mul => Mul, div => Div, rem => Rem, }
 
+    /// The columns it reads, added to `out`.
+    pub(crate) fn columns_into(&self, out: &mut std::collections::BTreeSet<String>) {
+        match self {
+            Expr::Column(c) => {
+                out.insert(c.clone());
+            }
+            Expr::Literal(_) => {}
+            Expr::Compare(a, _, b) | Expr::Arith(a, _, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+                a.columns_into(out);
+                b.columns_into(out);
+            }
+            Expr::Not(a) | Expr::IsNull(a) => a.columns_into(out),
+        }
+    }
+
     /// Both this and `other`.
     pub fn and(self, other: Expr) -> Expr {
         Expr::And(Box::new(self), Box::new(other))

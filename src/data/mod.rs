@@ -35,6 +35,7 @@ mod dataset;
 mod error;
 mod exec;
 mod expr;
+mod plan;
 mod row;
 mod source;
 mod stage;

@@ -49,6 +49,29 @@ impl Read {
         }
     }
 
+    /// This read, decoding only `columns` of a Parquet file (other reads make every
+    /// column).
+    pub fn only(&self, columns: &std::collections::BTreeSet<String>) -> Read {
+        match self {
+            Read::Parquet { path, groups, .. } => Read::Parquet {
+                path: path.clone(),
+                groups: groups.clone(),
+                columns: Some(columns.iter().cloned().collect()),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// The columns it decodes, if not all.
+    pub fn columns(&self) -> Option<&[String]> {
+        match self {
+            Read::Parquet {
+                columns: Some(c), ..
+            } => Some(c),
+            _ => None,
+        }
+    }
+
     /// The name of the read operator.
     pub fn operator(&self) -> &'static str {
         match self {
@@ -94,51 +117,34 @@ impl Read {
                 if let Some(groups) = groups {
                     builder = builder.with_row_groups(groups.clone());
                 }
-                let mut wanted = None;
                 if let Some(columns) = columns {
-                    // Only these columns are decoded (projection pushdown).
+                    // Only these columns are decoded (projection pushdown), in the file's
+                    // order; one the file lacks is left to the operator that uses it to
+                    // name.
                     let schema = builder.schema().clone();
-                    let mut roots = Vec::with_capacity(columns.len());
-                    for c in columns {
-                        roots.push(schema.index_of(c).map_err(|_| {
-                            read_err(path, &format!("no column \"{c}\" to select"))
-                        })?);
-                    }
+                    let roots: Vec<usize> = columns
+                        .iter()
+                        .filter_map(|c| schema.index_of(c).ok())
+                        .collect();
                     let mask = parquet::arrow::ProjectionMask::roots(
                         builder.parquet_schema(),
                         roots.iter().copied(),
                     );
                     builder = builder.with_projection(mask);
-                    wanted = Some(Arc::new(
-                        schema.project(&roots).map_err(|e| read_err(path, &e))?,
-                    ));
                 }
-                let schema = wanted.clone().unwrap_or_else(|| builder.schema().clone());
                 // One batch of every row read: no copy to put batches together.
                 let reader = builder
                     .with_batch_size(rows.max(1) as usize)
                     .build()
                     .map_err(|e| read_err(path, &e))?;
+                let schema = arrow::record_batch::RecordBatchReader::schema(&reader);
                 let batches = reader
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| read_err(path, &e))?;
-                let batch = if batches.is_empty() {
-                    RecordBatch::new_empty(schema.clone())
+                if batches.is_empty() {
+                    Ok(RecordBatch::new_empty(schema))
                 } else {
-                    concat(&batches).map_err(|e| read_err(path, &e))?
-                };
-                match wanted {
-                    // Decoded in the file's order: put in the order asked for.
-                    Some(schema) => {
-                        let order = schema
-                            .fields()
-                            .iter()
-                            .map(|f| batch.schema().index_of(f.name()))
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(|e| read_err(path, &e))?;
-                        batch.project(&order).map_err(|e| read_err(path, &e))
-                    }
-                    None => Ok(batch),
+                    concat(&batches).map_err(|e| read_err(path, &e))
                 }
             }
             Read::Csv { path } => {

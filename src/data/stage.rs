@@ -1,6 +1,7 @@
 //! The per-block operators: what one task does to one block, in order. Consecutive
 //! operators of a dataset run fused in one task per block (Ray Data's operator fusion).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
@@ -51,6 +52,28 @@ impl Stage {
             Stage::Select(c) => format!("select_columns({})", c.join(", ")),
             Stage::Drop(c) => format!("drop_columns({})", c.join(", ")),
             Stage::Limit(n) => format!("limit({n})"),
+        }
+    }
+
+    /// The columns it needs of its input to give `needed` of its output (`None`: all of
+    /// them, or not known, as for a function's).
+    pub fn needs(&self, needed: Option<BTreeSet<String>>) -> Option<BTreeSet<String>> {
+        match self {
+            Stage::Select(columns) => Some(columns.iter().cloned().collect()),
+            Stage::Drop(_) | Stage::Limit(_) => needed,
+            Stage::AddColumn { name, expr } => needed.map(|mut n| {
+                n.remove(name);
+                expr.columns_into(&mut n);
+                n
+            }),
+            Stage::Filter(e) => needed.map(|mut n| {
+                e.columns_into(&mut n);
+                n
+            }),
+            Stage::MapBatches { .. }
+            | Stage::Map { .. }
+            | Stage::FlatMap { .. }
+            | Stage::FilterRows { .. } => None,
         }
     }
 
