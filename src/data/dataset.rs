@@ -187,24 +187,39 @@ pub fn read_parquet(path: impl AsRef<Path>) -> Result<Dataset, DataError> {
     )?)))
 }
 
-/// The CSV files at `path` (with a header row), a block per file.
+/// The CSV files at `path` (with a header row), a block per file or per part of about
+/// 128 MiB of a larger one (cut at line ends: a quoted field may not hold a line break in a
+/// file that large).
 pub fn read_csv(path: impl AsRef<Path>) -> Result<Dataset, DataError> {
-    reads(path, |path| Read::Csv { path })
+    line_reads(path, |path, bytes| Read::Csv { path, bytes })
 }
 
-/// The newline-delimited JSON files at `path`, a block per file.
+/// The newline-delimited JSON files at `path`, a block per file or per part of about
+/// 128 MiB of a larger one.
 pub fn read_json(path: impl AsRef<Path>) -> Result<Dataset, DataError> {
-    reads(path, |path| Read::Json { path })
+    line_reads(path, |path, bytes| Read::Json { path, bytes })
 }
 
-/// The text files at `path`, a row per line (column `text`), a block per file.
+/// The text files at `path`, a row per line (column `text`), a block per file or per part
+/// of about 128 MiB of a larger one.
 pub fn read_text(path: impl AsRef<Path>) -> Result<Dataset, DataError> {
-    reads(path, |path| Read::Text { path })
+    line_reads(path, |path, bytes| Read::Text { path, bytes })
 }
 
 /// The files at `path`, a row per file (columns `path` and `bytes`).
 pub fn read_binary_files(path: impl AsRef<Path>) -> Result<Dataset, DataError> {
     reads(path, |path| Read::Binary { path })
+}
+
+fn line_reads(
+    path: impl AsRef<Path>,
+    make: impl Fn(String, Option<(u64, u64)>) -> Read,
+) -> Result<Dataset, DataError> {
+    Ok(Dataset::from_plan(Plan::Read(source::line_reads(
+        &lossy(path.as_ref()),
+        source::TARGET_BLOCK_BYTES,
+        make,
+    )?)))
 }
 
 fn reads(path: impl AsRef<Path>, make: impl Fn(String) -> Read) -> Result<Dataset, DataError> {

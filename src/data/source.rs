@@ -26,12 +26,22 @@ pub(crate) enum Read {
         groups: Option<Vec<usize>>,
         columns: Option<Vec<String>>,
     },
-    /// A CSV file with a header row.
-    Csv { path: String },
-    /// A newline-delimited JSON file.
-    Json { path: String },
-    /// A text file, one row per line in column `text`.
-    Text { path: String },
+    /// A CSV file with a header row: the lines that start in `bytes` (all when `None`).
+    Csv {
+        path: String,
+        bytes: Option<(u64, u64)>,
+    },
+    /// A newline-delimited JSON file: the lines that start in `bytes` (all when `None`).
+    Json {
+        path: String,
+        bytes: Option<(u64, u64)>,
+    },
+    /// A text file, one row per line in column `text`: the lines that start in `bytes`
+    /// (all when `None`).
+    Text {
+        path: String,
+        bytes: Option<(u64, u64)>,
+    },
     /// A whole file as one row: columns `path` and `bytes`.
     Binary { path: String },
 }
@@ -42,9 +52,9 @@ impl Read {
         match self {
             Read::Range { .. } => None,
             Read::Parquet { path, .. }
-            | Read::Csv { path }
-            | Read::Json { path }
-            | Read::Text { path }
+            | Read::Csv { path, .. }
+            | Read::Json { path, .. }
+            | Read::Text { path, .. }
             | Read::Binary { path } => Some(path),
         }
     }
@@ -147,36 +157,42 @@ impl Read {
                     concat(&batches).map_err(|e| read_err(path, &e))
                 }
             }
-            Read::Csv { path } => {
+            Read::Csv { path, bytes } => {
+                // Every part of a file takes the types inferred from its start.
                 let mut file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
                 let (schema, _) = arrow::csv::reader::Format::default()
                     .with_header(true)
                     .infer_schema(&mut file, Some(10_000))
                     .map_err(|e| read_err(path, &e))?;
-                let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
                 let schema = Arc::new(schema);
+                let (lines, first) = part(path, *bytes).map_err(|e| read_err(path, &e))?;
                 let reader = arrow::csv::ReaderBuilder::new(schema.clone())
-                    .with_header(true)
+                    .with_header(first)
                     .with_batch_size(1 << 16)
-                    .build(file)
+                    .build(std::io::Cursor::new(lines))
                     .map_err(|e| read_err(path, &e))?;
                 one_batch(reader, schema).map_err(|e| read_err(path, &e))
             }
-            Read::Json { path } => {
+            Read::Json { path, bytes } => {
+                // A whole file's types come from all of it; a part's from the file's first
+                // 10,000 lines, the same for every part.
                 let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
                 let mut buffered = std::io::BufReader::new(file);
+                let sample = bytes.map(|_| 10_000);
                 let (schema, _) =
-                    arrow::json::reader::infer_json_schema_from_seekable(&mut buffered, None)
+                    arrow::json::reader::infer_json_schema_from_seekable(&mut buffered, sample)
                         .map_err(|e| read_err(path, &e))?;
                 let schema = Arc::new(schema);
+                let (lines, _) = part(path, *bytes).map_err(|e| read_err(path, &e))?;
                 let reader = arrow::json::ReaderBuilder::new(schema.clone())
                     .with_batch_size(1 << 16)
-                    .build(buffered)
+                    .build(std::io::Cursor::new(lines))
                     .map_err(|e| read_err(path, &e))?;
                 one_batch(reader, schema).map_err(|e| read_err(path, &e))
             }
-            Read::Text { path } => {
-                let text = std::fs::read_to_string(path).map_err(|e| read_err(path, &e))?;
+            Read::Text { path, bytes } => {
+                let (lines, _) = part(path, *bytes).map_err(|e| read_err(path, &e))?;
+                let text = String::from_utf8(lines).map_err(|e| read_err(path, &e))?;
                 let lines: StringArray = text.lines().map(Some).collect();
                 RecordBatch::try_from_iter([("text", Arc::new(lines) as _)])
                     .map_err(|e| read_err(path, &e))
@@ -350,9 +366,107 @@ pub(crate) fn file_reads(
         .collect())
 }
 
+/// A read per part of about `target` bytes of each file at `pattern` (a file no larger is
+/// one part): for formats of a record per line.
+pub(crate) fn line_reads(
+    pattern: &str,
+    target: u64,
+    make: impl Fn(String, Option<(u64, u64)>) -> Read,
+) -> Result<Vec<Read>, DataError> {
+    let mut reads = Vec::new();
+    for p in files(pattern)? {
+        let path = p.to_string_lossy().to_string();
+        let size = std::fs::metadata(&p)
+            .map_err(|e| DataError::Read {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?
+            .len();
+        let parts = byte_parts(size, target);
+        if parts.len() <= 1 {
+            reads.push(make(path, None));
+        } else {
+            reads.extend(parts.into_iter().map(|b| make(path.clone(), Some(b))));
+        }
+    }
+    Ok(reads)
+}
+
+/// `0..size` cut into parts of about `target` bytes.
+fn byte_parts(size: u64, target: u64) -> Vec<(u64, u64)> {
+    let n = size.div_ceil(target.max(1)).max(1);
+    (0..n).map(|i| (size * i / n, size * (i + 1) / n)).collect()
+}
+
+/// The bytes of the lines of `path` that start in `bytes` (every line when `None`), and
+/// whether they begin the file. A line belongs to the part its first byte is in, so parts
+/// that cover a file give each line once.
+fn part(path: &str, bytes: Option<(u64, u64)>) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::{BufRead, Seek, SeekFrom};
+    let Some((start, end)) = bytes else {
+        return Ok((std::fs::read(path)?, true));
+    };
+    let mut file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut at = start;
+    if start > 0 {
+        // The line running into `start` belongs to the part before.
+        file.seek(SeekFrom::Start(start - 1))?;
+        let mut skipped = Vec::new();
+        at = start - 1 + file.read_until(b'\n', &mut skipped)? as u64;
+    }
+    let mut out = Vec::with_capacity((end - start) as usize);
+    while at < end {
+        let n = file.read_until(b'\n', &mut out)?;
+        if n == 0 {
+            break;
+        }
+        at += n as u64;
+    }
+    Ok((out, start == 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_of_a_file_give_each_line_once() {
+        let d = std::env::temp_dir().join(format!("mobula-parts-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join("lines.txt");
+        let text = "a\nbb\n\nccc\ndddddddddd\ne\nlast-without-newline";
+        std::fs::write(&f, text).unwrap();
+        let path = f.to_string_lossy().to_string();
+        let want: Vec<&str> = text.split('\n').collect();
+        for target in 1..=text.len() as u64 + 1 {
+            let mut got = String::new();
+            for b in byte_parts(text.len() as u64, target) {
+                got.push_str(&String::from_utf8(part(&path, Some(b)).unwrap().0).unwrap());
+            }
+            assert_eq!(got.split('\n').collect::<Vec<_>>(), want, "target {target}");
+        }
+        assert_eq!(byte_parts(10, 4), vec![(0, 3), (3, 6), (6, 10)]);
+        assert_eq!(byte_parts(0, 4), vec![(0, 0)]);
+        // A CSV file in parts: the header read once, from the file's start.
+        let csv = d.join("t.csv");
+        let body: String = (0..500).map(|i| format!("{i},{}\n", i * 2)).collect();
+        std::fs::write(&csv, format!("a,b\n{body}")).unwrap();
+        let reads = line_reads(&csv.to_string_lossy(), 512, |path, bytes| Read::Csv {
+            path,
+            bytes,
+        })
+        .unwrap();
+        assert!(reads.len() > 5, "{} parts", reads.len());
+        let mut a = Vec::new();
+        for r in &reads {
+            let b = r.run().unwrap();
+            assert_eq!(b.schema().field(0).name(), "a");
+            let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            a.extend(col.values().iter().copied());
+        }
+        assert_eq!(a, (0..500).collect::<Vec<i64>>());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn runs_group_up_to_the_target() {
