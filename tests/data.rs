@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use common::turn;
+use mobula::SchedulingStrategy;
 use mobula::data::{self, ActorPoolStrategy, Agg, Batch, DataError, MapOptions, Row, col};
 use mobula::prelude::*;
 
@@ -81,6 +82,11 @@ fn explode_on_seven(batch: Batch) -> Result<Batch, String> {
 /// Adds column `node`: the node that ran the task.
 #[mobula::remote]
 fn tag_node(batch: Batch) -> anyhow::Result<Batch> {
+    with_node(batch)
+}
+
+/// The batch with a column `node`: the node that made it.
+fn with_node(batch: Batch) -> anyhow::Result<Batch> {
     let node = mobula::context().node_id().expect("a runtime").to_string();
     let column = StringArray::from(vec![node.as_str(); batch.num_rows()]);
     let mut columns: Vec<(String, arrow::array::ArrayRef)> = batch
@@ -599,6 +605,78 @@ fn map_batches_on_an_actor_pool_keeps_state_and_cuts_batches() {
     // 50 blocks of 1000 rows? No: range makes blocks of 1000 ids at least; each block goes
     // whole (under 4096 rows) or cut.
     assert!(op.blocks >= 13, "{op:?}");
+}
+
+#[mobula::actor]
+struct Tagger;
+
+#[mobula::actor]
+impl Tagger {
+    fn new() -> Self {
+        Tagger
+    }
+
+    fn tag(&mut self, batch: Batch) -> anyhow::Result<Batch> {
+        with_node(batch)
+    }
+}
+
+#[test]
+fn an_actor_pool_replaces_an_actor_lost_with_its_node() {
+    let _turn = turn();
+    // Room on the node left for its actor, the lost one's replacement and the map tasks.
+    let worker = || Config::default().num_cpus(3);
+    let (mut cluster, workers, _driver) =
+        common::local_cluster(Config::default().num_cpus(0), worker, 2, |c| c);
+    // The pool's first two actors go one to each worker; later ones wherever there is room.
+    let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (w0, w1) = (workers[0], workers[1]);
+    let counter = made.clone();
+    let n = 200_000i64;
+    let ds = data::range(n as u64)
+        .map_batches(double_id, MapOptions::new())
+        .map_batches_on(
+            ActorPoolStrategy::new(2).batch_size(2_000),
+            move || {
+                let node = match counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => w0,
+                    _ => w1,
+                };
+                Tagger::options()
+                    .num_cpus(1)
+                    .scheduling_strategy(SchedulingStrategy::NodeAffinity { node, soft: true })
+                    .remote()
+            },
+            |t, b| t.tag(b),
+        );
+    let mut got = Vec::with_capacity(n as usize);
+    let mut made_by = Vec::new();
+    for (i, b) in ds.iter_batches(None).unwrap().enumerate() {
+        let b = b.unwrap();
+        got.extend(ids(&b, "id"));
+        let node = b.column_by_name("node").unwrap();
+        let node = node.as_any().downcast_ref::<StringArray>().unwrap();
+        made_by.push(node.value(0).to_string());
+        if i == 10 {
+            assert!(cluster.kill_node(w0));
+        }
+    }
+    assert_eq!(got, (0..n).map(|i| i * 2).collect::<Vec<_>>());
+    let (lost, kept) = (w0.to_string(), w1.to_string());
+    assert!(
+        made_by[..=10].contains(&lost),
+        "the lost node's actor worked before: {made_by:?}"
+    );
+    // Past the calls in flight when it was killed (two per actor), every block comes from
+    // the node that is left.
+    assert!(
+        made_by[20..].iter().all(|n| *n == kept),
+        "the rest came from the other node: {made_by:?}"
+    );
+    assert!(
+        made.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "a new actor took the lost one's place"
+    );
 }
 
 #[test]

@@ -387,6 +387,33 @@ pub(crate) struct PoolPlan<H> {
     pub batch_size: Option<usize>,
 }
 
+/// How many times a block goes again to a new actor when the one it went to is lost.
+const POOL_CALL_RETRIES: u32 = 3;
+
+/// A call in flight on a pool's actor.
+struct Call {
+    slot: usize,
+    /// The slot's actor generation the call went to.
+    generation: u32,
+    piece: ObjectRef<Batch>,
+    out: ObjectRef<Batch>,
+    meta: ObjectRef<BlockMeta>,
+    block: usize,
+    attempt: u32,
+}
+
+/// Whether a call failed because its actor (or the actor's node) was lost, not by what the
+/// function did.
+fn actor_lost(e: &GetError) -> bool {
+    matches!(
+        e,
+        GetError::ActorDied { .. }
+            | GetError::ActorRestarting { .. }
+            | GetError::ActorUnavailable { .. }
+            | GetError::ObjectLost { .. }
+    )
+}
+
 /// `map_batches` on an actor pool: each block (cut to `batch_size` rows) goes to the actor
 /// with the fewest calls in flight; the pool grows from `min` to `max` actors while every
 /// actor has its fill of calls and blocks wait.
@@ -394,13 +421,15 @@ pub(crate) struct PoolOp<H> {
     input: Blocks,
     make: PoolMake<H>,
     call: PoolCall<H>,
-    actors: Vec<(H, usize)>,
+    /// Each actor, its calls in flight, and how many actors its slot has had (a lost
+    /// actor is replaced in its slot).
+    actors: Vec<(H, usize, u32)>,
     max: usize,
     per_actor: usize,
     batch_size: Option<usize>,
     /// Pieces of input blocks not yet handed to an actor.
     pending: VecDeque<ObjectRef<Batch>>,
-    flight: VecDeque<(usize, ObjectRef<Batch>, ObjectRef<BlockMeta>, usize)>,
+    flight: VecDeque<Call>,
     next_block: usize,
     tolerance: Tolerance,
     stats: OpStats,
@@ -421,6 +450,7 @@ impl<H: Send + 'static> PoolOp<H> {
                 make().map_err(|e| {
                     DataError::Runtime(format!("{name}: cannot start an actor of the pool: {e}"))
                 })?,
+                0,
                 0,
             ));
         }
@@ -468,12 +498,45 @@ impl<H: Send + 'static> PoolOp<H> {
         }
     }
 
+    /// Sends `piece` (output block `block`) to the actor in `slot`.
+    fn send(&mut self, slot: usize, piece: ObjectRef<Batch>, block: usize, attempt: u32) -> Call {
+        let out = (self.call)(&self.actors[slot].0, piece.clone());
+        let meta = describe_block.options().num_cpus(0).remote(&out);
+        self.actors[slot].1 += 1;
+        Call {
+            slot,
+            generation: self.actors[slot].2,
+            piece,
+            out,
+            meta,
+            block,
+            attempt,
+        }
+    }
+
+    /// A new actor in `slot`, unless the one lost (of `generation`) was replaced already.
+    fn replace(&mut self, slot: usize, generation: u32) -> Result<(), DataError> {
+        if self.actors[slot].2 != generation {
+            return Ok(());
+        }
+        let fresh = (self.make)().map_err(|e| {
+            DataError::Runtime(format!(
+                "{}: cannot replace a lost actor of the pool: {e}",
+                self.stats.name()
+            ))
+        })?;
+        let busy = self.actors[slot].1;
+        self.actors[slot] = (fresh, busy, generation + 1);
+        tracing::warn!(operator = %self.stats.name(), slot, "an actor of the pool was lost; a new one takes its place");
+        Ok(())
+    }
+
     fn least_busy(&self) -> Option<usize> {
         self.actors
             .iter()
             .enumerate()
-            .filter(|(_, (_, n))| *n < self.per_actor)
-            .min_by_key(|(_, (_, n))| *n)
+            .filter(|(_, (_, n, _))| *n < self.per_actor)
+            .min_by_key(|(_, (_, n, _))| *n)
             .map(|(i, _)| i)
     }
 }
@@ -506,7 +569,7 @@ impl<H: Send + 'static> Iterator for PoolOp<H> {
                     Some(i) => i,
                     None if self.actors.len() < self.max => match (self.make)() {
                         Ok(h) => {
-                            self.actors.push((h, 0));
+                            self.actors.push((h, 0, 0));
                             self.actors.len() - 1
                         }
                         Err(e) => {
@@ -518,26 +581,37 @@ impl<H: Send + 'static> Iterator for PoolOp<H> {
                     None => break,
                 };
                 let piece = self.pending.pop_front().expect("checked");
-                let out = (self.call)(&self.actors[slot].0, piece);
-                let meta = describe_block.options().num_cpus(0).remote(&out);
-                self.actors[slot].1 += 1;
                 self.stats.started();
-                self.flight.push_back((slot, out, meta, self.next_block));
+                let call = self.send(slot, piece, self.next_block, 0);
+                self.flight.push_back(call);
                 self.next_block += 1;
             }
-            let (slot, batch, meta, block) = self.flight.pop_front()?;
-            self.actors[slot].1 -= 1;
-            match meta.get() {
+            let call = self.flight.pop_front()?;
+            self.actors[call.slot].1 -= 1;
+            match call.meta.get() {
                 Ok(meta) => {
                     self.stats.finished(meta.rows, meta.bytes);
                     return Some(Ok(BlockRef {
-                        batch,
+                        batch: call.out,
                         rows: meta.rows,
                         bytes: meta.bytes,
                         file: None,
                     }));
                 }
+                Err(e) if actor_lost(&e) && call.attempt < POOL_CALL_RETRIES => {
+                    // The actor (or its node) is gone: a new actor takes its slot, and the
+                    // block goes again, first in line so the order holds.
+                    if let Err(e) = self.replace(call.slot, call.generation) {
+                        self.flight.clear();
+                        self.pending.clear();
+                        self.input_done = true;
+                        return Some(Err(e));
+                    }
+                    let again = self.send(call.slot, call.piece, call.block, call.attempt + 1);
+                    self.flight.push_front(again);
+                }
                 Err(e) => {
+                    let block = call.block;
                     let e = DataError::Operator {
                         operator: self.stats.name(),
                         block,
