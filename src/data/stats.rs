@@ -1,5 +1,5 @@
 //! Per-operator statistics of a dataset's last execution (`Dataset::stats()`), and the
-//! progress line shown while it runs on a terminal.
+//! progress lines, one per operator, shown while it runs on a terminal.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -69,13 +69,36 @@ struct Record {
     first: Option<Instant>,
 }
 
+/// A progress line per operator: blocks done of tasks started, rows, rows per second.
+pub(crate) fn progress_lines(ops: &[OperatorStats]) -> Vec<String> {
+    ops.iter()
+        .map(|s| {
+            format!(
+                "{}: {}/{} blocks, {} rows, {:.0} rows/s",
+                s.name,
+                s.blocks,
+                s.tasks.max(s.blocks),
+                s.rows,
+                s.rows as f64 / s.wall.as_secs_f64().max(1e-9)
+            )
+        })
+        .collect()
+}
+
+/// The progress display on a terminal: when it was last drawn, and how many lines.
+struct Display {
+    last: Instant,
+    lines: usize,
+}
+
 /// The stats of one execution, filled in as it runs.
 #[derive(Clone)]
 pub(crate) struct Stats {
     ops: Arc<Mutex<Vec<Arc<Mutex<Record>>>>>,
     errors: Arc<Mutex<Vec<super::DataError>>>,
     start: Instant,
-    progress: bool,
+    /// Drawn on standard error when it is a terminal.
+    progress: Option<Arc<Mutex<Display>>>,
 }
 
 impl Stats {
@@ -84,8 +107,39 @@ impl Stats {
             ops: Arc::new(Mutex::new(Vec::new())),
             errors: Arc::new(Mutex::new(Vec::new())),
             start: Instant::now(),
-            progress: std::io::stderr().is_terminal(),
+            progress: std::io::stderr().is_terminal().then(|| {
+                Arc::new(Mutex::new(Display {
+                    last: Instant::now(),
+                    lines: 0,
+                }))
+            }),
         }
+    }
+
+    /// Redraws the progress lines, at most every 100 ms unless `now` (and only on a
+    /// terminal).
+    fn draw(&self, now: bool) {
+        let Some(display) = &self.progress else {
+            return;
+        };
+        let mut d = display.lock().unwrap_or_else(|e| e.into_inner());
+        if !now && d.last.elapsed() < Duration::from_millis(100) {
+            return;
+        }
+        d.last = Instant::now();
+        let lines = progress_lines(&self.snapshot().operators);
+        let mut out = String::new();
+        if d.lines > 0 {
+            // Back to the first line drawn.
+            out.push_str(&format!("\x1b[{}F", d.lines));
+        }
+        for line in &lines {
+            out.push_str("\r\x1b[K");
+            out.push_str(line);
+            out.push('\n');
+        }
+        d.lines = lines.len();
+        let _ = std::io::stderr().write_all(out.as_bytes());
     }
 
     /// A new operator's counters.
@@ -103,7 +157,7 @@ impl Stats {
             .push(record.clone());
         OpStats {
             record,
-            progress: self.progress.then(|| Arc::new(Mutex::new(Instant::now()))),
+            all: self.clone(),
         }
     }
 
@@ -129,11 +183,9 @@ impl Stats {
         }
     }
 
-    /// Ends the progress line, if one was drawn.
+    /// Draws the progress lines a last time, with the final counts.
     pub fn finish(&self) {
-        if self.progress {
-            let _ = writeln!(std::io::stderr());
-        }
+        self.draw(true);
     }
 }
 
@@ -141,7 +193,8 @@ impl Stats {
 #[derive(Clone)]
 pub(crate) struct OpStats {
     record: Arc<Mutex<Record>>,
-    progress: Option<Arc<Mutex<Instant>>>,
+    /// The execution's stats, for the progress lines.
+    all: Stats,
 }
 
 impl OpStats {
@@ -168,20 +221,37 @@ impl OpStats {
         if let Some(first) = r.first {
             r.stats.wall = first.elapsed();
         }
-        if let Some(last) = &self.progress {
-            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() >= Duration::from_millis(100) {
-                *last = Instant::now();
-                let s = &r.stats;
-                let _ = write!(
-                    std::io::stderr(),
-                    "\r\x1b[K{}: {} blocks, {} rows, {:.0} rows/s",
-                    s.name,
-                    s.blocks,
-                    s.rows,
-                    s.rows as f64 / s.wall.as_secs_f64().max(1e-9)
-                );
-            }
-        }
+        drop(r);
+        self.all.draw(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_line_per_operator() {
+        let ops = vec![
+            OperatorStats {
+                name: "read_parquet->filter(x > 0.5)".into(),
+                tasks: 8,
+                blocks: 6,
+                rows: 3_000_000,
+                bytes: 1,
+                wall: Duration::from_secs(2),
+            },
+            OperatorStats {
+                name: "write_parquet".into(),
+                ..Default::default()
+            },
+        ];
+        assert_eq!(
+            progress_lines(&ops),
+            vec![
+                "read_parquet->filter(x > 0.5): 6/8 blocks, 3000000 rows, 1500000 rows/s",
+                "write_parquet: 0/0 blocks, 0 rows, 0 rows/s",
+            ]
+        );
     }
 }
