@@ -709,6 +709,10 @@ mod tests {
                     alive: true,
                     left: false,
                 }],
+                head_outages: vec![crate::base::membership::HeadOutage {
+                    down_ms: 5,
+                    up_ms: 9,
+                }],
             }),
             Message::Heartbeat {
                 node_id: NodeId::random(),

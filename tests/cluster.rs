@@ -721,11 +721,13 @@ fn a_driver_whose_head_dies_mid_run_gets_errors_not_hangs() {
     let address: std::net::SocketAddr = address.unwrap().trim().parse().unwrap();
     let _worker = spawn_worker(address, &dir, &[]);
     // This process is a driver: it joins, runs nothing itself.
+    // It waits for a head that stops answering for 2 s (its head_timeout), then gives up.
     let _driver = mobula::init(
         Config::default()
             .num_cpus(0)
             .address(address.to_string())
-            .cluster_dir(&dir),
+            .cluster_dir(&dir)
+            .head_timeout(Duration::from_secs(2)),
     )
     .unwrap();
     eventually("the worker joined", || workers_by_id().len() == 1);
@@ -744,7 +746,7 @@ fn a_driver_whose_head_dies_mid_run_gets_errors_not_hangs() {
             "{outcome:?}"
         );
     }
-    // Once the loss is noticed, new work fails at once and says why.
+    // Once the driver gives up on the head, new work fails at once and says why.
     eventually("new work fails for the lost head", || {
         matches!(where_am_i.remote(1).get_timeout(Duration::from_secs(60)),
             Err(GetError::Unschedulable { reason, .. }) if reason.contains("head"))

@@ -47,6 +47,7 @@ struct ClusterSettings {
     node_timeout: Option<Duration>,
     certificate_lifetime: Option<Duration>,
     placement_timeout: Option<Duration>,
+    head_timeout: Option<Duration>,
     build_cache_limit: Option<u64>,
     /// Joins as a worker node rather than a driver (the role its certificate carries).
     worker: bool,
@@ -211,6 +212,16 @@ impl Config {
         self
     }
 
+    /// How long a node or driver whose head stops answering waits for it to come back
+    /// (restarted on the same cluster directory) before it gives up: a worker node stops, a
+    /// driver's work that needs the head fails (default 60 s, Ray's
+    /// `gcs_rpc_server_reconnect_timeout_s`). Meanwhile work goes on among the nodes it
+    /// knows, and what needs the head waits for it.
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.cluster.head_timeout = Some(timeout);
+        self
+    }
+
     /// On a node agent (`mobula start --address`): the most bytes of builds it keeps in its
     /// cache (the cluster directory's `builds/`) beyond those it runs, the least recently
     /// used evicted first (default 4 GiB).
@@ -314,6 +325,10 @@ impl Config {
             member: if c.worker { Role::Node } else { Role::Driver },
             agent: c.agent,
             placement_timeout: c.placement_timeout.unwrap_or(Duration::from_secs(60)),
+            head_timeout: c
+                .head_timeout
+                .unwrap_or(Duration::from_secs(60))
+                .max(node_timeout),
             build_cache_limit: c.build_cache_limit.unwrap_or(4 << 30),
             job: match env(crate::node::ENV_JOB_ID) {
                 None => None,

@@ -4,6 +4,7 @@ use crate::api::config::Config;
 use crate::base::error::InitError;
 use crate::runtime::global;
 
+pub use crate::base::membership::HeadOutage;
 pub use crate::cluster::admin::{
     AdminError, JoinInfo, job_output, join_info, status as cluster_status, stop as stop_cluster,
     stop_job, submit_job,
@@ -161,6 +162,13 @@ pub fn dashboard() -> Option<(std::net::SocketAddr, String)> {
 /// Where the cluster's head listens, in a cluster.
 pub fn head_address() -> Option<std::net::SocketAddr> {
     global::with_runtime(|rt| crate::cluster::node_of(rt).map(|c| c.head)).flatten()
+}
+
+/// Why the cluster's head is not answering this node, while it is not (it is being waited
+/// for, up to [`Config::head_timeout`](crate::Config::head_timeout), or was given up on);
+/// `None` while it answers, and outside a cluster.
+pub fn head_away() -> Option<String> {
+    global::with_runtime(|rt| crate::cluster::node_of(rt).and_then(|c| c.head_lost())).flatten()
 }
 
 /// The resources of every live node that runs tasks, summed by name (Ray's

@@ -70,6 +70,25 @@ pub struct ClusterView {
     pub version: u64,
     /// Every node that joined, dead ones included (marked).
     pub nodes: Vec<NodeState>,
+    /// The head's outages: each time it died and was started again on its tables.
+    pub head_outages: Vec<HeadOutage>,
+}
+
+/// One outage of the head: from when it was last known alive to when it started again on
+/// its tables (Unix ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadOutage {
+    /// The last moment the head before was known alive.
+    pub down_ms: u64,
+    /// When the head started again.
+    pub up_ms: u64,
+}
+
+impl HeadOutage {
+    /// How long the head was away.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.up_ms.saturating_sub(self.down_ms))
+    }
 }
 
 /// Why a node may not join or register.
@@ -101,6 +120,7 @@ pub struct Membership {
     /// How long a dead member stays listed (as dead, so that its certificate is refused):
     /// as long as that certificate can still be valid.
     forget_after_ms: u64,
+    outages: Vec<HeadOutage>,
 }
 
 impl Membership {
@@ -112,13 +132,48 @@ impl Membership {
             members: BTreeMap::new(),
             timeout_ms,
             forget_after_ms: u64::MAX,
+            outages: Vec::new(),
         }
+    }
+
+    /// The head's outages so far, shown in every view.
+    pub fn with_outages(mut self, outages: Vec<HeadOutage>) -> Self {
+        self.outages = outages;
+        self
     }
 
     /// Dead members are forgotten `ms` after they died (when their certificates have expired).
     pub fn forget_dead_after(mut self, ms: u64) -> Self {
         self.forget_after_ms = ms;
         self
+    }
+
+    /// Numbers the next versions after `version` (a restarted head's views must be newer
+    /// than any a node already has).
+    pub fn continuing_from(mut self, version: u64) -> Self {
+        self.version = self.version.max(version);
+        self
+    }
+
+    /// Lists again a member a restarted head knew: alive, heard from `grace_ms` past `now_ms`
+    /// (so it has the timeout and that grace to reach the new head).
+    pub fn restore(&mut self, info: NodeInfo, now_ms: u64, grace_ms: u64) {
+        let available = info.resources.clone();
+        self.members.insert(
+            info.node_id,
+            Member {
+                state: NodeState {
+                    info,
+                    available,
+                    load: 0,
+                    alive: true,
+                    left: false,
+                },
+                last_seen_ms: now_ms + grace_ms,
+                dead_since_ms: None,
+            },
+        );
+        self.version += 1;
     }
 
     /// Live and dead members listed now.
@@ -230,11 +285,11 @@ impl Membership {
         ClusterView {
             version: self.version,
             nodes: self.members.values().map(|m| m.state.clone()).collect(),
+            head_outages: self.outages.clone(),
         }
     }
 
     /// The table's version.
-    #[cfg(test)]
     pub fn version(&self) -> u64 {
         self.version
     }

@@ -61,6 +61,8 @@ pub(crate) struct ClusterConfig {
     pub started_by: Option<super::id::NodeId>,
     /// How long work that no live node can take yet waits for one before it fails.
     pub placement_timeout: Duration,
+    /// How long a node waits for a head that stopped answering to come back.
+    pub head_timeout: Duration,
     /// For a driver the head started (`mobula job submit`): its job.
     pub job: Option<super::jobs::JobId>,
     /// The most bytes of builds this node keeps beyond those it runs.

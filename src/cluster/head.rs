@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 
+use super::head_db::{HeadDb, NameKey};
 use super::jobs::JobProcess;
 use super::node::ClusterNode;
 use crate::base::id::{ActorId, NodeId};
@@ -33,13 +34,46 @@ pub(crate) struct HeadState {
     pub job_processes: HashMap<JobId, JobProcess>,
     /// The cluster directory.
     pub dir: PathBuf,
+    /// The tables that outlive the head (`head.redb` in the cluster directory).
+    pub db: HeadDb,
+    /// When the head last recorded itself alive in its database.
+    pub alive_recorded: Instant,
 }
 
 impl HeadState {
-    /// A node died or left: actors on it no longer hold their names or locations.
-    pub fn forget_node(&mut self, gone: NodeId) {
-        self.names.retain(|_, (_, _, node)| *node != gone);
-        self.locations.retain(|_, (_, node)| *node != gone);
+    /// Nodes died or left: actors on them no longer hold their names or locations, and they
+    /// are no longer members, in the database too.
+    pub fn forget_nodes(&mut self, gone: &[NodeId]) {
+        if gone.is_empty() {
+            return;
+        }
+        let names: Vec<NameKey> = self
+            .names
+            .iter()
+            .filter(|(_, (_, _, node))| gone.contains(node))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let actors: Vec<ActorId> = self
+            .locations
+            .iter()
+            .filter(|(_, (_, node))| gone.contains(node))
+            .map(|(a, _)| *a)
+            .collect();
+        for k in &names {
+            self.names.remove(k);
+        }
+        for a in &actors {
+            self.locations.remove(a);
+        }
+        let version = self.membership.version();
+        let recorded = self
+            .db
+            .remove_members(gone, version)
+            .and_then(|()| self.db.remove_names(&names))
+            .and_then(|()| self.db.remove_locations(&actors));
+        if let Err(e) = recorded {
+            tracing::error!("{e}");
+        }
     }
 
     /// The membership's clock: milliseconds since the head started.
@@ -73,9 +107,16 @@ pub(super) async fn watch_members(node: Arc<ClusterNode>) {
             for id in &dead {
                 tracing::warn!(node = %id, "node declared dead: no heartbeat within {:?}", node.timeout);
             }
+            state.forget_nodes(&dead);
             for id in &dead {
-                state.forget_node(*id);
                 state.jobs.driver_gone(*id, true, super::jobs::unix_ms());
+            }
+            // Where the next outage will be counted from, if the head dies.
+            if state.alive_recorded.elapsed() >= Duration::from_secs(1) {
+                state.alive_recorded = Instant::now();
+                if let Err(e) = state.db.alive(super::jobs::unix_ms()) {
+                    tracing::error!("{e}");
+                }
             }
             state.membership.view()
         };

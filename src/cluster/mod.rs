@@ -6,6 +6,7 @@
 //! - `placement_groups`: room for bundles on each node; reserving bundles on another.
 //! - `serve`: the requests a node serves (on the head, the control plane's).
 //! - `head`: the head's own state (membership, CA, token, actor names) and failure detection.
+//! - `head_db`: the head's durable tables (an embedded database), read back when it restarts.
 //! - `remote`: tasks sent to and run for other nodes.
 //! - `tasks`: the task channel to each peer that carries them.
 //! - `objects`: values left on the nodes that made them: fetched, let go, made again.
@@ -26,6 +27,7 @@ pub(crate) mod agent;
 pub mod builds;
 pub(crate) mod generators;
 pub mod head;
+pub mod head_db;
 pub(crate) mod jobs;
 pub(crate) mod logs;
 pub(crate) mod mail;

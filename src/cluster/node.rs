@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::actors::{RemoteActor, RemoteActors};
 use super::agent::{self, AgentSettings};
 use super::builds::{self, BuildCache};
 use super::head::{HeadState, watch_members};
+use super::head_db::HeadDb;
 use super::objects::Lineage;
 use super::serve::handle;
 use super::tasks::TaskChannel;
@@ -62,7 +63,15 @@ pub(crate) struct ClusterNode {
     /// the head has declared them dead, or they are fine).
     pub(super) suspects: Mutex<HashMap<NodeId, Instant>>,
     pub(super) cursor: AtomicUsize,
+    /// Why the head is away, while it is (set when it stops answering, cleared when it
+    /// answers again).
     pub(super) head_lost: Mutex<Option<String>>,
+    /// Signalled when the head answers again, or this node gives up on it.
+    head_back: Condvar,
+    /// Set once the head stayed away for `head_timeout`: this node no longer waits for it.
+    head_gave_up: AtomicBool,
+    /// How long this node waits for a head that stopped answering.
+    pub(super) head_timeout: Duration,
     pub(super) head_state: Option<Mutex<HeadState>>,
     pub(super) timeout: Duration,
     /// How long work waits for a node that can take it (see `wait_to_place`).
@@ -139,19 +148,39 @@ pub(crate) async fn start(
             // can still be valid: its lifetime, and a clock running late by as much.
             let lifetime = config.certificate_lifetime;
             let forget_after = lifetime + lifetime.min(crate::transport::credentials::CLOCK_SKEW);
-            let membership =
-                Membership::new(timeout_ms).forget_dead_after(forget_after.as_millis() as u64);
+            // The tables a previous head left: a head that cannot open them does not start.
+            let (db, restored) = HeadDb::open(dir.path(), super::jobs::unix_ms()).map_err(err)?;
+            let mut membership = Membership::new(timeout_ms)
+                .forget_dead_after(forget_after.as_millis() as u64)
+                .continuing_from(restored.view_version + 1)
+                .with_outages(restored.outages.clone());
+            // The members it knew have the timeout and two more to reach this head.
+            let grace = timeout_ms * 2;
+            for info in restored.members {
+                if info.role != Role::Head {
+                    membership.restore(info, 0, grace);
+                }
+            }
+            if let Some(last) = restored.outages.last() {
+                tracing::warn!(
+                    restarts = restored.outages.len(),
+                    "the head restarts on its tables after {} ms down",
+                    last.up_ms.saturating_sub(last.down_ms)
+                );
+            }
             let state = HeadState {
                 membership,
                 ca,
                 token,
                 started: Instant::now(),
-                names: HashMap::new(),
-                locations: HashMap::new(),
+                names: restored.names.into_iter().collect(),
+                locations: restored.locations.into_iter().collect(),
                 certificate_lifetime: config.certificate_lifetime,
                 jobs: Jobs::new(),
                 job_processes: HashMap::new(),
                 dir: dir.path().to_path_buf(),
+                db,
+                alive_recorded: Instant::now(),
             };
             let secrets = (state.token.clone(), fingerprint(state.ca.cert_der()));
             (identity, *listen, *listen, Some(state), secrets)
@@ -237,6 +266,9 @@ pub(crate) async fn start(
         suspects: Mutex::default(),
         cursor: AtomicUsize::new(0),
         head_lost: Mutex::new(None),
+        head_back: Condvar::new(),
+        head_gave_up: AtomicBool::new(false),
+        head_timeout: config.head_timeout,
         head_state: head_state.map(Mutex::new),
         timeout: config.node_timeout,
         placement_timeout: config.placement_timeout,
@@ -265,7 +297,9 @@ pub(crate) async fn start(
         {
             let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
             let now = state.now_ms();
-            state.membership.register(info, now).map_err(err)?;
+            state.membership.register(info.clone(), now).map_err(err)?;
+            let version = state.membership.version();
+            state.db.put_member(&info, version).map_err(err)?;
             *node.view.write().unwrap_or_else(|e| e.into_inner()) = state.membership.view();
         }
         dir.write_private("head.addr", address.to_string().as_bytes())
@@ -703,9 +737,28 @@ impl ClusterNode {
         if crate::runtime::context::on_runtime_thread() {
             return Err("cannot wait for the head on the node's own thread".into());
         }
-        if let Some(why) = self.head_lost() {
-            return Err(why);
+        self.wait_for_head()?;
+        match self.ask_head_once(arbiter, message.clone())? {
+            // A link to a head that restarted since breaks at its first use: once more, on
+            // a new one (after waiting for the head if it is away).
+            Err(LinkError::Refused(why)) => Err(why),
+            Err(first) => {
+                tracing::debug!("asking the head again after: {first}");
+                self.wait_for_head()?;
+                self.ask_head_once(arbiter, message)?
+                    .map_err(|e| format!("the head at {}: {e}", self.head))
+            }
+            Ok(answer) => Ok(answer),
         }
+    }
+
+    /// One request to the head, waited for; the outer error says the node stopped or the
+    /// head did not answer in time.
+    fn ask_head_once(
+        self: &Arc<Self>,
+        arbiter: &actix_rt::ArbiterHandle,
+        message: Message,
+    ) -> Result<Result<Message, LinkError>, String> {
         let (tx, rx) = std::sync::mpsc::channel();
         let node = self.clone();
         let wait = self.timeout * 2;
@@ -713,14 +766,45 @@ impl ClusterNode {
             actix_rt::spawn(async move {
                 let asked = node.endpoint.request(node.head, &message);
                 let answer = match tokio::time::timeout(wait, asked).await {
-                    Ok(Ok((answer, _))) => Ok(answer),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("the head did not answer within {wait:?}")),
+                    Ok(Ok((answer, _))) => Ok(Ok(answer)),
+                    Ok(Err(e)) => Ok(Err(e)),
+                    Err(_) => Err(format!(
+                        "the head at {} did not answer within {wait:?}",
+                        node.head
+                    )),
                 };
                 let _ = tx.send(answer);
             });
         });
         rx.recv().map_err(|_| "the node stopped".to_string())?
+    }
+
+    /// Returns at once while the head answers; while it is away, waits (this thread blocks)
+    /// until it answers again, and fails naming it if this node gives up on it first.
+    fn wait_for_head(&self) -> Result<(), String> {
+        let lost = self.head_lost.lock().unwrap_or_else(|e| e.into_inner());
+        if lost.is_none() {
+            return Ok(());
+        }
+        let (lost, _) = self
+            .head_back
+            .wait_timeout_while(lost, self.head_timeout, |l| {
+                l.is_some() && !self.head_gave_up.load(Ordering::Acquire)
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        match lost.as_ref() {
+            None => Ok(()),
+            Some(why) => Err(why.clone()),
+        }
+    }
+
+    /// Whether this node gave up waiting for its head (why, if so).
+    pub fn head_given_up(&self) -> Option<String> {
+        if self.head_gave_up.load(Ordering::Acquire) {
+            self.head_lost()
+        } else {
+            None
+        }
     }
 
     /// Asks the head (on the node's event loop).
@@ -799,7 +883,16 @@ impl ClusterNode {
             let told = self.endpoint.request(self.head, &Message::Leave);
             let _ = tokio::time::timeout(Duration::from_millis(500), told).await;
         }
-        if self.head_state.is_some() {
+        if let Some(state) = &self.head_state {
+            // A stop on purpose: nothing carries over to the next head on this directory.
+            let cleared = state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .db
+                .stop_cleanly();
+            if let Err(e) = cleared {
+                tracing::error!("{e}");
+            }
             super::jobs::stop_all(&self);
             let view = self.view();
             for n in view
@@ -818,7 +911,9 @@ impl ClusterNode {
     }
 }
 
-/// A node: heartbeats to the head, takes newer views, notices when the head is gone.
+/// A node: heartbeats to the head, takes newer views, notices when the head is away, keeps
+/// trying while it is (a restarted head answers on the same address), and gives up after
+/// `head_timeout`.
 async fn heartbeat(node: Arc<ClusterNode>) {
     let period = (node.timeout / 4).max(Duration::from_millis(10));
     let mut ticks = tokio::time::interval(period);
@@ -833,31 +928,71 @@ async fn heartbeat(node: Arc<ClusterNode>) {
             view_version: node.view().version,
         };
         let answer = tokio::time::timeout(node.timeout, node.endpoint.request(node.head, &message));
-        match answer.await {
+        let answered = match answer.await {
             Ok(Ok((Message::View(view), _))) => {
-                last_ok = Instant::now();
                 node.set_view(view);
+                true
             }
-            Ok(Ok(_)) => last_ok = Instant::now(),
+            Ok(Ok(_)) => true,
             Ok(Err(LinkError::Refused(reason))) => {
                 let why = format!("the head at {} refused this node: {reason}", node.head);
                 tracing::error!("{why}");
-                *node.head_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                node.give_up_on_head(why);
                 return;
             }
-            Ok(Err(e)) => tracing::debug!("heartbeat failed: {e}"),
-            Err(_) => tracing::debug!("heartbeat timed out"),
+            Ok(Err(e)) => {
+                tracing::debug!("heartbeat failed: {e}");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("heartbeat timed out");
+                false
+            }
+        };
+        if answered {
+            last_ok = Instant::now();
+            let was_away = node
+                .head_lost
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(why) = was_away {
+                tracing::warn!(head = %node.head, "the head answers again (it was away: {why})");
+                node.head_back.notify_all();
+            }
+            continue;
         }
-        if last_ok.elapsed() > node.timeout {
+        let silent = last_ok.elapsed();
+        if silent > node.head_timeout {
             let why = format!(
-                "the cluster's head at {} stopped answering (no answer for {:?})",
-                node.head, node.timeout
+                "the cluster's head at {} did not come back (no answer for {:?}, the head_timeout)",
+                node.head, node.head_timeout
             );
             tracing::error!("{why}");
-            *node.head_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            node.give_up_on_head(why);
             node.shutdown.notify_one();
             return;
         }
+        if silent > node.timeout {
+            let mut lost = node.head_lost.lock().unwrap_or_else(|e| e.into_inner());
+            if lost.is_none() {
+                let why = format!(
+                    "the cluster's head at {} is not answering (for {silent:?}); waiting up to {:?} for it to come back",
+                    node.head, node.head_timeout
+                );
+                tracing::warn!("{why}");
+                *lost = Some(why);
+            }
+        }
+    }
+}
+
+impl ClusterNode {
+    /// This node no longer waits for its head: what needed it fails with `why`.
+    fn give_up_on_head(&self, why: String) {
+        *self.head_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        self.head_gave_up.store(true, Ordering::Release);
+        self.head_back.notify_all();
     }
 }
 

@@ -41,7 +41,9 @@ impl ClusterNode {
         {
             return Placement::Local;
         }
-        if let Some(why) = self.head_lost() {
+        // While the head is away, work goes on among the nodes of the last view; once this
+        // node gives up on the head, it places nothing elsewhere.
+        if let Some(why) = self.head_given_up() {
             return Placement::Infeasible(why);
         }
         let view = self.view.read().unwrap_or_else(|e| e.into_inner());

@@ -203,7 +203,16 @@ async fn serve(
                     let build = info.build.as_ref().map(|b| b.id);
                     (info.job, info.entrypoint.clone(), build)
                 });
+                let record = info.clone();
                 match state.membership.register(info, now) {
+                    // Acknowledged once durable: a restarted head knows the member.
+                    Ok(())
+                        if let Err(e) =
+                            state.db.put_member(&record, state.membership.version()) =>
+                    {
+                        tracing::error!("{e}");
+                        refused(e.to_string())
+                    }
                     Ok(()) => {
                         if let Some((job, entrypoint, build)) = driver {
                             let unix = super::jobs::unix_ms();
@@ -263,7 +272,7 @@ async fn serve(
                     let now = state.now_ms();
                     if state.membership.leave(from, now) {
                         tracing::info!(node = %from, "node left the cluster");
-                        state.forget_node(from);
+                        state.forget_nodes(&[from]);
                         state.jobs.driver_gone(from, false, super::jobs::unix_ms());
                     }
                     state.membership.view()
@@ -332,8 +341,20 @@ async fn serve(
                         node: *at,
                     },
                     _ => {
-                        state.names.insert((namespace, name), (actor, class, host));
-                        Message::Ack
+                        // The name is taken once it is durable, and not before: after a
+                        // crash it is either taken or free.
+                        let key = (namespace, name);
+                        let named = (actor, class, host);
+                        match state.db.put_name(&key, &named) {
+                            Ok(()) => {
+                                state.names.insert(key, named);
+                                Message::Ack
+                            }
+                            Err(e) => {
+                                tracing::error!("{e}");
+                                refused(e.to_string())
+                            }
+                        }
                     }
                 }
             }
@@ -354,6 +375,9 @@ async fn serve(
                     .get(&key)
                     .is_some_and(|(held, _, _)| *held == actor)
                 {
+                    if let Err(e) = state.db.remove_names(std::slice::from_ref(&key)) {
+                        tracing::error!("{e}");
+                    }
                     state.names.remove(&key);
                 }
             }
@@ -370,14 +394,26 @@ async fn serve(
             None => refused("this node is not the head"),
             Some(state) => {
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                state.locations.insert(actor, (class, at));
-                Message::Ack
+                match state.db.put_location(actor, &class, at) {
+                    Ok(()) => {
+                        state.locations.insert(actor, (class, at));
+                        Message::Ack
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        refused(e.to_string())
+                    }
+                }
             }
         },
         (Some(_), Message::ActorGone { actor }) => {
             if let Some(state) = &node.head_state {
                 let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                state.locations.remove(&actor);
+                if state.locations.remove(&actor).is_some()
+                    && let Err(e) = state.db.remove_locations(&[actor])
+                {
+                    tracing::error!("{e}");
+                }
             }
             Message::Ack
         }

@@ -41,6 +41,8 @@ pub struct LocalCluster {
     dir: PathBuf,
     join: JoinInfo,
     head: NodeId,
+    /// How the head was configured, to start it again.
+    head_config: Config,
     /// Running nodes, the head first.
     nodes: Vec<Arc<Runtime>>,
 }
@@ -70,7 +72,7 @@ impl LocalCluster {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let rt = start_node(head.head("127.0.0.1:0").cluster_dir(&dir))?;
+        let rt = start_node(head.clone().head("127.0.0.1:0").cluster_dir(&dir))?;
         let join = match join_info(&dir) {
             Ok(join) => join,
             Err(e) => {
@@ -82,6 +84,7 @@ impl LocalCluster {
             dir,
             join,
             head: rt.node_id,
+            head_config: head,
             nodes: vec![rt],
         })
     }
@@ -191,6 +194,27 @@ impl LocalCluster {
     /// Returns false if no such node runs here.
     pub fn kill_node(&mut self, id: NodeId) -> bool {
         self.stop_node(id, false)
+    }
+
+    /// Starts the head again on the cluster directory and address it had, as `mobula start
+    /// --head` run again on the same machine does after a crash (kill it first with
+    /// [`kill_node`](Self::kill_node)): it reads its tables back from its database, and the
+    /// nodes and drivers reconnect to it. Returns the new head's id.
+    pub fn restart_head(&mut self) -> Result<NodeId, InitError> {
+        if self.nodes.iter().any(|rt| rt.node_id == self.head) {
+            return Err(InitError::InvalidConfig(
+                "the head still runs: kill it first".into(),
+            ));
+        }
+        let rt = start_node(
+            self.head_config
+                .clone()
+                .head(self.join.address.to_string())
+                .cluster_dir(&self.dir),
+        )?;
+        self.head = rt.node_id;
+        self.nodes.insert(0, rt);
+        Ok(self.head)
     }
 
     /// Stops node `id` after it tells the head that it leaves. Returns false if no such node

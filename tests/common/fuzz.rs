@@ -238,10 +238,15 @@ pub fn message() -> impl Strategy<Value = Message> {
             prop::collection::vec(
                 (node_info(), resources(), any::<u32>(), any::<bool>()),
                 0..3
-            )
+            ),
+            prop::collection::vec((any::<u64>(), any::<u64>()), 0..3)
         )
-            .prop_map(|(version, nodes)| Message::View(ClusterView {
+            .prop_map(|(version, nodes, outages)| Message::View(ClusterView {
                 version,
+                head_outages: outages
+                    .into_iter()
+                    .map(|(down_ms, up_ms)| mobula::node::HeadOutage { down_ms, up_ms })
+                    .collect(),
                 nodes: nodes
                     .into_iter()
                     .map(|(info, available, load, alive)| NodeState {

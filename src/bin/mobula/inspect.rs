@@ -29,6 +29,22 @@ fn kind_of(n: &mobula::node::NodeState) -> &'static str {
     }
 }
 
+/// The head's restarts, and how long each outage lasted.
+fn render_outages(outages: &[node::HeadOutage]) -> String {
+    if outages.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = outages
+        .iter()
+        .map(|o| format!("{:.1} s", o.duration().as_secs_f64()))
+        .collect();
+    format!(
+        "head restarted {} time(s) on its tables; outages: {}\n",
+        outages.len(),
+        each.join(", ")
+    )
+}
+
 /// The status table.
 fn render_status(view: &ClusterView) -> String {
     let alive = view.nodes.iter().filter(|n| n.alive).count();
@@ -38,6 +54,7 @@ fn render_status(view: &ClusterView) -> String {
         view.nodes.len() - alive - left,
         view.version
     );
+    out += &render_outages(&view.head_outages);
     out += &format!(
         "{:<34} {:<22} {:<6} {:<10} {:<12} {:<6} {:>5}  resources\n",
         "node", "address", "state", "kind", "build", "tasks", "load"
@@ -238,4 +255,19 @@ pub fn logs(o: &Options) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_are_counted_and_timed() {
+        assert_eq!(render_outages(&[]), "");
+        let o = |down_ms, up_ms| node::HeadOutage { down_ms, up_ms };
+        assert_eq!(
+            render_outages(&[o(1_000, 3_500), o(10_000, 10_200)]),
+            "head restarted 2 time(s) on its tables; outages: 2.5 s, 0.2 s\n"
+        );
+    }
 }

@@ -1,0 +1,212 @@
+//! The head killed with SIGKILL and started again with `mobula start --head` on the same
+//! cluster directory and address, with real processes: a worker node and this test as a
+//! driver keep running through the outage and reconnect; a detached named actor made before
+//! the crash is found by a second driver after it; `mobula status` counts the restart. A
+//! head whose database cannot be opened says why and does not start.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+
+use common::cli::{join_variables, mobula, text};
+use common::eventually;
+use mobula::prelude::*;
+use mobula::{NodeId, SchedulingStrategy};
+
+#[mobula::actor]
+struct Keeper {
+    n: u64,
+}
+
+#[mobula::actor]
+impl Keeper {
+    fn new() -> Self {
+        Keeper { n: 0 }
+    }
+
+    fn add(&mut self, k: u64) -> u64 {
+        self.n += k;
+        self.n
+    }
+}
+
+#[mobula::remote]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Not a test: a worker node, started by the test below.
+#[test]
+#[ignore = "child-process entry point: a worker node that the head-crash test starts"]
+fn crash_worker() {
+    assert!(
+        std::env::var_os("MOBULA_WORKER").is_some(),
+        "not a test: a worker node, started by the head-crash test"
+    );
+    mobula::node::run_worker_if_asked();
+    unreachable!("run_worker_if_asked exits the process");
+}
+
+/// Not a test: a second driver, started by the test below after the head's restart. Prints
+/// what the named actor answered.
+#[test]
+#[ignore = "child-process entry point: a driver that the head-crash test starts"]
+fn crash_second_driver() {
+    let Some(address) = std::env::var_os("MOBULA_ADDRESS") else {
+        panic!("not a test: a driver, started by the head-crash test");
+    };
+    let _driver = mobula::init(
+        Config::default()
+            .address(address.to_string_lossy())
+            .num_cpus(0),
+    )
+    .expect("the second driver joins");
+    let keeper = mobula::get_actor::<Keeper>("keeper").expect("the name outlived the head");
+    println!("keeper answered {}", keeper.add(100).get().unwrap());
+}
+
+struct StopOnDrop(String);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = mobula(&["stop", "--dir", &self.0]);
+    }
+}
+
+fn pid_of(printed: &str) -> String {
+    let at = printed.find("(pid ").expect("the head's pid") + 5;
+    printed[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+fn driver_config(vars: &HashMap<String, String>, dir: &std::path::Path) -> Config {
+    Config::default()
+        .address(vars["MOBULA_ADDRESS"].clone())
+        .join_token(vars["MOBULA_JOIN_TOKEN"].clone())
+        .ca_fingerprint(vars["MOBULA_CA_FINGERPRINT"].clone())
+        .cluster_dir(dir)
+        .num_cpus(0)
+}
+
+#[test]
+fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
+    let _turn = common::turn();
+    let dir = std::env::temp_dir().join(format!("mobula-head-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap().to_string();
+    let _stop = StopOnDrop(d.clone());
+
+    let started = mobula(&["start", "--head", "--listen", "127.0.0.1:0", "--dir", &d]);
+    let printed = text(&started);
+    assert!(started.status.success(), "{printed}");
+    let vars = join_variables(&printed);
+    let address = vars["MOBULA_ADDRESS"].clone();
+
+    let mut worker = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "crash_worker", "--nocapture"])
+        .envs(&vars)
+        .env("MOBULA_WORKER", "1")
+        .env("MOBULA_NUM_CPUS", "2")
+        .env("MOBULA_DIR", dir.join("worker"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _driver = mobula::init(driver_config(&vars, &dir.join("driver"))).unwrap();
+    eventually("the worker joins", || {
+        mobula::node::nodes()
+            .iter()
+            .any(|n| n.alive && n.info.runs_tasks)
+    });
+    let worker_id: NodeId = mobula::node::nodes()
+        .iter()
+        .find(|n| n.alive && n.info.runs_tasks)
+        .unwrap()
+        .info
+        .node_id;
+    let on_worker = SchedulingStrategy::NodeAffinity {
+        node: worker_id,
+        soft: false,
+    };
+    let keeper = Keeper::options()
+        .name("keeper")
+        .detached(true)
+        .scheduling_strategy(on_worker)
+        .remote()
+        .unwrap();
+    assert_eq!(keeper.add(1).get().unwrap(), 1);
+
+    // kill -9 the head.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -9 {}", pid_of(&printed))])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    eventually("the driver finds the head away", || {
+        mobula::node::head_away().is_some()
+    });
+    // Meanwhile the worker runs tasks and the actor answers.
+    let squares: Vec<_> = (0..10u64)
+        .map(|i| square.options().scheduling_strategy(on_worker).remote(i))
+        .collect();
+    assert_eq!(
+        mobula::get_all(&squares).unwrap(),
+        (0..10u64).map(|i| i * i).collect::<Vec<_>>()
+    );
+    assert_eq!(keeper.add(1).get().unwrap(), 2);
+
+    // Started again, on the same directory and address.
+    let again = mobula(&["start", "--head", "--listen", &address, "--dir", &d]);
+    assert!(again.status.success(), "{}", text(&again));
+    eventually("the driver hears the head again", || {
+        mobula::node::head_away().is_none()
+    });
+    let status = text(&mobula(&["status", "--dir", &d]));
+    assert!(status.contains("head restarted 1 time(s)"), "{status}");
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker kept running"
+    );
+
+    // A second driver finds the actor by the name taken before the crash.
+    let second = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "crash_second_driver", "--nocapture"])
+        .env("MOBULA_ADDRESS", &address)
+        .env("MOBULA_JOIN_TOKEN", &vars["MOBULA_JOIN_TOKEN"])
+        .env("MOBULA_CA_FINGERPRINT", &vars["MOBULA_CA_FINGERPRINT"])
+        .env("MOBULA_DIR", dir.join("second"))
+        .output()
+        .unwrap();
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(
+        text(&second).contains("keeper answered 102"),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(keeper.add(1).get().unwrap(), 103);
+
+    let stopped = mobula(&["stop", "--dir", &d]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    eventually("the worker exits", || worker.try_wait().unwrap().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_head_whose_database_cannot_be_opened_says_why_and_does_not_start() {
+    let dir = std::env::temp_dir().join(format!("mobula-head-bad-db-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("head.redb"), b"this is not a database").unwrap();
+    let d = dir.to_str().unwrap();
+    let out = mobula(&["start", "--head", "--listen", "127.0.0.1:0", "--dir", d]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("head.redb") && text(&out).contains("cannot be opened"),
+        "{}",
+        text(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,134 @@
+//! The head survives its own crash: it is killed (silent, as `kill -9`) and started again on
+//! the same cluster directory and address; it reads its tables back, the workers and the
+//! driver reconnect, and what was named before is found again.
+
+mod common;
+
+use common::{eventually, turn};
+use mobula::prelude::*;
+use mobula::{NodeId, SchedulingStrategy};
+
+#[mobula::actor]
+struct Counter {
+    n: u64,
+}
+
+#[mobula::actor]
+impl Counter {
+    fn new() -> Self {
+        Counter { n: 0 }
+    }
+
+    fn add(&mut self, k: u64) -> u64 {
+        self.n += k;
+        self.n
+    }
+}
+
+#[mobula::remote]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[mobula::remote]
+fn where_am_i() -> String {
+    mobula::context().node_id().expect("a runtime").to_string()
+}
+
+/// On the node it runs on: finds the counter by name and adds `k`.
+#[mobula::remote]
+fn add_by_name(k: u64) -> Result<u64, String> {
+    let counter = mobula::get_actor::<Counter>("counter").map_err(|e| e.to_string())?;
+    counter.add(k).get().map_err(|e| e.to_string())
+}
+
+fn on(node: NodeId) -> SchedulingStrategy {
+    SchedulingStrategy::NodeAffinity { node, soft: false }
+}
+
+#[test]
+fn a_head_killed_and_restarted_comes_back_with_its_tables() {
+    let _turn = turn();
+    let worker = || Config::default().num_cpus(2);
+    let (mut cluster, workers, _driver) =
+        common::local_cluster(Config::default().num_cpus(0), worker, 2, |c| c);
+    let (w0, w1) = (workers[0], workers[1]);
+
+    // A detached named actor on the first worker, called once.
+    let counter = Counter::options()
+        .name("counter")
+        .detached(true)
+        .scheduling_strategy(on(w0))
+        .remote()
+        .unwrap();
+    assert_eq!(counter.add(1).get().unwrap(), 1);
+
+    // The head dies.
+    let old_head = cluster.head();
+    assert!(cluster.kill_node(old_head));
+
+    // While it is away, work that does not need it goes on: tasks on the workers, calls
+    // to the actor.
+    let squares: Vec<_> = (0..20u64)
+        .map(|i| {
+            square
+                .options()
+                .scheduling_strategy(on(workers[(i % 2) as usize]))
+                .remote(i)
+        })
+        .collect();
+    assert_eq!(
+        mobula::get_all(&squares).unwrap(),
+        (0..20u64).map(|i| i * i).collect::<Vec<_>>()
+    );
+    assert_eq!(counter.add(1).get().unwrap(), 2);
+
+    // It comes back on the same directory and address.
+    let new_head = cluster.restart_head().unwrap();
+    assert_ne!(new_head, old_head);
+    eventually(
+        "the driver hears from the new head, both workers alive",
+        || {
+            let nodes = mobula::node::nodes();
+            mobula::node::head_away().is_none()
+                && nodes.iter().any(|n| n.info.node_id == new_head && n.alive)
+                && [w0, w1]
+                    .iter()
+                    .all(|w| nodes.iter().any(|n| n.info.node_id == *w && n.alive))
+        },
+    );
+
+    // The restart and how long the head was away, as `mobula status` shows them.
+    let status =
+        mobula::node::cluster_status(cluster.dir(), std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(status.head_outages.len(), 1, "{:?}", status.head_outages);
+    let outage = status.head_outages[0];
+    assert!(outage.up_ms > outage.down_ms, "{outage:?}");
+
+    // The name was kept: a node that does not host the actor finds it through the head.
+    let added = add_by_name
+        .options()
+        .scheduling_strategy(on(w1))
+        .remote(10)
+        .get()
+        .unwrap();
+    assert_eq!(added, 12);
+
+    // A new worker joins the restarted head, and takes work.
+    let w2 = cluster.add_node(worker()).unwrap();
+    eventually("the driver sees the new worker", || {
+        mobula::node::nodes()
+            .iter()
+            .any(|n| n.info.node_id == w2 && n.alive)
+    });
+    assert_eq!(
+        where_am_i
+            .options()
+            .scheduling_strategy(on(w2))
+            .remote()
+            .get()
+            .unwrap(),
+        w2.to_string()
+    );
+    assert_eq!(counter.add(1).get().unwrap(), 13);
+}
