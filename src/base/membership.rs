@@ -112,6 +112,24 @@ struct Member {
     dead_since_ms: Option<u64>,
 }
 
+impl Member {
+    /// A live member, all its resources free, last heard from at `last_seen_ms`.
+    fn live(info: NodeInfo, last_seen_ms: u64) -> Self {
+        let available = info.resources.clone();
+        Member {
+            state: NodeState {
+                info,
+                available,
+                load: 0,
+                alive: true,
+                left: false,
+            },
+            last_seen_ms,
+            dead_since_ms: None,
+        }
+    }
+}
+
 /// The membership table.
 pub struct Membership {
     version: u64,
@@ -158,21 +176,8 @@ impl Membership {
     /// Lists again a member a restarted head knew: alive, heard from `grace_ms` past `now_ms`
     /// (so it has the timeout and that grace to reach the new head).
     pub fn restore(&mut self, info: NodeInfo, now_ms: u64, grace_ms: u64) {
-        let available = info.resources.clone();
-        self.members.insert(
-            info.node_id,
-            Member {
-                state: NodeState {
-                    info,
-                    available,
-                    load: 0,
-                    alive: true,
-                    left: false,
-                },
-                last_seen_ms: now_ms + grace_ms,
-                dead_since_ms: None,
-            },
-        );
+        self.members
+            .insert(info.node_id, Member::live(info, now_ms + grace_ms));
         self.version += 1;
     }
 
@@ -199,21 +204,7 @@ impl Membership {
             Some(_) => {}
             None => self.check_join(id)?,
         }
-        let available = info.resources.clone();
-        self.members.insert(
-            id,
-            Member {
-                state: NodeState {
-                    info,
-                    available,
-                    load: 0,
-                    alive: true,
-                    left: false,
-                },
-                last_seen_ms: now_ms,
-                dead_since_ms: None,
-            },
-        );
+        self.members.insert(id, Member::live(info, now_ms));
         self.version += 1;
         Ok(())
     }
@@ -307,6 +298,29 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_member_has_the_grace_then_dies_unheard() {
+        let mut m = Membership::new(100).continuing_from(41);
+        let node = info(1);
+        let id = node.node_id;
+        m.restore(node, 0, 200);
+        let view = m.view();
+        assert!(
+            view.version > 41,
+            "a view newer than any before the restart"
+        );
+        assert!(view.nodes.iter().any(|n| n.info.node_id == id && n.alive));
+        assert!(m.tick(300).is_empty(), "within the timeout and the grace");
+        assert_eq!(m.tick(301), vec![id]);
+        // Heard from in time, it stays.
+        let mut m = Membership::new(100);
+        let node = info(1);
+        let id = node.node_id;
+        m.restore(node, 0, 200);
+        m.heartbeat(id, Vec::new(), 0, 0, 250).unwrap();
+        assert!(m.tick(340).is_empty());
+    }
 
     fn info(registry: u64) -> NodeInfo {
         NodeInfo {
