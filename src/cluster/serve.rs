@@ -210,7 +210,10 @@ async fn serve(
                         if let Err(e) =
                             state.db.put_member(&record, state.membership.version()) =>
                     {
+                        // Not recorded, so not a member: the node is refused, and no live
+                        // entry of it stays behind in memory either.
                         tracing::error!("{e}");
+                        state.membership.leave(from, now);
                         refused(e.to_string())
                     }
                     Ok(()) => {
