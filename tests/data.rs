@@ -490,6 +490,73 @@ fn every_format_round_trips() {
 }
 
 #[test]
+fn fused_operators_run_on_a_reads_chunks_as_decoded() {
+    let _turn = turn();
+    let _m = start();
+    let d = dir("chunks");
+    // One file, one row group, one block of 200,000 rows: read in chunks of 65,536.
+    let n = 200_000i64;
+    let id: Int64Array = (0..n).collect();
+    let x: Float64Array = (0..n).map(|i| (i % 10) as f64).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(id) as arrow::array::ArrayRef),
+        ("x", Arc::new(x) as _),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(d.join("t.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let ds = data::read_parquet(d.join("t.parquet")).unwrap();
+
+    // A filter, a function and an expression on each chunk: the rows of a plain
+    // computation, in order.
+    let b = ds
+        .filter(col("id").rem(7).gt(0))
+        .map_batches(double_id, MapOptions::new())
+        .add_column("z", col("id").add(1))
+        .to_batch()
+        .unwrap();
+    let want: Vec<i64> = (0..n).filter(|i| i % 7 > 0).map(|i| i * 2).collect();
+    assert_eq!(ids(&b, "id"), want);
+    assert_eq!(ids(&b, "z"), want.iter().map(|i| i + 1).collect::<Vec<_>>());
+
+    // Without a batch size, a function gets the read's chunks: every row once, at most
+    // 65,536 at a time; with one, slices of the block of at most that size.
+    let sizes = ids(
+        &ds.map_batches(rows_seen, MapOptions::new())
+            .to_batch()
+            .unwrap(),
+        "n",
+    );
+    assert_eq!(sizes, vec![65_536, 65_536, 65_536, 3_392]);
+    let sizes = ids(
+        &ds.map_batches(rows_seen, MapOptions::new().batch_size(100_000))
+            .to_batch()
+            .unwrap(),
+        "n",
+    );
+    assert_eq!(sizes, vec![100_000, 100_000]);
+
+    // A filter that keeps nothing, and a file of no rows: no rows, the columns kept.
+    let none = ds.filter(col("x").gt(100.0)).to_batch().unwrap();
+    assert_eq!((none.num_rows(), none.num_columns()), (0, 2));
+    let empty = RecordBatch::new_empty(batch.schema());
+    let file = std::fs::File::create(d.join("empty.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, empty.schema(), None).unwrap();
+    w.write(&empty).unwrap();
+    w.close().unwrap();
+    let e = data::read_parquet(d.join("empty.parquet"))
+        .unwrap()
+        .filter(col("x").gt(1.0))
+        .add_column("y", col("x").mul(2.0))
+        .to_batch()
+        .unwrap();
+    assert_eq!((e.num_rows(), e.num_columns()), (0, 3));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
 fn errors_say_which_operator_block_and_file() {
     let _turn = turn();
     let _m = start();

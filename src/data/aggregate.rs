@@ -168,12 +168,11 @@ pub(crate) fn partial(
     let key_cols = key_columns(batch, keys)?;
     let mut firsts: Vec<u32> = Vec::new();
     let mut accs: Vec<Vec<Acc>> = Vec::new();
-    let mut group_of = |row: usize, seen: Option<usize>| -> usize {
-        seen.unwrap_or_else(|| {
-            firsts.push(row as u32);
-            accs.push(vec![Acc::default(); aggs.len()]);
-            accs.len() - 1
-        })
+    // A new group, first seen at `row`.
+    let mut new_group = |row: usize| -> usize {
+        firsts.push(row as u32);
+        accs.push(vec![Acc::default(); aggs.len()]);
+        accs.len() - 1
     };
     let mut groups_by_row = Vec::with_capacity(batch.num_rows());
     // One string or integer key without nulls (the common case): hashed as it is.
@@ -183,30 +182,23 @@ pub(crate) fn partial(
     if let Some(strings) =
         single.and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
     {
-        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut index: FastMap<&str, usize> = FastMap::default();
         for row in 0..batch.num_rows() {
-            let k = strings.value(row);
-            let g = group_of(row, index.get(k).copied());
-            index.insert(k, g);
-            groups_by_row.push(g);
+            groups_by_row.push(find(&mut index, strings.value(row), || new_group(row)));
         }
     } else if let Some(ints) = single.and_then(|c| c.as_any().downcast_ref::<Int64Array>()) {
-        let mut index: HashMap<i64, usize> = HashMap::new();
+        let mut index: FastMap<i64, usize> = FastMap::default();
         for (row, k) in ints.values().iter().enumerate() {
-            let g = group_of(row, index.get(k).copied());
-            index.insert(*k, g);
-            groups_by_row.push(g);
+            groups_by_row.push(find(&mut index, *k, || new_group(row)));
         }
     } else {
         let converter = converter(&key_cols)?;
         let rows = converter
             .convert_columns(&key_cols)
             .map_err(|e| e.to_string())?;
-        let mut index: HashMap<arrow::row::Row<'_>, usize> = HashMap::new();
+        let mut index: FastMap<arrow::row::Row<'_>, usize> = FastMap::default();
         for row in 0..batch.num_rows() {
-            let g = group_of(row, index.get(&rows.row(row)).copied());
-            index.insert(rows.row(row), g);
-            groups_by_row.push(g);
+            groups_by_row.push(find(&mut index, rows.row(row), || new_group(row)));
         }
     }
     for (row, g) in groups_by_row.into_iter().enumerate() {
@@ -224,6 +216,23 @@ pub(crate) fn partial(
         keys: Some(Batch::new(key_batch)),
         accs,
     })
+}
+
+/// A hash map with a fast hash (the keys are the user's data, hashed in one task).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The group of `key`: found in `index` (one hash), or made by `make` and recorded.
+fn find<K: std::hash::Hash + Eq>(
+    index: &mut FastMap<K, usize>,
+    key: K,
+    make: impl FnOnce() -> usize,
+) -> usize {
+    if let Some(g) = index.get(&key) {
+        return *g;
+    }
+    let g = make();
+    index.insert(key, g);
+    g
 }
 
 fn key_indices(batch: &RecordBatch, keys: &[String]) -> Result<Vec<usize>, String> {

@@ -67,7 +67,9 @@ pub struct MapOptions {
 }
 
 impl MapOptions {
-    /// Options as Ray Data's defaults: one CPU per task, the whole block per call.
+    /// Options as Ray Data's defaults: one CPU per task. Without a batch size, a call gets
+    /// the rows as they come: fused with a read, each chunk the read decodes (at most
+    /// 65,536 rows); otherwise a whole block.
     pub fn new() -> Self {
         Self::default()
     }

@@ -7,12 +7,13 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::DataError;
 use super::batch::Batch;
 use super::source::Read;
-use super::stage::Stage;
+use super::stage::{self, Stage};
 use super::stats::{OpStats, Stats};
 use crate::{GetError, ObjectRef, Split};
 
@@ -39,49 +40,37 @@ pub(crate) struct BlockRef {
 /// A stream of blocks.
 pub(crate) type Blocks = Box<dyn Iterator<Item = Result<BlockRef, DataError>> + Send>;
 
-fn run_stages(
-    mut batch: arrow::array::RecordBatch,
+/// `stages` on `batch`; an error names the operator, the block and the file.
+fn apply_stages(
+    mut batch: RecordBatch,
     stages: &[Stage],
     block: usize,
-    file: Option<String>,
-) -> (Batch, BlockMeta) {
+    file: &Option<String>,
+) -> Result<RecordBatch, DataError> {
     for stage in stages {
-        match stage.apply(batch) {
-            Ok(b) => batch = b,
-            Err(reason) => {
-                let error = DataError::Operator {
-                    operator: stage.name(),
-                    block,
-                    file: file.clone(),
-                    reason,
-                };
-                return (
-                    Batch::empty(),
-                    BlockMeta {
-                        file,
-                        error: Some(error),
-                        ..Default::default()
-                    },
-                );
-            }
-        }
+        batch = stage.apply(batch).map_err(|reason| DataError::Operator {
+            operator: stage.name(),
+            block,
+            file: file.clone(),
+            reason,
+        })?;
     }
-    let batch = Batch::new(batch);
-    let meta = BlockMeta {
-        rows: batch.num_rows() as u64,
-        bytes: batch.memory_size(),
-        file,
-        error: None,
-    };
-    (batch, meta)
+    Ok(batch)
 }
 
-/// Reads a block and runs the fused operators on it (one task).
-#[crate::remote(num_returns = 2)]
-fn read_block(read: Read, stages: Vec<Stage>, block: usize) -> (Batch, BlockMeta) {
-    let file = read.file().map(str::to_string);
-    match read.run() {
-        Ok(batch) => run_stages(batch, &stages, block, file),
+/// The block a task made, or why it could not.
+fn finish(made: Result<RecordBatch, DataError>, file: Option<String>) -> (Batch, BlockMeta) {
+    match made {
+        Ok(batch) => {
+            let batch = Batch::new(batch);
+            let meta = BlockMeta {
+                rows: batch.num_rows() as u64,
+                bytes: batch.memory_size(),
+                file,
+                error: None,
+            };
+            (batch, meta)
+        }
         Err(error) => (
             Batch::empty(),
             BlockMeta {
@@ -93,6 +82,47 @@ fn read_block(read: Read, stages: Vec<Stage>, block: usize) -> (Batch, BlockMeta
     }
 }
 
+/// Reads a block and runs the fused operators on it. The operators that work row by row
+/// (a filter, an expression, a function without a batch size) run on each chunk as it is
+/// decoded, while it is in cache, and only their output is put together; the rest run on
+/// the block.
+fn read_and_apply(
+    read: &Read,
+    stages: &[Stage],
+    block: usize,
+    file: &Option<String>,
+) -> Result<RecordBatch, DataError> {
+    let streamed = stages.iter().take_while(|s| s.row_local()).count();
+    if streamed == 0 {
+        return apply_stages(read.run()?, stages, block, file);
+    }
+    let (head, rest) = stages.split_at(streamed);
+    let chunks = read.chunks()?;
+    let mut outs = Vec::new();
+    for chunk in chunks.batches {
+        outs.push(apply_stages(chunk?, head, block, file)?);
+    }
+    let joined = if outs.is_empty() {
+        apply_stages(RecordBatch::new_empty(chunks.schema), head, block, file)?
+    } else {
+        stage::concat(&outs).map_err(|reason| DataError::Operator {
+            operator: head.last().map(Stage::name).unwrap_or_default(),
+            block,
+            file: file.clone(),
+            reason,
+        })?
+    };
+    apply_stages(joined, rest, block, file)
+}
+
+/// Reads a block and runs the fused operators on it (one task).
+#[crate::remote(num_returns = 2)]
+fn read_block(read: Read, stages: Vec<Stage>, block: usize) -> (Batch, BlockMeta) {
+    let file = read.file().map(str::to_string);
+    let made = read_and_apply(&read, &stages, block, &file);
+    finish(made, file)
+}
+
 /// Runs the fused operators on a block already in the store (one task).
 #[crate::remote(num_returns = 2)]
 fn map_block(
@@ -101,7 +131,8 @@ fn map_block(
     block: usize,
     file: Option<String>,
 ) -> (Batch, BlockMeta) {
-    run_stages(input.into_inner(), &stages, block, file)
+    let made = apply_stages(input.into_inner(), &stages, block, &file);
+    finish(made, file)
 }
 
 /// Rows `offset..offset + len` of a block (no copy on the block's node).

@@ -94,60 +94,16 @@ impl Read {
         }
     }
 
-    /// Makes the block.
+    /// Makes the block, as one batch.
     pub fn run(&self) -> Result<RecordBatch, DataError> {
-        let read_err = |path: &str, e: &dyn std::fmt::Display| DataError::Read {
-            path: path.to_string(),
-            reason: e.to_string(),
-        };
         match self {
-            Read::Range { start, end } => {
-                let ids: Int64Array = (*start as i64..*end as i64).collect();
-                RecordBatch::try_from_iter([("id", Arc::new(ids) as _)])
-                    .map_err(|e| DataError::Invalid(e.to_string()))
-            }
+            // One batch of every row read: no copy to put batches together.
             Read::Parquet {
                 path,
                 groups,
                 columns,
             } => {
-                let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
-                let mut builder =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                        .map_err(|e| read_err(path, &e))?;
-                let meta = builder.metadata().clone();
-                let rows: i64 = match groups {
-                    Some(groups) => groups
-                        .iter()
-                        .filter_map(|g| meta.row_groups().get(*g))
-                        .map(|g| g.num_rows())
-                        .sum(),
-                    None => meta.file_metadata().num_rows(),
-                };
-                if let Some(groups) = groups {
-                    builder = builder.with_row_groups(groups.clone());
-                }
-                if let Some(columns) = columns {
-                    // Only these columns are decoded (projection pushdown), in the file's
-                    // order; one the file lacks is left to the operator that uses it to
-                    // name.
-                    let schema = builder.schema().clone();
-                    let roots: Vec<usize> = columns
-                        .iter()
-                        .filter_map(|c| schema.index_of(c).ok())
-                        .collect();
-                    let mask = parquet::arrow::ProjectionMask::roots(
-                        builder.parquet_schema(),
-                        roots.iter().copied(),
-                    );
-                    builder = builder.with_projection(mask);
-                }
-                // One batch of every row read: no copy to put batches together.
-                let reader = builder
-                    .with_batch_size(rows.max(1) as usize)
-                    .build()
-                    .map_err(|e| read_err(path, &e))?;
-                let schema = arrow::record_batch::RecordBatchReader::schema(&reader);
+                let (reader, schema) = parquet_reader(path, groups, columns, None)?;
                 let batches = reader
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| read_err(path, &e))?;
@@ -157,38 +113,16 @@ impl Read {
                     concat(&batches).map_err(|e| read_err(path, &e))
                 }
             }
-            Read::Csv { path, bytes } => {
-                // Every part of a file takes the types inferred from its start.
-                let mut file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
-                let (schema, _) = arrow::csv::reader::Format::default()
-                    .with_header(true)
-                    .infer_schema(&mut file, Some(10_000))
-                    .map_err(|e| read_err(path, &e))?;
-                let schema = Arc::new(schema);
-                let (lines, first) = part(path, *bytes).map_err(|e| read_err(path, &e))?;
-                let reader = arrow::csv::ReaderBuilder::new(schema.clone())
-                    .with_header(first)
-                    .with_batch_size(1 << 16)
-                    .build(std::io::Cursor::new(lines))
-                    .map_err(|e| read_err(path, &e))?;
-                one_batch(reader, schema).map_err(|e| read_err(path, &e))
-            }
-            Read::Json { path, bytes } => {
-                // A whole file's types come from all of it; a part's from the file's first
-                // 10,000 lines, the same for every part.
-                let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
-                let mut buffered = std::io::BufReader::new(file);
-                let sample = bytes.map(|_| 10_000);
-                let (schema, _) =
-                    arrow::json::reader::infer_json_schema_from_seekable(&mut buffered, sample)
-                        .map_err(|e| read_err(path, &e))?;
-                let schema = Arc::new(schema);
-                let (lines, _) = part(path, *bytes).map_err(|e| read_err(path, &e))?;
-                let reader = arrow::json::ReaderBuilder::new(schema.clone())
-                    .with_batch_size(1 << 16)
-                    .build(std::io::Cursor::new(lines))
-                    .map_err(|e| read_err(path, &e))?;
-                one_batch(reader, schema).map_err(|e| read_err(path, &e))
+            Read::Range { .. } | Read::Csv { .. } | Read::Json { .. } => {
+                let chunks = self.chunks()?;
+                let batches = chunks.batches.collect::<Result<Vec<_>, _>>()?;
+                if batches.is_empty() {
+                    return Ok(RecordBatch::new_empty(chunks.schema));
+                }
+                concat(&batches).map_err(|e| DataError::Read {
+                    path: self.file().unwrap_or("range").to_string(),
+                    reason: e,
+                })
             }
             Read::Text { path, bytes } => {
                 let (lines, _) = part(path, *bytes).map_err(|e| read_err(path, &e))?;
@@ -214,20 +148,153 @@ impl Read {
             }
         }
     }
+
+    /// The block as it is decoded, in batches of at most [`CHUNK_ROWS`] rows (a text or
+    /// binary read: one batch), for fused operators to work on while they are in cache.
+    pub fn chunks(&self) -> Result<Chunks, DataError> {
+        match self {
+            Read::Range { start, end } => {
+                let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+                let (start, end) = (*start, *end);
+                let s = schema.clone();
+                let batches = (start..end).step_by(CHUNK_ROWS).map(move |from| {
+                    let to = (from + CHUNK_ROWS as u64).min(end);
+                    let ids: Int64Array = (from as i64..to as i64).collect();
+                    RecordBatch::try_new(s.clone(), vec![Arc::new(ids)])
+                        .map_err(|e| DataError::Invalid(e.to_string()))
+                });
+                Ok(Chunks {
+                    schema,
+                    batches: Box::new(batches),
+                })
+            }
+            Read::Parquet {
+                path,
+                groups,
+                columns,
+            } => {
+                let (reader, schema) = parquet_reader(path, groups, columns, Some(CHUNK_ROWS))?;
+                let path = path.clone();
+                Ok(Chunks {
+                    schema,
+                    batches: Box::new(reader.map(move |b| b.map_err(|e| read_err(&path, &e)))),
+                })
+            }
+            Read::Csv { path, bytes } => {
+                // Every part of a file takes the types inferred from its start.
+                let mut file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
+                let (schema, _) = arrow::csv::reader::Format::default()
+                    .with_header(true)
+                    .infer_schema(&mut file, Some(10_000))
+                    .map_err(|e| read_err(path, &e))?;
+                let schema = Arc::new(schema);
+                let (lines, first) = part(path, *bytes).map_err(|e| read_err(path, &e))?;
+                let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+                    .with_header(first)
+                    .with_batch_size(CHUNK_ROWS)
+                    .build(std::io::Cursor::new(lines))
+                    .map_err(|e| read_err(path, &e))?;
+                let path = path.clone();
+                Ok(Chunks {
+                    schema,
+                    batches: Box::new(reader.map(move |b| b.map_err(|e| read_err(&path, &e)))),
+                })
+            }
+            Read::Json { path, bytes } => {
+                // A whole file's types come from all of it; a part's from the file's first
+                // 10,000 lines, the same for every part.
+                let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
+                let mut buffered = std::io::BufReader::new(file);
+                let sample = bytes.map(|_| 10_000);
+                let (schema, _) =
+                    arrow::json::reader::infer_json_schema_from_seekable(&mut buffered, sample)
+                        .map_err(|e| read_err(path, &e))?;
+                let schema = Arc::new(schema);
+                let (lines, _) = part(path, *bytes).map_err(|e| read_err(path, &e))?;
+                let reader = arrow::json::ReaderBuilder::new(schema.clone())
+                    .with_batch_size(CHUNK_ROWS)
+                    .build(std::io::Cursor::new(lines))
+                    .map_err(|e| read_err(path, &e))?;
+                let path = path.clone();
+                Ok(Chunks {
+                    schema,
+                    batches: Box::new(reader.map(move |b| b.map_err(|e| read_err(&path, &e)))),
+                })
+            }
+            Read::Text { .. } | Read::Binary { .. } => {
+                let batch = self.run()?;
+                Ok(Chunks {
+                    schema: batch.schema(),
+                    batches: Box::new(std::iter::once(Ok(batch))),
+                })
+            }
+        }
+    }
 }
 
-/// Every batch a reader gives, as one (no rows: an empty batch of `schema`).
-fn one_batch(
-    reader: impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>,
-    schema: arrow::datatypes::SchemaRef,
-) -> Result<RecordBatch, String> {
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    if batches.is_empty() {
-        return Ok(RecordBatch::new_empty(schema));
+/// The rows a read hands the operators fused with it at a time.
+pub(crate) const CHUNK_ROWS: usize = 1 << 16;
+
+/// A read's batches as they are decoded, and their schema (for a read of no rows).
+pub(crate) struct Chunks {
+    pub schema: arrow::datatypes::SchemaRef,
+    pub batches: Box<dyn Iterator<Item = Result<RecordBatch, DataError>>>,
+}
+
+fn read_err(path: &str, e: &dyn std::fmt::Display) -> DataError {
+    DataError::Read {
+        path: path.to_string(),
+        reason: e.to_string(),
     }
-    concat(&batches)
+}
+
+/// A reader of row groups `groups` (all when `None`) of a Parquet file, decoding only the
+/// listed `columns` it has (all when `None`), in batches of `batch` rows (all when `None`).
+fn parquet_reader(
+    path: &str,
+    groups: &Option<Vec<usize>>,
+    columns: &Option<Vec<String>>,
+    batch: Option<usize>,
+) -> Result<
+    (
+        parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+        arrow::datatypes::SchemaRef,
+    ),
+    DataError,
+> {
+    let file = std::fs::File::open(path).map_err(|e| read_err(path, &e))?;
+    let mut builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| read_err(path, &e))?;
+    let meta = builder.metadata().clone();
+    let rows: i64 = match groups {
+        Some(groups) => groups
+            .iter()
+            .filter_map(|g| meta.row_groups().get(*g))
+            .map(|g| g.num_rows())
+            .sum(),
+        None => meta.file_metadata().num_rows(),
+    };
+    if let Some(groups) = groups {
+        builder = builder.with_row_groups(groups.clone());
+    }
+    if let Some(columns) = columns {
+        // Only these columns are decoded (projection pushdown), in the file's order; one
+        // the file lacks is left to the operator that uses it to name.
+        let schema = builder.schema().clone();
+        let roots: Vec<usize> = columns
+            .iter()
+            .filter_map(|c| schema.index_of(c).ok())
+            .collect();
+        let mask =
+            parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder
+        .with_batch_size(batch.unwrap_or(rows.max(1) as usize))
+        .build()
+        .map_err(|e| read_err(path, &e))?;
+    let schema = arrow::record_batch::RecordBatchReader::schema(&reader);
+    Ok((reader, schema))
 }
 
 /// The files `pattern` names: a file, every file under a directory (recursively, sorted,

@@ -94,6 +94,23 @@ impl Stage {
         }
     }
 
+    /// Whether the operator works row by row, so it may run on a block's rows a chunk at a
+    /// time with the same result put together (a function without a batch size sees the
+    /// rows as they come: a read's chunk, or a whole block).
+    pub fn row_local(&self) -> bool {
+        match self {
+            Stage::MapBatches { batch_size, .. } => batch_size.is_none(),
+            Stage::Map { .. }
+            | Stage::FlatMap { .. }
+            | Stage::FilterRows { .. }
+            | Stage::Filter(_)
+            | Stage::AddColumn { .. }
+            | Stage::Select(_)
+            | Stage::Drop(_) => true,
+            Stage::Limit(_) => false,
+        }
+    }
+
     /// The operator on one block.
     pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, String> {
         match self {
