@@ -1,7 +1,8 @@
 //! The head killed with SIGKILL and started again with `mobula start --head` on the same
 //! cluster directory and address, with real processes: a worker node and this test as a
 //! driver keep running through the outage and reconnect; a detached named actor made before
-//! the crash is found by a second driver after it; `mobula status` counts the restart. A
+//! the crash is found by a second driver after it; jobs list both drivers; `mobula status`
+//! counts the restart. A
 //! head whose database cannot be opened says why and does not start.
 
 mod common;
@@ -187,6 +188,18 @@ fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
         text(&second)
     );
     assert_eq!(keeper.add(1).get().unwrap(), 103);
+
+    // Jobs list both drivers: this one, from before the crash and still running, and the
+    // second, numbered after it and ended.
+    let jobs = text(&mobula(&["job", "list", "--dir", &d]));
+    let row = |job: &str| {
+        jobs.lines()
+            .find(|l| l.split_whitespace().next() == Some(job))
+            .unwrap_or_else(|| panic!("no {job} in\n{jobs}"))
+            .to_string()
+    };
+    assert!(row("job-1").contains("RUNNING"), "{jobs}");
+    assert!(row("job-2").contains("SUCCEEDED"), "{jobs}");
 
     let stopped = mobula(&["stop", "--dir", &d]);
     assert!(stopped.status.success(), "{}", text(&stopped));

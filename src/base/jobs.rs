@@ -104,16 +104,27 @@ pub struct JobInfo {
 }
 
 /// The head's job table.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Jobs {
     next: u64,
     jobs: BTreeMap<JobId, JobInfo>,
+    /// Submitted jobs whose process a previous head started: this head cannot see it exit,
+    /// so such a job ends when its driver does.
+    #[serde(default)]
+    orphans: std::collections::BTreeSet<JobId>,
 }
 
 impl Jobs {
-    /// An empty table.
-    pub fn new() -> Self {
-        Jobs::default()
+    /// The table a previous head left (read back from its database): the submitted jobs
+    /// still running lost the head that watched their process.
+    pub fn restored(mut self) -> Self {
+        self.orphans = self
+            .jobs
+            .values()
+            .filter(|j| j.submitted && !j.status.is_terminal())
+            .map(|j| j.job_id)
+            .collect();
+        self
     }
 
     fn mint(&mut self) -> JobId {
@@ -197,11 +208,12 @@ impl Jobs {
     /// A driver left (`lost`: it was declared dead rather than leaving). A job of its own
     /// ends; a submitted one ends when its process exits.
     pub fn driver_gone(&mut self, driver: NodeId, lost: bool, now_ms: u64) {
-        let Some(j) = self
-            .jobs
-            .values_mut()
-            .find(|j| j.driver == Some(driver) && !j.submitted && !j.status.is_terminal())
-        else {
+        let orphans = &self.orphans;
+        let Some(j) = self.jobs.values_mut().find(|j| {
+            j.driver == Some(driver)
+                && (!j.submitted || orphans.contains(&j.job_id))
+                && !j.status.is_terminal()
+        }) else {
             return;
         };
         j.end_time = Some(now_ms);
@@ -256,6 +268,7 @@ impl Jobs {
             .collect();
         for id in ended.iter().take(ended.len().saturating_sub(ENDED_KEPT)) {
             self.jobs.remove(id);
+            self.orphans.remove(id);
         }
     }
 }
@@ -266,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_driver_is_a_job_that_succeeds_when_it_leaves_and_fails_when_lost() {
-        let mut jobs = Jobs::new();
+        let mut jobs = Jobs::default();
         let (a, b) = (NodeId::random(), NodeId::random());
         let ja = jobs.driver_joined(a, None, "./a".into(), None, 10);
         let jb = jobs.driver_joined(b, None, "./b".into(), None, 20);
@@ -290,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_submitted_job_ends_with_its_process_exit_code_or_its_stop() {
-        let mut jobs = Jobs::new();
+        let mut jobs = Jobs::default();
         let build = BuildId([1; 32]);
         let ok = jobs.submitted("./ok".into(), build, 1);
         let bad = jobs.submitted("./bad".into(), build, 1);
@@ -320,8 +333,30 @@ mod tests {
     }
 
     #[test]
+    fn a_table_read_back_after_a_restart_goes_on_numbering_and_ends_orphans_with_drivers() {
+        let mut jobs = Jobs::default();
+        let build = BuildId([1; 32]);
+        let (a, b) = (NodeId::random(), NodeId::random());
+        let ja = jobs.driver_joined(a, None, "./a".into(), None, 1);
+        let sub = jobs.submitted("./s".into(), build, 2);
+        jobs.started(sub);
+        jobs.driver_joined(b, Some(sub), "./s".into(), None, 3);
+        let bytes = postcard::to_stdvec(&jobs).unwrap();
+        let mut back = postcard::from_bytes::<Jobs>(&bytes).unwrap().restored();
+        assert_eq!(back.list(), jobs.list());
+        // A driver reconnecting is still its job; a new one gets the next id.
+        assert_eq!(back.driver_joined(a, None, "./a".into(), None, 4), ja);
+        let c = back.driver_joined(NodeId::random(), None, "./c".into(), None, 5);
+        assert_eq!(c, JobId(3));
+        // The submitted job's process was the old head's: it ends with its driver.
+        back.driver_gone(b, false, 6);
+        let s = back.get(sub).unwrap();
+        assert_eq!((s.status, s.end_time), (JobStatus::Succeeded, Some(6)));
+    }
+
+    #[test]
     fn only_the_newest_ended_jobs_are_kept_and_running_ones_always() {
-        let mut jobs = Jobs::new();
+        let mut jobs = Jobs::default();
         let running = jobs.driver_joined(NodeId::random(), None, "r".into(), None, 0);
         for i in 0..(ENDED_KEPT as u64 + 5) {
             let d = NodeId::random();

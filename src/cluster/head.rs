@@ -76,6 +76,16 @@ impl HeadState {
         }
     }
 
+    /// Changes the job table and records it (a failure to record is logged: the change
+    /// stands in memory, and a restarted head would not know it).
+    pub fn change_jobs<R>(&mut self, change: impl FnOnce(&mut Jobs) -> R) -> R {
+        let out = change(&mut self.jobs);
+        if let Err(e) = self.db.put_jobs(&self.jobs) {
+            tracing::error!("{e}");
+        }
+        out
+    }
+
     /// The membership's clock: milliseconds since the head started.
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
@@ -108,8 +118,13 @@ pub(super) async fn watch_members(node: Arc<ClusterNode>) {
                 tracing::warn!(node = %id, "node declared dead: no heartbeat within {:?}", node.timeout);
             }
             state.forget_nodes(&dead);
-            for id in &dead {
-                state.jobs.driver_gone(*id, true, super::jobs::unix_ms());
+            if !dead.is_empty() {
+                let now = super::jobs::unix_ms();
+                state.change_jobs(|jobs| {
+                    for id in &dead {
+                        jobs.driver_gone(*id, true, now);
+                    }
+                });
             }
             // Where the next outage will be counted from, if the head dies.
             if state.alive_recorded.elapsed() >= Duration::from_secs(1) {

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::base::id::{ActorId, NodeId};
+use crate::base::jobs::Jobs;
 pub use crate::base::membership::HeadOutage as Outage;
 use crate::wire::NodeInfo;
 
@@ -24,6 +25,8 @@ const NAMES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("names");
 const LOCATIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("locations");
 const RESTARTS: TableDefinition<u64, &[u8]> = TableDefinition::new("restarts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The job table, as one entry (it is small: running jobs and the last ended ones).
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 
 /// The file in the cluster directory.
 pub(crate) const FILE: &str = "head.redb";
@@ -72,6 +75,8 @@ pub(crate) struct Restored {
     pub outages: Vec<Outage>,
     /// The last membership version a node may have seen.
     pub view_version: u64,
+    /// The job table, if one was recorded.
+    pub jobs: Option<Jobs>,
 }
 
 /// The head's database (closed once the head stops).
@@ -165,6 +170,7 @@ impl HeadDb {
             each!(LOCATIONS, "locations", |k, v| out
                 .locations
                 .push((decode(k, "locations")?, decode(v, "locations")?)));
+            each!(JOBS, "jobs", |_k, v| out.jobs = Some(decode(v, "jobs")?));
             each!(RESTARTS, "restarts", |_k, v| out
                 .outages
                 .push(decode(v, "restarts")?));
@@ -276,6 +282,15 @@ impl HeadDb {
         })
     }
 
+    /// The job table changed: it is written whole.
+    pub fn put_jobs(&self, jobs: &Jobs) -> Result<(), HeadDbError> {
+        self.write("the jobs", |txn| {
+            txn.open_table(JOBS)?
+                .insert("table", encode(jobs).as_slice())?;
+            Ok(())
+        })
+    }
+
     /// The cluster stops on purpose (`mobula stop`, the head's guard dropped): every node
     /// was told to stop, so no member, name or location is left to carry over, and the next
     /// start ends no outage. The database is closed (another head may open it).
@@ -284,6 +299,7 @@ impl HeadDb {
             for table in [MEMBERS, NAMES, LOCATIONS] {
                 txn.delete_table(table)?;
             }
+            txn.delete_table(JOBS)?;
             txn.open_table(META)?.remove("started_ms")?;
             Ok(())
         });

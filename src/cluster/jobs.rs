@@ -62,7 +62,7 @@ pub(super) fn submit(node: &Arc<ClusterNode>, build: Build, args: Vec<String>) -
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
-    let job = state.jobs.submitted(entrypoint, build.id, unix_ms());
+    let job = state.change_jobs(|jobs| jobs.submitted(entrypoint, build.id, unix_ms()));
     let dir = state.dir.clone();
     let output = output_of(&dir, job);
     let spawned = (|| {
@@ -89,7 +89,7 @@ pub(super) fn submit(node: &Arc<ClusterNode>, build: Build, args: Vec<String>) -
     match spawned {
         Ok(child) => {
             tracing::info!(%job, pid = child.id(), "started a submitted job");
-            state.jobs.started(job);
+            state.change_jobs(|jobs| jobs.started(job));
             state.job_processes.insert(
                 job,
                 JobProcess {
@@ -102,7 +102,7 @@ pub(super) fn submit(node: &Arc<ClusterNode>, build: Build, args: Vec<String>) -
             Message::JobSubmitted(job)
         }
         Err(e) => {
-            state.jobs.exited(job, None, false, unix_ms());
+            state.change_jobs(|jobs| jobs.exited(job, None, false, unix_ms()));
             refused(format!("cannot start the job's program: {e}"))
         }
     }
@@ -124,14 +124,14 @@ async fn reap(node: Arc<ClusterNode>, job: JobId) {
             Ok(Some(status)) => {
                 let stopping = p.stopping;
                 state.job_processes.remove(&job);
-                state.jobs.exited(job, status.code(), stopping, unix_ms());
+                state.change_jobs(|jobs| jobs.exited(job, status.code(), stopping, unix_ms()));
                 tracing::info!(%job, "a submitted job ended ({status})");
                 return;
             }
             Err(e) => {
                 tracing::warn!(%job, "cannot wait for the job's process: {e}");
                 state.job_processes.remove(&job);
-                state.jobs.exited(job, None, false, unix_ms());
+                state.change_jobs(|jobs| jobs.exited(job, None, false, unix_ms()));
                 return;
             }
         }

@@ -176,7 +176,7 @@ pub(crate) async fn start(
                 names: restored.names.into_iter().collect(),
                 locations: restored.locations.into_iter().collect(),
                 certificate_lifetime: config.certificate_lifetime,
-                jobs: Jobs::new(),
+                jobs: restored.jobs.map(Jobs::restored).unwrap_or_default(),
                 job_processes: HashMap::new(),
                 dir: dir.path().to_path_buf(),
                 db,

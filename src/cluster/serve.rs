@@ -219,7 +219,9 @@ async fn serve(
                     Ok(()) => {
                         if let Some((job, entrypoint, build)) = driver {
                             let unix = super::jobs::unix_ms();
-                            let job = state.jobs.driver_joined(from, job, entrypoint, build, unix);
+                            let job = state.change_jobs(|jobs| {
+                                jobs.driver_joined(from, job, entrypoint, build, unix)
+                            });
                             tracing::info!(%job, driver = %from, "a driver connected");
                         }
                         let view = state.membership.view();
@@ -276,7 +278,8 @@ async fn serve(
                     if state.membership.leave(from, now) {
                         tracing::info!(node = %from, "node left the cluster");
                         state.forget_nodes(&[from]);
-                        state.jobs.driver_gone(from, false, super::jobs::unix_ms());
+                        let now = super::jobs::unix_ms();
+                        state.change_jobs(|jobs| jobs.driver_gone(from, false, now));
                     }
                     state.membership.view()
                 };
