@@ -751,6 +751,20 @@ fn a_driver_whose_head_dies_mid_run_gets_errors_not_hangs() {
         matches!(where_am_i.remote(1).get_timeout(Duration::from_secs(60)),
             Err(GetError::Unschedulable { reason, .. }) if reason.contains("head"))
     });
+    // A named actor can no longer be made: creation fails with a typed error naming the
+    // head (placement refuses first once the driver gave up; a name claim waiting for the
+    // head fails the same way), and no actor is made.
+    let named = Other::options().num_cpus(0.0).name("too-late").remote();
+    match named {
+        Err(ActorError::NameNotTaken { reason, .. } | ActorError::Unschedulable { reason, .. }) => {
+            assert!(reason.contains(&address.to_string()), "{reason}");
+        }
+        other => panic!("{:?}", other.map(|_| "an actor")),
+    }
+    assert!(matches!(
+        mobula::get_actor::<Other>("too-late"),
+        Err(ActorError::NotFound { .. })
+    ));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -63,7 +63,8 @@ fn crash_second_driver() {
             .num_cpus(0),
     )
     .expect("the second driver joins");
-    let keeper = mobula::get_actor::<Keeper>("keeper").expect("the name outlived the head");
+    let name = std::env::var("KEEPER_NAME").unwrap_or_else(|_| "keeper".into());
+    let keeper = mobula::get_actor::<Keeper>(&name).expect("the name outlived the head");
     println!("keeper answered {}", keeper.add(100).get().unwrap());
 }
 
@@ -205,6 +206,73 @@ fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
     assert!(stopped.status.success(), "{}", text(&stopped));
     eventually("the worker exits", || worker.try_wait().unwrap().is_some());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether process `pid` is gone.
+fn gone(pid: &str) -> bool {
+    !Command::new("sh")
+        .args(["-c", &format!("kill -0 {pid} 2>/dev/null")])
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn a_head_killed_mid_name_registration_leaves_the_name_taken_or_free() {
+    let _turn = common::turn();
+    // The head dies just before the name's commit (the name is free after it), or just
+    // after (taken, its answer lost): either way the driver's claim, sent again once the
+    // head is back, ends with the name its actor's, found from another process.
+    for point in ["name-before-commit", "name-after-commit"] {
+        let dir =
+            std::env::temp_dir().join(format!("mobula-head-crash-{point}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.to_str().unwrap().to_string();
+        let _stop = StopOnDrop(d.clone());
+        let started = Command::new(common::cli::CLI)
+            .args(["start", "--head", "--listen", "127.0.0.1:0", "--dir", &d])
+            .env("HOME", &dir)
+            .env("MOBULA_TEST_CRASH_AT", point)
+            .output()
+            .unwrap();
+        let printed = text(&started);
+        assert!(started.status.success(), "{printed}");
+        let vars = join_variables(&printed);
+        let address = vars["MOBULA_ADDRESS"].clone();
+        let pid = pid_of(&printed);
+        let _driver = mobula::init(driver_config(&vars, &dir.join("driver")).num_cpus(1)).unwrap();
+
+        let claim = std::thread::spawn(|| {
+            Keeper::options()
+                .name("registered")
+                .detached(true)
+                .remote()
+                .map(|k| k.add(1).get().unwrap())
+        });
+        eventually("the head reaches its kill point", || gone(&pid));
+        let again = mobula(&["start", "--head", "--listen", &address, "--dir", &d]);
+        assert!(again.status.success(), "{}", text(&again));
+        assert_eq!(claim.join().unwrap().unwrap(), 1, "{point}");
+
+        let second = Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "crash_second_driver", "--nocapture"])
+            .env("MOBULA_ADDRESS", &address)
+            .env("MOBULA_JOIN_TOKEN", &vars["MOBULA_JOIN_TOKEN"])
+            .env("MOBULA_CA_FINGERPRINT", &vars["MOBULA_CA_FINGERPRINT"])
+            .env("MOBULA_DIR", dir.join("second"))
+            .env("KEEPER_NAME", "registered")
+            .output()
+            .unwrap();
+        assert!(
+            text(&second).contains("keeper answered 101"),
+            "{point}: {}",
+            text(&second)
+        );
+        drop(_driver);
+        let stopped = mobula(&["stop", "--dir", &d]);
+        assert!(stopped.status.success(), "{}", text(&stopped));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]

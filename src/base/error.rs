@@ -353,6 +353,19 @@ pub enum ActorError {
         /// Why.
         reason: String,
     },
+    /// The head could not record the name (it did not come back within the head timeout,
+    /// or it could not make the name durable): no actor was made, and the name is free.
+    #[error(
+        "the name \"{name}\" in namespace \"{namespace}\" could not be taken cluster-wide: {reason}"
+    )]
+    NameNotTaken {
+        /// The name.
+        name: String,
+        /// Its namespace.
+        namespace: String,
+        /// Why, naming the head.
+        reason: String,
+    },
     /// No actor has the name.
     #[error("no actor is named \"{name}\" in namespace \"{namespace}\"")]
     NotFound {

@@ -92,6 +92,21 @@ impl HeadState {
     }
 }
 
+/// A kill point for tests: when `MOBULA_TEST_CRASH_AT` names `point`, the process aborts
+/// there, as a `kill -9` landing mid-change would stop it. Unset (always, outside tests),
+/// it does nothing.
+pub(crate) fn crash_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT
+        .get_or_init(|| std::env::var("MOBULA_TEST_CRASH_AT").ok())
+        .as_deref()
+        == Some(point)
+    {
+        tracing::error!("MOBULA_TEST_CRASH_AT={point}: the process aborts here");
+        std::process::abort();
+    }
+}
+
 /// The head: declares silent nodes dead.
 pub(super) async fn watch_members(node: Arc<ClusterNode>) {
     let period = (node.timeout / 8).max(Duration::from_millis(10));

@@ -737,18 +737,28 @@ impl ClusterNode {
         if crate::runtime::context::on_runtime_thread() {
             return Err("cannot wait for the head on the node's own thread".into());
         }
-        self.wait_for_head()?;
-        match self.ask_head_once(arbiter, message.clone())? {
-            // A link to a head that restarted since breaks at its first use: once more, on
-            // a new one (after waiting for the head if it is away).
-            Err(LinkError::Refused(why)) => Err(why),
-            Err(first) => {
-                tracing::debug!("asking the head again after: {first}");
-                self.wait_for_head()?;
-                self.ask_head_once(arbiter, message)?
-                    .map_err(|e| format!("the head at {}: {e}", self.head))
+        // A link to a head that restarted since breaks at its first use, and a head that
+        // dies mid-request breaks it too: the request goes again on a new link, with
+        // backoff, until the head answers or `head_timeout` passes (every request to the
+        // head may be repeated: the head answers a repeat as it did the first).
+        let deadline = Instant::now() + self.head_timeout;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            self.wait_for_head()?;
+            match self.ask_head_once(arbiter, message.clone())? {
+                Ok(answer) => return Ok(answer),
+                Err(LinkError::Refused(why)) => return Err(why),
+                Err(e)
+                    if Instant::now() >= deadline || self.head_gave_up.load(Ordering::Acquire) =>
+                {
+                    return Err(format!("the head at {}: {e}", self.head));
+                }
+                Err(e) => {
+                    tracing::debug!("asking the head again after: {e}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
             }
-            Ok(answer) => Ok(answer),
         }
     }
 

@@ -351,8 +351,10 @@ async fn serve(
                         // crash it is either taken or free.
                         let key = (namespace, name);
                         let named = (actor, class, host);
+                        super::head::crash_point("name-before-commit");
                         match state.db.put_name(&key, &named) {
                             Ok(()) => {
+                                super::head::crash_point("name-after-commit");
                                 state.names.insert(key, named);
                                 Message::Ack
                             }

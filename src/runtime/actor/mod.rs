@@ -184,7 +184,8 @@ fn spawn_on<A: ActorMethods>(
 
 /// Takes `name` for actor `id` on the head, cluster-wide. `Ok(Some(handle))` when another
 /// actor holds it and `share` (get_if_exists) asks for that one; an error when it is taken
-/// otherwise. If the head cannot be asked, the name holds on its node only.
+/// otherwise, or when the head does not record it (it did not come back in time, or could
+/// not make the name durable): then no actor is made.
 fn claim_name<A: ActorMethods>(
     rt: &Runtime,
     cluster: &Arc<dyn ClusterPort>,
@@ -213,19 +214,19 @@ fn claim_name<A: ActorMethods>(
             }
             found::<A>(rt, cluster, namespace, name, actor, &class, node).map(Some)
         }
-        Ok(other) => {
-            tracing::warn!(
-                "the head answered {} to NameActor; the name holds on its node only",
-                other.name()
-            );
-            Ok(None)
-        }
-        Err(e) => {
-            tracing::warn!(
-                "could not name actor \"{name}\" cluster-wide ({e}); the name holds on its node only"
-            );
-            Ok(None)
-        }
+        Ok(other) => Err(ActorError::NameNotTaken {
+            name: name.into(),
+            namespace: namespace.into(),
+            reason: match other {
+                Message::Refused { reason } => format!("the head refused: {reason}"),
+                other => format!("the head answered {}", other.name()),
+            },
+        }),
+        Err(reason) => Err(ActorError::NameNotTaken {
+            name: name.into(),
+            namespace: namespace.into(),
+            reason,
+        }),
     }
 }
 
