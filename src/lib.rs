@@ -60,14 +60,15 @@ pub use api::actor::{ActorBuilder, get_actor, get_actor_in, kill};
 pub use api::config::Config;
 pub use api::context::{Context, context};
 pub use api::function::TaskBuilder;
+pub use api::kv;
 pub use api::node;
 pub use api::ops::{ReadyAndPending, cancel, get_all, put, wait, wait_anywhere};
 pub use api::placement_group::{
     Bundle, PlacementGroup, PlacementStrategy, placement_group, remove_placement_group,
 };
 pub use base::error::{
-    ActorError, CancelError, Error, GetError, InitError, PlacementGroupError, PutError, TaskError,
-    TaskErrorKind, WaitError,
+    ActorError, CancelError, Error, GetError, InitError, KvError, PlacementGroupError, PutError,
+    TaskError, TaskErrorKind, WaitError,
 };
 pub use base::id::{ActorId, NodeId, ObjectId, TaskId};
 pub use base::options::{ActorOptions, DEFAULT_NAMESPACE, TaskOptions};

@@ -480,6 +480,63 @@ pub enum Message {
         /// Why, naming the member.
         reason: String,
     },
+    /// To the head: sets `key` of the key-value store for libraries (Ray's internal KV) to
+    /// `value`, unless it has one and `overwrite` is false. Answered, once durable, with
+    /// [`Message::KvDone`] (whether the key had a value), or refused.
+    KvPut {
+        /// The key's namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+        /// The value (at most [`crate::base::kv::VALUE_MAX`] bytes).
+        value: Vec<u8>,
+        /// Whether an existing value is replaced.
+        overwrite: bool,
+    },
+    /// To the head: the value of `key`. Answered with [`Message::KvValue`].
+    KvGet {
+        /// The key's namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
+    /// To the head: deletes `key` (every key starting with it, with `by_prefix`). Answered,
+    /// once durable, with [`Message::KvDone`] (whether any key had a value).
+    KvDelete {
+        /// The keys' namespace.
+        namespace: String,
+        /// The key, or the prefix.
+        key: String,
+        /// Whether `key` is a prefix.
+        by_prefix: bool,
+    },
+    /// To the head: the keys of a namespace starting with `prefix`, in order. Answered with
+    /// [`Message::KvKeys`].
+    KvList {
+        /// The keys' namespace.
+        namespace: String,
+        /// The prefix.
+        prefix: String,
+    },
+    /// From the head: a put or delete is durable; whether the key (or a key of the prefix)
+    /// had a value before.
+    KvDone {
+        /// Whether it had.
+        existed: bool,
+    },
+    /// From the head: a key's value, if it has one.
+    KvValue {
+        /// The value.
+        value: Option<Vec<u8>>,
+    },
+    /// From the head: keys, in order (at most [`crate::base::kv::LIST_MAX`]; `more` when
+    /// there are).
+    KvKeys {
+        /// The keys.
+        keys: Vec<String>,
+        /// Whether more keys start with the prefix.
+        more: bool,
+    },
 }
 
 impl Message {
@@ -510,6 +567,13 @@ impl Message {
             Message::Status => "Status",
             Message::Shutdown { .. } => "Shutdown",
             Message::Ack => "Ack",
+            Message::KvPut { .. } => "KvPut",
+            Message::KvGet { .. } => "KvGet",
+            Message::KvDelete { .. } => "KvDelete",
+            Message::KvList { .. } => "KvList",
+            Message::KvDone { .. } => "KvDone",
+            Message::KvValue { .. } => "KvValue",
+            Message::KvKeys { .. } => "KvKeys",
             Message::OpenTasks => "OpenTasks",
             Message::RunTask(_) => "RunTask",
             Message::TaskDone { .. } => "TaskDone",
@@ -758,6 +822,34 @@ mod tests {
                 refused: Some("gone".into()),
             },
             Message::Status,
+            Message::KvPut {
+                namespace: "tune".into(),
+                key: "exp/1".into(),
+                value: vec![1, 2],
+                overwrite: false,
+            },
+            Message::KvGet {
+                namespace: String::new(),
+                key: "k".into(),
+            },
+            Message::KvDelete {
+                namespace: "n".into(),
+                key: "exp/".into(),
+                by_prefix: true,
+            },
+            Message::KvList {
+                namespace: "n".into(),
+                prefix: "e".into(),
+            },
+            Message::KvDone { existed: true },
+            Message::KvValue {
+                value: Some(vec![3]),
+            },
+            Message::KvValue { value: None },
+            Message::KvKeys {
+                keys: vec!["a".into()],
+                more: false,
+            },
             Message::Shutdown { reason: "r".into() },
             Message::Ack,
             Message::RunTask(RunTask {

@@ -1,7 +1,8 @@
 //! The head killed with SIGKILL and started again with `mobula start --head` on the same
 //! cluster directory and address, with real processes: a worker node and this test as a
 //! driver keep running through the outage and reconnect; a detached named actor made before
-//! the crash is found by a second driver after it; jobs list both drivers; `mobula status`
+//! the crash is found by a second driver after it, and so is a key of the key-value store;
+//! jobs list both drivers; `mobula status`
 //! counts the restart. A
 //! head whose database cannot be opened says why and does not start.
 
@@ -66,6 +67,11 @@ fn crash_second_driver() {
     let name = std::env::var("KEEPER_NAME").unwrap_or_else(|_| "keeper".into());
     let keeper = mobula::get_actor::<Keeper>(&name).expect("the name outlived the head");
     println!("keeper answered {}", keeper.add(100).get().unwrap());
+    let kept = mobula::kv::get("app", "model").expect("the head answers");
+    println!(
+        "kv kept {}",
+        String::from_utf8_lossy(&kept.unwrap_or_default())
+    );
 }
 
 struct StopOnDrop(String);
@@ -140,6 +146,8 @@ fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
         .remote()
         .unwrap();
     assert_eq!(keeper.add(1).get().unwrap(), 1);
+    // A key of the key-value store, durable before put returns.
+    assert!(!mobula::kv::put("app", "model", b"v1", true).unwrap());
 
     // kill -9 the head.
     let killed = Command::new("sh")
@@ -188,6 +196,7 @@ fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
         "{}",
         text(&second)
     );
+    assert!(text(&second).contains("kv kept v1"), "{}", text(&second));
     assert_eq!(keeper.add(1).get().unwrap(), 103);
 
     // Jobs list both drivers: this one, from before the crash and still running, and the

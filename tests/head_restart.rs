@@ -62,6 +62,8 @@ fn a_head_killed_and_restarted_comes_back_with_its_tables() {
         .remote()
         .unwrap();
     assert_eq!(counter.add(1).get().unwrap(), 1);
+    // A key of the key-value store, durable once put returns.
+    assert!(!mobula::kv::put("train", "checkpoint", b"step-7", true).unwrap());
 
     // The head dies.
     let old_head = cluster.head();
@@ -82,9 +84,15 @@ fn a_head_killed_and_restarted_comes_back_with_its_tables() {
         (0..20u64).map(|i| i * i).collect::<Vec<_>>()
     );
     assert_eq!(counter.add(1).get().unwrap(), 2);
+    // What needs the head waits for it: a read of the key-value store, asked now.
+    eventually("the driver finds the head away", || {
+        mobula::node::head_away().is_some()
+    });
+    let read = std::thread::spawn(|| mobula::kv::get("train", "checkpoint"));
 
     // It comes back on the same directory and address.
     let new_head = cluster.restart_head().unwrap();
+    assert_eq!(read.join().unwrap().unwrap().unwrap(), b"step-7");
     assert_ne!(new_head, old_head);
     eventually(
         "the driver hears from the new head, both workers alive",

@@ -5,6 +5,7 @@ pub(crate) mod actor;
 pub(crate) mod config;
 pub(crate) mod context;
 pub(crate) mod function;
+pub mod kv;
 pub mod node;
 pub(crate) mod ops;
 pub(crate) mod placement_group;

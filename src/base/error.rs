@@ -437,3 +437,18 @@ impl From<TaskError> for Error {
         Error::Get(GetError::Task(e))
     }
 }
+
+/// Why the key-value store (`mobula::kv`) could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// No runtime is running in this process.
+    #[error("{}", NOT_INITIALIZED)]
+    NotInitialized,
+    /// The store refused the request (a bound, or the head could not make it durable).
+    #[error("the key-value store refused: {0}")]
+    Refused(String),
+    /// The head could not be asked (it did not come back within the head timeout).
+    #[error("the key-value store's head could not be asked: {0}")]
+    Head(String),
+}

@@ -7,6 +7,7 @@
 //! - [`id`]: node, task, actor and object ids.
 //! - [`build`]: builds of a user's program: what agents run, how a machine is shared.
 //! - [`jobs`]: the head's job table: every driver, every submitted program.
+//! - [`kv`]: the head's key-value store for libraries (Ray's internal KV), bounded.
 //! - [`error`]: the library's typed errors.
 //! - [`rows`], [`filter`]: the state API's rows and `key=value` filters.
 //! - [`value`], [`args`], [`function`], [`options`]: what a remote function is, takes and
@@ -29,6 +30,7 @@ pub(crate) mod function;
 pub mod generator;
 pub mod id;
 pub mod jobs;
+pub(crate) mod kv;
 pub mod log_line;
 pub mod membership;
 pub(crate) mod node_config;

@@ -13,8 +13,10 @@ use super::jobs::JobProcess;
 use super::node::ClusterNode;
 use crate::base::id::{ActorId, NodeId};
 use crate::base::jobs::{JobId, Jobs};
+use crate::base::kv::Kv;
 use crate::base::membership::Membership;
 use crate::transport::credentials::ClusterCa;
+use crate::wire::Message;
 
 /// The head's own state.
 pub(crate) struct HeadState {
@@ -38,6 +40,8 @@ pub(crate) struct HeadState {
     pub db: HeadDb,
     /// When the head last recorded itself alive in its database.
     pub alive_recorded: Instant,
+    /// The key-value store for libraries.
+    pub kv: Kv,
 }
 
 impl HeadState {
@@ -84,6 +88,42 @@ impl HeadState {
             tracing::error!("{e}");
         }
         out
+    }
+
+    /// A request to the key-value store, answered once what it changed is durable.
+    pub fn kv_request(&mut self, request: Message) -> Message {
+        let done = |changed: Result<bool, String>| match changed {
+            Ok(existed) => Message::KvDone { existed },
+            Err(reason) => Message::Refused { reason },
+        };
+        let db = &self.db;
+        match request {
+            Message::KvPut {
+                namespace,
+                key,
+                value,
+                overwrite,
+            } => done(self.kv.put((namespace, key), value, overwrite, |k, v| {
+                db.put_kv(k, v).map_err(|e| e.to_string())
+            })),
+            Message::KvDelete {
+                namespace,
+                key,
+                by_prefix,
+            } => done(self.kv.delete(&namespace, &key, by_prefix, |keys| {
+                db.remove_kv(keys).map_err(|e| e.to_string())
+            })),
+            Message::KvGet { namespace, key } => Message::KvValue {
+                value: self.kv.get(&(namespace, key)).cloned(),
+            },
+            Message::KvList { namespace, prefix } => {
+                let (keys, more) = self.kv.list(&namespace, &prefix);
+                Message::KvKeys { keys, more }
+            }
+            other => Message::Refused {
+                reason: format!("{} is no key-value request", other.name()),
+            },
+        }
     }
 
     /// The membership's clock: milliseconds since the head started.

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::base::id::{ActorId, NodeId};
 use crate::base::jobs::Jobs;
+use crate::base::kv::Key as KvKey;
 pub use crate::base::membership::HeadOutage as Outage;
 use crate::wire::NodeInfo;
 
@@ -27,6 +28,8 @@ const RESTARTS: TableDefinition<u64, &[u8]> = TableDefinition::new("restarts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The job table, as one entry (it is small: running jobs and the last ended ones).
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+/// The key-value store for libraries: (namespace, key) to value.
+const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 
 /// The file in the cluster directory.
 pub(crate) const FILE: &str = "head.redb";
@@ -77,6 +80,8 @@ pub(crate) struct Restored {
     pub view_version: u64,
     /// The job table, if one was recorded.
     pub jobs: Option<Jobs>,
+    /// The key-value store's entries.
+    pub kv: Vec<(KvKey, Vec<u8>)>,
 }
 
 /// The head's database (closed once the head stops).
@@ -171,6 +176,7 @@ impl HeadDb {
                 .locations
                 .push((decode(k, "locations")?, decode(v, "locations")?)));
             each!(JOBS, "jobs", |_k, v| out.jobs = Some(decode(v, "jobs")?));
+            each!(KV, "kv", |k, v| out.kv.push((decode(k, "kv")?, v.to_vec())));
             each!(RESTARTS, "restarts", |_k, v| out
                 .outages
                 .push(decode(v, "restarts")?));
@@ -291,6 +297,25 @@ impl HeadDb {
         })
     }
 
+    /// `key` of the key-value store is `value`.
+    pub fn put_kv(&self, key: &KvKey, value: &[u8]) -> Result<(), HeadDbError> {
+        self.write("a key's value", |txn| {
+            txn.open_table(KV)?.insert(encode(key).as_slice(), value)?;
+            Ok(())
+        })
+    }
+
+    /// Keys of the key-value store deleted.
+    pub fn remove_kv(&self, keys: &[KvKey]) -> Result<(), HeadDbError> {
+        self.write("keys deleted", |txn| {
+            let mut kv = txn.open_table(KV)?;
+            for key in keys {
+                kv.remove(encode(key).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
     /// The cluster stops on purpose (`mobula stop`, the head's guard dropped): every node
     /// was told to stop, so no member, name or location is left to carry over, and the next
     /// start ends no outage. The database is closed (another head may open it).
@@ -300,6 +325,7 @@ impl HeadDb {
                 txn.delete_table(table)?;
             }
             txn.delete_table(JOBS)?;
+            txn.delete_table(KV)?;
             txn.open_table(META)?.remove("started_ms")?;
             Ok(())
         });

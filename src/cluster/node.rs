@@ -181,6 +181,7 @@ pub(crate) async fn start(
                 dir: dir.path().to_path_buf(),
                 db,
                 alive_recorded: Instant::now(),
+                kv: crate::base::kv::Kv::from_entries(restored.kv),
             };
             let secrets = (state.token.clone(), fingerprint(state.ca.cert_der()));
             (identity, *listen, *listen, Some(state), secrets)
@@ -541,6 +542,7 @@ impl ClusterNode {
             sizes.push(("actor_names", state.names.len()));
             sizes.push(("actor_locations", state.locations.len()));
             sizes.push(("jobs", state.jobs.len()));
+            sizes.push(("kv_keys", state.kv.len()));
             sizes.push(("job_processes", state.job_processes.len()));
         }
         sizes

@@ -439,6 +439,19 @@ async fn serve(
                 }
             }
         },
+        (
+            Some(_),
+            request @ (Message::KvPut { .. }
+            | Message::KvGet { .. }
+            | Message::KvDelete { .. }
+            | Message::KvList { .. }),
+        ) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .kv_request(request),
+        },
         (Some(_), Message::FindActor { namespace, name }) => match &node.head_state {
             None => refused("this node is not the head"),
             Some(state) => {
