@@ -83,7 +83,9 @@ function render(s) {
   window.mobulaState = s;
   document.getElementById("status").textContent =
     "live: " + new Date(s.now_us / 1000).toLocaleTimeString() +
-    (s.missing.length ? " (" + s.missing.length + " node(s) did not answer)" : "");
+    (s.missing.length ? " (" + s.missing.length + " node(s) did not answer)" : "") +
+    (s.head_outages.length ? "; head restarted " + s.head_outages.length +
+      " time(s), outages: " + s.head_outages.map(o => o.seconds.toFixed(1) + " s").join(", ") : "");
   counts("task-states", STATES.map(k => [k, s.task_states[k] || 0]));
   history.push(s.task_states);
   if (history.length > 120) history.shift();

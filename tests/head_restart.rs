@@ -1,7 +1,11 @@
 //! The head survives its own crash: it is killed (silent, as `kill -9`) and started again on
 //! the same cluster directory and address; it reads its tables back, the workers and the
-//! driver reconnect, and what was named before is found again.
+//! driver reconnect, and what was named or stored before is found again; `mobula status`
+//! and the dashboard show the outage.
 
+#[path = "common/browser.rs"]
+#[allow(dead_code)]
+mod browser;
 mod common;
 
 use common::{eventually, turn};
@@ -49,7 +53,11 @@ fn on(node: NodeId) -> SchedulingStrategy {
 #[test]
 fn a_head_killed_and_restarted_comes_back_with_its_tables() {
     let _turn = turn();
-    let worker = || Config::default().num_cpus(2);
+    let worker = || {
+        Config::default()
+            .num_cpus(2)
+            .dashboard_address("127.0.0.1:0")
+    };
     let (mut cluster, workers, _driver) =
         common::local_cluster(Config::default().num_cpus(0), worker, 2, |c| c);
     let (w0, w1) = (workers[0], workers[1]);
@@ -112,6 +120,22 @@ fn a_head_killed_and_restarted_comes_back_with_its_tables() {
     assert_eq!(status.head_outages.len(), 1, "{:?}", status.head_outages);
     let outage = status.head_outages[0];
     assert!(outage.up_ms > outage.down_ms, "{outage:?}");
+    // The dashboard shows it too (a worker's, which lived through the outage).
+    let (address, token) = cluster.dashboard(w0).unwrap();
+    let bearer = format!("Bearer {token}");
+    let (code, body) = browser::http(
+        &address.to_string(),
+        "GET",
+        "/api/state",
+        &[("Authorization", &bearer)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let shown = state["head_outages"].as_array().unwrap();
+    assert_eq!(shown.len(), 1, "{body}");
+    assert_eq!(shown[0]["down_ms"], outage.down_ms);
 
     // The name was kept: a node that does not host the actor finds it through the head.
     let added = add_by_name

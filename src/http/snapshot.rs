@@ -1,6 +1,6 @@
 //! What the dashboard shows, gathered from the whole cluster through the head: nodes,
 //! actors, task counts, failing tasks, recent tasks for the timeline, objects, placement
-//! groups and jobs, as one JSON document.
+//! groups and jobs, and the head's restarts, as one JSON document.
 
 use serde_json::{Value as Json, json};
 
@@ -52,8 +52,22 @@ pub(super) fn snapshot(rt: &Runtime) -> Result<Json, StateError> {
         .extension::<super::Panels>()
         .map(|p| p.documents())
         .unwrap_or_default();
+    // The head's restarts, as this node's view has them.
+    let outages: Vec<Json> = crate::cluster::node_of(rt)
+        .map(|c| c.view().head_outages)
+        .unwrap_or_default()
+        .iter()
+        .map(|o| {
+            json!({
+                "down_ms": o.down_ms,
+                "up_ms": o.up_ms,
+                "seconds": o.duration().as_secs_f64(),
+            })
+        })
+        .collect();
     Ok(json!({
         "now_us": now_us,
+        "head_outages": outages,
         "panels": panels,
         "nodes": rows(&nodes),
         "actors": rows(&actors),
