@@ -18,6 +18,13 @@
 //! `mobula start --address` (the node joins, fetches this binary by hash, starts a process
 //! of it, and runs the task: `new_build_first_task_s`), and the same on a node restarted on
 //! its directory, the build already cached (`cached_build_first_task_s`).
+//!
+//! The head's crash (no Ray counterpart here; issue 21), on a `LocalCluster` of a head and
+//! two workers with this process as the driver: actors created and called once, named (the
+//! head makes each name durable before it answers) and unnamed, per second
+//! (`named_actors_per_s`, `unnamed_actors_per_s`); and the head killed and started again on
+//! its tables: from the restart to the driver hearing it (`head_restart_to_reconnect_s`)
+//! and to a first task placed on a worker after that (`head_restart_to_first_task_s`).
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -59,6 +66,68 @@ impl A {
     fn f(&self) -> u8 {
         0
     }
+}
+
+/// The head's crash on a LocalCluster: named against unnamed actor creation, and the time
+/// from a head restart to the driver reconnecting and to a first task on a worker.
+fn head_restart_case(scale: usize, samples: &mut BTreeMap<&'static str, Vec<f64>>) {
+    let mut cluster = mobula::testing::LocalCluster::start(Config::default().num_cpus(0))
+        .expect("the head starts");
+    for _ in 0..2 {
+        cluster
+            .add_node(Config::default().num_cpus(2))
+            .expect("a worker joins");
+    }
+    let _driver = mobula::init(cluster.driver_config().num_cpus(0)).expect("the driver joins");
+    while mobula::node::nodes()
+        .iter()
+        .filter(|n| n.alive && n.info.runs_tasks)
+        .count()
+        < 2
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    noop.remote().get().unwrap();
+    let n = 200 / scale;
+    for (key, named) in [
+        ("unnamed_actors_per_s", false),
+        ("named_actors_per_s", true),
+    ] {
+        let per_s = rate(n, |n| {
+            let actors: Vec<_> = (0..n)
+                .map(|i| {
+                    let mut options = A::options().num_cpus(0.0);
+                    if named {
+                        options = options.name(format!("bench-{i}"));
+                    }
+                    options.remote().unwrap()
+                })
+                .collect();
+            for a in &actors {
+                a.f().get().unwrap();
+            }
+        });
+        samples.entry(key).or_default().push(per_s);
+    }
+    let head = cluster.head();
+    cluster.kill_node(head);
+    while mobula::node::head_away().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let t = Instant::now();
+    cluster.restart_head().expect("the head restarts");
+    while mobula::node::head_away().is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    samples
+        .entry("head_restart_to_reconnect_s")
+        .or_default()
+        .push(t.elapsed().as_secs_f64());
+    noop.remote().get().unwrap();
+    samples
+        .entry("head_restart_to_first_task_s")
+        .or_default()
+        .push(t.elapsed().as_secs_f64());
 }
 
 /// A node agent started with the `mobula` command, and the time it took to run this build's
@@ -268,6 +337,9 @@ fn main() -> anyhow::Result<()> {
                 .entry("cached_build_first_task_s")
                 .or_default()
                 .push(cached);
+        }
+        if wanted("head") {
+            head_restart_case(scale, &mut samples);
         }
         eprintln!("round {} of {rounds} done", round + 1);
     }

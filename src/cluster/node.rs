@@ -928,10 +928,18 @@ impl ClusterNode {
 /// `head_timeout`.
 async fn heartbeat(node: Arc<ClusterNode>) {
     let period = (node.timeout / 4).max(Duration::from_millis(10));
-    let mut ticks = tokio::time::interval(period);
+    // After a heartbeat that got no answer, the next goes sooner, each attempt bounded
+    // more tightly: a restarted head is heard within about this long.
+    let retry = period.min(Duration::from_millis(100));
     let mut last_ok = Instant::now();
+    let mut wait = period;
     while !node.stopping.load(Ordering::Acquire) {
-        ticks.tick().await;
+        tokio::time::sleep(wait).await;
+        let bound = if wait == period {
+            node.timeout
+        } else {
+            node.timeout.min(retry * 4)
+        };
         let (queued, running) = node.scheduler.counts();
         let message = Message::Heartbeat {
             node_id: node.node_id,
@@ -939,7 +947,7 @@ async fn heartbeat(node: Arc<ClusterNode>) {
             load: (queued + running) as u32,
             view_version: node.view().version,
         };
-        let answer = tokio::time::timeout(node.timeout, node.endpoint.request(node.head, &message));
+        let answer = tokio::time::timeout(bound, node.endpoint.request(node.head, &message));
         let answered = match answer.await {
             Ok(Ok((Message::View(view), _))) => {
                 node.set_view(view);
@@ -961,6 +969,7 @@ async fn heartbeat(node: Arc<ClusterNode>) {
                 false
             }
         };
+        wait = if answered { period } else { retry };
         if answered {
             last_ok = Instant::now();
             let was_away = node
