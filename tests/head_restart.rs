@@ -1,7 +1,8 @@
 //! The head survives its own crash: it is killed (silent, as `kill -9`) and started again on
 //! the same cluster directory and address; it reads its tables back, the workers and the
-//! driver reconnect, and what was named or stored before is found again; `mobula status`
-//! and the dashboard show the outage.
+//! driver reconnect, and what was named or stored before is found again: a named actor, a
+//! key, a placement group's bundles, a large value held on a worker; `mobula status` and the
+//! dashboard show the outage.
 
 #[path = "common/browser.rs"]
 #[allow(dead_code)]
@@ -10,7 +11,7 @@ mod common;
 
 use common::{eventually, turn};
 use mobula::prelude::*;
-use mobula::{NodeId, SchedulingStrategy};
+use mobula::{Bundle, NodeId, PlacementStrategy, SchedulingStrategy};
 
 #[mobula::actor]
 struct Counter {
@@ -27,6 +28,12 @@ impl Counter {
         self.n += k;
         self.n
     }
+}
+
+/// A value too large to travel with the task's answer: it stays on its node until wanted.
+#[mobula::remote]
+fn big(n: usize) -> Vec<u8> {
+    vec![7u8; n]
 }
 
 #[mobula::remote]
@@ -70,6 +77,16 @@ fn a_head_killed_and_restarted_comes_back_with_its_tables() {
         .remote()
         .unwrap();
     assert_eq!(counter.add(1).get().unwrap(), 1);
+    // A placement group with a bundle on each worker, and a large value held on the first.
+    let pg = mobula::placement_group(
+        vec![Bundle::new().num_cpus(1); 2],
+        PlacementStrategy::StrictSpread,
+    )
+    .unwrap();
+    pg.ready().unwrap();
+    let held = big.options().scheduling_strategy(on(w0)).remote(16 << 20);
+    let (ready, _) = mobula::wait_anywhere(vec![held.clone()], 1, None).unwrap();
+    assert_eq!(ready.len(), 1);
     // A key of the key-value store, durable once put returns.
     assert!(!mobula::kv::put("train", "checkpoint", b"step-7", true).unwrap());
 
@@ -136,6 +153,21 @@ fn a_head_killed_and_restarted_comes_back_with_its_tables() {
     let shown = state["head_outages"].as_array().unwrap();
     assert_eq!(shown.len(), 1, "{body}");
     assert_eq!(shown[0]["down_ms"], outage.down_ms);
+
+    // The placement group stands: a task in each bundle runs on that bundle's node.
+    for i in 0..2 {
+        let at = where_am_i
+            .options()
+            .placement_group(&pg, Some(i))
+            .num_cpus(1)
+            .remote()
+            .get()
+            .unwrap();
+        assert_eq!(at, pg.bundle_node(i).unwrap().to_string(), "bundle {i}");
+    }
+    // The value held on the first worker is fetched from there.
+    let value = held.get().unwrap();
+    assert_eq!((value.len(), value[0]), (16 << 20, 7));
 
     // The name was kept: a node that does not host the actor finds it through the head.
     let added = add_by_name
