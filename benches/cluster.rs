@@ -111,6 +111,28 @@ fn head_restart_case(scale: usize, samples: &mut BTreeMap<&'static str, Vec<f64>
         });
         samples.entry(key).or_default().push(per_s);
     }
+    // Placement groups of one small bundle, made (ready) and removed.
+    let per_s = rate(100 / scale, |n| {
+        let groups: Vec<_> = (0..n)
+            .map(|_| {
+                mobula::placement_group(
+                    vec![mobula::Bundle::new().num_cpus(0.01)],
+                    mobula::PlacementStrategy::Pack,
+                )
+                .unwrap()
+            })
+            .collect();
+        for g in &groups {
+            g.ready().unwrap();
+        }
+        for g in &groups {
+            mobula::remove_placement_group(g);
+        }
+    });
+    samples
+        .entry("placement_groups_per_s")
+        .or_default()
+        .push(per_s);
     mobula::kv::put("bench", "k", b"v", true).unwrap();
     let head = cluster.head();
     cluster.kill_node(head);

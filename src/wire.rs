@@ -529,6 +529,14 @@ pub enum Message {
         /// The value.
         value: Option<Vec<u8>>,
     },
+    /// To the head, from the node that made it: a placement group and its bundles' nodes.
+    /// Answered with [`Message::Ack`] once durable.
+    RecordGroup(crate::base::rows::PlacementGroupInfo),
+    /// To the head, from the node that made it: the placement group was removed.
+    ForgetGroup {
+        /// The group's id.
+        group: String,
+    },
     /// From the head: keys, in order (at most [`crate::base::kv::LIST_MAX`]; `more` when
     /// there are).
     KvKeys {
@@ -574,6 +582,8 @@ impl Message {
             Message::KvDone { .. } => "KvDone",
             Message::KvValue { .. } => "KvValue",
             Message::KvKeys { .. } => "KvKeys",
+            Message::RecordGroup(_) => "RecordGroup",
+            Message::ForgetGroup { .. } => "ForgetGroup",
             Message::OpenTasks => "OpenTasks",
             Message::RunTask(_) => "RunTask",
             Message::TaskDone { .. } => "TaskDone",
@@ -841,6 +851,7 @@ mod tests {
                 namespace: "n".into(),
                 prefix: "e".into(),
             },
+            Message::ForgetGroup { group: "g".into() },
             Message::KvDone { existed: true },
             Message::KvValue {
                 value: Some(vec![3]),

@@ -1,7 +1,8 @@
 //! The head survives its own crash: it is killed (silent, as `kill -9`) and started again on
 //! the same cluster directory and address; it reads its tables back, the workers and the
 //! driver reconnect, and what was named or stored before is found again: a named actor, a
-//! key, a placement group's bundles, a large value held on a worker; `mobula status` and the
+//! key, a placement group's bundles (and the head's record of it), a large value held on a
+//! worker; `mobula status` and the
 //! dashboard show the outage.
 
 #[path = "common/browser.rs"]
@@ -165,6 +166,19 @@ fn a_head_killed_and_restarted_comes_back_with_its_tables() {
             .unwrap();
         assert_eq!(at, pg.bundle_node(i).unwrap().to_string(), "bundle {i}");
     }
+    // The head read the group back from its tables, and forgets it once it is removed.
+    let groups_on = |cluster: &mobula::testing::LocalCluster| {
+        cluster
+            .table_sizes(new_head)
+            .into_iter()
+            .find(|(t, _)| *t == "placement_groups")
+            .map(|(_, n)| n)
+    };
+    assert_eq!(groups_on(&cluster), Some(1));
+    mobula::remove_placement_group(&pg);
+    eventually("the head forgets the removed group", || {
+        groups_on(&cluster) == Some(0)
+    });
     // The value held on the first worker is fetched from there.
     let value = held.get().unwrap();
     assert_eq!((value.len(), value[0]), (16 << 20, 7));

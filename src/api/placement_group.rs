@@ -33,7 +33,7 @@ use crate::cluster::node::ClusterNode;
 use crate::runtime::global::{self, PlacementGroupRecord};
 use crate::runtime::scheduler::Scheduler;
 use crate::runtime::scheduler::bundles::{LocalBundle, release_here, reserve_here};
-use crate::wire::WireBundle;
+use crate::wire::{Message, WireBundle};
 
 pub use crate::base::scheduling::bundles::PlacementStrategy;
 
@@ -276,15 +276,15 @@ pub fn placement_group(
             bundles::plan(&requests, strategy, &rooms).map_err(PlacementGroupError::Failed)?;
         let id = rt.ids.task();
         let reservations = requests.iter().map(|_| rt.ids.task()).collect();
+        // In a cluster, the head records the group too, before it is ready.
+        let left = requests.len() + usize::from(cluster.is_some());
         let group = PlacementGroup {
             inner: Arc::new(Group {
                 name: format!("{id}"),
                 nodes,
                 strategy,
                 reservations,
-                state: Mutex::new(State::Pending {
-                    left: requests.len(),
-                }),
+                state: Mutex::new(State::Pending { left }),
                 changed: Condvar::new(),
                 scheduler: rt.scheduler.clone(),
                 here: rt.node_id,
@@ -293,6 +293,7 @@ pub fn placement_group(
             }),
         };
         reserve(&group);
+        record(&group);
         let mut made = rt
             .placement_groups
             .lock()
@@ -364,6 +365,27 @@ fn reserve(group: &PlacementGroup) {
     }
 }
 
+/// Has the head record the group (in a cluster): one more step before it is ready, taken on
+/// a thread of its own (the head may be away, and is then waited for, up to
+/// `head_timeout`).
+fn record(group: &PlacementGroup) {
+    let Some((cluster, arbiter)) = group.inner.cluster.clone() else {
+        return;
+    };
+    let mut info = group.inner.describe();
+    info.state = PlacementGroupState::Created;
+    let group = group.clone();
+    std::thread::spawn(move || {
+        let answer = match cluster.ask_head_blocking(&arbiter, Message::RecordGroup(info)) {
+            Ok(Message::Ack) => Ok(()),
+            Ok(Message::Refused { reason }) => Err(reason),
+            Ok(other) => Err(format!("it answered {}", other.name())),
+            Err(e) => Err(e),
+        };
+        group.settle(answer.map_err(|e| format!("the head did not record the group: {e}")));
+    });
+}
+
 /// Gives a placement group's resources back (Ray's `remove_placement_group`). Tasks and
 /// actors waiting for its bundles fail as infeasible; those running finish. Removing twice
 /// does nothing.
@@ -402,11 +424,18 @@ impl PlacementGroupRecord for Group {
     }
 }
 
-/// Releases every bundle, here and on other nodes.
+/// Releases every bundle, here and on other nodes, and has the head forget the group.
 fn release(group: &PlacementGroup) {
     let g = &group.inner;
     release_here(&g.scheduler, &g.name, &g.bundles_here());
     if let Some((cluster, arbiter)) = &g.cluster {
+        let (head, handle, name) = (cluster.clone(), arbiter.clone(), g.name.clone());
+        std::thread::spawn(move || {
+            let forget = Message::ForgetGroup { group: name };
+            if let Err(e) = head.ask_head_blocking(&handle, forget) {
+                tracing::warn!("the head did not forget a placement group: {e}");
+            }
+        });
         for (node, _) in g.elsewhere() {
             let (cluster, name) = (cluster.clone(), g.name.clone());
             arbiter.spawn_fn(move || {

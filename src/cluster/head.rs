@@ -15,6 +15,7 @@ use crate::base::id::{ActorId, NodeId};
 use crate::base::jobs::{JobId, Jobs};
 use crate::base::kv::Kv;
 use crate::base::membership::Membership;
+use crate::base::rows::PlacementGroupInfo;
 use crate::transport::credentials::ClusterCa;
 use crate::wire::Message;
 
@@ -42,11 +43,13 @@ pub(crate) struct HeadState {
     pub alive_recorded: Instant,
     /// The key-value store for libraries.
     pub kv: Kv,
+    /// Placement groups, by id: their bundles' nodes and their creator.
+    pub groups: std::collections::BTreeMap<String, PlacementGroupInfo>,
 }
 
 impl HeadState {
-    /// Nodes died or left: actors on them no longer hold their names or locations, and they
-    /// are no longer members, in the database too.
+    /// Nodes died or left: actors on them no longer hold their names or locations, groups
+    /// they made are gone, and they are no longer members, in the database too.
     pub fn forget_nodes(&mut self, gone: &[NodeId]) {
         if gone.is_empty() {
             return;
@@ -63,6 +66,16 @@ impl HeadState {
             .filter(|(_, (_, node))| gone.contains(node))
             .map(|(a, _)| *a)
             .collect();
+        // A group goes with its creator (the nodes give back what they reserved for it).
+        let groups: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| gone.contains(&g.creator))
+            .map(|g| g.id.clone())
+            .collect();
+        for g in &groups {
+            self.groups.remove(g);
+        }
         for k in &names {
             self.names.remove(k);
         }
@@ -74,7 +87,8 @@ impl HeadState {
             .db
             .remove_members(gone, version)
             .and_then(|()| self.db.remove_names(&names))
-            .and_then(|()| self.db.remove_locations(&actors));
+            .and_then(|()| self.db.remove_locations(&actors))
+            .and_then(|()| self.db.remove_groups(&groups));
         if let Err(e) = recorded {
             tracing::error!("{e}");
         }

@@ -19,6 +19,7 @@ use crate::base::id::{ActorId, NodeId};
 use crate::base::jobs::Jobs;
 use crate::base::kv::Key as KvKey;
 pub use crate::base::membership::HeadOutage as Outage;
+use crate::base::rows::PlacementGroupInfo;
 use crate::wire::NodeInfo;
 
 const MEMBERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
@@ -28,6 +29,8 @@ const RESTARTS: TableDefinition<u64, &[u8]> = TableDefinition::new("restarts");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The job table, as one entry (it is small: running jobs and the last ended ones).
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+/// Placement groups: id to the group (its bundles and their nodes, its creator).
+const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 /// The key-value store for libraries: (namespace, key) to value.
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 
@@ -82,6 +85,8 @@ pub(crate) struct Restored {
     pub jobs: Option<Jobs>,
     /// The key-value store's entries.
     pub kv: Vec<(KvKey, Vec<u8>)>,
+    /// The placement groups.
+    pub groups: Vec<PlacementGroupInfo>,
 }
 
 /// The head's database (closed once the head stops).
@@ -177,6 +182,9 @@ impl HeadDb {
                 .push((decode(k, "locations")?, decode(v, "locations")?)));
             each!(JOBS, "jobs", |_k, v| out.jobs = Some(decode(v, "jobs")?));
             each!(KV, "kv", |k, v| out.kv.push((decode(k, "kv")?, v.to_vec())));
+            each!(GROUPS, "groups", |_k, v| out
+                .groups
+                .push(decode(v, "groups")?));
             each!(RESTARTS, "restarts", |_k, v| out
                 .outages
                 .push(decode(v, "restarts")?));
@@ -316,6 +324,26 @@ impl HeadDb {
         })
     }
 
+    /// A placement group was made.
+    pub fn put_group(&self, group: &PlacementGroupInfo) -> Result<(), HeadDbError> {
+        self.write("a placement group", |txn| {
+            txn.open_table(GROUPS)?
+                .insert(group.id.as_str(), encode(group).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Placement groups removed (or whose creator is gone).
+    pub fn remove_groups(&self, ids: &[String]) -> Result<(), HeadDbError> {
+        self.write("placement groups removed", |txn| {
+            let mut groups = txn.open_table(GROUPS)?;
+            for id in ids {
+                groups.remove(id.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
     /// The cluster stops on purpose (`mobula stop`, the head's guard dropped): every node
     /// was told to stop, so no member, name or location is left to carry over, and the next
     /// start ends no outage. The database is closed (another head may open it).
@@ -326,6 +354,7 @@ impl HeadDb {
             }
             txn.delete_table(JOBS)?;
             txn.delete_table(KV)?;
+            txn.delete_table(GROUPS)?;
             txn.open_table(META)?.remove("started_ms")?;
             Ok(())
         });

@@ -182,6 +182,11 @@ pub(crate) async fn start(
                 db,
                 alive_recorded: Instant::now(),
                 kv: crate::base::kv::Kv::from_entries(restored.kv),
+                groups: restored
+                    .groups
+                    .into_iter()
+                    .map(|g| (g.id.clone(), g))
+                    .collect(),
             };
             let secrets = (state.token.clone(), fingerprint(state.ca.cert_der()));
             (identity, *listen, *listen, Some(state), secrets)
@@ -543,6 +548,7 @@ impl ClusterNode {
             sizes.push(("actor_locations", state.locations.len()));
             sizes.push(("jobs", state.jobs.len()));
             sizes.push(("kv_keys", state.kv.len()));
+            sizes.push(("placement_groups", state.groups.len()));
             sizes.push(("job_processes", state.job_processes.len()));
         }
         sizes

@@ -439,6 +439,42 @@ async fn serve(
                 }
             }
         },
+        (Some(from), Message::RecordGroup(group)) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(_) if group.creator != from => refused("a node records only groups it made"),
+            Some(state) => {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                // Recorded once durable; a group seen again is recorded again.
+                match state.db.put_group(&group) {
+                    Ok(()) => {
+                        state.groups.insert(group.id.clone(), group);
+                        Message::Ack
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        refused(e.to_string())
+                    }
+                }
+            }
+        },
+        (Some(from), Message::ForgetGroup { group }) => match &node.head_state {
+            None => refused("this node is not the head"),
+            Some(state) => {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                let ours = state.groups.get(&group).is_some_and(|g| g.creator == from);
+                match ours.then(|| state.db.remove_groups(std::slice::from_ref(&group))) {
+                    Some(Err(e)) => {
+                        tracing::error!("{e}");
+                        refused(e.to_string())
+                    }
+                    Some(Ok(())) => {
+                        state.groups.remove(&group);
+                        Message::Ack
+                    }
+                    None => Message::Ack,
+                }
+            }
+        },
         (
             Some(_),
             request @ (Message::KvPut { .. }
