@@ -851,6 +851,14 @@ mod tests {
                 namespace: "n".into(),
                 prefix: "e".into(),
             },
+            Message::RecordGroup(crate::base::rows::PlacementGroupInfo {
+                id: "g".into(),
+                strategy: "PACK".into(),
+                state: crate::base::rows::PlacementGroupState::Created,
+                bundles: vec!["CPU=1".into()],
+                nodes: vec![NodeId::random()],
+                creator: NodeId::random(),
+            }),
             Message::ForgetGroup { group: "g".into() },
             Message::KvDone { existed: true },
             Message::KvValue {
