@@ -90,6 +90,24 @@ fn pid_of(printed: &str) -> String {
         .collect()
 }
 
+/// Runs a second driver process against the cluster of `vars`, which calls the actor named
+/// `keeper` and reads the key-value store; what it printed.
+fn second_driver(
+    vars: &HashMap<String, String>,
+    dir: &std::path::Path,
+    keeper: &str,
+) -> std::process::Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "crash_second_driver", "--nocapture"])
+        .env("MOBULA_ADDRESS", &vars["MOBULA_ADDRESS"])
+        .env("MOBULA_JOIN_TOKEN", &vars["MOBULA_JOIN_TOKEN"])
+        .env("MOBULA_CA_FINGERPRINT", &vars["MOBULA_CA_FINGERPRINT"])
+        .env("MOBULA_DIR", dir.join("second"))
+        .env("KEEPER_NAME", keeper)
+        .output()
+        .unwrap()
+}
+
 fn driver_config(vars: &HashMap<String, String>, dir: &std::path::Path) -> Config {
     Config::default()
         .address(vars["MOBULA_ADDRESS"].clone())
@@ -182,14 +200,7 @@ fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
     );
 
     // A second driver finds the actor by the name taken before the crash.
-    let second = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "crash_second_driver", "--nocapture"])
-        .env("MOBULA_ADDRESS", &address)
-        .env("MOBULA_JOIN_TOKEN", &vars["MOBULA_JOIN_TOKEN"])
-        .env("MOBULA_CA_FINGERPRINT", &vars["MOBULA_CA_FINGERPRINT"])
-        .env("MOBULA_DIR", dir.join("second"))
-        .output()
-        .unwrap();
+    let second = second_driver(&vars, &dir, "keeper");
     assert!(second.status.success(), "{}", text(&second));
     assert!(
         text(&second).contains("keeper answered 102"),
@@ -263,15 +274,7 @@ fn a_head_killed_mid_name_registration_leaves_the_name_taken_or_free() {
         assert!(again.status.success(), "{}", text(&again));
         assert_eq!(claim.join().unwrap().unwrap(), 1, "{point}");
 
-        let second = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "crash_second_driver", "--nocapture"])
-            .env("MOBULA_ADDRESS", &address)
-            .env("MOBULA_JOIN_TOKEN", &vars["MOBULA_JOIN_TOKEN"])
-            .env("MOBULA_CA_FINGERPRINT", &vars["MOBULA_CA_FINGERPRINT"])
-            .env("MOBULA_DIR", dir.join("second"))
-            .env("KEEPER_NAME", "registered")
-            .output()
-            .unwrap();
+        let second = second_driver(&vars, &dir, "registered");
         assert!(
             text(&second).contains("keeper answered 101"),
             "{point}: {}",

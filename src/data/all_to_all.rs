@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::DataError;
 use super::aggregate::{self, Agg, Partial};
 use super::batch::Batch;
-use super::exec::{BlockMeta, BlockRef, runtime_reason};
+use super::exec::{BlockMeta, BlockRef, finish, runtime_reason};
 use super::stage::{self, Stage};
 use super::stats::Stats;
 use crate::{ObjectRef, Split};
@@ -346,35 +346,19 @@ fn reduce_parts(parts: Vec<Batch>, how: &Reduce, index: usize) -> Result<RecordB
     }
 }
 
+/// The block a reduce task made, or why it could not (naming the operator and the block).
 fn described(
     made: Result<RecordBatch, String>,
     operator: &str,
     block: usize,
 ) -> (Batch, BlockMeta) {
-    match made {
-        Ok(batch) => {
-            let batch = Batch::new(batch);
-            let meta = BlockMeta {
-                rows: batch.num_rows() as u64,
-                bytes: batch.memory_size(),
-                file: None,
-                error: None,
-            };
-            (batch, meta)
-        }
-        Err(reason) => (
-            Batch::empty(),
-            BlockMeta {
-                error: Some(DataError::Operator {
-                    operator: operator.to_string(),
-                    block,
-                    file: None,
-                    reason,
-                }),
-                ..Default::default()
-            },
-        ),
-    }
+    let made = made.map_err(|reason| DataError::Operator {
+        operator: operator.to_string(),
+        block,
+        file: None,
+        reason,
+    });
+    finish(made, None)
 }
 
 /// Makes output block `index` from its parts (the reduce side).

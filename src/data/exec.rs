@@ -59,7 +59,10 @@ fn apply_stages(
 }
 
 /// The block a task made, or why it could not.
-fn finish(made: Result<RecordBatch, DataError>, file: Option<String>) -> (Batch, BlockMeta) {
+pub(crate) fn finish(
+    made: Result<RecordBatch, DataError>,
+    file: Option<String>,
+) -> (Batch, BlockMeta) {
     match made {
         Ok(batch) => {
             let batch = Batch::new(batch);
