@@ -382,7 +382,18 @@ fn record(group: &PlacementGroup) {
             Ok(other) => Err(format!("it answered {}", other.name())),
             Err(e) => Err(e),
         };
+        let recorded = answer.is_ok();
         group.settle(answer.map_err(|e| format!("the head did not record the group: {e}")));
+        // Removed (or failed) while the record was on its way: the head forgets it again.
+        let gone = matches!(*group.state(), State::Removed | State::Failed(_));
+        if recorded && gone {
+            let forget = Message::ForgetGroup {
+                group: group.inner.name.clone(),
+            };
+            if let Err(e) = cluster.ask_head_blocking(&arbiter, forget) {
+                tracing::warn!("the head did not forget a placement group: {e}");
+            }
+        }
     });
 }
 
