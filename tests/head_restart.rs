@@ -179,6 +179,27 @@ fn a_head_killed_and_restarted_comes_back_with_its_tables() {
     eventually("the head forgets the removed group", || {
         groups_on(&cluster) == Some(0)
     });
+    // Groups made together are recorded together (their records share commits): each is
+    // ready once recorded, and each is forgotten once removed.
+    let many: Vec<_> = (0..40)
+        .map(|_| {
+            mobula::placement_group(vec![Bundle::new().num_cpus(0.01)], PlacementStrategy::Pack)
+                .unwrap()
+        })
+        .collect();
+    for g in &many {
+        g.ready().unwrap();
+    }
+    assert_eq!(groups_on(&cluster), Some(40));
+    for g in &many {
+        mobula::remove_placement_group(g);
+    }
+    eventually("the head forgets all 40", || groups_on(&cluster) == Some(0));
+    eventually("the head's writer has made every change durable", || {
+        cluster
+            .table_sizes(new_head)
+            .contains(&("head_db_waiting", 0))
+    });
     // The value held on the first worker is fetched from there.
     let value = held.get().unwrap();
     assert_eq!((value.len(), value[0]), (16 << 20, 7));

@@ -365,9 +365,8 @@ fn reserve(group: &PlacementGroup) {
     }
 }
 
-/// Has the head record the group (in a cluster): one more step before it is ready, taken on
-/// a thread of its own (the head may be away, and is then waited for, up to
-/// `head_timeout`).
+/// Has the head record the group (in a cluster): one more step before it is ready. While
+/// the head is away, it is waited for (up to `head_timeout`), on the node's event loop.
 fn record(group: &PlacementGroup) {
     let Some((cluster, arbiter)) = group.inner.cluster.clone() else {
         return;
@@ -375,8 +374,9 @@ fn record(group: &PlacementGroup) {
     let mut info = group.inner.describe();
     info.state = PlacementGroupState::Created;
     let group = group.clone();
-    std::thread::spawn(move || {
-        let answer = match cluster.ask_head_blocking(&arbiter, Message::RecordGroup(info)) {
+    let (head, on) = (cluster.clone(), arbiter.clone());
+    let recorded = move |answer: Result<Message, String>| {
+        let answer = match answer {
             Ok(Message::Ack) => Ok(()),
             Ok(Message::Refused { reason }) => Err(reason),
             Ok(other) => Err(format!("it answered {}", other.name())),
@@ -387,14 +387,20 @@ fn record(group: &PlacementGroup) {
         // Removed (or failed) while the record was on its way: the head forgets it again.
         let gone = matches!(*group.state(), State::Removed | State::Failed(_));
         if recorded && gone {
-            let forget = Message::ForgetGroup {
-                group: group.inner.name.clone(),
-            };
-            if let Err(e) = cluster.ask_head_blocking(&arbiter, forget) {
-                tracing::warn!("the head did not forget a placement group: {e}");
-            }
+            forget(head, &on, group.inner.name.clone());
         }
-    });
+    };
+    cluster.ask_head_then(&arbiter, Message::RecordGroup(info), recorded);
+}
+
+/// Has the head forget a group (without waiting).
+fn forget(cluster: Arc<ClusterNode>, arbiter: &actix_rt::ArbiterHandle, group: String) {
+    let forgot = |answer: Result<Message, String>| {
+        if let Err(e) = answer {
+            tracing::warn!("the head did not forget a placement group: {e}");
+        }
+    };
+    cluster.ask_head_then(arbiter, Message::ForgetGroup { group }, forgot);
 }
 
 /// Gives a placement group's resources back (Ray's `remove_placement_group`). Tasks and
@@ -440,13 +446,7 @@ fn release(group: &PlacementGroup) {
     let g = &group.inner;
     release_here(&g.scheduler, &g.name, &g.bundles_here());
     if let Some((cluster, arbiter)) = &g.cluster {
-        let (head, handle, name) = (cluster.clone(), arbiter.clone(), g.name.clone());
-        std::thread::spawn(move || {
-            let forget = Message::ForgetGroup { group: name };
-            if let Err(e) = head.ask_head_blocking(&handle, forget) {
-                tracing::warn!("the head did not forget a placement group: {e}");
-            }
-        });
+        forget(cluster.clone(), arbiter, g.name.clone());
         for (node, _) in g.elsewhere() {
             let (cluster, name) = (cluster.clone(), g.name.clone());
             arbiter.spawn_fn(move || {

@@ -1,14 +1,15 @@
 //! The head's own state: the membership table, the cluster's CA and join token, and the
-//! names of actors cluster-wide; and the loop that declares silent nodes dead.
+//! names of actors cluster-wide; its answers to requests on the tables it keeps durable;
+//! and the loop that declares silent nodes dead.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 
-use super::head_db::{HeadDb, NameKey};
+use super::head_db::{Change, Durable, HeadDb, NameKey, Named};
 use super::jobs::JobProcess;
 use super::node::ClusterNode;
 use crate::base::id::{ActorId, NodeId};
@@ -82,14 +83,22 @@ impl HeadState {
         for a in &actors {
             self.locations.remove(a);
         }
+        // One transaction for all of it.
         let version = self.membership.version();
-        let recorded = self
-            .db
-            .remove_members(gone, version)
-            .and_then(|()| self.db.remove_names(&names))
-            .and_then(|()| self.db.remove_locations(&actors))
-            .and_then(|()| self.db.remove_groups(&groups));
-        if let Err(e) = recorded {
+        let mut changes = vec![Change::MembersGone {
+            gone: gone.to_vec(),
+            version,
+        }];
+        if !names.is_empty() {
+            changes.push(Change::NamesFreed(names));
+        }
+        if !actors.is_empty() {
+            changes.push(Change::LocationsGone(actors));
+        }
+        if !groups.is_empty() {
+            changes.push(Change::GroupsGone(groups));
+        }
+        if let Err(e) = self.db.commit(changes) {
             tracing::error!("{e}");
         }
     }
@@ -98,7 +107,7 @@ impl HeadState {
     /// stands in memory, and a restarted head would not know it).
     pub fn change_jobs<R>(&mut self, change: impl FnOnce(&mut Jobs) -> R) -> R {
         let out = change(&mut self.jobs);
-        if let Err(e) = self.db.put_jobs(&self.jobs) {
+        if let Err(e) = self.db.commit(vec![Change::jobs(&self.jobs)]) {
             tracing::error!("{e}");
         }
         out
@@ -118,14 +127,16 @@ impl HeadState {
                 value,
                 overwrite,
             } => done(self.kv.put((namespace, key), value, overwrite, |k, v| {
-                db.put_kv(k, v).map_err(|e| e.to_string())
+                let change = Change::Kv(k.clone(), v.to_vec());
+                db.commit(vec![change]).map_err(|e| e.to_string())
             })),
             Message::KvDelete {
                 namespace,
                 key,
                 by_prefix,
             } => done(self.kv.delete(&namespace, &key, by_prefix, |keys| {
-                db.remove_kv(keys).map_err(|e| e.to_string())
+                let change = Change::KvGone(keys.to_vec());
+                db.commit(vec![change]).map_err(|e| e.to_string())
             })),
             Message::KvGet { namespace, key } => Message::KvValue {
                 value: self.kv.get(&(namespace, key)).cloned(),
@@ -144,6 +155,218 @@ impl HeadState {
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
+}
+
+fn lock(state: &Mutex<HeadState>) -> MutexGuard<'_, HeadState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn refused(reason: String) -> Message {
+    Message::Refused { reason }
+}
+
+/// `answer` once `durable` is: the change was made in memory under the lock (so the next
+/// request sees it) and handed to the database's writer there; the wait happens outside the
+/// lock, so that the changes of requests arriving meanwhile join the same commit. If the
+/// change cannot be made durable, `undo` takes it back and the request is refused.
+async fn once_durable(
+    state: &Mutex<HeadState>,
+    answer: Message,
+    durable: Option<Durable>,
+    undo: impl FnOnce(&mut HeadState),
+) -> Message {
+    let Some(durable) = durable else {
+        return answer;
+    };
+    match durable.wait().await {
+        Ok(()) => answer,
+        Err(e) => {
+            tracing::error!("{e}");
+            undo(&mut lock(state));
+            refused(e.to_string())
+        }
+    }
+}
+
+/// Puts `value` back at `key` of `table` (or takes the key out), if `key` still holds
+/// what a change that was not made durable put there.
+fn put_back<K: Eq + std::hash::Hash, V: PartialEq>(
+    table: &mut HashMap<K, V>,
+    key: K,
+    ours: &V,
+    before: Option<V>,
+) {
+    if table.get(&key) == Some(ours) {
+        match before {
+            Some(v) => table.insert(key, v),
+            None => table.remove(&key),
+        };
+    }
+}
+
+/// An actor claims a name: taken once it is durable, and not before (after a crash it is
+/// either taken or free). A name another actor holds is found instead.
+pub(super) async fn name_actor(state: &Mutex<HeadState>, key: NameKey, named: Named) -> Message {
+    let (answer, durable, before) = {
+        let mut s = lock(state);
+        match s.names.get(&key) {
+            Some((held, class, at)) if *held != named.0 => {
+                let found = Message::ActorFound {
+                    actor: *held,
+                    class: class.clone(),
+                    node: *at,
+                };
+                (found, s.db.settled(), None)
+            }
+            _ => {
+                crash_point("name-before-commit");
+                let before = s.names.insert(key.clone(), named.clone());
+                let durable = s.db.submit(vec![Change::Name(key.clone(), named.clone())]);
+                (Message::Ack, Some(durable), before)
+            }
+        }
+    };
+    let claimed = matches!(answer, Message::Ack);
+    let answer = once_durable(state, answer, durable, |s| {
+        if claimed {
+            put_back(&mut s.names, key, &named, before);
+        }
+    })
+    .await;
+    if matches!(answer, Message::Ack) {
+        crash_point("name-after-commit");
+    }
+    answer
+}
+
+/// An actor gives its name up (it died).
+pub(super) async fn unname_actor(
+    state: &Mutex<HeadState>,
+    key: NameKey,
+    actor: ActorId,
+) -> Message {
+    let durable = {
+        let mut s = lock(state);
+        let held = s.names.get(&key).is_some_and(|(a, _, _)| *a == actor);
+        held.then(|| {
+            s.names.remove(&key);
+            s.db.submit(vec![Change::NamesFreed(vec![key])])
+        })
+    };
+    // Not durable: the name stays free here (its actor is gone), and a restarted head would
+    // find it held by an actor that is not there.
+    once_durable(state, Message::Ack, durable, |_| {}).await
+}
+
+/// Where an actor created on another node than its owner's runs.
+pub(super) async fn actor_at(
+    state: &Mutex<HeadState>,
+    actor: ActorId,
+    class: String,
+    at: NodeId,
+) -> Message {
+    let ours = (class.clone(), at);
+    let (durable, before) = {
+        let mut s = lock(state);
+        let before = s.locations.insert(actor, ours.clone());
+        (
+            s.db.submit(vec![Change::Location(actor, class, at)]),
+            before,
+        )
+    };
+    once_durable(state, Message::Ack, Some(durable), |s| {
+        put_back(&mut s.locations, actor, &ours, before)
+    })
+    .await
+}
+
+/// An actor is gone: its location is no longer kept.
+pub(super) async fn actor_gone(state: &Mutex<HeadState>, actor: ActorId) -> Message {
+    let durable = {
+        let mut s = lock(state);
+        s.locations
+            .remove(&actor)
+            .map(|_| s.db.submit(vec![Change::LocationsGone(vec![actor])]))
+    };
+    once_durable(state, Message::Ack, durable, |_| {}).await
+}
+
+/// Where an actor runs, as far as the head knows (once what it knows is durable).
+pub(super) async fn locate_actor(state: &Mutex<HeadState>, actor: ActorId) -> Message {
+    let (answer, settled) = {
+        let s = lock(state);
+        let answer = match s.locations.get(&actor) {
+            Some((class, at)) => Message::ActorFound {
+                actor,
+                class: class.clone(),
+                node: *at,
+            },
+            None => refused(format!("the head does not know where actor {actor} runs")),
+        };
+        (answer, s.db.settled())
+    };
+    once_durable(state, answer, settled, |_| {}).await
+}
+
+/// The actor holding a name (once what the head knows is durable).
+pub(super) async fn find_actor(state: &Mutex<HeadState>, key: NameKey) -> Message {
+    let (answer, settled) = {
+        let s = lock(state);
+        let answer = match s.names.get(&key) {
+            Some((actor, class, at)) => Message::ActorFound {
+                actor: *actor,
+                class: class.clone(),
+                node: *at,
+            },
+            None => refused(format!(
+                "no actor is named \"{}\" in namespace \"{}\"",
+                key.1, key.0
+            )),
+        };
+        (answer, s.db.settled())
+    };
+    once_durable(state, answer, settled, |_| {}).await
+}
+
+/// A node made a placement group: it is ready once the head recorded it durably. A group
+/// seen again is recorded again.
+pub(super) async fn record_group(state: &Mutex<HeadState>, group: PlacementGroupInfo) -> Message {
+    let (id, ours) = (group.id.clone(), group.clone());
+    let (durable, before) = {
+        let mut s = lock(state);
+        let before = s.groups.insert(id.clone(), group.clone());
+        (s.db.submit(vec![Change::Group(group)]), before)
+    };
+    once_durable(state, Message::Ack, Some(durable), |s| {
+        if s.groups.get(&id) == Some(&ours) {
+            match before {
+                Some(g) => s.groups.insert(id, g),
+                None => s.groups.remove(&id),
+            };
+        }
+    })
+    .await
+}
+
+/// A group was removed by the node that made it: the head forgets it.
+pub(super) async fn forget_group(state: &Mutex<HeadState>, id: String, from: NodeId) -> Message {
+    let (durable, removed) = {
+        let mut s = lock(state);
+        if s.groups.get(&id).is_some_and(|g| g.creator == from) {
+            let removed = s.groups.remove(&id);
+            let durable = s.db.submit(vec![Change::GroupsGone(vec![id.clone()])]);
+            (Some(durable), removed)
+        } else {
+            (None, None)
+        }
+    };
+    // Not durable: the group is kept, as the database still has it.
+    once_durable(state, Message::Ack, durable, |s| {
+        if let Some(g) = removed {
+            s.groups.entry(id).or_insert(g);
+        }
+    })
+    .await
 }
 
 /// A kill point for tests: when `MOBULA_TEST_CRASH_AT` names `point`, the process aborts
@@ -198,9 +421,7 @@ pub(super) async fn watch_members(node: Arc<ClusterNode>) {
             // Where the next outage will be counted from, if the head dies.
             if state.alive_recorded.elapsed() >= Duration::from_secs(1) {
                 state.alive_recorded = Instant::now();
-                if let Err(e) = state.db.alive(super::jobs::unix_ms()) {
-                    tracing::error!("{e}");
-                }
+                state.db.record(vec![Change::Alive(super::jobs::unix_ms())]);
             }
             state.membership.view()
         };

@@ -1,8 +1,9 @@
 //! The head's durable tables: what it must still know after a crash and a restart on the
-//! same cluster directory. An embedded redb database (`head.redb` in the cluster directory);
-//! each change is one transaction, durable when the call returns, so a change the head
-//! acknowledged survives a `kill -9`, and one it did not acknowledge is either whole or
-//! absent.
+//! same cluster directory. An embedded redb database (`head.redb` in the cluster directory),
+//! written by a thread of its own: the changes that arrive together go into one transaction
+//! (group commit), and each is acknowledged once that transaction is durable. So a change
+//! the head acknowledged survives a `kill -9`, and one it did not acknowledge is either
+//! whole or absent.
 //!
 //! Tables: the members and what they announced; actor names (namespace and name to actor,
 //! class and node); where actors created on other nodes than their owner's run; the head's
@@ -10,6 +11,8 @@
 //! restarted head's views are newer than any a node already has.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
@@ -89,9 +92,218 @@ pub(crate) struct Restored {
     pub groups: Vec<PlacementGroupInfo>,
 }
 
-/// The head's database (closed once the head stops).
+/// The head's database (closed once the head stops). Changes are made durable by a writer
+/// thread of its own, which puts every change waiting when it starts a transaction into
+/// that one transaction: one `fsync` for all the requests that arrived together (group
+/// commit). A change is durable when the writer acknowledges it.
 pub(crate) struct HeadDb {
-    db: Option<Database>,
+    db: Option<Arc<Database>>,
+    writer: Option<Writer>,
+    /// Submissions not yet acknowledged (for [`HeadDb::settled`]).
+    pending: Arc<AtomicUsize>,
+    /// Transactions the writer committed.
+    #[cfg_attr(not(test), allow(dead_code))]
+    commits: Arc<AtomicUsize>,
+}
+
+/// The writer thread and the way to it.
+struct Writer {
+    to: mpsc::Sender<Submission>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Changes made durable together, and who is told when they are.
+struct Submission {
+    changes: Vec<Change>,
+    done: Box<dyn FnOnce(Result<(), HeadDbError>) + Send>,
+}
+
+/// At most this many submissions go into one transaction.
+const MOST_PER_COMMIT: usize = 1024;
+
+/// One change to the head's tables.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// A member joined (or announced itself again), at membership version `version`.
+    Member { info: NodeInfo, version: u64 },
+    /// Members left or were declared dead, at membership version `version`.
+    MembersGone { gone: Vec<NodeId>, version: u64 },
+    /// A name now points at an actor.
+    Name(NameKey, Named),
+    /// Names no longer held.
+    NamesFreed(Vec<NameKey>),
+    /// An actor (of a class) runs on a node.
+    Location(ActorId, String, NodeId),
+    /// Actors whose locations are no longer kept.
+    LocationsGone(Vec<ActorId>),
+    /// The job table, written whole.
+    Jobs(Vec<u8>),
+    /// A key of the key-value store has a value.
+    Kv(KvKey, Vec<u8>),
+    /// Keys of the key-value store deleted.
+    KvGone(Vec<KvKey>),
+    /// A placement group was made.
+    Group(PlacementGroupInfo),
+    /// Placement groups removed (or whose creator is gone).
+    GroupsGone(Vec<String>),
+    /// The head is alive at this time (Unix ms).
+    Alive(u64),
+}
+
+impl Change {
+    /// The job table as it is now.
+    pub fn jobs(jobs: &Jobs) -> Change {
+        Change::Jobs(encode(jobs))
+    }
+
+    /// What the change records, for errors.
+    fn what(&self) -> &'static str {
+        match self {
+            Change::Member { .. } => "a member",
+            Change::MembersGone { .. } => "members gone",
+            Change::Name(..) => "an actor's name",
+            Change::NamesFreed(_) => "names freed",
+            Change::Location(..) => "where an actor runs",
+            Change::LocationsGone(_) => "actors gone",
+            Change::Jobs(_) => "the jobs",
+            Change::Kv(..) => "a key's value",
+            Change::KvGone(_) => "keys deleted",
+            Change::Group(_) => "a placement group",
+            Change::GroupsGone(_) => "placement groups removed",
+            Change::Alive(_) => "the head's liveness",
+        }
+    }
+
+    fn apply(&self, txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+        match self {
+            Change::Member { info, version } => {
+                txn.open_table(MEMBERS)?
+                    .insert(encode(&info.node_id).as_slice(), encode(info).as_slice())?;
+                txn.open_table(META)?.insert("view_version", *version)?;
+            }
+            Change::MembersGone { gone, version } => {
+                let mut members = txn.open_table(MEMBERS)?;
+                for id in gone {
+                    members.remove(encode(id).as_slice())?;
+                }
+                txn.open_table(META)?.insert("view_version", *version)?;
+            }
+            Change::Name(key, named) => {
+                txn.open_table(NAMES)?
+                    .insert(encode(key).as_slice(), encode(named).as_slice())?;
+            }
+            Change::NamesFreed(keys) => {
+                let mut names = txn.open_table(NAMES)?;
+                for key in keys {
+                    names.remove(encode(key).as_slice())?;
+                }
+            }
+            Change::Location(actor, class, node) => {
+                txn.open_table(LOCATIONS)?
+                    .insert(encode(actor).as_slice(), encode(&(class, node)).as_slice())?;
+            }
+            Change::LocationsGone(actors) => {
+                let mut locations = txn.open_table(LOCATIONS)?;
+                for actor in actors {
+                    locations.remove(encode(actor).as_slice())?;
+                }
+            }
+            Change::Jobs(table) => {
+                txn.open_table(JOBS)?.insert("table", table.as_slice())?;
+            }
+            Change::Kv(key, value) => {
+                txn.open_table(KV)?
+                    .insert(encode(key).as_slice(), value.as_slice())?;
+            }
+            Change::KvGone(keys) => {
+                let mut kv = txn.open_table(KV)?;
+                for key in keys {
+                    kv.remove(encode(key).as_slice())?;
+                }
+            }
+            Change::Group(group) => {
+                txn.open_table(GROUPS)?
+                    .insert(group.id.as_str(), encode(group).as_slice())?;
+            }
+            Change::GroupsGone(ids) => {
+                let mut groups = txn.open_table(GROUPS)?;
+                for id in ids {
+                    groups.remove(id.as_str())?;
+                }
+            }
+            Change::Alive(now_ms) => {
+                txn.open_table(META)?.insert("alive_ms", *now_ms)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The writer thread: takes every submission waiting, makes them durable in one
+/// transaction, and tells each. It ends when the database is closed.
+fn write_loop(
+    database: Arc<Database>,
+    from: mpsc::Receiver<Submission>,
+    pending: Arc<AtomicUsize>,
+    commits: Arc<AtomicUsize>,
+) {
+    while let Ok(first) = from.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MOST_PER_COMMIT {
+            match from.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        // A batch of nothing but barriers (`settled`) needs no transaction.
+        let failed = if batch.iter().all(|s| s.changes.is_empty()) {
+            None
+        } else {
+            commits.fetch_add(1, Ordering::Relaxed);
+            commit(&database, batch.iter().flat_map(|s| &s.changes)).err()
+        };
+        if let Some(reason) = &failed {
+            tracing::error!(
+                "the head's database could not make {} changes durable: {reason}",
+                batch.len()
+            );
+        }
+        for submission in batch {
+            let what = submission.changes.first().map_or("a barrier", Change::what);
+            let result = match &failed {
+                None => Ok(()),
+                Some(reason) => Err(HeadDbError::Write {
+                    what,
+                    reason: reason.clone(),
+                }),
+            };
+            pending.fetch_sub(1, Ordering::SeqCst);
+            (submission.done)(result);
+        }
+    }
+}
+
+/// One durable transaction of `changes`.
+fn commit<'a>(
+    database: &Database,
+    changes: impl IntoIterator<Item = &'a Change>,
+) -> Result<(), String> {
+    let txn = database.begin_write().map_err(|e| e.to_string())?;
+    for change in changes {
+        change.apply(&txn).map_err(|e| e.to_string())?;
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
+
+/// Resolves once the changes it waits for are durable (or could not be made so).
+pub(crate) struct Durable(tokio::sync::oneshot::Receiver<Result<(), HeadDbError>>);
+
+impl Durable {
+    /// Waits for the changes. A database closed meanwhile (the head stopping) answers `Ok`:
+    /// the cluster stops, and nothing is carried over.
+    pub async fn wait(self) -> Result<(), HeadDbError> {
+        self.0.await.unwrap_or(Ok(()))
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -129,8 +341,24 @@ impl HeadDb {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let db = HeadDb { db: Some(db) };
+        let mut db = HeadDb {
+            db: Some(Arc::new(db)),
+            writer: None,
+            pending: Arc::default(),
+            commits: Arc::default(),
+        };
         let restored = db.restore(now_ms)?;
+        let (to, from) = mpsc::channel();
+        let database = db.db.clone().expect("open");
+        let (pending, commits) = (db.pending.clone(), db.commits.clone());
+        let thread = std::thread::Builder::new()
+            .name("mobula-head-db".into())
+            .spawn(move || write_loop(database, from, pending, commits))
+            .map_err(|e| HeadDbError::Open {
+                path,
+                reason: format!("its writer thread cannot start: {e}"),
+            })?;
+        db.writer = Some(Writer { to, thread });
         Ok((db, restored))
     }
 
@@ -213,7 +441,8 @@ impl HeadDb {
         Ok(out)
     }
 
-    /// One durable transaction (none once the database is closed: the head is stopping).
+    /// One durable transaction (none once the database is closed: the head is stopping),
+    /// made here rather than by the writer (at the start, and at the stop).
     fn write(
         &self,
         what: &'static str,
@@ -229,125 +458,69 @@ impl HeadDb {
         txn.commit().map_err(|e| write_err(what)(e.into()))
     }
 
-    /// A member joined (or announced itself again), at membership version `version`.
-    pub fn put_member(&self, info: &NodeInfo, version: u64) -> Result<(), HeadDbError> {
-        self.write("a member", |txn| {
-            txn.open_table(MEMBERS)?
-                .insert(encode(&info.node_id).as_slice(), encode(info).as_slice())?;
-            txn.open_table(META)?.insert("view_version", version)?;
-            Ok(())
-        })
-    }
-
-    /// Members left or were declared dead, at membership version `version`.
-    pub fn remove_members(&self, gone: &[NodeId], version: u64) -> Result<(), HeadDbError> {
-        self.write("members gone", |txn| {
-            let mut members = txn.open_table(MEMBERS)?;
-            for id in gone {
-                members.remove(encode(id).as_slice())?;
-            }
-            txn.open_table(META)?.insert("view_version", version)?;
-            Ok(())
-        })
-    }
-
-    /// `key` names `named`.
-    pub fn put_name(&self, key: &NameKey, named: &Named) -> Result<(), HeadDbError> {
-        self.write("an actor's name", |txn| {
-            txn.open_table(NAMES)?
-                .insert(encode(key).as_slice(), encode(named).as_slice())?;
-            Ok(())
-        })
-    }
-
-    /// Names no longer held.
-    pub fn remove_names(&self, keys: &[NameKey]) -> Result<(), HeadDbError> {
-        self.write("names freed", |txn| {
-            let mut names = txn.open_table(NAMES)?;
-            for key in keys {
-                names.remove(encode(key).as_slice())?;
-            }
-            Ok(())
-        })
-    }
-
-    /// `actor` (of `class`) runs on `node`.
-    pub fn put_location(
+    /// Hands `changes` to the writer, to be made durable in one transaction (with whatever
+    /// else is waiting), and calls `done` when they are. Submissions are made durable in the
+    /// order they are made. Once the database is closed, `done` is told `Ok` at once.
+    fn submit_then(
         &self,
-        actor: ActorId,
-        class: &str,
-        node: NodeId,
-    ) -> Result<(), HeadDbError> {
-        self.write("where an actor runs", |txn| {
-            txn.open_table(LOCATIONS)?
-                .insert(encode(&actor).as_slice(), encode(&(class, node)).as_slice())?;
-            Ok(())
-        })
+        changes: Vec<Change>,
+        done: impl FnOnce(Result<(), HeadDbError>) + Send + 'static,
+    ) {
+        let Some(writer) = &self.writer else {
+            return done(Ok(()));
+        };
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let submission = Submission {
+            changes,
+            done: Box::new(done),
+        };
+        if let Err(mpsc::SendError(lost)) = writer.to.send(submission) {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            (lost.done)(Ok(()));
+        }
     }
 
-    /// Actors whose locations are no longer kept.
-    pub fn remove_locations(&self, actors: &[ActorId]) -> Result<(), HeadDbError> {
-        self.write("actors gone", |txn| {
-            let mut locations = txn.open_table(LOCATIONS)?;
-            for actor in actors {
-                locations.remove(encode(actor).as_slice())?;
-            }
-            Ok(())
-        })
+    /// Hands `changes` to the writer; the answer says when they are durable. Call it under
+    /// the lock that decided the changes, so that the order of the decisions is the order
+    /// on disk, and wait outside it, so that other requests' changes join the same commit.
+    pub fn submit(&self, changes: Vec<Change>) -> Durable {
+        let (tell, told) = tokio::sync::oneshot::channel();
+        self.submit_then(changes, move |result| {
+            let _ = tell.send(result);
+        });
+        Durable(told)
     }
 
-    /// The job table changed: it is written whole.
-    pub fn put_jobs(&self, jobs: &Jobs) -> Result<(), HeadDbError> {
-        self.write("the jobs", |txn| {
-            txn.open_table(JOBS)?
-                .insert("table", encode(jobs).as_slice())?;
-            Ok(())
-        })
+    /// Makes `changes` durable, waiting here (in one transaction with whatever else is
+    /// waiting).
+    pub fn commit(&self, changes: Vec<Change>) -> Result<(), HeadDbError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let (tell, told) = mpsc::channel();
+        self.submit_then(changes, move |result| {
+            let _ = tell.send(result);
+        });
+        told.recv().unwrap_or(Ok(()))
     }
 
-    /// `key` of the key-value store is `value`.
-    pub fn put_kv(&self, key: &KvKey, value: &[u8]) -> Result<(), HeadDbError> {
-        self.write("a key's value", |txn| {
-            txn.open_table(KV)?.insert(encode(key).as_slice(), value)?;
-            Ok(())
-        })
+    /// Hands `changes` to the writer without waiting; a failure is logged (by the writer).
+    pub fn record(&self, changes: Vec<Change>) {
+        self.submit_then(changes, |_| {});
     }
 
-    /// Keys of the key-value store deleted.
-    pub fn remove_kv(&self, keys: &[KvKey]) -> Result<(), HeadDbError> {
-        self.write("keys deleted", |txn| {
-            let mut kv = txn.open_table(KV)?;
-            for key in keys {
-                kv.remove(encode(key).as_slice())?;
-            }
-            Ok(())
-        })
-    }
-
-    /// A placement group was made.
-    pub fn put_group(&self, group: &PlacementGroupInfo) -> Result<(), HeadDbError> {
-        self.write("a placement group", |txn| {
-            txn.open_table(GROUPS)?
-                .insert(group.id.as_str(), encode(group).as_slice())?;
-            Ok(())
-        })
-    }
-
-    /// Placement groups removed (or whose creator is gone).
-    pub fn remove_groups(&self, ids: &[String]) -> Result<(), HeadDbError> {
-        self.write("placement groups removed", |txn| {
-            let mut groups = txn.open_table(GROUPS)?;
-            for id in ids {
-                groups.remove(id.as_str())?;
-            }
-            Ok(())
-        })
+    /// Resolves once every change submitted so far is durable: an answer that reads the
+    /// tables waits for it, so that it never shows what a crash could still undo. `None`
+    /// when nothing is on its way.
+    pub fn settled(&self) -> Option<Durable> {
+        (self.pending.load(Ordering::SeqCst) > 0).then(|| self.submit(Vec::new()))
     }
 
     /// The cluster stops on purpose (`mobula stop`, the head's guard dropped): every node
     /// was told to stop, so no member, name or location is left to carry over, and the next
     /// start ends no outage. The database is closed (another head may open it).
     pub fn stop_cleanly(&mut self) -> Result<(), HeadDbError> {
+        self.close_writer();
         let cleared = self.write("the cluster's stop", |txn| {
             for table in [MEMBERS, NAMES, LOCATIONS] {
                 txn.delete_table(table)?;
@@ -362,12 +535,24 @@ impl HeadDb {
         cleared
     }
 
-    /// The head is alive at `now_ms` (Unix ms): where the next outage will be counted from.
-    pub fn alive(&self, now_ms: u64) -> Result<(), HeadDbError> {
-        self.write("the head's liveness", |txn| {
-            txn.open_table(META)?.insert("alive_ms", now_ms)?;
-            Ok(())
-        })
+    /// Submissions waiting to be made durable (the writer's queue).
+    pub fn waiting(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Ends the writer once it has made durable what it was given.
+    fn close_writer(&mut self) {
+        if let Some(Writer { to, thread }) = self.writer.take() {
+            drop(to);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for HeadDb {
+    /// The database is closed (its file free for another head) once the writer has ended.
+    fn drop(&mut self) {
+        self.close_writer();
     }
 }
 
@@ -390,16 +575,19 @@ mod tests {
         {
             let (db, restored) = HeadDb::open(&d, 1_000).unwrap();
             assert!(restored.names.is_empty() && restored.outages.is_empty());
-            db.put_name(
-                &("ns".into(), "counter".into()),
-                &(actor, "Counter".into(), a),
-            )
+            db.commit(vec![
+                Change::Name(
+                    ("ns".into(), "counter".into()),
+                    (actor, "Counter".into(), a),
+                ),
+                Change::Name(("ns".into(), "gone".into()), (actor, "Counter".into(), a)),
+            ])
             .unwrap();
-            db.put_name(&("ns".into(), "gone".into()), &(actor, "Counter".into(), a))
+            // Submitted without waiting: still made durable before the head's end.
+            db.record(vec![Change::NamesFreed(vec![("ns".into(), "gone".into())])]);
+            db.commit(vec![Change::Location(actor, "Counter".into(), b)])
                 .unwrap();
-            db.remove_names(&[("ns".into(), "gone".into())]).unwrap();
-            db.put_location(actor, "Counter", b).unwrap();
-            db.alive(1_500).unwrap();
+            db.record(vec![Change::Alive(1_500)]);
         } // the head dies here
         let (db, restored) = HeadDb::open(&d, 4_000).unwrap();
         assert_eq!(
@@ -417,7 +605,7 @@ mod tests {
                 up_ms: 4_000
             }]
         );
-        db.remove_locations(&[actor]).unwrap();
+        db.commit(vec![Change::LocationsGone(vec![actor])]).unwrap();
         drop(db);
         let (mut db, restored) = HeadDb::open(&d, 9_000).unwrap();
         assert!(restored.locations.is_empty());
@@ -428,6 +616,47 @@ mod tests {
         let (_, restored) = HeadDb::open(&d, 12_000).unwrap();
         assert!(restored.names.is_empty() && restored.members.is_empty());
         assert_eq!(restored.outages.len(), 2);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn changes_that_arrive_while_the_writer_commits_share_one_commit_in_order() {
+        let d = dir("group");
+        let (db, _) = HeadDb::open(&d, 0).unwrap();
+        // The writer is held inside its first acknowledgement while 100 more arrive.
+        let (hold, held) = mpsc::channel::<()>();
+        let (inside, writer_inside) = mpsc::channel::<()>();
+        db.submit_then(vec![Change::Alive(1)], move |r| {
+            r.unwrap();
+            inside.send(()).unwrap();
+            held.recv().unwrap();
+        });
+        writer_inside.recv().unwrap();
+        let key = |i: usize| ("ns".to_string(), format!("k{}", i % 10));
+        let mut waiting: Vec<_> = (0..100)
+            .map(|i| db.submit(vec![Change::Kv(key(i), vec![i as u8])]))
+            .collect();
+        // The first is acknowledged (it is durable); the 100 wait.
+        assert_eq!(db.waiting(), 100);
+        // Nothing is acknowledged before it is durable.
+        assert!(waiting.iter_mut().all(|d| d.0.try_recv().is_err()));
+        // A reader's barrier waits behind them.
+        waiting.push(db.settled().expect("changes are on their way"));
+        hold.send(()).unwrap();
+        for d in waiting {
+            futures::executor::block_on(d.wait()).unwrap();
+        }
+        assert_eq!(db.waiting(), 0);
+        assert!(db.settled().is_none());
+        // The first transaction, then the 100 changes in one more.
+        assert_eq!(db.commits.load(Ordering::Relaxed), 2);
+        drop(db);
+        // Applied in the order submitted: each key holds its last value.
+        let (_, restored) = HeadDb::open(&d, 0).unwrap();
+        let mut kv = restored.kv;
+        kv.sort();
+        let expected: Vec<_> = (90..100).map(|i| (key(i), vec![i as u8])).collect();
+        assert_eq!(kv, expected);
         let _ = std::fs::remove_dir_all(&d);
     }
 

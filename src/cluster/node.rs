@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::actors::{RemoteActor, RemoteActors};
 use super::agent::{self, AgentSettings};
 use super::builds::{self, BuildCache};
 use super::head::{HeadState, watch_members};
-use super::head_db::HeadDb;
+use super::head_db::{Change, HeadDb};
 use super::objects::Lineage;
 use super::serve::handle;
 use super::tasks::TaskChannel;
@@ -67,7 +67,7 @@ pub(crate) struct ClusterNode {
     /// answers again).
     pub(super) head_lost: Mutex<Option<String>>,
     /// Signalled when the head answers again, or this node gives up on it.
-    head_back: Condvar,
+    head_back: tokio::sync::Notify,
     /// Set once the head stayed away for `head_timeout`: this node no longer waits for it.
     head_gave_up: AtomicBool,
     /// How long this node waits for a head that stopped answering.
@@ -272,7 +272,7 @@ pub(crate) async fn start(
         suspects: Mutex::default(),
         cursor: AtomicUsize::new(0),
         head_lost: Mutex::new(None),
-        head_back: Condvar::new(),
+        head_back: tokio::sync::Notify::new(),
         head_gave_up: AtomicBool::new(false),
         head_timeout: config.head_timeout,
         head_state: head_state.map(Mutex::new),
@@ -305,7 +305,11 @@ pub(crate) async fn start(
             let now = state.now_ms();
             state.membership.register(info.clone(), now).map_err(err)?;
             let version = state.membership.version();
-            state.db.put_member(&info, version).map_err(err)?;
+            let change = Change::Member {
+                info: info.clone(),
+                version,
+            };
+            state.db.commit(vec![change]).map_err(err)?;
             *node.view.write().unwrap_or_else(|e| e.into_inner()) = state.membership.view();
         }
         dir.write_private("head.addr", address.to_string().as_bytes())
@@ -550,6 +554,7 @@ impl ClusterNode {
             sizes.push(("kv_keys", state.kv.len()));
             sizes.push(("placement_groups", state.groups.len()));
             sizes.push(("job_processes", state.job_processes.len()));
+            sizes.push(("head_db_waiting", state.db.waiting()));
         }
         sizes
     }
@@ -736,7 +741,7 @@ impl ClusterNode {
     }
 
     /// Asks the head and waits for the answer, from a thread that may block (not the node's
-    /// event loop, which must run the request).
+    /// event loop, which must run the request). As [`ClusterNode::ask_head_patiently`].
     pub fn ask_head_blocking(
         self: &Arc<Self>,
         arbiter: &actix_rt::ArbiterHandle,
@@ -745,74 +750,80 @@ impl ClusterNode {
         if crate::runtime::context::on_runtime_thread() {
             return Err("cannot wait for the head on the node's own thread".into());
         }
-        // A link to a head that restarted since breaks at its first use, and a head that
-        // dies mid-request breaks it too: the request goes again on a new link, with
-        // backoff, until the head answers or `head_timeout` passes (every request to the
-        // head may be repeated: the head answers a repeat as it did the first).
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.ask_head_then(arbiter, message, move |answer| {
+            let _ = tx.send(answer);
+        });
+        rx.recv().map_err(|_| "the node stopped".to_string())?
+    }
+
+    /// Asks the head on the node's event loop and calls `done` with the answer there (it
+    /// must not block). As [`ClusterNode::ask_head_patiently`].
+    pub fn ask_head_then(
+        self: &Arc<Self>,
+        arbiter: &actix_rt::ArbiterHandle,
+        message: Message,
+        done: impl FnOnce(Result<Message, String>) + Send + 'static,
+    ) {
+        let node = self.clone();
+        arbiter.spawn_fn(move || {
+            actix_rt::spawn(async move { done(node.ask_head_patiently(message).await) });
+        });
+    }
+
+    /// Asks the head and waits for its answer. While the head is away, waits for it to come
+    /// back (up to `head_timeout`), failing naming it if this node gives up on it first. A
+    /// link to a head that restarted since breaks at its first use, and a head that dies
+    /// mid-request breaks it too: the request goes again on a new link, with backoff, until
+    /// the head answers or `head_timeout` passes (every request to the head may be
+    /// repeated: the head answers a repeat as it did the first).
+    pub async fn ask_head_patiently(self: Arc<Self>, message: Message) -> Result<Message, String> {
         let deadline = Instant::now() + self.head_timeout;
         let mut backoff = Duration::from_millis(20);
+        let wait = self.timeout * 2;
         loop {
-            self.wait_for_head()?;
-            match self.ask_head_once(arbiter, message.clone())? {
-                Ok(answer) => return Ok(answer),
-                Err(LinkError::Refused(why)) => return Err(why),
-                Err(e)
+            self.head_answering().await?;
+            match tokio::time::timeout(wait, self.endpoint.request(self.head, &message)).await {
+                Ok(Ok((answer, _))) => return Ok(answer),
+                Ok(Err(LinkError::Refused(why))) => return Err(why),
+                Ok(Err(e))
                     if Instant::now() >= deadline || self.head_gave_up.load(Ordering::Acquire) =>
                 {
                     return Err(format!("the head at {}: {e}", self.head));
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::debug!("asking the head again after: {e}");
-                    std::thread::sleep(backoff);
+                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "the head at {} did not answer within {wait:?}",
+                        self.head
+                    ));
                 }
             }
         }
     }
 
-    /// One request to the head, waited for; the outer error says the node stopped or the
-    /// head did not answer in time.
-    fn ask_head_once(
-        self: &Arc<Self>,
-        arbiter: &actix_rt::ArbiterHandle,
-        message: Message,
-    ) -> Result<Result<Message, LinkError>, String> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let node = self.clone();
-        let wait = self.timeout * 2;
-        arbiter.spawn_fn(move || {
-            actix_rt::spawn(async move {
-                let asked = node.endpoint.request(node.head, &message);
-                let answer = match tokio::time::timeout(wait, asked).await {
-                    Ok(Ok((answer, _))) => Ok(Ok(answer)),
-                    Ok(Err(e)) => Ok(Err(e)),
-                    Err(_) => Err(format!(
-                        "the head at {} did not answer within {wait:?}",
-                        node.head
-                    )),
-                };
-                let _ = tx.send(answer);
-            });
-        });
-        rx.recv().map_err(|_| "the node stopped".to_string())?
-    }
-
-    /// Returns at once while the head answers; while it is away, waits (this thread blocks)
-    /// until it answers again, and fails naming it if this node gives up on it first.
-    fn wait_for_head(&self) -> Result<(), String> {
-        let lost = self.head_lost.lock().unwrap_or_else(|e| e.into_inner());
-        if lost.is_none() {
-            return Ok(());
-        }
-        let (lost, _) = self
-            .head_back
-            .wait_timeout_while(lost, self.head_timeout, |l| {
-                l.is_some() && !self.head_gave_up.load(Ordering::Acquire)
-            })
-            .unwrap_or_else(|e| e.into_inner());
-        match lost.as_ref() {
-            None => Ok(()),
-            Some(why) => Err(why.clone()),
+    /// Returns at once while the head answers; while it is away, waits until it answers
+    /// again (up to `head_timeout`), and fails naming it if this node gives up on it first.
+    async fn head_answering(&self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + self.head_timeout;
+        loop {
+            // Listening before looking, so that a return in between is not missed.
+            let back = self.head_back.notified();
+            tokio::pin!(back);
+            back.as_mut().enable();
+            let Some(why) = self.head_lost() else {
+                return Ok(());
+            };
+            if self.head_gave_up.load(Ordering::Acquire) {
+                return Err(why);
+            }
+            if tokio::time::timeout_at(deadline, back).await.is_err() {
+                return Err(why);
+            }
         }
     }
 
@@ -985,7 +996,7 @@ async fn heartbeat(node: Arc<ClusterNode>) {
                 .take();
             if let Some(why) = was_away {
                 tracing::warn!(head = %node.head, "the head answers again (it was away: {why})");
-                node.head_back.notify_all();
+                node.head_back.notify_waiters();
             }
             continue;
         }
@@ -1019,7 +1030,7 @@ impl ClusterNode {
     fn give_up_on_head(&self, why: String) {
         *self.head_lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         self.head_gave_up.store(true, Ordering::Release);
-        self.head_back.notify_all();
+        self.head_back.notify_waiters();
     }
 }
 

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::head::HeadState;
+use super::head::{self, HeadState};
+use super::head_db::Change;
 use super::node::ClusterNode;
 use crate::base::id::{NodeId, TaskId};
 use crate::base::role::{Ask, Role, Standing, admit};
@@ -207,8 +208,10 @@ async fn serve(
                 match state.membership.register(info, now) {
                     // Acknowledged once durable: a restarted head knows the member.
                     Ok(())
-                        if let Err(e) =
-                            state.db.put_member(&record, state.membership.version()) =>
+                        if let Err(e) = state.db.commit(vec![Change::Member {
+                            info: record,
+                            version: state.membership.version(),
+                        }]) =>
                     {
                         // Not recorded, so not a member: the node is refused, and no live
                         // entry of it stays behind in memory either.
@@ -338,34 +341,7 @@ async fn serve(
             },
         ) => match &node.head_state {
             None => refused("this node is not the head"),
-            Some(state) => {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                match state.names.get(&(namespace.clone(), name.clone())) {
-                    Some((held, class, at)) if *held != actor => Message::ActorFound {
-                        actor: *held,
-                        class: class.clone(),
-                        node: *at,
-                    },
-                    _ => {
-                        // The name is taken once it is durable, and not before: after a
-                        // crash it is either taken or free.
-                        let key = (namespace, name);
-                        let named = (actor, class, host);
-                        super::head::crash_point("name-before-commit");
-                        match state.db.put_name(&key, &named) {
-                            Ok(()) => {
-                                super::head::crash_point("name-after-commit");
-                                state.names.insert(key, named);
-                                Message::Ack
-                            }
-                            Err(e) => {
-                                tracing::error!("{e}");
-                                refused(e.to_string())
-                            }
-                        }
-                    }
-                }
-            }
+            Some(state) => head::name_actor(state, (namespace, name), (actor, class, host)).await,
         },
         (
             Some(_),
@@ -374,23 +350,10 @@ async fn serve(
                 name,
                 actor,
             },
-        ) => {
-            if let Some(state) = &node.head_state {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                let key = (namespace, name);
-                if state
-                    .names
-                    .get(&key)
-                    .is_some_and(|(held, _, _)| *held == actor)
-                {
-                    if let Err(e) = state.db.remove_names(std::slice::from_ref(&key)) {
-                        tracing::error!("{e}");
-                    }
-                    state.names.remove(&key);
-                }
-            }
-            Message::Ack
-        }
+        ) => match &node.head_state {
+            None => Message::Ack,
+            Some(state) => head::unname_actor(state, (namespace, name), actor).await,
+        },
         (
             Some(_),
             Message::ActorAt {
@@ -400,80 +363,24 @@ async fn serve(
             },
         ) => match &node.head_state {
             None => refused("this node is not the head"),
-            Some(state) => {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                match state.db.put_location(actor, &class, at) {
-                    Ok(()) => {
-                        state.locations.insert(actor, (class, at));
-                        Message::Ack
-                    }
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        refused(e.to_string())
-                    }
-                }
-            }
+            Some(state) => head::actor_at(state, actor, class, at).await,
         },
-        (Some(_), Message::ActorGone { actor }) => {
-            if let Some(state) = &node.head_state {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                if state.locations.remove(&actor).is_some()
-                    && let Err(e) = state.db.remove_locations(&[actor])
-                {
-                    tracing::error!("{e}");
-                }
-            }
-            Message::Ack
-        }
+        (Some(_), Message::ActorGone { actor }) => match &node.head_state {
+            None => Message::Ack,
+            Some(state) => head::actor_gone(state, actor).await,
+        },
         (Some(_), Message::LocateActor { actor }) => match &node.head_state {
             None => refused("this node is not the head"),
-            Some(state) => {
-                let state = state.lock().unwrap_or_else(|e| e.into_inner());
-                match state.locations.get(&actor) {
-                    Some((class, at)) => Message::ActorFound {
-                        actor,
-                        class: class.clone(),
-                        node: *at,
-                    },
-                    None => refused(format!("the head does not know where actor {actor} runs")),
-                }
-            }
+            Some(state) => head::locate_actor(state, actor).await,
         },
         (Some(from), Message::RecordGroup(group)) => match &node.head_state {
             None => refused("this node is not the head"),
             Some(_) if group.creator != from => refused("a node records only groups it made"),
-            Some(state) => {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                // Recorded once durable; a group seen again is recorded again.
-                match state.db.put_group(&group) {
-                    Ok(()) => {
-                        state.groups.insert(group.id.clone(), group);
-                        Message::Ack
-                    }
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        refused(e.to_string())
-                    }
-                }
-            }
+            Some(state) => head::record_group(state, group).await,
         },
         (Some(from), Message::ForgetGroup { group }) => match &node.head_state {
             None => refused("this node is not the head"),
-            Some(state) => {
-                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                let ours = state.groups.get(&group).is_some_and(|g| g.creator == from);
-                match ours.then(|| state.db.remove_groups(std::slice::from_ref(&group))) {
-                    Some(Err(e)) => {
-                        tracing::error!("{e}");
-                        refused(e.to_string())
-                    }
-                    Some(Ok(())) => {
-                        state.groups.remove(&group);
-                        Message::Ack
-                    }
-                    None => Message::Ack,
-                }
-            }
+            Some(state) => head::forget_group(state, group, from).await,
         },
         (
             Some(_),
@@ -490,19 +397,7 @@ async fn serve(
         },
         (Some(_), Message::FindActor { namespace, name }) => match &node.head_state {
             None => refused("this node is not the head"),
-            Some(state) => {
-                let state = state.lock().unwrap_or_else(|e| e.into_inner());
-                match state.names.get(&(namespace.clone(), name.clone())) {
-                    Some((actor, class, at)) => Message::ActorFound {
-                        actor: *actor,
-                        class: class.clone(),
-                        node: *at,
-                    },
-                    None => refused(format!(
-                        "no actor is named \"{name}\" in namespace \"{namespace}\""
-                    )),
-                }
-            }
+            Some(state) => head::find_actor(state, (namespace, name)).await,
         },
         (Some(from), Message::FetchObject { task }) => {
             let held = node.take_held(from, task).ok_or_else(|| {
