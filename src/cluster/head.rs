@@ -428,3 +428,121 @@ pub(super) async fn watch_members(node: Arc<ClusterNode>) {
         node.set_view(view);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::head_db::FillingDisk;
+    use futures::executor::block_on;
+
+    fn head_on(disk: FillingDisk) -> Mutex<HeadState> {
+        let (db, _) = HeadDb::open_on(disk, 0).unwrap();
+        Mutex::new(HeadState {
+            membership: Membership::new(1_000),
+            ca: ClusterCa::generate().unwrap(),
+            token: "token".into(),
+            started: Instant::now(),
+            names: HashMap::new(),
+            locations: HashMap::new(),
+            certificate_lifetime: Duration::from_secs(3600),
+            jobs: Jobs::default(),
+            job_processes: HashMap::new(),
+            dir: PathBuf::new(),
+            db,
+            alive_recorded: Instant::now(),
+            kv: Kv::default(),
+            groups: Default::default(),
+        })
+    }
+
+    fn refused_for_the_disk(answer: &Message) -> bool {
+        matches!(answer, Message::Refused { reason } if reason.contains("could not record"))
+    }
+
+    #[test]
+    fn a_change_the_disk_refuses_is_taken_back_and_refused_and_the_head_keeps_serving() {
+        let disk = FillingDisk::default();
+        let full = disk.full.clone();
+        let head = head_on(disk);
+        let (a, b) = (ActorId::from_parts(1, 1), ActorId::from_parts(1, 2));
+        let node = NodeId::random();
+        let key = |name: &str| ("ns".to_string(), name.to_string());
+        let named = |actor| (actor, "Counter".to_string(), node);
+        let group = |id: &str| PlacementGroupInfo {
+            id: id.into(),
+            strategy: "PACK".into(),
+            state: crate::base::rows::PlacementGroupState::Created,
+            bundles: vec!["{CPU: 1}".into()],
+            nodes: vec![node],
+            creator: node,
+        };
+        let put = |k: &str| Message::KvPut {
+            namespace: "ns".into(),
+            key: k.into(),
+            value: b"v".to_vec(),
+            overwrite: true,
+        };
+        let get = |k: &str| Message::KvGet {
+            namespace: "ns".into(),
+            key: k.into(),
+        };
+
+        // While the disk takes writes, changes are made and acknowledged.
+        assert!(matches!(
+            block_on(name_actor(&head, key("kept"), named(a))),
+            Message::Ack
+        ));
+        assert!(matches!(
+            block_on(record_group(&head, group("kept"))),
+            Message::Ack
+        ));
+        assert!(matches!(
+            lock(&head).kv_request(put("kept")),
+            Message::KvDone { existed: false }
+        ));
+
+        // The disk fills up: each change is refused, and none stays behind in memory.
+        full.store(true, Ordering::SeqCst);
+        let claim = block_on(name_actor(&head, key("new"), named(b)));
+        assert!(refused_for_the_disk(&claim), "{claim:?}");
+        let at = block_on(actor_at(&head, b, "Counter".into(), node));
+        assert!(refused_for_the_disk(&at), "{at:?}");
+        let recorded = block_on(record_group(&head, group("new")));
+        assert!(refused_for_the_disk(&recorded), "{recorded:?}");
+        let stored = lock(&head).kv_request(put("new"));
+        assert!(matches!(stored, Message::Refused { .. }), "{stored:?}");
+        // A removal that is not durable keeps the group, as the database still has it.
+        let forgot = block_on(forget_group(&head, "kept".into(), node));
+        assert!(refused_for_the_disk(&forgot), "{forgot:?}");
+        {
+            let s = lock(&head);
+            assert!(!s.names.contains_key(&key("new")));
+            assert!(!s.locations.contains_key(&b));
+            assert_eq!(s.groups.keys().collect::<Vec<_>>(), ["kept"]);
+            assert_eq!(s.kv.len(), 1);
+            assert_eq!(s.db.waiting(), 0);
+        }
+
+        // It keeps serving what it has.
+        assert!(matches!(
+            block_on(find_actor(&head, key("kept"))),
+            Message::ActorFound { actor, .. } if actor == a
+        ));
+        assert!(matches!(
+            block_on(find_actor(&head, key("new"))),
+            Message::Refused { .. }
+        ));
+        assert!(matches!(
+            block_on(locate_actor(&head, b)),
+            Message::Refused { .. }
+        ));
+        assert!(matches!(
+            lock(&head).kv_request(get("kept")),
+            Message::KvValue { value: Some(v) } if v == b"v"
+        ));
+        assert!(matches!(
+            lock(&head).kv_request(get("new")),
+            Message::KvValue { value: None }
+        ));
+    }
+}

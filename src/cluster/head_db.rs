@@ -299,10 +299,18 @@ fn commit<'a>(
 pub(crate) struct Durable(tokio::sync::oneshot::Receiver<Result<(), HeadDbError>>);
 
 impl Durable {
-    /// Waits for the changes. A database closed meanwhile (the head stopping) answers `Ok`:
-    /// the cluster stops, and nothing is carried over.
+    /// Waits for the changes. (A database closed on purpose still makes durable what it was
+    /// given first; only a writer that died answers nothing.)
     pub async fn wait(self) -> Result<(), HeadDbError> {
-        self.0.await.unwrap_or(Ok(()))
+        self.0.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+}
+
+/// The error for changes the writer thread can no longer take.
+fn writer_gone() -> HeadDbError {
+    HeadDbError::Write {
+        what: "a change",
+        reason: "the database's writer thread ended".into(),
     }
 }
 
@@ -341,6 +349,27 @@ impl HeadDb {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        HeadDb::start(db, now_ms, path)
+    }
+
+    /// A database on `backend` (a test's: a disk that fills up).
+    #[cfg(test)]
+    pub fn open_on(
+        backend: impl redb::StorageBackend,
+        now_ms: u64,
+    ) -> Result<(HeadDb, Restored), HeadDbError> {
+        let path = PathBuf::from("(a test's storage)");
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| HeadDbError::Open {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        HeadDb::start(db, now_ms, path)
+    }
+
+    /// Reads what `db` holds and starts its writer.
+    fn start(db: Database, now_ms: u64, path: PathBuf) -> Result<(HeadDb, Restored), HeadDbError> {
         let mut db = HeadDb {
             db: Some(Arc::new(db)),
             writer: None,
@@ -476,7 +505,7 @@ impl HeadDb {
         };
         if let Err(mpsc::SendError(lost)) = writer.to.send(submission) {
             self.pending.fetch_sub(1, Ordering::SeqCst);
-            (lost.done)(Ok(()));
+            (lost.done)(Err(writer_gone()));
         }
     }
 
@@ -501,7 +530,7 @@ impl HeadDb {
         self.submit_then(changes, move |result| {
             let _ = tell.send(result);
         });
-        told.recv().unwrap_or(Ok(()))
+        told.recv().unwrap_or_else(|_| Err(writer_gone()))
     }
 
     /// Hands `changes` to the writer without waiting; a failure is logged (by the writer).
@@ -553,6 +582,49 @@ impl Drop for HeadDb {
     /// The database is closed (its file free for another head) once the writer has ended.
     fn drop(&mut self) {
         self.close_writer();
+    }
+}
+
+/// A disk that fills up when a test says so: storage in memory whose writes, syncs and
+/// growth fail with `StorageFull` from then on.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct FillingDisk {
+    bytes: redb::backends::InMemoryBackend,
+    /// Set: the disk is full.
+    pub full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(test)]
+impl FillingDisk {
+    fn check(&self) -> Result<(), redb::BackendError> {
+        if self.full.load(Ordering::SeqCst) {
+            let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
+            return Err(redb::BackendError::Io(full));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl redb::StorageBackend for FillingDisk {
+    fn len(&self) -> Result<u64, redb::BackendError> {
+        self.bytes.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), redb::BackendError> {
+        self.bytes.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), redb::BackendError> {
+        self.check()?;
+        self.bytes.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), redb::BackendError> {
+        self.check()?;
+        self.bytes.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), redb::BackendError> {
+        self.check()?;
+        self.bytes.write(offset, data)
     }
 }
 
