@@ -1,10 +1,10 @@
 //! The head killed with SIGKILL and started again with `mobula start --head` on the same
-//! cluster directory and address, with real processes: a worker node and this test as a
+//! cluster directory and address, with real processes: two worker nodes and this test as a
 //! driver keep running through the outage and reconnect; a detached named actor made before
 //! the crash is found by a second driver after it, and so is a key of the key-value store;
-//! jobs list both drivers; `mobula status`
-//! counts the restart. A
-//! head whose database cannot be opened says why and does not start.
+//! a placement group's tasks still land on its bundles, a large value held on a worker is
+//! fetched, a new worker joins; jobs list both drivers; `mobula status` counts the restart.
+//! A head whose database cannot be opened says why and does not start.
 
 mod common;
 
@@ -36,6 +36,16 @@ impl Keeper {
 #[mobula::remote]
 fn square(x: u64) -> u64 {
     x * x
+}
+
+#[mobula::remote]
+fn big(n: usize) -> Vec<u8> {
+    vec![7u8; n]
+}
+
+#[mobula::remote]
+fn where_am_i() -> String {
+    mobula::context().node_id().expect("a runtime").to_string()
 }
 
 /// Not a test: a worker node, started by the test below.
@@ -131,32 +141,45 @@ fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
     let vars = join_variables(&printed);
     let address = vars["MOBULA_ADDRESS"].clone();
 
-    let mut worker = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "crash_worker", "--nocapture"])
-        .envs(&vars)
-        .env("MOBULA_WORKER", "1")
-        .env("MOBULA_NUM_CPUS", "2")
-        .env("MOBULA_DIR", dir.join("worker"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _driver = mobula::init(driver_config(&vars, &dir.join("driver"))).unwrap();
-    eventually("the worker joins", || {
+    let start_worker = |name: &str| {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "crash_worker", "--nocapture"])
+            .envs(&vars)
+            .env("MOBULA_WORKER", "1")
+            .env("MOBULA_NUM_CPUS", "2")
+            .env("MOBULA_DIR", dir.join(name))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let workers_alive = || -> Vec<NodeId> {
         mobula::node::nodes()
             .iter()
-            .any(|n| n.alive && n.info.runs_tasks)
-    });
-    let worker_id: NodeId = mobula::node::nodes()
-        .iter()
-        .find(|n| n.alive && n.info.runs_tasks)
-        .unwrap()
-        .info
-        .node_id;
-    let on_worker = SchedulingStrategy::NodeAffinity {
-        node: worker_id,
-        soft: false,
+            .filter(|n| n.alive && n.info.runs_tasks)
+            .map(|n| n.info.node_id)
+            .collect()
     };
+    let mut worker = start_worker("worker");
+    let mut worker_b = start_worker("worker-b");
+    let _driver = mobula::init(driver_config(&vars, &dir.join("driver"))).unwrap();
+    eventually("both workers join", || workers_alive().len() == 2);
+    let (worker_id, worker_b_id) = (workers_alive()[0], workers_alive()[1]);
+    let on = |node| SchedulingStrategy::NodeAffinity { node, soft: false };
+    let on_worker = on(worker_id);
+    // A placement group with a bundle on each worker, and a large value held on one.
+    let pg = mobula::placement_group(
+        vec![mobula::Bundle::new().num_cpus(1); 2],
+        mobula::PlacementStrategy::StrictSpread,
+    )
+    .unwrap();
+    pg.ready().unwrap();
+    let held = big
+        .options()
+        .scheduling_strategy(on(worker_b_id))
+        .remote(16 << 20);
+    let (ready, _) = mobula::wait_anywhere(vec![held.clone()], 1, None).unwrap();
+    assert_eq!(ready.len(), 1);
     let keeper = Keeper::options()
         .name("keeper")
         .detached(true)
@@ -195,9 +218,32 @@ fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
     let status = text(&mobula(&["status", "--dir", &d]));
     assert!(status.contains("head restarted 1 time(s)"), "{status}");
     assert!(
-        worker.try_wait().unwrap().is_none(),
-        "the worker kept running"
+        worker.try_wait().unwrap().is_none() && worker_b.try_wait().unwrap().is_none(),
+        "the workers kept running"
     );
+    // The placement group stands: a task in each bundle runs on that bundle's node.
+    for i in 0..2 {
+        let at = where_am_i
+            .options()
+            .placement_group(&pg, Some(i))
+            .num_cpus(1)
+            .remote()
+            .get()
+            .unwrap();
+        assert_eq!(at, pg.bundle_node(i).unwrap().to_string(), "bundle {i}");
+    }
+    // The large value is fetched from the worker that holds it.
+    let value = held.get().unwrap();
+    assert_eq!((value.len(), value[0]), (16 << 20, 7));
+    // A new worker joins the restarted head, and runs a task.
+    let mut worker_c = start_worker("worker-c");
+    eventually("the new worker joins", || workers_alive().len() == 3);
+    let new_id = *workers_alive()
+        .iter()
+        .find(|w| ![worker_id, worker_b_id].contains(w))
+        .unwrap();
+    let on_new = square.options().scheduling_strategy(on(new_id)).remote(9);
+    assert_eq!(on_new.get().unwrap(), 81);
 
     // A second driver finds the actor by the name taken before the crash.
     let second = second_driver(&vars, &dir, "keeper");
@@ -224,7 +270,11 @@ fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
 
     let stopped = mobula(&["stop", "--dir", &d]);
     assert!(stopped.status.success(), "{}", text(&stopped));
-    eventually("the worker exits", || worker.try_wait().unwrap().is_some());
+    eventually("the workers exit", || {
+        [&mut worker, &mut worker_b, &mut worker_c]
+            .into_iter()
+            .all(|w| w.try_wait().unwrap().is_some())
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 
