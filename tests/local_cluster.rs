@@ -608,6 +608,45 @@ fn work_no_node_can_take_yet_waits_for_one_then_fails_saying_what_it_waited_for(
     assert_eq!(node.get().unwrap(), joined);
 }
 
+static LOST_ATTEMPT_STARTED: common::Gate = common::Gate::new();
+static LOST_ATTEMPT_HOLD: common::Gate = common::Gate::new();
+static LOST_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Where it ran; the first attempt says it started, then waits to be let go.
+#[mobula::remote(max_retries = 3)]
+fn held_first_time() -> NodeId {
+    if LOST_ATTEMPTS.fetch_add(1, Ordering::SeqCst) == 0 {
+        LOST_ATTEMPT_STARTED.open();
+        LOST_ATTEMPT_HOLD.pass();
+    }
+    mobula::context().node_id().unwrap()
+}
+
+#[test]
+fn a_task_whose_node_is_lost_while_no_other_can_run_it_waits_for_one() {
+    let _turn = turn();
+    let worker = || Config::default().num_cpus(1);
+    let (mut cluster, workers, _driver) =
+        common::local_cluster(Config::default().num_cpus(0), worker, 1, |c| c);
+    LOST_ATTEMPT_STARTED.close();
+    LOST_ATTEMPT_HOLD.close();
+    LOST_ATTEMPTS.store(0, Ordering::SeqCst);
+    let ran_on = held_first_time.remote();
+    LOST_ATTEMPT_STARTED.pass();
+    // Its only node dies mid-task: no node can run it again now, so the retry waits (as a
+    // task placed for the first time does), and runs on the node that joins.
+    assert!(cluster.kill_node(workers[0]));
+    eventually("the driver finds the worker dead", || {
+        mobula::node::nodes()
+            .iter()
+            .any(|n| n.info.node_id == workers[0] && !n.alive)
+    });
+    let joined = cluster.add_node(worker()).unwrap();
+    LOST_ATTEMPT_HOLD.open();
+    assert_eq!(ran_on.get().unwrap(), joined);
+    assert_eq!(LOST_ATTEMPTS.load(Ordering::SeqCst), 2);
+}
+
 // Streaming generators across nodes: the items are made on a worker and pushed to the
 // consumer's node over QUIC, each answered once it fits in the window.
 

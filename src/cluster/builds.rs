@@ -392,23 +392,27 @@ async fn fetch_into(
     receive_into(&mut rx, wanted, partial).await
 }
 
-/// Reads `wanted.size` bytes of `wanted` from `rx` into `partial`, checking their hash.
+/// Reads `wanted.size` bytes of `wanted` from `rx` into `partial`, checking their hash. The
+/// bytes are hashed and written in pieces off the event loop (a build can be hundreds of
+/// megabytes, and the loop also keeps the node's heartbeats), as `send_file` reads them.
 async fn receive_into(
     rx: &mut quinn::RecvStream,
     wanted: &Build,
     partial: &Path,
 ) -> Result<(), String> {
-    let mut file = File::create(partial).map_err(|e| format!("cannot write: {e}"))?;
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let cannot_write = |e: std::io::Error| format!("cannot write: {e}");
+    let file = File::create(partial).map_err(cannot_write)?;
+    let mut sink = Some((file, ring::digest::Context::new(&ring::digest::SHA256)));
+    let mut piece: Vec<bytes::Bytes> = Vec::new();
+    let mut piece_len = 0u64;
     let mut got = 0u64;
     while got < wanted.size {
         let left = usize::try_from(wanted.size - got).unwrap_or(usize::MAX);
         match rx.read_chunk(left.min(PIECE as usize), true).await {
             Ok(Some(chunk)) => {
-                context.update(&chunk.bytes);
-                file.write_all(&chunk.bytes)
-                    .map_err(|e| format!("cannot write: {e}"))?;
                 got += chunk.bytes.len() as u64;
+                piece_len += chunk.bytes.len() as u64;
+                piece.push(chunk.bytes);
             }
             Ok(None) => {
                 return Err(format!(
@@ -418,11 +422,33 @@ async fn receive_into(
             }
             Err(e) => return Err(format!("the transfer broke after {got} bytes: {e}")),
         }
+        if piece_len >= PIECE || got == wanted.size {
+            let (mut file, mut context) = sink.take().ok_or("the file went")?;
+            let bytes = std::mem::take(&mut piece);
+            piece_len = 0;
+            let written = tokio::task::spawn_blocking(move || {
+                for b in &bytes {
+                    context.update(b);
+                    file.write_all(b)?;
+                }
+                Ok::<_, std::io::Error>((file, context))
+            });
+            sink = Some(
+                written
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(cannot_write)?,
+            );
+        }
     }
+    let (file, context) = sink.take().ok_or("the file went")?;
     if context.finish().as_ref() != wanted.id.0 {
         return Err("the bytes do not hash to the build's id: the copy is corrupt".into());
     }
-    file.sync_all().map_err(|e| format!("cannot write: {e}"))
+    tokio::task::spawn_blocking(move || file.sync_all())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(cannot_write)
 }
 
 #[cfg(unix)]

@@ -77,6 +77,9 @@ pub(crate) struct ClusterNode {
     /// How long work waits for a node that can take it (see `wait_to_place`).
     pub(super) placement_timeout: Duration,
     pub(super) stopping: AtomicBool,
+    /// Set once the node is asked to stop or leaves: it starts no more tasks sent to it (the
+    /// channel that brings one is closed, so the sender runs it elsewhere).
+    pub(super) draining: AtomicBool,
     /// Set when the cluster told this node to stop.
     pub shutdown: tokio::sync::Notify,
     pub(super) scheduler: Scheduler,
@@ -279,6 +282,7 @@ pub(crate) async fn start(
         timeout: config.node_timeout,
         placement_timeout: config.placement_timeout,
         stopping: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
         shutdown: tokio::sync::Notify::new(),
         scheduler,
         remote_actors: RemoteActors::default(),
@@ -907,6 +911,7 @@ impl ClusterNode {
     /// Leaves the cluster: the head tells every node to stop; a node tells the head it
     /// leaves (so that it is listed as gone, not dead) and closes its links.
     pub async fn leave(self: Arc<Self>) {
+        self.draining.store(true, Ordering::Release);
         let was_stopping = self.stopping.swap(true, Ordering::AcqRel);
         if self.head_state.is_none() && !was_stopping && self.head_lost().is_none() {
             let told = self.endpoint.request(self.head, &Message::Leave);

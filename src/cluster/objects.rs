@@ -190,11 +190,11 @@ pub(crate) async fn fetch(
                 lineage.function, lineage.attempts
             )));
         }
-        let strategy = match lineage.strategy {
-            SchedulingStrategy::NodeAffinity { soft: true, .. } => SchedulingStrategy::Default,
-            s => s,
-        };
-        let node = match cluster.place_retry(&lineage.request, strategy) {
+        let what = format!("`{}`, run again to remake an object", lineage.function);
+        let node = match cluster
+            .place_retry(&lineage.request, lineage.strategy, &what)
+            .await
+        {
             Ok(node) => node,
             Err(e) => {
                 return Err(lost(format!(

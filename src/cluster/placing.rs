@@ -162,21 +162,21 @@ impl ClusterNode {
         target
     }
 
-    /// A node for a task whose node was lost: any that can run it, this one included.
-    pub fn place_retry(
+    /// A node for work whose node was lost: any that can run it, this one included (a soft
+    /// affinity no longer holds). When none can take it now but one may (a node agent is
+    /// starting its build's process again, or resources free up), it waits as work placed
+    /// for the first time does, up to the placement timeout.
+    pub async fn place_retry(
         &self,
         req: &ResourceRequest,
         strategy: SchedulingStrategy,
+        what: &str,
     ) -> Result<NodeId, String> {
         let strategy = match strategy {
             SchedulingStrategy::NodeAffinity { soft: true, .. } => SchedulingStrategy::Default,
             s => s,
         };
-        match self.place(req, strategy) {
-            Placement::Local => Ok(self.node_id),
-            Placement::Remote(node) => Ok(node),
-            Placement::Infeasible(why) | Placement::Wait(why) => Err(why),
-        }
+        self.wait_to_place(req, strategy, what).await
     }
 
     /// Places work that no live node could take when it was submitted: asks again every

@@ -243,7 +243,11 @@ pub(crate) async fn send(cluster: Arc<ClusterNode>, store: Store, out: RemoteTas
                     fail(TaskErrorKind::WorkerDied, target, lost, attempts);
                     return;
                 }
-                match cluster.place_retry(&request, out.options.strategy) {
+                let what = format!("task {} ({function}), run again", out.task);
+                match cluster
+                    .place_retry(&request, out.options.strategy, &what)
+                    .await
+                {
                     Ok(next) => {
                         tracing::warn!("{lost}; running it again on node {next}");
                         target = next;

@@ -3,6 +3,7 @@
 //! are handed to their modules.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::head::{self, HeadState};
@@ -316,6 +317,7 @@ async fn serve(
         }
         (Some(_), Message::Shutdown { reason }) => {
             tracing::info!("asked to stop: {reason}");
+            node.draining.store(true, Ordering::Release);
             // Answer first, and let the answer arrive, before the links close.
             if link::send(&mut tx, &Message::Ack).await.is_ok() && tx.finish().is_ok() {
                 let _ = tokio::time::timeout(Duration::from_millis(500), tx.stopped()).await;

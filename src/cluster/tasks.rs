@@ -162,6 +162,13 @@ pub(crate) async fn serve(
     let writer = actix_rt::spawn(writer);
     loop {
         match link::recv(&mut rx).await {
+            // Stopping: the channel closes, and the tasks sent on it that did not start here
+            // are run again elsewhere by their sender (as after a lost node). Those running
+            // still answer.
+            Ok(Message::RunTask(_)) if node.draining.load(Ordering::Acquire) => {
+                tracing::info!(from = %from, "closed a task channel: this node is stopping");
+                break;
+            }
             Ok(Message::RunTask(mut task)) => {
                 let streamed = std::mem::take(&mut task.streamed);
                 if let Err(e) =

@@ -735,7 +735,12 @@ impl Driver {
                 }
             };
         owner.restarts += 1;
-        let next = match self.cluster.place_retry(&owner.settings.place, strategy) {
+        let what = format!("actor {actor}, restarted");
+        let next = match self
+            .cluster
+            .place_retry(&owner.settings.place, strategy, &what)
+            .await
+        {
             Ok(next) => next,
             Err(e) => {
                 self.die(format!("{why}; no other node can host it: {e}"));
