@@ -43,11 +43,6 @@ fn big(n: usize) -> Vec<u8> {
     vec![7u8; n]
 }
 
-#[mobula::remote]
-fn where_am_i() -> String {
-    mobula::context().node_id().expect("a runtime").to_string()
-}
-
 /// Not a test: a worker node, started by the test below.
 #[test]
 #[ignore = "child-process entry point: a worker node that the head-crash test starts"]
@@ -222,16 +217,7 @@ fn a_head_killed_with_sigkill_and_started_again_keeps_its_cluster() {
         "the workers kept running"
     );
     // The placement group stands: a task in each bundle runs on that bundle's node.
-    for i in 0..2 {
-        let at = where_am_i
-            .options()
-            .placement_group(&pg, Some(i))
-            .num_cpus(1)
-            .remote()
-            .get()
-            .unwrap();
-        assert_eq!(at, pg.bundle_node(i).unwrap().to_string(), "bundle {i}");
-    }
+    common::groups::each_bundle_runs_on_its_node(&pg, 2);
     // The large value is fetched from the worker that holds it.
     let value = held.get().unwrap();
     assert_eq!((value.len(), value[0]), (16 << 20, 7));

@@ -156,16 +156,7 @@ fn a_head_killed_and_restarted_comes_back_with_its_tables() {
     assert_eq!(shown[0]["down_ms"], outage.down_ms);
 
     // The placement group stands: a task in each bundle runs on that bundle's node.
-    for i in 0..2 {
-        let at = where_am_i
-            .options()
-            .placement_group(&pg, Some(i))
-            .num_cpus(1)
-            .remote()
-            .get()
-            .unwrap();
-        assert_eq!(at, pg.bundle_node(i).unwrap().to_string(), "bundle {i}");
-    }
+    common::groups::each_bundle_runs_on_its_node(&pg, 2);
     // The head read the group back from its tables, and forgets it once it is removed.
     let groups_on = |cluster: &mobula::testing::LocalCluster| {
         cluster

@@ -9,6 +9,7 @@ use mobula::{Config, InitGuard};
 
 pub mod cli;
 pub mod cli_cluster;
+pub mod groups;
 pub mod http;
 
 /// One Mobula runtime per process: tests that start one take turns.
